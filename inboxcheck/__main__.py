@@ -1,0 +1,3 @@
+from inboxcheck._cli import main
+
+main()

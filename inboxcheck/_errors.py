@@ -1,0 +1,77 @@
+"""Errors that are the user's or the environment's, not findings about the account.
+
+Findings about an account are results (:class:`inboxcheck.Finding`), never exceptions. What is raised
+here is what stops inboxcheck from checking at all: a file it cannot read, an account that does not
+validate, a bad option, a broken preset, an API key of the wrong shape. Every message names what, where
+and how to fix it, and none ever carries a secret.
+
+    InboxcheckError
+    ├── AccountError          the account payload is missing, malformed or out of range
+    ├── OptionsError          an option (timeout, nameserver, CA file...) is unusable
+    ├── PresetError           a preset file is missing or invalid
+    ├── ApiKeyError           the platform API key is missing or not shaped like one
+    └── ApiError              the platform's create call failed (see inboxcheck.api)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AccountError",
+    "ApiError",
+    "ApiKeyError",
+    "FieldProblem",
+    "InboxcheckError",
+    "OptionsError",
+    "PresetError",
+]
+
+
+class InboxcheckError(Exception):
+    """The root of every error inboxcheck raises on purpose."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with one field of the account payload."""
+
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}"
+
+
+class AccountError(InboxcheckError, ValueError):
+    """The account payload cannot be used; ``problems`` lists one line per field."""
+
+    def __init__(self, source: str, problems: list[FieldProblem] | None = None, *, message: str = "") -> None:
+        self.source = source
+        self.problems = list(problems or [])
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        head = f"{self.source}: {self.message or 'the account is not valid'}"
+        if not self.problems:
+            return head
+        return "\n".join([head, *(f"  {problem}" for problem in self.problems)])
+
+
+class OptionsError(InboxcheckError, ValueError):
+    """An option given to a check cannot be used."""
+
+
+class PresetError(InboxcheckError):
+    """A provider preset is missing or invalid."""
+
+
+class ApiKeyError(InboxcheckError, ValueError):
+    """The platform API key is missing or not of the documented form."""
+
+
+class ApiError(InboxcheckError):
+    """The platform's create call failed in a way that stops the run."""

@@ -1,0 +1,370 @@
+"""The data inboxcheck reads and writes: the account payload, findings, check results, the report.
+
+One pydantic model per concept serves the Python API and the JSON output (see ``report.schema.json``).
+The account mirrors the platform's create-inbox contract field for field, with the same limits, so an
+account that validates here is one the platform accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+)
+
+from inboxcheck._version import __version__
+
+__all__ = [
+    "Account",
+    "AccountView",
+    "CheckResult",
+    "DailyLimitRecommendation",
+    "Finding",
+    "InboxType",
+    "PresetRef",
+    "RampStep",
+    "Report",
+    "Severity",
+    "Stage",
+    "Status",
+    "Verdict",
+]
+
+
+class InboxType(StrEnum):
+    """The platform's provider types; each has its own daily limits."""
+
+    GOOGLE_WORKSPACE = "GOOGLE_WORKSPACE"
+    OUTLOOK_365 = "OUTLOOK_365"
+    CUSTOM_SMTP = "CUSTOM_SMTP"
+
+
+class Stage(StrEnum):
+    """How far the mailbox is in its warm-up; drives the recommended daily limit."""
+
+    NEW = "new"
+    WARMING = "warming"
+    ESTABLISHED = "established"
+
+
+class Status(StrEnum):
+    """The outcome of one check.
+
+    ``error`` means the check could not tell (a timeout, SERVFAIL, a deadline): it is never a claim that
+    something is missing or wrong.
+    """
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class Severity(StrEnum):
+    """How much one finding matters. ``error`` is "could not tell"."""
+
+    INFO = "info"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"
+
+
+class Verdict(StrEnum):
+    """The overall answer for one account."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"
+
+
+_STATUS_OF_SEVERITY: Final = {
+    Severity.INFO: Status.PASS,
+    Severity.WARN: Status.WARN,
+    Severity.FAIL: Status.FAIL,
+    Severity.ERROR: Status.ERROR,
+}
+# A failure outranks "could not tell": a run that proved one thing wrong has a definite answer.
+_STATUS_RANK: Final = {Status.SKIPPED: 0, Status.PASS: 1, Status.WARN: 2, Status.ERROR: 3, Status.FAIL: 4}
+
+# Deliberately simpler than RFC 5322: the platform stores a mailbox address, and the shapes that matter
+# here are "one @, a non-empty local part, a domain with at least one dot and sane labels".
+# Dot-atom text, plus any non-ASCII letter (RFC 6531 internationalised addresses).
+_LOCAL_PART = re.compile(r"^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]|[^\x00-\x7f\s])+$")
+_DOMAIN_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}\.?$)(?:(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\.)*(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\.?$"
+)
+
+
+def _check_domain(domain: str) -> str | None:
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "its domain is not a valid internationalised name"
+    labels = ascii_domain.rstrip(".").split(".")
+    if len(labels) < 2:
+        return "its domain needs at least one dot (e.g. company.com)"
+    bad = [label for label in labels if not _DOMAIN_LABEL.match(label)]
+    if bad:
+        return f"its domain has an invalid label {bad[0]!r}"
+    return None
+
+
+def email_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable mailbox address, or None when it is."""
+    if value.count("@") != 1:
+        return "must contain exactly one @"
+    local, domain = value.split("@")
+    if not local:
+        return "has nothing before the @"
+    if len(local.encode()) > 64:
+        return "has a local part (before the @) longer than 64 bytes"
+    if not _LOCAL_PART.match(local) or local.startswith(".") or local.endswith(".") or ".." in local:
+        return "has a local part (before the @) with characters or dots a mailbox cannot have"
+    return _check_domain(domain)
+
+
+_Name255 = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+_Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+_Password = Annotated[SecretStr, Field(min_length=1, max_length=500)]
+
+
+def _check_host(value: str) -> str:
+    if "://" in value:
+        raise ValueError("must be a bare host name such as smtp.gmail.com, without a scheme")
+    if ":" in value and not value.startswith("["):
+        raise ValueError("must be a bare host name; put the port in the port field")
+    if not _HOSTNAME.match(value) and not _is_ip_literal(value):
+        raise ValueError("must be a host name (letters, digits, dots, hyphens) or an IP address")
+    return value
+
+
+def _is_ip_literal(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class Account(BaseModel):
+    """One bring-your-own-credentials inbox, exactly as the platform's create call takes it.
+
+    Passwords are :class:`pydantic.SecretStr`: they never show in a repr, a dump or the report. Only
+    :meth:`api_payload` reveals them, for the create call itself.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    email_address: Annotated[str, StringConstraints(min_length=5, max_length=255)]
+    display_name: _Name255
+    inbox_type: InboxType
+    smtp_host: _Name255
+    smtp_port: _Port
+    smtp_username: _Name255
+    smtp_password: _Password
+    imap_host: _Name255
+    imap_port: _Port
+    imap_username: _Name255
+    imap_password: _Password
+    daily_limit: Annotated[int, Field(ge=1, strict=True)] | None = None
+    smtp_use_tls: Annotated[bool, Field(strict=True)] = True
+    imap_use_ssl: Annotated[bool, Field(strict=True)] = True
+
+    @field_validator("email_address")
+    @classmethod
+    def _valid_email(cls, value: str) -> str:
+        problem = email_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("smtp_host", "imap_host")
+    @classmethod
+    def _valid_host(cls, value: str) -> str:
+        return _check_host(value)
+
+    @property
+    def domain(self) -> str:
+        """The sending domain: the part of ``email_address`` after the @, lower-cased."""
+        return self.email_address.rsplit("@", 1)[1].lower().rstrip(".")
+
+    def view(self) -> AccountView:
+        """The account without its secrets, as the report shows it."""
+        return AccountView.model_validate(self.model_dump(exclude={"smtp_password", "imap_password"}))
+
+    def api_payload(self, *, daily_limit: int | None = None) -> dict[str, Any]:
+        """The JSON body of the platform's create call, passwords included. Handle with care."""
+        payload = self.model_dump(mode="python", exclude={"smtp_password", "imap_password"})
+        payload["smtp_password"] = self.smtp_password.get_secret_value()
+        payload["imap_password"] = self.imap_password.get_secret_value()
+        if daily_limit is not None:
+            payload["daily_limit"] = daily_limit
+        if payload["daily_limit"] is None:
+            del payload["daily_limit"]
+        return {key: (value.value if isinstance(value, StrEnum) else value) for key, value in payload.items()}
+
+
+class AccountView(BaseModel):
+    """An account as shown in a report: every field but the passwords."""
+
+    model_config = ConfigDict(frozen=True)
+
+    email_address: str
+    display_name: str
+    inbox_type: InboxType
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str
+    imap_host: str
+    imap_port: int
+    imap_username: str
+    daily_limit: int | None
+    smtp_use_tls: bool
+    imap_use_ssl: bool
+
+
+_CODE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
+
+
+class Finding(BaseModel):
+    """One thing a check found: a stable code, what it means, how to fix it, and the proof."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: Annotated[str, Field(pattern=_CODE_PATTERN, description="Stable identifier, e.g. dns.spf.multiple")]
+    severity: Severity
+    message: str = Field(description="One sentence a person understands.")
+    fix: str | None = Field(default=None, description="What to do about it, as an action.")
+    evidence: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="What was seen: a server reply, a DNS record, a certificate date.",
+    )
+
+
+class CheckResult(BaseModel):
+    """The outcome of one check, with every finding it made."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$")]
+    title: str
+    status: Status
+    summary: str = Field(description="One line: what was checked and what came of it.")
+    duration_ms: float = Field(ge=0)
+    findings: tuple[Finding, ...] = ()
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+    _traceback: str | None = PrivateAttr(default=None)
+
+    @property
+    def traceback(self) -> str | None:
+        """The traceback of an unexpected exception inside the check (a bug), for ``--debug``."""
+        return self._traceback
+
+    @staticmethod
+    def status_of(findings: tuple[Finding, ...] | list[Finding]) -> Status:
+        """The status implied by the findings: the worst of them, ``pass`` when there are none."""
+        status = Status.PASS
+        for finding in findings:
+            candidate = _STATUS_OF_SEVERITY[finding.severity]
+            if _STATUS_RANK[candidate] > _STATUS_RANK[status]:
+                status = candidate
+        return status
+
+
+class PresetRef(BaseModel):
+    """Which provider preset the account was matched to, and how."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    matched_by: Literal["smtp_host", "imap_host", "mx", "inbox_type"]
+
+
+class RampStep(BaseModel):
+    """One day of a warm-up ramp."""
+
+    model_config = ConfigDict(frozen=True)
+
+    day: int = Field(ge=1)
+    daily_limit: int = Field(ge=1)
+
+
+class DailyLimitRecommendation(BaseModel):
+    """The daily sending limit inboxcheck recommends, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: int = Field(ge=1)
+    stage: Stage
+    stage_range: tuple[int, int]
+    provider_cap: int | None = None
+    reasons: tuple[str, ...] = ()
+    ramp: tuple[RampStep, ...] = ()
+
+
+REPORT_SCHEMA_VERSION: Final = "1"
+
+
+class Report(BaseModel):
+    """Everything inboxcheck found about one account. Serialised as ``--format json``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal["1"] = REPORT_SCHEMA_VERSION
+    tool: Literal["inboxcheck"] = "inboxcheck"
+    tool_version: str = __version__
+    generated_at: datetime
+    duration_ms: float = Field(ge=0)
+    account: AccountView
+    preset: PresetRef | None
+    checks: tuple[CheckResult, ...]
+    verdict: Verdict
+    counts: dict[Status, int]
+    recommended_daily_limit: DailyLimitRecommendation
+
+    @staticmethod
+    def verdict_of(checks: tuple[CheckResult, ...] | list[CheckResult]) -> Verdict:
+        """fail beats error beats warn beats pass; skipped checks do not count."""
+        statuses = {check.status for check in checks}
+        for status, verdict in (
+            (Status.FAIL, Verdict.FAIL),
+            (Status.ERROR, Verdict.ERROR),
+            (Status.WARN, Verdict.WARN),
+        ):
+            if status in statuses:
+                return verdict
+        return Verdict.PASS
+
+    def findings(self) -> list[Finding]:
+        """Every finding of every check, in check order."""
+        return [finding for check in self.checks for finding in check.findings]
+
+    def check(self, name: str) -> CheckResult:
+        """The result of the check called ``name``; KeyError when it did not run."""
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+    @property
+    def exit_code(self) -> int:
+        """0 nothing failed, 1 a check failed, 3 nothing failed but some check could not tell."""
+        return {Verdict.FAIL: 1, Verdict.ERROR: 3}.get(self.verdict, 0)

@@ -1,0 +1,105 @@
+"""Options every check honours: timeouts, the DNS servers to ask, extra trust, the mailbox's stage."""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from inboxcheck._errors import OptionsError
+from inboxcheck._models import Stage
+
+__all__ = ["CheckOptions", "Family", "Nameserver", "parse_nameserver"]
+
+
+class Family(StrEnum):
+    """The groups of checks, which can be selected or skipped as a whole."""
+
+    ACCOUNT = "account"
+    DNS = "dns"
+    SMTP = "smtp"
+    IMAP = "imap"
+
+
+class Nameserver(BaseModel):
+    """A DNS server to send every lookup to, instead of the system resolver."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 53
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_nameserver(text: str) -> Nameserver:
+    """Parse ``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address.
+
+    The host must be an IP address: a name would need a resolver to find the resolver.
+    """
+    value = text.strip()
+    host, port = value, 53
+    if value.startswith("["):
+        close = value.find("]")
+        if close < 0:
+            raise OptionsError(f"nameserver {text!r}: missing ']' after the IPv6 address")
+        host, rest = value[1:close], value[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise OptionsError(f"nameserver {text!r}: expected ':PORT' after ']'")
+            port = _port(text, rest[1:])
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+        port = _port(text, port_text)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise OptionsError(
+            f"nameserver {text!r}: {host!r} is not an IP address; give the server's address, "
+            "e.g. 127.0.0.1:5353 or [::1]:5353"
+        ) from None
+    return Nameserver(host=host, port=port)
+
+
+def _port(text: str, port_text: str) -> int:
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise OptionsError(f"nameserver {text!r}: port {port_text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise OptionsError(f"nameserver {text!r}: port {port} is outside 1-65535")
+    return port
+
+
+class CheckOptions(BaseModel):
+    """How a run behaves. Every network step has ``timeout``; the whole run has ``deadline``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    deadline: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    nameservers: tuple[Nameserver, ...] = ()
+    ca_file: Path | None = None
+    stage: Stage = Stage.NEW
+    allow_plaintext: bool = False
+    dkim_selectors: tuple[str, ...] = ()
+    families: frozenset[Family] = frozenset(Family)
+
+    @field_validator("nameservers", mode="before")
+    @classmethod
+    def _parse_nameservers(cls, value: object) -> object:
+        if isinstance(value, (list, tuple)):
+            return tuple(parse_nameserver(item) if isinstance(item, str) else item for item in value)
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"CA file {value} does not exist or is not a file")
+        return value
