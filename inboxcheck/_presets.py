@@ -1,0 +1,301 @@
+"""Provider presets: what each mailbox provider expects, loaded from TOML data files in ``presets/``.
+
+Presets are data, not code: hosts, ports, TLS modes, username rules, DNS expectations, authentication
+policy, sending caps, and the source of each fact. A preset is matched to an account by its SMTP or
+IMAP host, then by the domain's MX hosts, then by the account's ``inbox_type``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from inboxcheck._errors import PresetError
+from inboxcheck._models import InboxType
+
+__all__ = [
+    "AuthPolicy",
+    "BasicAuth",
+    "DnsExpectations",
+    "Endpoint",
+    "Preset",
+    "PresetMatch",
+    "Presets",
+    "ServiceSpec",
+    "TlsMode",
+    "UsernameRule",
+    "load_presets",
+]
+
+
+class TlsMode(StrEnum):
+    """How a connection is encrypted."""
+
+    IMPLICIT = "implicit"  # TLS from the first byte (SMTP 465, IMAP 993)
+    STARTTLS = "starttls"  # plain connect, then upgrade (SMTP 587, IMAP 143)
+    NONE = "none"
+
+
+class UsernameRule(StrEnum):
+    """What the provider expects as the login name."""
+
+    EMAIL = "email"  # the full address, the same as email_address
+    LOCAL_PART = "local_part"  # the part before the @
+    ANY = "any"  # unknown or free (custom hosts)
+
+
+class BasicAuth(StrEnum):
+    """Whether a password login (as opposed to OAuth2) works for a protocol."""
+
+    ALLOWED = "allowed"
+    TENANT_SETTING = "tenant_setting"  # works only where an administrator turned it on
+    RETIRED = "retired"  # switched off by the provider for good
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Endpoint(_Data):
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+    tls: TlsMode
+    preferred: bool = False
+    note: str | None = None
+
+
+class ServiceSpec(_Data):
+    username: UsernameRule = UsernameRule.ANY
+    endpoints: tuple[Endpoint, ...] = ()
+    # Extra host globs that belong to this provider (regional or legacy hosts).
+    host_patterns: tuple[str, ...] = ()
+    requires_tls: bool = True
+    note: str | None = None
+
+    def all_host_patterns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([e.host.lower() for e in self.endpoints] + list(self.host_patterns)))
+
+    def preferred(self) -> Endpoint | None:
+        for endpoint in self.endpoints:
+            if endpoint.preferred:
+                return endpoint
+        return self.endpoints[0] if self.endpoints else None
+
+    def ports(self) -> dict[int, TlsMode]:
+        return {endpoint.port: endpoint.tls for endpoint in self.endpoints}
+
+
+class AuthPolicy(_Data):
+    app_password_required: bool = False
+    # Names a known shape; "google16" is 16 letters, shown as four groups of four.
+    app_password_format: Literal["google16"] | None = None
+    smtp_basic_auth: BasicAuth = BasicAuth.ALLOWED
+    imap_basic_auth: BasicAuth = BasicAuth.ALLOWED
+    oauth_only: bool = False
+    notes: tuple[str, ...] = ()
+
+
+class DnsExpectations(_Data):
+    spf_includes: tuple[str, ...] = ()
+    dkim_selectors: tuple[str, ...] = ()
+    # True when the provider's selector is documented: nothing there is then a failure, not a warning.
+    dkim_selectors_known: bool = False
+    dkim_setup: str | None = None
+
+
+class Limits(_Data):
+    hard_daily_cap: Annotated[int, Field(ge=1)] | None = None
+    platform_max: Annotated[int, Field(ge=1)] | None = None
+    note: str | None = None
+
+
+class Source(_Data):
+    fact: str
+    source: str
+    url: str | None = None
+    verified: bool = True
+
+
+class Preset(_Data):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    name: str
+    inbox_type: InboxType
+    summary: str = ""
+    unverified: bool = False
+    status: str | None = None
+    mx_patterns: tuple[str, ...] = ()
+    smtp: ServiceSpec = ServiceSpec()
+    imap: ServiceSpec = ServiceSpec()
+    auth: AuthPolicy = AuthPolicy()
+    dns: DnsExpectations = DnsExpectations()
+    limits: Limits = Limits()
+    notes: tuple[str, ...] = ()
+    sources: tuple[Source, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_preferred(self) -> Preset:
+        for service in (self.smtp, self.imap):
+            if sum(endpoint.preferred for endpoint in service.endpoints) > 1:
+                raise ValueError("at most one endpoint per service may be preferred")
+        return self
+
+    @property
+    def is_generic(self) -> bool:
+        """The catch-all preset for custom hosts, which knows no hosts of its own."""
+        return not self.smtp.endpoints and not self.imap.endpoints and not self.mx_patterns
+
+    def matches_smtp_host(self, host: str) -> bool:
+        return _glob_any(host, self.smtp.all_host_patterns())
+
+    def matches_imap_host(self, host: str) -> bool:
+        return _glob_any(host, self.imap.all_host_patterns())
+
+    def matches_mx(self, host: str) -> bool:
+        return _glob_any(host, self.mx_patterns)
+
+
+def _glob_any(host: str, patterns: Iterable[str]) -> bool:
+    name = host.lower().rstrip(".")
+    return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in patterns)
+
+
+MatchedBy = Literal["smtp_host", "imap_host", "mx", "inbox_type"]
+
+
+@dataclass(frozen=True)
+class PresetMatch:
+    preset: Preset
+    matched_by: MatchedBy
+
+
+# The preset that stands for each inbox type when nothing more specific matches.
+_DEFAULT_FOR_TYPE = {
+    InboxType.GOOGLE_WORKSPACE: "google-workspace",
+    InboxType.OUTLOOK_365: "microsoft-365",
+    InboxType.CUSTOM_SMTP: "custom",
+}
+
+
+class Presets:
+    """A loaded, validated set of presets, in a stable order (by id)."""
+
+    def __init__(self, presets: Iterable[Preset], *, source: Path | None = None) -> None:
+        self._by_id: dict[str, Preset] = {}
+        for preset in sorted(presets, key=lambda p: p.id):
+            if preset.id in self._by_id:
+                raise PresetError(f"two presets have the id {preset.id!r}")
+            self._by_id[preset.id] = preset
+        self.source = source
+
+    def __iter__(self) -> Iterator[Preset]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, preset_id: object) -> bool:
+        return preset_id in self._by_id
+
+    def get(self, preset_id: str) -> Preset:
+        try:
+            return self._by_id[preset_id]
+        except KeyError:
+            known = ", ".join(self._by_id)
+            raise PresetError(f"no preset called {preset_id!r}; known presets: {known}") from None
+
+    def by_smtp_host(self, host: str) -> Preset | None:
+        return next((p for p in self if not p.is_generic and p.matches_smtp_host(host)), None)
+
+    def by_imap_host(self, host: str) -> Preset | None:
+        return next((p for p in self if not p.is_generic and p.matches_imap_host(host)), None)
+
+    def by_mx(self, hosts: Iterable[str]) -> Preset | None:
+        for host in hosts:
+            for preset in self:
+                if preset.matches_mx(host):
+                    return preset
+        return None
+
+    def for_inbox_type(self, inbox_type: InboxType) -> Preset | None:
+        preset_id = _DEFAULT_FOR_TYPE[inbox_type]
+        return self._by_id.get(preset_id)
+
+    def match(self, *, smtp_host: str, imap_host: str, inbox_type: InboxType) -> PresetMatch | None:
+        """The preset an account belongs to, judged from its hosts, else its inbox type."""
+        preset = self.by_smtp_host(smtp_host)
+        if preset is not None:
+            return PresetMatch(preset, "smtp_host")
+        preset = self.by_imap_host(imap_host)
+        if preset is not None:
+            return PresetMatch(preset, "imap_host")
+        preset = self.for_inbox_type(inbox_type)
+        if preset is not None:
+            return PresetMatch(preset, "inbox_type")
+        return None
+
+
+def presets_dir() -> Path:
+    """Where the bundled presets live.
+
+    An installed wheel carries them inside the package (``inboxcheck/_data/presets``); an editable
+    install or a source checkout has them at the top of the repository, beside the package.
+    """
+    bundled = resources.files("inboxcheck").joinpath("_data", "presets")
+    if isinstance(bundled, Path) and bundled.is_dir():
+        return bundled
+    checkout = Path(__file__).resolve().parent.parent / "presets"
+    if checkout.is_dir():
+        return checkout
+    raise PresetError(
+        "the provider presets are missing: expected inboxcheck/_data/presets in the installed package "
+        f"or {checkout} in a source checkout; reinstall inboxcheck"
+    )
+
+
+def load_preset_file(path: Path) -> Preset:
+    """Read and validate one preset file, with an error naming the file and the field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError(f"{path}: cannot read the preset: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        preset = Preset.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(top)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise PresetError(f"{path}: invalid preset: {problems}") from None
+    if path.stem != preset.id:
+        raise PresetError(f"{path}: the file must be named after its id, {preset.id}.toml")
+    return preset
+
+
+def load_presets(directory: Path | None = None) -> Presets:
+    """Load every ``*.toml`` preset in ``directory`` (the bundled presets by default)."""
+    if directory is None:
+        return _bundled_presets()
+    return _load_dir(directory)
+
+
+@cache
+def _bundled_presets() -> Presets:
+    return _load_dir(presets_dir())
+
+
+def _load_dir(directory: Path) -> Presets:
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise PresetError(f"{directory}: no preset files (*.toml) found")
+    return Presets((load_preset_file(path) for path in files), source=directory)

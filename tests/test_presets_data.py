@@ -1,0 +1,649 @@
+"""The bundled provider presets: every file loads, and its facts say what the providers document.
+
+These tests pin the data in ``presets/*.toml``: hosts, ports, TLS modes, authentication policy, DNS
+expectations, caps and sources. Each assertion is one that a careless edit of a preset would break.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from inboxcheck._models import InboxType
+from inboxcheck._presets import (
+    BasicAuth,
+    Preset,
+    Presets,
+    TlsMode,
+    UsernameRule,
+    load_preset_file,
+    load_presets,
+)
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+PRESET_FILES = sorted(PRESETS_DIR.glob("*.toml"))
+
+REQUIRED_IDS = {
+    "google-workspace",
+    "microsoft-365",
+    "outlook-com",
+    "yahoo",
+    "icloud",
+    "zoho",
+    "zoho-org",
+    "fastmail",
+    "godaddy",
+    "namecheap-private-email",
+    "ionos",
+    "ovh",
+    "rackspace",
+    "amazon-workmail",
+    "yandex",
+    "titan",
+    "hostinger",
+    "proton-bridge",
+    "custom",
+}
+
+# The platform's maximum daily_limit per inbox type (api-contract: "Daily limit guidance").
+PLATFORM_MAX = {
+    InboxType.GOOGLE_WORKSPACE: 2000,
+    InboxType.OUTLOOK_365: 10000,
+    InboxType.CUSTOM_SMTP: 100000,
+}
+
+# Providers whose only SMTP submission port is 465 with implicit TLS.
+ONLY_465 = {
+    "yahoo",
+    "fastmail",
+    "godaddy",
+    "ovh",
+    "rackspace",
+    "amazon-workmail",
+    "yandex",
+    "titan",
+    "hostinger",
+}
+
+# Providers that offer both 587 STARTTLS and 465 implicit TLS for SMTP.
+BOTH_SMTP_PORTS = {"google-workspace", "zoho", "zoho-org", "namecheap-private-email"}
+
+# The usual pairing of port and TLS mode (RFC 8314); a preset that breaks it has a typo.
+STANDARD_PORT_TLS = {
+    465: TlsMode.IMPLICIT,
+    587: TlsMode.STARTTLS,
+    993: TlsMode.IMPLICIT,
+    143: TlsMode.STARTTLS,
+}
+
+
+@pytest.fixture(scope="module")
+def presets() -> Presets:
+    return load_presets(PRESETS_DIR)
+
+
+def _non_generic(presets: Presets) -> list[Preset]:
+    return [preset for preset in presets if not preset.is_generic]
+
+
+# --- loading and shape ---------------------------------------------------------------------------
+
+
+def test_the_preset_directory_has_enough_files() -> None:
+    assert len(PRESET_FILES) >= 15
+
+
+@pytest.mark.parametrize("path", PRESET_FILES, ids=lambda path: path.stem)
+def test_each_file_loads_and_is_named_after_its_id(path: Path) -> None:
+    preset = load_preset_file(path)
+    assert preset.id == path.stem
+
+
+def test_bundled_presets_load_with_the_default_loader() -> None:
+    bundled = load_presets()
+    assert {preset.id for preset in bundled} == {path.stem for path in PRESET_FILES}
+
+
+def test_at_least_fifteen_presets_with_unique_ids(presets: Presets) -> None:
+    ids = [preset.id for preset in presets]
+    assert len(ids) >= 15
+    assert len(ids) == len(set(ids)) == len(PRESET_FILES)
+    assert ids == sorted(path.stem for path in PRESET_FILES)
+
+
+def test_every_required_provider_has_a_preset(presets: Presets) -> None:
+    assert {preset.id for preset in presets} >= REQUIRED_IDS
+
+
+def test_custom_is_the_only_generic_preset(presets: Presets) -> None:
+    assert [preset.id for preset in presets if preset.is_generic] == ["custom"]
+    custom = presets.get("custom")
+    assert custom.inbox_type is InboxType.CUSTOM_SMTP
+    assert custom.smtp.username is UsernameRule.ANY
+    assert custom.imap.username is UsernameRule.ANY
+    assert custom.mx_patterns == ()
+    assert custom.notes, "the catch-all needs notes for a person fixing an unknown server"
+
+
+@pytest.mark.parametrize("service", ["smtp", "imap"])
+def test_non_generic_presets_have_endpoints_and_one_preferred(
+    presets: Presets, service: str
+) -> None:
+    for preset in _non_generic(presets):
+        spec = preset.smtp if service == "smtp" else preset.imap
+        assert spec.endpoints, f"{preset.id}: no {service} endpoint"
+        preferred = [endpoint for endpoint in spec.endpoints if endpoint.preferred]
+        assert len(preferred) == 1, f"{preset.id}: {len(preferred)} preferred {service} endpoints"
+
+
+def test_every_preset_has_prose(presets: Presets) -> None:
+    for preset in presets:
+        assert preset.summary.endswith("."), preset.id
+        assert not re.search(r"\.\s+[A-Z]", preset.summary), f"{preset.id}: summary is one sentence"
+        assert preset.notes, f"{preset.id}: no notes"
+        assert all(note.strip().endswith((".", ")")) for note in preset.notes), preset.id
+        assert preset.dns.dkim_setup, f"{preset.id}: no dkim_setup"
+
+
+def test_host_globs_are_lower_case(presets: Presets) -> None:
+    for preset in presets:
+        patterns = [
+            *preset.mx_patterns,
+            *preset.smtp.all_host_patterns(),
+            *preset.imap.all_host_patterns(),
+        ]
+        for pattern in patterns:
+            assert pattern == pattern.lower().strip(), f"{preset.id}: {pattern!r}"
+            assert not pattern.endswith("."), f"{preset.id}: {pattern!r}"
+
+
+def test_ports_use_their_standard_tls_mode(presets: Presets) -> None:
+    for preset in presets:
+        for endpoint in (*preset.smtp.endpoints, *preset.imap.endpoints):
+            expected = STANDARD_PORT_TLS.get(endpoint.port)
+            if expected is not None:
+                assert endpoint.tls is expected, f"{preset.id}: {endpoint.host}:{endpoint.port}"
+            assert endpoint.tls is not TlsMode.NONE, f"{preset.id}: plaintext endpoint"
+
+
+def test_every_preset_requires_tls(presets: Presets) -> None:
+    for preset in presets:
+        assert preset.smtp.requires_tls, preset.id
+        assert preset.imap.requires_tls, preset.id
+
+
+def test_inbox_types(presets: Presets) -> None:
+    assert presets.get("google-workspace").inbox_type is InboxType.GOOGLE_WORKSPACE
+    outlook = {p.id for p in presets if p.inbox_type is InboxType.OUTLOOK_365}
+    assert outlook == {"microsoft-365", "outlook-com"}
+    google = {p.id for p in presets if p.inbox_type is InboxType.GOOGLE_WORKSPACE}
+    assert google == {"google-workspace"}
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+def test_every_preset_cites_a_source_for_each_kind_of_fact(presets: Presets) -> None:
+    kinds = {
+        "hosts and ports": ("Hosts", "Ports"),
+        "auth policy": ("Auth policy",),
+        "DNS": ("DNS",),
+        "limits": ("Limits", "Platform maximum"),
+    }
+    for preset in presets:
+        assert preset.sources, f"{preset.id}: no sources"
+        facts = [source.fact for source in preset.sources]
+        for kind, prefixes in kinds.items():
+            assert any(fact.startswith(prefixes) for fact in facts), (
+                f"{preset.id}: no {kind} source"
+            )
+        for source in preset.sources:
+            assert source.source.strip(), f"{preset.id}: empty source name"
+            assert source.url is None or source.url.startswith("https://"), preset.id
+
+
+def test_unverified_presets_say_so(presets: Presets) -> None:
+    unverified = {preset.id for preset in presets if preset.unverified}
+    assert unverified == {"titan", "hostinger"}
+    for preset_id in unverified:
+        preset = presets.get(preset_id)
+        assert preset.status is not None
+        assert "nverified" in preset.status
+        hosts = [s for s in preset.sources if s.fact.startswith("Hosts")]
+        assert hosts
+        assert not any(source.verified for source in hosts)
+
+
+def test_namecheap_host_change_is_recorded_as_unverified(presets: Presets) -> None:
+    preset = presets.get("namecheap-private-email")
+    assert not preset.unverified
+    assert preset.status is not None
+    assert "June 2026" in preset.status
+    change = [s for s in preset.sources if "2026-06" in s.fact]
+    assert len(change) == 1
+    assert not change[0].verified
+
+
+# --- detection -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("smtp.gmail.com", "google-workspace"),
+        ("SMTP.GMAIL.COM.", "google-workspace"),
+        ("smtp.office365.com", "microsoft-365"),
+        ("smtp-mail.outlook.com", "outlook-com"),
+        ("smtp.mail.yahoo.com", "yahoo"),
+        ("smtp.mail.me.com", "icloud"),
+        ("smtp.zoho.com", "zoho"),
+        ("smtp.zoho.eu", "zoho"),
+        ("smtp.zoho.in", "zoho"),
+        ("smtp.zoho.com.au", "zoho"),
+        ("smtp.zoho.jp", "zoho"),
+        ("smtppro.zoho.com", "zoho-org"),
+        ("smtppro.zoho.eu", "zoho-org"),
+        ("smtp.fastmail.com", "fastmail"),
+        ("smtpout.secureserver.net", "godaddy"),
+        ("mail.privateemail.com", "namecheap-private-email"),
+        ("smtp.ionos.com", "ionos"),
+        ("smtp.ionos.de", "ionos"),
+        ("smtp.1und1.de", "ionos"),
+        ("ssl0.ovh.net", "ovh"),
+        ("secure.emailsrvr.com", "rackspace"),
+        ("smtp.mail.us-west-2.awsapps.com", "amazon-workmail"),
+        ("smtp.mail.eu-west-1.awsapps.com", "amazon-workmail"),
+        ("smtp.yandex.com", "yandex"),
+        ("smtp.titan.email", "titan"),
+        ("smtp.hostinger.com", "hostinger"),
+        ("mail.example.org", None),
+        ("smtp.gmail.com.example.org", None),
+    ],
+)
+def test_by_smtp_host(presets: Presets, host: str, expected: str | None) -> None:
+    found = presets.by_smtp_host(host)
+    assert (found.id if found else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("imap.gmail.com", "google-workspace"),
+        # Shared by Microsoft 365 and Outlook.com; see test_shared_imap_host_resolves_by_id_order.
+        ("outlook.office365.com", "microsoft-365"),
+        ("imap.mail.yahoo.com", "yahoo"),
+        ("imap.mail.me.com", "icloud"),
+        ("imap.zoho.eu", "zoho"),
+        ("imap.zoho.com.au", "zoho"),
+        ("imappro.zoho.com", "zoho-org"),
+        ("imappro.zoho.eu", "zoho-org"),
+        ("imap.fastmail.com", "fastmail"),
+        ("imap.secureserver.net", "godaddy"),
+        ("imap.ionos.fr", "ionos"),
+        ("imap.1und1.de", "ionos"),
+        ("imap.mail.us-west-2.awsapps.com", "amazon-workmail"),
+        ("imap.mail.us-east-1.awsapps.com", "amazon-workmail"),
+        ("imap.yandex.com", "yandex"),
+        ("imap.example.org", None),
+    ],
+)
+def test_by_imap_host(presets: Presets, host: str, expected: str | None) -> None:
+    found = presets.by_imap_host(host)
+    assert (found.id if found else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("mx", "expected"),
+    [
+        ("aspmx.l.google.com", "google-workspace"),
+        ("alt1.aspmx.l.google.com.", "google-workspace"),
+        ("smtp.google.com", "google-workspace"),
+        ("aspmx2.googlemail.com", "google-workspace"),
+        ("contoso.mail.protection.outlook.com", "microsoft-365"),
+        ("CONTOSO-COM.MAIL.PROTECTION.OUTLOOK.COM", "microsoft-365"),
+        ("outlook-com.olc.protection.outlook.com", "outlook-com"),
+        ("mta5.am0.yahoodns.net", "yahoo"),
+        ("in1-smtp.messagingengine.com", "fastmail"),
+        ("mailstore1.secureserver.net", "godaddy"),
+        ("mx1.privateemail.com", "namecheap-private-email"),
+        ("mx2.privateemail.com", "namecheap-private-email"),
+        ("mx00.kundenserver.de", "ionos"),
+        ("mx1.emailsrvr.com", "rackspace"),
+        ("mx.example.org", None),
+        ("google.com.example.org", None),
+    ],
+)
+def test_by_mx(presets: Presets, mx: str, expected: str | None) -> None:
+    found = presets.by_mx([mx])
+    assert (found.id if found else None) == expected
+
+
+def test_by_mx_takes_the_first_host_that_matches(presets: Presets) -> None:
+    found = presets.by_mx(["mx.example.org", "aspmx.l.google.com", "mx1.emailsrvr.com"])
+    assert found is not None
+    assert found.id == "google-workspace"
+
+
+def test_match_prefers_the_smtp_host(presets: Presets) -> None:
+    match = presets.match(
+        smtp_host="smtp.gmail.com", imap_host="imap.gmail.com", inbox_type=InboxType.CUSTOM_SMTP
+    )
+    assert match is not None
+    assert (match.preset.id, match.matched_by) == ("google-workspace", "smtp_host")
+
+
+def test_match_microsoft_365(presets: Presets) -> None:
+    match = presets.match(
+        smtp_host="smtp.office365.com",
+        imap_host="outlook.office365.com",
+        inbox_type=InboxType.OUTLOOK_365,
+    )
+    assert match is not None
+    assert (match.preset.id, match.matched_by) == ("microsoft-365", "smtp_host")
+
+
+def test_match_outlook_com_by_its_own_smtp_host(presets: Presets) -> None:
+    match = presets.match(
+        smtp_host="smtp-mail.outlook.com",
+        imap_host="outlook.office365.com",
+        inbox_type=InboxType.OUTLOOK_365,
+    )
+    assert match is not None
+    assert (match.preset.id, match.matched_by) == ("outlook-com", "smtp_host")
+
+
+def test_match_zoho_org_eu(presets: Presets) -> None:
+    match = presets.match(
+        smtp_host="smtppro.zoho.eu", imap_host="imappro.zoho.eu", inbox_type=InboxType.CUSTOM_SMTP
+    )
+    assert match is not None
+    assert (match.preset.id, match.matched_by) == ("zoho-org", "smtp_host")
+
+
+def test_match_falls_back_to_the_imap_host(presets: Presets) -> None:
+    match = presets.match(
+        smtp_host="relay.example.org",
+        imap_host="imap.mail.us-west-2.awsapps.com",
+        inbox_type=InboxType.CUSTOM_SMTP,
+    )
+    assert match is not None
+    assert (match.preset.id, match.matched_by) == ("amazon-workmail", "imap_host")
+
+
+@pytest.mark.parametrize(
+    ("inbox_type", "expected"),
+    [
+        (InboxType.CUSTOM_SMTP, "custom"),
+        (InboxType.GOOGLE_WORKSPACE, "google-workspace"),
+        (InboxType.OUTLOOK_365, "microsoft-365"),
+    ],
+)
+def test_unknown_hosts_fall_back_to_the_inbox_type(
+    presets: Presets, inbox_type: InboxType, expected: str
+) -> None:
+    match = presets.match(
+        smtp_host="mail.example.org", imap_host="mail.example.org", inbox_type=inbox_type
+    )
+    assert match is not None
+    assert (match.preset.id, match.matched_by) == (expected, "inbox_type")
+
+
+def test_generic_preset_never_matches_by_host(presets: Presets) -> None:
+    assert presets.by_smtp_host("mail.example.org") is None
+    assert presets.by_imap_host("mail.example.org") is None
+    assert presets.by_mx(["mail.example.org"]) is None
+
+
+def test_each_preferred_smtp_host_resolves_back_to_its_preset(presets: Presets) -> None:
+    for preset in _non_generic(presets):
+        preferred = preset.smtp.preferred()
+        assert preferred is not None
+        found = presets.by_smtp_host(preferred.host)
+        assert found is not None
+        assert found.id == preset.id, f"{preferred.host} claimed by {found.id}, not {preset.id}"
+
+
+def test_every_smtp_host_and_pattern_belongs_to_one_preset(presets: Presets) -> None:
+    # No two presets may claim the same SMTP host, so detection by SMTP host is never ambiguous.
+    for preset in _non_generic(presets):
+        for endpoint in preset.smtp.endpoints:
+            claimants = [p.id for p in presets if p.matches_smtp_host(endpoint.host)]
+            assert claimants == [preset.id], f"{endpoint.host}: {claimants}"
+
+
+# Outlook.com (consumer) and Microsoft 365 share outlook.office365.com for IMAP. Presets are tried
+# in id order, so "microsoft-365" wins an IMAP-only match; a consumer account is told apart by its
+# own SMTP host (smtp-mail.outlook.com), which match() tries first, or by its olc.protection MX.
+SHARED_IMAP_HOSTS = {"outlook.office365.com": ("microsoft-365", {"microsoft-365", "outlook-com"})}
+
+
+def test_each_preferred_imap_host_resolves_back_to_its_preset(presets: Presets) -> None:
+    for preset in _non_generic(presets):
+        preferred = preset.imap.preferred()
+        assert preferred is not None
+        found = presets.by_imap_host(preferred.host)
+        assert found is not None
+        expected = SHARED_IMAP_HOSTS.get(preferred.host, (preset.id, set()))[0]
+        assert found.id == expected, f"{preferred.host} claimed by {found.id}, not {expected}"
+
+
+def test_shared_imap_host_resolves_by_id_order(presets: Presets) -> None:
+    for host, (winner, claimants) in SHARED_IMAP_HOSTS.items():
+        assert {p.id for p in presets if p.matches_imap_host(host)} == claimants
+        assert winner == min(claimants)
+        found = presets.by_imap_host(host)
+        assert found is not None
+        assert found.id == winner
+    # No other IMAP host is shared.
+    for preset in _non_generic(presets):
+        for endpoint in preset.imap.endpoints:
+            if endpoint.host in SHARED_IMAP_HOSTS:
+                continue
+            claimants_here = [p.id for p in presets if p.matches_imap_host(endpoint.host)]
+            assert claimants_here == [preset.id], f"{endpoint.host}: {claimants_here}"
+
+
+def test_mx_patterns_do_not_overlap(presets: Presets) -> None:
+    samples = {
+        "google-workspace": ["aspmx.l.google.com"],
+        "microsoft-365": ["contoso.mail.protection.outlook.com"],
+        "outlook-com": ["outlook-com.olc.protection.outlook.com"],
+        "yahoo": ["mta6.am0.yahoodns.net"],
+        "fastmail": ["in2-smtp.messagingengine.com"],
+        "godaddy": ["smtp.secureserver.net"],
+        "namecheap-private-email": ["mx1.privateemail.com"],
+        "ionos": ["mx01.kundenserver.de"],
+        "rackspace": ["mx2.emailsrvr.com"],
+    }
+    assert {p.id for p in presets if p.mx_patterns} == set(samples)
+    for preset_id, hosts in samples.items():
+        for host in hosts:
+            assert [p.id for p in presets if p.matches_mx(host)] == [preset_id], host
+
+
+def test_proton_bridge_claims_loopback_whatever_the_port(presets: Presets) -> None:
+    # Host matching ignores ports, so every 127.0.0.1 account (a lab server too) is taken for
+    # Bridge; for a hosted platform that is the right warning: loopback is never the user's machine.
+    bridge = presets.get("proton-bridge")
+    hosts = {e.host for e in (*bridge.smtp.endpoints, *bridge.imap.endpoints)}
+    assert hosts == {"127.0.0.1"}
+    found = presets.by_smtp_host("127.0.0.1")
+    assert found is not None
+    assert found.id == "proton-bridge"
+    assert bridge.smtp.ports() == {1025: TlsMode.STARTTLS}
+    assert bridge.imap.ports() == {1143: TlsMode.STARTTLS}
+    assert bridge.status is not None
+    assert "hosted platform" in bridge.status
+    assert bridge.auth.app_password_required
+
+
+# --- authentication policy -----------------------------------------------------------------------
+
+
+def test_microsoft_365_policy(presets: Presets) -> None:
+    auth = presets.get("microsoft-365").auth
+    assert auth.imap_basic_auth is BasicAuth.RETIRED
+    assert auth.smtp_basic_auth is BasicAuth.TENANT_SETTING
+    assert not auth.oauth_only
+    assert not auth.app_password_required
+
+
+def test_outlook_com_is_oauth_only(presets: Presets) -> None:
+    auth = presets.get("outlook-com").auth
+    assert auth.oauth_only
+    assert auth.imap_basic_auth is BasicAuth.RETIRED
+    assert auth.smtp_basic_auth is BasicAuth.RETIRED
+
+
+def test_only_microsoft_restricts_basic_auth(presets: Presets) -> None:
+    restricted = {
+        p.id
+        for p in presets
+        if (p.auth.smtp_basic_auth, p.auth.imap_basic_auth)
+        != (BasicAuth.ALLOWED, BasicAuth.ALLOWED)
+    }
+    assert restricted == {"microsoft-365", "outlook-com"}
+    assert {p.id for p in presets if p.auth.oauth_only} == {"outlook-com"}
+
+
+def test_google_app_password(presets: Presets) -> None:
+    auth = presets.get("google-workspace").auth
+    assert auth.app_password_required
+    assert auth.app_password_format == "google16"
+    assert {p.id for p in presets if p.auth.app_password_format is not None} == {"google-workspace"}
+
+
+def test_icloud_usernames(presets: Presets) -> None:
+    icloud = presets.get("icloud")
+    assert icloud.imap.username is UsernameRule.LOCAL_PART
+    assert icloud.smtp.username is UsernameRule.EMAIL
+    others = {
+        p.id for p in presets if UsernameRule.LOCAL_PART in (p.smtp.username, p.imap.username)
+    }
+    assert others == {"icloud"}
+
+
+# --- ports ---------------------------------------------------------------------------------------
+
+
+def test_amazon_workmail_has_no_587_and_three_regions(presets: Presets) -> None:
+    workmail = presets.get("amazon-workmail")
+    assert all(e.port != 587 for e in workmail.smtp.endpoints)
+    assert workmail.smtp.ports() == {465: TlsMode.IMPLICIT}
+    assert workmail.imap.ports() == {993: TlsMode.IMPLICIT}
+    for service in (workmail.smtp, workmail.imap):
+        regions = {e.host.split(".")[2] for e in service.endpoints}
+        assert regions == {"us-west-2", "us-east-1", "eu-west-1"}
+    assert workmail.status is not None
+    assert "2027-03-31" in workmail.status
+
+
+@pytest.mark.parametrize("preset_id", sorted(ONLY_465))
+def test_providers_offering_only_465_have_no_starttls_smtp(
+    presets: Presets, preset_id: str
+) -> None:
+    smtp = presets.get(preset_id).smtp
+    assert smtp.ports() == {465: TlsMode.IMPLICIT}
+    assert all(e.tls is not TlsMode.STARTTLS for e in smtp.endpoints)
+
+
+def test_only_465_list_is_complete(presets: Presets) -> None:
+    only_465 = {p.id for p in _non_generic(presets) if p.smtp.ports() == {465: TlsMode.IMPLICIT}}
+    assert only_465 == ONLY_465
+
+
+@pytest.mark.parametrize("preset_id", sorted(BOTH_SMTP_PORTS))
+def test_providers_offering_both_smtp_ports(presets: Presets, preset_id: str) -> None:
+    smtp = presets.get(preset_id).smtp
+    assert smtp.ports() == {587: TlsMode.STARTTLS, 465: TlsMode.IMPLICIT}
+    preferred = smtp.preferred()
+    assert preferred is not None
+    # The platform recommends 587 with STARTTLS where both are offered.
+    assert preferred.port == 587
+
+
+@pytest.mark.parametrize("preset_id", ["microsoft-365", "outlook-com", "icloud", "ionos"])
+def test_providers_offering_only_587(presets: Presets, preset_id: str) -> None:
+    assert presets.get(preset_id).smtp.ports() == {587: TlsMode.STARTTLS}
+
+
+def test_namecheap_offers_imap_143(presets: Presets) -> None:
+    imap = presets.get("namecheap-private-email").imap
+    assert imap.ports() == {993: TlsMode.IMPLICIT, 143: TlsMode.STARTTLS}
+    preferred = imap.preferred()
+    assert preferred is not None
+    assert preferred.port == 993
+
+
+# --- DNS -----------------------------------------------------------------------------------------
+
+
+def test_google_dns(presets: Presets) -> None:
+    dns = presets.get("google-workspace").dns
+    assert dns.spf_includes == ("_spf.google.com",)
+    assert dns.dkim_selectors == ("google",)
+    assert dns.dkim_selectors_known
+
+
+def test_microsoft_365_dns(presets: Presets) -> None:
+    dns = presets.get("microsoft-365").dns
+    assert dns.spf_includes == ("spf.protection.outlook.com",)
+    assert dns.dkim_selectors == ("selector1", "selector2")
+    assert dns.dkim_selectors_known
+
+
+def test_only_documented_dns_facts_are_claimed(presets: Presets) -> None:
+    # SPF includes and "known" DKIM selectors come only from the providers that document them.
+    assert {p.id for p in presets if p.dns.spf_includes} == {"google-workspace", "microsoft-365"}
+    assert {p.id for p in presets if p.dns.dkim_selectors_known} == {
+        "google-workspace",
+        "microsoft-365",
+    }
+    for preset in presets:
+        assert not preset.dns.dkim_selectors_known or preset.dns.dkim_selectors, preset.id
+
+
+@pytest.mark.parametrize(
+    ("preset_id", "selectors"),
+    [
+        ("fastmail", ("fm1", "fm2", "fm3")),
+        ("zoho", ("zoho", "zmail")),
+        ("zoho-org", ("zoho", "zmail")),
+        ("proton-bridge", ("protonmail", "protonmail2", "protonmail3")),
+    ],
+)
+def test_selectors_seen_in_the_wild_are_not_known(
+    presets: Presets, preset_id: str, selectors: tuple[str, ...]
+) -> None:
+    dns = presets.get(preset_id).dns
+    assert dns.dkim_selectors == selectors
+    assert not dns.dkim_selectors_known
+
+
+# --- limits --------------------------------------------------------------------------------------
+
+
+def test_platform_max_follows_the_contract(presets: Presets) -> None:
+    for preset in presets:
+        assert preset.limits.platform_max == PLATFORM_MAX[preset.inbox_type], preset.id
+        assert preset.limits.note, f"{preset.id}: no limits note"
+
+
+def test_hard_caps(presets: Presets) -> None:
+    assert presets.get("google-workspace").limits.hard_daily_cap == 2000
+    assert presets.get("microsoft-365").limits.hard_daily_cap == 10000
+    # Only Google and Microsoft 365 publish caps in the gathered facts; none are invented.
+    capped = {p.id for p in presets if p.limits.hard_daily_cap is not None}
+    assert capped == {"google-workspace", "microsoft-365"}
+
+
+def test_microsoft_365_records_the_5000_conflict(presets: Presets) -> None:
+    preset = presets.get("microsoft-365")
+    assert preset.limits.note is not None
+    assert "5,000" in preset.limits.note
+    platform = [s for s in preset.sources if s.fact.startswith("Platform maximum")]
+    assert len(platform) == 1
+    assert "5,000" in platform[0].fact
+    assert not platform[0].verified
