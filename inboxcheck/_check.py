@@ -1,0 +1,174 @@
+"""What a check is, and what it is handed: the context of one run.
+
+A check is an async function ``(CheckContext) -> Outcome`` registered with a :class:`CheckSpec`. It
+reports what it found as findings; it never raises for anything the account or the network did (the
+runner turns an unexpected exception into an ``error`` result that says it is a bug).
+
+The context carries everything a check may need and nothing global: the account, the options, the
+matched preset, the DNS client (one per run, so every check shares its lookups), the TLS context, the
+clock, and the results of checks it depends on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import JsonValue
+
+from inboxcheck._models import Account, CheckResult, Finding, Severity
+from inboxcheck._options import CheckOptions, Family
+from inboxcheck._presets import Preset, PresetMatch, Presets
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+
+    from inboxcheck._dnsclient import DnsClient
+
+__all__ = ["CheckContext", "CheckFunction", "CheckSpec", "Outcome", "finding"]
+
+
+@dataclass
+class Outcome:
+    """What a check returns: a one-line summary, its findings, and details for the report."""
+
+    summary: str
+    findings: list[Finding] = field(default_factory=list)
+    details: dict[str, JsonValue] = field(default_factory=dict)
+    skipped: bool = False
+
+    @classmethod
+    def skip(cls, reason: str, **details: JsonValue) -> Outcome:
+        return cls(summary=reason, skipped=True, details=dict(details))
+
+    def add(
+        self,
+        code: str,
+        severity: Severity,
+        message: str,
+        *,
+        fix: str | None = None,
+        **evidence: JsonValue,
+    ) -> Finding:
+        item = finding(code, severity, message, fix=fix, **evidence)
+        self.findings.append(item)
+        return item
+
+
+def finding(
+    code: str, severity: Severity, message: str, *, fix: str | None = None, **evidence: JsonValue
+) -> Finding:
+    """A finding with its evidence given as keyword arguments."""
+    return Finding(code=code, severity=severity, message=message, fix=fix, evidence=evidence)
+
+
+CheckFunction = Callable[["CheckContext"], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A check's identity and place in the run.
+
+    ``needs`` names checks whose results this one reads (through :meth:`CheckContext.result_of`); they
+    run first. Everything else runs concurrently.
+    """
+
+    name: str
+    title: str
+    family: Family
+    run: CheckFunction
+    needs: tuple[str, ...] = ()
+
+
+class CheckContext:
+    """Everything one run shares between its checks. Made by the runner, one per account."""
+
+    def __init__(
+        self,
+        account: Account,
+        *,
+        options: CheckOptions,
+        presets: Presets,
+        match: PresetMatch | None,
+        resolver: dns.asyncresolver.Resolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        dns_client: DnsClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.account = account
+        self.options = options
+        self.presets = presets
+        self.match = match
+        self.clock = clock
+        self.now = now
+        self.started = clock()
+        self.facts: dict[str, Any] = {}
+        self._resolver = resolver
+        self._ssl_context = ssl_context
+        self._dns = dns_client
+        self._results: dict[str, asyncio.Future[CheckResult]] = {}
+
+    @property
+    def preset(self) -> Preset | None:
+        return self.match.preset if self.match else None
+
+    @property
+    def deadline_at(self) -> float:
+        return self.started + self.options.deadline
+
+    def remaining(self) -> float:
+        """Seconds left before the run's deadline (never negative)."""
+        return max(0.0, self.deadline_at - self.clock())
+
+    def step_timeout(self) -> float:
+        """The timeout for one network step: ``--timeout``, cut short by the run's deadline."""
+        return max(0.001, min(self.options.timeout, self.remaining()))
+
+    @property
+    def resolver(self) -> dns.asyncresolver.Resolver:
+        """The resolver every lookup goes through; built from ``--nameserver`` when given."""
+        if self._resolver is None:
+            from inboxcheck._dnsclient import make_resolver
+
+            self._resolver = make_resolver(self.options.nameservers, timeout=self.options.timeout)
+        return self._resolver
+
+    @property
+    def dns(self) -> DnsClient:
+        """The run's DNS client: each (name, type) is asked once, whoever asks."""
+        if self._dns is None:
+            from inboxcheck._dnsclient import DnsClient
+
+            self._dns = DnsClient(self.resolver, timeout=self.options.timeout)
+        return self._dns
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """Certificate-verifying TLS context, trusting ``--ca-file`` in addition to the system CAs."""
+        if self._ssl_context is None:
+            self._ssl_context = make_ssl_context(self.options)
+        return self._ssl_context
+
+    def _register(self, name: str, future: asyncio.Future[CheckResult]) -> None:
+        self._results[name] = future
+
+    async def result_of(self, name: str) -> CheckResult | None:
+        """The result of another check of this run, waiting for it; None when it does not run."""
+        future = self._results.get(name)
+        if future is None:
+            return None
+        return await asyncio.shield(future)
+
+
+def make_ssl_context(options: CheckOptions) -> ssl.SSLContext:
+    """A verifying client context: system CAs plus the optional extra CA file."""
+    context = ssl.create_default_context()
+    if options.ca_file is not None:
+        context.load_verify_locations(cafile=str(options.ca_file))
+    return context

@@ -1,0 +1,213 @@
+"""One DNS client per run: every lookup goes through it, each (name, type) is asked once.
+
+A lookup ends in a definite answer (records, NXDOMAIN, no data) or in "could not tell" (timeout,
+SERVFAIL, REFUSED, a network error). Checks must treat the second kind as ``dns.unavailable`` and never
+as "record missing": an unreachable server proves nothing about the domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.name
+import dns.nameserver
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+import dns.rrset
+
+from inboxcheck._options import Nameserver
+
+__all__ = ["DnsAnswer", "DnsClient", "DnsStatus", "make_resolver"]
+
+
+class DnsStatus(StrEnum):
+    OK = "ok"
+    NXDOMAIN = "nxdomain"  # the name does not exist
+    NODATA = "nodata"  # the name exists, but has no record of this type
+    TIMEOUT = "timeout"
+    SERVFAIL = "servfail"
+    REFUSED = "refused"
+    ERROR = "error"
+
+    @property
+    def definite(self) -> bool:
+        """True for a real answer about the domain, False for "could not tell"."""
+        return self in (DnsStatus.OK, DnsStatus.NXDOMAIN, DnsStatus.NODATA)
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    """The outcome of one lookup, in a form checks can report as evidence."""
+
+    name: str
+    rdtype: str
+    status: DnsStatus
+    rrset: dns.rrset.RRset | None = None
+    canonical_name: str | None = None
+    duration_ms: float = 0.0
+    error: str | None = None
+    cname_chain: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.status is DnsStatus.OK
+
+    @property
+    def definite(self) -> bool:
+        return self.status.definite
+
+    @property
+    def exists(self) -> bool:
+        """False only for a definite NXDOMAIN/NODATA; raises nothing for "could not tell"."""
+        return self.status is DnsStatus.OK
+
+    def records(self) -> list[str]:
+        """Each record in presentation form (TXT strings joined, without quotes)."""
+        if self.rrset is None:
+            return []
+        if self.rdtype == "TXT":
+            return self.texts()
+        return [rdata.to_text() for rdata in self.rrset]
+
+    def texts(self) -> list[str]:
+        """TXT records with their character-strings concatenated (RFC 7208 3.3, RFC 6376 3.6.2.2)."""
+        if self.rrset is None:
+            return []
+        return [b"".join(rdata.strings).decode("utf-8", "replace") for rdata in self.rrset]
+
+    def text_strings(self) -> list[tuple[bytes, ...]]:
+        """TXT records as their raw character-strings, to check each one's length."""
+        if self.rrset is None:
+            return []
+        return [tuple(rdata.strings) for rdata in self.rrset]
+
+    def describe(self) -> str:
+        """A short account of the outcome for evidence and messages."""
+        if self.status is DnsStatus.OK:
+            return f"{self.name} {self.rdtype}: " + "; ".join(self.records())
+        detail = f" ({self.error})" if self.error else ""
+        return f"{self.name} {self.rdtype}: {self.status.value}{detail}"
+
+
+def make_resolver(nameservers: Iterable[Nameserver], *, timeout: float) -> dns.asyncresolver.Resolver:
+    """A private resolver: the given servers only, or the system's when none are given.
+
+    Never the module's default resolver, which other code in the process may share or mutate.
+    """
+    servers = list(nameservers)
+    if servers:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(s.host, s.port) for s in servers]
+    else:
+        resolver = dns.asyncresolver.Resolver()
+    resolver.timeout = timeout
+    resolver.lifetime = timeout
+    resolver.cache = None
+    return resolver
+
+
+class DnsClient:
+    """Shares lookups between checks: concurrent asks for the same (name, type) await one query."""
+
+    def __init__(self, resolver: dns.asyncresolver.Resolver, *, timeout: float) -> None:
+        self.resolver = resolver
+        self.timeout = timeout
+        self._pending: dict[tuple[str, str], asyncio.Task[DnsAnswer]] = {}
+        self.queries: list[tuple[str, str]] = []
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        key = (_normalise(name), rdtype.upper())
+        task = self._pending.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._query(*key))
+            self._pending[key] = task
+        return await asyncio.shield(task)
+
+    async def _query(self, name: str, rdtype: str) -> DnsAnswer:
+        self.queries.append((name, rdtype))
+        start = time.perf_counter()
+
+        def elapsed() -> float:
+            return round((time.perf_counter() - start) * 1000, 2)
+
+        try:
+            answer = await self.resolver.resolve(
+                name, rdtype, raise_on_no_answer=False, lifetime=self.timeout, search=False
+            )
+        except dns.resolver.NXDOMAIN:
+            return DnsAnswer(name, rdtype, DnsStatus.NXDOMAIN, duration_ms=elapsed())
+        except dns.exception.Timeout:
+            return DnsAnswer(
+                name,
+                rdtype,
+                DnsStatus.TIMEOUT,
+                duration_ms=elapsed(),
+                error=f"no answer within {self.timeout:g} s",
+            )
+        except dns.resolver.NoNameservers as exc:
+            status, error = _classify_no_nameservers(exc)
+            return DnsAnswer(name, rdtype, status, duration_ms=elapsed(), error=error)
+        except dns.resolver.YXDOMAIN:
+            return DnsAnswer(name, rdtype, DnsStatus.ERROR, duration_ms=elapsed(), error="YXDOMAIN")
+        except (dns.exception.DNSException, OSError, ValueError) as exc:
+            return DnsAnswer(
+                name, rdtype, DnsStatus.ERROR, duration_ms=elapsed(), error=str(exc) or type(exc).__name__
+            )
+        chain = _cname_chain(answer.response, name)
+        if answer.rrset is None:
+            return DnsAnswer(name, rdtype, DnsStatus.NODATA, duration_ms=elapsed(), cname_chain=chain)
+        return DnsAnswer(
+            name,
+            rdtype,
+            DnsStatus.OK,
+            rrset=answer.rrset,
+            canonical_name=answer.canonical_name.to_text(omit_final_dot=True),
+            duration_ms=elapsed(),
+            cname_chain=chain,
+        )
+
+
+def _normalise(name: str) -> str:
+    return name.strip().rstrip(".").lower()
+
+
+def _classify_no_nameservers(exc: dns.resolver.NoNameservers) -> tuple[DnsStatus, str]:
+    """SERVFAIL and REFUSED both surface as NoNameservers; tell them apart from the responses."""
+    errors = exc.kwargs.get("errors") or []
+    for error in errors:
+        response = error[4] if len(error) > 4 else None
+        if isinstance(response, dns.message.Message):
+            rcode = response.rcode()
+            if rcode == dns.rcode.REFUSED:
+                return DnsStatus.REFUSED, "the server refused the query (REFUSED)"
+            if rcode == dns.rcode.SERVFAIL:
+                return DnsStatus.SERVFAIL, "the server failed to answer (SERVFAIL)"
+            return DnsStatus.ERROR, f"the server answered {dns.rcode.to_text(rcode)}"
+    detail = "; ".join(str(error[3]) for error in errors if len(error) > 3) or str(exc)
+    return DnsStatus.ERROR, f"no server answered: {detail}"
+
+
+def _cname_chain(response: dns.message.Message | None, name: str) -> tuple[str, ...]:
+    """The CNAME targets followed from ``name``, in order (DKIM selectors at Microsoft are CNAMEs)."""
+    if response is None:
+        return ()
+    chain: list[str] = []
+    current = dns.name.from_text(name)
+    for _ in range(16):
+        rrset = next(
+            (r for r in response.answer if r.name == current and r.rdtype == dns.rdatatype.CNAME),
+            None,
+        )
+        if rrset is None:
+            break
+        current = rrset[0].target
+        chain.append(current.to_text(omit_final_dot=True))
+    return tuple(chain)

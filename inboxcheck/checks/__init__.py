@@ -1,0 +1,18 @@
+"""The registry: every check inboxcheck runs, in report order, named in one place."""
+
+from __future__ import annotations
+
+from inboxcheck._check import CheckSpec
+
+__all__ = ["registered_checks"]
+
+
+def registered_checks() -> list[CheckSpec]:
+    """Every check, account lint first, then DNS, SMTP and IMAP.
+
+    Modules are imported here rather than at the top so that ``inboxcheck --version`` and the offline
+    checks do not pay for dnspython, aiosmtplib and aioimaplib.
+    """
+    from inboxcheck.checks import account
+
+    return [*account.CHECKS]
