@@ -1,0 +1,359 @@
+"""The command line: a thin layer over the library. Data to stdout, notices to stderr.
+
+Exit codes: 0 nothing failed; 1 a check failed; 2 bad input or usage; 3 nothing failed but some
+check could not tell; 70 a bug in inboxcheck; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+import click
+
+from inboxcheck._version import __version__
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_UNKNOWN: Final = 3
+EXIT_BUG: Final = 70
+EXIT_INTERRUPTED: Final = 130
+
+FAMILIES: Final = ("account", "dns", "smtp", "imap")
+
+
+def _debug_enabled() -> bool:
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    return bool(root and root.obj and root.obj.get("debug")) or bool(os.environ.get("INBOXCHECK_DEBUG"))
+
+
+def _notice(message: str) -> None:
+    click.echo(f"inboxcheck: {message}", err=True)
+
+
+def _colour_wanted(stream: Any) -> bool:
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _unicode_ok(stream: Any) -> bool:
+    encoding = getattr(stream, "encoding", None) or "ascii"
+    try:
+        "✔✘–·".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+class _Failure(click.ClickException):
+    """An InboxcheckError on its way out: one message on stderr, the error's exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"inboxcheck: error: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        from inboxcheck._errors import InboxcheckError
+
+        try:
+            return super().invoke(ctx)
+        except InboxcheckError as exc:
+            raise _Failure(str(exc), exc.exit_code) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="inboxcheck")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Check a bring-your-own-credentials SMTP/IMAP inbox before connecting it, and explain failures."""
+    ctx.obj = {"debug": debug}
+
+
+def _check_options(function: Any) -> Any:
+    """The options every checking command shares."""
+    decorators = [
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="Report format on stdout.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True, max=600),
+            default=10.0,
+            show_default=True,
+            help="Seconds allowed for each network step.",
+        ),
+        click.option(
+            "--deadline",
+            type=click.FloatRange(min=0, min_open=True, max=3600),
+            default=60.0,
+            show_default=True,
+            help="Seconds allowed for the whole run.",
+        ),
+        click.option(
+            "--nameserver",
+            "nameservers",
+            multiple=True,
+            metavar="HOST[:PORT]",
+            help="Send all DNS lookups to this server instead of the system resolver (repeatable).",
+        ),
+        click.option(
+            "--ca-file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Also trust the CA certificates in this PEM file.",
+        ),
+        click.option(
+            "--stage",
+            type=click.Choice(["new", "warming", "established"]),
+            default="new",
+            show_default=True,
+            help="How far the mailbox is in its warm-up.",
+        ),
+        click.option(
+            "--allow-plaintext",
+            is_flag=True,
+            help="Allow sending the password over an unencrypted connection (never by default).",
+        ),
+        click.option(
+            "--dkim-selector",
+            "dkim_selectors",
+            multiple=True,
+            metavar="SELECTOR",
+            help="Also try this DKIM selector (repeatable).",
+        ),
+        click.option(
+            "--only",
+            "only",
+            multiple=True,
+            type=click.Choice(FAMILIES),
+            help="Run only these groups of checks (repeatable).",
+        ),
+        click.option(
+            "--skip",
+            "skip",
+            multiple=True,
+            type=click.Choice(FAMILIES),
+            help="Do not run these groups of checks (repeatable).",
+        ),
+        click.option("-v", "--verbose", is_flag=True, help="Show informational findings and timings."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def _options_from(params: dict[str, Any]) -> Any:
+    from inboxcheck._core import build_options
+    from inboxcheck._options import Family, parse_nameserver
+
+    families = set(params["only"] or FAMILIES) - set(params["skip"])
+    return build_options(
+        None,
+        {
+            "timeout": params["timeout"],
+            "deadline": params["deadline"],
+            "nameservers": tuple(parse_nameserver(n) for n in params["nameservers"]),
+            "ca_file": params["ca_file"],
+            "stage": params["stage"],
+            "allow_plaintext": params["allow_plaintext"],
+            "dkim_selectors": tuple(params["dkim_selectors"]),
+            "families": frozenset(Family(f) for f in families),
+        },
+    )
+
+
+def _load_account_for_cli(source: str) -> Any:
+    from inboxcheck._input import PasswordSource, load_account
+
+    interactive = source != "-" and sys.stdin.isatty()
+
+    def ask(label: str) -> str:
+        return str(click.prompt(label, hide_input=True, err=True, default="", show_default=False))
+
+    sources = PasswordSource()
+    account = load_account(source, prompt=ask if interactive else None, sources=sources)
+    for field, origin in sources.items():
+        if origin != "file":
+            _notice(f"{field} taken from {origin}")
+    return account
+
+
+@cli.command()
+@click.argument("account", metavar="ACCOUNT")
+@_check_options
+def check(account: str, fmt: str, verbose: bool, **params: Any) -> None:
+    """Check ACCOUNT (a JSON file in the platform's format, or - for stdin).
+
+    Passwords may be left out of the file: they are then read from INBOXCHECK_SMTP_PASSWORD and
+    INBOXCHECK_IMAP_PASSWORD (IMAP defaults to the SMTP password), or asked for on a terminal.
+    """
+    import asyncio
+
+    from inboxcheck._render import Format, renderer_for
+    from inboxcheck._runner import run_checks
+
+    parsed = _load_account_for_cli(account)
+    options = _options_from(params)
+    if sys.stderr.isatty():
+        _notice(f"checking {parsed.email_address} ...")
+    report = asyncio.run(run_checks(parsed, options=options))
+    if _debug_enabled():
+        for result in report.checks:
+            if result.traceback:
+                click.echo(f"--- traceback of {result.name} ---\n{result.traceback}", err=True)
+    renderer = renderer_for(
+        Format(fmt),
+        colour=_colour_wanted(sys.stdout),
+        unicode=_unicode_ok(sys.stdout),
+        verbose=verbose,
+    )
+    click.echo(renderer.render(report), nl=False)
+    sys.exit(report.exit_code)
+
+
+@cli.group(cls=_Group, invoke_without_command=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def presets(ctx: click.Context, fmt: str) -> None:
+    """List the provider presets (hosts, ports, TLS, DNS and policies per provider)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from inboxcheck._presets import load_presets
+
+    loaded = load_presets()
+    if fmt == "json":
+        click.echo(json.dumps([p.model_dump(mode="json") for p in loaded], indent=2))
+        return
+    rows = []
+    for preset in loaded:
+        smtp, imap = preset.smtp.preferred(), preset.imap.preferred()
+        rows.append(
+            (
+                preset.id,
+                preset.name + (" (unverified)" if preset.unverified else ""),
+                preset.inbox_type.value,
+                f"{smtp.host}:{smtp.port}" if smtp else "-",
+                f"{imap.host}:{imap.port}" if imap else "-",
+            )
+        )
+    header = ("ID", "NAME", "INBOX TYPE", "SMTP", "IMAP")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@presets.command("show")
+@click.argument("preset_id", metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def presets_show(preset_id: str, fmt: str) -> None:
+    """Print one preset in full."""
+    from inboxcheck._presets import load_presets
+
+    preset = load_presets().get(preset_id)
+    if fmt == "json":
+        click.echo(preset.model_dump_json(indent=2))
+        return
+    click.echo(_describe_preset(preset))
+
+
+def _describe_preset(preset: Any) -> str:
+    lines = [f"{preset.name} [{preset.id}]  inbox_type {preset.inbox_type.value}"]
+    if preset.unverified:
+        lines.append("  (some facts come from a single weak source: unverified)")
+    if preset.status:
+        lines.append(f"  status: {preset.status}")
+    if preset.summary:
+        lines.append(f"  {preset.summary}")
+    for label, service in (("SMTP", preset.smtp), ("IMAP", preset.imap)):
+        lines.append(f"  {label} (username: {service.username.value})")
+        for endpoint in service.endpoints:
+            flag = "  preferred" if endpoint.preferred else ""
+            note = f"  ({endpoint.note})" if endpoint.note else ""
+            lines.append(f"    {endpoint.host}:{endpoint.port} {endpoint.tls.value}{flag}{note}")
+        if service.host_patterns:
+            lines.append(f"    also: {', '.join(service.host_patterns)}")
+    if preset.mx_patterns:
+        lines.append(f"  MX: {', '.join(preset.mx_patterns)}")
+    auth = preset.auth
+    lines.append(
+        f"  login: app password {'required' if auth.app_password_required else 'not required'}; "
+        f"SMTP basic auth {auth.smtp_basic_auth.value}; IMAP basic auth {auth.imap_basic_auth.value}"
+        + ("; OAuth2 only" if auth.oauth_only else "")
+    )
+    dns = preset.dns
+    if dns.spf_includes:
+        lines.append(f"  SPF include: {', '.join(dns.spf_includes)}")
+    if dns.dkim_selectors:
+        known = "documented" if dns.dkim_selectors_known else "seen in the wild"
+        lines.append(f"  DKIM selectors ({known}): {', '.join(dns.dkim_selectors)}")
+    limits = preset.limits
+    if limits.hard_daily_cap or limits.platform_max:
+        lines.append(
+            f"  daily cap: provider {limits.hard_daily_cap or '-'}, platform {limits.platform_max or '-'}"
+        )
+    for note in [*auth.notes, *preset.notes]:
+        lines.append(f"  note: {note}")
+    for source in preset.sources:
+        mark = "" if source.verified else " (unverified)"
+        lines.append(f"  source for {source.fact}: {source.source}{mark}")
+    return "\n".join(lines)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the report that --format json writes."""
+    from inboxcheck._schema import report_schema
+
+    click.echo(json.dumps(report_schema(), indent=2))
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    _notice(f"error: {message}")
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the ``inboxcheck`` command: turns every error into a message and an exit code."""
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="inboxcheck", standalone_mode=False
+        )
+    except click.exceptions.Abort:
+        click.echo("", err=True)
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(EXIT_OK)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+        if os.environ.get("INBOXCHECK_DEBUG") or "--debug" in (argv or sys.argv):
+            traceback.print_exc()
+        _fail(
+            f"internal error ({type(exc).__name__}); this is a bug in inboxcheck. "
+            "Run again with --debug and report the traceback.",
+            EXIT_BUG,
+        )
+    sys.exit(result if isinstance(result, int) else EXIT_OK)

@@ -1,0 +1,264 @@
+"""Reading an account: a JSON file in the platform's payload format, or ``-`` for standard input.
+
+Passwords may be left out of the file. They then come from ``INBOXCHECK_SMTP_PASSWORD`` and
+``INBOXCHECK_IMAP_PASSWORD`` (IMAP falls back to the SMTP password, as most providers use one app
+password for both), or from a prompt when a terminal is there to answer it. The command line never
+carries them.
+
+Every problem is reported at once, one line per field: what is wrong and what is allowed. Values of
+password fields are never echoed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any, Final
+
+from pydantic import ValidationError
+
+from inboxcheck._errors import AccountError, FieldProblem
+from inboxcheck._models import Account
+
+__all__ = [
+    "ENV_IMAP_PASSWORD",
+    "ENV_SMTP_PASSWORD",
+    "FIELD_RULES",
+    "PasswordSource",
+    "load_account",
+    "parse_account",
+]
+
+ENV_SMTP_PASSWORD: Final = "INBOXCHECK_SMTP_PASSWORD"
+ENV_IMAP_PASSWORD: Final = "INBOXCHECK_IMAP_PASSWORD"
+MAX_FILE_BYTES: Final = 1_000_000
+PASSWORD_FIELDS: Final = frozenset({"smtp_password", "imap_password"})
+
+# What the platform allows for each field, as a person would say it.
+FIELD_RULES: Final[dict[str, str]] = {
+    "email_address": "an email address of 5-255 characters",
+    "display_name": "text of 1-255 characters",
+    "inbox_type": "one of GOOGLE_WORKSPACE, OUTLOOK_365, CUSTOM_SMTP",
+    "smtp_host": "a host name of 1-255 characters, e.g. smtp.gmail.com",
+    "smtp_port": "an integer from 1 to 65535 (587 for STARTTLS, 465 for implicit TLS)",
+    "smtp_username": "text of 1-255 characters, usually the full address",
+    "smtp_password": "text of 1-500 characters (an app password)",
+    "imap_host": "a host name of 1-255 characters, e.g. imap.gmail.com",
+    "imap_port": "an integer from 1 to 65535 (993 for implicit TLS, 143 for STARTTLS)",
+    "imap_username": "text of 1-255 characters, usually the full address",
+    "imap_password": "text of 1-500 characters (an app password)",
+    "daily_limit": "an integer of at least 1",
+    "smtp_use_tls": "true or false",
+    "imap_use_ssl": "true or false",
+}
+
+Prompt = Callable[[str], str]
+
+
+class PasswordSource(dict[str, str]):
+    """Where each password came from (file, environment, prompt): told to the user, never the value."""
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number with a fraction"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _shown(field: str, value: object) -> str:
+    if field in PASSWORD_FIELDS:
+        return _json_type(value) if not isinstance(value, str) else f"{len(value)} characters"
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _problem_for(error: Mapping[str, Any], data: Mapping[str, Any]) -> FieldProblem:
+    loc = error.get("loc") or ("(payload)",)
+    field = str(loc[0])
+    kind = error.get("type", "")
+    rule = FIELD_RULES.get(field, "")
+    allowed = f"; allowed: {rule}" if rule else ""
+    present = field in data
+    value = data.get(field)
+    if kind == "missing":
+        return FieldProblem(field, f"is missing{allowed}")
+    if kind == "extra_forbidden":
+        guess = difflib.get_close_matches(field, FIELD_RULES, n=1)
+        hint = f"; did you mean {guess[0]}?" if guess else "; the platform's payload has no such field"
+        return FieldProblem(field, f"is not a field of the account payload{hint}")
+    if kind in ("string_too_short", "string_too_long", "too_short", "too_long") and isinstance(value, str):
+        return FieldProblem(field, f"has {len(value)} characters{allowed}")
+    if kind.endswith("_type") or kind in ("enum", "literal_error"):
+        got = _shown(field, value) if present else "nothing"
+        if kind == "enum" or kind == "literal_error":
+            return FieldProblem(field, f"is {got}{allowed}")
+        return FieldProblem(
+            field,
+            f"is {_json_type(value)} ({got}){allowed}"
+            if field not in PASSWORD_FIELDS
+            else f"is {got}{allowed}",
+        )
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return FieldProblem(field, f"is {_shown(field, value)}, out of range{allowed}")
+    if kind == "value_error":
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        return FieldProblem(field, f"{message}; got {_shown(field, value)}")
+    return FieldProblem(field, f"{error.get('msg', 'is not valid')}{allowed}")
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    duplicates = []
+    for key, value in pairs:
+        if key in result:
+            duplicates.append(key)
+        result[key] = value
+    if duplicates:
+        result["\0duplicates"] = duplicates
+    return result
+
+
+def parse_account(
+    data: object,
+    *,
+    source: str = "account",
+    env: Mapping[str, str] | None = None,
+    prompt: Prompt | None = None,
+    sources: PasswordSource | None = None,
+) -> Account:
+    """Validate an account payload (already decoded from JSON), filling in passwords left out.
+
+    Raises :class:`AccountError` listing every problem, one per field.
+    """
+    env = os.environ if env is None else env
+    if not isinstance(data, dict):
+        raise AccountError(
+            source, message=f"expected a JSON object with the account's fields, got {_json_type(data)}"
+        )
+    payload = dict(data)
+    problems = [
+        FieldProblem(key, "appears more than once; keep one") for key in payload.pop("\0duplicates", [])
+    ]
+    _fill_passwords(
+        payload, env=env, prompt=prompt, sources=sources if sources is not None else PasswordSource()
+    )
+    try:
+        account = Account.model_validate(payload)
+    except ValidationError as exc:
+        problems += [_problem_for(error, payload) for error in exc.errors()]
+        problems = [_with_password_hint(p) for p in problems]
+        raise AccountError(source, problems) from None
+    if problems:
+        raise AccountError(source, problems)
+    return account
+
+
+def _with_password_hint(problem: FieldProblem) -> FieldProblem:
+    if problem.field == "smtp_password" and problem.problem.startswith("is missing"):
+        return FieldProblem(
+            problem.field,
+            f"is missing: put it in the file, set {ENV_SMTP_PASSWORD}, or run on a terminal to be asked",
+        )
+    if problem.field == "imap_password" and problem.problem.startswith("is missing"):
+        return FieldProblem(
+            problem.field,
+            f"is missing: put it in the file or set {ENV_IMAP_PASSWORD} (it defaults to the SMTP password)",
+        )
+    return problem
+
+
+def _fill_passwords(
+    payload: dict[str, Any], *, env: Mapping[str, str], prompt: Prompt | None, sources: PasswordSource
+) -> None:
+    for field in ("smtp_password", "imap_password"):
+        if payload.get(field) not in (None, ""):
+            sources[field] = "file"
+    if payload.get("smtp_password") in (None, ""):
+        payload.pop("smtp_password", None)
+        if env.get(ENV_SMTP_PASSWORD):
+            payload["smtp_password"] = env[ENV_SMTP_PASSWORD]
+            sources["smtp_password"] = ENV_SMTP_PASSWORD
+        elif prompt is not None:
+            answer = prompt(f"SMTP password for {payload.get('smtp_username', 'the account')}")
+            if answer:
+                payload["smtp_password"] = answer
+                sources["smtp_password"] = "prompt"
+    if payload.get("imap_password") in (None, ""):
+        payload.pop("imap_password", None)
+        if env.get(ENV_IMAP_PASSWORD):
+            payload["imap_password"] = env[ENV_IMAP_PASSWORD]
+            sources["imap_password"] = ENV_IMAP_PASSWORD
+        elif "smtp_password" in payload:
+            payload["imap_password"] = payload["smtp_password"]
+            sources["imap_password"] = "the SMTP password"
+        elif prompt is not None:
+            answer = prompt(f"IMAP password for {payload.get('imap_username', 'the account')}")
+            if answer:
+                payload["imap_password"] = answer
+                sources["imap_password"] = "prompt"
+
+
+def read_json(source: str | Path, *, stdin: IO[str] | None = None) -> tuple[object, str]:
+    """Read and decode a JSON document from a path or ``-``; returns (data, name for messages)."""
+    name = "<stdin>" if str(source) == "-" else str(source)
+    try:
+        if str(source) == "-":
+            text = (stdin or sys.stdin).read(MAX_FILE_BYTES + 1)
+        else:
+            path = Path(source)
+            if path.is_dir():
+                raise AccountError(name, message="is a directory, not an account file")
+            with path.open("rb") as handle:
+                raw = handle.read(MAX_FILE_BYTES + 1)
+            text = raw.decode("utf-8-sig")
+    except FileNotFoundError:
+        raise AccountError(name, message="no such file") from None
+    except PermissionError:
+        raise AccountError(name, message="permission denied: cannot read the file") from None
+    except UnicodeDecodeError as exc:
+        raise AccountError(name, message=f"not UTF-8 text (bad byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise AccountError(name, message=f"cannot read: {exc.strerror or exc}") from None
+    if len(text) > MAX_FILE_BYTES:
+        raise AccountError(
+            name, message=f"larger than {MAX_FILE_BYTES:,} bytes; an account payload is a few hundred"
+        )
+    if not text.strip():
+        raise AccountError(name, message="is empty; expected a JSON object with the account's fields")
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicates), name
+    except json.JSONDecodeError as exc:
+        raise AccountError(
+            name, message=f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise AccountError(name, message="not valid JSON: nested too deeply") from None
+
+
+def load_account(
+    source: str | Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    prompt: Prompt | None = None,
+    stdin: IO[str] | None = None,
+    sources: PasswordSource | None = None,
+) -> Account:
+    """Read an account from a JSON file (or ``-`` for standard input) and validate it."""
+    data, name = read_json(source, stdin=stdin)
+    return parse_account(data, source=name, env=env, prompt=prompt, sources=sources)

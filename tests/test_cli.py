@@ -1,0 +1,183 @@
+"""The command line, through click's runner and, for the entry point, a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from click.testing import CliRunner, Result
+
+from inboxcheck._cli import cli
+from inboxcheck._input import ENV_IMAP_PASSWORD, ENV_SMTP_PASSWORD
+from inboxcheck._schema import committed_report_schema
+from tests.helpers import CANARY, custom_payload, google_payload
+
+OFFLINE = ["--only", "account"]
+
+
+def _run(args: list[str], *, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, args, input=input, env=env or {}, catch_exceptions=False)
+
+
+def _file(tmp_path: Path, payload: Any, name: str = "account.json") -> str:
+    path = tmp_path / name
+    path.write_text(payload if isinstance(payload, str) else json.dumps(payload), encoding="utf-8")
+    return str(path)
+
+
+def test_check_prints_a_text_report(tmp_path: Path) -> None:
+    result = _run(["check", _file(tmp_path, google_payload()), *OFFLINE])
+    assert result.exit_code == 0, result.output
+    assert "Google Workspace" in result.stdout
+    assert "Verdict: PASS" in result.stdout
+    assert "Usernames" in result.stdout
+
+
+def test_failures_exit_1_and_show_the_fix(tmp_path: Path) -> None:
+    result = _run(["check", _file(tmp_path, google_payload(imap_port=143)), *OFFLINE])
+    assert result.exit_code == 1
+    assert "account.tls_port_mismatch" in result.stdout
+    assert "fix: " in result.stdout
+    assert "Verdict: FAIL" in result.stdout
+
+
+def test_json_output_follows_the_committed_schema(tmp_path: Path) -> None:
+    result = _run(["check", _file(tmp_path, google_payload()), *OFFLINE, "--format", "json"])
+    report = json.loads(result.stdout)
+    jsonschema.validate(report, committed_report_schema())
+    assert report["verdict"] == "pass"
+    assert {c["name"] for c in report["checks"]} >= {"account.usernames", "account.tls"}
+
+
+def test_json_output_round_trips_through_the_model(tmp_path: Path) -> None:
+    from inboxcheck._models import Report
+
+    result = _run(["check", _file(tmp_path, google_payload(imap_port=143)), *OFFLINE, "--format", "json"])
+    report = Report.model_validate_json(result.stdout)
+    assert report.exit_code == result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        ('{"email_address": ', "not valid JSON"),
+        (json.dumps(google_payload(smtp_port="587")), "smtp_port: is a string"),
+        (json.dumps(google_payload(smtp_port=70000)), "smtp_port: is 70000, out of range"),
+        (json.dumps(google_payload(imap_port=0)), "imap_port: is 0, out of range"),
+        (json.dumps(google_payload(smtp_password=...)), "smtp_password: is missing"),
+        (json.dumps(google_payload(inbox_type="GMAIL")), "inbox_type: is 'GMAIL'"),
+        (json.dumps(google_payload(extra=1)), "extra: is not a field"),
+    ],
+)
+def test_bad_input_exits_2_with_a_line_naming_the_field(tmp_path: Path, content: str, field: str) -> None:
+    result = _run(["check", _file(tmp_path, content)])
+    assert result.exit_code == 2
+    assert field in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.output
+
+
+def test_missing_file_and_bad_options_exit_2(tmp_path: Path) -> None:
+    assert _run(["check", str(tmp_path / "none.json")]).exit_code == 2
+    good = _file(tmp_path, google_payload())
+    for args in (["--timeout", "0"], ["--nameserver", "dns.google"], ["--stage", "old"], ["--format", "xml"]):
+        result = _run(["check", good, *args])
+        assert result.exit_code == 2, args
+        assert "Traceback" not in result.output
+
+
+def test_account_from_stdin_and_password_from_env() -> None:
+    payload = json.dumps(custom_payload(smtp_password=..., imap_password=...))
+    result = _run(["check", "-", *OFFLINE], input=payload, env={ENV_SMTP_PASSWORD: CANARY})
+    assert result.exit_code == 0, result.output
+    assert "imap_password taken from the SMTP password" in result.stderr
+    assert CANARY not in result.output
+
+
+def test_presets_list_and_show() -> None:
+    listing = _run(["presets"])
+    assert listing.exit_code == 0
+    assert "google-workspace" in listing.stdout and "microsoft-365" in listing.stdout
+    shown = _run(["presets", "show", "microsoft-365"])
+    assert "outlook.office365.com:993" in shown.stdout
+    assert "IMAP basic auth retired" in shown.stdout
+    as_json = json.loads(_run(["presets", "show", "google-workspace", "--format", "json"]).stdout)
+    assert as_json["dns"]["spf_includes"] == ["_spf.google.com"]
+    missing = _run(["presets", "show", "nope"])
+    assert missing.exit_code == 2 and "known presets" in missing.stderr
+
+
+def test_schema_command_prints_the_committed_schema() -> None:
+    assert json.loads(_run(["schema"]).stdout) == committed_report_schema()
+
+
+def test_no_colour_without_a_terminal(tmp_path: Path) -> None:
+    result = _run(["check", _file(tmp_path, google_payload(imap_port=143)), *OFFLINE])
+    assert "\x1b[" not in result.stdout
+
+
+def _canary_scenarios(tmp_path: Path) -> list[tuple[list[str], str | None, dict[str, str]]]:
+    good = _file(tmp_path, custom_payload(), "good.json")
+    bad = _file(tmp_path, custom_payload(smtp_port=0, imap_password=CANARY * 40), "bad.json")
+    typo = _file(tmp_path, json.dumps(custom_payload())[:-1] + f', "smtp_pasword": "{CANARY}"}}', "typo.json")
+    wrong_type = _file(tmp_path, custom_payload(smtp_password=[CANARY]), "type.json")
+    no_pw = json.dumps(custom_payload(smtp_password=..., imap_password=...))
+    env = {ENV_SMTP_PASSWORD: CANARY, ENV_IMAP_PASSWORD: CANARY}
+    return [
+        (["check", good, *OFFLINE], None, {}),
+        (["check", good, *OFFLINE, "--format", "json", "-v"], None, {}),
+        (["check", good, *OFFLINE, "--timeout", "-1"], None, {}),
+        (["check", bad], None, {}),
+        (["check", typo], None, {}),
+        (["check", wrong_type], None, {}),
+        (["check", "-", *OFFLINE, "-v"], no_pw, env),
+        (["check", "-", *OFFLINE, "--format", "json"], no_pw, env),
+        (["--debug", "check", good, *OFFLINE], None, {}),
+    ]
+
+
+def test_the_canary_password_never_appears_in_any_output(tmp_path: Path) -> None:
+    for args, stdin, env in _canary_scenarios(tmp_path):
+        result = _run(args, input=stdin, env=env)
+        assert CANARY not in result.stdout, args
+        assert CANARY not in result.stderr, args
+        assert CANARY[:8] not in result.output, args
+
+
+def test_the_installed_command_runs_as_a_subprocess(tmp_path: Path) -> None:
+    account = _file(tmp_path, custom_payload(imap_port=143, imap_use_ssl=True))
+    proc = subprocess.run(
+        [sys.executable, "-m", "inboxcheck", "check", account, *OFFLINE, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["verdict"] == "fail"
+    assert CANARY not in proc.stdout + proc.stderr
+    version = subprocess.run(
+        [sys.executable, "-m", "inboxcheck", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "inboxcheck, version" in version.stdout
+
+
+def test_internal_errors_become_exit_70_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inboxcheck import _cli
+
+    def broken(**_: Any) -> None:
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(_cli, "_options_from", lambda params: broken())
+    with pytest.raises(SystemExit) as info:
+        _cli.main(["check", "fixtures/accounts/google-bad.json"])
+    assert info.value.code == 70

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import inboxcheck
+
+EXPECTED = {
+    "Account",
+    "AccountError",
+    "AccountView",
+    "ApiError",
+    "ApiKeyError",
+    "CheckContext",
+    "CheckOptions",
+    "CheckResult",
+    "CheckSpec",
+    "DailyLimitRecommendation",
+    "Family",
+    "FieldProblem",
+    "Finding",
+    "Format",
+    "InboxType",
+    "InboxcheckError",
+    "JsonRenderer",
+    "Nameserver",
+    "OptionsError",
+    "Outcome",
+    "Preset",
+    "PresetError",
+    "PresetRef",
+    "Presets",
+    "RampStep",
+    "Report",
+    "Severity",
+    "Stage",
+    "Status",
+    "TextRenderer",
+    "TlsMode",
+    "Verdict",
+    "__version__",
+    "check",
+    "check_sync",
+    "load_account",
+    "load_presets",
+    "parse_account",
+    "recommend_daily_limit",
+    "report_schema",
+}
+
+
+def test_public_api_is_pinned() -> None:
+    assert set(inboxcheck.__all__) == EXPECTED
+    for name in inboxcheck.__all__:
+        assert getattr(inboxcheck, name) is not None, name
+
+
+def test_importing_the_package_loads_no_heavy_dependency() -> None:
+    code = (
+        "import sys, inboxcheck; "
+        "heavy = [m for m in ('pydantic', 'dns', 'aiosmtplib', 'aioimaplib', 'httpx') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == ""
+
+
+def test_check_sync_runs_without_an_event_loop() -> None:
+    from tests.helpers import custom_payload
+
+    report = inboxcheck.check_sync(custom_payload(), families=frozenset({inboxcheck.Family.ACCOUNT}))
+    assert report.verdict is inboxcheck.Verdict.PASS
