@@ -198,10 +198,54 @@ def _load_account_for_cli(source: str) -> Any:
 
 
 @cli.command()
-@click.argument("account", metavar="ACCOUNT")
+@click.argument("account", metavar="ACCOUNT", required=False)
 @_check_options
-def check(account: str, fmt: str, verbose: bool, **params: Any) -> None:
-    """Check ACCOUNT (a JSON file in the platform's format, or - for stdin).
+@click.option(
+    "--batch",
+    "batch",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Check every account in this JSONL or CSV file (the platform's field names).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --batch: append each account's result to this JSONL file as it finishes.",
+)
+@click.option(
+    "--resume", is_flag=True, help="With --batch --output: skip the accounts already in the output."
+)
+@click.option(
+    "--retry-errors",
+    is_flag=True,
+    help="With --resume: check again the accounts whose result was 'could not tell'.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="With --batch: accounts checked at once.",
+)
+@click.option(
+    "--per-host",
+    type=click.IntRange(1, 100),
+    default=4,
+    show_default=True,
+    help="With --batch: accounts checked at once against one server host.",
+)
+def check(
+    account: str | None,
+    fmt: str,
+    verbose: bool,
+    batch: Path | None,
+    output: Path | None,
+    resume: bool,
+    retry_errors: bool,
+    concurrency: int,
+    per_host: int,
+    **params: Any,
+) -> None:
+    """Check ACCOUNT (a JSON file in the platform's format, or - for stdin), or a --batch of them.
 
     Passwords may be left out of the file: they are then read from INBOXCHECK_SMTP_PASSWORD and
     INBOXCHECK_IMAP_PASSWORD (IMAP defaults to the SMTP password), or asked for on a terminal.
@@ -211,8 +255,28 @@ def check(account: str, fmt: str, verbose: bool, **params: Any) -> None:
     from inboxcheck._render import Format, renderer_for
     from inboxcheck._runner import run_checks
 
-    parsed = _load_account_for_cli(account)
+    if (account is None) == (batch is None):
+        raise click.UsageError("give either ACCOUNT or --batch FILE")
+    if batch is None and (output or resume):
+        raise click.UsageError("--output and --resume go with --batch")
+    if retry_errors and not resume:
+        raise click.UsageError("--retry-errors goes with --resume")
+    if resume and output is None:
+        raise click.UsageError("--resume needs --output: the output file is what a run resumes from")
     options = _options_from(params)
+    if batch is not None:
+        _run_batch(
+            batch,
+            options,
+            fmt=fmt,
+            output=output,
+            resume=resume,
+            retry_errors=retry_errors,
+            concurrency=concurrency,
+            per_host=per_host,
+        )
+    assert account is not None
+    parsed = _load_account_for_cli(account)
     if sys.stderr.isatty():
         _notice(f"checking {parsed.email_address} ...")
     report = asyncio.run(run_checks(parsed, options=options))
@@ -228,6 +292,70 @@ def check(account: str, fmt: str, verbose: bool, **params: Any) -> None:
     )
     click.echo(renderer.render(report), nl=False)
     sys.exit(report.exit_code)
+
+
+def _run_batch(
+    path: Path,
+    options: Any,
+    *,
+    fmt: str,
+    output: Path | None,
+    resume: bool,
+    retry_errors: bool,
+    concurrency: int,
+    per_host: int,
+) -> NoReturn:
+    import asyncio
+    import time
+
+    from inboxcheck._batch import BatchLine, run_batch
+
+    colour, mark_unicode = _colour_wanted(sys.stdout), _unicode_ok(sys.stdout)
+    progress = sys.stderr.isatty()
+    started, count = time.monotonic(), 0
+    marks = {"pass": "✔", "warn": "!", "fail": "✘", "error": "?", "invalid": "✘"}
+    colours = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "invalid": "red"}
+
+    def on_result(record: BatchLine) -> None:
+        nonlocal count
+        count += 1
+        verdict = str(record.verdict)
+        if fmt == "text":
+            mark = marks[verdict] if mark_unicode else verdict.upper()
+            mark = click.style(mark, fg=colours[verdict], bold=True) if colour else mark
+            detail = record.error or ""
+            if record.report is not None:
+                codes = {f.code for f in record.report.findings() if f.severity.value in ("fail", "error")}
+                detail = ", ".join(sorted(codes))
+            if progress:
+                click.echo("\r\x1b[K", nl=False, err=True)
+            click.echo(
+                f"{mark} line {record.line} {record.email_address or '-'} {verdict}"
+                + (f": {detail}" if detail else "")
+            )
+        if progress:
+            rate = count / max(time.monotonic() - started, 1e-6)
+            click.echo(f"\r[{count} done, {rate:.1f}/s]", nl=False, err=True)
+
+    stream = sys.stdout if (fmt == "json" and output is None) else None
+    summary = asyncio.run(
+        run_batch(
+            path,
+            options=options,
+            output=output,
+            stream=stream,
+            resume=resume,
+            retry_errors=retry_errors,
+            concurrency=concurrency,
+            per_host=per_host,
+            on_result=on_result,
+        )
+    )
+    if progress:
+        click.echo("", err=True)
+    for line in summary.describe().splitlines():
+        _notice(line)
+    sys.exit(summary.exit_code)
 
 
 @cli.group(cls=_Group, invoke_without_command=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -115,13 +116,29 @@ def make_resolver(nameservers: Iterable[Nameserver], *, timeout: float) -> dns.a
 
 
 class DnsClient:
-    """Shares lookups between checks: concurrent asks for the same (name, type) await one query."""
+    """Shares lookups between checks: concurrent asks for the same (name, type) await one query.
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver, *, timeout: float) -> None:
+    One client serves a run, or a whole batch (where many accounts share a domain). ``max_entries``
+    bounds what it remembers, oldest first, so a batch of any length runs in flat memory.
+    ``queries`` lists the lookups really sent (for tests); ``sent`` counts them, and is all a batch
+    keeps (``record=False``).
+    """
+
+    def __init__(
+        self,
+        resolver: dns.asyncresolver.Resolver,
+        *,
+        timeout: float,
+        max_entries: int = 50_000,
+        record: bool = True,
+    ) -> None:
         self.resolver = resolver
         self.timeout = timeout
-        self._pending: dict[tuple[str, str], asyncio.Task[DnsAnswer]] = {}
+        self.max_entries = max_entries
+        self.record = record
+        self._pending: OrderedDict[tuple[str, str], asyncio.Task[DnsAnswer]] = OrderedDict()
         self.queries: list[tuple[str, str]] = []
+        self.sent = 0
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         key = (_normalise(name), rdtype.upper())
@@ -129,10 +146,22 @@ class DnsClient:
         if task is None:
             task = asyncio.ensure_future(self._query(*key))
             self._pending[key] = task
+            self._evict()
+        else:
+            self._pending.move_to_end(key)
         return await asyncio.shield(task)
 
+    def _evict(self) -> None:
+        while len(self._pending) > self.max_entries:
+            key, oldest = next(iter(self._pending.items()))
+            if not oldest.done():
+                return
+            del self._pending[key]
+
     async def _query(self, name: str, rdtype: str) -> DnsAnswer:
-        self.queries.append((name, rdtype))
+        self.sent += 1
+        if self.record:
+            self.queries.append((name, rdtype))
         start = time.perf_counter()
 
         def elapsed() -> float:
