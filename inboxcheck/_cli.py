@@ -358,6 +358,142 @@ def _run_batch(
     sys.exit(summary.exit_code)
 
 
+@cli.command()
+@click.argument("account", metavar="ACCOUNT")
+@_check_options
+@click.option(
+    "--api-url",
+    default=None,
+    metavar="URL",
+    help="The platform's base URL (default https://api.coldsend.io).",
+)
+@click.option(
+    "--api-path",
+    default=None,
+    metavar="PATH",
+    help="The create call's path (default /api/public/v1/sender-accounts).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the API key from this file (default: the COLDSEND_API_KEY variable).",
+)
+@click.option("--strict", is_flag=True, help="Let warnings block the create call too.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the request that would be sent (passwords masked); send nothing."
+)
+@click.option(
+    "--apply-recommended-limit",
+    is_flag=True,
+    help="Lower daily_limit to the recommendation (never raises it).",
+)
+@click.option(
+    "--idempotency-key",
+    default=None,
+    metavar="KEY",
+    help="Reuse the key of an earlier attempt whose outcome was unknown.",
+)
+def connect(
+    account: str,
+    fmt: str,
+    verbose: bool,
+    api_url: str | None,
+    api_path: str | None,
+    api_key_file: Path | None,
+    strict: bool,
+    dry_run: bool,
+    apply_recommended_limit: bool,
+    idempotency_key: str | None,
+    **params: Any,
+) -> None:
+    """Check ACCOUNT and, only if no check failed, create it on the platform.
+
+    The API key comes from COLDSEND_API_KEY or --api-key-file, never from the command line; its
+    format is checked before anything else runs.
+    """
+    import asyncio
+    import warnings
+
+    from inboxcheck._api import DEFAULT_BASE_URL, DEFAULT_PATH, InsecureKeyFileWarning, load_api_key
+    from inboxcheck._connect import connect as run_connect
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InsecureKeyFileWarning)
+        try:
+            api_key = load_api_key(key_file=api_key_file)
+        except Exception:
+            if not dry_run:
+                raise
+            api_key = None
+    for warning in caught:
+        _notice(f"warning: {warning.message}")
+    options = _options_from(params)
+    parsed = _load_account_for_cli(account)
+    if sys.stderr.isatty():
+        _notice(f"checking {parsed.email_address} before creating it ...")
+    result = asyncio.run(
+        run_connect(
+            parsed,
+            api_key=api_key,
+            options=options,
+            strict=strict,
+            dry_run=dry_run,
+            apply_recommended_limit=apply_recommended_limit,
+            base_url=api_url or DEFAULT_BASE_URL,
+            path=api_path or DEFAULT_PATH,
+            idempotency_key=idempotency_key,
+        )
+    )
+    if fmt == "json":
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        click.echo(_render_connect(result, verbose=verbose), nl=False)
+    sys.exit(result.exit_code)
+
+
+def _render_connect(result: Any, *, verbose: bool) -> str:
+    from inboxcheck._render import TextRenderer
+
+    colour = _colour_wanted(sys.stdout)
+    text = TextRenderer(colour=colour, unicode=_unicode_ok(sys.stdout), verbose=verbose).render(result.report)
+
+    def style(value: str, colour_name: str) -> str:
+        return click.style(value, fg=colour_name, bold=True) if colour else value
+
+    lines = [text.rstrip("\n"), ""]
+    if result.gate == "blocked":
+        blockers = ", ".join(
+            f"{name} ({result.report.check(name).status.value})" for name in result.blocked_by
+        )
+        lines.append(f"Gate: {style('BLOCKED', 'red')} by {blockers}: nothing was sent to the platform.")
+        if any(result.report.check(n).status.value == "warn" for n in result.blocked_by):
+            lines.append("  (--strict makes warnings block; fix them or run without --strict)")
+        return "\n".join(lines) + "\n"
+    lines.append(f"Gate: {style('PASSED', 'green')}: no check failed.")
+    lines.append(f"Daily limit: {result.daily_limit.value} ({result.daily_limit.note})")
+    if result.create is None:
+        lines.append(f"Dry run: would POST {result.url} with (passwords masked):")
+        lines.append(json.dumps(result.payload, indent=2))
+        return "\n".join(lines) + "\n"
+    outcome = result.create
+    if outcome.ok and outcome.inbox is not None:
+        inbox = outcome.inbox
+        lines.append(
+            f"Created inbox {style(inbox.id, 'green')} for {inbox.email_address}: "
+            f"status {inbox.status.value}, created_at {inbox.created_at.isoformat()}, daily_limit {inbox.daily_limit}"
+        )
+        return "\n".join(lines) + "\n"
+    finding = outcome.finding
+    lines.append(
+        f"Create call: {style(outcome.outcome.value.upper(), 'red')}: {finding.message} [{finding.code}]"
+    )
+    if finding.fix:
+        lines.append(f"  fix: {finding.fix}")
+    for key, value in finding.evidence.items():
+        lines.append(f"  {key}: {value if isinstance(value, str) else json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
 @cli.group(cls=_Group, invoke_without_command=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context

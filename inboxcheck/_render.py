@@ -56,6 +56,24 @@ _VERDICT_COLOUR: Final = {
     Verdict.ERROR: "magenta",
 }
 _EVIDENCE_WIDTH: Final = 160
+# Evidence a person needs to see without -v: what the server or the DNS actually said. The rest
+# (fields and values already named in the message) shows with -v and is always in the JSON.
+_PROOF_KEYS: Final = frozenset(
+    {
+        "reply",
+        "record",
+        "records",
+        "lookup",
+        "detail",
+        "offered",
+        "selectors_tried",
+        "error",
+        "addresses",
+        "certificate",
+        "not_after",
+        "tls_version",
+    }
+)
 
 
 class TextRenderer:
@@ -112,6 +130,8 @@ class TextRenderer:
         if finding.fix:
             lines.append(f"        fix: {finding.fix}")
         for key, value in finding.evidence.items():
+            if not self.verbose and key not in _PROOF_KEYS:
+                continue
             shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
             shown = " ".join(shown.split())
             if len(shown) > _EVIDENCE_WIDTH:

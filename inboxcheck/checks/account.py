@@ -292,7 +292,7 @@ async def check_display_name(ctx: CheckContext) -> Outcome:
             "account.display_name_style",
             Severity.WARN,
             f"The display name {name!r} is all capitals, which reads as shouting and trips spam filters.",
-            fix=f"Write it in normal case, e.g. {name.title()!r}.",
+            fix=f"Write it in normal case, e.g. {_plain(name).title()!r}.",
             display_name=name,
         )
     punctuation = [c for c in name if unicodedata.category(c).startswith(("P", "S")) and c not in ".,-'&()"]
@@ -307,6 +307,10 @@ async def check_display_name(ctx: CheckContext) -> Outcome:
     if out.findings:
         out.summary = "the display name may hurt how mail is received"
     return out
+
+
+def _plain(name: str) -> str:
+    return " ".join("".join(c for c in name if c.isalnum() or c in " .,-'&()").split())
 
 
 _GOOGLE_APP_PASSWORD = re.compile(r"^[a-z]{16}$")

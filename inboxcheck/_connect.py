@@ -1,0 +1,198 @@
+"""The gate: run the full preflight, and only when nothing failed, create the inbox on the platform.
+
+The daily limit sent is the user's when given, the recommendation when not (or when asked for with
+``apply_recommended_limit``), and never silently raised above what the user asked for.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from inboxcheck._api import (
+    DEFAULT_BASE_URL,
+    DEFAULT_PATH,
+    ApiKey,
+    CreateOutcome,
+    PlatformClient,
+    _check_base_url,
+    _join,
+)
+from inboxcheck._core import build_options
+from inboxcheck._input import parse_account
+from inboxcheck._models import Account, Report, Status
+from inboxcheck._options import CheckOptions
+from inboxcheck._presets import Presets
+from inboxcheck._runner import run_checks
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+
+__all__ = ["ConnectResult", "DailyLimitChoice", "choose_daily_limit", "connect", "connect_sync"]
+
+MASK: Final = "********"
+EXIT_BLOCKED_FAILED: Final = 1
+EXIT_BLOCKED_UNKNOWN: Final = 3
+
+
+class DailyLimitChoice(BaseModel):
+    """The daily_limit sent, where it came from, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: int
+    source: Literal["given", "recommended"]
+    requested: int | None
+    recommended: int
+    note: str
+
+
+def choose_daily_limit(
+    requested: int | None, recommended: int, *, apply_recommended: bool
+) -> DailyLimitChoice:
+    """The user's limit unless none was given or the recommendation is asked for; never raised."""
+    if requested is None:
+        return DailyLimitChoice(
+            value=recommended,
+            source="recommended",
+            requested=None,
+            recommended=recommended,
+            note=f"no daily_limit was given; using the recommended {recommended}",
+        )
+    if apply_recommended and recommended < requested:
+        return DailyLimitChoice(
+            value=recommended,
+            source="recommended",
+            requested=requested,
+            recommended=recommended,
+            note=f"lowered from {requested} to the recommended {recommended}",
+        )
+    note = f"keeping the given {requested}"
+    if apply_recommended and recommended > requested:
+        note += f" (the recommendation, {recommended}, is higher; a limit is never raised silently)"
+    elif requested > recommended:
+        note += f" (above the recommended {recommended}; --apply-recommended-limit lowers it)"
+    return DailyLimitChoice(
+        value=requested, source="given", requested=requested, recommended=recommended, note=note
+    )
+
+
+class ConnectResult(BaseModel):
+    """What ``connect`` did: the preflight report, the gate's decision, and the create call."""
+
+    model_config = ConfigDict(frozen=True)
+
+    report: Report
+    gate: Literal["passed", "blocked"]
+    blocked_by: tuple[str, ...] = ()
+    strict: bool = False
+    dry_run: bool = False
+    url: str
+    payload: dict[str, JsonValue]
+    daily_limit: DailyLimitChoice
+    create: CreateOutcome | None = None
+
+    @property
+    def created(self) -> bool:
+        return self.create is not None and self.create.ok
+
+    @property
+    def exit_code(self) -> int:
+        """0 created (or a dry run that would send); 1 blocked by a failure (or a warning with
+        --strict); 3 blocked because a check could not tell; 4-12 the platform refused or failed."""
+        if self.gate == "blocked":
+            statuses = {self.report.check(name).status for name in self.blocked_by}
+            if statuses & {Status.FAIL, Status.WARN}:
+                return EXIT_BLOCKED_FAILED
+            return EXIT_BLOCKED_UNKNOWN
+        if self.create is None:
+            return 0
+        return self.create.exit_code
+
+
+def _blocking(report: Report, *, strict: bool) -> tuple[str, ...]:
+    blocking = {Status.FAIL, Status.ERROR} | ({Status.WARN} if strict else set())
+    return tuple(check.name for check in report.checks if check.status in blocking)
+
+
+def masked_payload(payload: Mapping[str, Any]) -> dict[str, JsonValue]:
+    """The create call's body as it may be shown: every password replaced by a mask."""
+    return {key: (MASK if key.endswith("_password") else value) for key, value in payload.items()}
+
+
+async def connect(
+    account: Account | Mapping[str, Any],
+    *,
+    api_key: ApiKey | None,
+    options: CheckOptions | None = None,
+    strict: bool = False,
+    dry_run: bool = False,
+    apply_recommended_limit: bool = False,
+    base_url: str = DEFAULT_BASE_URL,
+    path: str = DEFAULT_PATH,
+    transport: httpx.AsyncBaseTransport | None = None,
+    api_timeout: float = 30,
+    idempotency_key: str | None = None,
+    presets: Presets | None = None,
+    resolver: dns.asyncresolver.Resolver | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    **option_overrides: Any,
+) -> ConnectResult:
+    """Preflight ``account``; create it on the platform only if no check failed.
+
+    Warnings do not block unless ``strict``; a check that could not tell blocks (nothing is created
+    on a guess). ``dry_run`` stops before the request, which is returned with passwords masked. The
+    API key is needed unless ``dry_run``. Returns a :class:`ConnectResult`; raises only for unusable
+    input (:class:`AccountError`, :class:`OptionsError`, :class:`ApiKeyError`).
+    """
+    from inboxcheck._errors import ApiKeyError
+
+    if api_key is None and not dry_run:
+        raise ApiKeyError(
+            "an API key is needed to create the inbox: set COLDSEND_API_KEY or use --api-key-file"
+        )
+    if not isinstance(account, Account):
+        account = parse_account(dict(account), source="account", env={})
+    report = await run_checks(
+        account,
+        options=build_options(options, option_overrides),
+        presets=presets,
+        resolver=resolver,
+        ssl_context=ssl_context,
+    )
+    limit = choose_daily_limit(
+        account.daily_limit,
+        report.recommended_daily_limit.value,
+        apply_recommended=apply_recommended_limit,
+    )
+    payload = account.api_payload(daily_limit=limit.value)
+    blocked_by = _blocking(report, strict=strict)
+    url = str(_join(_check_base_url(base_url, allow_insecure_http=False), path))
+    common: dict[str, Any] = {
+        "report": report,
+        "strict": strict,
+        "dry_run": dry_run,
+        "url": url,
+        "payload": masked_payload(payload),
+        "daily_limit": limit,
+    }
+    if blocked_by:
+        return ConnectResult(gate="blocked", blocked_by=blocked_by, **common)
+    if dry_run or api_key is None:
+        return ConnectResult(gate="passed", **common)
+    async with PlatformClient(
+        api_key, base_url=base_url, path=path, transport=transport, timeout=api_timeout
+    ) as client:
+        outcome = await client.create_sender_account(payload, idempotency_key=idempotency_key)
+    return ConnectResult(gate="passed", create=outcome, **common)
+
+
+def connect_sync(account: Account | Mapping[str, Any], **kwargs: Any) -> ConnectResult:
+    """:func:`connect` for code with no event loop running."""
+    import asyncio
+
+    return asyncio.run(connect(account, **kwargs))
