@@ -494,6 +494,88 @@ def _render_connect(result: Any, *, verbose: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+@cli.command()
+@click.argument("account", metavar="ACCOUNT")
+@_check_options
+@click.option("--previous", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An earlier JSON report of this account, to show what changed since (DKIM key, MX).")
+@click.option("--no-alternates", is_flag=True, help="Do not try the provider's other hosts and ports.")
+def diagnose(account: str, fmt: str, verbose: bool, previous: Path | None, no_alternates: bool,
+             **params: Any) -> None:
+    """Troubleshoot ACCOUNT: rank the probable causes and try the alternates that could work.
+
+    Runs every check, ranks the causes (most likely first) with their evidence, adds what a preflight
+    does not need (a certificate expiring soon, SPF headroom, a DKIM key that changed since
+    --previous), and when a login fails for a reason another endpoint could avoid, tries the
+    provider's other hosts, ports and TLS modes and names the payload fields to change.
+    """
+    import asyncio
+
+    from inboxcheck._diagnose import diagnose as run_diagnose
+    from inboxcheck._models import Report
+
+    earlier = None
+    if previous is not None:
+        try:
+            earlier = Report.model_validate_json(previous.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise click.UsageError(f"--previous {previous}: not an inboxcheck JSON report ({type(exc).__name__})") from None
+    options = _options_from(params)
+    parsed = _load_account_for_cli(account)
+    if sys.stderr.isatty():
+        _notice(f"diagnosing {parsed.email_address} ...")
+    result = asyncio.run(run_diagnose(parsed, options=options, previous=earlier, try_alternates=not no_alternates))
+    if fmt == "json":
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        click.echo(_render_diagnosis(result, verbose=verbose), nl=False)
+    sys.exit(result.exit_code)
+
+
+def _render_diagnosis(result: Any, *, verbose: bool) -> str:
+    from inboxcheck._render import TextRenderer
+
+    colour = _colour_wanted(sys.stdout)
+    text = TextRenderer(colour=colour, unicode=_unicode_ok(sys.stdout), verbose=verbose).render(result.report)
+
+    def bold(value: str) -> str:
+        return click.style(value, bold=True) if colour else value
+
+    lines = [text.rstrip("\n"), ""]
+    if result.causes:
+        lines.append(bold("Probable causes, most likely first:"))
+        for cause in result.causes[:10]:
+            lines.append(f"  {cause.rank}. {cause.message} [{cause.code}]")
+            if cause.fix:
+                lines.append(f"     fix: {cause.fix}")
+            reply = cause.evidence.get("reply")
+            if reply:
+                lines.append(f"     server said: {reply}")
+        if len(result.causes) > 10:
+            lines.append(f"  ... and {len(result.causes) - 10} more (see --format json)")
+    else:
+        lines.append(bold("No cause found: every check passed."))
+    if result.notices:
+        lines.append("")
+        lines.append(bold("Also worth knowing:"))
+        for notice in result.notices:
+            lines.append(f"  - {notice.message} [{notice.code}]")
+            if notice.fix:
+                lines.append(f"    fix: {notice.fix}")
+    if result.alternatives:
+        lines.append("")
+        lines.append(bold("Alternatives tried:"))
+        for alt in result.alternatives:
+            codes = f" ({', '.join(alt.codes)})" if alt.codes and alt.result != "works" else ""
+            lines.append(f"  {alt.result:>14}  {alt.protocol.upper()} {alt.host}:{alt.port} {alt.tls.value}"
+                         f"  from {alt.source}{codes}")
+    if result.suggested_changes:
+        lines.append("")
+        changes = ", ".join(f"{k} = {json.dumps(v)}" for k, v in result.suggested_changes.items())
+        lines.append(bold(f"Suggested change to the account payload: {changes}"))
+    return "\n".join(lines) + "\n"
+
+
 @cli.group(cls=_Group, invoke_without_command=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
