@@ -8,14 +8,14 @@ at the deadline becomes an ``error`` result saying so. Nothing a check does can 
 from __future__ import annotations
 
 import asyncio
-import base64
+import re
 import ssl
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome, finding
 from inboxcheck._limits import recommend_daily_limit
@@ -29,6 +29,7 @@ from inboxcheck._models import (
 )
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets, load_presets
+from inboxcheck._secrets import REDACTED, Scrubber
 
 if TYPE_CHECKING:
     import dns.asyncresolver
@@ -75,7 +76,8 @@ async def run_checks(
     generated_at = now()
     started = clock()
     results = await _run_all(ctx, selected)
-    results = [_redact(result, _secret_forms(account)) for result in results]
+    redactor = _Redactor(account)
+    results = [redactor.result(result) for result in results]
     findings = [f for result in results for f in result.findings]
     return Report(
         generated_at=generated_at,
@@ -189,45 +191,49 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-def _secret_forms(account: Account) -> list[str]:
-    """Every form in which a password could surface in a server's echo or an exception."""
-    forms: set[str] = set()
-    pairs = (
-        (account.smtp_username, account.smtp_password.get_secret_value()),
-        (account.imap_username, account.imap_password.get_secret_value()),
-    )
-    for username, password in pairs:
-        forms.add(password)
-        forms.add(base64.b64encode(password.encode()).decode())
-        forms.add(base64.b64encode(f"\0{username}\0{password}".encode()).decode())
-    # Very short passwords would redact ordinary words; the platform allows them, so keep them all
-    # but the empty string.
-    return sorted((f for f in forms if f), key=len, reverse=True)
+# Fields that are identifiers chosen by inboxcheck, never text from a server: not scrubbed, so that a
+# short password cannot mangle a check's name or a finding's code.
+_STRUCTURAL: Final = frozenset({"name", "title", "status", "code", "severity", "duration_ms"})
+# A secret shorter than this is also a fragment of ordinary words; it is only removed where it
+# stands alone as a token.
+_SUBSTRING_MIN: Final = 6
 
 
-def _redact(result: CheckResult, secrets: list[str]) -> CheckResult:
-    """Defence in depth: no check should put a password in a result, and none can.
+class _Redactor:
+    def __init__(self, account: Account) -> None:
+        forms = Scrubber.for_account(account).forms
+        self.long = [f for f in forms if len(f) >= _SUBSTRING_MIN]
+        short = [re.escape(f) for f in forms if len(f) < _SUBSTRING_MIN]
+        self.short = re.compile(rf"(?<!\w)(?:{'|'.join(short)})(?!\w)") if short else None
 
-    Walks every string in the result (not its JSON text, where escaping would hide a secret).
-    """
-    data = result.model_dump(mode="json")
-    tb = result.traceback
-    clean_data = _scrub(data, secrets)
-    clean_tb = _scrub(tb, secrets) if tb is not None else None
-    if clean_data == data and clean_tb == tb:
-        return result
-    clean = CheckResult.model_validate(clean_data)
-    clean._traceback = clean_tb if isinstance(clean_tb, str) else None
-    return clean
-
-
-def _scrub(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, "[redacted]")
+    def text(self, value: str) -> str:
+        for secret in self.long:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        if self.short is not None:
+            value = self.short.sub(REDACTED, value)
         return value
-    if isinstance(value, dict):
-        return {_scrub(k, secrets): _scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(item, secrets) for item in value]
-    return value
+
+    def walk(self, value: Any, key: str | None = None) -> Any:
+        if isinstance(value, str):
+            return value if key in _STRUCTURAL else self.text(value)
+        if isinstance(value, dict):
+            return {k: self.walk(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.walk(item) for item in value]
+        return value
+
+    def result(self, result: CheckResult) -> CheckResult:
+        """Defence in depth: no check should put a password in a result, and none can.
+
+        Walks every string value in the result (not its JSON text, where escaping would hide a secret).
+        """
+        data = result.model_dump(mode="json")
+        tb = result.traceback
+        clean_data = self.walk(data)
+        clean_tb = self.text(tb) if tb is not None else None
+        if clean_data == data and clean_tb == tb:
+            return result
+        clean = CheckResult.model_validate(clean_data)
+        clean._traceback = clean_tb
+        return clean

@@ -113,3 +113,19 @@ async def test_secrets_are_scrubbed_from_a_bug_traceback() -> None:
     result = report.check("test.crash")
     assert result.traceback is not None and "wrapped [redacted]" in result.traceback
     assert CANARY not in result.traceback
+
+
+async def test_a_one_letter_password_does_not_mangle_names_or_codes() -> None:
+    account = Account.model_validate(custom_payload(smtp_password="s", imap_password="s"))
+
+    async def quoting(ctx: CheckContext) -> Outcome:
+        out = Outcome(summary="dns.spf says s")
+        out.add("test.spf_s", Severity.WARN, "the server echoed s back", reply="535 s")
+        return out
+
+    report = await run_checks(account, specs=[CheckSpec("test.spf_s", "SPF s", Family.ACCOUNT, quoting)])
+    result = report.check("test.spf_s")
+    assert result.title == "SPF s"
+    assert result.findings[0].code == "test.spf_s"
+    assert result.findings[0].evidence["reply"] == "535 [redacted]"
+    assert result.summary == "dns.spf says [redacted]"
