@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import dns.asyncresolver
 import dns.exception
@@ -25,6 +26,9 @@ import dns.resolver
 import dns.rrset
 
 from inboxcheck._options import Nameserver
+
+if TYPE_CHECKING:
+    from inboxcheck._dnswire import WireTransport
 
 __all__ = ["DnsAnswer", "DnsClient", "DnsStatus", "make_resolver"]
 
@@ -131,8 +135,11 @@ class DnsClient:
         timeout: float,
         max_entries: int = 50_000,
         record: bool = True,
+        transport: WireTransport | None = None,
     ) -> None:
         self.resolver = resolver
+        # Optional lean UDP path for TXT/MX/A/AAAA (inboxcheck._dnswire); dnspython does the rest.
+        self.transport = transport
         self.timeout = timeout
         self.max_entries = max_entries
         self.record = record
@@ -167,6 +174,19 @@ class DnsClient:
         def elapsed() -> float:
             return round((time.perf_counter() - start) * 1000, 2)
 
+        if self.transport is not None and rdtype in self.transport.rdtypes:
+            wire = await self.transport.resolve(name, rdtype)
+            if wire is not None:
+                return DnsAnswer(
+                    name,
+                    rdtype,
+                    DnsStatus(wire.status),
+                    rrset=wire.rrset,
+                    canonical_name=wire.canonical_name if wire.rrset is not None else None,
+                    duration_ms=elapsed(),
+                    error=wire.error,
+                    cname_chain=wire.chain,
+                )
         try:
             answer = await self.resolver.resolve(
                 name, rdtype, raise_on_no_answer=False, lifetime=self.timeout, search=False

@@ -1,0 +1,72 @@
+"""The DNS checks' pure helpers: record merging, the organisational domain, string lengths."""
+
+from __future__ import annotations
+
+import pytest
+
+from inboxcheck._check import Outcome
+from inboxcheck._models import Severity
+from inboxcheck.checks.dns import (
+    CHECKS,
+    _check_string_lengths,
+    merged_spf_record,
+    organisational_domain,
+)
+
+
+@pytest.mark.parametrize(
+    ("current", "includes", "expected"),
+    [
+        (None, ["_spf.google.com"], "v=spf1 include:_spf.google.com ~all"),
+        (None, [], "v=spf1 a:smtp.example.net ~all"),
+        (["v=spf1 mx -all"], ["_spf.google.com"], "v=spf1 mx include:_spf.google.com ~all"),
+        (["v=spf1 mx +all"], [], "v=spf1 mx ~all"),
+        (["v=spf1 mx ?all"], [], "v=spf1 mx ~all"),
+        (["v=spf1 mx"], [], "v=spf1 mx ~all"),
+        (["v=spf1 include:_spf.google.com ~all"], ["_spf.google.com"], "v=spf1 include:_spf.google.com ~all"),
+        (["v=spf1 a -all", "v=spf1 ip4:192.0.2.1 a ~all"], [], "v=spf1 a ip4:192.0.2.1 ~all"),
+        (
+            ["v=spf1 mx redirect=_spf.example.com"],
+            ["x.example"],
+            "v=spf1 mx include:x.example redirect=_spf.example.com",
+        ),
+    ],
+)
+def test_merged_spf_record(current: list[str] | None, includes: list[str], expected: str) -> None:
+    assert merged_spf_record(current, includes, sending_host="smtp.example.net") == expected
+
+
+@pytest.mark.parametrize(
+    ("domain", "expected"),
+    [
+        ("example.com", "example.com"),
+        ("mail.example.com", "example.com"),
+        ("a.b.c.example.com.", "example.com"),
+        ("Sub.Example.COM", "example.com"),
+        # The documented simplification: no public suffix list.
+        ("shop.example.co.uk", "co.uk"),
+    ],
+)
+def test_organisational_domain(domain: str, expected: str) -> None:
+    assert organisational_domain(domain) == expected
+
+
+def test_string_over_255_is_reported() -> None:
+    # Only reachable when the DNS layer hands over such a string (a DNS message cannot carry one).
+    out = Outcome(summary="")
+    _check_string_lengths(out, "example.com", [b"v=spf1 " + b"a" * 300, b" -all"], "v=spf1 ...")
+    (finding,) = out.findings
+    assert finding.code == "dns.spf.string_too_long"
+    assert finding.severity is Severity.FAIL
+    assert finding.evidence["lengths"] == [307]
+
+
+def test_strings_within_limit_are_fine() -> None:
+    out = Outcome(summary="")
+    _check_string_lengths(out, "example.com", [b"a" * 255, b"b" * 255], "v=spf1 ...")
+    assert out.findings == []
+
+
+def test_registered_checks() -> None:
+    assert [spec.name for spec in CHECKS] == ["dns.mx", "dns.spf", "dns.dkim", "dns.dmarc", "dns.receivers"]
+    assert CHECKS[-1].needs == ("dns.spf", "dns.dkim", "dns.dmarc")

@@ -1,0 +1,182 @@
+"""The lean UDP transport against a scripted server: what it reads, and what it leaves to dnspython.
+
+The real-server behaviour (every DNS test run over both transports) is in test_dns.py; here a tiny
+UDP server on loopback answers with crafted bytes to reach the unusual cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from inboxcheck._dnsclient import DnsClient, DnsStatus, make_resolver
+from inboxcheck._dnswire import WireTransport
+from inboxcheck._options import Nameserver
+
+Responder = Callable[[bytes], list[bytes]]
+
+
+class _Scripted(asyncio.DatagramProtocol):
+    def __init__(self, respond: Responder) -> None:
+        self.respond = respond
+        self.transport: asyncio.DatagramTransport | None = None
+        self.queries: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.queries.append(data)
+        assert self.transport is not None
+        for answer in self.respond(data):
+            self.transport.sendto(answer, addr)
+
+
+async def serve(respond: Responder) -> tuple[asyncio.DatagramTransport, _Scripted, tuple[str, int]]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: _Scripted(respond), local_addr=("127.0.0.1", 0)
+    )
+    return transport, protocol, transport.get_extra_info("sockname")[:2]
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[Callable[[Responder], object]]:
+    opened: list[asyncio.DatagramTransport] = []
+
+    async def start(respond: Responder) -> tuple[_Scripted, tuple[str, int]]:
+        transport, protocol, address = await serve(respond)
+        opened.append(transport)
+        return protocol, address
+
+    yield start
+    for transport in opened:
+        transport.close()
+    await asyncio.sleep(0)
+
+
+def question_of(query: bytes) -> bytes:
+    end = 12
+    while query[end]:
+        end += query[end] + 1
+    return query[12 : end + 5]
+
+
+def reply(
+    query: bytes, *, flags: int = 0x8180, answers: bytes = b"", count: int = 0, question: bytes | None = None
+) -> bytes:
+    header = query[:2] + struct.pack("!HHHHH", flags, 1, count, 0, 0)
+    return header + (question if question is not None else question_of(query)) + answers
+
+
+def self_pointer(query: bytes) -> bytes:
+    """A compressed name that points at itself: the first answer's owner, at its own offset."""
+    offset = 12 + len(question_of(query))
+    return bytes([0xC0 | offset >> 8, offset & 0xFF])
+
+
+def txt_answer(text: bytes) -> bytes:
+    rdata = bytes([len(text)]) + text
+    return b"\xc0\x0c" + struct.pack("!HHIH", 16, 1, 300, len(rdata)) + rdata
+
+
+async def test_reads_a_txt_answer(scripted: Callable[[Responder], object]) -> None:
+    protocol, address = await scripted(lambda q: [reply(q, answers=txt_answer(b"v=spf1 -all"), count=1)])  # type: ignore[misc]
+    answer = await WireTransport([address], timeout=1.0).resolve("example.test", "TXT")
+    assert answer is not None and answer.status == "ok" and answer.rrset is not None
+    assert [b"".join(r.strings) for r in answer.rrset] == [b"v=spf1 -all"]
+    # EDNS0 is offered, recursion desired.
+    assert protocol.queries[0][2:4] == b"\x01\x00" and protocol.queries[0].endswith(
+        b"\x00\x00\x29\x04\xd0" + b"\x00" * 6
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "status"),
+    [(0x8183, "nxdomain"), (0x8182, "servfail"), (0x8185, "refused"), (0x8181, "error"), (0x8180, "nodata")],
+)
+async def test_rcodes(scripted: Callable[[Responder], object], flags: int, status: str) -> None:
+    _, address = await scripted(lambda q: [reply(q, flags=flags)])  # type: ignore[misc]
+    answer = await WireTransport([address], timeout=1.0).resolve("example.test", "TXT")
+    assert answer is not None and answer.status == status
+
+
+async def test_next_server_after_servfail(scripted: Callable[[Responder], object]) -> None:
+    _, failing = await scripted(lambda q: [reply(q, flags=0x8182)])  # type: ignore[misc]
+    _, working = await scripted(lambda q: [reply(q, answers=txt_answer(b"ok"), count=1)])  # type: ignore[misc]
+    answer = await WireTransport([failing, working], timeout=1.0).resolve("example.test", "TXT")
+    assert answer is not None and answer.status == "ok"
+
+
+@pytest.mark.parametrize(
+    "respond",
+    [
+        pytest.param(lambda q: [reply(q, flags=0x8380)], id="truncated"),
+        pytest.param(
+            lambda q: [reply(q, question=b"\x05other\x04test\x00\x00\x10\x00\x01")], id="other-question"
+        ),
+        pytest.param(lambda q: [reply(q, answers=b"\xc0\x0c\xc0", count=1)], id="cut-short"),
+        pytest.param(
+            lambda q: [reply(q, answers=self_pointer(q) + b"\x00" * 20, count=1)], id="pointer-loop"
+        ),
+    ],
+)
+async def test_unusual_answers_are_left_to_dnspython(
+    scripted: Callable[[Responder], object], respond: Responder
+) -> None:
+    _, address = await scripted(respond)  # type: ignore[misc]
+    assert await WireTransport([address], timeout=1.0).resolve("example.test", "TXT") is None
+
+
+async def test_answers_with_a_wrong_id_are_ignored(scripted: Callable[[Responder], object]) -> None:
+    def wrong_then_right(query: bytes) -> list[bytes]:
+        wrong = bytes([query[0] ^ 0xFF, query[1]]) + reply(query, flags=0x8183)[2:]
+        return [wrong, reply(query, answers=txt_answer(b"right"), count=1)]
+
+    _, address = await scripted(wrong_then_right)  # type: ignore[misc]
+    answer = await WireTransport([address], timeout=1.0).resolve("example.test", "TXT")
+    assert answer is not None and answer.status == "ok"
+
+
+async def test_lost_query_is_sent_again(scripted: Callable[[Responder], object]) -> None:
+    seen: list[int] = []
+
+    def drop_first(query: bytes) -> list[bytes]:
+        seen.append(1)
+        return [] if len(seen) == 1 else [reply(query, answers=txt_answer(b"second try"), count=1)]
+
+    _, address = await scripted(drop_first)  # type: ignore[misc]
+    answer = await WireTransport([address], timeout=0.6).resolve("example.test", "TXT")
+    assert answer is not None and answer.status == "ok" and len(seen) == 2
+
+
+async def test_silence_is_a_timeout(scripted: Callable[[Responder], object]) -> None:
+    _, address = await scripted(lambda q: [])  # type: ignore[misc]
+    answer = await WireTransport([address], timeout=0.3).resolve("example.test", "TXT")
+    assert answer is not None and answer.status == "timeout"
+
+
+async def test_client_falls_back_to_dnspython_for_other_types(
+    scripted: Callable[[Responder], object],
+) -> None:
+    protocol, address = await scripted(lambda q: [reply(q, flags=0x8183)])  # type: ignore[misc]
+    host, port = address
+    resolver = make_resolver([Nameserver(host=host, port=port)], timeout=1.0)
+    client = DnsClient(resolver, timeout=1.0, transport=WireTransport([address], timeout=1.0))
+    assert (await client.query("example.test", "SRV")).status is DnsStatus.NXDOMAIN
+    assert (await client.query("example.test", "TXT")).status is DnsStatus.NXDOMAIN
+    assert len(protocol.queries) == 2
+
+
+def test_from_resolver() -> None:
+    resolver = make_resolver([Nameserver(host="127.0.0.1", port=5353)], timeout=1.0)
+    transport = WireTransport.from_resolver(resolver, timeout=1.0)
+    assert transport is not None and [s.address for s in transport.servers] == [("127.0.0.1", 5353)]
+
+
+@pytest.mark.parametrize("name", ["", "a..b", "é.test", "x" * 64 + ".test", "a\\.b.test"])
+async def test_names_it_cannot_encode_are_left_to_dnspython(name: str) -> None:
+    assert await WireTransport([("127.0.0.1", 9)], timeout=0.1).resolve(name, "TXT") is None
