@@ -288,6 +288,10 @@ def _candidates(
     found.extend(_Candidate(protocol, host, p, mode, "the account's own host") for p, mode in generic)
     unique: dict[tuple[str, int, TlsMode], _Candidate] = {}
     for candidate in found:
+        # The payload says only "TLS on": implicit on 465, STARTTLS elsewhere. An endpoint it cannot
+        # express is no suggestion the platform could use.
+        if protocol == "smtp" and (candidate.tls is TlsMode.IMPLICIT) != (candidate.port == 465):
+            continue
         key = (candidate.host.lower(), candidate.port, candidate.tls)
         if key != (host.lower(), port, current) and key not in unique:
             unique[key] = candidate

@@ -1,0 +1,114 @@
+"""diagnose against the lab: ranked causes, alternates that work, notices beyond a preflight."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from inboxcheck._diagnose import diagnose, rank_causes, weight_of
+from inboxcheck._models import Account, Report, Severity
+from inboxcheck._options import CheckOptions, Family
+from inboxcheck._presets import Endpoint, Preset, Presets, ServiceSpec, TlsMode, load_presets
+from lab import Lab
+
+
+def _options(lab: Lab, *families: Family) -> CheckOptions:
+    host, port = lab.nameserver
+    return CheckOptions(
+        nameservers=(f"{host}:{port}",),
+        ca_file=lab.ca_file,
+        timeout=3,
+        deadline=30,
+        families=frozenset(families or Family),
+    )
+
+
+def _lab_presets(lab: Lab) -> Presets:
+    """The bundled presets plus one describing the lab as a provider with two SMTP and IMAP ports."""
+    smtp = ServiceSpec(
+        endpoints=(
+            Endpoint(host="mail.lab.test", port=lab.smtp["submission"].port, tls=TlsMode.STARTTLS, preferred=True),
+            Endpoint(host="mail.lab.test", port=lab.smtp["submissions"].port, tls=TlsMode.IMPLICIT),
+        )
+    )
+    imap = ServiceSpec(
+        endpoints=(
+            Endpoint(host="mail.lab.test", port=lab.imap["imaps"].port, tls=TlsMode.IMPLICIT, preferred=True),
+            Endpoint(host="mail.lab.test", port=lab.imap["imap_starttls"].port, tls=TlsMode.STARTTLS),
+        )
+    )
+    labp = Preset(id="lab-mail", name="Lab Mail", inbox_type="CUSTOM_SMTP", smtp=smtp, imap=imap)
+    return Presets([*load_presets(), labp])
+
+
+def _account(lab: Lab, **changes: Any) -> Account:
+    payload = lab.account("alice@lab.test", smtp="submission", imap="imaps")
+    payload.update(changes)
+    return Account.model_validate(payload)
+
+
+async def test_a_port_without_starttls_finds_the_port_that_works(lab: Lab) -> None:
+    account = _account(lab, smtp_port=lab.smtp["nostarttls"].port)
+    result = await diagnose(account, options=_options(lab, Family.SMTP), presets=_lab_presets(lab))
+    assert result.causes[0].code == "smtp.starttls.unavailable"
+    by_port = {alt.port: alt.result for alt in result.alternatives}
+    assert by_port[lab.smtp["submission"].port] == "works"
+    # Implicit TLS on a port other than 465 cannot be written in the payload (smtp_use_tls means
+    # STARTTLS there), so the lab's implicit-TLS port is no candidate.
+    assert lab.smtp["submissions"].port not in by_port
+    assert result.suggested_changes == {
+        "smtp_host": "mail.lab.test",
+        "smtp_port": lab.smtp["submission"].port,
+        "smtp_use_tls": True,
+    }
+    assert result.exit_code == 1
+
+
+async def test_imap_implicit_tls_on_a_starttls_port_is_fixed_by_the_alternate(lab: Lab) -> None:
+    account = _account(lab, imap_port=lab.imap["imap_starttls"].port, imap_use_ssl=True)
+    result = await diagnose(account, options=_options(lab, Family.IMAP), presets=_lab_presets(lab))
+    working = [a for a in result.alternatives if a.result == "works"]
+    assert working, [a.model_dump() for a in result.alternatives]
+    assert result.suggested_changes["imap_use_ssl"] in (True, False)
+    assert result.suggested_changes["imap_port"] in (lab.imap["imaps"].port, lab.imap["imap_starttls"].port)
+
+
+async def test_a_wrong_password_is_ranked_first_and_no_alternate_is_tried(lab: Lab) -> None:
+    account = _account(lab, smtp_password="wrong-password-1", imap_password="wrong-password-1")
+    result = await diagnose(account, options=_options(lab), presets=_lab_presets(lab))
+    assert result.causes[0].code in ("smtp.auth.rejected", "imap.auth.rejected")
+    assert {c.code for c in result.causes[:2]} == {"smtp.auth.rejected", "imap.auth.rejected"}
+    assert result.alternatives == ()
+    assert result.suggested_changes == {}
+    assert "wrong-password-1" not in result.model_dump_json()
+
+
+async def test_a_healthy_account_has_no_causes_and_tries_nothing(lab: Lab) -> None:
+    result = await diagnose(_account(lab), options=_options(lab), presets=_lab_presets(lab))
+    assert [c.code for c in result.causes if c.severity is Severity.FAIL] == []
+    assert result.alternatives == ()
+    assert result.exit_code == 0
+
+
+async def test_a_dkim_key_that_changed_since_an_earlier_report_is_noticed(lab: Lab) -> None:
+    options = _options(lab, Family.DNS).model_copy(update={"dkim_selectors": ("lab",)})
+    first = await diagnose(_account(lab), options=options, try_alternates=False)
+    data = json.loads(first.report.model_dump_json())
+    dkim = next(c for c in data["checks"] if c["name"] == "dns.dkim")
+    assert list(dkim["details"]["keys"]) == ["lab"]
+    selector = "lab"
+    dkim["details"]["keys"][selector]["record"] = "v=DKIM1; k=rsa; p=OLDKEY"
+    previous = Report.model_validate(data)
+    again = await diagnose(_account(lab), options=options, previous=previous, try_alternates=False)
+    [notice] = [n for n in again.notices if n.code == "diagnose.dkim_key_changed"]
+    assert notice.evidence["selector"] == selector
+    assert notice.evidence["before"] == "v=DKIM1; k=rsa; p=OLDKEY"
+    unchanged = await diagnose(_account(lab), options=options, previous=first.report, try_alternates=False)
+    assert [n.code for n in unchanged.notices] == []
+
+
+def test_ranking_follows_the_weight_table() -> None:
+    assert weight_of("smtp.auth.app_password_required") > weight_of("smtp.auth.rejected")
+    assert weight_of("smtp.auth.rejected") > weight_of("smtp.tls.cert_expired") > weight_of("dns.spf.missing")
+    assert weight_of("unknown.code") == 0
+    assert rank_causes.__doc__
