@@ -13,6 +13,6 @@ def registered_checks() -> list[CheckSpec]:
     Modules are imported here rather than at the top so that ``inboxcheck --version`` and the offline
     checks do not pay for dnspython, aiosmtplib and aioimaplib.
     """
-    from inboxcheck.checks import account
+    from inboxcheck.checks import account, dns, imap, login, smtp
 
-    return [*account.CHECKS]
+    return [*account.CHECKS, *dns.CHECKS, *smtp.CHECKS, *imap.CHECKS, *login.CHECKS]

@@ -1,0 +1,237 @@
+"""Finding a server and opening a TCP connection to it, with every attempt kept as evidence.
+
+The SMTP and IMAP checks resolve the host themselves (through the run's DNS client when
+``--nameserver`` is given, else through the system's resolver) and connect to each address in turn,
+so that a report can say which addresses were tried and what each one did. They then hand the
+connected socket to the protocol library, with the host *name* as the TLS server name: the
+certificate is checked against the name the account uses, not against the address it resolved to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pydantic import JsonValue
+
+from inboxcheck._check import CheckContext
+
+__all__ = [
+    "Attempt",
+    "ConnectFailure",
+    "Connected",
+    "Resolution",
+    "ResolveFailure",
+    "connect_any",
+    "local_address_literal",
+    "resolve_host",
+]
+
+
+class ResolveFailure(StrEnum):
+    """Why a host name gave no address."""
+
+    NO_SUCH_NAME = "no_such_name"  # a definite answer: the name has no address
+    TEMPORARY = "temporary"  # could not tell: a timeout, SERVFAIL, a resolver error
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The addresses a host name resolved to, or why there are none."""
+
+    host: str
+    addresses: tuple[str, ...] = ()
+    failure: ResolveFailure | None = None
+    detail: str = ""
+    via: str = "system"
+
+    def evidence(self) -> dict[str, JsonValue]:
+        out: dict[str, JsonValue] = {
+            "host": self.host,
+            "addresses": list(self.addresses),
+            "resolver": self.via,
+        }
+        if self.detail:
+            out["resolver_detail"] = self.detail
+        return out
+
+
+class ConnectFailure(StrEnum):
+    """How one connection attempt ended, when it did not connect."""
+
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One address tried: connected, or why not."""
+
+    address: str
+    port: int
+    failure: ConnectFailure | None = None
+    detail: str = ""
+
+    def as_json(self) -> dict[str, JsonValue]:
+        result = "connected" if self.failure is None else self.failure.value
+        out: dict[str, JsonValue] = {"address": self.address, "port": self.port, "result": result}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass
+class Connected:
+    """The outcome of :func:`connect_any`: a connected socket (or None) and every attempt made."""
+
+    sock: socket.socket | None
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def address(self) -> str | None:
+        return self.attempts[-1].address if self.sock is not None and self.attempts else None
+
+    def failure(self) -> ConnectFailure:
+        """The failure that best describes why no address connected."""
+        kinds = {attempt.failure for attempt in self.attempts}
+        for kind in (ConnectFailure.TIMEOUT, ConnectFailure.UNREACHABLE, ConnectFailure.OTHER):
+            if kind in kinds:
+                return kind
+        return ConnectFailure.REFUSED
+
+    def evidence(self) -> list[JsonValue]:
+        return [attempt.as_json() for attempt in self.attempts]
+
+
+def _ip_literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+async def resolve_host(ctx: CheckContext, host: str, port: int) -> Resolution:
+    """Every address of ``host``, IPv4 first, each once.
+
+    With ``--nameserver`` the run's DNS client answers (the same servers the DNS checks ask); otherwise
+    the system's resolver does, as the mail client on the platform would.
+    """
+    literal = _ip_literal(host)
+    if literal is not None:
+        return Resolution(host, (literal,), via="literal")
+    if ctx.options.nameservers:
+        return await _resolve_with_dns(ctx, host)
+    return await _resolve_with_system(ctx, host, port)
+
+
+async def _resolve_with_dns(ctx: CheckContext, host: str) -> Resolution:
+    via = ", ".join(str(ns) for ns in ctx.options.nameservers)
+    answers = await asyncio.gather(ctx.dns.query(host, "A"), ctx.dns.query(host, "AAAA"))
+    addresses: list[str] = []
+    for answer in answers:
+        if answer.ok:
+            addresses.extend(answer.records())
+    if addresses:
+        return Resolution(host, tuple(dict.fromkeys(addresses)), via=via)
+    if all(answer.definite for answer in answers):
+        return Resolution(
+            host,
+            failure=ResolveFailure.NO_SUCH_NAME,
+            detail="; ".join(a.describe() for a in answers),
+            via=via,
+        )
+    return Resolution(
+        host, failure=ResolveFailure.TEMPORARY, detail="; ".join(a.describe() for a in answers), via=via
+    )
+
+
+# getaddrinfo errors that are a definite "this name has no address".
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+async def _resolve_with_system(ctx: CheckContext, host: str, port: int) -> Resolution:
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(ctx.step_timeout()):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except TimeoutError:
+        return Resolution(
+            host, failure=ResolveFailure.TEMPORARY, detail=f"no answer within {ctx.step_timeout():g} s"
+        )
+    except socket.gaierror as exc:
+        kind = ResolveFailure.NO_SUCH_NAME if exc.errno in _NO_SUCH_NAME else ResolveFailure.TEMPORARY
+        return Resolution(host, failure=kind, detail=exc.strerror or str(exc))
+    except (OSError, UnicodeError) as exc:
+        return Resolution(host, failure=ResolveFailure.TEMPORARY, detail=str(exc) or type(exc).__name__)
+    families = sorted(infos, key=lambda info: 0 if info[0] == socket.AF_INET else 1)
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in families))
+    if not addresses:
+        return Resolution(host, failure=ResolveFailure.NO_SUCH_NAME, detail="no address returned")
+    return Resolution(host, addresses)
+
+
+_REFUSED = {errno.ECONNREFUSED}
+_UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
+
+
+async def connect_any(ctx: CheckContext, addresses: tuple[str, ...], port: int) -> Connected:
+    """Connect to the first address that accepts, trying them in order; each gets one step timeout.
+
+    The caller owns the returned socket and must close it (or hand it to a transport) on every path.
+    """
+    result = Connected(None)
+    loop = asyncio.get_running_loop()
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            result.attempts.append(Attempt(address, port, ConnectFailure.UNREACHABLE, str(exc)))
+            continue
+        sock.setblocking(False)
+        timeout = ctx.step_timeout()
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.sock_connect(sock, (address, port))
+        except TimeoutError:
+            sock.close()
+            result.attempts.append(
+                Attempt(address, port, ConnectFailure.TIMEOUT, f"no answer within {timeout:g} s")
+            )
+            continue
+        except OSError as exc:
+            sock.close()
+            if exc.errno in _REFUSED:
+                kind = ConnectFailure.REFUSED
+            elif exc.errno in _UNREACHABLE:
+                kind = ConnectFailure.UNREACHABLE
+            else:
+                kind = ConnectFailure.OTHER
+            result.attempts.append(Attempt(address, port, kind, exc.strerror or str(exc)))
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        result.sock = sock
+        result.attempts.append(Attempt(address, port))
+        return result
+    return result
+
+
+def local_address_literal(sock: socket.socket) -> str:
+    """The EHLO argument: the client's own address as an RFC 5321 address literal.
+
+    Not ``socket.getfqdn()``, which can block on a slow reverse lookup and names a host the server
+    cannot verify anyway.
+    """
+    with contextlib.suppress(OSError):
+        host = str(sock.getsockname()[0])
+        return f"[IPv6:{host}]" if ":" in host else f"[{host}]"
+    return "[127.0.0.1]"

@@ -1,0 +1,700 @@
+"""The IMAP login check: resolve, connect, TLS, CAPABILITY, LOGIN, EXAMINE INBOX, LOGOUT.
+
+TLS follows the project's rule: ``imap_use_ssl`` means implicit TLS; without it the check upgrades with
+STARTTLS when the server offers it, and sends the password over a clear-text connection only with
+``allow_plaintext``. Nothing is changed in the mailbox: INBOX is opened read-only (EXAMINE).
+
+How aioimaplib is used, and why not its ``IMAP4`` client class: that class opens the connection itself,
+with no way to pass a connected socket, a TLS server name or to run STARTTLS, and it logs every byte
+at debug level. The check drives the library's ``IMAP4ClientProtocol`` (its parser and command
+engine) directly, through :class:`_Protocol`, a minimal subclass that
+
+- never logs what it sends or receives (the library masks a LOGIN password only in its raw form, so a
+  password with a quote or a backslash reached the log in its quoted form), and cuts every form of
+  the password out of what it receives before the library sees it (the library logs each status
+  line, and a server may echo a command);
+- gives LOGIN and AUTHENTICATE commands a masked ``repr``/``str``: the library puts a pending command's
+  text into exception messages (for instance on an unexpected tag), which would carry the password;
+- bounds a line at :data:`MAX_LINE` bytes and a response at :data:`MAX_RESPONSE`, and turns
+  anything the parser chokes on into a failure the check reports, instead of an exception escaping
+  into the event loop;
+- quotes the username as well as the password in LOGIN (the library sends the username bare).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import socket
+import ssl
+from collections.abc import Awaitable
+from typing import Any, Final, TypeVar
+
+from aioimaplib import aioimaplib
+from pydantic import JsonValue
+
+from inboxcheck._check import CheckContext, CheckSpec, Outcome
+from inboxcheck._knowledge import match_reply
+from inboxcheck._models import Severity
+from inboxcheck._netutil import ConnectFailure, ResolveFailure, connect_any, resolve_host
+from inboxcheck._options import Family
+from inboxcheck._secrets import REDACTED, Scrubber
+from inboxcheck._tls import (
+    TlsFailure,
+    TlsFailureKind,
+    TlsSession,
+    add_session_findings,
+    add_tls_failure,
+    classify_tls_error,
+    inspecting_context,
+    prepare_ssl_context,
+    session_of,
+)
+from inboxcheck.checks.login import LoginFact, fact_key
+
+__all__ = ["CHECKS", "MAX_LINE", "check_imap_login"]
+
+#: The longest response line accepted (RFC 7162 section 4 asks clients to accept at least 8 KB).
+MAX_LINE: Final = 256 * 1024
+#: The most a server may send before completing a command: none of the check's commands (CAPABILITY,
+#: LOGIN, EXAMINE, LOGOUT) has a legitimate answer anywhere near this.
+MAX_RESPONSE: Final = 1024 * 1024
+_MAX_EVIDENCE: Final = 2000
+_T = TypeVar("_T")
+
+
+class _PeerFailed(Exception):
+    """The server closed the connection or sent something the parser could not take."""
+
+
+class _Stop(Exception):
+    """Ends the conversation early; the finding is already recorded."""
+
+
+class _MaskedCommand(aioimaplib.Command):  # type: ignore[misc]
+    """A command whose text holds a secret: its ``str``/``repr`` never shows the arguments."""
+
+    def __init__(self, name: str, tag: str, *args: str, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name, tag, *args, loop=loop)
+        self.wire = f"{tag} {name} {' '.join(args)}"
+
+    def __repr__(self) -> str:
+        return f"{self.tag} {self.name} {REDACTED}"
+
+    __str__ = __repr__
+
+
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    # The library is untyped; these are the attributes of its protocol that the check touches.
+    incomplete_line: bytes
+    current_command: Any
+    transport: Any
+    capabilities: set[str]
+    state: str
+    loop: asyncio.AbstractEventLoop
+    tasks: set[asyncio.Future[Any]]
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, scrub: Scrubber) -> None:
+        super().__init__(loop, self._lost)
+        # A server that echoes a command back would otherwise put the password into the library's
+        # debug log (it logs every status line): secrets are cut from what is received, first.
+        self._secrets = [form.encode("utf-8", "surrogatepass") for form in scrub.forms]
+        self._since_tagged = 0
+        self.failed: asyncio.Future[str] = loop.create_future()
+        self.greeted: asyncio.Future[str] = loop.create_future()
+        self.greeting: str | None = None
+        self._wire: dict[str, str] = {}
+
+    def fail(self, reason: str) -> None:
+        if not self.failed.done():
+            self.failed.set_result(reason)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _lost(self, exc: Exception | None) -> None:
+        if not self.failed.done():
+            self.failed.set_result("the server closed the connection")
+
+    def data_received(self, d: bytes) -> None:
+        # The library's data_received, without its debug log of the raw bytes, with a line bound,
+        # and with parser errors kept inside the check.
+        if self.failed.done():
+            return
+        self._since_tagged += len(d)
+        if self._since_tagged > MAX_RESPONSE:
+            self.fail(f"sent more than {MAX_RESPONSE // 1024} KiB without completing a command")
+            return
+        data = self.incomplete_line + d
+        for secret in self._secrets:
+            if secret in data:
+                data = data.replace(secret, REDACTED.encode())
+        if len(data) > MAX_LINE and b"\r\n" not in data[-MAX_LINE:]:
+            self.fail(f"sent a line longer than {MAX_LINE // 1024} KiB")
+            return
+        try:
+            self._handle_responses(data, self._handle_line, self.current_command)
+            self.incomplete_line = b""
+            self.current_command = None
+        except aioimaplib.IncompleteRead as incomplete:
+            self.current_command = incomplete.cmd
+            self.incomplete_line = incomplete.data
+        except RecursionError:
+            self.fail("sent more response lines at once than an IMAP client can take")
+        except Exception as exc:  # noqa: BLE001 - whatever the peer sent, it must not escape
+            self.fail(f"sent a response the IMAP parser could not read ({type(exc).__name__})")
+
+    def _response_done(self, line: bytes) -> None:
+        self._since_tagged = 0
+        super()._response_done(line)
+
+    def send(self, line: str, scrub: str | None = None) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write((self._wire.pop(line, line) + "\r\n").encode())
+
+    async def welcome(self, command: bytes) -> None:
+        if self.greeting is not None:
+            return  # the library starts a welcome for every line received before the first ends
+        self.greeting = command.decode("utf-8", "replace")
+        try:
+            await super().welcome(command)
+        except Exception as exc:  # noqa: BLE001 - a bad greeting is a finding, not a crash
+            self.fail(f"greeted with something that is not IMAP ({type(exc).__name__})")
+        else:
+            if not self.greeted.done():
+                self.greeted.set_result(self.greeting)
+
+    async def execute_masked(self, name: str, *args: str) -> tuple[_MaskedCommand, Any]:
+        command = _MaskedCommand(name, self.new_tag(), *args, loop=self.loop)
+        self._wire[str(command)] = command.wire
+        async with self.state_condition:
+            response = await self.execute(command)
+            if response.result == "OK":
+                self.state = aioimaplib.AUTH
+            self.state_condition.notify_all()
+        return command, response
+
+    def cancel_tasks(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+
+def _sorted(items: set[str]) -> list[JsonValue]:
+    return list[JsonValue](sorted(items))
+
+
+def _sendable(text: str) -> bool:
+    """Whether ``text`` can go in a quoted IMAP string: no CR, LF or NUL, and a UTF-8 form."""
+    if any(char in text for char in "\r\n\0"):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
+def _lines(response: Any) -> list[str]:
+    out = []
+    for line in getattr(response, "lines", []) or []:
+        if isinstance(line, bytes | bytearray):
+            out.append(bytes(line).decode("utf-8", "replace"))
+    return out
+
+
+class _ImapLogin:
+    def __init__(self, ctx: CheckContext) -> None:
+        self.ctx = ctx
+        account = ctx.account
+        self.host = account.imap_host.strip("[]")
+        self.port = account.imap_port
+        self.implicit = account.imap_use_ssl
+        self.out = Outcome(summary="")
+        self.scrub = Scrubber.for_account(account)
+        self.steps: list[JsonValue] = []
+        self.address: str | None = None
+        self.session: TlsSession | None = None
+        self.proto: _Protocol | None = None
+        # Started now so that reading the CA store overlaps with resolving and connecting.
+        self.tls_ready: asyncio.Future[ssl.SSLContext] = prepare_ssl_context(ctx)
+        self.tls_context: ssl.SSLContext | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def step(self, name: str, text: str) -> None:
+        self.steps.append({"step": name, "reply": self.scrub(text)[:_MAX_EVIDENCE]})
+
+    # --- findings ----------------------------------------------------------------------------
+
+    def protocol_error(self, what: str, *, stage: str) -> None:
+        self.out.add(
+            "imap.protocol.error",
+            Severity.FAIL,
+            f"The server at {self.where} {self.scrub(what)} during the {stage.replace('_', ' ')}, so it "
+            "is not usable as an IMAP server.",
+            fix="Check that the host and port are the provider's IMAP endpoint (usually 993 with "
+            "implicit TLS, or 143 with STARTTLS).",
+            host=self.host,
+            port=self.port,
+            stage=stage,
+            greeting=self.scrub(self.proto.greeting or "")[:_MAX_EVIDENCE] if self.proto else None,
+        )
+
+    def timed_out(self, stage: str) -> None:
+        timeout = self.ctx.options.timeout
+        hint = ""
+        if stage == "greeting" and not self.implicit and self.port == 993:
+            hint = " Port 993 expects TLS from the first byte, but imap_use_ssl is off."
+        elif stage == "greeting" and self.implicit and self.port == 143:
+            hint = ""
+        code = "imap.connect.timeout" if stage in ("greeting", "tls_handshake") else "imap.protocol.timeout"
+        self.out.add(
+            code,
+            Severity.ERROR,
+            f"The server at {self.where} stopped answering during the {stage.replace('_', ' ')} "
+            f"(nothing within {timeout:g} s), so inboxcheck could not tell whether the login works.{hint}",
+            fix="Check that the port is right and that no firewall drops the traffic, then try again "
+            "with a longer --timeout." + (" Turn imap_use_ssl on for port 993." if hint else ""),
+            host=self.host,
+            port=self.port,
+            stage=stage,
+            timeout_s=timeout,
+        )
+
+    # --- the conversation --------------------------------------------------------------------
+
+    async def wait(self, awaitable: Awaitable[_T], stage: str, *, report: bool = True) -> _T:
+        """``awaitable``, bounded by the step timeout and cut short if the peer fails."""
+        assert self.proto is not None
+        task: asyncio.Future[_T] = asyncio.ensure_future(awaitable)
+        waiters: set[asyncio.Future[Any]] = {task, self.proto.failed}
+        done, _ = await asyncio.wait(
+            waiters, timeout=self.ctx.step_timeout(), return_when=asyncio.FIRST_COMPLETED
+        )
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if self.proto.failed.done():
+            raise _PeerFailed(self.proto.failed.result())
+        if report:
+            self.timed_out(stage)
+        raise _Stop
+
+    async def run(self) -> Outcome:
+        out = self.out
+        out.details["tls_mode"] = "implicit" if self.implicit else "starttls"
+        resolution = await resolve_host(self.ctx, self.host, self.port)
+        out.details["resolution"] = resolution.evidence()
+        if not resolution.addresses:
+            self._unresolvable(resolution.failure, resolution.detail)
+            out.summary = f"could not find an address for {self.host}"
+            return out
+        connected = await connect_any(self.ctx, resolution.addresses, self.port)
+        out.details["attempts"] = connected.evidence()
+        if connected.sock is None:
+            self._not_connected(connected.failure(), connected.evidence())
+            out.summary = f"could not connect to {self.where}"
+            return out
+        self.address = connected.address
+        logged_in = False
+        with contextlib.suppress(_Stop):
+            logged_in = await self._converse(connected.sock)
+        out.details["steps"] = self.steps
+        if self.session is not None:
+            out.details["tls"] = self.session.evidence(self.ctx.now())
+        if logged_in:
+            cert = self.session.cert if self.session else None
+            self.ctx.facts[fact_key("imap")] = LoginFact(
+                protocol="imap",
+                username=self.ctx.account.imap_username,
+                host=self.host,
+                port=self.port,
+                address=self.address,
+                preset_id=self.ctx.preset.id if self.ctx.preset else None,
+                cert_names=tuple(cert.names()) if cert else (),
+            )
+            how = f"over {self.session.version}" if self.session else "without encryption"
+            out.summary = f"logged in to {self.where} as {self.ctx.account.imap_username} {how}"
+        elif not out.summary:
+            out.summary = f"could not log in to {self.where}"
+        return out
+
+    def _unresolvable(self, failure: ResolveFailure | None, detail: str) -> None:
+        definite = failure is ResolveFailure.NO_SUCH_NAME
+        self.out.add(
+            "imap.connect.unresolvable",
+            Severity.FAIL if definite else Severity.ERROR,
+            f"The IMAP host {self.host} does not resolve to any address ({detail})."
+            if definite
+            else f"The IMAP host {self.host} could not be resolved right now ({detail}), so inboxcheck "
+            "could not tell whether it works.",
+            fix="Check the spelling of imap_host against the provider's setup page."
+            if definite
+            else "Check the DNS servers this machine (or --nameserver) uses, then try again.",
+            host=self.host,
+            detail=detail,
+        )
+
+    def _not_connected(self, failure: ConnectFailure, attempts: list[JsonValue]) -> None:
+        if failure is ConnectFailure.REFUSED:
+            self.out.add(
+                "imap.connect.refused",
+                Severity.FAIL,
+                f"Nothing accepts connections on {self.where}: every address refused.",
+                fix="Check imap_port against the provider's setup page (993 for implicit TLS, 143 for "
+                "STARTTLS).",
+                host=self.host,
+                port=self.port,
+                attempts=attempts,
+            )
+        elif failure is ConnectFailure.TIMEOUT:
+            self.out.add(
+                "imap.connect.timeout",
+                Severity.ERROR,
+                f"Connecting to {self.where} timed out after {self.ctx.options.timeout:g} s on every "
+                "address, so inboxcheck could not tell whether the server works.",
+                fix="Check the port and whether a firewall drops the traffic, then try again.",
+                host=self.host,
+                port=self.port,
+                attempts=attempts,
+            )
+        else:
+            self.out.add(
+                "imap.connect.failed",
+                Severity.ERROR,
+                f"No address of {self.host} could be reached on port {self.port} (the network said no "
+                "route), so inboxcheck could not tell whether the server works.",
+                fix="Check this machine's network connection (IPv6 routes in particular), then try again.",
+                host=self.host,
+                port=self.port,
+                attempts=attempts,
+            )
+
+    async def _open(self, sock: socket.socket, tls_context: ssl.SSLContext | None) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        proto = _Protocol(loop, self.scrub)
+        self.proto = proto
+        timeout = self.ctx.step_timeout()
+        async with asyncio.timeout(timeout):
+            await loop.create_connection(
+                lambda: proto,
+                sock=sock,
+                ssl=tls_context,
+                server_hostname=self.host if tls_context is not None else None,
+                ssl_handshake_timeout=timeout if tls_context is not None else None,
+            )
+        return proto
+
+    async def _converse(self, sock: socket.socket) -> bool:
+        try:
+            self.tls_context = await asyncio.shield(self.tls_ready)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            proto = await self._open(sock, self.tls_context if self.implicit else None)
+        except TimeoutError:
+            sock.close()
+            self.timed_out("tls_handshake")
+            return False
+        except OSError as exc:
+            sock.close()
+            failure = classify_tls_error(exc) or TlsFailure(
+                TlsFailureKind.HANDSHAKE, str(exc) or type(exc).__name__
+            )
+            await self._tls_failed(failure)
+            return False
+        try:
+            return await self._converse_with(proto)
+        except _PeerFailed as exc:
+            self.protocol_error(str(exc), stage=self._stage)
+            return False
+        finally:
+            _close(proto)
+
+    _stage = "greeting"
+
+    async def _converse_with(self, proto: _Protocol) -> bool:
+        self._stage = "greeting"
+        await self.wait(asyncio.shield(proto.greeted), "greeting")
+        self.step("greeting", proto.greeting or "")
+        if proto.state == aioimaplib.AUTH:
+            self.protocol_error("pre-authenticated the connection without a login", stage="greeting")
+            return False
+        self.out.details["capabilities"] = _sorted(proto.capabilities)
+        if not self.implicit and not await self._starttls_or_plain(proto):
+            await self._logout(proto)
+            return False
+        transport = proto.transport
+        self.session = session_of(transport.get_extra_info("ssl_object") if transport else None)
+        if self.session is not None:
+            add_session_findings(
+                self.out, "imap", self.session, host=self.host, port=self.port, now=self.ctx.now()
+            )
+        ok = await self._login(proto)
+        if ok:
+            await self._examine(proto)
+        await self._logout(proto)
+        return ok
+
+    async def _starttls_or_plain(self, proto: _Protocol) -> bool:
+        caps = {c.upper() for c in proto.capabilities}
+        if "STARTTLS" not in caps:
+            if not self.ctx.options.allow_plaintext:
+                self.out.add(
+                    "imap.starttls.unavailable",
+                    Severity.FAIL,
+                    f"imap_use_ssl is off and the server at {self.where} does not offer STARTTLS, so "
+                    "the password would cross the network unencrypted; inboxcheck did not send it.",
+                    fix="Turn imap_use_ssl on and use the provider's implicit-TLS port (usually 993).",
+                    host=self.host,
+                    port=self.port,
+                    capabilities=_sorted(caps),
+                )
+                return False
+            self.out.add(
+                "imap.tls.disabled",
+                Severity.FAIL,
+                f"The connection to {self.where} is not encrypted (imap_use_ssl is off and the server "
+                "offers no STARTTLS); the password was sent in clear text because --allow-plaintext "
+                "was given.",
+                fix="Turn imap_use_ssl on and use the provider's implicit-TLS port (usually 993).",
+                host=self.host,
+                port=self.port,
+                credentials_sent=True,
+            )
+            return True
+        self.out.details["capabilities_before_tls"] = _sorted(caps)
+        self._stage = "starttls"
+        command = aioimaplib.Command("STARTTLS", proto.new_tag(), loop=proto.loop)
+        response = await self.wait(proto.execute(command), "starttls")
+        self.step("starttls", f"{response.result} {' '.join(_lines(response))}")
+        if response.result != "OK":
+            self.out.add(
+                "imap.starttls.failed",
+                Severity.FAIL,
+                f"The server at {self.where} offers STARTTLS but refused to start it; inboxcheck sent "
+                "no credentials.",
+                fix="The server's operator must fix its TLS setup; the reply is in the evidence.",
+                host=self.host,
+                port=self.port,
+                reply=self.scrub(f"{response.result} {' '.join(_lines(response))}"),
+            )
+            return False
+        # RFC 3207/2595: anything buffered before the handshake is clear text an attacker may have
+        # injected; drop it.
+        proto.incomplete_line = b""
+        loop = asyncio.get_running_loop()
+        transport = proto.transport
+        try:
+            async with asyncio.timeout(self.ctx.step_timeout()):
+                new_transport = await loop.start_tls(
+                    transport,
+                    proto,
+                    await asyncio.shield(self.tls_ready),
+                    server_hostname=self.host,
+                    ssl_handshake_timeout=self.ctx.step_timeout(),
+                )
+        except TimeoutError:
+            self.timed_out("tls_handshake")
+            raise _Stop from None
+        except (OSError, RuntimeError) as exc:
+            if transport is not None:
+                transport.abort()
+            failure = classify_tls_error(exc) or TlsFailure(
+                TlsFailureKind.HANDSHAKE, str(exc) or type(exc).__name__
+            )
+            await self._tls_failed(failure)
+            raise _Stop from None
+        proto.transport = new_transport
+        self._stage = "capability"
+        await self.wait(proto.capability(), "capability")
+        self.out.details["capabilities"] = _sorted(proto.capabilities)
+        return True
+
+    async def _tls_failed(self, failure: TlsFailure) -> None:
+        cert = None
+        if failure.kind is not TlsFailureKind.HANDSHAKE and self.address is not None:
+            session = await self._inspect_certificate(self.address)
+            cert = session.cert if session else None
+        add_tls_failure(
+            self.out, "imap", failure, host=self.host, port=self.port, cert=cert, now=self.ctx.now()
+        )
+
+    async def _login(self, proto: _Protocol) -> bool:
+        account = self.ctx.account
+        caps = {c.upper() for c in proto.capabilities}
+        self._stage = "login"
+        username = account.imap_username
+        if not _sendable(username) or not _sendable(account.imap_password.get_secret_value()):
+            self._unsendable()
+            return False
+        try:
+            if "LOGINDISABLED" not in caps:
+                mechanism = "LOGIN"
+                command, response = await self.wait(
+                    proto.execute_masked(
+                        "LOGIN",
+                        aioimaplib.quoted(username),
+                        aioimaplib.quoted(account.imap_password.get_secret_value()),
+                    ),
+                    "login",
+                )
+            elif "AUTH=PLAIN" in caps and "SASL-IR" in caps:
+                mechanism = "AUTHENTICATE PLAIN"
+                blob = base64.b64encode(
+                    f"\0{username}\0{account.imap_password.get_secret_value()}".encode()
+                ).decode("ascii")
+                command, response = await self.wait(
+                    proto.execute_masked("AUTHENTICATE", "PLAIN", blob), "login"
+                )
+            else:
+                self.out.add(
+                    "imap.login_disabled",
+                    Severity.FAIL,
+                    f"The server at {self.where} announces LOGINDISABLED and offers no other password "
+                    "login, so inboxcheck sent no credentials"
+                    + ("" if self.session else "; servers do this on connections that are not encrypted")
+                    + ".",
+                    fix="Turn imap_use_ssl on (implicit TLS, usually port 993), or use port 143 on a "
+                    "server that offers STARTTLS.",
+                    host=self.host,
+                    port=self.port,
+                    capabilities=_sorted(caps),
+                )
+                return False
+        except ValueError:  # the library's own check for characters that end a command line
+            self._unsendable()
+            return False
+        text = "\n".join(_lines(response))
+        verbatim = self.scrub(f"{response.result} {text}".strip())[:_MAX_EVIDENCE]
+        self.step(mechanism.lower().replace(" ", "_"), verbatim)
+        if response.result == "OK":
+            self.out.details["authenticated_as"] = username
+            self.out.details["auth_mechanism"] = mechanism
+            return True
+        self._rejected(command, response.result, text, verbatim)
+        return False
+
+    def _unsendable(self) -> None:
+        self.out.add(
+            "imap.auth.unsendable",
+            Severity.FAIL,
+            "The IMAP username or password contains characters that cannot be sent in an IMAP login "
+            "(a line break, a NUL, or text with no UTF-8 form), so inboxcheck sent nothing.",
+            fix="Re-enter the username and password without line breaks or control characters.",
+            host=self.host,
+            port=self.port,
+        )
+
+    def _rejected(self, command: _MaskedCommand, result: str, text: str, verbatim: str) -> None:
+        preset_id = self.ctx.preset.id if self.ctx.preset else None
+        match = match_reply("imap", f"{result} {text}", provider=preset_id)
+        evidence: dict[str, JsonValue] = {
+            "host": self.host,
+            "port": self.port,
+            "stage": "login",
+            "reply": verbatim,
+        }
+        if match is not None:
+            evidence["rule"] = match.rule.id
+            evidence["response_codes"] = list(match.reply.response_codes)
+            self.out.add(
+                match.rule.code, match.rule.severity, match.rule.message, fix=match.rule.fix, **evidence
+            )
+            return
+        self.out.add(
+            "imap.auth.rejected",
+            Severity.FAIL,
+            f"The server at {self.where} refused the {command.name} ({result}).",
+            fix="Check the IMAP username and password; the server's reply is in the evidence.",
+            **evidence,
+        )
+
+    async def _examine(self, proto: _Protocol) -> None:
+        self._stage = "examine"
+        response = await self.wait(proto.simple_command("EXAMINE", "INBOX"), "examine")
+        lines = _lines(response)
+        self.step("examine", f"{response.result} {' '.join(lines)}")
+        if response.result != "OK":
+            self.out.add(
+                "imap.inbox.unavailable",
+                Severity.FAIL,
+                f"The login works, but the server at {self.where} would not open INBOX "
+                f"({response.result}), so the platform could not read replies.",
+                fix="Check that the mailbox exists and is not disabled or over quota at the provider.",
+                host=self.host,
+                port=self.port,
+                reply=self.scrub(f"{response.result} {' '.join(lines)}")[:_MAX_EVIDENCE],
+            )
+            return
+        for line in lines:
+            head = line.split(" ", 1)
+            if len(head) == 2 and head[1].strip().upper() == "EXISTS" and head[0].isdigit():
+                self.out.details["inbox_messages"] = int(head[0])
+
+    async def _logout(self, proto: _Protocol) -> None:
+        if proto.failed.done() or proto.transport is None or proto.transport.is_closing():
+            return
+        with contextlib.suppress(_PeerFailed, _Stop, aioimaplib.Abort, asyncio.TimeoutError):
+            task = asyncio.ensure_future(proto.logout())
+            done, _ = await asyncio.wait({task, proto.failed}, timeout=min(self.ctx.step_timeout(), 2.0))
+            if task not in done:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _inspect_certificate(self, address: str) -> TlsSession | None:
+        """Connect again, accepting any certificate, only to read it. No credential is ever sent."""
+        connected = await connect_any(self.ctx, (address,), self.port)
+        if connected.sock is None:
+            return None
+        saved = self.proto
+        proto: _Protocol | None = None
+        try:
+            if self.implicit:
+                proto = await self._open(connected.sock, inspecting_context())
+            else:
+                proto = await self._open(connected.sock, None)
+                await self.wait(asyncio.shield(proto.greeted), "greeting", report=False)
+                command = aioimaplib.Command("STARTTLS", proto.new_tag(), loop=proto.loop)
+                response = await self.wait(proto.execute(command), "starttls", report=False)
+                if response.result != "OK":
+                    return None
+                proto.incomplete_line = b""
+                async with asyncio.timeout(self.ctx.step_timeout()):
+                    proto.transport = await asyncio.get_running_loop().start_tls(
+                        proto.transport, proto, inspecting_context(), server_hostname=self.host
+                    )
+            transport = proto.transport
+            return session_of(transport.get_extra_info("ssl_object") if transport else None)
+        except (_PeerFailed, _Stop, OSError, RuntimeError, TimeoutError):
+            return None
+        finally:
+            if proto is not None:
+                _close(proto)
+            else:
+                connected.sock.close()
+            self.proto = saved
+
+
+def _close(proto: _Protocol) -> None:
+    transport = proto.transport
+    if transport is not None:
+        transport.abort()
+    proto.cancel_tasks()
+    if not proto.failed.done():
+        proto.failed.set_result("closed by inboxcheck")
+
+
+async def check_imap_login(ctx: CheckContext) -> Outcome:
+    """Log in to the account's IMAP server the way the platform will, and open INBOX read-only."""
+    return await _ImapLogin(ctx).run()
+
+
+CHECKS = [CheckSpec("imap.login", "IMAP login", Family.IMAP, check_imap_login)]

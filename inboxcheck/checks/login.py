@@ -1,0 +1,144 @@
+"""Whether the SMTP and the IMAP login reach the same mailbox.
+
+What can really be known: a successful SMTP AUTH or IMAP LOGIN proves only that *this username and
+password* are accepted by *that server*. Neither protocol names the mailbox behind a login (SMTP AUTH
+returns a bare 235; IMAP LOGIN an OK, with no identity in it), so inboxcheck cannot prove that both
+logins open the same mailbox. It compares what it does know:
+
+- the usernames each server accepted (case-insensitive; a bare local part on one side and the full
+  address on the other is the documented iCloud convention, and accepted when the local part and the
+  account's domain agree);
+- the service the two servers belong to: the same provider preset, the same registrable domain of the
+  host names, or a shared certificate name or address.
+
+Different usernames, or servers of unrelated services, mean the platform would send from one mailbox
+and watch another for replies: reply tracking and the unsubscribe/bounce handling break.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import JsonValue
+
+from inboxcheck._check import CheckContext, CheckSpec, Outcome
+from inboxcheck._models import Severity, Status
+from inboxcheck._options import Family
+
+__all__ = ["CHECKS", "LoginFact", "check_same_mailbox", "fact_key"]
+
+
+@dataclass(frozen=True)
+class LoginFact:
+    """What one successful login established, shared through ``ctx.facts``."""
+
+    protocol: str
+    username: str
+    host: str
+    port: int
+    address: str | None
+    preset_id: str | None = None
+    cert_names: tuple[str, ...] = field(default=())
+
+    def evidence(self) -> dict[str, JsonValue]:
+        return {
+            "username": self.username,
+            "host": self.host,
+            "port": self.port,
+            "address": self.address,
+            "cert_names": list(self.cert_names),
+        }
+
+
+def fact_key(protocol: str) -> str:
+    """The key under which a check leaves its :class:`LoginFact` in ``ctx.facts``."""
+    return f"{protocol}.login"
+
+
+def _registrable(host: str) -> str:
+    """The last two labels of a host name: good enough to tell gmail.com from office365.com here.
+
+    (A public-suffix list would be exact; for the question "same service?" the certificate names and
+    the preset settle the cases where two labels are not enough, e.g. ``co.uk`` hosts.)
+    """
+    labels = host.lower().rstrip(".").split(".")
+    return ".".join(labels[-2:])
+
+
+def _same_user(smtp: str, imap: str, domain: str) -> bool:
+    a, b = smtp.strip().lower(), imap.strip().lower()
+    if a == b:
+        return True
+    for full, bare in ((a, b), (b, a)):
+        if "@" in full and "@" not in bare:
+            local, _, dom = full.rpartition("@")
+            if local == bare and dom == domain.lower():
+                return True
+    return False
+
+
+def _same_service(smtp: LoginFact, imap: LoginFact) -> tuple[bool, str]:
+    if smtp.host.lower() == imap.host.lower():
+        return True, "both logins went to the same host"
+    if smtp.preset_id and smtp.preset_id == imap.preset_id and smtp.preset_id != "custom":
+        return True, f"both hosts belong to the {smtp.preset_id} preset"
+    if smtp.address and smtp.address == imap.address:
+        return True, f"both hosts resolve to {smtp.address}"
+    shared = set(smtp.cert_names) & set(imap.cert_names)
+    if shared:
+        return True, f"both servers present a certificate for {sorted(shared)[0]}"
+    if _registrable(smtp.host) == _registrable(imap.host):
+        return True, f"both hosts are under {_registrable(smtp.host)}"
+    return False, "the two hosts share no domain, address, certificate name or provider"
+
+
+async def check_same_mailbox(ctx: CheckContext) -> Outcome:
+    smtp_result = await ctx.result_of("smtp.login")
+    imap_result = await ctx.result_of("imap.login")
+    smtp = ctx.facts.get(fact_key("smtp"))
+    imap = ctx.facts.get(fact_key("imap"))
+    ran = [r for r in (smtp_result, imap_result) if r is not None and r.status is not Status.SKIPPED]
+    if not isinstance(smtp, LoginFact) or not isinstance(imap, LoginFact) or len(ran) < 2:
+        return Outcome.skip("needs both the SMTP and the IMAP login to succeed")
+    same_user = _same_user(smtp.username, imap.username, ctx.account.domain)
+    same_service, why = _same_service(smtp, imap)
+    evidence: dict[str, JsonValue] = {
+        "smtp": smtp.evidence(),
+        "imap": imap.evidence(),
+        "service_reason": why,
+    }
+    out = Outcome(summary="")
+    if same_user and same_service:
+        out.summary = (
+            f"SMTP and IMAP both log in as {smtp.username} on the same service ({why}); inboxcheck "
+            "cannot see the mailbox behind a login, so this compares usernames and servers"
+        )
+        out.details = evidence
+        return out
+    reasons = []
+    if not same_user:
+        reasons.append(f"SMTP logs in as {smtp.username!r} but IMAP as {imap.username!r}")
+    if not same_service:
+        reasons.append(f"the SMTP server {smtp.host} and the IMAP server {imap.host} look unrelated ({why})")
+    out.summary = "the SMTP and IMAP logins may belong to different mailboxes"
+    out.add(
+        "login.mailbox_mismatch",
+        Severity.WARN,
+        "The SMTP and IMAP logins both work, but " + " and ".join(reasons) + "; if they are different "
+        "mailboxes, the platform sends from one and watches the other, so reply tracking breaks.",
+        fix="Use the credentials of one mailbox for both: the IMAP account must be the inbox that "
+        f"receives replies to {ctx.account.email_address}.",
+        **evidence,
+    )
+    return out
+
+
+CHECKS = [
+    CheckSpec(
+        "login.same_mailbox",
+        "Same mailbox for SMTP and IMAP",
+        Family.IMAP,
+        check_same_mailbox,
+        needs=("smtp.login", "imap.login"),
+    ),
+]

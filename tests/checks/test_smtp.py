@@ -1,0 +1,484 @@
+"""The SMTP login check against scripted peers: TLS modes, certificates, hostile servers, replies.
+
+Every scenario asserts its finding, that it ended within the bound, and what the peer received (no
+credential where none may go). The lab's real Postfix is exercised in ``tests/checks/test_login_lab.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import pytest
+
+from inboxcheck._models import Severity, Status
+from inboxcheck.checks import smtp
+from tests.peers import DnsPeer, PeerCerts, PeerConn, secret_wire_forms
+from tests.scenarios import (
+    ELAPSED_BOUND,
+    IMPLICIT_SMTP_PORT,
+    Run,
+    SmtpScript,
+    base_payload,
+    peer,
+    run_check,
+)
+
+PASSWORD = "correct horse battery"
+USER = "sam@peer.test"
+
+
+@pytest.fixture(scope="module")
+def certs() -> PeerCerts:
+    return PeerCerts()
+
+
+async def run_smtp(port: int, certs: PeerCerts, **changes: object) -> Run:
+    keys = ("allow_plaintext", "nameservers", "timeout", "deadline")
+    options = {k: changes.pop(k) for k in keys if k in changes}
+    payload = base_payload(smtp_port=port, **changes)
+    return await run_check(smtp.CHECKS, "smtp.login", payload, certs=certs, **options)
+
+
+def assert_no_secret(data: bytes) -> None:
+    for form in secret_wire_forms(USER, PASSWORD):
+        assert form not in data, f"the password (as {form!r}) reached the peer"
+
+
+def assert_bounded(run: Run) -> None:
+    assert run.elapsed < ELAPSED_BOUND, f"took {run.elapsed:.2f} s"
+    assert run.result.traceback is None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def port_465() -> int:
+    """Port 465 on loopback, where the project's rule puts implicit TLS (root on the CI machine)."""
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", IMPLICIT_SMTP_PORT))
+    except OSError as exc:
+        pytest.skip(f"cannot bind 127.0.0.1:465 here ({exc})")
+    return IMPLICIT_SMTP_PORT
+
+
+# --- the good paths ---------------------------------------------------------------------------
+
+
+async def test_starttls_login_passes_and_sends_the_password_only_after_tls(certs: PeerCerts) -> None:
+    script = SmtpScript(tls=certs.server_context())
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    assert run.result.status is Status.PASS, run.result
+    assert run.codes == []
+    assert run.detail("tls")["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    assert run.result.details["auth_mechanism"] == "PLAIN"
+    assert b"STARTTLS" in server.cleartext
+    assert_no_secret(server.cleartext)
+    assert b"AUTH PLAIN" in server.received
+    assert not any(c.startswith(b"MAIL") for c in script.commands), "a check must never send mail"
+    assert script.commands[-1] == b"QUIT"
+    assert_bounded(run)
+
+
+async def test_implicit_tls_on_465_passes(certs: PeerCerts, port_465: int) -> None:
+    script = SmtpScript(extensions=("AUTH PLAIN LOGIN",))
+    async with peer(script, tls=certs.server_context(), port=port_465):
+        run = await run_smtp(port_465, certs)
+    assert run.result.status is Status.PASS, run.result
+    assert run.result.details["tls_mode"] == "implicit"
+    assert b"STARTTLS" not in b"".join(script.commands)
+    assert_bounded(run)
+
+
+async def test_auth_login_is_used_when_plain_is_not_offered(certs: PeerCerts) -> None:
+    script = SmtpScript(tls=certs.server_context(), extensions_after_tls=("AUTH LOGIN",))
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    assert run.result.status is Status.PASS, run.result
+    assert run.result.details["auth_mechanism"] == "LOGIN"
+    assert_no_secret(server.cleartext)
+
+
+async def test_host_name_is_resolved_through_the_given_nameserver(certs: PeerCerts) -> None:
+    script = SmtpScript(tls=certs.server_context())
+    async with DnsPeer() as dns, peer(script) as server:
+        run = await run_smtp(server.port, certs, smtp_host="mail.peer.test", nameservers=[dns.nameserver])
+    assert run.result.status is Status.PASS, run.result
+    assert ("mail.peer.test", "A") in dns.queries
+    assert run.detail("resolution")["addresses"] == ["127.0.0.1"]
+    assert run.result.details["attempts"] == [
+        {"address": "127.0.0.1", "port": server.port, "result": "connected"}
+    ]
+
+
+# --- certificates ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        ("expired", "smtp.tls.cert_expired"),
+        ("selfsigned", "smtp.tls.cert_untrusted"),
+        ("wrongname", "smtp.tls.hostname_mismatch"),
+        ("notyet", "smtp.tls.cert_not_yet_valid"),
+    ],
+)
+async def test_a_bad_certificate_fails_and_no_credential_is_sent(
+    certs: PeerCerts, kind: str, code: str
+) -> None:
+    script = SmtpScript(tls=certs.server_context(kind))
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding(code)
+    assert finding.severity is Severity.FAIL
+    assert "sent no credentials" in finding.message
+    assert_no_secret(server.received)
+    assert b"AUTH" not in server.received
+    assert_bounded(run)
+    if kind == "expired":
+        assert -32 <= finding.evidence["days_to_expiry"] <= -29
+        assert finding.evidence["verify_code"] == 10
+    if kind == "selfsigned":
+        assert finding.evidence["self_signed"] is True
+        assert "self-signed" in finding.message
+    if kind == "wrongname":
+        assert finding.evidence["cert_names"] == ["other.invalid-name.test"]
+        assert "127.0.0.1" in finding.message
+
+
+async def test_a_certificate_expiring_soon_is_a_warning_with_the_days_left(certs: PeerCerts) -> None:
+    script = SmtpScript(tls=certs.server_context("expiring"))
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding("smtp.tls.cert_expiring")
+    assert finding.severity is Severity.WARN
+    assert finding.evidence["days_to_expiry"] == 5
+    assert run.result.status is Status.WARN
+    assert run.result.details["authenticated_as"] == USER
+
+
+# --- TLS refused or off -------------------------------------------------------------------------
+
+
+async def test_no_starttls_offered_sends_no_credential(certs: PeerCerts) -> None:
+    script = SmtpScript(extensions=("PIPELINING", "AUTH PLAIN LOGIN"))
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding("smtp.starttls.unavailable")
+    assert finding.severity is Severity.FAIL
+    assert not any(c.startswith(b"AUTH") for c in script.commands)
+    assert_no_secret(server.received)
+    assert_bounded(run)
+
+
+async def test_tls_off_fails_and_sends_no_password_without_allow_plaintext(certs: PeerCerts) -> None:
+    script = SmtpScript(extensions=("AUTH PLAIN LOGIN",))
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs, smtp_use_tls=False)
+    finding = run.finding("smtp.tls.disabled")
+    assert finding.severity is Severity.FAIL
+    assert finding.evidence["credentials_sent"] is False
+    assert not any(c.startswith(b"AUTH") for c in script.commands)
+    assert_no_secret(server.received)
+
+
+async def test_tls_off_with_allow_plaintext_logs_in_in_clear(certs: PeerCerts) -> None:
+    script = SmtpScript(extensions=("AUTH PLAIN LOGIN",))
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs, smtp_use_tls=False, allow_plaintext=True)
+    assert run.codes == ["smtp.tls.disabled"]
+    assert run.finding("smtp.tls.disabled").evidence["credentials_sent"] is True
+    assert run.result.details["authenticated_as"] == USER
+    assert any(c.startswith(b"AUTH PLAIN") for c in script.commands)
+
+
+async def test_a_starttls_refusal_is_explained(certs: PeerCerts) -> None:
+    script = SmtpScript(
+        tls=certs.server_context(), starttls_reply="454 4.7.0 TLS not available due to local problem"
+    )
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding("smtp.starttls.failed")
+    assert finding.evidence["reply"] == "454 4.7.0 TLS not available due to local problem"
+    assert_no_secret(server.received)
+
+
+# --- logins -------------------------------------------------------------------------------------
+
+
+async def test_wrong_password_is_rejected_with_the_reply_as_evidence(certs: PeerCerts) -> None:
+    reply = "535 5.7.8 Error: authentication failed: authentication failure"
+    script = SmtpScript(tls=certs.server_context(), auth_reply=reply)
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding("smtp.auth.rejected")
+    assert finding.severity is Severity.FAIL
+    assert finding.evidence["reply"] == reply
+    assert finding.evidence["enhanced_code"] == "5.7.8"
+    assert run.result.status is Status.FAIL
+
+
+@pytest.mark.parametrize(
+    ("offered", "expect"),
+    [
+        (("PIPELINING",), "no way to log in"),
+        (("AUTH XOAUTH2 OAUTHBEARER",), "OAuth2"),
+        (("AUTH CRAM-MD5",), "CRAM-MD5"),
+    ],
+)
+async def test_no_usable_auth_mechanism(certs: PeerCerts, offered: tuple[str, ...], expect: str) -> None:
+    script = SmtpScript(tls=certs.server_context(), extensions_after_tls=offered)
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding("smtp.auth.unsupported")
+    assert expect in finding.message
+    assert not any(c.startswith(b"AUTH") for c in script.commands)
+    assert_no_secret(server.received)
+
+
+# --- connection failures ------------------------------------------------------------------------
+
+
+async def test_refused_connection(certs: PeerCerts) -> None:
+    run = await run_smtp(free_port(), certs)
+    finding = run.finding("smtp.connect.refused")
+    assert finding.evidence["attempts"][0]["result"] == "refused"
+    assert_bounded(run)
+
+
+async def test_refused_connection_names_the_providers_ports(certs: PeerCerts) -> None:
+    async with DnsPeer() as dns:
+        run = await run_smtp(
+            free_port(), certs, smtp_host="smtp.mail.us-east-1.awsapps.com", nameservers=[dns.nameserver]
+        )
+    finding = run.finding("smtp.connect.refused")
+    assert "only offers port 465" in finding.message
+
+
+async def test_connect_timeout_is_could_not_tell(certs: PeerCerts) -> None:
+    # A listening socket with a full backlog: Linux drops further SYNs, so connect() never completes.
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        extra = [filler, socket.socket(), socket.socket()]
+        try:
+            for sock in extra:
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    sock.connect(("127.0.0.1", port))
+            run = await run_smtp(port, certs, timeout=0.5)
+        finally:
+            for sock in extra:
+                sock.close()
+    finding = run.finding("smtp.connect.timeout")
+    assert finding.severity is Severity.ERROR
+    assert run.result.status is Status.ERROR
+    assert_bounded(run)
+
+
+async def test_unresolvable_host(certs: PeerCerts) -> None:
+    async with DnsPeer(nxdomain=("nosuch.peer.test",)) as dns:
+        run = await run_smtp(587, certs, smtp_host="nosuch.peer.test", nameservers=[dns.nameserver])
+    finding = run.finding("smtp.connect.unresolvable")
+    assert finding.severity is Severity.FAIL
+    assert "nxdomain" in finding.evidence["detail"]
+
+
+# --- hostile peers ------------------------------------------------------------------------------
+
+
+async def _garbage(conn: PeerConn) -> None:
+    await conn.send(b"\x00\xff\xfeHELLO? this is not smtp\r\n")
+    await conn.until_closed()
+
+
+async def _silent(conn: PeerConn) -> None:
+    await conn.until_closed()
+
+
+async def _megabyte_line(conn: PeerConn) -> None:
+    await conn.send(b"220 " + b"x" * (1 << 20) + b"\r\n")
+    await conn.until_closed()
+
+
+async def _drop_mid_handshake(conn: PeerConn) -> None:
+    await conn.reader.read(10)  # the start of the ClientHello
+    conn.abort()
+
+
+async def _endless_multiline_greeting(conn: PeerConn) -> None:
+    for batch in range(1000):  # bounded (~30 MB): far more than any client accepts, never a final line
+        await conn.send(
+            "".join(f"220-still greeting you, line {batch}.{i}\r\n" for i in range(1000)).encode()
+        )
+
+
+async def _stall_after_banner(conn: PeerConn) -> None:
+    await conn.send(b"220 mail.peer.test ESMTP\r\n")
+    await conn.until_closed()
+
+
+async def _slow_multiline_greeting(conn: PeerConn) -> None:
+    for i in range(1000):  # paced output, not synchronisation: a greeting that never finishes
+        await conn.send(f"220-line {i}\r\n".encode())
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("script", "code", "severity"),
+    [
+        (_garbage, "smtp.protocol.error", Severity.FAIL),
+        (_silent, "smtp.connect.timeout", Severity.ERROR),
+        (_megabyte_line, "smtp.protocol.error", Severity.FAIL),
+        (_endless_multiline_greeting, "smtp.protocol.error", Severity.FAIL),
+        (_slow_multiline_greeting, "smtp.connect.timeout", Severity.ERROR),
+        (_stall_after_banner, "smtp.protocol.timeout", Severity.ERROR),
+    ],
+    ids=["garbage-banner", "banner-never-comes", "1mb-line", "endless-multiline", "slow-multiline", "stall"],
+)
+async def test_hostile_peer_ends_in_its_finding(
+    certs: PeerCerts, script: object, code: str, severity: Severity
+) -> None:
+    async with peer(script) as server:  # type: ignore[arg-type]
+        run = await run_smtp(server.port, certs)
+    finding = run.finding(code)
+    assert finding.severity is severity
+    assert_bounded(run)
+    assert_no_secret(server.received)
+    assert server.errors == []
+
+
+async def test_connection_dropped_mid_starttls_handshake(certs: PeerCerts) -> None:
+    async def script(conn: PeerConn) -> None:
+        await conn.send(b"220 mail.peer.test ESMTP\r\n")
+        await conn.line()
+        await conn.send(b"250-mail.peer.test\r\n250 STARTTLS\r\n")
+        await conn.line()
+        await conn.send(b"220 go ahead\r\n")
+        await _drop_mid_handshake(conn)
+
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    assert run.finding("smtp.tls.handshake_failed").severity is Severity.FAIL
+    assert_bounded(run)
+    assert_no_secret(server.received)
+
+
+async def test_connection_dropped_mid_implicit_handshake(certs: PeerCerts, port_465: int) -> None:
+    async with peer(_drop_mid_handshake, port=port_465) as server:
+        run = await run_smtp(port_465, certs)
+    assert run.finding("smtp.tls.handshake_failed").severity is Severity.FAIL
+    assert_bounded(run)
+    assert_no_secret(server.received)
+
+
+async def test_a_plain_server_on_465_is_a_handshake_failure_with_a_hint(
+    certs: PeerCerts, port_465: int
+) -> None:
+    async with peer(SmtpScript(), port=port_465) as server:
+        run = await run_smtp(port_465, certs)
+    finding = run.finding("smtp.tls.handshake_failed")
+    assert "STARTTLS" in (finding.fix or "")
+    assert_no_secret(server.received)
+
+
+async def test_plain_smtp_on_465_without_tls_times_out_with_a_hint(certs: PeerCerts, port_465: int) -> None:
+    async with peer(_silent, port=port_465):
+        run = await run_smtp(port_465, certs, smtp_use_tls=False)
+    finding = run.finding("smtp.connect.timeout")
+    assert "465" in finding.message
+
+
+async def test_a_check_cut_by_the_run_deadline_closes_its_connection(certs: PeerCerts) -> None:
+    async with peer(_stall_after_banner) as server:
+        run = await run_smtp(server.port, certs, timeout=30, deadline=0.5)
+    # Each step's timeout is cut by the deadline, so the check may end on its own timeout just before
+    # the runner cancels it: both are right; what matters is that it ends and closes everything.
+    assert run.codes in (["run.deadline_exceeded"], ["smtp.protocol.timeout"])
+    assert run.elapsed < ELAPSED_BOUND
+    await asyncio.sleep(0)  # let the aborted transport's close callback run before the loop ends
+
+
+async def test_auth_offered_only_after_starttls_says_to_turn_tls_on(certs: PeerCerts) -> None:
+    script = SmtpScript(extensions=("STARTTLS",))
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs, smtp_use_tls=False, allow_plaintext=True)
+    finding = run.finding("smtp.auth.unsupported")
+    assert "only after" in finding.message
+    assert "smtp_use_tls on" in (finding.fix or "")
+    assert_no_secret(server.received)
+
+
+async def test_every_address_is_tried_in_turn_and_kept_as_evidence(certs: PeerCerts) -> None:
+    script = SmtpScript(tls=certs.server_context())
+    async with peer(script) as server, DnsPeer(addresses=("127.0.0.3", "127.0.0.1")) as dns:
+        # Nothing listens on 127.0.0.3 at this port: refused, then 127.0.0.1 answers.
+        run = await run_smtp(server.port, certs, smtp_host="mail.peer.test", nameservers=[dns.nameserver])
+    assert run.result.status is Status.PASS, run.result
+    assert [a["result"] for a in run.detail("attempts")] == ["refused", "connected"]
+    assert {a["address"] for a in run.detail("attempts")} == {"127.0.0.3", "127.0.0.1"}
+
+
+async def test_a_greeting_that_refuses_service(certs: PeerCerts) -> None:
+    script = SmtpScript(banner="554 5.7.1 mail.peer.test: connections from your address are not accepted")
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding("smtp.connect.rejected")
+    assert finding.severity is Severity.FAIL
+    assert finding.evidence["reply"] == script.banner
+    assert_no_secret(server.received)
+
+
+@pytest.mark.parametrize(
+    ("reply", "severity"), [("550 5.7.1 Not today", Severity.FAIL), ("454 4.7.0 Try later", Severity.ERROR)]
+)
+async def test_an_unknown_auth_refusal_is_reported_verbatim(
+    certs: PeerCerts, reply: str, severity: Severity
+) -> None:
+    script = SmtpScript(tls=certs.server_context(), auth_reply=reply)
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding("smtp.auth.rejected")
+    assert finding.severity is severity
+    assert finding.evidence["reply"] == reply
+    assert "rule" not in finding.evidence
+    del server
+
+
+async def test_a_password_that_cannot_be_encoded_is_a_finding(certs: PeerCerts) -> None:
+    # JSON can carry a lone surrogate ("\ud800"); it has no UTF-8 form, so no login can send it.
+    script = SmtpScript(tls=certs.server_context())
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs, smtp_password="\ud800abc")
+    assert run.codes == ["smtp.auth.unsendable"]
+    assert run.result.traceback is None
+    assert not any(c.startswith(b"AUTH") for c in script.commands)
+
+
+async def test_an_unreachable_network_is_could_not_tell() -> None:
+    # A route that does not exist cannot be made on loopback; the finding is built from the attempt.
+    from inboxcheck._check import CheckContext
+    from inboxcheck._models import Account
+    from inboxcheck._netutil import Attempt, ConnectFailure
+    from inboxcheck._options import CheckOptions
+    from inboxcheck._presets import load_presets
+
+    ctx = CheckContext(
+        Account.model_validate(base_payload()), options=CheckOptions(), presets=load_presets(), match=None
+    )
+    login = smtp._SmtpLogin(ctx)
+    attempt = Attempt("2001:db8::1", 587, ConnectFailure.UNREACHABLE, "Network is unreachable")
+    login._not_connected(ConnectFailure.UNREACHABLE, [attempt.as_json()])
+    (finding,) = login.out.findings
+    assert finding.code == "smtp.connect.failed"
+    assert finding.severity is Severity.ERROR
+    login.tls_ready.cancel()
