@@ -11,9 +11,9 @@ Exits with inboxcheck's exit code.
 from __future__ import annotations
 
 import argparse
-import secrets
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys

@@ -1,0 +1,531 @@
+"""The :class:`Lab`: real Postfix, Dovecot and NSD on loopback, for inboxcheck's tests.
+
+One start makes a temp work dir, fresh certificates, random user passwords and free ports,
+renders the configs, starts every server in its own session and waits until each one answers.
+One stop ends every process it started (and only those) and removes the work dir.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import grp
+import os
+import pwd
+import secrets
+import shutil
+import ssl
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from lab.certs import LabCerts, make_lab_certs
+from lab.dovecot import DovecotInstance, ImapListener, MailStore, write_users_file
+from lab.nsd import NsdServer, Zone, check_zones, discover_zones, prepare_zones
+from lab.ports import free_ports
+from lab.postfix import PostfixInstance, SmtpListener
+from lab.procs import (
+    INSTALL_HINT,
+    ForegroundDaemon,
+    SessionLeader,
+    find_binary,
+    process_name,
+    sweep_lab_processes,
+    tcp_listening,
+    terminate_sessions,
+    wait_until,
+)
+from lab.types import Endpoint, LabError, LabStartError, LabUser, TlsMode
+from lab.watchdog import DISMISS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_ZONES = REPO_ROOT / "fixtures" / "zones"
+DOMAIN = "lab.test"
+MAIL_HOST = "mail.lab.test"
+SECOND_HOST = "imap2.lab.test"  # A 127.0.0.2 in the lab zone
+_BINARIES = ("postfix", "dovecot", "nsd", "nsd-checkzone")
+# Dovecot's protocol binaries come in separate packages; dovecot itself runs without them.
+_DOVECOT_PARTS = {"dovecot-imapd": "/usr/lib/dovecot/imap", "dovecot-lmtpd": "/usr/lib/dovecot/lmtp"}
+# Dovecot's deepest socket is base_dir + "/token-login/tokenlogin"; UNIX paths max out at 108.
+_MAX_BASE_DIR = 70
+_READY_TIMEOUT = 20.0
+
+# name -> (TLS mode, certificate role). All on 127.0.0.1, served by the one Postfix instance.
+SMTP_LISTENERS: dict[str, tuple[TlsMode, str]] = {
+    "submission": ("starttls", "good"),
+    "submissions": ("implicit", "good"),
+    "expired": ("starttls", "expired"),
+    "selfsigned": ("starttls", "selfsigned"),
+    "wrongname": ("starttls", "wrongname"),
+    "nostarttls": ("none", "good"),
+}
+# name -> (Dovecot instance, TLS mode, address).
+IMAP_LISTENERS: dict[str, tuple[str, TlsMode, str]] = {
+    "imaps": ("main", "implicit", "127.0.0.1"),
+    "imap_starttls": ("main", "starttls", "127.0.0.1"),
+    "logindisabled": ("main", "starttls", "127.0.0.2"),
+    "expired": ("expired", "implicit", "127.0.0.1"),
+    "expired_starttls": ("expired", "starttls", "127.0.0.1"),
+    "selfsigned": ("selfsigned", "implicit", "127.0.0.1"),
+    "selfsigned_starttls": ("selfsigned", "starttls", "127.0.0.1"),
+    "wrongname": ("wrongname", "implicit", "127.0.0.1"),
+    "wrongname_starttls": ("wrongname", "starttls", "127.0.0.1"),
+}
+_DOVECOT_CERTS = {"main": "good", "expired": "expired", "selfsigned": "selfsigned", "wrongname": "wrongname"}
+
+
+class Lab:
+    """Real mail and DNS servers on loopback, for one test session or one benchmark.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop` (which is idempotent and
+    safe after a half-failed start). Needs root and the Debian packages from
+    ``scripts/install-system-deps.sh``.
+    """
+
+    def __init__(
+        self,
+        *,
+        workdir: Path | None = None,
+        zone_dirs: Sequence[Path] = (),
+        users: Sequence[str] = ("alice", "bob"),
+        keep_workdir: bool = False,
+    ) -> None:
+        self._requested_workdir = workdir
+        self._zone_dirs = [FIXTURE_ZONES, *zone_dirs]
+        self._user_names = list(users)
+        self._keep_workdir = keep_workdir
+        self._owns_workdir = False
+        self._workdir: Path | None = None
+        self._certs: LabCerts | None = None
+        self._postfix: PostfixInstance | None = None
+        self._dovecots: list[DovecotInstance] = []
+        self._nsd: NsdServer | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._zones: list[Zone] = []
+        self.users: dict[str, LabUser] = {}
+        self.smtp: dict[str, Endpoint] = {}
+        self.imap: dict[str, Endpoint] = {}
+        self.nameserver: tuple[str, int] = ("127.0.0.1", 0)
+        self.started = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Bring every server up and wait until each answers; on any failure, stop and raise."""
+        if self.started:
+            return
+        _preflight()
+        atexit.register(self.stop)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.started = True
+
+    def stop(self) -> None:
+        """End every lab process (SIGTERM, then SIGKILL after a short grace) and clean up."""
+        atexit.unregister(self.stop)
+        leaders = [leader for leader in self._leaders() if leader is not None]
+        survivors = terminate_sessions(leaders, grace=3.0)
+        if self._workdir is not None:
+            # Safety net for a half-failed start: anything still running in the work dir.
+            watchdog = [self._watchdog.pid] if self._watchdog is not None else []
+            survivors += sweep_lab_processes(self._workdir, grace=1.0, exclude=watchdog)
+        if self._postfix is not None:
+            self._postfix.forget()
+        for daemon in self._daemons():
+            daemon.reap()
+        self._dismiss_watchdog()
+        self.started = False
+        if survivors:
+            names = ", ".join(f"{pid} ({process_name(pid)})" for pid in survivors)
+            raise LabError(f"lab processes survived SIGKILL: {names}")
+        self._remove_workdir()
+
+    def _daemons(self) -> list[ForegroundDaemon]:
+        """The servers the lab runs as its own children (Dovecot instances, NSD)."""
+        daemons = [instance.daemon for instance in self._dovecots]
+        if self._nsd is not None:
+            daemons.append(self._nsd.daemon)
+        return daemons
+
+    def _leaders(self) -> list[SessionLeader | None]:
+        postfix = self._postfix.leader() if self._postfix is not None else None
+        return [postfix, *(daemon.leader() for daemon in self._daemons())]
+
+    # ----------------------------------------------------------------- public helpers
+
+    @property
+    def workdir(self) -> Path:
+        """The lab's temp dir (certs, configs, logs, Maildirs)."""
+        if self._workdir is None:
+            raise LabError("the lab is not started")
+        return self._workdir
+
+    @property
+    def ca_file(self) -> Path:
+        """PEM of the lab CA that issued the good, expired and wrong-name certificates."""
+        if self._certs is None:
+            raise LabError("the lab is not started")
+        return self._certs.ca_file
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts only the lab CA, hostname checks on, and as strict as
+        Python 3.13's default (``VERIFY_X509_STRICT``) on every Python version."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+        return context
+
+    def user(self, name: str = "alice") -> LabUser:
+        """A lab user by address or local part (``"bob"`` -> ``bob@lab.test``)."""
+        email = name if "@" in name else f"{name}@{DOMAIN}"
+        try:
+            return self.users[email]
+        except KeyError:
+            raise LabError(f"no lab user {email!r}; users: {sorted(self.users)}") from None
+
+    def account(
+        self,
+        user: str = "alice@lab.test",
+        smtp: str = "submission",
+        imap: str = "imaps",
+        *,
+        host_style: Literal["name", "address"] = "name",
+    ) -> dict[str, Any]:
+        """An account payload in the platform's format for ``user`` on the named endpoints.
+
+        ``host_style="address"`` puts IPs instead of lab names, for clients that cannot use the
+        lab's resolver (the good certificate names 127.0.0.1 and 127.0.0.2 too).
+        """
+        lab_user = self.user(user)
+        smtp_ep = _lookup(self.smtp, smtp, "SMTP")
+        imap_ep = _lookup(self.imap, imap, "IMAP")
+
+        def host(endpoint: Endpoint) -> str:
+            return endpoint.host if host_style == "name" else endpoint.address
+
+        return {
+            "email_address": lab_user.email,
+            "display_name": lab_user.display_name,
+            "inbox_type": "CUSTOM_SMTP",
+            "smtp_host": host(smtp_ep),
+            "smtp_port": smtp_ep.port,
+            "smtp_username": lab_user.username,
+            "smtp_password": lab_user.password,
+            "smtp_use_tls": smtp_ep.tls in ("starttls", "implicit"),
+            "imap_host": host(imap_ep),
+            "imap_port": imap_ep.port,
+            "imap_username": lab_user.username,
+            "imap_password": lab_user.password,
+            "imap_use_ssl": imap_ep.tls == "implicit",
+            "daily_limit": 25,
+        }
+
+    def info(self, *, with_passwords: bool = False) -> dict[str, Any]:
+        """JSON-serialisable description of the running lab; passwords only if asked for."""
+        users: dict[str, dict[str, str]] = {}
+        for email, user in self.users.items():
+            entry = {"email": user.email, "username": user.username, "display_name": user.display_name}
+            if with_passwords:
+                entry["password"] = user.password
+            users[email] = entry
+        return {
+            "workdir": str(self.workdir),
+            "ca_file": str(self.ca_file),
+            "nameserver": {"address": self.nameserver[0], "port": self.nameserver[1]},
+            "smtp": {name: ep.as_dict() for name, ep in self.smtp.items()},
+            "imap": {name: ep.as_dict() for name, ep in self.imap.items()},
+            "users": users,
+            "zones": sorted(f"{zone.origin}." for zone in self._zones),
+            "logs": {name: str(path) for name, path in self._log_files().items()},
+        }
+
+    def pids(self) -> dict[str, list[int]]:
+        """Live pids per server (``postfix``, ``dovecot-NAME``, ``nsd``), for tests of the lab."""
+        result: dict[str, list[int]] = {}
+        if self._postfix is not None:
+            result["postfix"] = self._postfix.pids()
+        for daemon in self._daemons():
+            result[daemon.name] = daemon.pids()
+        return result
+
+    # ----------------------------------------------------------------- start steps
+
+    def _start(self) -> None:
+        workdir = self._make_workdir()
+        self._start_watchdog(workdir)
+        log_dir = workdir / "log"
+        log_dir.mkdir(mode=0o755)
+        self._endpoints()
+        zone_sources = discover_zones(self._zone_dirs)
+        self._zones = prepare_zones(zone_sources, workdir / "nsd" / "zones", self._placeholders())
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # nsd-checkzone runs once per zone (about 2 s for a thousand zones), so it overlaps
+            # certificate generation. Every zone is checked before any server starts: a broken
+            # fixture then costs no server start-up and tear-down.
+            zone_check = pool.submit(check_zones, self._zones)
+            self._certs = make_lab_certs(workdir / "certs")
+            store = self._make_users(workdir)
+            self._configure_dovecots(workdir, log_dir, store)
+            zone_check.result()
+        self._start_postfix(workdir, log_dir)
+        for instance in self._dovecots:
+            instance.start()  # does not wait; readiness is polled below
+        self._start_nsd(workdir, log_dir)
+        self._wait_ready()
+
+    def _make_workdir(self) -> Path:
+        """A short path under /tmp: Dovecot's UNIX sockets live below it."""
+        if self._requested_workdir is not None:
+            workdir = self._requested_workdir.resolve()
+            workdir.mkdir(parents=True, exist_ok=True)
+            if any(workdir.iterdir()):
+                raise LabError(f"work dir {workdir} is not empty")
+        else:
+            workdir = Path(tempfile.mkdtemp(prefix="ibl-", dir="/tmp"))
+            self._owns_workdir = True
+        self._workdir = workdir
+        if len(str(workdir)) + len("/d-selfsigned/run") > _MAX_BASE_DIR:
+            raise LabError(f"work dir path {workdir} is too long for Dovecot's UNIX sockets")
+        # Dovecot's mail, login and auth processes and Postfix's daemons run unprivileged and
+        # must traverse the work dir and every folder above it.
+        workdir.chmod(0o711)
+        for folder in workdir.parents:
+            if not folder.stat().st_mode & stat.S_IXOTH:
+                raise LabError(
+                    f"{folder} is not searchable by others (chmod o+x): the servers' "
+                    f"unprivileged users could not reach the work dir {workdir}"
+                )
+        return workdir
+
+    def _start_watchdog(self, workdir: Path) -> None:
+        """A process that cleans up if this one dies without ``stop()`` (see lab/watchdog.py)."""
+        mode = "remove" if self._owns_workdir and not self._keep_workdir else "keep"
+        pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        with (workdir / "watchdog.log").open("wb") as log:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-m", "lab.watchdog", str(workdir), mode],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env={**os.environ, "PYTHONPATH": pythonpath},
+                cwd="/",
+                start_new_session=True,
+            )
+
+    def _dismiss_watchdog(self) -> None:
+        """Tell the watchdog the lab stopped cleanly, and reap it."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is None or watchdog.stdin is None:
+            return
+        with contextlib.suppress(BrokenPipeError):
+            watchdog.stdin.write(DISMISS)
+        with contextlib.suppress(BrokenPipeError):
+            watchdog.stdin.close()
+        try:
+            watchdog.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
+            watchdog.wait()
+
+    def _endpoints(self) -> None:
+        """Pick free ports and fill :attr:`smtp`, :attr:`imap` and :attr:`nameserver`."""
+        imap_addresses = [address for _, _, address in IMAP_LISTENERS.values()]
+        addresses = ["127.0.0.1", *(["127.0.0.1"] * len(SMTP_LISTENERS)), *imap_addresses]
+        ports = free_ports(addresses, udp_too=[True])
+        self.nameserver = ("127.0.0.1", ports[0])
+        smtp_ports = ports[1 : 1 + len(SMTP_LISTENERS)]
+        imap_ports = ports[1 + len(SMTP_LISTENERS) :]
+        self.smtp = {
+            name: Endpoint(MAIL_HOST, "127.0.0.1", port, tls)
+            for (name, (tls, _)), port in zip(SMTP_LISTENERS.items(), smtp_ports, strict=True)
+        }
+        self.imap = {
+            name: Endpoint(MAIL_HOST if address == "127.0.0.1" else SECOND_HOST, address, port, tls)
+            for (name, (_, tls, address)), port in zip(IMAP_LISTENERS.items(), imap_ports, strict=True)
+        }
+
+    def _placeholders(self) -> dict[str, object]:
+        """Values zone files may use: ``{{smtp.NAME}}``, ``{{imap.NAME}}``, ``{{dns}}``."""
+        values: dict[str, object] = {"dns": self.nameserver[1]}
+        values |= {f"smtp.{name}": ep.port for name, ep in self.smtp.items()}
+        values |= {f"imap.{name}": ep.port for name, ep in self.imap.items()}
+        return values
+
+    def _make_users(self, workdir: Path) -> MailStore:
+        """Random passwords per start; Maildirs owned by the existing ``mail`` user."""
+        self.users = {}
+        for local in self._user_names:
+            email = f"{local}@{DOMAIN}"
+            self.users[email] = LabUser(
+                email=email,
+                username=email,
+                password=secrets.token_urlsafe(18),
+                display_name=f"{local.capitalize()} Lab",
+            )
+        mail_user = pwd.getpwnam("mail")
+        mail_root = workdir / "mail"
+        mail_root.mkdir(mode=0o700)
+        os.chown(mail_root, mail_user.pw_uid, mail_user.pw_gid)
+        users_file = workdir / "users"
+        write_users_file(users_file, self.users.values(), grp.getgrnam("dovecot").gr_gid)
+        return MailStore(users_file, mail_root, mail_user.pw_uid, mail_user.pw_gid)
+
+    def _configure_dovecots(self, workdir: Path, log_dir: Path, store: MailStore) -> None:
+        assert self._certs is not None
+        prefix = workdir.name
+        for instance_name, cert_role in _DOVECOT_CERTS.items():
+            listeners = [
+                ImapListener(name, self.imap[name].address, self.imap[name].port, tls)
+                for name, (owner, tls, _) in IMAP_LISTENERS.items()
+                if owner == instance_name
+            ]
+            instance = DovecotInstance(
+                name=instance_name,
+                root=workdir / f"d-{instance_name}",
+                log_dir=log_dir,
+                cert_role=cert_role,
+                listeners=listeners,
+                main=instance_name == "main",
+            )
+            instance.configure(certs=self._certs, store=store, instance_prefix=prefix)
+            self._dovecots.append(instance)
+
+    def _start_postfix(self, workdir: Path, log_dir: Path) -> None:
+        assert self._certs is not None
+        main = self._dovecots[0]
+        postfix = PostfixInstance(workdir / "pf", log_dir)
+        postfix.configure(
+            listeners=[
+                SmtpListener(name, ep.port, ep.tls, SMTP_LISTENERS[name][1]) for name, ep in self.smtp.items()
+            ],
+            certs=self._certs,
+            auth_socket=main.auth_socket,
+            lmtp_socket=main.lmtp_socket,
+            mailboxes=list(self.users),
+        )
+        self._postfix = postfix
+        postfix.start()
+
+    def _start_nsd(self, workdir: Path, log_dir: Path) -> None:
+        nsd = NsdServer(workdir / "nsd", log_dir)
+        nsd.configure(port=self.nameserver[1], zones=self._zones)
+        self._nsd = nsd
+        nsd.start()
+
+    def _wait_ready(self) -> None:
+        """Poll (no sleeps as synchronisation) until every server answers, or fail with logs."""
+        deadline = time.monotonic() + _READY_TIMEOUT
+        for check, describe in self._readiness_checks():
+            remaining = max(0.0, deadline - time.monotonic())
+            self._raise_if_dead()
+            if not wait_until(functools.partial(self._alive_and, check), timeout=remaining):
+                self._raise_if_dead()
+                raise LabStartError(f"{describe} not ready after {_READY_TIMEOUT:.0f} s\n" + self._all_logs())
+
+    def _readiness_checks(self) -> list[tuple[Callable[[], bool], str]]:
+        assert self._nsd is not None
+        nsd = self._nsd
+        checks: list[tuple[Callable[[], bool], str]] = [
+            (lambda: nsd.answers(f"{DOMAIN}."), f"NSD on port {self.nameserver[1]}"),
+            (lambda: tcp_listening("127.0.0.1", self.nameserver[1]), "NSD over TCP"),
+        ]
+        for instance in self._dovecots:
+            checks.append((instance.sockets_ready, f"Dovecot {instance.name} sockets"))
+        for kind, endpoints in (("SMTP", self.smtp), ("IMAP", self.imap)):
+            for name, ep in endpoints.items():
+                probe = functools.partial(tcp_listening, ep.address, ep.port)
+                checks.append((probe, f"{kind} {name} on {ep.address}:{ep.port}"))
+        return checks
+
+    def _alive_and(self, check: Callable[[], bool]) -> bool:
+        """A readiness probe that also gives up early when a server already died."""
+        return self._first_dead() is not None or check()
+
+    def _first_dead(self) -> str | None:
+        for instance in self._dovecots:
+            code = instance.daemon.exit_code()
+            if code is not None:
+                return f"Dovecot {instance.name} exited with status {code}\n{instance.logs()}"
+        if self._nsd is not None and (code := self._nsd.daemon.exit_code()) is not None:
+            return f"NSD exited with status {code}\n{self._nsd.logs()}"
+        return None
+
+    def _raise_if_dead(self) -> None:
+        problem = self._first_dead()
+        if problem is not None:
+            raise LabStartError(problem)
+
+    def _log_files(self) -> dict[str, Path]:
+        files: dict[str, Path] = {}
+        if self._postfix is not None:
+            files["postfix"] = self._postfix.log_file
+        for instance in self._dovecots:
+            files[f"dovecot-{instance.name}"] = instance.log_file
+        if self._nsd is not None:
+            files["nsd"] = self._nsd.log_file
+        return files
+
+    def _all_logs(self) -> str:
+        parts = []
+        if self._postfix is not None:
+            parts.append(self._postfix.logs())
+        parts += [instance.logs() for instance in self._dovecots]
+        if self._nsd is not None:
+            parts.append(self._nsd.logs())
+        return "\n".join(parts)
+
+    def _remove_workdir(self) -> None:
+        """Forget the servers; delete the work dir if the lab made it (and may not keep it)."""
+        self._dovecots = []
+        self._postfix = None
+        self._nsd = None
+        if self._workdir is None or not self._owns_workdir or self._keep_workdir:
+            return
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        self._workdir = None
+        self._certs = None
+
+
+def _lookup(endpoints: dict[str, Endpoint], name: str, kind: str) -> Endpoint:
+    try:
+        return endpoints[name]
+    except KeyError:
+        raise LabError(f"no {kind} endpoint {name!r}; known: {sorted(endpoints)}") from None
+
+
+def _preflight() -> None:
+    """Fail early and clearly when the lab cannot run on this machine."""
+    for binary in _BINARIES:
+        find_binary(binary)
+    missing = [package for package, path in _DOVECOT_PARTS.items() if not Path(path).exists()]
+    if missing:
+        raise LabError(f"{', '.join(missing)} not installed: {INSTALL_HINT}")
+    if os.geteuid() != 0:
+        raise LabError("the lab must run as root (private Postfix and Dovecot instances need it)")
+    for account in ("mail", "postfix", "dovecot", "dovenull"):
+        try:
+            pwd.getpwnam(account)
+        except KeyError:
+            raise LabError(f"system user {account!r} is missing: {INSTALL_HINT}") from None

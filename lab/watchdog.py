@@ -1,0 +1,38 @@
+"""Stops a lab whose owner died without calling ``stop()``.
+
+``Lab.start`` spawns this as ``python -m lab.watchdog WORKDIR remove|keep`` in a session of its
+own, with its stdin a pipe the owner keeps open. A clean ``stop()`` writes ``dismiss`` and closes
+the pipe. End-of-file without it means the owner is gone (a SIGKILL, a test run killed by a
+timeout, a crash): the watchdog then ends every lab process and removes the work dir, so no
+orphaned Postfix, Dovecot or NSD keeps ports and CPU on a shared machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from lab.procs import sweep_lab_processes
+
+DISMISS = b"dismiss"
+
+
+def main(argv: list[str]) -> int:
+    """Wait for the owner to dismiss this watchdog or to die; in the second case, clean up."""
+    workdir, mode = Path(argv[0]), argv[1]
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # only the pipe decides
+    if sys.stdin.buffer.read() == DISMISS:
+        os._exit(0)  # nothing to flush or finalise: skip the interpreter's shutdown
+
+    survivors = sweep_lab_processes(workdir, grace=3.0)
+    if mode == "remove" and not survivors:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
