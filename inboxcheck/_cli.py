@@ -480,7 +480,8 @@ def _render_connect(result: Any, *, verbose: bool) -> str:
         inbox = outcome.inbox
         lines.append(
             f"Created inbox {style(inbox.id, 'green')} for {inbox.email_address}: "
-            f"status {inbox.status.value}, created_at {inbox.created_at.isoformat()}, daily_limit {inbox.daily_limit}"
+            f"status {inbox.status.value}, created_at {inbox.created_at.isoformat()}, "
+            f"daily_limit {inbox.daily_limit}"
         )
         return "\n".join(lines) + "\n"
     finding = outcome.finding
@@ -497,11 +498,15 @@ def _render_connect(result: Any, *, verbose: bool) -> str:
 @cli.command()
 @click.argument("account", metavar="ACCOUNT")
 @_check_options
-@click.option("--previous", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An earlier JSON report of this account, to show what changed since (DKIM key, MX).")
+@click.option(
+    "--previous",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An earlier JSON report of this account, to show what changed since (DKIM key, MX).",
+)
 @click.option("--no-alternates", is_flag=True, help="Do not try the provider's other hosts and ports.")
-def diagnose(account: str, fmt: str, verbose: bool, previous: Path | None, no_alternates: bool,
-             **params: Any) -> None:
+def diagnose(
+    account: str, fmt: str, verbose: bool, previous: Path | None, no_alternates: bool, **params: Any
+) -> None:
     """Troubleshoot ACCOUNT: rank the probable causes and try the alternates that could work.
 
     Runs every check, ranks the causes (most likely first) with their evidence, adds what a preflight
@@ -519,12 +524,16 @@ def diagnose(account: str, fmt: str, verbose: bool, previous: Path | None, no_al
         try:
             earlier = Report.model_validate_json(previous.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise click.UsageError(f"--previous {previous}: not an inboxcheck JSON report ({type(exc).__name__})") from None
+            raise click.UsageError(
+                f"--previous {previous}: not an inboxcheck JSON report ({type(exc).__name__})"
+            ) from None
     options = _options_from(params)
     parsed = _load_account_for_cli(account)
     if sys.stderr.isatty():
         _notice(f"diagnosing {parsed.email_address} ...")
-    result = asyncio.run(run_diagnose(parsed, options=options, previous=earlier, try_alternates=not no_alternates))
+    result = asyncio.run(
+        run_diagnose(parsed, options=options, previous=earlier, try_alternates=not no_alternates)
+    )
     if fmt == "json":
         click.echo(result.model_dump_json(indent=2))
     else:
@@ -567,8 +576,10 @@ def _render_diagnosis(result: Any, *, verbose: bool) -> str:
         lines.append(bold("Alternatives tried:"))
         for alt in result.alternatives:
             codes = f" ({', '.join(alt.codes)})" if alt.codes and alt.result != "works" else ""
-            lines.append(f"  {alt.result:>14}  {alt.protocol.upper()} {alt.host}:{alt.port} {alt.tls.value}"
-                         f"  from {alt.source}{codes}")
+            lines.append(
+                f"  {alt.result:>14}  {alt.protocol.upper()} {alt.host}:{alt.port} {alt.tls.value}"
+                f"  from {alt.source}{codes}"
+            )
     if result.suggested_changes:
         lines.append("")
         changes = ", ".join(f"{k} = {json.dumps(v)}" for k, v in result.suggested_changes.items())

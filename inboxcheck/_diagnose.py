@@ -274,7 +274,9 @@ def _candidates(
     sources: list[tuple[Preset, str]] = []
     if preset is not None and not preset.is_generic:
         sources.append((preset, f"{preset.name} preset"))
-        sources.extend((presets.get(s), f"{presets.get(s).name} preset") for s in _SIBLINGS.get(preset.id, ()))
+        sources.extend(
+            (presets.get(s), f"{presets.get(s).name} preset") for s in _SIBLINGS.get(preset.id, ())
+        )
     for source_preset, label in sources:
         service = source_preset.smtp if protocol == "smtp" else source_preset.imap
         for endpoint in sorted(service.endpoints, key=lambda e: not e.preferred):
@@ -321,7 +323,9 @@ async def _try(
 
     changes = _changes(candidate)
     variant = account.model_copy(update=changes)
-    match = presets.match(smtp_host=variant.smtp_host, imap_host=variant.imap_host, inbox_type=variant.inbox_type)
+    match = presets.match(
+        smtp_host=variant.smtp_host, imap_host=variant.imap_host, inbox_type=variant.inbox_type
+    )
     ctx = CheckContext(
         variant,
         options=options,
@@ -339,7 +343,11 @@ async def _try(
         outcome.add(f"{candidate.protocol}.connect.timeout", Severity.ERROR, "no answer in time")
     status = CheckResult.status_of(outcome.findings)
     result: Literal["works", "fails", "could not tell"] = (
-        "works" if status in (Status.PASS, Status.WARN) else "fails" if status is Status.FAIL else "could not tell"
+        "works"
+        if status in (Status.PASS, Status.WARN)
+        else "fails"
+        if status is Status.FAIL
+        else "could not tell"
     )
     return Alternative(
         protocol=candidate.protocol,
@@ -372,10 +380,16 @@ async def diagnose(
     options = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
     ssl_context = ssl_context or make_ssl_context(options)
-    report = await run_checks(account, options=options, presets=presets, resolver=resolver, ssl_context=ssl_context)
-    match = presets.match(smtp_host=account.smtp_host, imap_host=account.imap_host, inbox_type=account.inbox_type)
+    report = await run_checks(
+        account, options=options, presets=presets, resolver=resolver, ssl_context=ssl_context
+    )
+    match = presets.match(
+        smtp_host=account.smtp_host, imap_host=account.imap_host, inbox_type=account.inbox_type
+    )
     preset = match.preset if match else None
-    base = CheckContext(account, options=options, presets=presets, match=match, resolver=resolver, ssl_context=ssl_context)
+    base = CheckContext(
+        account, options=options, presets=presets, match=match, resolver=resolver, ssl_context=ssl_context
+    )
     alternatives: list[Alternative] = []
     if try_alternates:
         candidates: list[_Candidate] = []

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from inboxcheck._diagnose import diagnose, rank_causes, weight_of
-from inboxcheck._models import Account, Report, Severity
-from inboxcheck._options import CheckOptions, Family
+from inboxcheck._models import Account, InboxType, Report, Severity
+from inboxcheck._options import CheckOptions, Family, parse_nameserver
 from inboxcheck._presets import Endpoint, Preset, Presets, ServiceSpec, TlsMode, load_presets
 from lab import Lab
 
@@ -15,7 +15,7 @@ from lab import Lab
 def _options(lab: Lab, *families: Family) -> CheckOptions:
     host, port = lab.nameserver
     return CheckOptions(
-        nameservers=(f"{host}:{port}",),
+        nameservers=(parse_nameserver(f"{host}:{port}"),),
         ca_file=lab.ca_file,
         timeout=3,
         deadline=30,
@@ -27,7 +27,9 @@ def _lab_presets(lab: Lab) -> Presets:
     """The bundled presets plus one describing the lab as a provider with two SMTP and IMAP ports."""
     smtp = ServiceSpec(
         endpoints=(
-            Endpoint(host="mail.lab.test", port=lab.smtp["submission"].port, tls=TlsMode.STARTTLS, preferred=True),
+            Endpoint(
+                host="mail.lab.test", port=lab.smtp["submission"].port, tls=TlsMode.STARTTLS, preferred=True
+            ),
             Endpoint(host="mail.lab.test", port=lab.smtp["submissions"].port, tls=TlsMode.IMPLICIT),
         )
     )
@@ -37,7 +39,7 @@ def _lab_presets(lab: Lab) -> Presets:
             Endpoint(host="mail.lab.test", port=lab.imap["imap_starttls"].port, tls=TlsMode.STARTTLS),
         )
     )
-    labp = Preset(id="lab-mail", name="Lab Mail", inbox_type="CUSTOM_SMTP", smtp=smtp, imap=imap)
+    labp = Preset(id="lab-mail", name="Lab Mail", inbox_type=InboxType.CUSTOM_SMTP, smtp=smtp, imap=imap)
     return Presets([*load_presets(), labp])
 
 
