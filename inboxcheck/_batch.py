@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -203,7 +204,7 @@ class _Output:
         self.stream = stream
         self.fd: int | None = None
 
-    def prepare(self, *, resume: bool, retry_errors: bool) -> dict[int, dict[str, Any]]:
+    def prepare(self, *, resume: bool, retry_errors: bool) -> dict[int, str]:
         """Refuse to overwrite earlier results unless resuming them; return what is already done."""
         if self.path is not None and not resume and self.path.exists() and self.path.stat().st_size > 0:
             raise InboxcheckError(
@@ -212,18 +213,19 @@ class _Output:
             )
         return self.scan(retry_errors=retry_errors) if resume else {}
 
-    def scan(self, *, retry_errors: bool = False) -> dict[int, dict[str, Any]]:
-        """The results already written, by line number.
+    def scan(self, *, retry_errors: bool = False) -> dict[int, str]:
+        """The verdict of each line already written, by line number (only that: flat memory).
 
         Cuts off a torn last line left by a killed run. With ``retry_errors``, the results that could
         not tell are dropped from the file (rewritten atomically) so that they are checked again.
         """
         if self.path is None or not self.path.exists():
             return {}
-        done: dict[int, dict[str, Any]] = {}
-        kept: list[bytes] = []
+        done: dict[int, str] = {}
         good_end = 0
-        with self.path.open("rb") as handle:
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with self.path.open("rb") as handle, contextlib.ExitStack() as stack:
+            rewrite = stack.enter_context(temporary.open("wb")) if retry_errors else None
             for raw in handle:
                 if not raw.endswith(b"\n"):
                     break
@@ -235,11 +237,10 @@ class _Output:
                 good_end += len(raw)
                 if retry_errors and record.get("verdict") == Verdict.ERROR.value:
                     continue
-                done[number] = record
-                kept.append(raw)
+                done[number] = str(record.get("verdict"))
+                if rewrite is not None:
+                    rewrite.write(raw)
         if retry_errors:
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            temporary.write_bytes(b"".join(kept))
             temporary.replace(self.path)
         elif good_end != self.path.stat().st_size:
             os.truncate(self.path, good_end)
@@ -302,10 +303,10 @@ async def run_batch(
     dns_client = DnsClient(resolver, timeout=options.timeout, record=False)
     tls = ssl_context or make_ssl_context(options)
     summary = BatchSummary()
-    for record in done.values():
-        summary.verdicts[str(record.get("verdict"))] += 1
-        if record.get("verdict") == "invalid":
-            summary.invalid_lines.append(int(record["line"]))
+    for number, verdict in done.items():
+        summary.verdicts[verdict] += 1
+        if verdict == "invalid":
+            summary.invalid_lines.append(number)
     host_limits: dict[str, asyncio.Semaphore] = {}
     queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
 
