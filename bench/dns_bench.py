@@ -283,10 +283,10 @@ def run_checkdmarc(
 ) -> tuple[dict[str, Verdict], float, int]:
     """Check ``domains`` one after another, as checkdmarc does; verdicts, seconds, queries sent."""
     import dns.query
-    from checkdmarc import check_domains  # type: ignore[import-untyped]
-    from checkdmarc.dmarc import check_dmarc  # type: ignore[import-untyped]
-    from checkdmarc.spf import check_spf  # type: ignore[import-untyped]
-    from checkdmarc.utils import DNS_CACHE  # type: ignore[import-untyped]
+    from checkdmarc import check_domains
+    from checkdmarc.dmarc import check_dmarc
+    from checkdmarc.spf import check_spf
+    from checkdmarc.utils import DNS_CACHE
 
     DNS_CACHE.clear()  # each timed run starts cold, like inboxcheck's fresh DNS client
     sent = 0

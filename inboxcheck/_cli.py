@@ -54,25 +54,17 @@ def _unicode_ok(stream: Any) -> bool:
     return True
 
 
-class _Failure(click.ClickException):
-    """An InboxcheckError on its way out: one message on stderr, the error's exit code."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"inboxcheck: error: {self.format_message()}", err=True)
-
-
 class _Group(click.Group):
+    """Turns an InboxcheckError into one message on stderr and the error's exit code."""
+
     def invoke(self, ctx: click.Context) -> Any:
         from inboxcheck._errors import InboxcheckError
 
         try:
             return super().invoke(ctx)
         except InboxcheckError as exc:
-            raise _Failure(str(exc), exc.exit_code) from None
+            click.echo(f"inboxcheck: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
