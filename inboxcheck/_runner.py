@@ -8,7 +8,6 @@ at the deadline becomes an ``error`` result saying so. Nothing a check does can 
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
 import traceback
@@ -29,7 +28,7 @@ from inboxcheck._models import (
 )
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets, load_presets
-from inboxcheck._secrets import REDACTED, Scrubber
+from inboxcheck._secrets import Scrubber
 
 if TYPE_CHECKING:
     import dns.asyncresolver
@@ -194,25 +193,11 @@ def _ms(seconds: float) -> float:
 # Fields that are identifiers chosen by inboxcheck, never text from a server: not scrubbed, so that a
 # short password cannot mangle a check's name or a finding's code.
 _STRUCTURAL: Final = frozenset({"name", "title", "status", "code", "severity", "duration_ms"})
-# A secret shorter than this is also a fragment of ordinary words; it is only removed where it
-# stands alone as a token.
-_SUBSTRING_MIN: Final = 6
 
 
 class _Redactor:
     def __init__(self, account: Account) -> None:
-        forms = Scrubber.for_account(account).forms
-        self.long = [f for f in forms if len(f) >= _SUBSTRING_MIN]
-        short = [re.escape(f) for f in forms if len(f) < _SUBSTRING_MIN]
-        self.short = re.compile(rf"(?<!\w)(?:{'|'.join(short)})(?!\w)") if short else None
-
-    def text(self, value: str) -> str:
-        for secret in self.long:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        if self.short is not None:
-            value = self.short.sub(REDACTED, value)
-        return value
+        self.text = Scrubber.for_account(account)
 
     def walk(self, value: Any, key: str | None = None) -> Any:
         if isinstance(value, str):
