@@ -8,18 +8,22 @@ what the peer received; ``tests/checks/test_secrets_canary.py`` runs every one w
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from inboxcheck._check import CheckSpec
+from inboxcheck._check import CheckContext, CheckSpec
 from inboxcheck._models import Account, CheckResult, Report
 from inboxcheck._options import CheckOptions
+from inboxcheck._presets import load_presets
 from inboxcheck._runner import run_checks
-from tests.peers import DnsPeer, Peer, PeerCerts, PeerConn, Script
+from tests.peers import DnsPeer, Peer, PeerCerts, PeerConn, Script, secret_wire_forms
 
+PASSWORD = "correct horse battery"
+USER = "sam@peer.test"
 TIMEOUT = 1.0
 # Generous for a loaded 2-core CI: every scenario must end well within this.
 ELAPSED_BOUND = 5.0
@@ -183,13 +187,13 @@ def base_payload(**changes: Any) -> dict[str, Any]:
         "inbox_type": "CUSTOM_SMTP",
         "smtp_host": "127.0.0.1",
         "smtp_port": 587,
-        "smtp_username": "sam@peer.test",
-        "smtp_password": "correct horse battery",
+        "smtp_username": USER,
+        "smtp_password": PASSWORD,
         "smtp_use_tls": True,
         "imap_host": "127.0.0.1",
         "imap_port": 993,
-        "imap_username": "sam@peer.test",
-        "imap_password": "correct horse battery",
+        "imap_username": USER,
+        "imap_password": PASSWORD,
         "imap_use_ssl": True,
     }
     payload.update(changes)
@@ -214,6 +218,37 @@ async def run_check(
     return Run(report, report.check(name), elapsed)
 
 
+def check_context(**changes: Any) -> CheckContext:
+    """A context for calling a check's internals directly, for the base account with ``changes``."""
+    account = Account.model_validate(base_payload(**changes))
+    return CheckContext(account, options=CheckOptions(), presets=load_presets(), match=None)
+
+
+_OPTION_KEYS = ("allow_plaintext", "nameservers", "timeout", "deadline")
+
+
+async def run_login(specs: list[CheckSpec], name: str, certs: PeerCerts, **changes: Any) -> Run:
+    """Run one login check; ``changes`` mixes the account's fields with the run's options."""
+    options = {k: changes.pop(k) for k in _OPTION_KEYS if k in changes}
+    return await run_check(specs, name, base_payload(**changes), certs=certs, **options)
+
+
+def assert_no_secret(data: bytes) -> None:
+    for form in secret_wire_forms(USER, PASSWORD):
+        assert form not in data, f"the password (as {form!r}) reached the peer"
+
+
+def assert_bounded(run: Run) -> None:
+    assert run.elapsed < ELAPSED_BOUND, f"took {run.elapsed:.2f} s"
+    assert run.result.traceback is None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextlib.asynccontextmanager
 async def peer(script: Script, *, tls: ssl.SSLContext | None = None, port: int = 0) -> AsyncIterator[Peer]:
     async with Peer(script, tls=tls, port=port) as server:
@@ -223,12 +258,19 @@ async def peer(script: Script, *, tls: ssl.SSLContext | None = None, port: int =
 __all__ = [
     "ELAPSED_BOUND",
     "IMPLICIT_SMTP_PORT",
+    "PASSWORD",
     "TIMEOUT",
+    "USER",
     "DnsPeer",
     "ImapScript",
     "Run",
     "SmtpScript",
+    "assert_bounded",
+    "assert_no_secret",
     "base_payload",
+    "check_context",
+    "free_port",
     "peer",
     "run_check",
+    "run_login",
 ]

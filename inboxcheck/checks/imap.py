@@ -35,23 +35,20 @@ from aioimaplib import aioimaplib
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
-from inboxcheck._knowledge import match_reply
+from inboxcheck._knowledge import ReplyMatch
 from inboxcheck._models import Severity
-from inboxcheck._netutil import ConnectFailure, ResolveFailure, connect_any, resolve_host
+from inboxcheck._netutil import connect_any
 from inboxcheck._options import Family
+from inboxcheck._presets import TlsMode
 from inboxcheck._secrets import REDACTED, Scrubber
 from inboxcheck._tls import (
     TlsFailure,
     TlsFailureKind,
     TlsSession,
-    add_session_findings,
-    add_tls_failure,
     classify_tls_error,
     inspecting_context,
-    prepare_ssl_context,
-    session_of,
 )
-from inboxcheck.checks.login import LoginFact, fact_key
+from inboxcheck.checks._probe import LoginProbe, Stop, transport_session
 
 __all__ = ["CHECKS", "MAX_LINE", "check_imap_login"]
 
@@ -66,10 +63,6 @@ _T = TypeVar("_T")
 
 class _PeerFailed(Exception):
     """The server closed the connection or sent something the parser could not take."""
-
-
-class _Stop(Exception):
-    """Ends the conversation early; the finding is already recorded."""
 
 
 class _MaskedCommand(aioimaplib.Command):  # type: ignore[misc]
@@ -203,26 +196,28 @@ def _lines(response: Any) -> list[str]:
     return out
 
 
-class _ImapLogin:
-    def __init__(self, ctx: CheckContext) -> None:
-        self.ctx = ctx
-        account = ctx.account
-        self.host = account.imap_host.strip("[]")
-        self.port = account.imap_port
-        self.implicit = account.imap_use_ssl
-        self.out = Outcome(summary="")
-        self.scrub = Scrubber.for_account(account)
-        self.steps: list[JsonValue] = []
-        self.address: str | None = None
-        self.session: TlsSession | None = None
-        self.proto: _Protocol | None = None
-        # Started now so that reading the CA store overlaps with resolving and connecting.
-        self.tls_ready: asyncio.Future[ssl.SSLContext] = prepare_ssl_context(ctx)
-        self.tls_context: ssl.SSLContext | None = None
+class _ImapLogin(LoginProbe):
+    """One run of the check: the account, the outcome being built, and the conversation's state."""
 
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
+    PROTOCOL = "imap"
+    IMPLICIT_PORT = 993
+    TLS_SETTING = "imap_use_ssl"
+    PLAIN_ON_IMPLICIT_PORT = " Port 993 expects TLS from the first byte, but imap_use_ssl is off."
+    REFUSED_FIX = (
+        "Check imap_port against the provider's setup page (993 for implicit TLS, 143 for STARTTLS)."
+    )
+    TIMEOUT_FIX = "Check the port and whether a firewall drops the traffic, then try again."
+
+    def __init__(self, ctx: CheckContext) -> None:
+        account = ctx.account
+        super().__init__(
+            ctx,
+            host=account.imap_host,
+            port=account.imap_port,
+            username=account.imap_username,
+            mode=TlsMode.IMPLICIT if account.imap_use_ssl else TlsMode.STARTTLS,
+        )
+        self.proto: _Protocol | None = None
 
     def step(self, name: str, text: str) -> None:
         self.steps.append({"step": name, "reply": self.scrub(text)[:_MAX_EVIDENCE]})
@@ -241,27 +236,6 @@ class _ImapLogin:
             port=self.port,
             stage=stage,
             greeting=self.scrub(self.proto.greeting or "")[:_MAX_EVIDENCE] if self.proto else None,
-        )
-
-    def timed_out(self, stage: str) -> None:
-        timeout = self.ctx.options.timeout
-        hint = ""
-        if stage == "greeting" and not self.implicit and self.port == 993:
-            hint = " Port 993 expects TLS from the first byte, but imap_use_ssl is off."
-        elif stage == "greeting" and self.implicit and self.port == 143:
-            hint = ""
-        code = "imap.connect.timeout" if stage in ("greeting", "tls_handshake") else "imap.protocol.timeout"
-        self.out.add(
-            code,
-            Severity.ERROR,
-            f"The server at {self.where} stopped answering during the {stage.replace('_', ' ')} "
-            f"(nothing within {timeout:g} s), so inboxcheck could not tell whether the login works.{hint}",
-            fix="Check that the port is right and that no firewall drops the traffic, then try again "
-            "with a longer --timeout." + (" Turn imap_use_ssl on for port 993." if hint else ""),
-            host=self.host,
-            port=self.port,
-            stage=stage,
-            timeout_s=timeout,
         )
 
     # --- the conversation --------------------------------------------------------------------
@@ -283,97 +257,7 @@ class _ImapLogin:
             raise _PeerFailed(self.proto.failed.result())
         if report:
             self.timed_out(stage)
-        raise _Stop
-
-    async def run(self) -> Outcome:
-        out = self.out
-        out.details["tls_mode"] = "implicit" if self.implicit else "starttls"
-        resolution = await resolve_host(self.ctx, self.host, self.port)
-        out.details["resolution"] = resolution.evidence()
-        if not resolution.addresses:
-            self._unresolvable(resolution.failure, resolution.detail)
-            out.summary = f"could not find an address for {self.host}"
-            return out
-        connected = await connect_any(self.ctx, resolution.addresses, self.port)
-        out.details["attempts"] = connected.evidence()
-        if connected.sock is None:
-            self._not_connected(connected.failure(), connected.evidence())
-            out.summary = f"could not connect to {self.where}"
-            return out
-        self.address = connected.address
-        logged_in = False
-        with contextlib.suppress(_Stop):
-            logged_in = await self._converse(connected.sock)
-        out.details["steps"] = self.steps
-        if self.session is not None:
-            out.details["tls"] = self.session.evidence(self.ctx.now())
-        if logged_in:
-            cert = self.session.cert if self.session else None
-            self.ctx.facts[fact_key("imap")] = LoginFact(
-                protocol="imap",
-                username=self.ctx.account.imap_username,
-                host=self.host,
-                port=self.port,
-                address=self.address,
-                preset_id=self.ctx.preset.id if self.ctx.preset else None,
-                cert_names=tuple(cert.names()) if cert else (),
-            )
-            how = f"over {self.session.version}" if self.session else "without encryption"
-            out.summary = f"logged in to {self.where} as {self.ctx.account.imap_username} {how}"
-        elif not out.summary:
-            out.summary = f"could not log in to {self.where}"
-        return out
-
-    def _unresolvable(self, failure: ResolveFailure | None, detail: str) -> None:
-        definite = failure is ResolveFailure.NO_SUCH_NAME
-        self.out.add(
-            "imap.connect.unresolvable",
-            Severity.FAIL if definite else Severity.ERROR,
-            f"The IMAP host {self.host} does not resolve to any address ({detail})."
-            if definite
-            else f"The IMAP host {self.host} could not be resolved right now ({detail}), so inboxcheck "
-            "could not tell whether it works.",
-            fix="Check the spelling of imap_host against the provider's setup page."
-            if definite
-            else "Check the DNS servers this machine (or --nameserver) uses, then try again.",
-            host=self.host,
-            detail=detail,
-        )
-
-    def _not_connected(self, failure: ConnectFailure, attempts: list[JsonValue]) -> None:
-        if failure is ConnectFailure.REFUSED:
-            self.out.add(
-                "imap.connect.refused",
-                Severity.FAIL,
-                f"Nothing accepts connections on {self.where}: every address refused.",
-                fix="Check imap_port against the provider's setup page (993 for implicit TLS, 143 for "
-                "STARTTLS).",
-                host=self.host,
-                port=self.port,
-                attempts=attempts,
-            )
-        elif failure is ConnectFailure.TIMEOUT:
-            self.out.add(
-                "imap.connect.timeout",
-                Severity.ERROR,
-                f"Connecting to {self.where} timed out after {self.ctx.options.timeout:g} s on every "
-                "address, so inboxcheck could not tell whether the server works.",
-                fix="Check the port and whether a firewall drops the traffic, then try again.",
-                host=self.host,
-                port=self.port,
-                attempts=attempts,
-            )
-        else:
-            self.out.add(
-                "imap.connect.failed",
-                Severity.ERROR,
-                f"No address of {self.host} could be reached on port {self.port} (the network said no "
-                "route), so inboxcheck could not tell whether the server works.",
-                fix="Check this machine's network connection (IPv6 routes in particular), then try again.",
-                host=self.host,
-                port=self.port,
-                attempts=attempts,
-            )
+        raise Stop
 
     async def _open(self, sock: socket.socket, tls_context: ssl.SSLContext | None) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -390,14 +274,9 @@ class _ImapLogin:
             )
         return proto
 
-    async def _converse(self, sock: socket.socket) -> bool:
+    async def _converse_on(self, sock: socket.socket, tls_context: ssl.SSLContext) -> bool:
         try:
-            self.tls_context = await asyncio.shield(self.tls_ready)
-        except BaseException:
-            sock.close()
-            raise
-        try:
-            proto = await self._open(sock, self.tls_context if self.implicit else None)
+            proto = await self._open(sock, tls_context if self.mode is TlsMode.IMPLICIT else None)
         except TimeoutError:
             sock.close()
             self.timed_out("tls_handshake")
@@ -427,15 +306,10 @@ class _ImapLogin:
             self.protocol_error("pre-authenticated the connection without a login", stage="greeting")
             return False
         self.out.details["capabilities"] = _sorted(proto.capabilities)
-        if not self.implicit and not await self._starttls_or_plain(proto):
+        if self.mode is not TlsMode.IMPLICIT and not await self._starttls_or_plain(proto):
             await self._logout(proto)
             return False
-        transport = proto.transport
-        self.session = session_of(transport.get_extra_info("ssl_object") if transport else None)
-        if self.session is not None:
-            add_session_findings(
-                self.out, "imap", self.session, host=self.host, port=self.port, now=self.ctx.now()
-            )
+        self.take_session(proto.transport)
         ok = await self._login(proto)
         if ok:
             await self._examine(proto)
@@ -502,7 +376,7 @@ class _ImapLogin:
                 )
         except TimeoutError:
             self.timed_out("tls_handshake")
-            raise _Stop from None
+            raise Stop from None
         except (OSError, RuntimeError) as exc:
             if transport is not None:
                 transport.abort()
@@ -510,21 +384,12 @@ class _ImapLogin:
                 TlsFailureKind.HANDSHAKE, str(exc) or type(exc).__name__
             )
             await self._tls_failed(failure)
-            raise _Stop from None
+            raise Stop from None
         proto.transport = new_transport
         self._stage = "capability"
         await self.wait(proto.capability(), "capability")
         self.out.details["capabilities"] = _sorted(proto.capabilities)
         return True
-
-    async def _tls_failed(self, failure: TlsFailure) -> None:
-        cert = None
-        if failure.kind is not TlsFailureKind.HANDSHAKE and self.address is not None:
-            session = await self._inspect_certificate(self.address)
-            cert = session.cert if session else None
-        add_tls_failure(
-            self.out, "imap", failure, host=self.host, port=self.port, cert=cert, now=self.ctx.now()
-        )
 
     async def _login(self, proto: _Protocol) -> bool:
         account = self.ctx.account
@@ -593,20 +458,13 @@ class _ImapLogin:
         )
 
     def _rejected(self, command: _MaskedCommand, result: str, text: str, verbatim: str) -> None:
-        preset_id = self.ctx.preset.id if self.ctx.preset else None
-        match = match_reply("imap", f"{result} {text}", provider=preset_id)
         evidence: dict[str, JsonValue] = {
             "host": self.host,
             "port": self.port,
             "stage": "login",
             "reply": verbatim,
         }
-        if match is not None:
-            evidence["rule"] = match.rule.id
-            evidence["response_codes"] = list(match.reply.response_codes)
-            self.out.add(
-                match.rule.code, match.rule.severity, match.rule.message, fix=match.rule.fix, **evidence
-            )
+        if self.known_reply(f"{result} {text}", evidence):
             return
         self.out.add(
             "imap.auth.rejected",
@@ -615,6 +473,9 @@ class _ImapLogin:
             fix="Check the IMAP username and password; the server's reply is in the evidence.",
             **evidence,
         )
+
+    def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:
+        return {"rule": match.rule.id, "response_codes": list(match.reply.response_codes)}
 
     async def _examine(self, proto: _Protocol) -> None:
         self._stage = "examine"
@@ -641,7 +502,7 @@ class _ImapLogin:
     async def _logout(self, proto: _Protocol) -> None:
         if proto.failed.done() or proto.transport is None or proto.transport.is_closing():
             return
-        with contextlib.suppress(_PeerFailed, _Stop, aioimaplib.Abort, asyncio.TimeoutError):
+        with contextlib.suppress(_PeerFailed, Stop, aioimaplib.Abort, asyncio.TimeoutError):
             task = asyncio.ensure_future(proto.logout())
             done, _ = await asyncio.wait({task, proto.failed}, timeout=min(self.ctx.step_timeout(), 2.0))
             if task not in done:
@@ -657,7 +518,7 @@ class _ImapLogin:
         saved = self.proto
         proto: _Protocol | None = None
         try:
-            if self.implicit:
+            if self.mode is TlsMode.IMPLICIT:
                 proto = await self._open(connected.sock, inspecting_context())
             else:
                 proto = await self._open(connected.sock, None)
@@ -671,9 +532,8 @@ class _ImapLogin:
                     proto.transport = await asyncio.get_running_loop().start_tls(
                         proto.transport, proto, inspecting_context(), server_hostname=self.host
                     )
-            transport = proto.transport
-            return session_of(transport.get_extra_info("ssl_object") if transport else None)
-        except (_PeerFailed, _Stop, OSError, RuntimeError, TimeoutError):
+            return transport_session(proto.transport)
+        except (_PeerFailed, Stop, OSError, RuntimeError, TimeoutError):
             return None
         finally:
             if proto is not None:

@@ -16,36 +16,25 @@ import contextlib
 import socket
 import ssl
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Final
 
 import aiosmtplib
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
-from inboxcheck._knowledge import match_reply
+from inboxcheck._knowledge import ReplyMatch
 from inboxcheck._models import Severity
-from inboxcheck._netutil import (
-    ConnectFailure,
-    ResolveFailure,
-    connect_any,
-    local_address_literal,
-    resolve_host,
-)
+from inboxcheck._netutil import connect_any, local_address_literal
 from inboxcheck._options import Family
-from inboxcheck._secrets import Scrubber
+from inboxcheck._presets import TlsMode
 from inboxcheck._tls import (
     TlsFailure,
     TlsFailureKind,
     TlsSession,
-    add_session_findings,
-    add_tls_failure,
     classify_tls_error,
     inspecting_context,
-    prepare_ssl_context,
-    session_of,
 )
-from inboxcheck.checks.login import LoginFact, fact_key
+from inboxcheck.checks._probe import LoginProbe, Stop, transport_session
 
 __all__ = ["CHECKS", "check_smtp_login"]
 
@@ -53,21 +42,11 @@ IMPLICIT_TLS_PORT: Final = 465
 _MAX_REPLY_EVIDENCE: Final = 2000
 
 
-class TlsMode(StrEnum):
-    IMPLICIT = "implicit"
-    STARTTLS = "starttls"
-    NONE = "none"
-
-
 def tls_mode(use_tls: bool, port: int) -> TlsMode:
     """The project's rule for ``smtp_use_tls``."""
     if not use_tls:
         return TlsMode.NONE
     return TlsMode.IMPLICIT if port == IMPLICIT_TLS_PORT else TlsMode.STARTTLS
-
-
-class _Stop(Exception):
-    """Ends the conversation early; the finding is already recorded."""
 
 
 @dataclass(frozen=True)
@@ -81,29 +60,35 @@ class _Verbatim:
         return "\n".join(out)[:_MAX_REPLY_EVIDENCE]
 
 
-class _SmtpLogin:
+class _SmtpLogin(LoginProbe):
     """One run of the check: the account, the outcome being built, and the conversation's state."""
 
+    PROTOCOL = "smtp"
+    IMPLICIT_PORT = IMPLICIT_TLS_PORT
+    TLS_SETTING = "smtp_use_tls"
+    PLAIN_ON_IMPLICIT_PORT = (
+        " Port 465 expects TLS from the first byte, but smtp_use_tls is off, so both sides "
+        "waited for the other."
+    )
+    REFUSED_FIX = (
+        "Check smtp_port against the provider's setup page (587 for STARTTLS, 465 for implicit TLS)."
+    )
+    TIMEOUT_FIX = (
+        "Check the port, and whether a firewall between here and the server drops outgoing SMTP (many "
+        "networks block it); then try again."
+    )
+
     def __init__(self, ctx: CheckContext) -> None:
-        self.ctx = ctx
         account = ctx.account
-        self.host = account.smtp_host.strip("[]")
-        self.port = account.smtp_port
-        self.mode = tls_mode(account.smtp_use_tls, account.smtp_port)
-        self.out = Outcome(summary="")
-        self.steps: list[JsonValue] = []
-        self.scrub = Scrubber.for_account(account)
-        self.address: str | None = None
-        self.session: TlsSession | None = None
-        # Started now so that reading the CA store overlaps with resolving and connecting.
-        self.tls_ready: asyncio.Future[ssl.SSLContext] = prepare_ssl_context(ctx)
-        self.tls_context: ssl.SSLContext | None = None
+        super().__init__(
+            ctx,
+            host=account.smtp_host,
+            port=account.smtp_port,
+            username=account.smtp_username,
+            mode=tls_mode(account.smtp_use_tls, account.smtp_port),
+        )
 
     # --- helpers ---------------------------------------------------------------------------
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
 
     def step(self, name: str, reply: _Verbatim | str) -> None:
         self.steps.append({"step": name, "reply": self.scrub(str(reply))})
@@ -133,33 +118,9 @@ class _SmtpLogin:
             detail=self.scrub(detail)[:_MAX_REPLY_EVIDENCE],
         )
 
-    def timed_out(self, stage: str, exc: BaseException) -> None:
-        timeout = self.ctx.options.timeout
-        hint = ""
-        if stage == "greeting" and self.mode is not TlsMode.IMPLICIT and self.port == IMPLICIT_TLS_PORT:
-            hint = (
-                " Port 465 expects TLS from the first byte, but smtp_use_tls is off, so both sides "
-                "waited for the other."
-            )
-        code = "smtp.connect.timeout" if stage in ("greeting", "tls_handshake") else "smtp.protocol.timeout"
-        self.out.add(
-            code,
-            Severity.ERROR,
-            f"The server at {self.where} stopped answering during the {stage.replace('_', ' ')} "
-            f"(nothing within {timeout:g} s), so inboxcheck could not tell whether the login works.{hint}",
-            fix="Check that the port is right and that no firewall drops the traffic, then try again "
-            "with a longer --timeout." + (" Turn smtp_use_tls on for port 465." if hint else ""),
-            host=self.host,
-            port=self.port,
-            stage=stage,
-            timeout_s=timeout,
-        )
-
     def explain(self, stage: str, code: int, text: str, fallback: tuple[str, str, str]) -> None:
         """A finding for an unexpected reply: the knowledge base's, else ``fallback``."""
         verbatim = str(_Verbatim(code, self.scrub(text)))
-        preset_id = self.ctx.preset.id if self.ctx.preset else None
-        match = match_reply("smtp", text, provider=preset_id, reply_code=code)
         evidence: dict[str, JsonValue] = {
             "host": self.host,
             "port": self.port,
@@ -167,118 +128,16 @@ class _SmtpLogin:
             "reply": verbatim,
             "reply_code": code,
         }
-        if match is not None:
-            evidence["enhanced_code"] = match.reply.enhanced
-            evidence["rule"] = match.rule.id
-            self.out.add(
-                match.rule.code, match.rule.severity, match.rule.message, fix=match.rule.fix, **evidence
-            )
+        if self.known_reply(text, evidence, reply_code=code):
             return
         finding_code, message, fix = fallback
         severity = Severity.ERROR if 400 <= code < 500 else Severity.FAIL
         self.out.add(finding_code, severity, message, fix=fix, **evidence)
 
-    # --- the check ---------------------------------------------------------------------------
+    def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:
+        return {"enhanced_code": match.reply.enhanced, "rule": match.rule.id}
 
-    async def run(self) -> Outcome:
-        out = self.out
-        out.details["tls_mode"] = self.mode.value
-        resolution = await resolve_host(self.ctx, self.host, self.port)
-        out.details["resolution"] = resolution.evidence()
-        if not resolution.addresses:
-            self._unresolvable(resolution.failure, resolution.detail)
-            out.summary = f"could not find an address for {self.host}"
-            return out
-        connected = await connect_any(self.ctx, resolution.addresses, self.port)
-        out.details["attempts"] = connected.evidence()
-        if connected.sock is None:
-            self._not_connected(connected.failure(), connected.evidence())
-            out.summary = f"could not connect to {self.where}"
-            return out
-        self.address = connected.address
-        logged_in = False
-        with contextlib.suppress(_Stop):
-            logged_in = await self._converse(connected.sock)
-        out.details["steps"] = self.steps
-        if self.session is not None:
-            out.details["tls"] = self.session.evidence(self.ctx.now())
-        if logged_in:
-            self._record_fact()
-            how = f"over {self.session.version}" if self.session else "without encryption"
-            out.summary = f"logged in to {self.where} as {self.ctx.account.smtp_username} {how}"
-        elif not out.summary:
-            out.summary = f"could not log in to {self.where}"
-        return out
-
-    def _record_fact(self) -> None:
-        cert = self.session.cert if self.session else None
-        self.ctx.facts[fact_key("smtp")] = LoginFact(
-            protocol="smtp",
-            username=self.ctx.account.smtp_username,
-            host=self.host,
-            port=self.port,
-            address=self.address,
-            preset_id=self.ctx.preset.id if self.ctx.preset else None,
-            cert_names=tuple(cert.names()) if cert else (),
-        )
-
-    def _unresolvable(self, failure: ResolveFailure | None, detail: str) -> None:
-        if failure is ResolveFailure.NO_SUCH_NAME:
-            self.out.add(
-                "smtp.connect.unresolvable",
-                Severity.FAIL,
-                f"The SMTP host {self.host} does not resolve to any address ({detail}).",
-                fix="Check the spelling of smtp_host against the provider's setup page.",
-                host=self.host,
-                detail=detail,
-            )
-        else:
-            self.out.add(
-                "smtp.connect.unresolvable",
-                Severity.ERROR,
-                f"The SMTP host {self.host} could not be resolved right now ({detail}), so inboxcheck "
-                "could not tell whether it works.",
-                fix="Check the DNS servers this machine (or --nameserver) uses, then try again.",
-                host=self.host,
-                detail=detail,
-            )
-
-    def _not_connected(self, failure: ConnectFailure, attempts: list[JsonValue]) -> None:
-        hint = self.port_hint()
-        if failure is ConnectFailure.REFUSED:
-            self.out.add(
-                "smtp.connect.refused",
-                Severity.FAIL,
-                f"Nothing accepts connections on {self.where}: every address refused.{hint}",
-                fix="Check smtp_port against the provider's setup page (587 for STARTTLS, 465 for "
-                "implicit TLS)." + hint,
-                host=self.host,
-                port=self.port,
-                attempts=attempts,
-            )
-        elif failure is ConnectFailure.TIMEOUT:
-            self.out.add(
-                "smtp.connect.timeout",
-                Severity.ERROR,
-                f"Connecting to {self.where} timed out after {self.ctx.options.timeout:g} s on every "
-                f"address, so inboxcheck could not tell whether the server works.{hint}",
-                fix="Check the port, and whether a firewall between here and the server drops "
-                "outgoing SMTP (many networks block it); then try again." + hint,
-                host=self.host,
-                port=self.port,
-                attempts=attempts,
-            )
-        else:
-            self.out.add(
-                "smtp.connect.failed",
-                Severity.ERROR,
-                f"No address of {self.host} could be reached on port {self.port} (the network said no "
-                "route), so inboxcheck could not tell whether the server works.",
-                fix="Check this machine's network connection (IPv6 routes in particular), then try again.",
-                host=self.host,
-                port=self.port,
-                attempts=attempts,
-            )
+    # --- the conversation --------------------------------------------------------------------
 
     def _client(self, sock: socket.socket, tls_context: ssl.SSLContext) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
@@ -291,13 +150,8 @@ class _SmtpLogin:
             timeout=self.ctx.step_timeout(),
         )
 
-    async def _converse(self, sock: socket.socket) -> bool:
-        try:
-            self.tls_context = await asyncio.shield(self.tls_ready)
-        except BaseException:
-            sock.close()
-            raise
-        client = self._client(sock, self.tls_context)
+    async def _converse_on(self, sock: socket.socket, tls_context: ssl.SSLContext) -> bool:
+        client = self._client(sock, tls_context)
         try:
             return await self._converse_with(client)
         finally:
@@ -312,7 +166,7 @@ class _SmtpLogin:
         elif self.mode is TlsMode.NONE and not self._plaintext(client):
             await _quit(client, self.ctx)
             return False
-        self._tls_session(client)
+        self.take_session(client.transport)
         mechanism = self._mechanism(client)
         if mechanism is None:
             await _quit(client, self.ctx)
@@ -338,20 +192,20 @@ class _SmtpLogin:
                 port=self.port,
                 reply=str(_Verbatim(exc.code, self.scrub(exc.message))),
             )
-            raise _Stop from None
+            raise Stop from None
         except aiosmtplib.SMTPConnectTimeoutError as exc:
             in_banner = isinstance(exc.__cause__, aiosmtplib.SMTPTimeoutError)
-            self.timed_out("greeting" if in_banner else stage, exc)
-            raise _Stop from None
+            self.timed_out("greeting" if in_banner else stage)
+            raise Stop from None
         except (aiosmtplib.SMTPConnectError, ConnectionError, OSError) as exc:
             await self._connect_error(exc, stage)
-            raise _Stop from None
+            raise Stop from None
         except aiosmtplib.SMTPResponseException as exc:
             self.protocol_error("sent a greeting that is not SMTP", exc.message, stage="greeting")
-            raise _Stop from None
+            raise Stop from None
         except aiosmtplib.SMTPException as exc:
             self.protocol_error("broke off the greeting", str(exc), stage="greeting")
-            raise _Stop from None
+            raise Stop from None
         self.step("greeting", _Verbatim(banner.code, banner.message))
 
     async def _connect_error(self, exc: BaseException, stage: str) -> None:
@@ -365,13 +219,7 @@ class _SmtpLogin:
         self.protocol_error("closed the connection before greeting", _describe(exc), stage=stage)
 
     async def _tls_failed(self, failure: TlsFailure) -> None:
-        cert = None
-        if failure.kind is not TlsFailureKind.HANDSHAKE and self.address is not None:
-            session = await self._inspect_certificate(self.address)
-            cert = session.cert if session else None
-        add_tls_failure(
-            self.out, "smtp", failure, host=self.host, port=self.port, cert=cert, now=self.ctx.now()
-        )
+        await super()._tls_failed(failure)
         if failure.kind is TlsFailureKind.HANDSHAKE and self.mode is TlsMode.IMPLICIT:
             self.out.findings[-1] = self.out.findings[-1].model_copy(
                 update={
@@ -387,16 +235,16 @@ class _SmtpLogin:
         except aiosmtplib.SMTPHeloError as exc:
             self.step(stage, _Verbatim(exc.code, exc.message))
             self.protocol_error(f"refused EHLO with {exc.code}", exc.message, stage=stage)
-            raise _Stop from None
-        except aiosmtplib.SMTPTimeoutError as exc:
-            self.timed_out(stage, exc)
-            raise _Stop from None
+            raise Stop from None
+        except aiosmtplib.SMTPTimeoutError:
+            self.timed_out(stage)
+            raise Stop from None
         except aiosmtplib.SMTPResponseException as exc:
             self.protocol_error("answered EHLO with something that is not SMTP", exc.message, stage=stage)
-            raise _Stop from None
+            raise Stop from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             self.protocol_error("closed the connection after EHLO", _describe(exc), stage=stage)
-            raise _Stop from None
+            raise Stop from None
         self.step(stage, _Verbatim(response.code, response.message))
 
     async def _starttls(self, client: aiosmtplib.SMTP) -> None:
@@ -413,7 +261,7 @@ class _SmtpLogin:
                 extensions=list[JsonValue](sorted(client.esmtp_extensions)),
             )
             await _quit(client, self.ctx)
-            raise _Stop
+            raise Stop
         client.timeout = self.ctx.step_timeout()
         try:
             response = await client.starttls(server_hostname=self.host, tls_context=self.tls_context)
@@ -431,14 +279,14 @@ class _SmtpLogin:
                 ),
             )
             await _quit(client, self.ctx)
-            raise _Stop from None
-        except aiosmtplib.SMTPTimeoutError as exc:
-            self.timed_out("tls_handshake", exc)
-            raise _Stop from None
+            raise Stop from None
+        except aiosmtplib.SMTPTimeoutError:
+            self.timed_out("tls_handshake")
+            raise Stop from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             failure = classify_tls_error(exc) or TlsFailure(TlsFailureKind.HANDSHAKE, _describe(exc))
             await self._tls_failed(failure)
-            raise _Stop from None
+            raise Stop from None
         self.step("starttls", _Verbatim(response.code, response.message))
 
     def _plaintext(self, client: aiosmtplib.SMTP) -> bool:
@@ -463,15 +311,6 @@ class _SmtpLogin:
             credentials_sent=allowed,
         )
         return allowed
-
-    def _tls_session(self, client: aiosmtplib.SMTP) -> None:
-        transport = client.transport
-        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-        self.session = session_of(ssl_object)
-        if self.session is not None:
-            add_session_findings(
-                self.out, "smtp", self.session, host=self.host, port=self.port, now=self.ctx.now()
-            )
 
     def _mechanism(self, client: aiosmtplib.SMTP) -> str | None:
         offered = [m.upper() for m in client.server_auth_methods]
@@ -539,8 +378,8 @@ class _SmtpLogin:
                 ),
             )
             return False
-        except aiosmtplib.SMTPTimeoutError as exc:
-            self.timed_out("auth", exc)
+        except aiosmtplib.SMTPTimeoutError:
+            self.timed_out("auth")
             return False
         except (aiosmtplib.SMTPException, OSError) as exc:
             self.protocol_error("closed the connection during the login", _describe(exc), stage="auth")
@@ -575,8 +414,7 @@ class _SmtpLogin:
             if self.mode is TlsMode.STARTTLS:
                 await client.ehlo()
                 await client.starttls(server_hostname=self.host, tls_context=inspecting_context())
-            transport = client.transport
-            return session_of(transport.get_extra_info("ssl_object") if transport else None)
+            return transport_session(client.transport)
         except (TimeoutError, aiosmtplib.SMTPException, OSError):
             return None
         finally:

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 
 import pytest
 
 from inboxcheck._models import Severity, Status
+from inboxcheck._netutil import ConnectFailure
 from inboxcheck.checks import imap
-from tests.peers import DnsPeer, PeerCerts, PeerConn, secret_wire_forms
-from tests.scenarios import ELAPSED_BOUND, ImapScript, Run, base_payload, peer, run_check
-
-PASSWORD = "correct horse battery"
-USER = "sam@peer.test"
+from tests.peers import DnsPeer, PeerCerts, PeerConn
+from tests.scenarios import (
+    ELAPSED_BOUND,
+    USER,
+    ImapScript,
+    Run,
+    assert_bounded,
+    assert_no_secret,
+    check_context,
+    free_port,
+    peer,
+    run_login,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,26 +31,7 @@ def certs() -> PeerCerts:
 
 
 async def run_imap(port: int, certs: PeerCerts, **changes: object) -> Run:
-    keys = ("allow_plaintext", "nameservers", "timeout", "deadline")
-    options = {k: changes.pop(k) for k in keys if k in changes}
-    payload = base_payload(imap_port=port, **changes)
-    return await run_check(imap.CHECKS, "imap.login", payload, certs=certs, **options)
-
-
-def assert_no_secret(data: bytes) -> None:
-    for form in secret_wire_forms(USER, PASSWORD):
-        assert form not in data, f"the password (as {form!r}) reached the peer"
-
-
-def assert_bounded(run: Run) -> None:
-    assert run.elapsed < ELAPSED_BOUND, f"took {run.elapsed:.2f} s"
-    assert run.result.traceback is None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return await run_login(imap.CHECKS, "imap.login", certs, imap_port=port, **changes)
 
 
 def implicit(certs: PeerCerts, **kwargs: object) -> ImapScript:
@@ -367,16 +356,7 @@ async def test_a_password_imap_cannot_carry_is_a_finding(certs: PeerCerts, passw
 
 
 async def test_an_unreachable_network_is_could_not_tell() -> None:
-    from inboxcheck._check import CheckContext
-    from inboxcheck._models import Account
-    from inboxcheck._netutil import ConnectFailure
-    from inboxcheck._options import CheckOptions
-    from inboxcheck._presets import load_presets
-
-    ctx = CheckContext(
-        Account.model_validate(base_payload()), options=CheckOptions(), presets=load_presets(), match=None
-    )
-    login = imap._ImapLogin(ctx)
+    login = imap._ImapLogin(check_context())
     login._not_connected(ConnectFailure.UNREACHABLE, [])
     (finding,) = login.out.findings
     assert finding.code == "imap.connect.failed"

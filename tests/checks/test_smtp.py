@@ -13,20 +13,22 @@ import socket
 import pytest
 
 from inboxcheck._models import Severity, Status
+from inboxcheck._netutil import Attempt, ConnectFailure
 from inboxcheck.checks import smtp
-from tests.peers import DnsPeer, PeerCerts, PeerConn, secret_wire_forms
+from tests.peers import DnsPeer, PeerCerts, PeerConn
 from tests.scenarios import (
     ELAPSED_BOUND,
     IMPLICIT_SMTP_PORT,
+    USER,
     Run,
     SmtpScript,
-    base_payload,
+    assert_bounded,
+    assert_no_secret,
+    check_context,
+    free_port,
     peer,
-    run_check,
+    run_login,
 )
-
-PASSWORD = "correct horse battery"
-USER = "sam@peer.test"
 
 
 @pytest.fixture(scope="module")
@@ -35,26 +37,7 @@ def certs() -> PeerCerts:
 
 
 async def run_smtp(port: int, certs: PeerCerts, **changes: object) -> Run:
-    keys = ("allow_plaintext", "nameservers", "timeout", "deadline")
-    options = {k: changes.pop(k) for k in keys if k in changes}
-    payload = base_payload(smtp_port=port, **changes)
-    return await run_check(smtp.CHECKS, "smtp.login", payload, certs=certs, **options)
-
-
-def assert_no_secret(data: bytes) -> None:
-    for form in secret_wire_forms(USER, PASSWORD):
-        assert form not in data, f"the password (as {form!r}) reached the peer"
-
-
-def assert_bounded(run: Run) -> None:
-    assert run.elapsed < ELAPSED_BOUND, f"took {run.elapsed:.2f} s"
-    assert run.result.traceback is None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return await run_login(smtp.CHECKS, "smtp.login", certs, smtp_port=port, **changes)
 
 
 @pytest.fixture
@@ -466,16 +449,7 @@ async def test_a_password_that_cannot_be_encoded_is_a_finding(certs: PeerCerts) 
 
 async def test_an_unreachable_network_is_could_not_tell() -> None:
     # A route that does not exist cannot be made on loopback; the finding is built from the attempt.
-    from inboxcheck._check import CheckContext
-    from inboxcheck._models import Account
-    from inboxcheck._netutil import Attempt, ConnectFailure
-    from inboxcheck._options import CheckOptions
-    from inboxcheck._presets import load_presets
-
-    ctx = CheckContext(
-        Account.model_validate(base_payload()), options=CheckOptions(), presets=load_presets(), match=None
-    )
-    login = smtp._SmtpLogin(ctx)
+    login = smtp._SmtpLogin(check_context())
     attempt = Attempt("2001:db8::1", 587, ConnectFailure.UNREACHABLE, "Network is unreachable")
     login._not_connected(ConnectFailure.UNREACHABLE, [attempt.as_json()])
     (finding,) = login.out.findings

@@ -1,0 +1,253 @@
+"""What the SMTP and the IMAP login checks share: everything but the conversation itself.
+
+:class:`LoginProbe` resolves the host (:func:`~inboxcheck._netutil.resolve_host`), connects to one of
+its addresses (:func:`~inboxcheck._netutil.connect_any`), reports an unresolvable host or a failed
+connection, and fills the outcome's ``details`` (``tls_mode``, ``resolution``, ``attempts``, ``steps``,
+``tls``) and summary. A subclass speaks its protocol through :meth:`LoginProbe._converse_on` and reads
+the certificate of a failed handshake through :meth:`LoginProbe._inspect_certificate`; the class
+attributes word its findings, whose codes all start with :attr:`LoginProbe.PROTOCOL`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from typing import ClassVar
+
+from pydantic import JsonValue
+
+from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
+from inboxcheck._models import Severity
+from inboxcheck._netutil import ConnectFailure, ResolveFailure, connect_any, resolve_host
+from inboxcheck._presets import TlsMode
+from inboxcheck._secrets import Scrubber
+from inboxcheck._tls import (
+    TlsFailure,
+    TlsFailureKind,
+    TlsSession,
+    add_session_findings,
+    add_tls_failure,
+    prepare_ssl_context,
+    session_of,
+)
+from inboxcheck.checks.login import LoginFact, fact_key
+
+__all__ = ["LoginProbe", "Stop", "transport_session"]
+
+
+class Stop(Exception):
+    """Ends the conversation early; the finding is already recorded."""
+
+
+def transport_session(transport: asyncio.BaseTransport | None) -> TlsSession | None:
+    """The TLS session of a transport (None when it is not encrypted)."""
+    return session_of(transport.get_extra_info("ssl_object") if transport is not None else None)
+
+
+class LoginProbe:
+    """One run of a login check: the account, the outcome being built, and the conversation's state."""
+
+    #: The finding codes' prefix, the knowledge base's protocol and the login fact's protocol.
+    PROTOCOL: ClassVar[Protocol]
+    #: The port where the protocol expects TLS from the first byte.
+    IMPLICIT_PORT: ClassVar[int]
+    #: The account field that turns TLS on.
+    TLS_SETTING: ClassVar[str]
+    #: Told when the greeting times out on :attr:`IMPLICIT_PORT` with TLS off.
+    PLAIN_ON_IMPLICIT_PORT: ClassVar[str]
+    #: The fixes for a connection every address refused, or that timed out on every address.
+    REFUSED_FIX: ClassVar[str]
+    TIMEOUT_FIX: ClassVar[str]
+
+    def __init__(self, ctx: CheckContext, *, host: str, port: int, username: str, mode: TlsMode) -> None:
+        self.ctx = ctx
+        self.host = host.strip("[]")
+        self.port = port
+        self.username = username
+        self.mode = mode
+        self.out = Outcome(summary="")
+        self.steps: list[JsonValue] = []
+        self.scrub = Scrubber.for_account(ctx.account)
+        self.address: str | None = None
+        self.session: TlsSession | None = None
+        # Started now so that reading the CA store overlaps with resolving and connecting.
+        self.tls_ready: asyncio.Future[ssl.SSLContext] = prepare_ssl_context(ctx)
+        self.tls_context: ssl.SSLContext | None = None
+
+    # --- what a protocol provides ------------------------------------------------------------
+
+    async def _converse_on(self, sock: socket.socket, tls_context: ssl.SSLContext) -> bool:
+        """The conversation on a connected socket: True when the login worked."""
+        raise NotImplementedError
+
+    async def _inspect_certificate(self, address: str) -> TlsSession | None:
+        """Connect again, accepting any certificate, only to read it. No credential is ever sent."""
+        raise NotImplementedError
+
+    def port_hint(self) -> str:
+        """What the preset knows about this provider's ports, for messages about a failed connect."""
+        return ""
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def preset_id(self) -> str | None:
+        return self.ctx.preset.id if self.ctx.preset else None
+
+    def known_reply(
+        self, reply: str, evidence: dict[str, JsonValue], *, reply_code: int | None = None
+    ) -> bool:
+        """Adds the knowledge base's finding for ``reply``; False when it knows none."""
+        match = match_reply(self.PROTOCOL, reply, provider=self.preset_id, reply_code=reply_code)
+        if match is None:
+            return False
+        evidence = {**evidence, **self.rule_evidence(match)}
+        self.out.add(match.rule.code, match.rule.severity, match.rule.message, fix=match.rule.fix, **evidence)
+        return True
+
+    def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:
+        """What a finding from the knowledge base adds to the evidence."""
+        return {"rule": match.rule.id}
+
+    def timed_out(self, stage: str) -> None:
+        timeout = self.ctx.options.timeout
+        hint = ""
+        if stage == "greeting" and self.mode is not TlsMode.IMPLICIT and self.port == self.IMPLICIT_PORT:
+            hint = self.PLAIN_ON_IMPLICIT_PORT
+        kind = "connect" if stage in ("greeting", "tls_handshake") else "protocol"
+        self.out.add(
+            f"{self.PROTOCOL}.{kind}.timeout",
+            Severity.ERROR,
+            f"The server at {self.where} stopped answering during the {stage.replace('_', ' ')} "
+            f"(nothing within {timeout:g} s), so inboxcheck could not tell whether the login works.{hint}",
+            fix="Check that the port is right and that no firewall drops the traffic, then try again "
+            "with a longer --timeout."
+            + (f" Turn {self.TLS_SETTING} on for port {self.IMPLICIT_PORT}." if hint else ""),
+            host=self.host,
+            port=self.port,
+            stage=stage,
+            timeout_s=timeout,
+        )
+
+    def take_session(self, transport: asyncio.BaseTransport | None) -> None:
+        """The session the login runs over, and the warnings about it."""
+        self.session = transport_session(transport)
+        if self.session is not None:
+            add_session_findings(
+                self.out, self.PROTOCOL, self.session, host=self.host, port=self.port, now=self.ctx.now()
+            )
+
+    async def _tls_failed(self, failure: TlsFailure) -> None:
+        cert = None
+        if failure.kind is not TlsFailureKind.HANDSHAKE and self.address is not None:
+            session = await self._inspect_certificate(self.address)
+            cert = session.cert if session else None
+        add_tls_failure(
+            self.out, self.PROTOCOL, failure, host=self.host, port=self.port, cert=cert, now=self.ctx.now()
+        )
+
+    # --- the check ---------------------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        out = self.out
+        out.details["tls_mode"] = self.mode.value
+        resolution = await resolve_host(self.ctx, self.host, self.port)
+        out.details["resolution"] = resolution.evidence()
+        if not resolution.addresses:
+            self._unresolvable(resolution.failure, resolution.detail)
+            out.summary = f"could not find an address for {self.host}"
+            return out
+        connected = await connect_any(self.ctx, resolution.addresses, self.port)
+        out.details["attempts"] = connected.evidence()
+        if connected.sock is None:
+            self._not_connected(connected.failure(), connected.evidence())
+            out.summary = f"could not connect to {self.where}"
+            return out
+        self.address = connected.address
+        logged_in = False
+        with contextlib.suppress(Stop):
+            logged_in = await self._converse(connected.sock)
+        out.details["steps"] = self.steps
+        if self.session is not None:
+            out.details["tls"] = self.session.evidence(self.ctx.now())
+        if logged_in:
+            self._record_fact()
+            how = f"over {self.session.version}" if self.session else "without encryption"
+            out.summary = f"logged in to {self.where} as {self.username} {how}"
+        elif not out.summary:
+            out.summary = f"could not log in to {self.where}"
+        return out
+
+    async def _converse(self, sock: socket.socket) -> bool:
+        try:
+            self.tls_context = await asyncio.shield(self.tls_ready)
+        except BaseException:
+            sock.close()
+            raise
+        return await self._converse_on(sock, self.tls_context)
+
+    def _record_fact(self) -> None:
+        cert = self.session.cert if self.session else None
+        self.ctx.facts[fact_key(self.PROTOCOL)] = LoginFact(
+            protocol=self.PROTOCOL,
+            username=self.username,
+            host=self.host,
+            port=self.port,
+            address=self.address,
+            preset_id=self.preset_id,
+            cert_names=tuple(cert.names()) if cert else (),
+        )
+
+    def _unresolvable(self, failure: ResolveFailure | None, detail: str) -> None:
+        definite = failure is ResolveFailure.NO_SUCH_NAME
+        label = self.PROTOCOL.upper()
+        self.out.add(
+            f"{self.PROTOCOL}.connect.unresolvable",
+            Severity.FAIL if definite else Severity.ERROR,
+            f"The {label} host {self.host} does not resolve to any address ({detail})."
+            if definite
+            else f"The {label} host {self.host} could not be resolved right now ({detail}), so inboxcheck "
+            "could not tell whether it works.",
+            fix=f"Check the spelling of {self.PROTOCOL}_host against the provider's setup page."
+            if definite
+            else "Check the DNS servers this machine (or --nameserver) uses, then try again.",
+            host=self.host,
+            detail=detail,
+        )
+
+    def _not_connected(self, failure: ConnectFailure, attempts: list[JsonValue]) -> None:
+        hint = self.port_hint()
+        if failure is ConnectFailure.REFUSED:
+            code, severity = "refused", Severity.FAIL
+            message = f"Nothing accepts connections on {self.where}: every address refused.{hint}"
+            fix = self.REFUSED_FIX + hint
+        elif failure is ConnectFailure.TIMEOUT:
+            code, severity = "timeout", Severity.ERROR
+            message = (
+                f"Connecting to {self.where} timed out after {self.ctx.options.timeout:g} s on every "
+                f"address, so inboxcheck could not tell whether the server works.{hint}"
+            )
+            fix = self.TIMEOUT_FIX + hint
+        else:
+            code, severity = "failed", Severity.ERROR
+            message = (
+                f"No address of {self.host} could be reached on port {self.port} (the network said no "
+                "route), so inboxcheck could not tell whether the server works."
+            )
+            fix = "Check this machine's network connection (IPv6 routes in particular), then try again."
+        self.out.add(
+            f"{self.PROTOCOL}.connect.{code}",
+            severity,
+            message,
+            fix=fix,
+            host=self.host,
+            port=self.port,
+            attempts=attempts,
+        )
