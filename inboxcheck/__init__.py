@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from inboxcheck._batch import BatchLine, BatchSummary, run_batch
     from inboxcheck._check import CheckContext, CheckSpec, Outcome
     from inboxcheck._connect import ConnectResult, DailyLimitChoice, connect, connect_sync
+    from inboxcheck._connect_batch import ConnectBatchSummary, connect_batch
     from inboxcheck._core import check, check_sync
     from inboxcheck._errors import (
         AccountError,
@@ -68,6 +69,8 @@ if TYPE_CHECKING:
 # Names are imported on first use, so that `inboxcheck --version` and `import inboxcheck` stay fast:
 # pydantic, dnspython, aiosmtplib and aioimaplib load only when something needs them.
 _LAZY: dict[str, str] = {
+    "ConnectBatchSummary": "inboxcheck._connect_batch",
+    "connect_batch": "inboxcheck._connect_batch",
     "ApiExit": "inboxcheck._api",
     "ApiKey": "inboxcheck._api",
     "ApiOutcome": "inboxcheck._api",
@@ -161,6 +164,7 @@ __all__ = [
     "CheckOptions",
     "CheckResult",
     "CheckSpec",
+    "ConnectBatchSummary",
     "ConnectResult",
     "CreateFailed",
     "CreateOutcome",
@@ -196,6 +200,7 @@ __all__ = [
     "check",
     "check_sync",
     "connect",
+    "connect_batch",
     "connect_sync",
     "load_account",
     "load_api_key",

@@ -235,6 +235,12 @@ class _Output:
                 except (ValueError, KeyError, TypeError):
                     break
                 good_end += len(raw)
+                if record.get("kind") == "create":
+                    # connect --batch logs its create calls in the same file; they are not results
+                    # of the check, but must survive a rewrite.
+                    if rewrite is not None:
+                        rewrite.write(raw)
+                    continue
                 if retry_errors and record.get("verdict") == Verdict.ERROR.value:
                     continue
                 done[number] = str(record.get("verdict"))

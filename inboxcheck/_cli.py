@@ -351,8 +351,20 @@ def _run_batch(
 
 
 @cli.command()
-@click.argument("account", metavar="ACCOUNT")
+@click.argument("account", metavar="ACCOUNT", required=False)
 @_check_options
+@click.option(
+    "--batch",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Check every account of this JSONL or CSV file, then create those that passed.",
+)
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), help="With --batch: the results log (JSONL)."
+)
+@click.option("--resume", is_flag=True, help="With --batch: continue the run logged in --output.")
+@click.option("--bulk", is_flag=True, help="With --batch: create through the bulk endpoint, 100 a call.")
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--per-host", type=click.IntRange(1, 100), default=4, show_default=True)
 @click.option(
     "--api-url",
     default=None,
@@ -386,7 +398,7 @@ def _run_batch(
     help="Reuse the key of an earlier attempt whose outcome was unknown.",
 )
 def connect(
-    account: str,
+    account: str | None,
     fmt: str,
     verbose: bool,
     api_url: str | None,
@@ -396,6 +408,12 @@ def connect(
     dry_run: bool,
     apply_recommended_limit: bool,
     idempotency_key: str | None,
+    batch: Path | None,
+    output: Path | None,
+    resume: bool,
+    bulk: bool,
+    concurrency: int,
+    per_host: int,
     **params: Any,
 ) -> None:
     """Check ACCOUNT and, only if no check failed, create it on the platform.
@@ -420,6 +438,26 @@ def connect(
     for warning in caught:
         _notice(f"warning: {warning.message}")
     options = _options_from(params)
+    if (account is None) == (batch is None):
+        raise click.UsageError("give either ACCOUNT or --batch FILE")
+    if batch is not None:
+        if dry_run or api_key is None:
+            raise click.UsageError("--dry-run does not go with --batch")
+        _connect_batch(
+            batch,
+            options,
+            api_key=api_key,
+            output=output,
+            resume=resume,
+            bulk=bulk,
+            strict=strict,
+            apply_recommended_limit=apply_recommended_limit,
+            concurrency=concurrency,
+            per_host=per_host,
+            base_url=api_url or DEFAULT_BASE_URL,
+            api_path=api_path or DEFAULT_PATH,
+        )
+    assert account is not None
     parsed = _load_account_for_cli(account)
     if sys.stderr.isatty():
         _notice(f"checking {parsed.email_address} before creating it ...")
@@ -441,6 +479,60 @@ def connect(
     else:
         click.echo(_render_connect(result, verbose=verbose), nl=False)
     sys.exit(result.exit_code)
+
+
+def _connect_batch(
+    path: Path,
+    options: Any,
+    *,
+    api_key: Any,
+    output: Path | None,
+    resume: bool,
+    bulk: bool,
+    strict: bool,
+    apply_recommended_limit: bool,
+    concurrency: int,
+    per_host: int,
+    base_url: str,
+    api_path: str,
+) -> NoReturn:
+    import asyncio
+
+    from inboxcheck._api import PlatformClient
+    from inboxcheck._connect_batch import CreateLine, connect_batch, require_output
+
+    out = require_output(output)
+
+    def on_create(line: CreateLine) -> None:
+        if line.outcome.value == "created":
+            click.echo(
+                f"created line {line.line} {line.email_address}: inbox {line.inbox_id} "
+                f"(daily_limit {line.daily_limit})"
+            )
+        else:
+            message = line.finding.message if line.finding else ""
+            click.echo(f"NOT created line {line.line} {line.email_address}: {line.outcome.value}: {message}")
+
+    async def run() -> Any:
+        async with PlatformClient(api_key, base_url=base_url, path=api_path) as client:
+            return await connect_batch(
+                path,
+                output=out,
+                client=client,
+                options=options,
+                resume=resume,
+                strict=strict,
+                bulk=bulk,
+                apply_recommended_limit=apply_recommended_limit,
+                concurrency=concurrency,
+                per_host=per_host,
+                on_create=on_create,
+            )
+
+    summary = asyncio.run(run())
+    for text in summary.describe().splitlines():
+        _notice(text)
+    sys.exit(summary.exit_code)
 
 
 def _render_connect(result: Any, *, verbose: bool) -> str:

@@ -1,0 +1,111 @@
+"""connect --batch: only accounts that passed are created; each exactly once, across resumes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from inboxcheck._api import ApiKey, PlatformClient
+from inboxcheck._cli import cli
+from inboxcheck._connect_batch import connect_batch, idempotency_key
+from inboxcheck._options import CheckOptions, Family
+from lab.api_double import ApiDouble
+from tests.helpers import CANARY, custom_payload
+
+KEY = "cs_test_" + "b" * 24
+OFFLINE = CheckOptions(families=frozenset({Family.ACCOUNT}))
+
+
+def _user(i: int, **changes: Any) -> dict[str, Any]:
+    address = f"user{i}@example.test"
+    return custom_payload(email_address=address, smtp_username=address, imap_username=address, **changes)
+
+
+def _file(tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _lines(path: Path, kind: str) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [r for r in records if (r.get("kind") == "create") == (kind == "create")]
+
+
+async def test_only_passing_accounts_are_created_and_a_resume_creates_nothing_twice(tmp_path: Path) -> None:
+    rows = [_user(1), _user(2, imap_port=143), _user(3, daily_limit=...), _user(4)]
+    path, output = _file(tmp_path, rows), tmp_path / "out.jsonl"
+    async with ApiDouble(keys={KEY}) as api:
+        async with PlatformClient(ApiKey.parse(KEY), base_url=api.url) as client:
+            summary = await connect_batch(path, output=output, client=client, options=OFFLINE, env={})
+            assert summary.creates == Counter({"created": 3})
+            assert summary.blocked == 1 and summary.exit_code == 1
+            again = await connect_batch(
+                path, output=output, client=client, options=OFFLINE, resume=True, env={}
+            )
+            assert again.creates == Counter()
+        assert sorted(r.body["email_address"] for r in api.creates() if r.body) == [
+            "user1@example.test",
+            "user3@example.test",
+            "user4@example.test",
+        ]
+    creates = _lines(output, "create")
+    assert sorted(c["line"] for c in creates) == [1, 3, 4]
+    assert {c["daily_limit"] for c in creates if c["line"] == 3} == {30}
+    assert len(_lines(output, "check")) == 4
+    assert CANARY not in output.read_text(encoding="utf-8")
+
+
+async def test_bulk_sends_one_call_per_hundred(tmp_path: Path) -> None:
+    rows = [_user(i) for i in range(150)]
+    path, output = _file(tmp_path, rows), tmp_path / "out.jsonl"
+    async with ApiDouble(keys={KEY}) as api:
+        async with PlatformClient(ApiKey.parse(KEY), base_url=api.url) as client:
+            summary = await connect_batch(
+                path, output=output, client=client, options=OFFLINE, bulk=True, env={}
+            )
+        bulk_calls = [r for r in api.log if r.path.endswith("/bulk")]
+        assert len(bulk_calls) == 2
+        assert len(api.accounts) == 150
+    assert summary.creates == Counter({"created": 150})
+    assert len({c["line"] for c in _lines(output, "create")}) == 150
+
+
+def test_idempotency_keys_are_stable_per_account() -> None:
+    assert idempotency_key("u", 1, "A@x.test") == idempotency_key("u", 1, "a@x.test")
+    assert idempotency_key("u", 1, "a@x.test") != idempotency_key("u", 2, "a@x.test")
+
+
+def test_cli_connect_batch(tmp_path: Path) -> None:
+    path = _file(tmp_path, [_user(1), _user(2, smtp_port=465, smtp_use_tls=False)])
+    output = tmp_path / "out.jsonl"
+    with ApiDouble(keys={KEY}).running_in_thread() as api:
+        result = CliRunner().invoke(
+            cli,
+            [
+                "connect",
+                "--batch",
+                str(path),
+                "--output",
+                str(output),
+                "--only",
+                "account",
+                "--api-url",
+                api.url,
+            ],
+            env={"COLDSEND_API_KEY": KEY},
+            catch_exceptions=False,
+        )
+        assert len(api.creates()) == 1
+    assert result.exit_code == 1, result.output
+    assert "created line 1 user1@example.test" in result.stdout
+    assert "created 1 inbox(es)" in result.stderr and "1 blocked" in result.stderr
+    assert KEY not in result.output and CANARY not in result.output
+    refused = CliRunner().invoke(
+        cli, ["connect", "--batch", str(path), "--dry-run"], env={"COLDSEND_API_KEY": KEY}
+    )
+    assert refused.exit_code == 2
