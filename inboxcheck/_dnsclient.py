@@ -8,6 +8,7 @@ as "record missing": an unreachable server proves nothing about the domain.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -143,27 +144,37 @@ class DnsClient:
         self.timeout = timeout
         self.max_entries = max_entries
         self.record = record
-        self._pending: OrderedDict[tuple[str, str], asyncio.Task[DnsAnswer]] = OrderedDict()
+        # A lookup in flight is its task (concurrent askers await it); a finished one is only its answer:
+        # a done Task costs about as much again as the answer it holds, which adds up over a batch.
+        self._entries: OrderedDict[tuple[str, str], asyncio.Task[DnsAnswer] | DnsAnswer] = OrderedDict()
         self.queries: list[tuple[str, str]] = []
         self.sent = 0
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         key = (_normalise(name), rdtype.upper())
-        task = self._pending.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._query(*key))
-            self._pending[key] = task
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = asyncio.ensure_future(self._query(*key))
+            entry.add_done_callback(functools.partial(self._settle, key))
+            self._entries[key] = entry
             self._evict()
         else:
-            self._pending.move_to_end(key)
-        return await asyncio.shield(task)
+            self._entries.move_to_end(key)
+            if isinstance(entry, DnsAnswer):
+                return entry
+        return await asyncio.shield(entry)
+
+    def _settle(self, key: tuple[str, str], task: asyncio.Task[DnsAnswer]) -> None:
+        """Keep the answer in the task's place (same position in the eviction order)."""
+        if self._entries.get(key) is task and not task.cancelled() and task.exception() is None:
+            self._entries[key] = task.result()
 
     def _evict(self) -> None:
-        while len(self._pending) > self.max_entries:
-            key, oldest = next(iter(self._pending.items()))
-            if not oldest.done():
+        while len(self._entries) > self.max_entries:
+            key, oldest = next(iter(self._entries.items()))
+            if isinstance(oldest, asyncio.Task) and not oldest.done():
                 return
-            del self._pending[key]
+            del self._entries[key]
 
     async def _query(self, name: str, rdtype: str) -> DnsAnswer:
         self.sent += 1

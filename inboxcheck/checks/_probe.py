@@ -225,8 +225,14 @@ class LoginProbe:
     def _not_connected(self, failure: ConnectFailure, attempts: list[JsonValue]) -> None:
         hint = self.port_hint()
         if failure is ConnectFailure.REFUSED:
-            code, severity = "refused", Severity.FAIL
-            message = f"Nothing accepts connections on {self.where}: every address refused.{hint}"
+            # A refusal is the server's state at this moment (stopped, restarting, or the wrong port):
+            # it proves nothing about the login, so it is "could not tell", and a batch rerun of its
+            # errors (--retry-errors) checks it again.
+            code, severity = "refused", Severity.ERROR
+            message = (
+                f"Nothing accepts connections on {self.where}: every address refused, so inboxcheck "
+                f"could not tell whether the login works.{hint}"
+            )
             fix = self.REFUSED_FIX + hint
         elif failure is ConnectFailure.TIMEOUT:
             code, severity = "timeout", Severity.ERROR

@@ -61,6 +61,9 @@ _MAX_EVIDENCE: Final = 2000
 _T = TypeVar("_T")
 
 
+CLOSED_BY_SERVER: Final = "the server closed the connection"
+
+
 class _PeerFailed(Exception):
     """The server closed the connection or sent something the parser could not take."""
 
@@ -107,7 +110,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
 
     def _lost(self, exc: Exception | None) -> None:
         if not self.failed.done():
-            self.failed.set_result("the server closed the connection")
+            self.failed.set_result(CLOSED_BY_SERVER)
 
     def data_received(self, d: bytes) -> None:
         # The library's data_received, without its debug log of the raw bytes, with a line bound,
@@ -225,11 +228,18 @@ class _ImapLogin(LoginProbe):
     # --- findings ----------------------------------------------------------------------------
 
     def protocol_error(self, what: str, *, stage: str) -> None:
+        # A server that hangs up proves only that it is not answering now; one that answers
+        # nonsense proves it is no IMAP server.
+        closed = what == CLOSED_BY_SERVER
         self.out.add(
             "imap.protocol.error",
-            Severity.FAIL,
-            f"The server at {self.where} {self.scrub(what)} during the {stage.replace('_', ' ')}, so it "
-            "is not usable as an IMAP server.",
+            Severity.ERROR if closed else Severity.FAIL,
+            f"The server at {self.where} {self.scrub(what)} during the {stage.replace('_', ' ')}, so "
+            + (
+                "inboxcheck could not tell whether the login works."
+                if closed
+                else "it is not usable as an IMAP server."
+            ),
             fix="Check that the host and port are the provider's IMAP endpoint (usually 993 with "
             "implicit TLS, or 143 with STARTTLS).",
             host=self.host,

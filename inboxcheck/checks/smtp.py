@@ -105,11 +105,15 @@ class _SmtpLogin(LoginProbe):
         only = "only offers" if len(ports) == 1 else "offers"
         return f" {preset.name} {only} port {offered} for SMTP."
 
-    def protocol_error(self, what: str, detail: str, *, stage: str) -> None:
+    def protocol_error(self, what: str, detail: str, *, stage: str, closed: bool = False) -> None:
+        # A server that hangs up proves only that it is not answering now (stopped, overloaded);
+        # one that answers nonsense proves it is no SMTP server.
         self.out.add(
             "smtp.protocol.error",
-            Severity.FAIL,
-            f"The server at {self.where} {what}, so it is not usable as an SMTP server.",
+            Severity.ERROR if closed else Severity.FAIL,
+            f"The server at {self.where} {what}, so inboxcheck could not tell whether the login works."
+            if closed
+            else f"The server at {self.where} {what}, so it is not usable as an SMTP server.",
             fix="Check that the host and port are the provider's SMTP submission endpoint "
             "(usually 587 with STARTTLS or 465 with implicit TLS); the reply is in the evidence.",
             host=self.host,
@@ -183,7 +187,8 @@ class _SmtpLogin(LoginProbe):
             self.step("greeting", _Verbatim(exc.code, exc.message))
             self.out.add(
                 "smtp.connect.rejected",
-                Severity.FAIL,
+                # 421 and other 4xx greetings are temporary (RFC 5321 4.2.1): could not tell.
+                Severity.ERROR if 400 <= exc.code < 500 else Severity.FAIL,
                 f"The server at {self.where} answered the connection with {exc.code} instead of a "
                 "greeting: it does not accept this client now.",
                 fix="Read the server's reply in the evidence; a 554 often means this address is "
@@ -216,7 +221,7 @@ class _SmtpLogin(LoginProbe):
         if failure is not None:
             await self._tls_failed(failure)
             return
-        self.protocol_error("closed the connection before greeting", _describe(exc), stage=stage)
+        self.protocol_error("closed the connection before greeting", _describe(exc), stage=stage, closed=True)
 
     async def _tls_failed(self, failure: TlsFailure) -> None:
         await super()._tls_failed(failure)
@@ -243,7 +248,7 @@ class _SmtpLogin(LoginProbe):
             self.protocol_error("answered EHLO with something that is not SMTP", exc.message, stage=stage)
             raise Stop from None
         except (aiosmtplib.SMTPException, OSError) as exc:
-            self.protocol_error("closed the connection after EHLO", _describe(exc), stage=stage)
+            self.protocol_error("closed the connection after EHLO", _describe(exc), stage=stage, closed=True)
             raise Stop from None
         self.step(stage, _Verbatim(response.code, response.message))
 
@@ -382,7 +387,9 @@ class _SmtpLogin(LoginProbe):
             self.timed_out("auth")
             return False
         except (aiosmtplib.SMTPException, OSError) as exc:
-            self.protocol_error("closed the connection during the login", _describe(exc), stage="auth")
+            self.protocol_error(
+                "closed the connection during the login", _describe(exc), stage="auth", closed=True
+            )
             return False
         except (ValueError, UnicodeError):
             self.out.add(

@@ -233,6 +233,8 @@ async def test_no_usable_auth_mechanism(certs: PeerCerts, offered: tuple[str, ..
 async def test_refused_connection(certs: PeerCerts) -> None:
     run = await run_smtp(free_port(), certs)
     finding = run.finding("smtp.connect.refused")
+    # Nothing listening proves nothing about the login (a stopped server, a wrong port): could not tell.
+    assert finding.severity is Severity.ERROR
     assert finding.evidence["attempts"][0]["result"] == "refused"
     assert_bounded(run)
 
@@ -288,6 +290,10 @@ async def _silent(conn: PeerConn) -> None:
     await conn.until_closed()
 
 
+async def _hang_up(conn: PeerConn) -> None:
+    conn.abort()
+
+
 async def _megabyte_line(conn: PeerConn) -> None:
     await conn.send(b"220 " + b"x" * (1 << 20) + b"\r\n")
     await conn.until_closed()
@@ -325,8 +331,17 @@ async def _slow_multiline_greeting(conn: PeerConn) -> None:
         (_endless_multiline_greeting, "smtp.protocol.error", Severity.FAIL),
         (_slow_multiline_greeting, "smtp.connect.timeout", Severity.ERROR),
         (_stall_after_banner, "smtp.protocol.timeout", Severity.ERROR),
+        (_hang_up, "smtp.protocol.error", Severity.ERROR),
     ],
-    ids=["garbage-banner", "banner-never-comes", "1mb-line", "endless-multiline", "slow-multiline", "stall"],
+    ids=[
+        "garbage-banner",
+        "banner-never-comes",
+        "1mb-line",
+        "endless-multiline",
+        "slow-multiline",
+        "stall",
+        "hang-up",
+    ],
 )
 async def test_hostile_peer_ends_in_its_finding(
     certs: PeerCerts, script: object, code: str, severity: Severity
@@ -418,6 +433,14 @@ async def test_a_greeting_that_refuses_service(certs: PeerCerts) -> None:
     finding = run.finding("smtp.connect.rejected")
     assert finding.severity is Severity.FAIL
     assert finding.evidence["reply"] == script.banner
+    assert_no_secret(server.received)
+
+
+async def test_a_temporary_421_greeting_is_could_not_tell(certs: PeerCerts) -> None:
+    script = SmtpScript(banner="421 4.3.2 mail.peer.test: too busy, try again later")
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    assert run.finding("smtp.connect.rejected").severity is Severity.ERROR
     assert_no_secret(server.received)
 
 

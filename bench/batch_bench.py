@@ -1,0 +1,549 @@
+"""Benchmark: ``inboxcheck check --batch`` on 1,000 lab accounts, against a bare-protocol loop and swaks+curl.
+
+    python bench/batch_bench.py [--accounts 1000] [--concurrency 4,8,16,32,64] [--sample 100]
+                                [--tools-all] [--no-netns]
+
+What it does (see bench/README.md, "Batch"):
+
+1. Like the other benchmarks, makes a network namespace of its own and re-runs itself inside it
+   (root; ``--no-netns`` or no root: the machine's loopback).
+2. Starts the lab with ``--accounts`` distinct users (real Postfix with STARTTLS submission and SASL
+   through Dovecot, Dovecot with IMAPS, NSD) and writes their payloads to a JSONL batch file.
+3. Warm-up: one unmeasured bare pass over every account (Dovecot creates each user's Maildir on the
+   first login, which no measured pass should pay for), which also proves every account logs in.
+4. For each concurrency N, in alternating order:
+   - the bare loop: this file with ``--bare N`` in a subprocess; per account, an aiosmtplib
+     connect + STARTTLS + AUTH + QUIT and an aioimaplib IMAPS greeting + LOGIN + LOGOUT, run
+     concurrently, N accounts at a time, one shared verifying TLS context, nothing else;
+   - inboxcheck: the real CLI in a subprocess, ``inboxcheck check --batch FILE --output OUT
+     --format json --only smtp --only imap --nameserver NSD --ca-file CA --concurrency N
+     --per-host N`` (the lab is one host, so the per-host bound is set to N as well).
+   Both are timed from spawn to exit, interpreter start-up included.
+5. At the best inboxcheck concurrency, the full run (every check family) and the default bounds
+   (``--concurrency 20 --per-host 4``) as further figures.
+6. swaks (``--tls --tls-verify --auth PLAIN --quit-after AUTH``) then curl (``imaps://``, login and
+   LIST), one account after another, for ``--sample`` accounts (all with ``--tools-all``); the rate
+   is extrapolated to the whole batch.
+
+Every method must log every account in (counted per account from its own output), or the benchmark
+says so and fails: figures from failing logins would mean nothing. The lab's logs are searched for
+Postfix and Dovecot process-limit warnings, which would mean the lab, not the client, set the pace.
+
+Targets: inboxcheck (logins only, best concurrency) >= 0.8 x the bare loop's best throughput, and
+>= 5 x swaks+curl. Figures to stdout and ``bench/results/batch.json``; exit code 0 when both are met.
+Only runs when invoked; it is not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import re
+import resource
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+BIN = Path(sys.executable).parent
+TARGET_BARE = 0.8
+TARGET_TOOLS = 5.0
+LOGIN_CHECKS = ("smtp.login", "imap.login")
+# Postfix: 'service "submission" (...) has reached its process limit'; Dovecot: 'process_limit (100)
+# reached' or 'client_limit ... reached'.
+LIMIT_PATTERN = re.compile(r"reached its process limit|process_limit \(\d+\) reached|client_limit.*reached")
+
+
+# --- the bare-protocol loop (runs in a subprocess: ``--bare N``) --------------------------------------
+
+
+async def _bare_account(
+    payload: dict[str, Any], context: ssl.SSLContext, *, same_steps: bool
+) -> tuple[bool, bool]:
+    import aioimaplib
+    import aiosmtplib
+
+    async def smtp() -> bool:
+        client = aiosmtplib.SMTP(
+            hostname=payload["smtp_host"],
+            port=payload["smtp_port"],
+            start_tls=True,
+            tls_context=context,
+            timeout=60,
+        )
+        await client.connect()
+        try:
+            await client.login(payload["smtp_username"], payload["smtp_password"])
+        finally:
+            await client.quit()
+        return True
+
+    async def imap() -> bool:
+        client = aioimaplib.IMAP4_SSL(
+            host=payload["imap_host"], port=payload["imap_port"], ssl_context=context, timeout=60
+        )
+        try:
+            # aioimaplib asks CAPABILITY itself after the greeting, as inboxcheck's check does.
+            await client.wait_hello_from_server()
+            ok = (await client.login(payload["imap_username"], payload["imap_password"])).result == "OK"
+            if ok and same_steps:
+                ok = (await client.examine("INBOX")).result == "OK"
+            return bool(ok)
+        finally:
+            # Always end the session: a connection left open holds a Dovecot imap-login process.
+            with contextlib.suppress(Exception):
+                await client.logout()
+
+    results = await asyncio.gather(smtp(), imap(), return_exceptions=True)
+    return results[0] is True, results[1] is True
+
+
+async def _bare_loop(
+    payloads: list[dict[str, Any]], concurrency: int, ca_file: str, *, same_steps: bool
+) -> dict[str, int]:
+    context = ssl.create_default_context(cafile=ca_file)
+    limit = asyncio.Semaphore(concurrency)
+    counts = {"accounts": len(payloads), "smtp_ok": 0, "imap_ok": 0, "both_ok": 0}
+
+    async def one(payload: dict[str, Any]) -> None:
+        async with limit:
+            smtp_ok, imap_ok = await _bare_account(payload, context, same_steps=same_steps)
+        counts["smtp_ok"] += smtp_ok
+        counts["imap_ok"] += imap_ok
+        counts["both_ok"] += smtp_ok and imap_ok
+
+    await asyncio.gather(*(one(p) for p in payloads))
+    return counts
+
+
+# --- timing a subprocess ---------------------------------------------------------------------------
+
+
+class CpuMeter:
+    """Machine-wide busy share (/proc/stat) and this process's children's CPU over a span."""
+
+    def __enter__(self) -> CpuMeter:
+        self._proc = _proc_stat()
+        self._children = _children_cpu()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._start
+        busy0, total0 = self._proc
+        busy1, total1 = _proc_stat()
+        self.machine_busy = (busy1 - busy0) / max(1, total1 - total0)
+        self.client_cpu = _children_cpu() - self._children
+
+
+def _proc_stat() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_timed(argv: list[str], *, env: dict[str, str] | None = None) -> tuple[CpuMeter, str, str, int]:
+    with CpuMeter() as meter:
+        completed = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    return meter, completed.stdout, completed.stderr, completed.returncode
+
+
+def _figures(meter: CpuMeter, accounts: int) -> dict[str, float]:
+    return {
+        "seconds": meter.wall,
+        "accounts_per_s": accounts / meter.wall,
+        "client_cpu_s": meter.client_cpu,
+        "machine_busy": meter.machine_busy,
+    }
+
+
+def run_bare(
+    batch: Path, concurrency: int, ca_file: Path, accounts: int, *, same_steps: bool = False
+) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--bare", str(concurrency), "--batch", str(batch), "--ca", str(ca_file)]
+    meter, stdout, stderr, code = _run_timed([*argv, "--same-steps"] if same_steps else argv)
+    if code != 0:
+        raise RuntimeError(f"the bare loop failed ({code}): {stderr[-2000:]}")
+    counts = json.loads(stdout)
+    method = "bare+same-steps" if same_steps else "bare"
+    return {"method": method, "concurrency": concurrency, **_figures(meter, accounts), **counts}
+
+
+def run_inboxcheck(
+    batch: Path,
+    workdir: Path,
+    *,
+    concurrency: int,
+    per_host: int,
+    nameserver: str,
+    ca_file: Path,
+    accounts: int,
+    logins_only: bool,
+) -> dict[str, Any]:
+    output = workdir / f"out-{concurrency}-{per_host}-{'logins' if logins_only else 'all'}.jsonl"
+    output.unlink(missing_ok=True)
+    only = ["--only", "smtp", "--only", "imap"] if logins_only else []
+    argv = [
+        str(BIN / "inboxcheck"),
+        "check",
+        "--batch",
+        str(batch),
+        "--output",
+        str(output),
+        "--format",
+        "json",
+        *only,
+        "--nameserver",
+        nameserver,
+        "--ca-file",
+        str(ca_file),
+        "--concurrency",
+        str(concurrency),
+        "--per-host",
+        str(per_host),
+        "--timeout",
+        "60",
+        "--deadline",
+        "600",
+    ]
+    meter, _, stderr, code = _run_timed(argv)
+    counts = {"accounts": 0, "smtp_ok": 0, "imap_ok": 0, "both_ok": 0}
+    verdicts: dict[str, int] = {}
+    with output.open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            counts["accounts"] += 1
+            verdicts[record["verdict"]] = verdicts.get(record["verdict"], 0) + 1
+            statuses = {c["name"]: c["status"] for c in (record.get("report") or {}).get("checks", [])}
+            smtp_ok = statuses.get("smtp.login") == "pass"
+            imap_ok = statuses.get("imap.login") == "pass"
+            counts["smtp_ok"] += smtp_ok
+            counts["imap_ok"] += imap_ok
+            counts["both_ok"] += smtp_ok and imap_ok
+    output.unlink()
+    return {
+        "method": "inboxcheck" if logins_only else "inboxcheck-all-checks",
+        "concurrency": concurrency,
+        "per_host": per_host,
+        **_figures(meter, accounts),
+        **counts,
+        "verdicts": verdicts,
+        "exit_code": code,
+        "summary": stderr.strip().splitlines()[-3:],
+    }
+
+
+def run_tools(payloads: list[dict[str, Any]], ca_file: Path, accounts: int) -> dict[str, Any]:
+    """swaks then curl for each account, one after another, as a person checking inboxes would."""
+    counts = {"accounts": len(payloads), "smtp_ok": 0, "imap_ok": 0, "both_ok": 0}
+    failures: list[str] = []
+    with CpuMeter() as meter:
+        for p in payloads:
+            swaks = subprocess.run(
+                [
+                    "swaks",
+                    "--server",
+                    f"{p['smtp_host']}:{p['smtp_port']}",
+                    "--tls",
+                    "--tls-verify",
+                    "--tls-ca-path",
+                    str(ca_file),
+                    "--auth",
+                    "PLAIN",
+                    f"--auth-user={p['smtp_username']}",
+                    "--quit-after",
+                    "AUTH",
+                    "--hide-all",
+                    # Without a value swaks asks for the password, here on stdin: its option parser
+                    # takes any value beginning with "-" (as token_urlsafe passwords may) for an option.
+                    "--auth-password",
+                ],
+                input=p["smtp_password"] + "\n",
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            curl = subprocess.run(
+                [
+                    "curl",
+                    "--silent",
+                    "--show-error",
+                    "--cacert",
+                    str(ca_file),
+                    "--user",
+                    f"{p['imap_username']}:{p['imap_password']}",
+                    f"imaps://{p['imap_host']}:{p['imap_port']}/",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            smtp_ok, imap_ok = swaks.returncode == 0, curl.returncode == 0
+            counts["smtp_ok"] += smtp_ok
+            counts["imap_ok"] += imap_ok
+            counts["both_ok"] += smtp_ok and imap_ok
+            if not (smtp_ok and imap_ok) and len(failures) < 3:
+                failures.append(
+                    f"swaks {swaks.returncode} {swaks.stderr[-300:]} curl {curl.returncode} "
+                    f"{curl.stderr[-300:]}"
+                )
+    rate = len(payloads) / meter.wall
+    return {
+        "method": "swaks+curl",
+        "concurrency": 1,
+        "sample": len(payloads),
+        "seconds": meter.wall,
+        "accounts_per_s": rate,
+        "extrapolated_seconds_for_all": accounts / rate,
+        "client_cpu_s": meter.client_cpu,
+        "machine_busy": meter.machine_busy,
+        **counts,
+        "failures": failures,
+    }
+
+
+def _limit_warnings(logs: dict[str, str]) -> list[str]:
+    found: list[str] = []
+    for path in logs.values():
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError:
+            continue
+        found.extend(line.strip() for line in text.splitlines() if LIMIT_PATTERN.search(line))
+    return found
+
+
+def _all_logged_in(row: dict[str, Any]) -> bool:
+    return bool(row["both_ok"] == row["accounts"])
+
+
+# --- the whole measurement -------------------------------------------------------------------------
+
+
+def _inside(args: argparse.Namespace) -> dict[str, Any]:
+    from lab import Lab
+
+    names = [f"u{i:04d}" for i in range(args.accounts)]
+    started = time.perf_counter()
+    with Lab(users=names) as lab, tempfile.TemporaryDirectory(prefix="icbatch-") as tmp:
+        lab_start = time.perf_counter() - started
+        workdir = Path(tmp)
+        # Passwords are in these files: the temp dir is private (0700) and removed at the end.
+        by_name = [lab.account(name, smtp="submission", imap="imaps") for name in names]
+        by_address = [
+            lab.account(name, smtp="submission", imap="imaps", host_style="address") for name in names
+        ]
+        batch = workdir / "accounts.jsonl"
+        batch.write_text("".join(json.dumps(p) + "\n" for p in by_name), encoding="utf-8")
+        bare_batch = workdir / "accounts-by-address.jsonl"
+        bare_batch.write_text("".join(json.dumps(p) + "\n" for p in by_address), encoding="utf-8")
+        nameserver = f"{lab.nameserver[0]}:{lab.nameserver[1]}"
+        logs = lab.info()["logs"]
+        n = args.accounts
+
+        print(f"lab with {n} users up in {lab_start:.1f} s; warm-up pass ...", file=sys.stderr)
+        warm = run_bare(bare_batch, 16, lab.ca_file, n)
+        if not _all_logged_in(warm):
+            raise RuntimeError(f"the warm-up pass did not log every account in: {warm}")
+
+        rows: list[dict[str, Any]] = []
+        for index, concurrency in enumerate(args.concurrency):
+            runs: list[Callable[[], dict[str, Any]]] = [
+                functools.partial(run_bare, bare_batch, concurrency, lab.ca_file, n),
+                functools.partial(
+                    run_inboxcheck,
+                    batch,
+                    workdir,
+                    concurrency=concurrency,
+                    per_host=concurrency,
+                    nameserver=nameserver,
+                    ca_file=lab.ca_file,
+                    accounts=n,
+                    logins_only=True,
+                ),
+            ]
+            for run in runs if index % 2 == 0 else runs[::-1]:
+                row = run()
+                rows.append(row)
+                print(
+                    f"  {row['method']:<11} c={concurrency:<3} {row['accounts_per_s']:7.1f} accounts/s "
+                    f"({row['both_ok']}/{row['accounts']} logged in, machine {row['machine_busy']:.0%} busy)",
+                    file=sys.stderr,
+                )
+        ours = [r for r in rows if r["method"] == "inboxcheck"]
+        best_c = max(ours, key=lambda r: r["accounts_per_s"])["concurrency"]
+        best_bare = max((r for r in rows if r["method"] == "bare"), key=lambda r: r["accounts_per_s"])
+        # Not a target: the bare loop doing the protocol steps inboxcheck's checks do (IMAP EXAMINE
+        # INBOX besides LOGIN), to tell the client's overhead from the servers' extra work.
+        same = run_bare(bare_batch, best_bare["concurrency"], lab.ca_file, n, same_steps=True)
+        rows.append(same)
+        print(
+            f"  bare, same steps c={same['concurrency']} {same['accounts_per_s']:7.1f} accounts/s",
+            file=sys.stderr,
+        )
+        for concurrency, per_host, logins_only in ((best_c, best_c, False), (20, 4, True)):
+            row = run_inboxcheck(
+                batch,
+                workdir,
+                concurrency=concurrency,
+                per_host=per_host,
+                nameserver=nameserver,
+                ca_file=lab.ca_file,
+                accounts=n,
+                logins_only=logins_only,
+            )
+            rows.append(row)
+            print(
+                f"  {row['method']:<11} c={concurrency}/{per_host} {row['accounts_per_s']:7.1f} accounts/s "
+                f"({row['both_ok']}/{row['accounts']} logged in)",
+                file=sys.stderr,
+            )
+        sample = by_address if args.tools_all else by_address[: args.sample]
+        print(f"  swaks+curl on {len(sample)} accounts, one after another ...", file=sys.stderr)
+        tools = run_tools(sample, lab.ca_file, n)
+        rows.append(tools)
+        return {
+            "accounts": n,
+            "lab_start_s": lab_start,
+            "warmup": warm,
+            "rows": rows,
+            "limit_warnings": _limit_warnings(logs)[:20],
+        }
+
+
+def _verdict(result: dict[str, Any]) -> dict[str, Any]:
+    rows = result["rows"]
+    bare = max((r for r in rows if r["method"] == "bare"), key=lambda r: r["accounts_per_s"])
+    ours = max((r for r in rows if r["method"] == "inboxcheck"), key=lambda r: r["accounts_per_s"])
+    tools = next(r for r in rows if r["method"] == "swaks+curl")
+    same = next((r for r in rows if r["method"] == "bare+same-steps"), None)
+    all_in = all(_all_logged_in(r) for r in rows)
+    vs_bare = ours["accounts_per_s"] / bare["accounts_per_s"]
+    vs_tools = ours["accounts_per_s"] / tools["accounts_per_s"]
+    return {
+        "best_bare": {"concurrency": bare["concurrency"], "accounts_per_s": bare["accounts_per_s"]},
+        "best_inboxcheck": {"concurrency": ours["concurrency"], "accounts_per_s": ours["accounts_per_s"]},
+        "inboxcheck_vs_bare": vs_bare,
+        "inboxcheck_vs_tools": vs_tools,
+        "inboxcheck_vs_bare_same_steps": ours["accounts_per_s"] / same["accounts_per_s"] if same else None,
+        "every_account_logged_in_everywhere": all_in,
+        "met": all_in and vs_bare >= TARGET_BARE and vs_tools >= TARGET_TOOLS,
+    }
+
+
+def _table(result: dict[str, Any]) -> str:
+    lines = [
+        "| method | concurrency | accounts/s | time for the batch | logged in (SMTP / IMAP / both) "
+        "| client CPU | machine busy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["rows"]:
+        conc = f"{r['concurrency']}/{r['per_host']}" if "per_host" in r else str(r["concurrency"])
+        seconds = r.get("extrapolated_seconds_for_all", r["seconds"])
+        label = r["method"] + (f" ({r['sample']}, extrapolated)" if "sample" in r else "")
+        lines.append(
+            f"| {label} | {conc} | {r['accounts_per_s']:.1f} | {seconds:.1f} s | "
+            f"{r['smtp_ok']} / {r['imap_ok']} / {r['both_ok']} of {r['accounts']} | "
+            f"{r['client_cpu_s']:.1f} s | {r['machine_busy']:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def _in_namespace(argv: list[str]) -> int:
+    name = f"icbatch-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        cmd = ["ip", "netns", "exec", name, sys.executable, __file__, "--inside", *argv]
+        return subprocess.run(cmd, check=False).returncode
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--concurrency", default="4,8,16,32,64", help="comma-separated levels to try")
+    parser.add_argument("--sample", type=int, default=100, help="accounts for swaks+curl (then extrapolated)")
+    parser.add_argument("--tools-all", action="store_true", help="run swaks+curl on every account")
+    parser.add_argument("--no-netns", action="store_true")
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "batch.json")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bare", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--ca", help=argparse.SUPPRESS)
+    parser.add_argument("--same-steps", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare:
+        payloads = [json.loads(line) for line in args.batch.read_text(encoding="utf-8").splitlines() if line]
+        counts = asyncio.run(_bare_loop(payloads, args.bare, args.ca, same_steps=args.same_steps))
+        print(json.dumps(counts))
+        return 0
+    if not args.inside and not args.no_netns and os.geteuid() == 0 and shutil.which("ip"):
+        passthrough = [
+            "--accounts",
+            str(args.accounts),
+            "--concurrency",
+            args.concurrency,
+            "--sample",
+            str(args.sample),
+            "--json",
+            str(args.json),
+            *(["--tools-all"] if args.tools_all else []),
+        ]
+        return _in_namespace(passthrough)
+    for tool in ("swaks", "curl"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is missing: scripts/install-system-deps.sh installs it", file=sys.stderr)
+            return 2
+    args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    result = _inside(args)
+    result["verdict"] = _verdict(result)
+    result["python"] = sys.version.split()[0]
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    v = result["verdict"]
+    print(_table(result))
+    print(
+        f"\ninboxcheck at its best (c={v['best_inboxcheck']['concurrency']}): "
+        f"{v['best_inboxcheck']['accounts_per_s']:.1f} accounts/s = {v['inboxcheck_vs_bare']:.2f} x the bare "
+        f"loop at its best (c={v['best_bare']['concurrency']}, target >= {TARGET_BARE}), "
+        f"{v['inboxcheck_vs_tools']:.1f} x swaks+curl (target >= {TARGET_TOOLS:g})"
+    )
+    if v["inboxcheck_vs_bare_same_steps"] is not None:
+        print(
+            f"(not a target) against the bare loop doing the same protocol steps (IMAP EXAMINE "
+            f"INBOX too): {v['inboxcheck_vs_bare_same_steps']:.2f} x"
+        )
+    if not v["every_account_logged_in_everywhere"]:
+        print("NOT every account logged in with every method: the figures mean nothing", file=sys.stderr)
+    if result["limit_warnings"]:
+        print(
+            f"lab process-limit warnings: {len(result['limit_warnings'])}, e.g. {result['limit_warnings'][0]}"
+        )
+    else:
+        print("no Postfix or Dovecot process-limit warning in the lab's logs")
+    print(f"raw figures: {args.json}")
+    return 0 if v["met"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

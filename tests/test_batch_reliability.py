@@ -1,0 +1,285 @@
+"""Reliability: servers that stop in the middle of a batch, and the rerun that recovers their accounts.
+
+The servers are scripted SMTP (STARTTLS) and IMAP (implicit TLS) peers on loopback that accept every
+login; the checks are the real ``smtp`` and ``imap`` login checks with certificate verification.
+The stop is deterministic: the batch runs one account at a time and the ``on_result`` callback,
+called right after the N-th result is written, stops the servers synchronously, so every account
+after the N-th meets a stopped server, whatever the machine's load. No sleeps: each run is bounded
+by the checks' own timeout.
+
+A stopped server shows itself in three ways, and each is "could not tell" (``error``), which
+``--retry-errors`` reruns:
+
+- *hung* (the process stopped, e.g. SIGSTOP, or wedged): the kernel still accepts the connection
+  but nothing answers; the check times out.
+- *refusing* (the daemon is gone, the host is up): ``smtp.connect.refused`` / ``imap.connect.refused``.
+- *dropping* (sessions cut at once): ``smtp.protocol.error`` / ``imap.protocol.error`` for a server
+  that hung up, as opposed to one that answered nonsense (a failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from inboxcheck._batch import BatchLine, read_results, run_batch
+from inboxcheck._options import CheckOptions, Family
+from tests.peers import Peer, PeerCerts, PeerConn, Script
+from tests.scenarios import ImapScript, SmtpScript, base_payload
+
+ACCOUNTS = 6
+STOP_AFTER = 4
+LOGINS = frozenset({Family.SMTP, Family.IMAP})
+# Each account after the stop costs one timeout (its SMTP and IMAP checks run concurrently). A healthy
+# loopback login step takes milliseconds, so 2 s per step is a wide margin on two busy cores.
+TIMEOUT = 2.0
+OPTIONS = CheckOptions(timeout=TIMEOUT, deadline=60, families=LOGINS)
+Stopped = Literal["smtp", "imap", "both"]
+How = Literal["hang", "refuse", "drop"]
+
+
+class Server:
+    """A scripted peer on a port that stays the same across stops and restarts.
+
+    All three stops act synchronously, so the very next connection meets the stopped server:
+    ``hang()`` keeps accepting but answers nothing (a stopped or wedged process), ``refuse()`` closes
+    the listening socket (the next connection attempt is refused), ``drop()`` cuts every new session
+    right after accepting it. ``restart()`` brings the same script back on the same port.
+    """
+
+    def __init__(self, script: Script, *, tls: Any = None) -> None:
+        self.script = script
+        self.tls = tls
+        self.port = 0
+        self.state: How | None = None
+        self.sessions = 0
+        self._peer: Peer | None = None
+
+    async def _session(self, conn: PeerConn) -> None:
+        self.sessions += 1
+        if self.state == "hang":
+            await conn.until_closed()  # the client gives up after its timeout
+        elif self.state == "drop":
+            conn.abort()
+        else:
+            await self.script(conn)
+
+    async def start(self) -> None:
+        self._peer = Peer(self._session, tls=self.tls, port=self.port)
+        await self._peer.__aenter__()
+        self.port = self._peer.port
+
+    def stop_now(self, how: How) -> None:
+        self.state = how
+        if how == "refuse":
+            # Peer has no public way to stop listening without awaiting; closing the asyncio server
+            # is synchronous and refuses the next connection at once.
+            assert self._peer is not None and self._peer._server is not None
+            self._peer._server.close()
+
+    async def stop(self) -> None:
+        if self._peer is not None:
+            peer, self._peer = self._peer, None
+            await peer.__aexit__(None, None, None)
+
+    async def restart(self) -> None:
+        await self.stop()
+        self.state = None
+        await self.start()
+
+
+def _batch_file(tmp_path: Path, smtp: Server, imap: Server) -> Path:
+    rows = []
+    for i in range(ACCOUNTS):
+        address = f"user{i}@peer.test"
+        rows.append(
+            base_payload(
+                email_address=address,
+                smtp_username=address,
+                imap_username=address,
+                smtp_port=smtp.port,
+                imap_port=imap.port,
+            )
+        )
+    path = tmp_path / "accounts.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+async def _servers(certs: PeerCerts) -> tuple[Server, Server]:
+    smtp = Server(SmtpScript(tls=certs.server_context()))
+    imap = Server(ImapScript(implicit=True), tls=certs.server_context())
+    await smtp.start()
+    try:
+        await imap.start()
+    except BaseException:
+        await smtp.stop()
+        raise
+    return smtp, imap
+
+
+def _stop_after(count: int, servers: list[Server], *, how: How) -> Any:
+    seen: list[int] = []
+
+    def on_result(record: BatchLine) -> None:
+        seen.append(record.line)
+        if len(seen) == count:
+            for server in servers:
+                server.stop_now(how)
+
+    return on_result, seen
+
+
+def _pick(stopped: Stopped, smtp: Server, imap: Server) -> list[Server]:
+    return {"smtp": [smtp], "imap": [imap], "both": [smtp, imap]}[stopped]
+
+
+def _check_interrupted_run(output: Path, first: Any) -> set[int]:
+    """The first run: the accounts before the stop pass, every later one is 'could not tell'."""
+    assert first.verdicts == Counter({"pass": STOP_AFTER, "error": ACCOUNTS - STOP_AFTER})
+    assert first.exit_code == 3
+    results = read_results(output)
+    assert Counter(r["line"] for r in results) == Counter(range(1, ACCOUNTS + 1))
+    by_line = {r["line"]: r for r in results}
+    errors = {line for line, r in by_line.items() if r["verdict"] == "error"}
+    # One account at a time, in file order: the stop falls exactly after the STOP_AFTER-th line.
+    assert errors == set(range(STOP_AFTER + 1, ACCOUNTS + 1))
+    for line in errors:
+        codes = {f["code"] for c in by_line[line]["report"]["checks"] for f in c["findings"]}
+        assert codes, f"line {line}: an error verdict without a finding saying why"
+    return errors
+
+
+def _check_recovered(output: Path) -> None:
+    results = read_results(output)
+    assert Counter(r["line"] for r in results) == Counter(range(1, ACCOUNTS + 1))
+    assert {r["verdict"] for r in results} == {"pass"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("how", "stopped"),
+    [
+        ("hang", "smtp"),
+        ("hang", "imap"),
+        ("hang", "both"),
+        ("refuse", "both"),
+        ("drop", "both"),
+    ],
+)
+async def test_stopped_servers_give_error_and_a_rerun_of_only_those_recovers_them(
+    tmp_path: Path, stopped: Stopped, how: How
+) -> None:
+    certs = PeerCerts()
+    smtp, imap = await _servers(certs)
+    try:
+        path = _batch_file(tmp_path, smtp, imap)
+        output = tmp_path / "results.jsonl"
+        context = certs.client_context()
+        on_result, seen = _stop_after(STOP_AFTER, _pick(stopped, smtp, imap), how=how)
+        first = await run_batch(
+            path,
+            options=OPTIONS,
+            output=output,
+            concurrency=1,
+            ssl_context=context,
+            on_result=on_result,
+            env={},
+        )
+        errors = _check_interrupted_run(output, first)
+        assert len(seen) == ACCOUNTS
+
+        for server in _pick(stopped, smtp, imap):
+            await server.restart()
+        sessions_before = smtp.sessions, imap.sessions
+        rerun: list[int] = []
+        second = await run_batch(
+            path,
+            options=OPTIONS,
+            output=output,
+            resume=True,
+            retry_errors=True,
+            concurrency=4,
+            ssl_context=context,
+            on_result=lambda r: rerun.append(r.line),
+            env={},
+        )
+        assert sorted(rerun) == sorted(errors)
+        assert second.skipped_done == STOP_AFTER
+        assert second.verdicts == Counter({"pass": ACCOUNTS}) and second.exit_code == 0
+        # Only the affected accounts logged in again: one SMTP and one IMAP session each.
+        assert (smtp.sessions - sessions_before[0], imap.sessions - sessions_before[1]) == (
+            len(errors),
+            len(errors),
+        )
+        _check_recovered(output)
+    finally:
+        await smtp.stop()
+        await imap.stop()
+
+
+@pytest.mark.slow
+async def test_the_cli_reruns_only_the_errors_with_resume_and_retry_errors(tmp_path: Path) -> None:
+    """The same recovery through the real command line (a subprocess), with the peers' CA as --ca-file."""
+    certs = PeerCerts()
+    ca_file = tmp_path / "peer-ca.pem"
+    certs.ca.cert_pem.write_to_path(str(ca_file))
+    smtp, imap = await _servers(certs)
+    try:
+        path = _batch_file(tmp_path, smtp, imap)
+        output = tmp_path / "results.jsonl"
+        on_result, _ = _stop_after(STOP_AFTER, [smtp, imap], how="hang")
+        first = await run_batch(
+            path,
+            options=OPTIONS,
+            output=output,
+            concurrency=1,
+            ssl_context=certs.client_context(),
+            on_result=on_result,
+            env={},
+        )
+        errors = _check_interrupted_run(output, first)
+        await smtp.restart()
+        await imap.restart()
+        sessions_before = smtp.sessions
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "inboxcheck",
+            "check",
+            "--batch",
+            str(path),
+            "--output",
+            str(output),
+            "--resume",
+            "--retry-errors",
+            "--only",
+            "smtp",
+            "--only",
+            "imap",
+            "--ca-file",
+            str(ca_file),
+            "--timeout",
+            str(TIMEOUT),
+            "--format",
+            "json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        # The peers answer from this event loop, so wait for the subprocess without blocking it.
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+        assert process.returncode == 0, stderr.decode()
+        assert stdout == b""  # with --output, results go to the file only
+        assert f"{ACCOUNTS} accounts: {ACCOUNTS} pass" in stderr.decode()
+        assert f"{STOP_AFTER} of them were already in the output file" in stderr.decode()
+        assert smtp.sessions - sessions_before == len(errors)
+        _check_recovered(output)
+    finally:
+        await smtp.stop()
+        await imap.stop()

@@ -1,0 +1,31 @@
+"""The run's DNS client: one query per (name, type), a bounded memory of answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import dns.asyncresolver
+
+from inboxcheck._dnsclient import DnsClient, DnsStatus
+
+
+async def test_concurrent_asks_share_one_query_and_answers_are_remembered(
+    lab_resolver: dns.asyncresolver.Resolver,
+) -> None:
+    client = DnsClient(lab_resolver, timeout=2)
+    answers = await asyncio.gather(*(client.query("lab.test", "MX") for _ in range(5)))
+    assert {a.status for a in answers} == {DnsStatus.OK}
+    assert client.sent == 1
+    again = await client.query("LAB.test.", "mx")
+    assert again is answers[0] and client.sent == 1
+
+
+async def test_the_memory_is_bounded_oldest_first(lab_resolver: dns.asyncresolver.Resolver) -> None:
+    client = DnsClient(lab_resolver, timeout=2, max_entries=2, record=False)
+    for name in ("lab.test", "mail.lab.test", "smtp.lab.test"):
+        await client.query(name, "A")
+    assert client.sent == 3 and client.queries == []
+    await client.query("smtp.lab.test", "A")
+    assert client.sent == 3  # still remembered
+    await client.query("lab.test", "A")
+    assert client.sent == 4  # forgotten: the oldest went first
