@@ -128,9 +128,7 @@ def test_custom_is_the_only_generic_preset(presets: Presets) -> None:
 
 
 @pytest.mark.parametrize("service", ["smtp", "imap"])
-def test_non_generic_presets_have_endpoints_and_one_preferred(
-    presets: Presets, service: str
-) -> None:
+def test_non_generic_presets_have_endpoints_and_one_preferred(presets: Presets, service: str) -> None:
     for preset in _non_generic(presets):
         spec = preset.smtp if service == "smtp" else preset.imap
         assert spec.endpoints, f"{preset.id}: no {service} endpoint"
@@ -196,9 +194,7 @@ def test_every_preset_cites_a_source_for_each_kind_of_fact(presets: Presets) -> 
         assert preset.sources, f"{preset.id}: no sources"
         facts = [source.fact for source in preset.sources]
         for kind, prefixes in kinds.items():
-            assert any(fact.startswith(prefixes) for fact in facts), (
-                f"{preset.id}: no {kind} source"
-            )
+            assert any(fact.startswith(prefixes) for fact in facts), f"{preset.id}: no {kind} source"
         for source in preset.sources:
             assert source.source.strip(), f"{preset.id}: empty source name"
             assert source.url is None or source.url.startswith("https://"), preset.id
@@ -383,9 +379,7 @@ def test_match_falls_back_to_the_imap_host(presets: Presets) -> None:
 def test_unknown_hosts_fall_back_to_the_inbox_type(
     presets: Presets, inbox_type: InboxType, expected: str
 ) -> None:
-    match = presets.match(
-        smtp_host="mail.example.org", imap_host="mail.example.org", inbox_type=inbox_type
-    )
+    match = presets.match(smtp_host="mail.example.org", imap_host="mail.example.org", inbox_type=inbox_type)
     assert match is not None
     assert (match.preset.id, match.matched_by) == (expected, "inbox_type")
 
@@ -501,8 +495,7 @@ def test_only_microsoft_restricts_basic_auth(presets: Presets) -> None:
     restricted = {
         p.id
         for p in presets
-        if (p.auth.smtp_basic_auth, p.auth.imap_basic_auth)
-        != (BasicAuth.ALLOWED, BasicAuth.ALLOWED)
+        if (p.auth.smtp_basic_auth, p.auth.imap_basic_auth) != (BasicAuth.ALLOWED, BasicAuth.ALLOWED)
     }
     assert restricted == {"microsoft-365", "outlook-com"}
     assert {p.id for p in presets if p.auth.oauth_only} == {"outlook-com"}
@@ -519,9 +512,7 @@ def test_icloud_usernames(presets: Presets) -> None:
     icloud = presets.get("icloud")
     assert icloud.imap.username is UsernameRule.LOCAL_PART
     assert icloud.smtp.username is UsernameRule.EMAIL
-    others = {
-        p.id for p in presets if UsernameRule.LOCAL_PART in (p.smtp.username, p.imap.username)
-    }
+    others = {p.id for p in presets if UsernameRule.LOCAL_PART in (p.smtp.username, p.imap.username)}
     assert others == {"icloud"}
 
 
@@ -541,9 +532,7 @@ def test_amazon_workmail_has_no_587_and_three_regions(presets: Presets) -> None:
 
 
 @pytest.mark.parametrize("preset_id", sorted(ONLY_465))
-def test_providers_offering_only_465_have_no_starttls_smtp(
-    presets: Presets, preset_id: str
-) -> None:
+def test_providers_offering_only_465_have_no_starttls_smtp(presets: Presets, preset_id: str) -> None:
     smtp = presets.get(preset_id).smtp
     assert smtp.ports() == {465: TlsMode.IMPLICIT}
     assert all(e.tls is not TlsMode.STARTTLS for e in smtp.endpoints)

@@ -69,9 +69,7 @@ def test_editable_install_reads_live_presets_not_a_stale_copy(tmp_path: Path) ->
     site = tmp_path / "site-packages"
     stale = site / "inboxcheck" / "_data" / "presets"
     stale.mkdir(parents=True)
-    (stale / "google-workspace.toml").write_bytes(
-        (REPO / "presets" / "google-workspace.toml").read_bytes()
-    )
+    (stale / "google-workspace.toml").write_bytes((REPO / "presets" / "google-workspace.toml").read_bytes())
     (site / "_inboxcheck.pth").write_text(f"{REPO}\n", encoding="utf-8")
     prelude = f"import site\nsite.addsitedir({str(site)!r})\n"
     module_file, directory, count = _probe(pythonpath=None, cwd=tmp_path, prelude=prelude)
