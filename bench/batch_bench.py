@@ -58,6 +58,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench._netns import in_namespace  # noqa: E402
+
 BIN = Path(sys.executable).parent
 TARGET_BARE = 0.8
 TARGET_TOOLS = 5.0
@@ -467,17 +469,6 @@ def _table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _in_namespace(argv: list[str]) -> int:
-    name = f"icbatch-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        cmd = ["ip", "netns", "exec", name, sys.executable, __file__, "--inside", *argv]
-        return subprocess.run(cmd, check=False).returncode
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=1000)
@@ -509,7 +500,7 @@ def main() -> int:
             str(args.json),
             *(["--tools-all"] if args.tools_all else []),
         ]
-        return _in_namespace(passthrough)
+        return in_namespace("icbatch", __file__, passthrough)
     for tool in ("swaks", "curl"):
         if shutil.which(tool) is None:
             print(f"{tool} is missing: scripts/install-system-deps.sh installs it", file=sys.stderr)

@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench._netns import in_namespace  # noqa: E402
 from inboxcheck._models import Account, Report, Status  # noqa: E402
 from inboxcheck._options import CheckOptions, Family, Nameserver  # noqa: E402
 
@@ -290,17 +291,6 @@ async def _inside(delays: list[float], runs: int) -> list[dict[str, Any]]:
         return [await _measure(lab, delay, runs) for delay in delays]
 
 
-def _in_namespace(argv: list[str]) -> int:
-    name = f"icbench-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        cmd = ["ip", "netns", "exec", name, sys.executable, __file__, "--inside", *argv]
-        return subprocess.run(cmd, check=False).returncode
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--delays", default="0,10,25,50", help="one-way delays in ms, comma-separated")
@@ -317,7 +307,7 @@ def main() -> int:
         return 0
     if not args.inside and not args.no_netns and os.geteuid() == 0 and shutil.which("ip"):
         passthrough = ["--delays", args.delays, "--runs", str(args.runs), "--json", str(args.json)]
-        return _in_namespace(passthrough)
+        return in_namespace("icbench", __file__, passthrough)
     delays = [float(d) for d in args.delays.split(",") if d.strip()]
     results = asyncio.run(_inside(delays, max(1, min(args.runs, 50))))
     args.json.parent.mkdir(parents=True, exist_ok=True)

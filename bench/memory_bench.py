@@ -51,6 +51,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench._netns import in_namespace  # noqa: E402
+
 BIN = Path(sys.executable).parent
 TARGET_MB = 150.0
 FLAT_SHARE = 0.10
@@ -252,17 +254,6 @@ def _profile(lines: int, per_domain: int, top: int = 15) -> None:
             print(f"      {frame}")
 
 
-def _in_namespace(argv: list[str]) -> int:
-    name = f"icmem-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        cmd = ["ip", "netns", "exec", name, sys.executable, __file__, "--inside", *argv]
-        return subprocess.run(cmd, check=False).returncode
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", default="10000,50000,100000", help="batch sizes, comma-separated")
@@ -286,7 +277,7 @@ def main() -> int:
             "--json",
             str(args.json),
         ]
-        return _in_namespace(passthrough)
+        return in_namespace("icmem", __file__, passthrough)
     if args.profile:
         _profile(args.profile, args.per_domain)
         return 0
