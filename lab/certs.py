@@ -26,6 +26,8 @@ WRONG_DNS_NAME = "other.invalid-name.test"
 
 _KEY_SIZE = 2048
 _ONE_DAY = dt.timedelta(days=1)
+# Like a public CA's 90 days: far enough from expiry that no check warns about it.
+_LEAF_LIFETIME = dt.timedelta(days=90)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def make_lab_certs(directory: Path) -> LabCerts:
         ca_key,
         _names(GOOD_DNS_NAMES, GOOD_IP_ADDRESSES),
         not_before=now - _ONE_DAY,
-        not_after=now + dt.timedelta(days=30),
+        not_after=now + _LEAF_LIFETIME,
     )
     expired = _leaf(
         leaf_key,
@@ -96,7 +98,7 @@ def make_lab_certs(directory: Path) -> LabCerts:
         ca_key,
         _names((WRONG_DNS_NAME,), ()),
         not_before=now - _ONE_DAY,
-        not_after=now + dt.timedelta(days=30),
+        not_after=now + _LEAF_LIFETIME,
     )
     selfsigned = _self_signed(self_key, now)
 
@@ -170,7 +172,7 @@ def _leaf(
 def _self_signed(key: rsa.RSAPrivateKey, now: dt.datetime) -> x509.Certificate:
     name = _subject("mail.lab.test")
     names = _names(GOOD_DNS_NAMES, GOOD_IP_ADDRESSES)
-    builder = _leaf_builder(key, name, names, now - _ONE_DAY, now + dt.timedelta(days=30))
+    builder = _leaf_builder(key, name, names, now - _ONE_DAY, now + _LEAF_LIFETIME)
     builder = builder.issuer_name(name).add_extension(
         x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
     )
