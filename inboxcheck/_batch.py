@@ -22,7 +22,7 @@ import json
 import os
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,7 +321,6 @@ class _HostBounds:
 
 
 ResultCallback = Callable[[BatchLine], None]
-CheckFn = Callable[..., Awaitable[Report]]
 
 
 async def run_batch(

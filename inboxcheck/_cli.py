@@ -19,9 +19,6 @@ import click
 from inboxcheck._version import __version__
 
 EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_UNKNOWN: Final = 3
 EXIT_BUG: Final = 70
 EXIT_INTERRUPTED: Final = 130
 

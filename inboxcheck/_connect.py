@@ -22,8 +22,7 @@ from inboxcheck._api import (
     _check_base_url,
     _join,
 )
-from inboxcheck._core import build_options
-from inboxcheck._input import parse_account
+from inboxcheck._core import as_account, build_options
 from inboxcheck._models import Account, Report, Status
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets
@@ -155,8 +154,7 @@ async def connect(
         raise ApiKeyError(
             "an API key is needed to create the inbox: set COLDSEND_API_KEY or use --api-key-file"
         )
-    if not isinstance(account, Account):
-        account = parse_account(dict(account), source="account", env={})
+    account = as_account(account)
     report = await run_checks(
         account,
         options=build_options(options, option_overrides),

@@ -19,7 +19,7 @@ from inboxcheck._runner import run_checks
 if TYPE_CHECKING:
     import dns.asyncresolver
 
-__all__ = ["build_options", "check", "check_sync"]
+__all__ = ["as_account", "build_options", "check", "check_sync"]
 
 
 def build_options(options: CheckOptions | None, overrides: Mapping[str, Any]) -> CheckOptions:
@@ -36,6 +36,14 @@ def build_options(options: CheckOptions | None, overrides: Mapping[str, Any]) ->
             for error in exc.errors()
         )
         raise OptionsError(f"invalid options: {problems}") from None
+
+
+def as_account(account: Account | Mapping[str, Any]) -> Account:
+    """An :class:`Account` as given, or validated from a payload mapping (passwords from the mapping
+    only: a library call never reads the environment or prompts)."""
+    if isinstance(account, Account):
+        return account
+    return parse_account(dict(account), source="account", env={})
 
 
 async def check(
@@ -56,10 +64,8 @@ async def check(
     Raises :class:`AccountError` or :class:`OptionsError` for unusable input; every finding about
     the account is in the report, never raised.
     """
-    if not isinstance(account, Account):
-        account = parse_account(dict(account), source="account", env={})
     return await run_checks(
-        account,
+        as_account(account),
         options=build_options(options, option_overrides),
         presets=presets,
         resolver=resolver,

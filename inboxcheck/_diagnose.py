@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from inboxcheck._check import CheckContext, Outcome, finding, make_ssl_context
-from inboxcheck._core import build_options
-from inboxcheck._input import parse_account
+from inboxcheck._core import as_account, build_options
 from inboxcheck._models import Account, CheckResult, Finding, Report, Severity, Status
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._presets import Preset, Presets, TlsMode, load_presets
@@ -375,20 +374,26 @@ async def diagnose(
 ) -> Diagnosis:
     """Everything ``check`` does, then the ranked causes, what else is worth knowing, and the
     alternates that work when the given configuration does not."""
-    if not isinstance(account, Account):
-        account = parse_account(dict(account), source="account", env={})
+    account = as_account(account)
     options = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
     ssl_context = ssl_context or make_ssl_context(options)
-    report = await run_checks(
-        account, options=options, presets=presets, resolver=resolver, ssl_context=ssl_context
-    )
     match = presets.match(
         smtp_host=account.smtp_host, imap_host=account.imap_host, inbox_type=account.inbox_type
     )
     preset = match.preset if match else None
+    # One resolver, DNS client and TLS context for the run and every alternate tried after it, so a
+    # host the checks already resolved is not looked up again.
     base = CheckContext(
         account, options=options, presets=presets, match=match, resolver=resolver, ssl_context=ssl_context
+    )
+    report = await run_checks(
+        account,
+        options=options,
+        presets=presets,
+        resolver=base.resolver,
+        ssl_context=ssl_context,
+        dns_client=base.dns,
     )
     alternatives: list[Alternative] = []
     if try_alternates:

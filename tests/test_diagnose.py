@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from inboxcheck._diagnose import diagnose, rank_causes, weight_of
+from inboxcheck._diagnose import diagnose, look_further, weight_of
 from inboxcheck._models import Account, InboxType, Report, Severity
 from inboxcheck._options import CheckOptions, Family, parse_nameserver
 from inboxcheck._presets import Endpoint, Preset, Presets, ServiceSpec, TlsMode, load_presets
@@ -113,4 +113,50 @@ def test_ranking_follows_the_weight_table() -> None:
     assert weight_of("smtp.auth.app_password_required") > weight_of("smtp.auth.rejected")
     assert weight_of("smtp.auth.rejected") > weight_of("smtp.tls.cert_expired") > weight_of("dns.spf.missing")
     assert weight_of("unknown.code") == 0
-    assert rank_causes.__doc__
+
+
+def _report_with(*checks: tuple[str, dict[str, Any]]) -> Report:
+    from datetime import UTC, datetime
+
+    from inboxcheck._limits import recommend_daily_limit
+    from inboxcheck._models import CheckResult, Stage, Status, Verdict
+    from tests.helpers import custom_payload
+
+    results = tuple(
+        CheckResult(name=name, title=name, status=Status.PASS, summary="ok", duration_ms=1, details=details)
+        for name, details in checks
+    )
+    return Report(
+        generated_at=datetime.now(UTC),
+        duration_ms=1,
+        account=Account.model_validate(custom_payload()).view(),
+        preset=None,
+        checks=results,
+        verdict=Verdict.PASS,
+        counts={Status.PASS: len(results)},
+        recommended_daily_limit=recommend_daily_limit(stage=Stage.NEW, preset=None),
+    )
+
+
+def test_notices_a_preflight_does_not_need() -> None:
+    report = _report_with(
+        ("smtp.login", {"tls": {"days_to_expiry": 12, "cert_not_after": "2026-12-08T00:00:00+00:00"}}),
+        ("imap.login", {"tls": {"days_to_expiry": 200}}),
+        ("dns.spf", {"headroom": 1, "lookup_count": 9}),
+        ("dns.mx", {"mx": [{"preference": 10, "host": "mx.new.test"}]}),
+    )
+    previous = _report_with(("dns.mx", {"mx": [{"preference": 10, "host": "mx.old.test"}]}))
+    notices = {n.code: n for n in look_further(report, previous)}
+    assert set(notices) == {"diagnose.cert_expiring_soon", "diagnose.spf_headroom_low", "diagnose.mx_changed"}
+    assert notices["diagnose.cert_expiring_soon"].evidence["days_to_expiry"] == 12
+    assert "SMTP" in notices["diagnose.cert_expiring_soon"].message
+    assert notices["diagnose.spf_headroom_low"].evidence["headroom"] == 1
+
+
+def test_no_notices_for_a_comfortable_domain() -> None:
+    report = _report_with(
+        ("smtp.login", {"tls": {"days_to_expiry": 60}}),
+        ("dns.spf", {"headroom": 5, "lookup_count": 5}),
+        ("dns.mx", {"mx": [{"preference": 10, "host": "mx.same.test"}]}),
+    )
+    assert look_further(report, report) == ()

@@ -27,7 +27,6 @@ async def test_a_clean_google_account_passes_every_offline_check() -> None:
     report = await _report(google_payload())
     assert report.preset is not None and report.preset.id == "google-workspace"
     failing = {c.name: c.findings for c in report.checks if c.status not in (Status.PASS, Status.SKIPPED)}
-    # Microsoft's and Google's policies are the only ones that warn on a clean account.
     assert failing == {}
     assert report.verdict.value == "pass"
 
