@@ -40,12 +40,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from inboxcheck._dnsclient import DnsClient, make_resolver  # noqa: E402
-from inboxcheck._dnswire import WireTransport  # noqa: E402
 from inboxcheck._models import Account, Report, Status  # noqa: E402
 from inboxcheck._options import CheckOptions, Family, Nameserver  # noqa: E402
 from inboxcheck._presets import load_presets  # noqa: E402
 from inboxcheck._runner import run_checks  # noqa: E402
+from inboxcheck.dns.client import DnsClient, make_resolver  # noqa: E402
+from inboxcheck.dns.wire import WireTransport  # noqa: E402
 
 SOA = """$TTL 300
 @ IN SOA ns1.bench.test. hostmaster.bench.test. 1 3600 600 86400 300

@@ -341,8 +341,8 @@ async def run_batch(
 ) -> BatchSummary:
     """Check every account in ``path``; write each result as it finishes; return the summary."""
     from inboxcheck._check import make_ssl_context
-    from inboxcheck._dnsclient import DnsClient, make_resolver
     from inboxcheck._runner import run_checks
+    from inboxcheck.dns.client import DnsClient, make_resolver
 
     if concurrency < 1 or per_host < 1:
         raise InboxcheckError("--concurrency and --per-host must be at least 1")

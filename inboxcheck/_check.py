@@ -28,7 +28,7 @@ from inboxcheck._presets import Preset, PresetMatch, Presets
 if TYPE_CHECKING:
     import dns.asyncresolver
 
-    from inboxcheck._dnsclient import DnsClient
+    from inboxcheck.dns.client import DnsClient
 
 __all__ = ["CheckContext", "CheckFunction", "CheckSpec", "Outcome", "finding"]
 
@@ -134,7 +134,7 @@ class CheckContext:
     def resolver(self) -> dns.asyncresolver.Resolver:
         """The resolver every lookup goes through; built from ``--nameserver`` when given."""
         if self._resolver is None:
-            from inboxcheck._dnsclient import make_resolver
+            from inboxcheck.dns.client import make_resolver
 
             self._resolver = make_resolver(self.options.nameservers, timeout=self.options.timeout)
         return self._resolver
@@ -143,7 +143,7 @@ class CheckContext:
     def dns(self) -> DnsClient:
         """The run's DNS client: each (name, type) is asked once, whoever asks."""
         if self._dns is None:
-            from inboxcheck._dnsclient import DnsClient
+            from inboxcheck.dns.client import DnsClient
 
             self._dns = DnsClient(self.resolver, timeout=self.options.timeout)
         return self._dns

@@ -317,8 +317,8 @@ async def _try(
     presets: Presets,
     base: CheckContext,
 ) -> Alternative:
-    from inboxcheck.checks.imap import check_imap_login
-    from inboxcheck.checks.smtp import check_smtp_login
+    from inboxcheck.checks.login.imap import check_imap_login
+    from inboxcheck.checks.login.smtp import check_smtp_login
 
     changes = _changes(candidate)
     variant = account.model_copy(update=changes)

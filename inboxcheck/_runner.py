@@ -33,7 +33,7 @@ from inboxcheck._secrets import Scrubber
 if TYPE_CHECKING:
     import dns.asyncresolver
 
-    from inboxcheck._dnsclient import DnsClient
+    from inboxcheck.dns.client import DnsClient
 
 __all__ = ["run_checks"]
 

@@ -6,7 +6,7 @@ import asyncio
 
 import dns.asyncresolver
 
-from inboxcheck._dnsclient import DnsClient, DnsStatus
+from inboxcheck.dns.client import DnsClient, DnsStatus
 
 
 async def test_concurrent_asks_share_one_query_and_answers_are_remembered(

@@ -21,7 +21,7 @@ from inboxcheck._knowledge import (
 )
 from inboxcheck._models import Severity
 from inboxcheck._presets import load_presets
-from inboxcheck.checks import imap, smtp
+from inboxcheck.checks.login import imap, smtp
 from tests.peers import DnsPeer, PeerCerts, secret_wire_forms
 from tests.scenarios import ELAPSED_BOUND, ImapScript, SmtpScript, base_payload, peer, run_check
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from inboxcheck._api import ApiOutcome
-from inboxcheck._tls import TlsFailureKind
+from inboxcheck.checks.login.tls import TlsFailureKind
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = re.compile(r"\"((?:account|dns|smtp|imap|login|run|internal|diagnose)\.[a-z0-9_]+(?:\.[a-z0-9_]+)+)\"")

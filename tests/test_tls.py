@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from inboxcheck._check import Outcome
 from inboxcheck._models import Severity
-from inboxcheck._tls import (
+from inboxcheck.checks.login.tls import (
     CertInfo,
     TlsFailureKind,
     TlsSession,

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import pytest
 from pydantic import JsonValue
 
-from inboxcheck._dnsclient import DnsClient, make_resolver
-from inboxcheck._dnswire import WireTransport
 from inboxcheck._models import Account, CheckResult, Finding, InboxType, Report, Severity, Status
 from inboxcheck._options import CheckOptions, Family, Nameserver
 from inboxcheck._runner import run_checks
+from inboxcheck.dns.client import DnsClient, make_resolver
+from inboxcheck.dns.wire import WireTransport
 
 if TYPE_CHECKING:
     from lab import Lab
@@ -60,7 +60,7 @@ def items(value: JsonValue) -> list[dict[str, JsonValue]]:
     return [obj(item) for item in value]
 
 
-# Every test runs over dnspython's resolver and over the lean UDP transport (inboxcheck._dnswire):
+# Every test runs over dnspython's resolver and over the lean UDP transport (inboxcheck.dns.wire):
 # both must give the same answers.
 TRANSPORTS = ("dnspython", "wire")
 _transport = {"name": "dnspython"}

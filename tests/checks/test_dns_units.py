@@ -6,12 +6,8 @@ import pytest
 
 from inboxcheck._check import Outcome
 from inboxcheck._models import Severity
-from inboxcheck.checks.dns import (
-    CHECKS,
-    _check_string_lengths,
-    merged_spf_record,
-    organisational_domain,
-)
+from inboxcheck.checks.dns import CHECKS, merged_spf_record, organisational_domain
+from inboxcheck.checks.dns.spf import _check_string_lengths
 
 
 @pytest.mark.parametrize(

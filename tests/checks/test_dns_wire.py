@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from inboxcheck._dnsclient import DnsClient, DnsStatus, make_resolver
-from inboxcheck._dnswire import WireTransport
 from inboxcheck._options import Nameserver
+from inboxcheck.dns.client import DnsClient, DnsStatus, make_resolver
+from inboxcheck.dns.wire import WireTransport
 
 Responder = Callable[[bytes], list[bytes]]
 

@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from inboxcheck._models import Severity, Status
-from inboxcheck._netutil import ConnectFailure
-from inboxcheck.checks import imap
+from inboxcheck.checks.login import imap
+from inboxcheck.checks.login.net import ConnectFailure
 from tests.peers import DnsPeer, PeerCerts, PeerConn
 from tests.scenarios import (
     ELAPSED_BOUND,

@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 
 from inboxcheck._models import Severity, Status
-from inboxcheck.checks import imap, login, smtp
-from inboxcheck.checks.login import LoginFact, _same_service, _same_user
+from inboxcheck.checks.login import imap, same_mailbox, smtp
+from inboxcheck.checks.login.same_mailbox import LoginFact, _same_service, _same_user
 from tests.peers import DnsPeer, PeerCerts
 from tests.scenarios import ImapScript, Run, SmtpScript, base_payload, peer, run_check
 
-SPECS = [*smtp.CHECKS, *imap.CHECKS, *login.CHECKS]
+SPECS = [*smtp.CHECKS, *imap.CHECKS, *same_mailbox.CHECKS]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ async def test_skipped_when_smtp_is_not_checked() -> None:
     from inboxcheck._models import Account
     from inboxcheck._runner import run_checks
 
-    report = await run_checks(Account.model_validate(base_payload()), specs=login.CHECKS)
+    report = await run_checks(Account.model_validate(base_payload()), specs=same_mailbox.CHECKS)
     assert report.check("login.same_mailbox").status is Status.SKIPPED
 
 

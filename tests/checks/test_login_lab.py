@@ -15,7 +15,7 @@ import pytest
 from inboxcheck._models import Account, CheckResult, Report, Severity, Status
 from inboxcheck._options import CheckOptions, parse_nameserver
 from inboxcheck._runner import run_checks
-from inboxcheck.checks import imap, login, smtp
+from inboxcheck.checks.login import imap, same_mailbox, smtp
 from tests.peers import TcpForwarder
 
 pytestmark = pytest.mark.lab
@@ -188,5 +188,5 @@ async def test_dovecot_bad_certificates(lab: Any, endpoint: str, code: str) -> N
 
 
 async def test_same_mailbox_for_the_lab_user(lab: Any) -> None:
-    report = await _run(lab, lab.account(), [*smtp.CHECKS, *imap.CHECKS, *login.CHECKS])
+    report = await _run(lab, lab.account(), [*smtp.CHECKS, *imap.CHECKS, *same_mailbox.CHECKS])
     assert [c.status for c in report.checks] == [Status.PASS] * 3, report.checks

@@ -24,7 +24,7 @@ from inboxcheck._options import CheckOptions, parse_nameserver
 from inboxcheck._presets import load_presets
 from inboxcheck._render import JsonRenderer, TextRenderer
 from inboxcheck._runner import run_checks
-from inboxcheck.checks import imap, login, smtp
+from inboxcheck.checks.login import imap, same_mailbox, smtp
 from tests.checks import test_imap as imap_tests
 from tests.checks import test_smtp as smtp_tests
 from tests.helpers import CANARY
@@ -322,7 +322,7 @@ async def test_a_full_run_with_both_logins_keeps_the_canary_out(
             account,
             options=options,
             ssl_context=certs.client_context(),
-            specs=[*smtp.CHECKS, *imap.CHECKS, *login.CHECKS],
+            specs=[*smtp.CHECKS, *imap.CHECKS, *same_mailbox.CHECKS],
         )
     assert [c.name for c in report.checks] == ["smtp.login", "imap.login", "login.same_mailbox"]
     assert_clean(report.model_dump_json(), "the JSON report")

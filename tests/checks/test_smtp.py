@@ -13,8 +13,8 @@ import socket
 import pytest
 
 from inboxcheck._models import Severity, Status
-from inboxcheck._netutil import Attempt, ConnectFailure
-from inboxcheck.checks import smtp
+from inboxcheck.checks.login import smtp
+from inboxcheck.checks.login.net import Attempt, ConnectFailure
 from tests.peers import DnsPeer, PeerCerts, PeerConn
 from tests.scenarios import (
     ELAPSED_BOUND,

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from inboxcheck._records import KeyType, RecordSyntaxError, parse_dkim
-from inboxcheck._records.dkim import is_dkim_record, rsa_modulus_bits
+from inboxcheck.dns.records import KeyType, RecordSyntaxError, parse_dkim
+from inboxcheck.dns.records.dkim import is_dkim_record, rsa_modulus_bits
 
 # Public halves of throwaway keys generated once with openssl (no private key was kept).
 RSA_1024 = (

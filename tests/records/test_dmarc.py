@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inboxcheck._records import RecordSyntaxError, parse_dmarc
-from inboxcheck._records.dmarc import Alignment, Policy, is_dmarc_record
+from inboxcheck.dns.records import RecordSyntaxError, parse_dmarc
+from inboxcheck.dns.records.dmarc import Alignment, Policy, is_dmarc_record
 
 
 def test_defaults() -> None:

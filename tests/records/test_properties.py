@@ -7,8 +7,8 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inboxcheck._records import RecordSyntaxError, parse_dkim, parse_dmarc, parse_spf
-from inboxcheck._records.spf import is_spf_record
+from inboxcheck.dns.records import RecordSyntaxError, parse_dkim, parse_dmarc, parse_spf
+from inboxcheck.dns.records.spf import is_spf_record
 
 Parser = Callable[[str], object]
 

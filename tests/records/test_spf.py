@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inboxcheck._records import RecordSyntaxError
-from inboxcheck._records.spf import (
+from inboxcheck.dns.records import RecordSyntaxError
+from inboxcheck.dns.records.spf import (
     Mechanism,
     MechanismKind,
     Modifier,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from inboxcheck._records._common import RecordSyntaxError, parse_tag_list
+from inboxcheck.dns.records._common import RecordSyntaxError, parse_tag_list
 
 __all__ = ["DkimKey", "KeyType", "is_dkim_record", "parse_dkim", "rsa_modulus_bits"]
 

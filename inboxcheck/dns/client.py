@@ -29,7 +29,7 @@ import dns.rrset
 from inboxcheck._options import Nameserver
 
 if TYPE_CHECKING:
-    from inboxcheck._dnswire import WireTransport
+    from inboxcheck.dns.wire import WireTransport
 
 __all__ = ["DnsAnswer", "DnsClient", "DnsStatus", "make_resolver"]
 
@@ -139,7 +139,7 @@ class DnsClient:
         transport: WireTransport | None = None,
     ) -> None:
         self.resolver = resolver
-        # Optional lean UDP path for TXT/MX/A/AAAA (inboxcheck._dnswire); dnspython does the rest.
+        # Optional lean UDP path for TXT/MX/A/AAAA (inboxcheck.dns.wire); dnspython does the rest.
         self.transport = transport
         self.timeout = timeout
         self.max_entries = max_entries

@@ -24,17 +24,17 @@ from pydantic import JsonValue
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
 from inboxcheck._knowledge import ReplyMatch
 from inboxcheck._models import Severity
-from inboxcheck._netutil import connect_any, local_address_literal
 from inboxcheck._options import Family
 from inboxcheck._presets import TlsMode
-from inboxcheck._tls import (
+from inboxcheck.checks.login.net import connect_any, local_address_literal
+from inboxcheck.checks.login.probe import LoginProbe, Stop, transport_session
+from inboxcheck.checks.login.tls import (
     TlsFailure,
     TlsFailureKind,
     TlsSession,
     classify_tls_error,
     inspecting_context,
 )
-from inboxcheck.checks._probe import LoginProbe, Stop, transport_session
 
 __all__ = ["CHECKS", "check_smtp_login"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from inboxcheck._records._common import RecordSyntaxError
+from inboxcheck.dns.records._common import RecordSyntaxError
 
 __all__ = [
     "LOOKUP_LIMIT",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
-from inboxcheck._records._common import RecordSyntaxError, Tag, parse_tag_list
+from inboxcheck.dns.records._common import RecordSyntaxError, Tag, parse_tag_list
 
 __all__ = ["Alignment", "DmarcRecord", "Policy", "ReportUri", "is_dmarc_record", "parse_dmarc"]
 

@@ -7,7 +7,7 @@ answers to queries by id and question, and reads only the answer section, buildi
 dnspython rdata objects the checks use. Anything unusual (truncation, an unexpected question, a
 name it cannot encode, another record type) returns None, and the caller falls back to dnspython.
 
-It is an opt-in transport of :class:`~inboxcheck._dnsclient.DnsClient` (``transport=``).
+It is an opt-in transport of :class:`~inboxcheck.dns.client.DnsClient` (``transport=``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class _Unusual(Exception):
 @dataclass(frozen=True)
 class WireAnswer:
     """The outcome of one lookup: ``status`` is one of ok, nxdomain, nodata, servfail, refused, error,
-    timeout (the values of :class:`~inboxcheck._dnsclient.DnsStatus`)."""
+    timeout (the values of :class:`~inboxcheck.dns.client.DnsStatus`)."""
 
     status: str
     rrset: dns.rrset.RRset | None = None

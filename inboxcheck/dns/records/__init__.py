@@ -5,10 +5,10 @@ No I/O here: each parser takes the record's text and returns a typed, frozen rec
 escapes a parser, whatever the text (property-tested on arbitrary input).
 """
 
-from inboxcheck._records._common import RecordSyntaxError
-from inboxcheck._records.dkim import DkimKey, KeyType, parse_dkim
-from inboxcheck._records.dmarc import DmarcRecord, parse_dmarc
-from inboxcheck._records.spf import Mechanism, Modifier, Qualifier, SpfRecord, parse_spf
+from inboxcheck.dns.records._common import RecordSyntaxError
+from inboxcheck.dns.records.dkim import DkimKey, KeyType, parse_dkim
+from inboxcheck.dns.records.dmarc import DmarcRecord, parse_dmarc
+from inboxcheck.dns.records.spf import Mechanism, Modifier, Qualifier, SpfRecord, parse_spf
 
 __all__ = [
     "DkimKey",

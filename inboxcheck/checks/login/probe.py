@@ -1,7 +1,7 @@
 """What the SMTP and the IMAP login checks share: everything but the conversation itself.
 
-:class:`LoginProbe` resolves the host (:func:`~inboxcheck._netutil.resolve_host`), connects to one of
-its addresses (:func:`~inboxcheck._netutil.connect_any`), reports an unresolvable host or a failed
+:class:`LoginProbe` resolves the host (:func:`~inboxcheck.checks.login.net.resolve_host`), connects to one of
+its addresses (:func:`~inboxcheck.checks.login.net.connect_any`), reports an unresolvable host or a failed
 connection, and fills the outcome's ``details`` (``tls_mode``, ``resolution``, ``attempts``, ``steps``,
 ``tls``) and summary. A subclass speaks its protocol through :meth:`LoginProbe._converse_on` and reads
 the certificate of a failed handshake through :meth:`LoginProbe._inspect_certificate`; the class
@@ -21,10 +21,11 @@ from pydantic import JsonValue
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
 from inboxcheck._models import Severity
-from inboxcheck._netutil import ConnectFailure, ResolveFailure, connect_any, resolve_host
 from inboxcheck._presets import TlsMode
 from inboxcheck._secrets import Scrubber
-from inboxcheck._tls import (
+from inboxcheck.checks.login.net import ConnectFailure, ResolveFailure, connect_any, resolve_host
+from inboxcheck.checks.login.same_mailbox import LoginFact, fact_key
+from inboxcheck.checks.login.tls import (
     TlsFailure,
     TlsFailureKind,
     TlsSession,
@@ -33,7 +34,6 @@ from inboxcheck._tls import (
     prepare_ssl_context,
     session_of,
 )
-from inboxcheck.checks.login import LoginFact, fact_key
 
 __all__ = ["LoginProbe", "Stop", "transport_session"]
 

@@ -1,0 +1,1 @@
+"""DNS: the client every check shares (resolver, cache, bounded lookups) and the pure record parsers."""
