@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
 
-from inboxcheck._models import Account, CheckResult, Finding, Severity
+from inboxcheck._models import Account, CheckResult, Finding, Severity, finding
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._presets import Preset, PresetMatch, Presets
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from inboxcheck.dns.client import DnsClient
 
-__all__ = ["CheckContext", "CheckFunction", "CheckSpec", "Outcome", "finding"]
+__all__ = ["CheckContext", "CheckFunction", "CheckSpec", "Outcome"]
 
 
 @dataclass
@@ -58,13 +58,6 @@ class Outcome:
         item = finding(code, severity, message, fix=fix, **evidence)
         self.findings.append(item)
         return item
-
-
-def finding(
-    code: str, severity: Severity, message: str, *, fix: str | None = None, **evidence: JsonValue
-) -> Finding:
-    """A finding with its evidence given as keyword arguments."""
-    return Finding(code=code, severity=severity, message=message, fix=fix, evidence=evidence)
 
 
 CheckFunction = Callable[["CheckContext"], Awaitable[Outcome]]

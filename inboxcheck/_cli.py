@@ -10,13 +10,22 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO, TypeVar
 
 import click
 
 from inboxcheck._version import __version__
+
+if TYPE_CHECKING:
+    from inboxcheck._models import Account
+    from inboxcheck._options import CheckOptions
+    from inboxcheck.platform.batch import ConnectBatchSummary
+    from inboxcheck.platform.key import ApiKey
+
+# A click command function, before and after the shared options are attached.
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 EXIT_OK: Final = 0
 EXIT_BUG: Final = 70
@@ -35,14 +44,14 @@ def _notice(message: str) -> None:
     click.echo(f"inboxcheck: {message}", err=True)
 
 
-def _colour_wanted(stream: Any) -> bool:
+def _colour_wanted(stream: TextIO) -> bool:
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
 
 
-def _unicode_ok(stream: Any) -> bool:
+def _unicode_ok(stream: TextIO) -> bool:
     encoding = getattr(stream, "encoding", None) or "ascii"
     try:
         "✔✘–·".encode(encoding)
@@ -73,7 +82,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-def _check_options(function: Any) -> Any:
+def _check_options(function: _Command) -> _Command:
     """The options every checking command shares."""
     decorators = [
         click.option(
@@ -150,9 +159,9 @@ def _check_options(function: Any) -> Any:
     return function
 
 
-def _options_from(params: dict[str, Any]) -> Any:
-    from inboxcheck._core import build_options
+def _options_from(params: dict[str, Any]) -> CheckOptions:
     from inboxcheck._options import Family, parse_nameserver
+    from inboxcheck._runner import build_options
 
     families = set(params["only"] or FAMILIES) - set(params["skip"])
     return build_options(
@@ -170,7 +179,7 @@ def _options_from(params: dict[str, Any]) -> Any:
     )
 
 
-def _load_account_for_cli(source: str) -> Any:
+def _load_account_for_cli(source: str) -> Account:
     from inboxcheck._input import PasswordSource, load_account
 
     interactive = source != "-" and sys.stdin.isatty()
@@ -285,7 +294,7 @@ def check(
 
 def _run_batch(
     path: Path,
-    options: Any,
+    options: CheckOptions,
     *,
     fmt: str,
     output: Path | None,
@@ -421,8 +430,8 @@ def connect(
     import asyncio
     import warnings
 
-    from inboxcheck._api import DEFAULT_BASE_URL, DEFAULT_PATH, InsecureKeyFileWarning, load_api_key
-    from inboxcheck._connect import connect as run_connect
+    from inboxcheck.platform.connect import connect as run_connect
+    from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, InsecureKeyFileWarning, load_api_key
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InsecureKeyFileWarning)
@@ -474,15 +483,23 @@ def connect(
     if fmt == "json":
         click.echo(result.model_dump_json(indent=2))
     else:
-        click.echo(_render_connect(result, verbose=verbose), nl=False)
+        from inboxcheck._render import render_connect
+
+        stdout = sys.stdout
+        click.echo(
+            render_connect(
+                result, colour=_colour_wanted(stdout), unicode=_unicode_ok(stdout), verbose=verbose
+            ),
+            nl=False,
+        )
     sys.exit(result.exit_code)
 
 
 def _connect_batch(
     path: Path,
-    options: Any,
+    options: CheckOptions,
     *,
-    api_key: Any,
+    api_key: ApiKey,
     output: Path | None,
     resume: bool,
     bulk: bool,
@@ -495,8 +512,8 @@ def _connect_batch(
 ) -> NoReturn:
     import asyncio
 
-    from inboxcheck._api import PlatformClient
-    from inboxcheck._connect_batch import CreateLine, connect_batch, require_output
+    from inboxcheck.platform.batch import CreateLine, connect_batch, require_output
+    from inboxcheck.platform.client import PlatformClient
 
     out = require_output(output)
 
@@ -510,7 +527,7 @@ def _connect_batch(
             message = line.finding.message if line.finding else ""
             click.echo(f"NOT created line {line.line} {line.email_address}: {line.outcome.value}: {message}")
 
-    async def run() -> Any:
+    async def run() -> ConnectBatchSummary:
         async with PlatformClient(api_key, base_url=base_url, path=api_path) as client:
             return await connect_batch(
                 path,
@@ -530,50 +547,6 @@ def _connect_batch(
     for text in summary.describe().splitlines():
         _notice(text)
     sys.exit(summary.exit_code)
-
-
-def _render_connect(result: Any, *, verbose: bool) -> str:
-    from inboxcheck._render import TextRenderer
-
-    colour = _colour_wanted(sys.stdout)
-    text = TextRenderer(colour=colour, unicode=_unicode_ok(sys.stdout), verbose=verbose).render(result.report)
-
-    def style(value: str, colour_name: str) -> str:
-        return click.style(value, fg=colour_name, bold=True) if colour else value
-
-    lines = [text.rstrip("\n"), ""]
-    if result.gate == "blocked":
-        blockers = ", ".join(
-            f"{name} ({result.report.check(name).status.value})" for name in result.blocked_by
-        )
-        lines.append(f"Gate: {style('BLOCKED', 'red')} by {blockers}: nothing was sent to the platform.")
-        if any(result.report.check(n).status.value == "warn" for n in result.blocked_by):
-            lines.append("  (--strict makes warnings block; fix them or run without --strict)")
-        return "\n".join(lines) + "\n"
-    lines.append(f"Gate: {style('PASSED', 'green')}: no check failed.")
-    lines.append(f"Daily limit: {result.daily_limit.value} ({result.daily_limit.note})")
-    if result.create is None:
-        lines.append(f"Dry run: would POST {result.url} with (passwords masked):")
-        lines.append(json.dumps(result.payload, indent=2))
-        return "\n".join(lines) + "\n"
-    outcome = result.create
-    if outcome.ok and outcome.inbox is not None:
-        inbox = outcome.inbox
-        lines.append(
-            f"Created inbox {style(inbox.id, 'green')} for {inbox.email_address}: "
-            f"status {inbox.status.value}, created_at {inbox.created_at.isoformat()}, "
-            f"daily_limit {inbox.daily_limit}"
-        )
-        return "\n".join(lines) + "\n"
-    finding = outcome.finding
-    lines.append(
-        f"Create call: {style(outcome.outcome.value.upper(), 'red')}: {finding.message} [{finding.code}]"
-    )
-    if finding.fix:
-        lines.append(f"  fix: {finding.fix}")
-    for key, value in finding.evidence.items():
-        lines.append(f"  {key}: {value if isinstance(value, str) else json.dumps(value)}")
-    return "\n".join(lines) + "\n"
 
 
 @cli.command()
@@ -618,54 +591,16 @@ def diagnose(
     if fmt == "json":
         click.echo(result.model_dump_json(indent=2))
     else:
-        click.echo(_render_diagnosis(result, verbose=verbose), nl=False)
+        from inboxcheck._render import render_diagnosis
+
+        stdout = sys.stdout
+        click.echo(
+            render_diagnosis(
+                result, colour=_colour_wanted(stdout), unicode=_unicode_ok(stdout), verbose=verbose
+            ),
+            nl=False,
+        )
     sys.exit(result.exit_code)
-
-
-def _render_diagnosis(result: Any, *, verbose: bool) -> str:
-    from inboxcheck._render import TextRenderer
-
-    colour = _colour_wanted(sys.stdout)
-    text = TextRenderer(colour=colour, unicode=_unicode_ok(sys.stdout), verbose=verbose).render(result.report)
-
-    def bold(value: str) -> str:
-        return click.style(value, bold=True) if colour else value
-
-    lines = [text.rstrip("\n"), ""]
-    if result.causes:
-        lines.append(bold("Probable causes, most likely first:"))
-        for cause in result.causes[:10]:
-            lines.append(f"  {cause.rank}. {cause.message} [{cause.code}]")
-            if cause.fix:
-                lines.append(f"     fix: {cause.fix}")
-            reply = cause.evidence.get("reply")
-            if reply:
-                lines.append(f"     server said: {reply}")
-        if len(result.causes) > 10:
-            lines.append(f"  ... and {len(result.causes) - 10} more (see --format json)")
-    else:
-        lines.append(bold("No cause found: every check passed."))
-    if result.notices:
-        lines.append("")
-        lines.append(bold("Also worth knowing:"))
-        for notice in result.notices:
-            lines.append(f"  - {notice.message} [{notice.code}]")
-            if notice.fix:
-                lines.append(f"    fix: {notice.fix}")
-    if result.alternatives:
-        lines.append("")
-        lines.append(bold("Alternatives tried:"))
-        for alt in result.alternatives:
-            codes = f" ({', '.join(alt.codes)})" if alt.codes and alt.result != "works" else ""
-            lines.append(
-                f"  {alt.result:>14}  {alt.protocol.upper()} {alt.host}:{alt.port} {alt.tls.value}"
-                f"  from {alt.source}{codes}"
-            )
-    if result.suggested_changes:
-        lines.append("")
-        changes = ", ".join(f"{k} = {json.dumps(v)}" for k, v in result.suggested_changes.items())
-        lines.append(bold(f"Suggested change to the account payload: {changes}"))
-    return "\n".join(lines) + "\n"
 
 
 @cli.group(cls=_Group, invoke_without_command=True)
@@ -710,50 +645,9 @@ def presets_show(preset_id: str, fmt: str) -> None:
     if fmt == "json":
         click.echo(preset.model_dump_json(indent=2))
         return
-    click.echo(_describe_preset(preset))
+    from inboxcheck._render import describe_preset
 
-
-def _describe_preset(preset: Any) -> str:
-    lines = [f"{preset.name} [{preset.id}]  inbox_type {preset.inbox_type.value}"]
-    if preset.unverified:
-        lines.append("  (some facts come from a single weak source: unverified)")
-    if preset.status:
-        lines.append(f"  status: {preset.status}")
-    if preset.summary:
-        lines.append(f"  {preset.summary}")
-    for label, service in (("SMTP", preset.smtp), ("IMAP", preset.imap)):
-        lines.append(f"  {label} (username: {service.username.value})")
-        for endpoint in service.endpoints:
-            flag = "  preferred" if endpoint.preferred else ""
-            note = f"  ({endpoint.note})" if endpoint.note else ""
-            lines.append(f"    {endpoint.host}:{endpoint.port} {endpoint.tls.value}{flag}{note}")
-        if service.host_patterns:
-            lines.append(f"    also: {', '.join(service.host_patterns)}")
-    if preset.mx_patterns:
-        lines.append(f"  MX: {', '.join(preset.mx_patterns)}")
-    auth = preset.auth
-    lines.append(
-        f"  login: app password {'required' if auth.app_password_required else 'not required'}; "
-        f"SMTP basic auth {auth.smtp_basic_auth.value}; IMAP basic auth {auth.imap_basic_auth.value}"
-        + ("; OAuth2 only" if auth.oauth_only else "")
-    )
-    dns = preset.dns
-    if dns.spf_includes:
-        lines.append(f"  SPF include: {', '.join(dns.spf_includes)}")
-    if dns.dkim_selectors:
-        known = "documented" if dns.dkim_selectors_known else "seen in the wild"
-        lines.append(f"  DKIM selectors ({known}): {', '.join(dns.dkim_selectors)}")
-    limits = preset.limits
-    if limits.hard_daily_cap or limits.platform_max:
-        lines.append(
-            f"  daily cap: provider {limits.hard_daily_cap or '-'}, platform {limits.platform_max or '-'}"
-        )
-    for note in [*auth.notes, *preset.notes]:
-        lines.append(f"  note: {note}")
-    for source in preset.sources:
-        mark = "" if source.verified else " (unverified)"
-        lines.append(f"  source for {source.fact}: {source.source}{mark}")
-    return "\n".join(lines)
+    click.echo(describe_preset(preset))
 
 
 @cli.command()

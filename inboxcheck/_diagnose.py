@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from inboxcheck._check import CheckContext, Outcome, finding, make_ssl_context
-from inboxcheck._core import as_account, build_options
-from inboxcheck._models import Account, CheckResult, Finding, Report, Severity, Status
+from inboxcheck._check import CheckContext, Outcome, make_ssl_context
+from inboxcheck._models import Account, CheckResult, Finding, Report, Severity, Status, finding
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._presets import Preset, Presets, TlsMode, load_presets
-from inboxcheck._runner import run_checks
+from inboxcheck._runner import as_account, build_options, run_checks
 
 if TYPE_CHECKING:
     import dns.asyncresolver

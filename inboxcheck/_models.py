@@ -39,6 +39,7 @@ __all__ = [
     "Stage",
     "Status",
     "Verdict",
+    "finding",
 ]
 
 
@@ -368,3 +369,10 @@ class Report(BaseModel):
     def exit_code(self) -> int:
         """0 nothing failed, 1 a check failed, 3 nothing failed but some check could not tell."""
         return {Verdict.FAIL: 1, Verdict.ERROR: 3}.get(self.verdict, 0)
+
+
+def finding(
+    code: str, severity: Severity, message: str, *, fix: str | None = None, **evidence: JsonValue
+) -> Finding:
+    """A finding with its evidence given as keyword arguments."""
+    return Finding(code=code, severity=severity, message=message, fix=fix, evidence=evidence)

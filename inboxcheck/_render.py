@@ -8,13 +8,27 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import click
 
 from inboxcheck._models import CheckResult, Finding, Report, Severity, Status, Verdict
 
-__all__ = ["Format", "JsonRenderer", "Renderer", "TextRenderer", "renderer_for"]
+if TYPE_CHECKING:
+    from inboxcheck._diagnose import Diagnosis
+    from inboxcheck._presets import Preset
+    from inboxcheck.platform.connect import ConnectResult
+
+__all__ = [
+    "Format",
+    "JsonRenderer",
+    "Renderer",
+    "TextRenderer",
+    "describe_preset",
+    "render_connect",
+    "render_diagnosis",
+    "renderer_for",
+]
 
 
 class Format(StrEnum):
@@ -169,3 +183,133 @@ def renderer_for(
     if fmt is Format.JSON:
         return JsonRenderer()
     return TextRenderer(colour=colour, unicode=unicode, verbose=verbose)
+
+
+def render_connect(result: ConnectResult, *, colour: bool, unicode: bool, verbose: bool) -> str:
+    """The report, the gate's decision and what the create call did."""
+    text = TextRenderer(colour=colour, unicode=unicode, verbose=verbose).render(result.report)
+
+    def style(value: str, colour_name: str) -> str:
+        return click.style(value, fg=colour_name, bold=True) if colour else value
+
+    lines = [text.rstrip("\n"), ""]
+    if result.gate == "blocked":
+        blockers = ", ".join(
+            f"{name} ({result.report.check(name).status.value})" for name in result.blocked_by
+        )
+        lines.append(f"Gate: {style('BLOCKED', 'red')} by {blockers}: nothing was sent to the platform.")
+        if any(result.report.check(n).status.value == "warn" for n in result.blocked_by):
+            lines.append("  (--strict makes warnings block; fix them or run without --strict)")
+        return "\n".join(lines) + "\n"
+    lines.append(f"Gate: {style('PASSED', 'green')}: no check failed.")
+    lines.append(f"Daily limit: {result.daily_limit.value} ({result.daily_limit.note})")
+    if result.create is None:
+        lines.append(f"Dry run: would POST {result.url} with (passwords masked):")
+        lines.append(json.dumps(result.payload, indent=2))
+        return "\n".join(lines) + "\n"
+    outcome = result.create
+    if outcome.ok and outcome.inbox is not None:
+        inbox = outcome.inbox
+        lines.append(
+            f"Created inbox {style(inbox.id, 'green')} for {inbox.email_address}: "
+            f"status {inbox.status.value}, created_at {inbox.created_at.isoformat()}, "
+            f"daily_limit {inbox.daily_limit}"
+        )
+        return "\n".join(lines) + "\n"
+    finding = outcome.finding
+    lines.append(
+        f"Create call: {style(outcome.outcome.value.upper(), 'red')}: {finding.message} [{finding.code}]"
+    )
+    if finding.fix:
+        lines.append(f"  fix: {finding.fix}")
+    for key, value in finding.evidence.items():
+        lines.append(f"  {key}: {value if isinstance(value, str) else json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_diagnosis(result: Diagnosis, *, colour: bool, unicode: bool, verbose: bool) -> str:
+    """The report, then the probable causes, notices, alternates tried and a suggested change."""
+    text = TextRenderer(colour=colour, unicode=unicode, verbose=verbose).render(result.report)
+
+    def bold(value: str) -> str:
+        return click.style(value, bold=True) if colour else value
+
+    lines = [text.rstrip("\n"), ""]
+    if result.causes:
+        lines.append(bold("Probable causes, most likely first:"))
+        for cause in result.causes[:10]:
+            lines.append(f"  {cause.rank}. {cause.message} [{cause.code}]")
+            if cause.fix:
+                lines.append(f"     fix: {cause.fix}")
+            reply = cause.evidence.get("reply")
+            if reply:
+                lines.append(f"     server said: {reply}")
+        if len(result.causes) > 10:
+            lines.append(f"  ... and {len(result.causes) - 10} more (see --format json)")
+    else:
+        lines.append(bold("No cause found: every check passed."))
+    if result.notices:
+        lines.append("")
+        lines.append(bold("Also worth knowing:"))
+        for notice in result.notices:
+            lines.append(f"  - {notice.message} [{notice.code}]")
+            if notice.fix:
+                lines.append(f"    fix: {notice.fix}")
+    if result.alternatives:
+        lines.append("")
+        lines.append(bold("Alternatives tried:"))
+        for alt in result.alternatives:
+            codes = f" ({', '.join(alt.codes)})" if alt.codes and alt.result != "works" else ""
+            lines.append(
+                f"  {alt.result:>14}  {alt.protocol.upper()} {alt.host}:{alt.port} {alt.tls.value}"
+                f"  from {alt.source}{codes}"
+            )
+    if result.suggested_changes:
+        lines.append("")
+        changes = ", ".join(f"{k} = {json.dumps(v)}" for k, v in result.suggested_changes.items())
+        lines.append(bold(f"Suggested change to the account payload: {changes}"))
+    return "\n".join(lines) + "\n"
+
+
+def describe_preset(preset: Preset) -> str:
+    """One preset in full, for ``inboxcheck presets show``."""
+    lines = [f"{preset.name} [{preset.id}]  inbox_type {preset.inbox_type.value}"]
+    if preset.unverified:
+        lines.append("  (some facts come from a single weak source: unverified)")
+    if preset.status:
+        lines.append(f"  status: {preset.status}")
+    if preset.summary:
+        lines.append(f"  {preset.summary}")
+    for label, service in (("SMTP", preset.smtp), ("IMAP", preset.imap)):
+        lines.append(f"  {label} (username: {service.username.value})")
+        for endpoint in service.endpoints:
+            flag = "  preferred" if endpoint.preferred else ""
+            note = f"  ({endpoint.note})" if endpoint.note else ""
+            lines.append(f"    {endpoint.host}:{endpoint.port} {endpoint.tls.value}{flag}{note}")
+        if service.host_patterns:
+            lines.append(f"    also: {', '.join(service.host_patterns)}")
+    if preset.mx_patterns:
+        lines.append(f"  MX: {', '.join(preset.mx_patterns)}")
+    auth = preset.auth
+    lines.append(
+        f"  login: app password {'required' if auth.app_password_required else 'not required'}; "
+        f"SMTP basic auth {auth.smtp_basic_auth.value}; IMAP basic auth {auth.imap_basic_auth.value}"
+        + ("; OAuth2 only" if auth.oauth_only else "")
+    )
+    dns = preset.dns
+    if dns.spf_includes:
+        lines.append(f"  SPF include: {', '.join(dns.spf_includes)}")
+    if dns.dkim_selectors:
+        known = "documented" if dns.dkim_selectors_known else "seen in the wild"
+        lines.append(f"  DKIM selectors ({known}): {', '.join(dns.dkim_selectors)}")
+    limits = preset.limits
+    if limits.hard_daily_cap or limits.platform_max:
+        lines.append(
+            f"  daily cap: provider {limits.hard_daily_cap or '-'}, platform {limits.platform_max or '-'}"
+        )
+    for note in [*auth.notes, *preset.notes]:
+        lines.append(f"  note: {note}")
+    for source in preset.sources:
+        mark = "" if source.verified else " (unverified)"
+        lines.append(f"  source for {source.fact}: {source.source}{mark}")
+    return "\n".join(lines)

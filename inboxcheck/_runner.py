@@ -1,4 +1,5 @@
-"""Runs the registered checks for one account, concurrently, within the run's deadline.
+"""The library's ``check`` / ``check_sync``, and the runner behind every command: the registered checks
+for one account, concurrently, within the run's deadline.
 
 Independent checks start together, so an account costs about its slowest check. A check that raises
 becomes an ``error`` result saying it is a bug (traceback kept for ``--debug``); a check still running
@@ -12,11 +13,15 @@ import ssl
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from inboxcheck._check import CheckContext, CheckSpec, Outcome, finding
+from pydantic import ValidationError
+
+from inboxcheck._check import CheckContext, CheckSpec, Outcome
+from inboxcheck._errors import OptionsError
+from inboxcheck._input import parse_account
 from inboxcheck._limits import recommend_daily_limit
 from inboxcheck._models import (
     Account,
@@ -25,6 +30,7 @@ from inboxcheck._models import (
     Report,
     Severity,
     Status,
+    finding,
 )
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets, load_presets
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
 
     from inboxcheck.dns.client import DnsClient
 
-__all__ = ["run_checks"]
+__all__ = ["as_account", "build_options", "check", "check_sync", "run_checks"]
 
 
 async def run_checks(
@@ -222,3 +228,68 @@ class _Redactor:
         clean = CheckResult.model_validate(clean_data)
         clean._traceback = clean_tb
         return clean
+
+
+def build_options(options: CheckOptions | None, overrides: Mapping[str, Any]) -> CheckOptions:
+    """``options`` as given, or one built from keyword overrides, with an error naming a bad one."""
+    if options is not None and overrides:
+        raise OptionsError("pass either options= or individual option keywords, not both")
+    if options is not None:
+        return options
+    try:
+        return CheckOptions(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {str(error['msg']).removeprefix('Value error, ')}"
+            for error in exc.errors()
+        )
+        raise OptionsError(f"invalid options: {problems}") from None
+
+
+def as_account(account: Account | Mapping[str, Any]) -> Account:
+    """An :class:`Account` as given, or validated from a payload mapping (passwords from the mapping
+    only: a library call never reads the environment or prompts)."""
+    if isinstance(account, Account):
+        return account
+    return parse_account(dict(account), source="account", env={})
+
+
+async def check(
+    account: Account | Mapping[str, Any],
+    *,
+    options: CheckOptions | None = None,
+    presets: Presets | None = None,
+    resolver: dns.asyncresolver.Resolver | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    **option_overrides: Any,
+) -> Report:
+    """Check one account and return its report.
+
+    ``account`` is an :class:`Account` or a payload mapping in the platform's format. Options come as
+    ``options=CheckOptions(...)`` or as keywords (``timeout=5, nameservers=["127.0.0.1:5353"]``). The
+    resolver and TLS context can be passed in; by default they are built from the options.
+
+    Raises :class:`AccountError` or :class:`OptionsError` for unusable input; every finding about
+    the account is in the report, never raised.
+    """
+    return await run_checks(
+        as_account(account),
+        options=build_options(options, option_overrides),
+        presets=presets,
+        resolver=resolver,
+        ssl_context=ssl_context,
+    )
+
+
+def check_sync(
+    account: Account | Mapping[str, Any],
+    *,
+    options: CheckOptions | None = None,
+    presets: Presets | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    **option_overrides: Any,
+) -> Report:
+    """:func:`check` for code that has no event loop running. Must not be called from inside one."""
+    return asyncio.run(
+        check(account, options=options, presets=presets, ssl_context=ssl_context, **option_overrides)
+    )

@@ -22,25 +22,20 @@ from typing import Any
 import httpx
 import pytest
 
-from inboxcheck._api import (
-    API_KEY_ENV,
-    BULK_MAX_ITEMS,
+from inboxcheck._errors import ApiError, ApiKeyError, InboxcheckError, OptionsError
+from inboxcheck._models import Account, Severity
+from inboxcheck._secrets import ApiScrubber
+from inboxcheck.platform.client import PlatformClient
+from inboxcheck.platform.key import API_KEY_ENV, BULK_MAX_ITEMS, ApiKey, InsecureKeyFileWarning, load_api_key
+from inboxcheck.platform.outcomes import (
     ApiExit,
-    ApiKey,
     ApiOutcome,
-    ApiScrubber,
     CreatedInbox,
     CreateFailed,
     CreateOutcome,
     InboxStatus,
-    InsecureKeyFileWarning,
-    PlatformClient,
-    load_api_key,
-    parse_error_body,
-    parse_retry_after,
 )
-from inboxcheck._errors import ApiError, ApiKeyError, InboxcheckError, OptionsError
-from inboxcheck._models import Account, Severity
+from inboxcheck.platform.replies import parse_error_body, parse_retry_after
 from lab.api_double import (
     ApiDouble,
     DropAfterBody,

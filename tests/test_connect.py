@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from inboxcheck._api import ApiKey
 from inboxcheck._cli import cli
-from inboxcheck._connect import choose_daily_limit, connect
 from inboxcheck._options import CheckOptions, Family
+from inboxcheck.platform.connect import choose_daily_limit, connect
+from inboxcheck.platform.key import ApiKey
 from lab.api_double import ApiDouble, DropAfterBody
 from tests.helpers import CANARY, custom_payload, google_payload
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from inboxcheck._api import ApiKey, PlatformClient
 from inboxcheck._cli import cli
-from inboxcheck._connect_batch import connect_batch, idempotency_key
 from inboxcheck._options import CheckOptions, Family
+from inboxcheck.platform.batch import connect_batch, idempotency_key
+from inboxcheck.platform.client import PlatformClient
+from inboxcheck.platform.key import ApiKey
 from lab.api_double import ApiDouble
 from tests.helpers import CANARY, custom_payload
 

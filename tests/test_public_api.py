@@ -91,3 +91,21 @@ def test_check_sync_runs_without_an_event_loop() -> None:
 
     report = inboxcheck.check_sync(custom_payload(), families=frozenset({inboxcheck.Family.ACCOUNT}))
     assert report.verdict is inboxcheck.Verdict.PASS
+
+
+def test_type_checking_imports_mirror_the_public_table() -> None:
+    """Type checkers read the TYPE_CHECKING imports, the runtime reads ``_PUBLIC``: they must agree."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(inboxcheck.__file__).read_text(encoding="utf-8"))
+    imported: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom) and stmt.module is not None
+                for alias in stmt.names:
+                    # `X as X` is the explicit re-export mypy --strict needs.
+                    assert alias.asname == alias.name, alias.name
+                    imported[alias.name] = stmt.module
+    assert imported == inboxcheck._LAZY

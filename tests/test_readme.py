@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from inboxcheck._api import ApiOutcome
 from inboxcheck.checks.login.tls import TlsFailureKind
+from inboxcheck.platform.outcomes import ApiOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = re.compile(r"\"((?:account|dns|smtp|imap|login|run|internal|diagnose)\.[a-z0-9_]+(?:\.[a-z0-9_]+)+)\"")

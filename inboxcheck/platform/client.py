@@ -33,651 +33,47 @@ finding, a log line or an exception message, even from a server that echoes the 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import ipaddress
 import json
 import logging
-import os
 import re
-import stat
 import uuid
-import warnings
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import JsonValue, ValidationError
 
-from inboxcheck._check import finding
-from inboxcheck._errors import ApiError, ApiKeyError, OptionsError
-from inboxcheck._models import Finding, Severity
-
-__all__ = [
-    "API_KEY_ENV",
-    "BULK_MAX_ITEMS",
-    "DEFAULT_BASE_URL",
-    "DEFAULT_BULK_PATH",
-    "DEFAULT_PATH",
-    "KEY_PATTERN",
-    "ApiExit",
-    "ApiKey",
-    "ApiOutcome",
-    "ApiScrubber",
-    "BulkItem",
-    "BulkOutcome",
-    "CreateFailed",
-    "CreateOutcome",
-    "CreatedInbox",
-    "FieldError",
-    "InboxStatus",
-    "InsecureKeyFileWarning",
-    "PlatformClient",
-    "load_api_key",
-    "parse_error_body",
-    "parse_retry_after",
-]
+from inboxcheck._errors import OptionsError
+from inboxcheck._models import Severity, finding
+from inboxcheck._secrets import ApiScrubber
+from inboxcheck.platform.key import (
+    API_KEY_ENV,
+    BULK_MAX_ITEMS,
+    DEFAULT_BASE_URL,
+    DEFAULT_BULK_PATH,
+    DEFAULT_PATH,
+    ApiKey,
+)
+from inboxcheck.platform.outcomes import (
+    ApiOutcome,
+    BulkItem,
+    BulkOutcome,
+    CreatedInbox,
+    CreateOutcome,
+)
+from inboxcheck.platform.replies import (
+    MESSAGE_MAX,
+    REQUEST_ID_HEADERS,
+    FieldError,
+    parse_error_body,
+    parse_retry_after,
+)
 
 _log = logging.getLogger("inboxcheck.api")
-
-DEFAULT_BASE_URL: Final = "https://api.coldsend.io"
-DEFAULT_PATH: Final = "/api/public/v1/sender-accounts"
-DEFAULT_BULK_PATH: Final = "/api/public/v1/sender-accounts/smtp/bulk"
-API_KEY_ENV: Final = "COLDSEND_API_KEY"
-BULK_MAX_ITEMS: Final = 100
-
-# --------------------------------------------------------------------------------------------------
-# The API key
-# --------------------------------------------------------------------------------------------------
-
-_KEY_PREFIXES: Final = ("cs_live_", "cs_test_")
-# The contract only shows "cs_live_xxx". A real secret token is random and long; 16 characters is
-# the least that is still a credential rather than a placeholder (the documentation's own "xxx" is
-# refused), 256 the most that fits in a header without looking like a pasted file. The charset is
-# the URL-safe base64 alphabet, which every token generator in common use stays within.
-KEY_TOKEN_MIN: Final = 16
-KEY_TOKEN_MAX: Final = 256
-_KEY_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
-KEY_PATTERN: Final = re.compile(
-    r"^cs_(?:live|test)_[A-Za-z0-9_-]{%d,%d}$" % (KEY_TOKEN_MIN, KEY_TOKEN_MAX)  # noqa: UP031
-)
-# Showing the last four characters helps a person tell which of their keys was used. It only costs
-# 24 bits of a token that has at least 96 more, so it is shown only when that many stay hidden.
-_MASK_SHOW_TAIL: Final = 4
-_MASK_MIN_HIDDEN: Final = 16
-
-
-class InsecureKeyFileWarning(UserWarning):
-    """The API key file can be read by other users of this machine."""
-
-
-class ApiKey:
-    """A platform API key. Its ``repr`` and ``str`` never show it; only :meth:`reveal` does.
-
-    >>> key = ApiKey.parse("cs_test_" + "a" * 20 + "wxyz")
-    >>> key
-    ApiKey('cs_test_…wxyz')
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        _validate_key(value, source="the API key")
-        self._value = value
-
-    @classmethod
-    def parse(cls, text: str, *, source: str = "the API key") -> ApiKey:
-        """A key from text, exactly as given. :class:`ApiKeyError` names what is wrong, never the
-        key."""
-        _validate_key(text, source=source)
-        return cls(text)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, name: str = API_KEY_ENV) -> ApiKey:
-        """The key in the environment variable ``name`` (``COLDSEND_API_KEY``)."""
-        env = os.environ if environ is None else environ
-        value = env.get(name)
-        if not value:
-            raise ApiKeyError(
-                f"No platform API key: the environment variable {name} is "
-                f"{'empty' if value == '' else 'not set'}. Set it to your ColdSend key "
-                f"(cs_live_... or cs_test_...), or pass --api-key-file with a file that holds it."
-            )
-        return cls.parse(value, source=f"the API key in ${name}")
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> ApiKey:
-        """The key in a file: its whole content, less one trailing newline.
-
-        A regular file that other users can read is accepted with an :class:`InsecureKeyFileWarning`
-        (refusing would break Kubernetes and Docker secrets, which are mounted 0644/0444 by
-        default). Pipes such as ``--api-key-file <(pass show coldsend)`` are read as they are."""
-        file = Path(path)
-        source = f"the API key file {file}"
-        try:
-            with file.open("rb") as handle:
-                info = os.fstat(handle.fileno())
-                if stat.S_ISDIR(info.st_mode):
-                    raise ApiKeyError(f"{source} is a directory; pass the file that holds the key.")
-                raw = handle.read(KEY_TOKEN_MAX + 64)
-        except IsADirectoryError:
-            raise ApiKeyError(f"{source} is a directory; pass the file that holds the key.") from None
-        except FileNotFoundError:
-            raise ApiKeyError(f"{source} does not exist; check the path given to --api-key-file.") from None
-        except PermissionError:
-            raise ApiKeyError(
-                f"{source} cannot be read by this user; fix its permissions (chmod 600 is enough)."
-            ) from None
-        except OSError as exc:
-            raise ApiKeyError(f"{source} cannot be read: {exc.strerror or type(exc).__name__}.") from None
-        if stat.S_ISREG(info.st_mode) and info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
-            who = "everyone on this machine" if info.st_mode & stat.S_IROTH else "its group"
-            warnings.warn(
-                InsecureKeyFileWarning(
-                    f"{source} can be read by {who} (mode {stat.S_IMODE(info.st_mode):04o}); "
-                    f"restrict it with: chmod 600 {file}"
-                ),
-                stacklevel=2,
-            )
-        try:
-            text = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise ApiKeyError(
-                f"{source} holds bytes that are not ASCII; an API key is plain text "
-                f"(cs_live_... or cs_test_...). Check the file's encoding and content."
-            ) from None
-        if text.endswith("\r\n"):
-            text = text[:-2]
-        elif text.endswith("\n"):
-            text = text[:-1]
-        if not text:
-            raise ApiKeyError(
-                f"{source} is empty; write your ColdSend key (cs_live_... or cs_test_...) into it."
-            )
-        return cls.parse(text, source=source)
-
-    @property
-    def kind(self) -> str:
-        """``live`` or ``test``."""
-        return self._value[3:7]
-
-    @property
-    def is_test(self) -> bool:
-        return self.kind == "test"
-
-    def reveal(self) -> str:
-        """The key itself, for the request header. Never log or print it."""
-        return self._value
-
-    def masked(self) -> str:
-        """``cs_live_…abcd``: the prefix, and the last four characters when enough stay hidden."""
-        prefix, token = self._value[:8], self._value[8:]
-        if len(token) - _MASK_SHOW_TAIL >= _MASK_MIN_HIDDEN:
-            return f"{prefix}…{token[-_MASK_SHOW_TAIL:]}"
-        return f"{prefix}…"
-
-    def __repr__(self) -> str:
-        return f"ApiKey({self.masked()!r})"
-
-    def __str__(self) -> str:
-        return self.masked()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ApiKey):
-            return NotImplemented
-        import hmac
-
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash(("ApiKey", self._value))
-
-    def __reduce__(self) -> Any:
-        # Pickling would write the key in clear to wherever the pickle goes.
-        raise TypeError("an ApiKey cannot be pickled; pass the key through the environment or a file")
-
-
-def _validate_key(text: str, *, source: str) -> None:
-    if not isinstance(text, str):
-        raise ApiKeyError(f"{source} must be text, not {type(text).__name__}.")
-    if not text:
-        raise ApiKeyError(f"{source} is empty; it should look like cs_live_... or cs_test_....")
-    for index, char in enumerate(text):
-        if char in "\r\n":
-            raise ApiKeyError(
-                f"{source} contains a line break (at character {index + 1}); a key is a single "
-                "line. Remove the extra lines, or pass a file with only the key in it."
-            )
-        if char.isspace():
-            raise ApiKeyError(
-                f"{source} contains whitespace (at character {index + 1}); remove the spaces "
-                "around or inside the key, as copied from the platform."
-            )
-    if not text.startswith(_KEY_PREFIXES):
-        hint = ""
-        if text.lower().startswith(_KEY_PREFIXES):
-            hint = " (the prefix must be lower case)"
-        elif text.startswith("cs_"):
-            hint = " (only live and test keys exist)"
-        raise ApiKeyError(
-            f"{source} does not start with cs_live_ or cs_test_{hint}; copy the key from the "
-            f"platform's API settings page."
-        )
-    token = text[8:]
-    if len(token) < KEY_TOKEN_MIN:
-        raise ApiKeyError(
-            f"{source} is too short: {len(token)} characters follow the prefix, a real key has at "
-            f"least {KEY_TOKEN_MIN}. Copy the whole key, not a placeholder."
-        )
-    if len(token) > KEY_TOKEN_MAX:
-        raise ApiKeyError(
-            f"{source} is too long: more than {KEY_TOKEN_MAX} characters follow the prefix. Check "
-            "that only the key was copied."
-        )
-    if not _KEY_TOKEN.fullmatch(token):
-        position = next(i for i, c in enumerate(token) if not _KEY_TOKEN.fullmatch(c)) + 9
-        raise ApiKeyError(
-            f"{source} has a character that is not a letter, digit, '_' or '-' (at character "
-            f"{position}); copy the key again from the platform."
-        )
-
-
-def load_api_key(
-    *, key_file: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
-) -> ApiKey:
-    """The key for a run: from ``key_file`` when given (``--api-key-file``), else
-    ``$COLDSEND_API_KEY``."""
-    if key_file is not None:
-        return ApiKey.from_file(key_file)
-    return ApiKey.from_env(environ)
-
-
-# --------------------------------------------------------------------------------------------------
-# Scrubbing what the server sends back
-# --------------------------------------------------------------------------------------------------
-
-_REDACTED: Final = "[redacted]"
-# Below this length a secret is also a common word fragment ("abc" in "abcdef"), so it is only
-# removed where it stands alone, not inside other words.
-_SUBSTRING_MIN: Final = 6
-_SECRET_KEY_NAME = re.compile(r"pass(word)?|secret|api[_-]?key|token|authorization", re.IGNORECASE)
-
-
-class ApiScrubber:
-    """Removes given secrets from text and JSON values, however the server may have quoted them.
-
-    A secret is looked for as it is, JSON-escaped (as it appears inside an echoed JSON body) and
-    percent-encoded (as in an echoed form or URL). JSON objects also lose every value under a key
-    that names a secret (``smtp_password``, ``api_key``...), whatever its value."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        forms: set[str] = set()
-        for secret in secrets:
-            if not secret:
-                continue
-            forms.add(secret)
-            forms.add(json.dumps(secret)[1:-1])
-            forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
-            from urllib.parse import quote, quote_plus
-
-            forms.add(quote(secret, safe=""))
-            forms.add(quote_plus(secret, safe=""))
-        long_forms = sorted((f for f in forms if len(f) >= _SUBSTRING_MIN), key=len, reverse=True)
-        short_forms = sorted((f for f in forms if len(f) < _SUBSTRING_MIN), key=len, reverse=True)
-        parts = [re.escape(f) for f in long_forms]
-        parts += [rf"(?<![A-Za-z0-9]){re.escape(f)}(?![A-Za-z0-9])" for f in short_forms]
-        self._pattern = re.compile("|".join(parts)) if parts else None
-
-    @classmethod
-    def for_request(cls, api_key: ApiKey, *payloads: Mapping[str, Any]) -> ApiScrubber:
-        """A scrubber for the key and every password of ``payloads``."""
-        secrets = [api_key.reveal()]
-        for payload in payloads:
-            secrets.extend(_payload_secrets(payload))
-        return cls(secrets)
-
-    def logging_filter(self) -> logging.Filter:
-        """A filter for a log *handler* that removes the secrets from every record it passes.
-
-        inboxcheck never logs a secret, and httpx/httpcore never log request headers or bodies, but
-        httpcore logs *response* headers verbatim at DEBUG: a server that echoed a password into a
-        header would show there. Attach this to the handler that shows ``--debug`` output.
-        """
-        return _ScrubbingFilter(self)
-
-    def text(self, value: str) -> str:
-        if self._pattern is None:
-            return value
-        return self._pattern.sub(_REDACTED, value)
-
-    def json(self, value: Any) -> JsonValue:
-        """A JSON value with every secret removed; secret-named keys lose their values entirely."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, bool | int | float) or value is None:
-            return value
-        if isinstance(value, Mapping):
-            out: dict[str, JsonValue] = {}
-            for key, item in value.items():
-                name = self.text(str(key))
-                out[name] = _REDACTED if _SECRET_KEY_NAME.search(name) else self.json(item)
-            return out
-        if isinstance(value, list | tuple):
-            return [self.json(item) for item in value]
-        return self.text(str(value))
-
-
-class _ScrubbingFilter(logging.Filter):
-    def __init__(self, scrubber: ApiScrubber) -> None:
-        super().__init__()
-        self._scrub = scrubber
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = self._scrub.text(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        if record.exc_text:
-            record.exc_text = self._scrub.text(record.exc_text)
-        return True
-
-
-def _payload_secrets(payload: Mapping[str, Any]) -> list[str]:
-    return [
-        value for key, value in payload.items() if isinstance(value, str) and _SECRET_KEY_NAME.search(key)
-    ]
-
-
-# --------------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------------
-
-
-class InboxStatus(StrEnum):
-    """The created inbox's state on the platform."""
-
-    PENDING = "PENDING"
-    ACTIVE = "ACTIVE"
-    PAUSED = "PAUSED"
-    DISABLED = "DISABLED"
-
-
-class CreatedInbox(BaseModel):
-    """The platform's answer to a successful create ("Sender account added successfully").
-
-    Fields the platform adds beyond the documented ones are ignored.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    id: str
-    email_address: str
-    display_name: str
-    inbox_type: str
-    daily_limit: int
-    status: InboxStatus
-    created_at: datetime
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: object) -> object:
-        # Integer ids and UUIDs are both in use; the id is only ever shown and passed back.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return value
-
-
-class ApiOutcome(StrEnum):
-    """What became of one create call. Each has its own finding code and exit code."""
-
-    CREATED = "created"
-    KEY_REJECTED = "key_rejected"
-    REJECTED = "rejected"
-    DUPLICATE = "duplicate"
-    RATE_LIMITED = "rate_limited"
-    OUTCOME_UNKNOWN = "outcome_unknown"
-    SERVER_ERROR = "server_error"
-    UNREACHABLE = "unreachable"
-    UNEXPECTED_STATUS = "unexpected_status"
-    BAD_RESPONSE = "bad_response"
-
-    @property
-    def code(self) -> str:
-        """The stable finding code, e.g. ``api.key_rejected``."""
-        return f"api.{self.value}"
-
-    @property
-    def exit_code(self) -> int:
-        return int(ApiExit[self.name])
-
-    @property
-    def may_exist(self) -> bool:
-        """Whether the inbox may exist on the platform after this outcome (check before
-        retrying)."""
-        return self in _MAY_EXIST
-
-
-class ApiExit(IntEnum):
-    """Exit codes of the create step; above the check codes (0 pass, 1 fail, 2 usage, 3 could not
-    tell)."""
-
-    CREATED = 0
-    KEY_REJECTED = 4
-    REJECTED = 5
-    DUPLICATE = 6
-    RATE_LIMITED = 7
-    OUTCOME_UNKNOWN = 8
-    SERVER_ERROR = 9
-    UNREACHABLE = 10
-    UNEXPECTED_STATUS = 11
-    BAD_RESPONSE = 12
-
-
-_MAY_EXIST: Final = frozenset(
-    {
-        ApiOutcome.CREATED,
-        ApiOutcome.DUPLICATE,
-        ApiOutcome.OUTCOME_UNKNOWN,
-        ApiOutcome.SERVER_ERROR,
-        ApiOutcome.UNEXPECTED_STATUS,
-        ApiOutcome.BAD_RESPONSE,
-    }
-)
-
-
-class CreateOutcome(BaseModel):
-    """The result of :meth:`PlatformClient.create_sender_account`.
-
-    ``inbox`` is set only for :attr:`ApiOutcome.CREATED`. ``finding`` always describes the outcome
-    (``info`` for a created inbox). ``attempts`` counts the HTTP requests made; every one of them
-    carried ``idempotency_key``.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    outcome: ApiOutcome
-    finding: Finding
-    inbox: CreatedInbox | None = None
-    attempts: int = Field(ge=0)
-    idempotency_key: str
-    status_code: int | None = None
-    request_id: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome is ApiOutcome.CREATED
-
-    @property
-    def exit_code(self) -> int:
-        return self.outcome.exit_code
-
-    def raise_for_outcome(self) -> CreatedInbox:
-        """The created inbox, or :class:`ApiError` carrying this outcome."""
-        if self.inbox is not None and self.ok:
-            return self.inbox
-        raise CreateFailed(self)
-
-
-class CreateFailed(ApiError):
-    """A create call that did not create an inbox; ``outcome`` says what happened instead."""
-
-    def __init__(self, outcome: CreateOutcome) -> None:
-        self.outcome = outcome
-        self.exit_code = outcome.exit_code
-        text = outcome.finding.message
-        if outcome.finding.fix:
-            text = f"{text} {outcome.finding.fix}"
-        super().__init__(text)
-
-
-class BulkItem(BaseModel):
-    """One account's result in a bulk create, as far as the platform said."""
-
-    model_config = ConfigDict(frozen=True)
-
-    index: int
-    email_address: str | None = None
-    created: bool
-    inbox_id: str | None = None
-    field: str | None = None
-    message: str | None = None
-
-
-class BulkOutcome(BaseModel):
-    """The result of :meth:`PlatformClient.create_sender_accounts_bulk`.
-
-    ``outcome`` is :attr:`ApiOutcome.CREATED` when the platform accepted the batch, whatever each
-    item's result; ``items`` then holds one :class:`BulkItem` per account it reported on."""
-
-    model_config = ConfigDict(frozen=True)
-
-    outcome: ApiOutcome
-    finding: Finding
-    job_id: str | None = None
-    items: tuple[BulkItem, ...] = ()
-    attempts: int = Field(ge=0)
-    idempotency_key: str
-    status_code: int | None = None
-    request_id: str | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return self.outcome.exit_code
-
-
-# --------------------------------------------------------------------------------------------------
-# Parsing error bodies (pure)
-# --------------------------------------------------------------------------------------------------
-
-_MESSAGE_MAX: Final = 300
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,63}$")
-_REQUEST_ID_HEADERS: Final = (
-    "x-request-id",
-    "request-id",
-    "x-correlation-id",
-    "x-trace-id",
-    "cf-ray",
-)
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One problem the platform named in an error body; ``field`` is None when it named none."""
-
-    field: str | None
-    message: str | None
-
-
-def parse_error_body(body: Any) -> list[FieldError]:
-    """The problems an error body names, for the common shapes of JSON error bodies.
-
-    FastAPI ``{"detail": [{"loc": [..., "field"], "msg": ...}]}``, Rails/Django ``{"errors":
-    {"field": ["msg"]}}`` and ``{"errors": [{"field":..., "message":...}]}``, ``{"error":
-    {"field":..., "message":...}}``, ``{"error": "msg"}``, flat ``{"field":..., "message":...}`` and
-    ``{"detail"|"message"|"error_description": "msg"}``. The input value FastAPI echoes is never
-    read."""
-    if isinstance(body, str):
-        return [FieldError(None, body)] if body.strip() else []
-    if not isinstance(body, dict):
-        return []
-    problems: list[FieldError] = []
-    detail = body.get("detail")
-    if isinstance(detail, list):
-        for item in detail:
-            if isinstance(item, dict):
-                problems.append(FieldError(_field_from_loc(item.get("loc")), _text(item.get("msg"))))
-    elif isinstance(detail, str):
-        problems.append(FieldError(_field_name(body.get("field")), detail))
-    errors = body.get("errors")
-    if isinstance(errors, dict):
-        for name, messages in errors.items():
-            message = messages[0] if isinstance(messages, list) and messages else messages
-            problems.append(FieldError(_field_name(name), _text(message)))
-    elif isinstance(errors, list):
-        for item in errors:
-            if isinstance(item, dict):
-                field = _field_name(item.get("field") or item.get("param") or item.get("path"))
-                problems.append(FieldError(field, _text(item.get("message") or item.get("msg"))))
-            elif isinstance(item, str):
-                problems.append(FieldError(None, item))
-    error = body.get("error")
-    if isinstance(error, dict):
-        field = _field_name(error.get("field") or error.get("param"))
-        message = _text(error.get("message") or error.get("detail") or error.get("msg"))
-        if field or message:
-            problems.append(FieldError(field, message))
-    elif isinstance(error, str) and not problems:
-        problems.append(FieldError(_field_name(body.get("field")), _text(body.get("message")) or error))
-    if not problems:
-        message = _text(body.get("message") or body.get("error_description") or body.get("title"))
-        field = _field_name(body.get("field") or body.get("param"))
-        if field or message:
-            problems.append(FieldError(field, message))
-    return problems
-
-
-def _field_from_loc(loc: object) -> str | None:
-    if not isinstance(loc, list):
-        return None
-    names = [part for part in loc if isinstance(part, str) and part not in ("body", "query", "header")]
-    return _field_name(names[-1]) if names else None
-
-
-def _field_name(value: object) -> str | None:
-    if isinstance(value, str) and _FIELD_NAME.match(value):
-        return value
-    return None
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP-date, RFC 9110
-    §10.2.3).
-
-    None when absent or unreadable; an HTTP-date in the past is 0.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(int(value))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
 
 # --------------------------------------------------------------------------------------------------
 # The client
@@ -1111,7 +507,7 @@ class _Context:
 
 
 def _request_id(response: httpx.Response, scrub: ApiScrubber) -> str | None:
-    for name in _REQUEST_ID_HEADERS:
+    for name in REQUEST_ID_HEADERS:
         value = response.headers.get(name)
         if value:
             return scrub.text(value[:128])
@@ -1157,7 +553,7 @@ def _transport_failure(error: httpx.RequestError, ctx: _Context) -> _Made:
 
 def _exc_text(error: BaseException, scrub: ApiScrubber) -> str:
     text = str(error) or type(error).__name__
-    return scrub.text(text[:_MESSAGE_MAX])
+    return scrub.text(text[:MESSAGE_MAX])
 
 
 def _bad_response(data: Any, exc: Exception | None, ctx: _Context, *, bulk: bool = False) -> _Made:
@@ -1194,7 +590,7 @@ def _error_status(response: httpx.Response, body: bytes, ctx: _Context) -> _Made
         text = body[:_BODY_EXCERPT].decode("utf-8", "replace").strip()
         problems = [FieldError(None, text)] if text else []
     clean = [
-        FieldError(p.field, ctx.scrub.text(p.message[:_MESSAGE_MAX]) if p.message else None) for p in problems
+        FieldError(p.field, ctx.scrub.text(p.message[:MESSAGE_MAX]) if p.message else None) for p in problems
     ]
     fields = [p.field for p in clean if p.field]
     message = "; ".join(
@@ -1277,7 +673,7 @@ def _error_status(response: httpx.Response, body: bytes, ctx: _Context) -> _Made
         )
     location = response.headers.get("Location")
     if location:
-        evidence["location"] = ctx.scrub.text(location[:_MESSAGE_MAX])
+        evidence["location"] = ctx.scrub.text(location[:MESSAGE_MAX])
     return (
         ApiOutcome.UNEXPECTED_STATUS,
         Severity.ERROR,
@@ -1316,7 +712,7 @@ def _parse_bulk(data: Any, scrub: ApiScrubber) -> tuple[str, tuple[BulkItem, ...
                 if isinstance(inbox_id, str | int) and not isinstance(inbox_id, bool)
                 else None,
                 field=first.field,
-                message=scrub.text(first.message[:_MESSAGE_MAX]) if first.message else None,
+                message=scrub.text(first.message[:MESSAGE_MAX]) if first.message else None,
             )
         )
     return str(job), tuple(items)

@@ -27,12 +27,14 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from inboxcheck._api import BULK_MAX_ITEMS, ApiOutcome, PlatformClient
 from inboxcheck._batch import BatchSummary, read_batch, run_batch
-from inboxcheck._connect import choose_daily_limit
 from inboxcheck._errors import InboxcheckError
 from inboxcheck._models import Account, Finding, Verdict
 from inboxcheck._options import CheckOptions
+from inboxcheck.platform.client import PlatformClient
+from inboxcheck.platform.connect import choose_daily_limit
+from inboxcheck.platform.key import BULK_MAX_ITEMS
+from inboxcheck.platform.outcomes import ApiOutcome
 
 __all__ = ["ConnectBatchSummary", "CreateLine", "connect_batch"]
 

@@ -13,20 +13,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from inboxcheck._api import (
-    DEFAULT_BASE_URL,
-    DEFAULT_PATH,
-    ApiKey,
-    CreateOutcome,
-    PlatformClient,
-    _check_base_url,
-    _join,
-)
-from inboxcheck._core import as_account, build_options
 from inboxcheck._models import Account, Report, Status
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets
-from inboxcheck._runner import run_checks
+from inboxcheck._runner import as_account, build_options, run_checks
+from inboxcheck.platform.client import PlatformClient, _check_base_url, _join
+from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, ApiKey
+from inboxcheck.platform.outcomes import CreateOutcome
 
 if TYPE_CHECKING:
     import dns.asyncresolver
