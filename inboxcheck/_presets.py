@@ -2,12 +2,14 @@
 
 Presets are data, not code: hosts, ports, TLS modes, username rules, DNS expectations, authentication
 policy, sending caps, and the source of each fact. A preset is matched to an account by its SMTP or
-IMAP host, then by the domain's MX hosts, then by the account's ``inbox_type``.
+IMAP host, then by the domain's MX hosts, then by the account's ``inbox_type``. Consumer providers
+also list the address domains they host (``gmail.com``), so a bare address finds its preset.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inboxcheck._errors import PresetError
 from inboxcheck._models import InboxType
@@ -133,6 +135,8 @@ class Preset(_Data):
     unverified: bool = False
     status: str | None = None
     mx_patterns: tuple[str, ...] = ()
+    # Consumer address domains the provider hosts (gmail.com, aol.com): exact names, not globs.
+    address_domains: tuple[str, ...] = ()
     smtp: ServiceSpec = ServiceSpec()
     imap: ServiceSpec = ServiceSpec()
     auth: AuthPolicy = AuthPolicy()
@@ -140,6 +144,19 @@ class Preset(_Data):
     limits: Limits = Limits()
     notes: tuple[str, ...] = ()
     sources: tuple[Source, ...] = ()
+
+    @field_validator("address_domains")
+    @classmethod
+    def _plain_domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
+        for domain in domains:
+            # Stored exactly as lookups normalise them, so an exact comparison is enough.
+            if not _ADDRESS_DOMAIN.fullmatch(domain):
+                raise ValueError(
+                    f"{domain!r} is not a lower-case domain name (no '@', no wildcard, no final dot)"
+                )
+        if len(set(domains)) != len(domains):
+            raise ValueError("an address domain is listed twice")
+        return domains
 
     @model_validator(mode="after")
     def _one_preferred(self) -> Preset:
@@ -161,6 +178,13 @@ class Preset(_Data):
 
     def matches_mx(self, host: str) -> bool:
         return _glob_any(host, self.mx_patterns)
+
+
+_ADDRESS_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
+
+
+def _normal_domain(domain: str) -> str:
+    return domain.strip().lower().rstrip(".")
 
 
 def _glob_any(host: str, patterns: Iterable[str]) -> bool:
@@ -194,6 +218,12 @@ class Presets:
             if preset.id in self._by_id:
                 raise PresetError(f"two presets have the id {preset.id!r}")
             self._by_id[preset.id] = preset
+        self._by_address_domain: dict[str, Preset] = {}
+        for preset in self._by_id.values():
+            for domain in preset.address_domains:
+                other = self._by_address_domain.setdefault(domain, preset)
+                if other is not preset:
+                    raise PresetError(f"the presets {other.id!r} and {preset.id!r} both claim {domain!r}")
         self.source = source
 
     def __iter__(self) -> Iterator[Preset]:
@@ -224,6 +254,14 @@ class Presets:
                 if preset.matches_mx(host):
                     return preset
         return None
+
+    def by_address_domain(self, domain: str) -> Preset | None:
+        """The preset of the provider hosting addresses at ``domain`` (``aol.com``), or None.
+
+        An exact, case-insensitive match against ``address_domains``: a subdomain is another domain.
+        Custom domains are never listed; their provider shows in their MX hosts (:meth:`by_mx`).
+        """
+        return self._by_address_domain.get(_normal_domain(domain))
 
     def for_inbox_type(self, inbox_type: InboxType) -> Preset | None:
         preset_id = _DEFAULT_FOR_TYPE[inbox_type]

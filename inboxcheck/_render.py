@@ -290,6 +290,8 @@ def describe_preset(preset: Preset) -> str:
             lines.append(f"    also: {', '.join(service.host_patterns)}")
     if preset.mx_patterns:
         lines.append(f"  MX: {', '.join(preset.mx_patterns)}")
+    if preset.address_domains:
+        lines.append(f"  addresses: {', '.join(preset.address_domains)}")
     auth = preset.auth
     lines.append(
         f"  login: app password {'required' if auth.app_password_required else 'not required'}; "
