@@ -1,0 +1,151 @@
+"""Pure rules for discovery: what the platform's payload can express, where a password may go, and
+which candidate wins. No I/O: tested exhaustively on their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from pydantic import JsonValue
+
+from inboxcheck._presets import TlsMode
+from inboxcheck.discovery.model import Candidate, MailProtocol, ProbeResult, SourceKind
+
+__all__ = [
+    "base_domain",
+    "expressible",
+    "merge",
+    "payload_fields",
+    "rank_key",
+    "under",
+]
+
+SMTP_IMPLICIT_PORT: Final = 465
+_SOURCE_RANK: Final = {kind: rank for rank, kind in enumerate(SourceKind)}
+_RESULT_RANK: Final = {
+    ProbeResult.LOGGED_IN: 0,
+    ProbeResult.AUTH_OFFERED: 1,
+    ProbeResult.NOT_PROBED: 2,
+    ProbeResult.UNREACHABLE: 3,
+    ProbeResult.LOGIN_FAILED: 4,
+    ProbeResult.NO_AUTH: 5,
+    ProbeResult.TLS_FAILED: 6,
+    ProbeResult.PROTOCOL_ERROR: 7,
+    ProbeResult.NO_TLS: 8,
+    ProbeResult.NOT_FOUND: 9,
+    ProbeResult.NOT_EXPRESSIBLE: 10,
+}
+
+
+def expressible(protocol: MailProtocol, port: int, tls: TlsMode) -> str | None:
+    """Why the platform's payload cannot say this endpoint, or None when it can.
+
+    ``smtp_use_tls`` true means implicit TLS on 465 and STARTTLS on any other port, so implicit TLS
+    elsewhere (and STARTTLS on 465) cannot be written down. ``imap_use_ssl`` true is implicit TLS,
+    false is STARTTLS, on any port. A connection without TLS is never chosen: no password goes over it.
+    """
+    if tls is TlsMode.NONE:
+        return "it has no encryption, and a password is never sent in clear text"
+    if protocol is MailProtocol.SMTP:
+        if tls is TlsMode.IMPLICIT and port != SMTP_IMPLICIT_PORT:
+            return (
+                f"the payload can say implicit TLS for SMTP only on port {SMTP_IMPLICIT_PORT} "
+                f"(smtp_use_tls on any other port means STARTTLS), and this is port {port}"
+            )
+        if tls is TlsMode.STARTTLS and port == SMTP_IMPLICIT_PORT:
+            return f"the payload's smtp_use_tls on port {SMTP_IMPLICIT_PORT} means implicit TLS, not STARTTLS"
+    return None
+
+
+# Second-level labels under which registrations happen in many country domains (co.uk, com.au).
+_SECOND_LEVEL: Final = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "gen"})
+
+
+def base_domain(host: str) -> str:
+    """The domain a host name belongs to, for the credential rule: the last two labels, or three under
+    a country domain's ``co``/``com``-style second level (``mx.provider.co.uk`` -> ``provider.co.uk``).
+
+    A public-suffix list would be exact; erring towards the longer name only ever withholds a password.
+    """
+    labels = host.lower().rstrip(".").split(".")
+    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL:
+        return ".".join(labels[-3:])
+    return ".".join(labels[-2:])
+
+
+def under(host: str, domain: str) -> bool:
+    """``host`` is ``domain`` or a name below it."""
+    name, parent = host.lower().rstrip("."), domain.lower().rstrip(".")
+    return bool(parent) and (name == parent or name.endswith("." + parent))
+
+
+def rank_key(candidate: Candidate, *, given: Mapping[str, JsonValue] | None = None) -> tuple[int, ...]:
+    """Lower is better: expressible, then working, then agreeing with what the user gave, then a host
+    a password may go to, then the source (preset first), then implicit TLS (RFC 8314 section 3),
+    then the source's own order (kept in ``evidence["order"]``)."""
+    mismatches = 0
+    if given:
+        prefix = candidate.protocol.value
+        if given.get(f"{prefix}_host") not in (None, candidate.host):
+            mismatches += 1
+        if given.get(f"{prefix}_port") not in (None, candidate.port):
+            mismatches += 1
+        tls_field = "smtp_use_tls" if candidate.protocol is MailProtocol.SMTP else "imap_use_ssl"
+        wanted = given.get(tls_field)
+        if wanted is not None and wanted != tls_flag(candidate):
+            mismatches += 1
+    order = candidate.evidence.get("order", 0)
+    return (
+        0 if expressible(candidate.protocol, candidate.port, candidate.tls) is None else 1,
+        _RESULT_RANK[candidate.result],
+        mismatches,
+        0 if candidate.trusted else 1,
+        _SOURCE_RANK[candidate.source],
+        # A preset's own order (its preferred endpoint first) is the provider's word; elsewhere RFC 8314.
+        0 if candidate.tls is TlsMode.IMPLICIT or candidate.source is SourceKind.PRESET else 1,
+        order if isinstance(order, int) else 0,
+    )
+
+
+def tls_flag(candidate: Candidate) -> bool:
+    """The payload's ``smtp_use_tls`` / ``imap_use_ssl`` value for an expressible candidate."""
+    if candidate.protocol is MailProtocol.SMTP:
+        return candidate.tls is not TlsMode.NONE
+    return candidate.tls is TlsMode.IMPLICIT
+
+
+def merge(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """One candidate per (protocol, host, port, TLS): the most trusted source leads, every source kept."""
+    merged: dict[tuple[str, str, int, str], Candidate] = {}
+    for candidate in candidates:
+        seen = merged.get(candidate.key)
+        if seen is None:
+            merged[candidate.key] = candidate
+            continue
+        best, other = (
+            (candidate, seen)
+            if _SOURCE_RANK[candidate.source] < _SOURCE_RANK[seen.source]
+            else (seen, candidate)
+        )
+        merged[candidate.key] = best.model_copy(
+            update={
+                "sources": tuple(dict.fromkeys(best.sources + other.sources)),
+                "username": best.username or other.username,
+                "trusted": best.trusted or other.trusted,
+            }
+        )
+    return list(merged.values())
+
+
+def payload_fields(smtp: Candidate, imap: Candidate, *, address: str) -> dict[str, JsonValue]:
+    """The payload's host, port, TLS and username fields for a chosen pair."""
+    return {
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "smtp_use_tls": tls_flag(smtp),
+        "smtp_username": smtp.username or address,
+        "imap_host": imap.host,
+        "imap_port": imap.port,
+        "imap_use_ssl": tls_flag(imap),
+        "imap_username": imap.username or address,
+    }
