@@ -53,6 +53,8 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
     "inboxcheck._render": ("Format", "JsonRenderer", "TextRenderer"),
     "inboxcheck._runner": ("check", "check_sync"),
     "inboxcheck._schema": ("report_schema",),
+    "inboxcheck.discovery.model": ("Candidate", "Discovery"),
+    "inboxcheck.discovery.run": ("discover", "discover_sync"),
     "inboxcheck.platform.batch": ("ConnectBatchSummary", "connect_batch"),
     "inboxcheck.platform.client": ("PlatformClient",),
     "inboxcheck.platform.connect": ("ConnectResult", "DailyLimitChoice", "connect", "connect_sync"),
@@ -199,6 +201,18 @@ if TYPE_CHECKING:
     )
     from inboxcheck._schema import (
         report_schema as report_schema,
+    )
+    from inboxcheck.discovery.model import (
+        Candidate as Candidate,
+    )
+    from inboxcheck.discovery.model import (
+        Discovery as Discovery,
+    )
+    from inboxcheck.discovery.run import (
+        discover as discover,
+    )
+    from inboxcheck.discovery.run import (
+        discover_sync as discover_sync,
     )
     from inboxcheck.platform.batch import (
         ConnectBatchSummary as ConnectBatchSummary,

@@ -603,6 +603,142 @@ def diagnose(
     sys.exit(result.exit_code)
 
 
+@cli.command()
+@click.argument("address", metavar="ADDRESS")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format on stdout.",
+)
+@click.option(
+    "--write",
+    "write",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the payload found (without passwords, mode 0600) to this file, for check and connect.",
+)
+@click.option("--force", is_flag=True, help="With --write: replace the file if it exists.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=600),
+    default=10.0,
+    show_default=True,
+    help="Seconds allowed for each network step.",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    default=60.0,
+    show_default=True,
+    help="Seconds allowed for the whole discovery.",
+)
+@click.option(
+    "--nameserver",
+    "nameservers",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Send all DNS lookups to this server instead of the system resolver (repeatable).",
+)
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also trust the CA certificates in this PEM file (mail servers and autoconfig web servers).",
+)
+@click.option(
+    "--trust-host",
+    "trust_hosts",
+    multiple=True,
+    metavar="HOST",
+    help="Allow the password to go to this discovered host outside the address's domain (repeatable).",
+)
+@click.option("--no-probe", is_flag=True, help="Only gather the settings; connect to no mail server.")
+@click.option(
+    "--autoconfig-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    metavar="PORT",
+    help="Fetch autoconfig files from this HTTPS port instead of 443 (for test labs).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show the sources asked and informational findings.")
+def discover(
+    address: str,
+    fmt: str,
+    write: Path | None,
+    force: bool,
+    timeout: float,
+    deadline: float,
+    nameservers: tuple[str, ...],
+    ca_file: Path | None,
+    trust_hosts: tuple[str, ...],
+    no_probe: bool,
+    autoconfig_port: int | None,
+    verbose: bool,
+) -> None:
+    """Find the SMTP and IMAP settings of ADDRESS and try them.
+
+    Asks, together: the provider presets (by the address's domain and its MX hosts), the domain's
+    RFC 6186 service records, its autoconfig files (HTTPS only), then guesses. Each endpoint is
+    probed without a password; with INBOXCHECK_SMTP_PASSWORD (and INBOXCHECK_IMAP_PASSWORD) set it
+    is logged in to, but only on a preset's host or one under the address's domain or its MX host's
+    domain (or a --trust-host). Exit 0: a working pair; 1: nothing works; 3: could not tell.
+    """
+    import asyncio
+
+    from inboxcheck._input import ENV_IMAP_PASSWORD, ENV_SMTP_PASSWORD
+    from inboxcheck._options import parse_nameserver
+    from inboxcheck._runner import build_options
+    from inboxcheck.discovery.run import discover as run_discover
+    from inboxcheck.discovery.write import refuse_existing, write_payload
+
+    if write is not None and not force:
+        refuse_existing(write)
+    options = build_options(
+        None,
+        {
+            "timeout": timeout,
+            "deadline": deadline,
+            "nameservers": tuple(parse_nameserver(n) for n in nameservers),
+            "ca_file": ca_file,
+        },
+    )
+    smtp_password = os.environ.get(ENV_SMTP_PASSWORD) or None
+    imap_password = os.environ.get(ENV_IMAP_PASSWORD) or None
+    if smtp_password or imap_password:
+        _notice("passwords taken from the environment; each is sent only where a password may go")
+    result = asyncio.run(
+        run_discover(
+            address,
+            smtp_password=smtp_password,
+            imap_password=imap_password,
+            options=options,
+            trust_hosts=trust_hosts,
+            autoconfig_port=autoconfig_port,
+            probe=not no_probe,
+        )
+    )
+    if fmt == "json":
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        from inboxcheck._render import render_discovery
+
+        stdout = sys.stdout
+        click.echo(
+            render_discovery(
+                result, colour=_colour_wanted(stdout), unicode=_unicode_ok(stdout), verbose=verbose
+            ),
+            nl=False,
+        )
+    if write is not None:
+        if result.account is None:
+            _notice(f"nothing written to {write}: no settings were found")
+        else:
+            write_payload(write, result.account, replace=force)
+            _notice(f"wrote the payload (no passwords) to {write}")
+    sys.exit(result.exit_code)
+
+
 @cli.group(cls=_Group, invoke_without_command=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context

@@ -17,6 +17,7 @@ from inboxcheck._models import CheckResult, Finding, Report, Severity, Status, V
 if TYPE_CHECKING:
     from inboxcheck._diagnose import Diagnosis
     from inboxcheck._presets import Preset
+    from inboxcheck.discovery.model import Discovery
     from inboxcheck.platform.connect import ConnectResult
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "describe_preset",
     "render_connect",
     "render_diagnosis",
+    "render_discovery",
     "renderer_for",
 ]
 
@@ -268,6 +270,86 @@ def render_diagnosis(result: Diagnosis, *, colour: bool, unicode: bool, verbose:
         lines.append("")
         changes = ", ".join(f"{k} = {json.dumps(v)}" for k, v in result.suggested_changes.items())
         lines.append(bold(f"Suggested change to the account payload: {changes}"))
+    return "\n".join(lines) + "\n"
+
+
+def _printable(text: str) -> str:
+    """Text from a server or a DNS record, with control characters shown as escapes, not obeyed."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def render_discovery(result: Discovery, *, colour: bool, unicode: bool, verbose: bool) -> str:
+    """The chosen settings and where each came from, every candidate and what it did, the sources
+    asked, then the findings."""
+    from inboxcheck.discovery.model import MailProtocol, ProbeResult
+
+    renderer = TextRenderer(colour=colour, unicode=unicode, verbose=verbose)
+
+    def bold(value: str) -> str:
+        return click.style(value, bold=True) if colour else value
+
+    preset = f" · preset {result.preset}" if result.preset else ""
+    lines = [bold(f"inboxcheck {result.tool_version} · discover {result.email_address}{preset}"), ""]
+    if result.account is not None:
+        lines.append(bold("Settings:"))
+        width = max(len(key) for key in result.account)
+        for key, value in result.account.items():
+            source = result.filled.get(key)
+            text = _printable(value if isinstance(value, str) else json.dumps(value))
+            lines.append(f"  {key.ljust(width)}  {text}" + (f"   <- {_printable(source)}" if source else ""))
+    else:
+        lines.append(bold("Settings: none found that work."))
+    lines.append("")
+    lines.append(bold("Candidates tried (best first):"))
+    works = {ProbeResult.LOGGED_IN, ProbeResult.AUTH_OFFERED}
+    for protocol in MailProtocol:
+        for c in (c for c in result.candidates if c.protocol is protocol):
+            if c.result in works:
+                status = Status.PASS
+            elif c.result.could_not_tell:
+                status = Status.ERROR
+            elif c.result is ProbeResult.NOT_EXPRESSIBLE:
+                status = Status.SKIPPED
+            else:
+                status = Status.FAIL
+            chosen = " [chosen]" if c.chosen else ""
+            password = {"sent": ", password sent", "withheld": ", password withheld"}.get(
+                c.credential.value, ""
+            )
+            lines.append(
+                f"  {renderer._mark(status)} {protocol.value.upper():4} {_printable(c.where)}  "
+                f"{c.result.value}{password}{chosen}  from {_printable(c.sources[0] if c.sources else '?')}"
+            )
+            if c.reason:
+                lines.append(f"        {_printable(c.reason)}")
+    if verbose and result.lookups:
+        lines.append("")
+        lines.append(bold("Sources asked:"))
+        for lookup in result.lookups:
+            lines.append(
+                f"  {lookup.source.value:10} {_printable(lookup.target)}: {lookup.outcome}"
+                + (f" ({_printable(lookup.detail)})" if lookup.detail else "")
+            )
+    shown = [f for f in result.findings if verbose or f.severity is not Severity.INFO]
+    if shown:
+        lines.append("")
+        lines.append(bold("Findings:"))
+        for item in shown:
+            clean = item.model_copy(
+                update={
+                    "message": _printable(item.message),
+                    "fix": _printable(item.fix) if item.fix else None,
+                    "evidence": {
+                        k: _printable(v) if isinstance(v, str) else v for k, v in item.evidence.items()
+                    },
+                }
+            )
+            lines.extend(renderer._finding(clean))
+    verdict = click.style(result.verdict.value.upper(), fg=_VERDICT_COLOUR[result.verdict], bold=True)
+    lines.append("")
+    lines.append(
+        f"Verdict: {verdict if colour else result.verdict.value.upper()} in {result.duration_ms / 1000:.1f} s"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ EXPECTED = {
     "BatchSummary",
     "BulkItem",
     "BulkOutcome",
+    "Candidate",
     "CheckContext",
     "ConnectBatchSummary",
     "CheckOptions",
@@ -29,6 +30,7 @@ EXPECTED = {
     "CreatedInbox",
     "DailyLimitChoice",
     "DailyLimitRecommendation",
+    "Discovery",
     "Family",
     "FieldProblem",
     "Finding",
@@ -60,6 +62,8 @@ EXPECTED = {
     "connect",
     "connect_batch",
     "connect_sync",
+    "discover",
+    "discover_sync",
     "load_account",
     "load_api_key",
     "load_presets",
@@ -79,7 +83,7 @@ def test_public_api_is_pinned() -> None:
 def test_importing_the_package_loads_no_heavy_dependency() -> None:
     code = (
         "import sys, inboxcheck; "
-        "heavy = [m for m in ('pydantic', 'dns', 'aiosmtplib', 'aioimaplib', 'httpx') if m in sys.modules]; "
+        "heavy = [m for m in ('pydantic', 'dns', 'aiosmtplib', 'aioimaplib', 'httpx', 'defusedxml') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
