@@ -22,7 +22,7 @@ import json
 import os
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from inboxcheck._check import CheckSpec
 from inboxcheck._errors import AccountError, InboxcheckError
 from inboxcheck._input import FIELD_RULES, parse_account
-from inboxcheck._models import Account, Report, Verdict
+from inboxcheck._models import Account, CheckResult, Report, Verdict
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets, load_presets
 
@@ -68,6 +68,8 @@ class _Item:
     account: Account | None = None
     email: str | None = None
     error: str | None = None
+    # A partial payload (email_address and what the user knows), completed by discovery when checked.
+    partial: dict[str, Any] | None = None
 
 
 @dataclass
@@ -129,7 +131,12 @@ def _csv_value(name: str, text: str) -> object:
 
 
 def _parse(line: int, data: object, env: dict[str, str]) -> _Item:
+    from inboxcheck.discovery.complete import is_partial
+
     email = data.get("email_address") if isinstance(data, dict) else None
+    if is_partial(data):
+        assert isinstance(data, dict) and isinstance(email, str)
+        return _Item(line, email=email, partial=dict(data))
     try:
         account = parse_account(data, source=f"line {line}", env=env)
     except AccountError as exc:
@@ -338,8 +345,12 @@ async def run_batch(
     on_result: ResultCallback | None = None,
     env: dict[str, str] | None = None,
     specs: Sequence[CheckSpec] | None = None,
+    discovery: Mapping[str, Any] | None = None,
 ) -> BatchSummary:
-    """Check every account in ``path``; write each result as it finishes; return the summary."""
+    """Check every account in ``path``; write each result as it finishes; return the summary.
+
+    A line with only ``email_address`` (and what the user knows) is completed by discovery first
+    (``discovery`` holds its ``trust_hosts`` and ``autoconfig_port``)."""
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks
     from inboxcheck.dns.client import DnsClient, make_resolver
@@ -370,7 +381,32 @@ async def run_batch(
         if on_result is not None:
             on_result(record)
 
+    async def complete(item: _Item) -> tuple[CheckResult, ...]:
+        from inboxcheck.discovery.complete import complete_payload
+
+        assert item.partial is not None
+        try:
+            completion = await complete_payload(
+                item.partial,
+                options=options,
+                source=f"line {item.line}",
+                presets=presets,
+                ssl_context=tls,
+                dns_client=dns_client,
+                **(discovery or {}),
+            )
+            item.account = parse_account(
+                completion.payload,
+                source=f"line {item.line}",
+                env=env if env is not None else dict(os.environ),
+            )
+        except AccountError as exc:
+            item.error = str(exc)
+            return ()
+        return (completion.result(),)
+
     async def check_one(item: _Item) -> None:
+        leading = await complete(item) if item.partial is not None else ()
         if item.account is None:
             summary.invalid_lines.append(item.line)
             finish(BatchLine(line=item.line, email_address=item.email, verdict="invalid", error=item.error))
@@ -384,6 +420,7 @@ async def run_batch(
                 ssl_context=tls,
                 dns_client=dns_client,
                 specs=specs,
+                leading=leading,
             )
         finish(
             BatchLine(

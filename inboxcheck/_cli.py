@@ -19,7 +19,7 @@ import click
 from inboxcheck._version import __version__
 
 if TYPE_CHECKING:
-    from inboxcheck._models import Account
+    from inboxcheck._models import Account, CheckResult
     from inboxcheck._options import CheckOptions
     from inboxcheck.platform.batch import ConnectBatchSummary
     from inboxcheck.platform.key import ApiKey
@@ -179,25 +179,73 @@ def _options_from(params: dict[str, Any]) -> CheckOptions:
     )
 
 
-def _load_account_for_cli(source: str) -> Account:
-    from inboxcheck._input import PasswordSource, load_account
+def _load_account_for_cli(
+    source: str, options: CheckOptions | None = None, discovery: dict[str, Any] | None = None
+) -> tuple[Account, tuple[CheckResult, ...]]:
+    """The account, and the ``account.discovered`` result when a partial payload was completed."""
+    import asyncio
+
+    from inboxcheck._input import PasswordSource, parse_account, read_json
 
     interactive = source != "-" and sys.stdin.isatty()
 
     def ask(label: str) -> str:
         return str(click.prompt(label, hide_input=True, err=True, default="", show_default=False))
 
+    data, name = read_json(source)
+    leading: tuple[CheckResult, ...] = ()
+    if options is not None:
+        from inboxcheck.discovery.complete import complete_payload, is_partial
+
+        if is_partial(data):
+            assert isinstance(data, dict)
+            if sys.stderr.isatty():
+                _notice(f"discovering the settings {name} leaves out ...")
+            completion = asyncio.run(
+                complete_payload(data, options=options, source=name, **(discovery or {}))
+            )
+            data = completion.payload
+            leading = (completion.result(),)
+            _notice(f"filled by discovery: {', '.join(completion.filled) or 'nothing'}")
     sources = PasswordSource()
-    account = load_account(source, prompt=ask if interactive else None, sources=sources)
+    account = parse_account(data, source=name, prompt=ask if interactive else None, sources=sources)
     for field, origin in sources.items():
         if origin != "file":
             _notice(f"{field} taken from {origin}")
-    return account
+    return account, leading
+
+
+def _discovery_options(function: _Command) -> _Command:
+    """Options for completing a partial payload (only email_address and what the user knows)."""
+    decorators = [
+        click.option(
+            "--trust-host",
+            "trust_hosts",
+            multiple=True,
+            metavar="HOST",
+            help="With a partial payload: accept this discovered host outside the address's domain.",
+        ),
+        click.option(
+            "--autoconfig-port",
+            type=click.IntRange(1, 65535),
+            default=None,
+            metavar="PORT",
+            help="With a partial payload: fetch autoconfig files from this HTTPS port (for test labs).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def _discovery_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {"trust_hosts": params.pop("trust_hosts"), "autoconfig_port": params.pop("autoconfig_port")}
 
 
 @cli.command()
 @click.argument("account", metavar="ACCOUNT", required=False)
 @_check_options
+@_discovery_options
 @click.option(
     "--batch",
     "batch",
@@ -261,6 +309,7 @@ def check(
         raise click.UsageError("--retry-errors goes with --resume")
     if resume and output is None:
         raise click.UsageError("--resume needs --output: the output file is what a run resumes from")
+    discovery = _discovery_params(params)
     options = _options_from(params)
     if batch is not None:
         _run_batch(
@@ -272,12 +321,13 @@ def check(
             retry_errors=retry_errors,
             concurrency=concurrency,
             per_host=per_host,
+            discovery=discovery,
         )
     assert account is not None
-    parsed = _load_account_for_cli(account)
+    parsed, leading = _load_account_for_cli(account, options, discovery)
     if sys.stderr.isatty():
         _notice(f"checking {parsed.email_address} ...")
-    report = asyncio.run(run_checks(parsed, options=options))
+    report = asyncio.run(run_checks(parsed, options=options, leading=leading))
     if _debug_enabled():
         for result in report.checks:
             if result.traceback:
@@ -302,6 +352,7 @@ def _run_batch(
     retry_errors: bool,
     concurrency: int,
     per_host: int,
+    discovery: dict[str, Any],
 ) -> NoReturn:
     import asyncio
     import time
@@ -347,6 +398,7 @@ def _run_batch(
             concurrency=concurrency,
             per_host=per_host,
             on_result=on_result,
+            discovery=discovery,
         )
     )
     if progress:
@@ -359,6 +411,7 @@ def _run_batch(
 @cli.command()
 @click.argument("account", metavar="ACCOUNT", required=False)
 @_check_options
+@_discovery_options
 @click.option(
     "--batch",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -443,6 +496,7 @@ def connect(
             api_key = None
     for warning in caught:
         _notice(f"warning: {warning.message}")
+    discovery = _discovery_params(params)
     options = _options_from(params)
     if (account is None) == (batch is None):
         raise click.UsageError("give either ACCOUNT or --batch FILE")
@@ -462,9 +516,10 @@ def connect(
             per_host=per_host,
             base_url=api_url or DEFAULT_BASE_URL,
             api_path=api_path or DEFAULT_PATH,
+            discovery=discovery,
         )
     assert account is not None
-    parsed = _load_account_for_cli(account)
+    parsed, leading = _load_account_for_cli(account, options, discovery)
     if sys.stderr.isatty():
         _notice(f"checking {parsed.email_address} before creating it ...")
     result = asyncio.run(
@@ -478,6 +533,7 @@ def connect(
             base_url=api_url or DEFAULT_BASE_URL,
             path=api_path or DEFAULT_PATH,
             idempotency_key=idempotency_key,
+            leading=leading,
         )
     )
     if fmt == "json":
@@ -509,6 +565,7 @@ def _connect_batch(
     per_host: int,
     base_url: str,
     api_path: str,
+    discovery: dict[str, Any],
 ) -> NoReturn:
     import asyncio
 
@@ -541,6 +598,7 @@ def _connect_batch(
                 concurrency=concurrency,
                 per_host=per_host,
                 on_create=on_create,
+                discovery=discovery,
             )
 
     summary = asyncio.run(run())
@@ -552,6 +610,7 @@ def _connect_batch(
 @cli.command()
 @click.argument("account", metavar="ACCOUNT")
 @_check_options
+@_discovery_options
 @click.option(
     "--previous",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -581,12 +640,15 @@ def diagnose(
             raise click.UsageError(
                 f"--previous {previous}: not an inboxcheck JSON report ({type(exc).__name__})"
             ) from None
+    discovery = _discovery_params(params)
     options = _options_from(params)
-    parsed = _load_account_for_cli(account)
+    parsed, leading = _load_account_for_cli(account, options, discovery)
     if sys.stderr.isatty():
         _notice(f"diagnosing {parsed.email_address} ...")
     result = asyncio.run(
-        run_diagnose(parsed, options=options, previous=earlier, try_alternates=not no_alternates)
+        run_diagnose(
+            parsed, options=options, previous=earlier, try_alternates=not no_alternates, leading=leading
+        )
     )
     if fmt == "json":
         click.echo(result.model_dump_json(indent=2))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -369,6 +369,7 @@ async def diagnose(
     presets: Presets | None = None,
     resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    leading: Sequence[CheckResult] = (),
     **option_overrides: Any,
 ) -> Diagnosis:
     """Everything ``check`` does, then the ranked causes, what else is worth knowing, and the
@@ -393,6 +394,7 @@ async def diagnose(
         resolver=base.resolver,
         ssl_context=ssl_context,
         dns_client=base.dns,
+        leading=leading,
     )
     alternatives: list[Alternative] = []
     if try_alternates:

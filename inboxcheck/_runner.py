@@ -55,8 +55,12 @@ async def run_checks(
     specs: Sequence[CheckSpec] | None = None,
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    leading: Sequence[CheckResult] = (),
 ) -> Report:
-    """Check ``account`` and return the report. Never raises for what the account or network does."""
+    """Check ``account`` and return the report. Never raises for what the account or network does.
+
+    ``leading`` results (what discovery filled in a partial payload) open the report and count
+    towards its verdict."""
     options = options or CheckOptions()
     presets = presets if presets is not None else load_presets()
     if specs is None:
@@ -80,7 +84,7 @@ async def run_checks(
     )
     generated_at = now()
     started = clock()
-    results = await _run_all(ctx, selected)
+    results = [*leading, *await _run_all(ctx, selected)]
     redactor = _Redactor(account)
     results = [redactor.result(result) for result in results]
     findings = [f for result in results for f in result.findings]

@@ -88,9 +88,12 @@ def idempotency_key(url: str, line: int, email: str) -> str:
     return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
-def _output_state(path: Path) -> tuple[dict[int, str], set[int], dict[int, int]]:
+def _output_state(
+    path: Path, completed: dict[int, dict[str, Any]] | None = None
+) -> tuple[dict[int, str], set[int], dict[int, int]]:
     """Each line's check verdict, the lines already answered by the platform, and each line's
-    recommended daily limit (from its report)."""
+    recommended daily limit (from its report). ``completed`` receives the account each report
+    checked, for lines whose payload discovery completed."""
     verdicts: dict[int, str] = {}
     answered: set[int] = set()
     recommended: dict[int, int] = {}
@@ -108,6 +111,9 @@ def _output_state(path: Path) -> tuple[dict[int, str], set[int], dict[int, int]]
                 value = (report.get("recommended_daily_limit") or {}).get("value")
                 if isinstance(value, int):
                     recommended[number] = value
+                checks = report.get("checks") or []
+                if completed is not None and any(c.get("name") == "account.discovered" for c in checks):
+                    completed[number] = report.get("account") or {}
     return verdicts, answered, recommended
 
 
@@ -124,14 +130,34 @@ def _append(path: Path, record: BaseModel) -> None:
 
 
 def _to_create(
-    path: Path, verdicts: dict[int, str], answered: set[int], *, strict: bool, env: dict[str, str] | None
+    path: Path,
+    verdicts: dict[int, str],
+    answered: set[int],
+    *,
+    strict: bool,
+    env: dict[str, str] | None,
+    completed: dict[int, dict[str, Any]],
 ) -> Iterator[tuple[int, Account]]:
+    from inboxcheck._errors import AccountError
+    from inboxcheck._input import parse_account
+
     for item in read_batch(path, env=env):
         verdict = verdicts.get(item.line)
-        if item.account is None or verdict is None or item.line in answered:
+        account = item.account
+        if item.partial is not None and item.line in completed:
+            # Exactly the account that was checked: the report's fields, the line's passwords.
+            fields = {k: v for k, v in completed[item.line].items() if v is not None}
+            passwords = {k: v for k, v in item.partial.items() if k.endswith("_password")}
+            try:
+                account = parse_account(
+                    {**fields, **passwords}, source=f"line {item.line}", env=env if env is not None else None
+                )
+            except AccountError:
+                continue
+        if account is None or verdict is None or item.line in answered:
             continue
         if _gate_passes(verdict, strict=strict):
-            yield item.line, item.account
+            yield item.line, account
 
 
 async def connect_batch(
@@ -164,7 +190,8 @@ async def connect_batch(
         **batch_options,
     )
     summary = ConnectBatchSummary(check=checked)
-    verdicts, answered, recommended = _output_state(output)
+    completed: dict[int, dict[str, Any]] = {}
+    verdicts, answered, recommended = _output_state(output, completed)
     summary.blocked = sum(1 for v in verdicts.values() if not _gate_passes(v, strict=strict))
     url = str(client.url)
 
@@ -180,7 +207,7 @@ async def connect_batch(
         if on_create is not None:
             on_create(line)
 
-    pending = list(_to_create(path, verdicts, answered, strict=strict, env=env))
+    pending = list(_to_create(path, verdicts, answered, strict=strict, env=env, completed=completed))
     if bulk:
         for start in range(0, len(pending), BULK_MAX_ITEMS):
             group = pending[start : start + BULK_MAX_ITEMS]

@@ -7,13 +7,13 @@ The daily limit sent is the user's when given, the recommendation when not (or w
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from inboxcheck._models import Account, Report, Status
+from inboxcheck._models import Account, CheckResult, Report, Status
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets
 from inboxcheck._runner import as_account, build_options, run_checks
@@ -132,6 +132,7 @@ async def connect(
     presets: Presets | None = None,
     resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    leading: Sequence[CheckResult] = (),
     **option_overrides: Any,
 ) -> ConnectResult:
     """Preflight ``account``; create it on the platform only if no check failed.
@@ -154,6 +155,7 @@ async def connect(
         presets=presets,
         resolver=resolver,
         ssl_context=ssl_context,
+        leading=leading,
     )
     limit = choose_daily_limit(
         account.daily_limit,
