@@ -83,7 +83,8 @@ def test_public_api_is_pinned() -> None:
 def test_importing_the_package_loads_no_heavy_dependency() -> None:
     code = (
         "import sys, inboxcheck; "
-        "heavy = [m for m in ('pydantic', 'dns', 'aiosmtplib', 'aioimaplib', 'httpx', 'defusedxml') if m in sys.modules]; "
+        "heavy = [m for m in ('pydantic', 'dns', 'aiosmtplib', 'aioimaplib', 'httpx', 'defusedxml') "
+        "if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)

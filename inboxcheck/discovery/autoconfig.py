@@ -103,12 +103,19 @@ def parse_autoconfig(body: bytes, address: str) -> list[AutoconfigEndpoint]:
         port_text = (server.findtext("port") or "").strip()
         tls = _SOCKET_TYPES.get((server.findtext("socketType") or "").strip())
         username = server.findtext("username")
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535 or tls is None:
+        # isascii: str.isdigit() is also true for "²" and other digits int() refuses.
+        if (
+            not (port_text.isascii() and port_text.isdigit())
+            or not 1 <= int(port_text) <= 65535
+            or tls is None
+        ):
             continue
         try:
             _check_host(host)
         except ValueError:
             continue
+        if "." not in host.strip("."):
+            continue  # a single label is no server on the Internet (and never a mail provider's)
         endpoints.append(
             AutoconfigEndpoint(
                 protocol,
@@ -170,9 +177,13 @@ async def fetch_autoconfig(
     literal = f"[{address}]" if ":" in address else address
     timeout = ctx.step_timeout()
     try:
+        # httpx's own timeouts end a stalled connect or read cleanly; the outer one bounds the whole
+        # fetch (a server dripping a byte at a time never trips a per-read timeout).
         async with (
-            asyncio.timeout(timeout),
-            httpx.AsyncClient(verify=ssl_context, follow_redirects=False, trust_env=False) as client,
+            asyncio.timeout(timeout * 1.5),
+            httpx.AsyncClient(
+                verify=ssl_context, follow_redirects=False, trust_env=False, timeout=timeout
+            ) as client,
             client.stream(
                 "GET",
                 f"https://{literal}:{https_port}{path}",
@@ -201,9 +212,9 @@ async def fetch_autoconfig(
                 chunks.append(chunk)
             result.body = b"".join(chunks)
             return result
-    except TimeoutError:
+    except (TimeoutError, httpx.TimeoutException):
         result.kind = "timeout"
-        result.detail = f"the file did not arrive within {timeout:g} s"
+        result.detail = f"the file did not arrive within {timeout * 1.5:g} s"
     except httpx.HTTPError as exc:
         failure = classify_tls_error(exc)
         if failure is not None:

@@ -1,0 +1,314 @@
+"""Discovery against scripted peers: a DNS peer (every name is 127.0.0.1, no MX, no SRV), a web
+peer serving autoconfig over HTTPS, and SMTP/IMAP peers that record every byte a client sent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from inboxcheck._models import Severity, Verdict
+from inboxcheck._presets import TlsMode
+from inboxcheck.discovery import CredentialUse, Discovery, MailProtocol, ProbeResult, SourceKind, discover
+from tests.peers import DnsPeer, Peer, PeerCerts, PeerConn, secret_wire_forms
+
+ADDRESS = "jane@peer.test"
+PASSWORD = "Correct-Horse-Battery-9"
+CERT_NAMES = ("autoconfig.peer.test", "peer.test", "mail.other.test")
+
+
+@pytest.fixture(scope="module")
+def certs() -> PeerCerts:
+    return PeerCerts(extra_names=CERT_NAMES)
+
+
+async def smtp_script(conn: PeerConn, certs: PeerCerts) -> None:
+    """STARTTLS on a plain port; AUTH offered only after TLS; every password refused."""
+    await conn.send("220 mail.peer.test ESMTP\r\n")
+    tls = False
+    while line := await conn.line():
+        verb = line.split(b" ", 1)[0].upper()
+        if verb in (b"EHLO", b"HELO"):
+            extra = "250-AUTH PLAIN LOGIN\r\n" if tls else "250-STARTTLS\r\n"
+            await conn.send(f"250-mail.peer.test\r\n{extra}250 8BITMIME\r\n")
+        elif verb == b"STARTTLS" and not tls:
+            await conn.send("220 go ahead\r\n")
+            await conn.start_tls(certs.server_context("good"))
+            tls = True
+        elif verb == b"AUTH":
+            await conn.send("535 5.7.8 authentication failed\r\n")
+        elif verb == b"QUIT":
+            await conn.send("221 bye\r\n")
+            return
+        else:
+            await conn.send("502 5.5.2 what\r\n")
+
+
+async def imap_script(conn: PeerConn) -> None:
+    """Implicit TLS; LOGIN offered; every password refused."""
+    await conn.send("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
+    while line := await conn.line():
+        tag, _, rest = line.decode().partition(" ")
+        command = rest.split(" ", 1)[0].upper()
+        if command == "CAPABILITY":
+            await conn.send(f"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n")
+        elif command == "LOGOUT":
+            await conn.send(f"* BYE\r\n{tag} OK bye\r\n")
+            return
+        elif command in ("LOGIN", "AUTHENTICATE"):
+            await conn.send(f"{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
+        else:
+            await conn.send(f"{tag} BAD what\r\n")
+
+
+def config_xml(host: str, smtp_port: int, imap_port: int, smtp_tls: str = "STARTTLS") -> str:
+    return f"""<?xml version="1.0"?>
+<clientConfig version="1.1"><emailProvider id="peer.test">
+  <incomingServer type="imap"><hostname>{host}</hostname><port>{imap_port}</port>
+    <socketType>SSL</socketType><username>%EMAILADDRESS%</username></incomingServer>
+  <outgoingServer type="smtp"><hostname>{host}</hostname><port>{smtp_port}</port>
+    <socketType>{smtp_tls}</socketType><username>%EMAILADDRESS%</username></outgoingServer>
+</emailProvider></clientConfig>
+"""
+
+
+@dataclass
+class Web:
+    """An HTTPS peer answering every request with ``respond``; ``requests`` holds each request head."""
+
+    peer: Peer
+    requests: list[str]
+
+
+def web_peer(
+    certs: PeerCerts,
+    respond: Callable[[PeerConn, str], Awaitable[None]],
+    *,
+    tls: bool = True,
+) -> Web:
+    requests: list[str] = []
+
+    async def script(conn: PeerConn) -> None:
+        if not tls:
+            # What a plain-HTTP server says to a TLS handshake: a 400 in clear text.
+            await conn.reader.read(1)
+            await conn.send("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+            return
+        head: list[str] = []
+        while line := await conn.line():
+            head.append(line.decode("latin-1"))
+        requests.append("\n".join(head))
+        await respond(conn, "\n".join(head))
+
+    return Web(Peer(script, tls=certs.server_context("good") if tls else None), requests)
+
+
+def ok(body: str) -> Callable[[PeerConn, str], Awaitable[None]]:
+    async def respond(conn: PeerConn, head: str) -> None:
+        if "/.well-known/" in head.split("\n", 1)[0]:
+            await conn.send("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return
+        data = body.encode()
+        await conn.send(
+            f"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {len(data)}\r\n"
+            "Connection: close\r\n\r\n".encode()
+            + data
+        )
+
+    return respond
+
+
+@dataclass
+class Mail:
+    smtp: Peer
+    imap: Peer
+    dns: DnsPeer
+
+
+@pytest.fixture
+async def mail(certs: PeerCerts) -> AsyncIterator[Mail]:
+    async with (
+        Peer(lambda conn: smtp_script(conn, certs)) as smtp,
+        Peer(imap_script, tls=certs.server_context("good")) as imap,
+        DnsPeer() as dns_peer,
+    ):
+        yield Mail(smtp, imap, dns_peer)
+
+
+async def run(mail: Mail, certs: PeerCerts, web: Web | None = None, **kwargs: Any) -> Discovery:
+    return await discover(
+        ADDRESS,
+        nameservers=[mail.dns.nameserver],
+        ssl_context=certs.client_context(),
+        timeout=2,
+        deadline=20,
+        autoconfig_port=web.peer.port if web else 9,
+        **kwargs,
+    )
+
+
+async def test_autoconfig_alone_names_the_settings_and_is_fetched_over_verified_https(
+    mail: Mail, certs: PeerCerts
+) -> None:
+    web = web_peer(certs, ok(config_xml("mail.peer.test", mail.smtp.port, mail.imap.port)))
+    async with web.peer:
+        result = await run(mail, certs, web)
+    assert result.verdict is Verdict.PASS, result.findings
+    assert result.account is not None
+    assert result.account["smtp_port"] == mail.smtp.port and result.account["imap_port"] == mail.imap.port
+    assert result.account["smtp_use_tls"] is True and result.account["imap_use_ssl"] is True
+    assert result.filled["smtp_host"].startswith("autoconfig https://autoconfig.peer.test:")
+    smtp = result.chosen(MailProtocol.SMTP)
+    assert (
+        smtp is not None and smtp.source is SourceKind.AUTOCONFIG and smtp.result is ProbeResult.AUTH_OFFERED
+    )
+    assert f"Host: autoconfig.peer.test:{web.peer.port}" in web.requests[0]
+    assert "emailaddress=jane@peer.test" in web.requests[0]
+    # No password given: nothing secret crossed, and the SMTP peer saw STARTTLS before EHLO's AUTH.
+    assert b"AUTH" not in mail.smtp.received
+    assert result.exit_code == 0
+
+
+async def test_a_password_is_withheld_from_a_host_outside_the_domain(mail: Mail, certs: PeerCerts) -> None:
+    web = web_peer(certs, ok(config_xml("mail.other.test", mail.smtp.port, mail.imap.port)))
+    async with web.peer:
+        result = await run(mail, certs, web, smtp_password=PASSWORD)
+    for form in secret_wire_forms(ADDRESS, PASSWORD):
+        assert form not in mail.smtp.received and form not in mail.imap.received
+    assert b"AUTH" not in mail.smtp.received and b"LOGIN" not in mail.imap.received
+    assert mail.smtp.connections and mail.imap.connections  # probed, all the same
+    for candidate in result.candidates:
+        assert candidate.credential is CredentialUse.WITHHELD
+        assert candidate.result is ProbeResult.AUTH_OFFERED
+    codes = {f.code for f in result.findings}
+    assert "discover.untrusted_host" in codes and "discover.could_not_tell" in codes
+    untrusted = next(f for f in result.findings if f.code == "discover.untrusted_host")
+    assert "--trust-host mail.other.test" in str(untrusted.fix)
+    assert result.verdict is Verdict.ERROR and result.exit_code == 3
+    assert PASSWORD not in result.model_dump_json()
+
+
+async def test_trust_host_lets_the_password_go_there(mail: Mail, certs: PeerCerts) -> None:
+    web = web_peer(certs, ok(config_xml("mail.other.test", mail.smtp.port, mail.imap.port)))
+    async with web.peer:
+        result = await run(mail, certs, web, smtp_password=PASSWORD, trust_hosts=["mail.other.test"])
+    assert b"AUTH" in mail.smtp.received
+    smtp = next(c for c in result.candidates if c.protocol is MailProtocol.SMTP)
+    assert smtp.credential is CredentialUse.SENT and smtp.result is ProbeResult.LOGIN_FAILED
+    assert result.verdict is Verdict.FAIL and result.exit_code == 1
+    assert "discover.nothing_works" in {f.code for f in result.findings}
+    assert PASSWORD not in result.model_dump_json()
+
+
+async def test_implicit_tls_smtp_off_465_is_passed_over_with_the_reason(mail: Mail, certs: PeerCerts) -> None:
+    web = web_peer(certs, ok(config_xml("mail.peer.test", 4650, mail.imap.port, smtp_tls="SSL")))
+    async with web.peer:
+        result = await run(mail, certs, web)
+    smtp = next(c for c in result.candidates if c.protocol is MailProtocol.SMTP)
+    assert smtp.result is ProbeResult.NOT_EXPRESSIBLE and "465" in smtp.reason
+    passed = next(f for f in result.findings if f.code == "discover.not_expressible")
+    assert passed.severity is Severity.WARN and passed.evidence["port"] == 4650
+    assert result.verdict is Verdict.FAIL  # SMTP: the only endpoint named cannot be written down
+
+
+def _chunked_forever(chunk: bytes, delay: float) -> Callable[[PeerConn, str], Awaitable[None]]:
+    async def respond(conn: PeerConn, head: str) -> None:
+        await conn.send("HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n")
+        for _ in range(100_000):
+            await conn.send(chunk)
+            if delay:
+                await asyncio.sleep(delay)
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    ("respond", "code"),
+    [
+        (_chunked_forever(b"<!--" + b"x" * 16_000 + b"-->", 0), "discover.autoconfig.too_large"),
+        (_chunked_forever(b"<", 0.2), "discover.autoconfig.timeout"),
+    ],
+    ids=["endless-body-without-length", "drip"],
+)
+async def test_a_huge_or_slow_file_is_cut_off_and_ignored(
+    mail: Mail, certs: PeerCerts, respond: Callable[[PeerConn, str], Awaitable[None]], code: str
+) -> None:
+    web = web_peer(certs, respond)
+    started = time.monotonic()
+    async with web.peer:
+        result = await run(mail, certs, web)
+    assert code in {f.code for f in result.findings}
+    assert not any(c.source is SourceKind.AUTOCONFIG for c in result.candidates)
+    assert time.monotonic() - started < 18  # bounded by the step timeouts, not by the server
+
+
+async def test_a_redirect_is_not_followed(mail: Mail, certs: PeerCerts) -> None:
+    async def respond(conn: PeerConn, head: str) -> None:
+        await conn.send(
+            "HTTP/1.1 301 Moved\r\nLocation: http://evil.test/config.xml\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n"
+        )
+
+    web = web_peer(certs, respond)
+    async with web.peer:
+        result = await run(mail, certs, web)
+    autoconfig = [lookup for lookup in result.lookups if lookup.source is SourceKind.AUTOCONFIG]
+    assert [lookup.detail for lookup in autoconfig] == ["HTTP 301", "HTTP 301"]
+    assert len(web.requests) == 2  # one per location; the Location was never fetched
+
+
+async def test_plain_http_is_never_asked(mail: Mail, certs: PeerCerts) -> None:
+    web = web_peer(certs, ok(config_xml("mail.peer.test", mail.smtp.port, mail.imap.port)), tls=False)
+    async with web.peer:
+        result = await run(mail, certs, web)
+    assert b"GET " not in web.peer.received  # only TLS handshakes arrived
+    assert not any(c.source is SourceKind.AUTOCONFIG for c in result.candidates)
+    assert "discover.autoconfig.tls" in {f.code for f in result.findings}
+
+
+async def test_a_certificate_for_another_name_is_refused(mail: Mail) -> None:
+    other = PeerCerts()  # its certificates do not name autoconfig.peer.test
+    web = web_peer(other, ok(config_xml("mail.peer.test", mail.smtp.port, mail.imap.port)))
+    async with web.peer:
+        result = await discover(
+            ADDRESS,
+            nameservers=[mail.dns.nameserver],
+            ssl_context=other.client_context(),
+            timeout=2,
+            deadline=20,
+            autoconfig_port=web.peer.port,
+            probe=False,
+        )
+    tls = [f for f in result.findings if f.code == "discover.autoconfig.tls"]
+    assert tls and "hostname" in str(tls[0].evidence["detail"]).lower()
+    assert web.requests == []
+
+
+async def test_guesses_when_no_source_answers(mail: Mail, certs: PeerCerts) -> None:
+    result = await run(mail, certs, None, probe=False)
+    hosts = {(c.protocol, c.host, c.port, c.tls) for c in result.candidates}
+    assert (MailProtocol.SMTP, "smtp.peer.test", 465, TlsMode.IMPLICIT) in hosts
+    assert (MailProtocol.SMTP, "mail.peer.test", 587, TlsMode.STARTTLS) in hosts
+    assert (MailProtocol.IMAP, "imap.peer.test", 993, TlsMode.IMPLICIT) in hosts
+    assert all(c.source is SourceKind.GUESS and c.trusted for c in result.candidates)
+    assert result.account is not None and result.account["smtp_host"] == "smtp.peer.test"
+    assert result.verdict is Verdict.ERROR and "discover.not_probed" in {f.code for f in result.findings}
+
+
+async def test_a_preset_domain_resolves_offline_quickly() -> None:
+    async with DnsPeer() as dns_peer:
+        started = time.monotonic()
+        result = await discover("someone@gmail.com", nameservers=[dns_peer.nameserver], probe=False)
+        elapsed = time.monotonic() - started
+    assert dns_peer.queries == []  # no DNS, no web, no mail server: the preset alone
+    assert elapsed < 0.2, elapsed
+    assert result.preset == "google-workspace"
+    assert result.account is not None
+    assert (result.account["smtp_host"], result.account["smtp_port"]) == ("smtp.gmail.com", 587)
+    assert (result.account["imap_host"], result.account["imap_port"]) == ("imap.gmail.com", 993)
+    assert result.account["inbox_type"] == "GOOGLE_WORKSPACE"
+    assert result.filled["smtp_host"] == "preset google-workspace (address domain gmail.com)"
