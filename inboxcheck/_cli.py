@@ -849,11 +849,12 @@ def presets_show(preset_id: str, fmt: str) -> None:
 
 
 @cli.command()
-def schema() -> None:
+@click.option("--discover", "of_discover", is_flag=True, help="The schema of discover --format json instead.")
+def schema(of_discover: bool) -> None:
     """Print the JSON Schema of the report that --format json writes."""
-    from inboxcheck._schema import report_schema
+    from inboxcheck._schema import discovery_schema, report_schema
 
-    click.echo(json.dumps(report_schema(), indent=2))
+    click.echo(json.dumps(discovery_schema() if of_discover else report_schema(), indent=2))
 
 
 def _fail(message: str, code: int) -> NoReturn:

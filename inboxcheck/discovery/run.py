@@ -52,6 +52,14 @@ if TYPE_CHECKING:
 
 __all__ = ["discover", "discover_sync"]
 
+#: Why an autoconfig file was ignored: the last part of each ``discover.autoconfig.*`` code.
+AUTOCONFIG_PROBLEMS: Final = {
+    "tls": "could not be fetched over verified HTTPS",
+    "timeout": "did not arrive in time",
+    "too_large": "is too large to be a mail client's configuration",
+    "malformed": "is not a usable autoconfig file",
+    "forbidden": "declares a DTD or entities (an XML bomb or an external reference)",
+}
 #: Logins tried per protocol before giving up: each failed one counts against the account's lockout.
 MAX_LOGINS: Final = 3
 _PROBES_AT_ONCE: Final = 8
@@ -242,13 +250,7 @@ class _Run:
                 return  # the first location that answers is the domain's file (as Thunderbird does)
 
     def _autoconfig_problem(self, kind: str, url: str, detail: str) -> None:
-        what = {
-            "tls": "could not be fetched over verified HTTPS",
-            "timeout": "did not arrive in time",
-            "too_large": "is too large to be a mail client's configuration",
-            "malformed": "is not a usable autoconfig file",
-            "forbidden": "declares a DTD or entities (an XML bomb or an external reference)",
-        }[kind]
+        what = AUTOCONFIG_PROBLEMS[kind]
         self.add(
             f"discover.autoconfig.{kind}",
             Severity.WARN,
