@@ -6,10 +6,11 @@ import re
 from pathlib import Path
 
 from inboxcheck.checks.login.tls import TlsFailureKind
+from inboxcheck.discovery.run import AUTOCONFIG_PROBLEMS
 from inboxcheck.platform.outcomes import ApiOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE = re.compile(r"\"((?:account|dns|smtp|imap|login|run|internal|diagnose)\.[a-z0-9_]+(?:\.[a-z0-9_]+)+)\"")
+CODE = re.compile(r"\"((?:account|dns|smtp|imap|login|run|internal|diagnose|discover)\.[a-z0-9_]+(?:\.[a-z0-9_]+)+)\"")
 # Check names, not finding codes (they share the dotted form).
 CHECK_NAMES = {
     "smtp.login",
@@ -34,6 +35,7 @@ def _produced_codes() -> set[str]:
             f"{protocol}.connect.{suffix}" for suffix in ("refused", "timeout", "failed", "unresolvable")
         }
     codes |= {f"api.{o.value}" for o in ApiOutcome if o is not ApiOutcome.CREATED}
+    codes |= {f"discover.autoconfig.{kind}" for kind in AUTOCONFIG_PROBLEMS}
     return codes - CHECK_NAMES
 
 
