@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -14,129 +13,8 @@ import pytest
 from inboxcheck._models import Severity, Verdict
 from inboxcheck._presets import TlsMode
 from inboxcheck.discovery import CredentialUse, Discovery, MailProtocol, ProbeResult, SourceKind, discover
-from tests.peers import DnsPeer, Peer, PeerCerts, PeerConn, secret_wire_forms
-
-ADDRESS = "jane@peer.test"
-PASSWORD = "Correct-Horse-Battery-9"
-CERT_NAMES = ("autoconfig.peer.test", "peer.test", "mail.other.test")
-
-
-@pytest.fixture(scope="module")
-def certs() -> PeerCerts:
-    return PeerCerts(extra_names=CERT_NAMES)
-
-
-async def smtp_script(conn: PeerConn, certs: PeerCerts) -> None:
-    """STARTTLS on a plain port; AUTH offered only after TLS; every password refused."""
-    await conn.send("220 mail.peer.test ESMTP\r\n")
-    tls = False
-    while line := await conn.line():
-        verb = line.split(b" ", 1)[0].upper()
-        if verb in (b"EHLO", b"HELO"):
-            extra = "250-AUTH PLAIN LOGIN\r\n" if tls else "250-STARTTLS\r\n"
-            await conn.send(f"250-mail.peer.test\r\n{extra}250 8BITMIME\r\n")
-        elif verb == b"STARTTLS" and not tls:
-            await conn.send("220 go ahead\r\n")
-            await conn.start_tls(certs.server_context("good"))
-            tls = True
-        elif verb == b"AUTH":
-            await conn.send("535 5.7.8 authentication failed\r\n")
-        elif verb == b"QUIT":
-            await conn.send("221 bye\r\n")
-            return
-        else:
-            await conn.send("502 5.5.2 what\r\n")
-
-
-async def imap_script(conn: PeerConn) -> None:
-    """Implicit TLS; LOGIN offered; every password refused."""
-    await conn.send("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
-    while line := await conn.line():
-        tag, _, rest = line.decode().partition(" ")
-        command = rest.split(" ", 1)[0].upper()
-        if command == "CAPABILITY":
-            await conn.send(f"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n")
-        elif command == "LOGOUT":
-            await conn.send(f"* BYE\r\n{tag} OK bye\r\n")
-            return
-        elif command in ("LOGIN", "AUTHENTICATE"):
-            await conn.send(f"{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
-        else:
-            await conn.send(f"{tag} BAD what\r\n")
-
-
-def config_xml(host: str, smtp_port: int, imap_port: int, smtp_tls: str = "STARTTLS") -> str:
-    return f"""<?xml version="1.0"?>
-<clientConfig version="1.1"><emailProvider id="peer.test">
-  <incomingServer type="imap"><hostname>{host}</hostname><port>{imap_port}</port>
-    <socketType>SSL</socketType><username>%EMAILADDRESS%</username></incomingServer>
-  <outgoingServer type="smtp"><hostname>{host}</hostname><port>{smtp_port}</port>
-    <socketType>{smtp_tls}</socketType><username>%EMAILADDRESS%</username></outgoingServer>
-</emailProvider></clientConfig>
-"""
-
-
-@dataclass
-class Web:
-    """An HTTPS peer answering every request with ``respond``; ``requests`` holds each request head."""
-
-    peer: Peer
-    requests: list[str]
-
-
-def web_peer(
-    certs: PeerCerts,
-    respond: Callable[[PeerConn, str], Awaitable[None]],
-    *,
-    tls: bool = True,
-) -> Web:
-    requests: list[str] = []
-
-    async def script(conn: PeerConn) -> None:
-        if not tls:
-            # What a plain-HTTP server says to a TLS handshake: a 400 in clear text.
-            await conn.reader.read(1)
-            await conn.send("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
-            return
-        head: list[str] = []
-        while line := await conn.line():
-            head.append(line.decode("latin-1"))
-        requests.append("\n".join(head))
-        await respond(conn, "\n".join(head))
-
-    return Web(Peer(script, tls=certs.server_context("good") if tls else None), requests)
-
-
-def ok(body: str) -> Callable[[PeerConn, str], Awaitable[None]]:
-    async def respond(conn: PeerConn, head: str) -> None:
-        if "/.well-known/" in head.split("\n", 1)[0]:
-            await conn.send("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            return
-        data = body.encode()
-        await conn.send(
-            f"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {len(data)}\r\n"
-            "Connection: close\r\n\r\n".encode()
-            + data
-        )
-
-    return respond
-
-
-@dataclass
-class Mail:
-    smtp: Peer
-    imap: Peer
-    dns: DnsPeer
-
-
-@pytest.fixture
-async def mail(certs: PeerCerts) -> AsyncIterator[Mail]:
-    async with (
-        Peer(lambda conn: smtp_script(conn, certs)) as smtp,
-        Peer(imap_script, tls=certs.server_context("good")) as imap,
-        DnsPeer() as dns_peer,
-    ):
-        yield Mail(smtp, imap, dns_peer)
+from tests.discovery.conftest import ADDRESS, PASSWORD, Mail, Web, config_xml, ok, web_peer
+from tests.peers import DnsPeer, PeerCerts, PeerConn, secret_wire_forms
 
 
 async def run(mail: Mail, certs: PeerCerts, web: Web | None = None, **kwargs: Any) -> Discovery:
@@ -171,6 +49,8 @@ async def test_autoconfig_alone_names_the_settings_and_is_fetched_over_verified_
     # No password given: nothing secret crossed, and the SMTP peer saw STARTTLS before EHLO's AUTH.
     assert b"AUTH" not in mail.smtp.received
     assert result.exit_code == 0
+    found = next(f for f in result.findings if f.code == "discover.found")
+    assert found.severity is Severity.INFO and found.evidence["smtp"] == smtp.where
 
 
 async def test_a_password_is_withheld_from_a_host_outside_the_domain(mail: Mail, certs: PeerCerts) -> None:
@@ -312,3 +192,29 @@ async def test_a_preset_domain_resolves_offline_quickly() -> None:
     assert (result.account["imap_host"], result.account["imap_port"]) == ("imap.gmail.com", 993)
     assert result.account["inbox_type"] == "GOOGLE_WORKSPACE"
     assert result.filled["smtp_host"] == "preset google-workspace (address domain gmail.com)"
+
+
+BOMB = """<?xml version="1.0"?>
+<!DOCTYPE clientConfig [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>
+<clientConfig version="1.1"><emailProvider id="x"><displayName>&b;</displayName>
+</emailProvider></clientConfig>
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("<clientConfig><emailProvider>", "discover.autoconfig.malformed"),
+        (BOMB, "discover.autoconfig.forbidden"),
+    ],
+    ids=["malformed", "bomb"],
+)
+async def test_a_malformed_file_or_an_xml_bomb_is_ignored(
+    mail: Mail, certs: PeerCerts, body: str, code: str
+) -> None:
+    web = web_peer(certs, ok(body))
+    async with web.peer:
+        result = await run(mail, certs, web, probe=False)
+    problem = next(f for f in result.findings if f.code == code)
+    assert problem.severity is Severity.WARN and "autoconfig.peer.test" in str(problem.evidence["url"])
+    assert not any(c.source is SourceKind.AUTOCONFIG for c in result.candidates)
