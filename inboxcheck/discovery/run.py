@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import JsonValue, SecretStr
@@ -304,8 +304,8 @@ class _Run:
                 )
             )
         for task in tasks:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
         for protocol in MailProtocol:
             if not any(c.protocol is protocol for c in self.candidates):
                 self.candidates += guess_candidates(protocol, self.domain, self.address)
@@ -623,23 +623,27 @@ def _conclude(
                 port=c.port,
                 tls=c.tls.value,
             )
+    untrusted: dict[str, list[Candidate]] = {}
     for c in candidates:
         if not c.trusted and c.result is not ProbeResult.NOT_EXPRESSIBLE:
-            run.add(
-                "discover.untrusted_host",
-                Severity.WARN,
-                f"{c.host} (named by {c.sources[0]}) is outside {run.domain}"
-                + (
-                    f" and its MX host's domain {run.mx_domain}"
-                    if run.mx_domain and run.mx_domain != run.domain
-                    else ""
-                )
-                + " and is no provider's preset: it was probed without a password"
-                + (" and no password was sent to it." if c.credential is CredentialUse.WITHHELD else "."),
-                fix=f"If {c.host} really is your mail provider, run again with --trust-host {c.host}.",
-                host=c.host,
-                source=c.sources[0],
-            )
+            untrusted.setdefault(c.host, []).append(c)
+    for host, named in untrusted.items():
+        withheld = any(c.credential is CredentialUse.WITHHELD for c in named)
+        outside = f"outside {run.domain}" + (
+            f" and its MX host's domain {run.mx_domain}"
+            if run.mx_domain and run.mx_domain != run.domain
+            else ""
+        )
+        run.add(
+            "discover.untrusted_host",
+            Severity.WARN,
+            f"{host} (named by {named[0].sources[0]}) is {outside} and is no provider's preset: it was "
+            "probed without a password" + (" and no password was sent to it." if withheld else "."),
+            fix=f"If {host} really is your mail provider, run again with --trust-host {host}.",
+            host=host,
+            source=named[0].sources[0],
+            endpoints=[c.where for c in named],
+        )
     account: dict[str, JsonValue] | None = None
     filled: dict[str, str] = {}
     chosen_keys: set[tuple[str, str, int, str]] = set()
@@ -687,7 +691,7 @@ def _verdict(
     imap: Candidate | None,
     *,
     probe: bool,
-    working: Any,
+    working: Callable[[Candidate | None], bool],
 ) -> Verdict:
     if not probe:
         run.add(
