@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
-from inboxcheck._errors import OptionsError
+from inboxcheck._errors import InboxcheckError, OptionsError
 from inboxcheck._input import parse_account
 from inboxcheck._limits import recommend_daily_limit
 from inboxcheck._models import (
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from inboxcheck.dns.client import DnsClient
 
-__all__ = ["as_account", "build_options", "check", "check_sync", "run_checks"]
+__all__ = ["as_account", "build_options", "check", "check_sync", "refuse_inside_a_loop", "run_checks"]
 
 
 async def run_checks(
@@ -289,7 +289,23 @@ def check_sync(
     ssl_context: ssl.SSLContext | None = None,
     **option_overrides: Any,
 ) -> Report:
-    """:func:`check` for code that has no event loop running. Must not be called from inside one."""
+    """:func:`check` for code that has no event loop running; inside one, raises :class:`InboxcheckError`."""
+    refuse_inside_a_loop("check_sync", "check")
     return asyncio.run(
         check(account, options=options, presets=presets, ssl_context=ssl_context, **option_overrides)
+    )
+
+
+def refuse_inside_a_loop(name: str, coroutine: str) -> None:
+    """Raise when called from a running event loop, where ``asyncio.run`` cannot work.
+
+    Called before the coroutine is created, so a refused call leaves no "never awaited" warning.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise InboxcheckError(
+        f"inboxcheck.{name}() was called inside a running event loop, where it cannot run; "
+        f"use `await inboxcheck.{coroutine}(...)` there instead"
     )
