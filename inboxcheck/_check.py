@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import JsonValue
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from inboxcheck.dns.client import DnsClient
 
 __all__ = ["CheckContext", "CheckFunction", "CheckSpec", "Outcome"]
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -106,6 +108,7 @@ class CheckContext:
         self._ssl_context = ssl_context
         self._dns = dns_client
         self._results: dict[str, asyncio.Future[CheckResult]] = {}
+        self._owned: set[asyncio.Future[Any]] = set()
 
     @property
     def preset(self) -> Preset | None:
@@ -147,6 +150,21 @@ class CheckContext:
         if self._ssl_context is None:
             self._ssl_context = make_ssl_context(self.options)
         return self._ssl_context
+
+    def start(self, awaitable: Awaitable[_T]) -> asyncio.Future[_T]:
+        """Run ``awaitable`` as a task of this run: one the runner cancels, if it is still running, when
+        the run ends or is cancelled, so that nothing a check started outlives the run."""
+        future = asyncio.ensure_future(awaitable)
+        self._owned.add(future)
+        future.add_done_callback(self._owned.discard)
+        return future
+
+    async def _stop_owned(self) -> None:
+        owned = list(self._owned)
+        for future in owned:
+            future.cancel()
+        if owned:
+            await asyncio.wait(owned)
 
     def _register(self, name: str, future: asyncio.Future[CheckResult]) -> None:
         self._results[name] = future

@@ -102,17 +102,23 @@ async def run_checks(
 
 async def _run_all(ctx: CheckContext, specs: Sequence[CheckSpec]) -> list[CheckResult]:
     tasks: dict[str, asyncio.Task[CheckResult]] = {}
-    for spec in specs:
-        task = asyncio.ensure_future(_run_one(ctx, spec))
-        tasks[spec.name] = task
-        ctx._register(spec.name, task)
-    if not tasks:
-        return []
-    _done, pending = await asyncio.wait(tasks.values(), timeout=ctx.remaining())
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.wait(pending)
+    try:
+        for spec in specs:
+            task = asyncio.ensure_future(_run_one(ctx, spec))
+            tasks[spec.name] = task
+            ctx._register(spec.name, task)
+        if not tasks:
+            return []
+        _done, pending = await asyncio.wait(tasks.values(), timeout=ctx.remaining())
+    finally:
+        # Reached early only when the run itself is cancelled: every check stops before the run
+        # returns, so no login carries on sending to a server the caller has given up on.
+        pending = {task for task in tasks.values() if not task.done()}
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        await ctx._stop_owned()
     results = []
     for spec in specs:
         task = tasks[spec.name]
