@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from inboxcheck._check import CheckContext, CheckSpec, EndpointRef, Outcome
 from inboxcheck._errors import InboxcheckError, OptionsError
 from inboxcheck._input import parse_account
-from inboxcheck._limits import recommend_daily_limit
+from inboxcheck._limits import RECOMMENDATION_FACT, recommend_daily_limit
 from inboxcheck._models import (
     Account,
     CheckResult,
@@ -106,9 +106,8 @@ async def run_checks(
         checks=tuple(results),
         verdict=Report.verdict_of(results),
         counts=dict(Counter(result.status for result in results)),
-        recommended_daily_limit=recommend_daily_limit(
-            stage=options.stage, preset=ctx.preset, findings=findings
-        ),
+        recommended_daily_limit=ctx.facts.get(RECOMMENDATION_FACT)
+        or recommend_daily_limit(stage=options.stage, preset=ctx.preset, findings=findings),
     )
 
 

@@ -18,8 +18,8 @@ from typing import Final
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, CheckSpec, EndpointRef, Outcome
-from inboxcheck._limits import STAGE_RANGES
-from inboxcheck._models import Account, InboxType, Severity
+from inboxcheck._limits import EVIDENCE_CHECKS, RECOMMENDATION_FACT, recommend_daily_limit
+from inboxcheck._models import Account, Finding, InboxType, Severity
 from inboxcheck._options import Family
 from inboxcheck._presets import BasicAuth, Preset, ServiceSpec, TlsMode, UsernameRule
 
@@ -436,15 +436,35 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
 
 
 async def check_daily_limit(ctx: CheckContext) -> Outcome:
-    account, preset, stage = ctx.account, ctx.preset, ctx.options.stage
-    low, high = STAGE_RANGES[stage]
+    """The limit against the run's recommendation, which the DNS findings may have lowered: the check
+    and the report's ``recommended_daily_limit`` are one judgement."""
+    account, stage = ctx.account, ctx.options.stage
+    findings: list[Finding] = []
+    for name in EVIDENCE_CHECKS:
+        result = await ctx.result_of(name)
+        if result is not None:
+            findings.extend(result.findings)
+    recommendation = recommend_daily_limit(stage=stage, preset=ctx.preset, findings=findings)
+    ctx.facts[RECOMMENDATION_FACT] = recommendation
+    low, high = recommendation.stage_range
+    recommended = recommendation.value
+    adjustments = recommendation.reasons[1:]
+    why = f" ({'; '.join(adjustments)})" if adjustments else ""
+    evidence: dict[str, JsonValue] = {"recommended": recommended, "reasons": list(recommendation.reasons)}
     if account.daily_limit is None:
         return Outcome(
-            summary=f"no daily_limit given; the recommendation for a {stage.value} mailbox applies"
+            summary=f"no daily_limit given; {recommended} a day is recommended for a {stage.value} "
+            f"mailbox{why}",
+            details=evidence,
         )
     limit = account.daily_limit
-    out = Outcome(summary=f"daily_limit {limit} suits a {stage.value} mailbox ({low}-{high})")
+    out = Outcome(
+        summary=f"daily_limit {limit} suits a {stage.value} mailbox ({low}-{high})"
+        + (f"; {recommended} a day is recommended" if recommended != limit else ""),
+        details=evidence,
+    )
     caps = {}
+    preset = ctx.preset
     if preset is not None:
         if preset.limits.hard_daily_cap is not None:
             caps["the provider's hard cap"] = preset.limits.hard_daily_cap
@@ -458,9 +478,22 @@ async def check_daily_limit(ctx: CheckContext) -> Outcome:
             Severity.FAIL,
             f"daily_limit {limit} is above {name} of {cap} a day; the excess is refused or gets the "
             "mailbox suspended.",
-            fix=f"Set daily_limit to at most {min(cap, high)}.",
+            fix=f"Set daily_limit to at most {min(cap, recommended)}.",
             daily_limit=limit,
             cap=cap,
+            **evidence,
+        )
+    elif adjustments and limit > recommended:
+        out.add(
+            "account.daily_limit_high",
+            Severity.WARN,
+            f"daily_limit {limit} is above the {recommended} a day recommended for this mailbox "
+            f"({low}-{high} a day for a {stage.value} mailbox, {'; '.join(adjustments)}).",
+            fix=f"Start at {recommended} a day (or lower) and raise it by about 2 a day as replies "
+            "come in; fix what lowered it to be allowed more.",
+            daily_limit=limit,
+            stage=stage.value,
+            **evidence,
         )
     elif limit > high:
         out.add(
@@ -473,9 +506,10 @@ async def check_daily_limit(ctx: CheckContext) -> Outcome:
             daily_limit=limit,
             stage=stage.value,
             recommended_max=high,
+            **evidence,
         )
     if out.findings:
-        out.summary = f"daily_limit {limit} is too high"
+        out.summary = f"daily_limit {limit} is too high; {recommended} a day is recommended{why}"
     return out
 
 
@@ -486,5 +520,5 @@ CHECKS: Final = [
     CheckSpec("account.auth_policy", "Login policy", Family.ACCOUNT, check_auth_policy),
     CheckSpec("account.app_password", "App password", Family.ACCOUNT, check_app_password),
     CheckSpec("account.display_name", "Display name", Family.ACCOUNT, check_display_name),
-    CheckSpec("account.daily_limit", "Daily limit", Family.ACCOUNT, check_daily_limit),
+    CheckSpec("account.daily_limit", "Daily limit", Family.ACCOUNT, check_daily_limit, needs=EVIDENCE_CHECKS),
 ]
