@@ -223,7 +223,8 @@ class CheckContext:
         future.add_done_callback(self._owned.discard)
         return future
 
-    async def _stop_owned(self) -> None:
+    async def stop_started(self) -> None:
+        """Cancel every task :meth:`start` began that is still running, and wait until they end."""
         owned = list(self._owned)
         for future in owned:
             future.cancel()

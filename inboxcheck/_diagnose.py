@@ -343,6 +343,10 @@ async def _try(
     except TimeoutError:
         outcome = Outcome(summary="no answer in time")
         outcome.add(f"{candidate.protocol}.connect.timeout", Severity.ERROR, "no answer in time")
+    finally:
+        # The login ran outside the runner, so what it started (the TLS context's thread) is stopped
+        # here, also when diagnose itself is cancelled.
+        await ctx.stop_started()
     status = CheckResult.status_of(outcome.findings)
     result: Literal["works", "fails", "could not tell"] = (
         "works"

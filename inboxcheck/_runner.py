@@ -130,7 +130,7 @@ async def _run_all(ctx: CheckContext, specs: Sequence[CheckSpec]) -> list[CheckR
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-        await ctx._stop_owned()
+        await ctx.stop_started()
     results = []
     for spec in specs:
         task = tasks[spec.name]
