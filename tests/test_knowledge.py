@@ -307,6 +307,27 @@ def test_every_candidates_rules_apply() -> None:
     assert found is None or found.rule.id != "google.smtp.app-password-required"
 
 
+def test_of_two_equally_specific_provider_rules_the_likelier_candidates_wins() -> None:
+    def rule(provider: str) -> Rule:
+        return Rule(
+            id=f"{provider}.smtp.same",
+            protocol="smtp",
+            providers=(provider,),
+            reply_code=535,
+            code="smtp.auth.rejected",
+            message=f"{provider} says no.",
+            fix="Try again.",
+            source="test",
+            example="535 no",
+        )
+
+    kb = KnowledgeBase([rule("zoho-org"), rule("google-workspace")])
+    reply = parse_smtp_reply("535 no")
+    for candidates in (["google-workspace", "zoho-org"], ["zoho-org", "google-workspace"]):
+        found = kb.match(reply, candidates=candidates)
+        assert found is not None and found.rule.providers == (candidates[0],)
+
+
 @pytest.mark.parametrize("rule", _TYPED_RULES, ids=lambda rule: rule.id)
 async def test_a_providers_reply_from_loopback_gives_its_finding_by_inbox_type(
     rule: Rule, certs: PeerCerts
