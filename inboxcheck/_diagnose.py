@@ -322,7 +322,11 @@ async def _try(
     changes = _changes(candidate)
     variant = account.model_copy(update=changes)
     match = presets.match(
-        smtp_host=variant.smtp_host, imap_host=variant.imap_host, inbox_type=variant.inbox_type
+        smtp_host=variant.smtp_host,
+        imap_host=variant.imap_host,
+        inbox_type=variant.inbox_type,
+        smtp_port=variant.smtp_port,
+        imap_port=variant.imap_port,
     )
     ctx = CheckContext(
         variant,
@@ -339,6 +343,10 @@ async def _try(
     except TimeoutError:
         outcome = Outcome(summary="no answer in time")
         outcome.add(f"{candidate.protocol}.connect.timeout", Severity.ERROR, "no answer in time")
+    finally:
+        # The login ran outside the runner, so what it started (the TLS context's thread) is stopped
+        # here, also when diagnose itself is cancelled.
+        await ctx.stop_started()
     status = CheckResult.status_of(outcome.findings)
     result: Literal["works", "fails", "could not tell"] = (
         "works"
@@ -379,7 +387,11 @@ async def diagnose(
     presets = presets if presets is not None else load_presets()
     ssl_context = ssl_context or make_ssl_context(options)
     match = presets.match(
-        smtp_host=account.smtp_host, imap_host=account.imap_host, inbox_type=account.inbox_type
+        smtp_host=account.smtp_host,
+        imap_host=account.imap_host,
+        inbox_type=account.inbox_type,
+        smtp_port=account.smtp_port,
+        imap_port=account.imap_port,
     )
     preset = match.preset if match else None
     # One resolver, DNS client and TLS context for the run and every alternate tried after it, so a

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
@@ -176,18 +177,31 @@ class KnowledgeBase:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def match(self, reply: ParsedReply, *, provider: str | None) -> ReplyMatch | None:
+    def match(
+        self, reply: ParsedReply, *, provider: str | None = None, candidates: Sequence[str] = ()
+    ) -> ReplyMatch | None:
+        """The most specific rule for ``reply`` from a server of ``provider`` or of any of the
+        ``candidates`` (preset ids, most likely first); of two equally specific provider rules, the
+        one of the likelier candidate wins."""
+        providers = tuple(dict.fromkeys([*([provider] if provider else []), *candidates]))
         best: Rule | None = None
         for rule in self.rules:
-            if _applies(rule, reply, provider) and (best is None or rule.specificity > best.specificity):
+            if _applies(rule, reply, providers) and (
+                best is None or _weight(rule, providers) > _weight(best, providers)
+            ):
                 best = rule
         return ReplyMatch(best, reply) if best is not None else None
 
 
-def _applies(rule: Rule, reply: ParsedReply, provider: str | None) -> bool:
+def _weight(rule: Rule, providers: tuple[str, ...]) -> tuple[int, int]:
+    rank = min((providers.index(p) for p in rule.providers if p in providers), default=len(providers))
+    return rule.specificity, -rank
+
+
+def _applies(rule: Rule, reply: ParsedReply, providers: tuple[str, ...]) -> bool:
     if rule.protocol != reply.protocol:
         return False
-    if rule.providers and provider not in rule.providers:
+    if rule.providers and not any(p in rule.providers for p in providers):
         return False
     if rule.reply_code is not None and rule.reply_code != reply.reply_code:
         return False
@@ -205,17 +219,19 @@ def match_reply(
     reply: str,
     *,
     provider: str | None = None,
+    candidates: Sequence[str] = (),
     reply_code: int | None = None,
     knowledge: KnowledgeBase | None = None,
 ) -> ReplyMatch | None:
-    """The rule that explains ``reply`` from a server of ``provider`` (a preset id), if any.
+    """The rule that explains ``reply`` from a server of ``provider`` (a preset id) or of one of the
+    ``candidates`` (preset ids, most likely first), if any.
 
     ``reply`` is the reply's text as the server sent it; for SMTP, ``reply_code`` may be given when
     the text is only the lines' text (as aiosmtplib returns it).
     """
     kb = knowledge if knowledge is not None else load_knowledge()
     parsed = parse_smtp_reply(reply, reply_code) if protocol == "smtp" else parse_imap_reply(reply)
-    return kb.match(parsed, provider=provider)
+    return kb.match(parsed, provider=provider, candidates=candidates)
 
 
 def _knowledge_files() -> list[Traversable]:

@@ -19,6 +19,7 @@ from inboxcheck._presets import (
     Presets,
     TlsMode,
     UsernameRule,
+    is_shared_host,
     load_preset_file,
     load_presets,
 )
@@ -480,7 +481,7 @@ def test_each_preferred_smtp_host_resolves_back_to_its_preset(presets: Presets) 
     for preset in _non_generic(presets):
         preferred = preset.smtp.preferred()
         assert preferred is not None
-        found = presets.by_smtp_host(preferred.host)
+        found = presets.by_smtp_host(preferred.host, preferred.port)
         assert found is not None
         assert found.id == preset.id, f"{preferred.host} claimed by {found.id}, not {preset.id}"
 
@@ -489,7 +490,7 @@ def test_every_smtp_host_and_pattern_belongs_to_one_preset(presets: Presets) -> 
     # No two presets may claim the same SMTP host, so detection by SMTP host is never ambiguous.
     for preset in _non_generic(presets):
         for endpoint in preset.smtp.endpoints:
-            claimants = [p.id for p in presets if p.matches_smtp_host(endpoint.host)]
+            claimants = [p.id for p in presets if p.matches_smtp_host(endpoint.host, endpoint.port)]
             assert claimants == [preset.id], f"{endpoint.host}: {claimants}"
 
 
@@ -503,7 +504,7 @@ def test_each_preferred_imap_host_resolves_back_to_its_preset(presets: Presets) 
     for preset in _non_generic(presets):
         preferred = preset.imap.preferred()
         assert preferred is not None
-        found = presets.by_imap_host(preferred.host)
+        found = presets.by_imap_host(preferred.host, preferred.port)
         assert found is not None
         expected = SHARED_IMAP_HOSTS.get(preferred.host, (preset.id, set()))[0]
         assert found.id == expected, f"{preferred.host} claimed by {found.id}, not {expected}"
@@ -521,7 +522,7 @@ def test_shared_imap_host_resolves_by_id_order(presets: Presets) -> None:
         for endpoint in preset.imap.endpoints:
             if endpoint.host in SHARED_IMAP_HOSTS:
                 continue
-            claimants_here = [p.id for p in presets if p.matches_imap_host(endpoint.host)]
+            claimants_here = [p.id for p in presets if p.matches_imap_host(endpoint.host, endpoint.port)]
             assert claimants_here == [preset.id], f"{endpoint.host}: {claimants_here}"
 
 
@@ -556,17 +557,21 @@ def test_mx_patterns_do_not_overlap(presets: Presets) -> None:
             assert [p.id for p in presets if p.matches_mx(host)] == [preset_id], host
 
 
-def test_proton_bridge_claims_loopback_whatever_the_port(presets: Presets) -> None:
-    # Host matching ignores ports, so every 127.0.0.1 account (a lab server too) is taken for
-    # Bridge; for a hosted platform that is the right warning: loopback is never the user's machine.
+def test_proton_bridge_claims_loopback_only_on_its_own_ports(presets: Presets) -> None:
+    # Loopback is shared by every local relay, tunnel and test server: it names Bridge only together
+    # with Bridge's ports.
     bridge = presets.get("proton-bridge")
     hosts = {e.host for e in (*bridge.smtp.endpoints, *bridge.imap.endpoints)}
     assert hosts == {"127.0.0.1"}
-    found = presets.by_smtp_host("127.0.0.1")
-    assert found is not None
-    assert found.id == "proton-bridge"
     assert bridge.smtp.ports() == {1025: TlsMode.STARTTLS}
     assert bridge.imap.ports() == {1143: TlsMode.STARTTLS}
+    found = presets.by_smtp_host("127.0.0.1", 1025)
+    assert found is not None and found.id == "proton-bridge"
+    found = presets.by_imap_host("127.0.0.1", 1143)
+    assert found is not None and found.id == "proton-bridge"
+    for port in (None, 587, 10587, 465):
+        assert presets.by_smtp_host("127.0.0.1", port) is None, port
+    assert presets.by_imap_host("127.0.0.1", 993) is None
     assert bridge.status is not None
     assert "hosted platform" in bridge.status
     assert bridge.auth.app_password_required
@@ -693,10 +698,18 @@ def test_every_exact_host_belongs_to_one_preset(presets: Presets) -> None:
                 if not any(char in host for char in "*?["):
                     owners.setdefault(host, set()).add(preset.id)
         for host, ids in owners.items():
+            # A shared host (loopback) names a provider only with that provider's port on it.
+            port = next(
+                (e.port for p in presets for e in getattr(p, service).endpoints if e.host == host), None
+            )
             claimants = {
                 p.id
                 for p in presets
-                if (p.matches_smtp_host(host) if service == "smtp" else p.matches_imap_host(host))
+                if (
+                    p.matches_smtp_host(host, port=port)
+                    if service == "smtp"
+                    else p.matches_imap_host(host, port=port)
+                )
             }
             if service == "imap" and host in SHARED_IMAP_HOSTS:
                 assert claimants == SHARED_IMAP_HOSTS[host][1]
@@ -770,6 +783,81 @@ def test_a_bad_address_domain_in_a_file_names_the_file_and_field(tmp_path: Path)
     )
     with pytest.raises(PresetError, match=r"broken\.toml: invalid preset: address_domains"):
         load_preset_file(path)
+
+
+@pytest.mark.parametrize(
+    ("host", "shared"),
+    [
+        ("127.0.0.1", True),
+        ("10.1.2.3", True),
+        ("203.0.113.7", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("fe80::1%eth0", True),
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("relay.localhost", True),
+        ("smtp.gmail.com", False),
+        ("127.0.0.1.nip.io", False),
+        ("localhost.example.com", False),
+    ],
+)
+def test_shared_hosts(host: str, shared: bool) -> None:
+    assert is_shared_host(host) is shared
+
+
+@pytest.mark.parametrize(
+    ("inbox_type", "smtp_host", "smtp_port", "settled", "matched_by", "candidates"),
+    [
+        # A local relay or tunnel is nobody's host: the inbox type decides.
+        (InboxType.CUSTOM_SMTP, "127.0.0.1", 10587, "custom", "inbox_type", ["custom"]),
+        (
+            InboxType.GOOGLE_WORKSPACE,
+            "127.0.0.1",
+            10587,
+            "google-workspace",
+            "inbox_type",
+            ["google-workspace"],
+        ),
+        (InboxType.OUTLOOK_365, "localhost", 587, "microsoft-365", "inbox_type", ["microsoft-365"]),
+        # Bridge's own port on loopback is Bridge.
+        (InboxType.CUSTOM_SMTP, "127.0.0.1", 1025, "proton-bridge", "smtp_host", ["proton-bridge"]),
+        # Hosts of one provider, inbox type of another: the hosts settle it, both are candidates.
+        (
+            InboxType.GOOGLE_WORKSPACE,
+            "smtppro.zoho.com",
+            587,
+            "zoho-org",
+            "smtp_host",
+            ["zoho-org", "google-workspace"],
+        ),
+        (
+            InboxType.OUTLOOK_365,
+            "smtp.gmail.com",
+            587,
+            "google-workspace",
+            "smtp_host",
+            ["google-workspace", "microsoft-365"],
+        ),
+        (InboxType.CUSTOM_SMTP, "smtp.gmail.com", 587, "google-workspace", "smtp_host", ["google-workspace"]),
+    ],
+)
+def test_match_settles_and_names_the_candidates(
+    presets: Presets,
+    inbox_type: InboxType,
+    smtp_host: str,
+    smtp_port: int,
+    settled: str,
+    matched_by: str,
+    candidates: list[str],
+) -> None:
+    imap_host = "127.0.0.1" if is_shared_host(smtp_host) else "mail.example.org"
+    match = presets.match(
+        smtp_host=smtp_host, imap_host=imap_host, inbox_type=inbox_type, smtp_port=smtp_port, imap_port=993
+    )
+    assert match is not None
+    assert (match.preset.id, match.matched_by) == (settled, matched_by)
+    assert [p.id for p in match.candidates] == candidates
 
 
 # --- authentication policy -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 from inboxcheck._models import Account, CheckResult, Report, Status
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets
-from inboxcheck._runner import as_account, build_options, run_checks
+from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
 from inboxcheck.platform.client import PlatformClient, _check_base_url, _join
 from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, ApiKey
 from inboxcheck.platform.outcomes import CreateOutcome
@@ -185,7 +185,8 @@ async def connect(
 
 
 def connect_sync(account: Account | Mapping[str, Any], **kwargs: Any) -> ConnectResult:
-    """:func:`connect` for code with no event loop running."""
+    """:func:`connect` for code with no event loop running; inside one, raises :class:`InboxcheckError`."""
     import asyncio
 
+    refuse_inside_a_loop("connect_sync", "connect")
     return asyncio.run(connect(account, **kwargs))

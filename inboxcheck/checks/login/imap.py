@@ -255,9 +255,15 @@ class _ImapLogin(LoginProbe):
         assert self.proto is not None
         task: asyncio.Future[_T] = asyncio.ensure_future(awaitable)
         waiters: set[asyncio.Future[Any]] = {task, self.proto.failed}
-        done, _ = await asyncio.wait(
-            waiters, timeout=self.ctx.step_timeout(), return_when=asyncio.FIRST_COMPLETED
-        )
+        try:
+            done, _ = await asyncio.wait(
+                waiters, timeout=self.ctx.step_timeout(), return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:
+            # asyncio.wait leaves its futures running: the step must not outlive a cancelled run.
+            task.cancel()
+            await asyncio.wait({task})
+            raise
         if task in done:
             return task.result()
         task.cancel()
@@ -514,7 +520,12 @@ class _ImapLogin(LoginProbe):
             return
         with contextlib.suppress(_PeerFailed, Stop, aioimaplib.Abort, asyncio.TimeoutError):
             task = asyncio.ensure_future(proto.logout())
-            done, _ = await asyncio.wait({task, proto.failed}, timeout=min(self.ctx.step_timeout(), 2.0))
+            try:
+                done, _ = await asyncio.wait({task, proto.failed}, timeout=min(self.ctx.step_timeout(), 2.0))
+            except asyncio.CancelledError:
+                task.cancel()
+                await asyncio.wait({task})
+                raise
             if task not in done:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._check import CheckContext, EndpointRef, Outcome
 from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
 from inboxcheck._models import Severity
 from inboxcheck._presets import TlsMode
@@ -105,7 +105,8 @@ class LoginProbe:
         self, reply: str, evidence: dict[str, JsonValue], *, reply_code: int | None = None
     ) -> bool:
         """Adds the knowledge base's finding for ``reply``; False when it knows none."""
-        match = match_reply(self.PROTOCOL, reply, provider=self.preset_id, reply_code=reply_code)
+        candidates = [preset.id for preset in self.ctx.candidate_presets]
+        match = match_reply(self.PROTOCOL, reply, candidates=candidates, reply_code=reply_code)
         if match is None:
             return False
         evidence = {**evidence, **self.rule_evidence(match)}
@@ -194,6 +195,7 @@ class LoginProbe:
         return await self._converse_on(sock, self.tls_context)
 
     def _record_fact(self) -> None:
+        self.ctx.logins[self.PROTOCOL] = EndpointRef(self.PROTOCOL, self.host, self.port, self.mode)
         cert = self.session.cert if self.session else None
         self.ctx.facts[fact_key(self.PROTOCOL)] = LoginFact(
             protocol=self.PROTOCOL,

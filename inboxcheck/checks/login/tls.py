@@ -210,7 +210,7 @@ def prepare_ssl_context(ctx: CheckContext) -> asyncio.Future[ssl.SSLContext]:
     """
     future: asyncio.Future[ssl.SSLContext] | None = ctx.facts.get(_CONTEXT_FACT)
     if future is None:
-        future = asyncio.ensure_future(asyncio.to_thread(lambda: ctx.ssl_context))
+        future = ctx.start(asyncio.to_thread(lambda: ctx.ssl_context))
         ctx.facts[_CONTEXT_FACT] = future
     return future
 
