@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import JsonValue, SecretStr
@@ -290,11 +290,8 @@ class _Run:
             asyncio.ensure_future(self.srv()),
             asyncio.ensure_future(self.autoconfig(self.domain)),
         ]
-        _done, pending = await asyncio.wait(tasks, timeout=self.ctx.remaining())
-        for task in pending:
-            task.cancel()
+        pending = await _gather_within(tasks, self.ctx.remaining())
         if pending:
-            await asyncio.wait(pending)
             self.lookups.append(
                 Lookup(
                     source=SourceKind.GUESS,
@@ -317,6 +314,25 @@ class _Run:
                         detail="no source named one",
                     )
                 )
+
+
+async def _gather_within(tasks: Sequence[asyncio.Future[Any]], seconds: float) -> set[asyncio.Future[Any]]:
+    """Wait for ``tasks`` for ``seconds``; cancel (and wait for) those still running then, or all of
+    them when the caller is cancelled: nothing discovery started outlives it. Returns the cut ones."""
+    if not tasks:
+        return set()
+    try:
+        _done, pending = await asyncio.wait(tasks, timeout=seconds)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    return pending
 
 
 def _placeholder_account(address: str, domain: str) -> Account:
@@ -460,12 +476,7 @@ async def _probe_all(ctx: CheckContext, candidates: list[Candidate]) -> list[Can
         for i, c in enumerate(candidates)
         if c.result is ProbeResult.NOT_PROBED
     }
-    if todo:
-        _done, pending = await asyncio.wait(todo.values(), timeout=ctx.remaining())
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+    await _gather_within(list(todo.values()), ctx.remaining())
     out = list(candidates)
     for i, task in todo.items():
         if task.cancelled():
@@ -751,5 +762,8 @@ def _verdict(
 
 
 def discover_sync(address: str, **kwargs: Any) -> Discovery:
-    """:func:`discover` for code with no event loop running."""
+    """:func:`discover` for code with no event loop running; inside one, raises :class:`InboxcheckError`."""
+    from inboxcheck._runner import refuse_inside_a_loop
+
+    refuse_inside_a_loop("discover_sync", "discover")
     return asyncio.run(discover(address, **kwargs))

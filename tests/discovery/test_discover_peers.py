@@ -14,7 +14,7 @@ from inboxcheck._models import Severity, Verdict
 from inboxcheck._presets import TlsMode
 from inboxcheck.discovery import CredentialUse, Discovery, MailProtocol, ProbeResult, SourceKind, discover
 from tests.discovery.conftest import ADDRESS, PASSWORD, Mail, Web, config_xml, ok, web_peer
-from tests.peers import DnsPeer, PeerCerts, PeerConn, secret_wire_forms
+from tests.peers import DnsPeer, Peer, PeerCerts, PeerConn, secret_wire_forms
 
 
 async def run(mail: Mail, certs: PeerCerts, web: Web | None = None, **kwargs: Any) -> Discovery:
@@ -218,3 +218,45 @@ async def test_a_malformed_file_or_an_xml_bomb_is_ignored(
     problem = next(f for f in result.findings if f.code == code)
     assert problem.severity is Severity.WARN and "autoconfig.peer.test" in str(problem.evidence["url"])
     assert not any(c.source is SourceKind.AUTOCONFIG for c in result.candidates)
+
+
+async def test_a_cancelled_discovery_leaves_no_task_and_sends_nothing_more(certs: PeerCerts) -> None:
+    async def late(conn: PeerConn) -> None:
+        await asyncio.sleep(0.8)
+        await conn.send("220 late\r\n")
+        await conn.until_closed()
+
+    async with Peer(late) as smtp, Peer(late) as imap, DnsPeer() as dns_peer:
+        xml = config_xml("mail.peer.test", smtp.port, imap.port)
+        web = web_peer(certs, ok(xml))
+        async with web.peer:
+            before = asyncio.all_tasks()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(
+                    discover(
+                        ADDRESS,
+                        nameservers=[dns_peer.nameserver],
+                        ssl_context=certs.client_context(),
+                        timeout=5,
+                        autoconfig_port=web.peer.port,
+                    ),
+                    0.5,
+                )
+            servers = smtp._tasks | imap._tasks | web.peer._tasks
+            left = {t for t in asyncio.all_tasks() - before - servers if not t.done()}
+            assert left == set(), [t.get_coro() for t in left]
+            assert smtp.connections and imap.connections  # cut mid-probe, not before
+            sent = (smtp.received, imap.received)  # an implicit-TLS probe's ClientHello at most
+            await asyncio.sleep(1.5)
+            assert (smtp.received, imap.received) == sent
+            assert b"EHLO" not in smtp.received
+
+
+def test_discover_sync_refuses_inside_a_loop() -> None:
+    from inboxcheck import InboxcheckError, discover_sync
+
+    async def inside() -> None:
+        with pytest.raises(InboxcheckError):
+            discover_sync(ADDRESS, probe=False)
+
+    asyncio.run(inside())
