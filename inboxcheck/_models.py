@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from inboxcheck._credential import Credential
 from inboxcheck._version import __version__
 
 __all__ = [
@@ -204,6 +205,16 @@ class Account(BaseModel):
     def domain(self) -> str:
         """The sending domain: the part of ``email_address`` after the @, lower-cased."""
         return self.email_address.rsplit("@", 1)[1].lower().rstrip(".")
+
+    @property
+    def smtp_credential(self) -> Credential:
+        """What SMTP AUTH sends."""
+        return Credential(self.smtp_username, self.smtp_password)
+
+    @property
+    def imap_credential(self) -> Credential:
+        """What IMAP LOGIN or AUTHENTICATE sends."""
+        return Credential(self.imap_username, self.imap_password)
 
     def view(self) -> AccountView:
         """The account without its secrets, as the report shows it."""

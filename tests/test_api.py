@@ -24,7 +24,7 @@ import pytest
 
 from inboxcheck._errors import ApiError, ApiKeyError, InboxcheckError, OptionsError
 from inboxcheck._models import Account, Severity
-from inboxcheck._secrets import ApiScrubber
+from inboxcheck._secrets import Scrubber
 from inboxcheck.platform.client import PlatformClient
 from inboxcheck.platform.key import API_KEY_ENV, BULK_MAX_ITEMS, ApiKey, InsecureKeyFileWarning, load_api_key
 from inboxcheck.platform.outcomes import (
@@ -275,7 +275,7 @@ class TestApiKey:
 
 class TestScrubber:
     def test_removes_plain_json_escaped_and_percent_encoded_forms(self) -> None:
-        scrub = ApiScrubber([KEY, IMAP_PASSWORD, SMTP_PASSWORD])
+        scrub = Scrubber([KEY, IMAP_PASSWORD, SMTP_PASSWORD])
         echoed = json.dumps({"imap_password": IMAP_PASSWORD, "x": f"key={KEY}"})
         from urllib.parse import quote, quote_plus
 
@@ -293,13 +293,13 @@ class TestScrubber:
             assert quote(SMTP_PASSWORD, safe="") not in cleaned
 
     def test_short_secrets_are_removed_only_where_they_stand_alone(self) -> None:
-        scrub = ApiScrubber(["ab1"])
+        scrub = Scrubber(["ab1"])
         assert scrub.text("password ab1 is too short") == "password [redacted] is too short"
         assert scrub.text('"ab1"') == '"[redacted]"'
         assert scrub.text("tab12 stays") == "tab12 stays"
 
     def test_json_drops_values_under_secret_names(self) -> None:
-        scrub = ApiScrubber([])
+        scrub = Scrubber([])
         cleaned = scrub.json({"smtp_password": "x", "nested": [{"api_key": 1, "apiKey": "y"}], "ok": True})
         assert cleaned == {
             "smtp_password": "[redacted]",
@@ -308,7 +308,7 @@ class TestScrubber:
         }
 
     def test_no_secrets_is_a_no_op(self) -> None:
-        assert ApiScrubber(["", ""]).text("unchanged") == "unchanged"
+        assert Scrubber(["", ""]).text("unchanged") == "unchanged"
 
 
 @pytest.mark.parametrize(
@@ -965,11 +965,11 @@ async def test_no_secret_in_any_outcome_exception_or_log_line(
     """A careless server echoes the whole request everywhere; nothing of it may come out.
 
     Echoes in bodies never reach a log line. An echo in a response *header* is logged verbatim by
-    httpcore at DEBUG, which only the handler filter (:meth:`ApiScrubber.logging_filter`) catches.
+    httpcore at DEBUG, which only the handler filter (:meth:`Scrubber.logging_filter`) catches.
     """
     caplog.set_level(logging.DEBUG)
     if header_echo:
-        scrubber = ApiScrubber.for_request(ApiKey.parse(KEY), payload())
+        scrubber = Scrubber.for_request(ApiKey.parse(KEY), payload())
         caplog.handler.addFilter(scrubber.logging_filter())
     echo = Respond(
         422,

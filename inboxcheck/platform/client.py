@@ -26,7 +26,7 @@ request) for a platform known to honour the key.
 Secrets: the API key lives in :class:`ApiKey`, whose ``repr``/``str`` are masked, and is put on each
 request's headers only (never on the client's default headers, whose repr httpx does not mask for
 ``X-API-Key``). Anything the server sends back (error messages, echoed bodies, header values) goes
-through :class:`ApiScrubber` before it becomes evidence, so neither the key nor a password can reach a
+through :class:`Scrubber` before it becomes evidence, so neither the key nor a password can reach a
 finding, a log line or an exception message, even from a server that echoes the request.
 """
 
@@ -49,7 +49,7 @@ from pydantic import JsonValue, ValidationError
 
 from inboxcheck._errors import OptionsError
 from inboxcheck._models import Severity, finding
-from inboxcheck._secrets import ApiScrubber
+from inboxcheck._secrets import Scrubber
 from inboxcheck.platform.key import (
     API_KEY_ENV,
     BULK_MAX_ITEMS,
@@ -235,7 +235,7 @@ class PlatformClient:
         a platform that honours it."""
         key = idempotency_key or str(uuid.uuid4())
         _check_idempotency_key(key)
-        scrub = ApiScrubber.for_request(self._key, payload)
+        scrub = Scrubber.for_request(self._key, payload)
         body = json.dumps(dict(payload), separators=(",", ":")).encode()
         result = await self._exchange(self.url, body, key, scrub)
         return self._create_outcome(result, scrub, key, email=_email_of(payload))
@@ -257,14 +257,14 @@ class PlatformClient:
             )
         key = idempotency_key or str(uuid.uuid4())
         _check_idempotency_key(key)
-        scrub = ApiScrubber.for_request(self._key, *payloads)
+        scrub = Scrubber.for_request(self._key, *payloads)
         body = json.dumps({"accounts": [dict(p) for p in payloads]}, separators=(",", ":")).encode()
         result = await self._exchange(self.bulk_url, body, key, scrub)
         return self._bulk_outcome(result, scrub, key)
 
     # -- the exchange and its retries --------------------------------------------------------------
 
-    async def _exchange(self, url: httpx.URL, body: bytes, key: str, scrub: ApiScrubber) -> _Result:
+    async def _exchange(self, url: httpx.URL, body: bytes, key: str, scrub: Scrubber) -> _Result:
         attempts = 0
         waited = 0.0
         history: list[str] = []
@@ -321,7 +321,7 @@ class PlatformClient:
     # -- turning an exchange into an outcome -------------------------------------------------------
 
     def _create_outcome(
-        self, result: _Result, scrub: ApiScrubber, key: str, *, email: str | None
+        self, result: _Result, scrub: Scrubber, key: str, *, email: str | None
     ) -> CreateOutcome:
         attempt = result.attempt
         ctx = _Context(
@@ -355,7 +355,7 @@ class PlatformClient:
             )
         return ctx.outcome(*_error_status(response, attempt.body, ctx))
 
-    def _bulk_outcome(self, result: _Result, scrub: ApiScrubber, key: str) -> BulkOutcome:
+    def _bulk_outcome(self, result: _Result, scrub: Scrubber, key: str) -> BulkOutcome:
         attempt = result.attempt
         ctx = _Context(
             result=result,
@@ -448,7 +448,7 @@ _Made = tuple[ApiOutcome, Severity, str, str | None, dict[str, JsonValue]]
 @dataclass(frozen=True)
 class _Context:
     result: _Result
-    scrub: ApiScrubber
+    scrub: Scrubber
     key: str
     url: str
     email: str | None
@@ -506,7 +506,7 @@ class _Context:
         )
 
 
-def _request_id(response: httpx.Response, scrub: ApiScrubber) -> str | None:
+def _request_id(response: httpx.Response, scrub: Scrubber) -> str | None:
     for name in REQUEST_ID_HEADERS:
         value = response.headers.get(name)
         if value:
@@ -551,7 +551,7 @@ def _transport_failure(error: httpx.RequestError, ctx: _Context) -> _Made:
     )
 
 
-def _exc_text(error: BaseException, scrub: ApiScrubber) -> str:
+def _exc_text(error: BaseException, scrub: Scrubber) -> str:
     text = str(error) or type(error).__name__
     return scrub.text(text[:MESSAGE_MAX])
 
@@ -684,7 +684,7 @@ def _error_status(response: httpx.Response, body: bytes, ctx: _Context) -> _Made
     )
 
 
-def _parse_bulk(data: Any, scrub: ApiScrubber) -> tuple[str, tuple[BulkItem, ...]] | None:
+def _parse_bulk(data: Any, scrub: Scrubber) -> tuple[str, tuple[BulkItem, ...]] | None:
     if not isinstance(data, dict):
         return None
     job = data.get("job_id", data.get("jobId", data.get("id")))

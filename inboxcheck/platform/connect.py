@@ -17,6 +17,7 @@ from inboxcheck._models import Account, Report, Status
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets
 from inboxcheck._runner import as_account, build_options, run_checks
+from inboxcheck._secrets import masked
 from inboxcheck.platform.client import PlatformClient, _check_base_url, _join
 from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, ApiKey
 from inboxcheck.platform.outcomes import CreateOutcome
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ConnectResult", "DailyLimitChoice", "choose_daily_limit", "connect", "connect_sync"]
 
-MASK: Final = "********"
 EXIT_BLOCKED_FAILED: Final = 1
 EXIT_BLOCKED_UNKNOWN: Final = 3
 
@@ -111,11 +111,6 @@ def _blocking(report: Report, *, strict: bool) -> tuple[str, ...]:
     return tuple(check.name for check in report.checks if check.status in blocking)
 
 
-def masked_payload(payload: Mapping[str, Any]) -> dict[str, JsonValue]:
-    """The create call's body as it may be shown: every password replaced by a mask."""
-    return {key: (MASK if key.endswith("_password") else value) for key, value in payload.items()}
-
-
 async def connect(
     account: Account | Mapping[str, Any],
     *,
@@ -168,7 +163,7 @@ async def connect(
         "strict": strict,
         "dry_run": dry_run,
         "url": url,
-        "payload": masked_payload(payload),
+        "payload": masked(payload),
         "daily_limit": limit,
     }
     if blocked_by:
