@@ -430,8 +430,9 @@ def connect(
     import asyncio
     import warnings
 
+    from inboxcheck._errors import InsecureKeyFileWarning
     from inboxcheck.platform.connect import connect as run_connect
-    from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, InsecureKeyFileWarning, load_api_key
+    from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, load_api_key
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InsecureKeyFileWarning)

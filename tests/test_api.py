@@ -22,16 +22,22 @@ from typing import Any
 import httpx
 import pytest
 
-from inboxcheck._errors import ApiError, ApiKeyError, InboxcheckError, OptionsError
+from inboxcheck._errors import (
+    ApiError,
+    ApiKeyError,
+    CreateFailed,
+    InboxcheckError,
+    InsecureKeyFileWarning,
+    OptionsError,
+)
 from inboxcheck._models import Account, Severity
 from inboxcheck._secrets import Scrubber
 from inboxcheck.platform.client import PlatformClient
-from inboxcheck.platform.key import API_KEY_ENV, BULK_MAX_ITEMS, ApiKey, InsecureKeyFileWarning, load_api_key
+from inboxcheck.platform.key import API_KEY_ENV, BULK_MAX_ITEMS, ApiKey, load_api_key
 from inboxcheck.platform.outcomes import (
     ApiExit,
     ApiOutcome,
     CreatedInbox,
-    CreateFailed,
     CreateOutcome,
     InboxStatus,
 )
