@@ -68,6 +68,7 @@ from inboxcheck.platform.outcomes import (
 from inboxcheck.platform.replies import (
     MESSAGE_MAX,
     REQUEST_ID_HEADERS,
+    RETRY_AFTER_CAP,
     FieldError,
     parse_error_body,
     parse_retry_after,
@@ -87,6 +88,7 @@ _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _CONNECT_BACKOFF: Final = (0.5, 1.0, 2.0, 4.0)
 _RATE_BACKOFF: Final = (1.0, 2.0, 4.0, 8.0)
 _BODY_EXCERPT: Final = 300
+DEFAULT_DEADLINE: Final = 60.0
 
 
 def _backoff(steps: tuple[float, ...], attempts: int) -> float:
@@ -118,12 +120,24 @@ def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> httpx.URL:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+    """Whether every address ``host`` stands for is a loopback one.
+
+    A name counts only when it is ``localhost`` (or under it, RFC 6761) *and* resolves to loopback
+    addresses alone: a hosts file may send "localhost" elsewhere, and the key must not follow it."""
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
+        pass
+    if host != "localhost" and not host.endswith(".localhost"):
         return False
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {str(info[4][0]) for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
 def _join(base: httpx.URL, path: str) -> httpx.URL:
@@ -138,6 +152,7 @@ class _Attempt:
     response: httpx.Response | None
     body: bytes = b""
     error: httpx.RequestError | None = None
+    deadline_passed: bool = False
 
 
 class PlatformClient:
@@ -153,7 +168,9 @@ class PlatformClient:
     ``transport`` replaces the network (``httpx.MockTransport`` in tests); ``sleep`` and ``clock``
     replace waiting and the wall clock (for ``Retry-After`` dates). ``max_retries`` bounds the
     retries of one create across all causes; ``max_retry_wait`` bounds each wait and
-    ``max_total_wait`` their sum."""
+    ``max_total_wait`` their sum. ``deadline`` bounds the whole call, waits included: ``timeout``
+    is per read, and a server sending one byte per read would otherwise hold the call forever.
+    ``on_wait`` is told, in a sentence, of each wait before a retry."""
 
     def __init__(
         self,
@@ -169,6 +186,8 @@ class PlatformClient:
         max_total_wait: float = 120,
         retry_unavailable: bool = False,
         allow_insecure_http: bool = False,
+        deadline: float = DEFAULT_DEADLINE,
+        on_wait: Callable[[str], None] | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = _utcnow,
     ) -> None:
@@ -178,6 +197,8 @@ class PlatformClient:
             )
         if not isinstance(timeout, httpx.Timeout) and timeout <= 0:
             raise OptionsError(f"The API timeout must be more than 0 seconds, not {timeout}.")
+        if not deadline > 0:
+            raise OptionsError(f"The API deadline must be more than 0 seconds, not {deadline}.")
         if max_retries < 0:
             raise OptionsError(f"max_retries must be 0 or more, not {max_retries}.")
         self._key = api_key
@@ -189,6 +210,8 @@ class PlatformClient:
         self.max_retry_wait = max_retry_wait
         self.max_total_wait = max_total_wait
         self.retry_unavailable = retry_unavailable
+        self.deadline = deadline
+        self._on_wait = on_wait
         self._sleep = sleep
         self._clock = clock
         if transport is None:
@@ -268,13 +291,25 @@ class PlatformClient:
         attempts = 0
         waited = 0.0
         history: list[str] = []
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.deadline
         while True:
             attempts += 1
             _log.debug("POST %s attempt %d (Idempotency-Key %s)", url, attempts, key)
-            attempt = await self._send(url, body, key)
+            attempt = await self._send(url, body, key, ends - loop.time())
             reason, wait = self._retry_wait(attempt, attempts)
-            if reason is not None and wait is not None and waited + wait <= self.max_total_wait:
+            if (
+                reason is not None
+                and wait is not None
+                and waited + wait <= self.max_total_wait
+                and loop.time() + wait < ends
+            ):
                 _log.debug("retrying %s in %.1f s after %s (Idempotency-Key %s)", url, wait, reason, key)
+                if self._on_wait is not None:
+                    self._on_wait(
+                        f"{_why_retried(reason)}; waiting {wait:g} s before "
+                        f"trying again (attempt {attempts + 1}, same Idempotency-Key)"
+                    )
                 history.append(reason)
                 waited += wait
                 await self._sleep(wait)
@@ -283,7 +318,7 @@ class PlatformClient:
 
     def _retry_wait(self, attempt: _Attempt, attempts: int) -> tuple[str | None, float | None]:
         """Why this attempt may be repeated and after how long; (None, None) when it must not be."""
-        if attempts > self.max_retries:
+        if attempts > self.max_retries or attempt.deadline_passed:
             return None, None
         if attempt.error is not None:
             if isinstance(attempt.error, _NOT_SENT):
@@ -302,14 +337,15 @@ class PlatformClient:
             return str(status), retry_after
         return None, None
 
-    async def _send(self, url: httpx.URL, body: bytes, key: str) -> _Attempt:
+    async def _send(self, url: httpx.URL, body: bytes, key: str, budget: float) -> _Attempt:
         headers = {
             "X-API-Key": self._key.reveal(),
             "Idempotency-Key": key,
             "Content-Type": "application/json",
         }
         try:
-            response = await self._http.post(url, content=body, headers=headers)
+            async with asyncio.timeout(max(budget, 0)):
+                response = await self._http.post(url, content=body, headers=headers)
             return _Attempt(response=response, body=response.content)
         except httpx.RequestError as exc:
             # Transport errors, and also a body that cannot be decoded (httpx.DecodingError): the
@@ -317,6 +353,9 @@ class PlatformClient:
             # carry the request, API key header included.
             _log.debug("POST %s failed: %s", url, type(exc).__name__)
             return _Attempt(response=None, error=exc)
+        except TimeoutError:
+            _log.debug("POST %s passed the %g s deadline", url, self.deadline)
+            return _Attempt(response=None, deadline_passed=True)
 
     # -- turning an exchange into an outcome -------------------------------------------------------
 
@@ -333,6 +372,8 @@ class PlatformClient:
             api_key=self._key,
             now=self._clock(),
         )
+        if attempt.deadline_passed:
+            return ctx.outcome(*_deadline_passed(self.deadline, ctx))
         if attempt.error is not None:
             return ctx.outcome(*_transport_failure(attempt.error, ctx))
         response = attempt.response
@@ -366,6 +407,8 @@ class PlatformClient:
             api_key=self._key,
             now=self._clock(),
         )
+        if attempt.deadline_passed:
+            return _bulk_from(ctx.outcome(*_deadline_passed(self.deadline, ctx)))
         if attempt.error is not None:
             created = ctx.outcome(*_transport_failure(attempt.error, ctx))
             return _bulk_from(created)
@@ -551,6 +594,24 @@ def _transport_failure(error: httpx.RequestError, ctx: _Context) -> _Made:
     )
 
 
+def _deadline_passed(deadline: float, ctx: _Context) -> _Made:
+    return (
+        ApiOutcome.OUTCOME_UNKNOWN,
+        Severity.ERROR,
+        f"It is unknown whether {ctx.what} was created: the platform had not finished answering "
+        f"within the {deadline:g} s deadline of the create call, and it may have acted on the "
+        "request. inboxcheck did not send it again, so that the inbox cannot be created twice.",
+        _check_first(ctx),
+        {"error": "deadline", "deadline_seconds": deadline},
+    )
+
+
+def _why_retried(reason: str) -> str:
+    if reason.isdigit():
+        return f"the platform answered HTTP {reason}"
+    return f"could not connect to the platform ({reason})"
+
+
 def _exc_text(error: BaseException, scrub: Scrubber) -> str:
     text = str(error) or type(error).__name__
     return scrub.text(text[:MESSAGE_MAX])
@@ -652,7 +713,12 @@ def _error_status(response: httpx.Response, body: bytes, ctx: _Context) -> _Made
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now=ctx.now)
         if retry_after is not None:
             evidence["retry_after_seconds"] = round(retry_after, 1)
-        later = f"in {round(retry_after)} seconds" if retry_after is not None else "in a few minutes"
+        if retry_after is None:
+            later = "in a few minutes"
+        elif retry_after >= RETRY_AFTER_CAP:
+            later = "in a day or more (the platform asked for a wait at least that long)"
+        else:
+            later = f"in {round(retry_after)} seconds"
         return (
             ApiOutcome.RATE_LIMITED,
             Severity.ERROR,
