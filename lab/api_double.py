@@ -133,8 +133,8 @@ class Stall:
 
 @dataclass(frozen=True)
 class Drip:
-    """Act on the request, then send the answer one byte every ``interval`` seconds: slow enough to
-    keep a client's per-read timeout from ever firing."""
+    """Act on the request, send the answer's head, then its body one byte every ``interval`` seconds:
+    slow enough that a client's per-read timeout never fires."""
 
     interval: float = 10.0
 
