@@ -26,8 +26,10 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "AccountError",
         "ApiError",
         "ApiKeyError",
+        "CreateFailed",
         "FieldProblem",
         "InboxcheckError",
+        "InsecureKeyFileWarning",
         "OptionsError",
         "PresetError",
     ),
@@ -58,13 +60,12 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
     "inboxcheck.platform.batch": ("ConnectBatchSummary", "connect_batch"),
     "inboxcheck.platform.client": ("PlatformClient",),
     "inboxcheck.platform.connect": ("ConnectResult", "DailyLimitChoice", "connect", "connect_sync"),
-    "inboxcheck.platform.key": ("ApiKey", "InsecureKeyFileWarning", "load_api_key"),
+    "inboxcheck.platform.key": ("ApiKey", "load_api_key"),
     "inboxcheck.platform.outcomes": (
         "ApiExit",
         "ApiOutcome",
         "BulkItem",
         "BulkOutcome",
-        "CreateFailed",
         "CreateOutcome",
         "CreatedInbox",
         "InboxStatus",
@@ -104,10 +105,16 @@ if TYPE_CHECKING:
         ApiKeyError as ApiKeyError,
     )
     from inboxcheck._errors import (
+        CreateFailed as CreateFailed,
+    )
+    from inboxcheck._errors import (
         FieldProblem as FieldProblem,
     )
     from inboxcheck._errors import (
         InboxcheckError as InboxcheckError,
+    )
+    from inboxcheck._errors import (
+        InsecureKeyFileWarning as InsecureKeyFileWarning,
     )
     from inboxcheck._errors import (
         OptionsError as OptionsError,
@@ -239,9 +246,6 @@ if TYPE_CHECKING:
         ApiKey as ApiKey,
     )
     from inboxcheck.platform.key import (
-        InsecureKeyFileWarning as InsecureKeyFileWarning,
-    )
-    from inboxcheck.platform.key import (
         load_api_key as load_api_key,
     )
     from inboxcheck.platform.outcomes import (
@@ -258,9 +262,6 @@ if TYPE_CHECKING:
     )
     from inboxcheck.platform.outcomes import (
         CreatedInbox as CreatedInbox,
-    )
-    from inboxcheck.platform.outcomes import (
-        CreateFailed as CreateFailed,
     )
     from inboxcheck.platform.outcomes import (
         CreateOutcome as CreateOutcome,

@@ -261,15 +261,6 @@ class _Redactor:
     def __init__(self, account: Account) -> None:
         self.text = Scrubber.for_account(account)
 
-    def walk(self, value: Any, key: str | None = None) -> Any:
-        if isinstance(value, str):
-            return value if key in _STRUCTURAL else self.text(value)
-        if isinstance(value, dict):
-            return {k: self.walk(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.walk(item) for item in value]
-        return value
-
     def result(self, result: CheckResult) -> CheckResult:
         """Defence in depth: no check should put a password in a result, and none can.
 
@@ -277,7 +268,7 @@ class _Redactor:
         """
         data = result.model_dump(mode="json")
         tb = result.traceback
-        clean_data = self.walk(data)
+        clean_data = self.text.json(data, identifiers=_STRUCTURAL)
         clean_tb = self.text(tb) if tb is not None else None
         if clean_data == data and clean_tb == tb:
             return result

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inboxcheck._errors import KnowledgeError
 from inboxcheck._knowledge import (
     KnowledgeBase,
-    KnowledgeError,
     Rule,
     load_knowledge,
     load_rules,

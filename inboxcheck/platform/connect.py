@@ -7,7 +7,7 @@ The daily limit sent is the user's when given, the recommendation when not (or w
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import httpx
@@ -17,7 +17,8 @@ from inboxcheck._models import Account, CheckResult, Report, Status
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets
 from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
-from inboxcheck.platform.client import PlatformClient, _check_base_url, _join
+from inboxcheck._secrets import masked
+from inboxcheck.platform.client import DEFAULT_DEADLINE, PlatformClient, _check_base_url, _join
 from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, ApiKey
 from inboxcheck.platform.outcomes import CreateOutcome
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ConnectResult", "DailyLimitChoice", "choose_daily_limit", "connect", "connect_sync"]
 
-MASK: Final = "********"
 EXIT_BLOCKED_FAILED: Final = 1
 EXIT_BLOCKED_UNKNOWN: Final = 3
 
@@ -111,11 +111,6 @@ def _blocking(report: Report, *, strict: bool) -> tuple[str, ...]:
     return tuple(check.name for check in report.checks if check.status in blocking)
 
 
-def masked_payload(payload: Mapping[str, Any]) -> dict[str, JsonValue]:
-    """The create call's body as it may be shown: every password replaced by a mask."""
-    return {key: (MASK if key.endswith("_password") else value) for key, value in payload.items()}
-
-
 async def connect(
     account: Account | Mapping[str, Any],
     *,
@@ -128,6 +123,8 @@ async def connect(
     path: str = DEFAULT_PATH,
     transport: httpx.AsyncBaseTransport | None = None,
     api_timeout: float = 30,
+    api_deadline: float = DEFAULT_DEADLINE,
+    on_wait: Callable[[str], None] | None = None,
     idempotency_key: str | None = None,
     presets: Presets | None = None,
     resolver: dns.asyncresolver.Resolver | None = None,
@@ -142,12 +139,16 @@ async def connect(
     API key is needed unless ``dry_run``. Returns a :class:`ConnectResult`; raises only for unusable
     input (:class:`AccountError`, :class:`OptionsError`, :class:`ApiKeyError`).
     """
-    from inboxcheck._errors import ApiKeyError
+    from inboxcheck._errors import ApiKeyError, OptionsError
 
     if api_key is None and not dry_run:
         raise ApiKeyError(
             "an API key is needed to create the inbox: set COLDSEND_API_KEY or use --api-key-file"
         )
+    # Unusable input is refused before the logins, not after minutes of checks.
+    url = str(_join(_check_base_url(base_url, allow_insecure_http=False), path))
+    if not api_deadline > 0:
+        raise OptionsError(f"The API deadline must be more than 0 seconds, not {api_deadline}.")
     account = as_account(account)
     report = await run_checks(
         account,
@@ -164,13 +165,12 @@ async def connect(
     )
     payload = account.api_payload(daily_limit=limit.value)
     blocked_by = _blocking(report, strict=strict)
-    url = str(_join(_check_base_url(base_url, allow_insecure_http=False), path))
     common: dict[str, Any] = {
         "report": report,
         "strict": strict,
         "dry_run": dry_run,
         "url": url,
-        "payload": masked_payload(payload),
+        "payload": masked(payload),
         "daily_limit": limit,
     }
     if blocked_by:
@@ -178,7 +178,13 @@ async def connect(
     if dry_run or api_key is None:
         return ConnectResult(gate="passed", **common)
     async with PlatformClient(
-        api_key, base_url=base_url, path=path, transport=transport, timeout=api_timeout
+        api_key,
+        base_url=base_url,
+        path=path,
+        transport=transport,
+        timeout=api_timeout,
+        deadline=api_deadline,
+        on_wait=on_wait,
     ) as client:
         outcome = await client.create_sender_account(payload, idempotency_key=idempotency_key)
     return ConnectResult(gate="passed", create=outcome, **common)
