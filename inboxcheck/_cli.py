@@ -732,6 +732,9 @@ def diagnose(
 )
 @click.option("--no-probe", is_flag=True, help="Only gather the settings; connect to no mail server.")
 @click.option(
+    "--ask-password", is_flag=True, help="Ask for the password on the terminal (else from the environment)."
+)
+@click.option(
     "--autoconfig-port",
     type=click.IntRange(1, 65535),
     default=None,
@@ -750,6 +753,7 @@ def discover(
     ca_file: Path | None,
     trust_hosts: tuple[str, ...],
     no_probe: bool,
+    ask_password: bool,
     autoconfig_port: int | None,
     verbose: bool,
 ) -> None:
@@ -782,8 +786,12 @@ def discover(
     )
     smtp_password = os.environ.get(ENV_SMTP_PASSWORD) or None
     imap_password = os.environ.get(ENV_IMAP_PASSWORD) or None
+    if ask_password and not smtp_password:
+        if not sys.stdin.isatty():
+            raise click.UsageError("--ask-password needs a terminal; set INBOXCHECK_SMTP_PASSWORD instead")
+        smtp_password = str(click.prompt(f"Password for {address}", hide_input=True, err=True)) or None
     if smtp_password or imap_password:
-        _notice("passwords taken from the environment; each is sent only where a password may go")
+        _notice("a password is sent only over verified TLS to a host it may go to")
     result = asyncio.run(
         run_discover(
             address,

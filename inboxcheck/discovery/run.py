@@ -79,7 +79,7 @@ class _Run:
         trust_hosts: frozenset[str],
     ) -> None:
         self.address = address
-        self.domain = address.rsplit("@", 1)[1].lower().rstrip(".")
+        self.domain = _ascii_domain(address)
         self.ctx = ctx
         self.presets = presets
         self.autoconfig_port = autoconfig_port
@@ -335,6 +335,15 @@ async def _gather_within(tasks: Sequence[asyncio.Future[Any]], seconds: float) -
     return pending
 
 
+def _ascii_domain(address: str) -> str:
+    """The address's domain as DNS, TLS and HTTP carry it (IDNA for an internationalised name)."""
+    domain = address.rsplit("@", 1)[1].lower().rstrip(".")
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain  # email_problem() already refused a name IDNA cannot encode
+
+
 def _placeholder_account(address: str, domain: str) -> Account:
     """The context's account while probing: no probe reads its passwords or hosts."""
     return Account(
@@ -384,7 +393,7 @@ async def discover(
     started = time.monotonic()
     opts = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
-    domain = address.rsplit("@", 1)[1].lower().rstrip(".")
+    domain = _ascii_domain(address)
     ctx = CheckContext(
         _placeholder_account(address, domain),
         options=opts,

@@ -260,3 +260,12 @@ def test_discover_sync_refuses_inside_a_loop() -> None:
             discover_sync(ADDRESS, probe=False)
 
     asyncio.run(inside())
+
+
+async def test_an_internationalised_domain_is_asked_in_idna(mail: Mail) -> None:
+    idn = await discover(
+        "jane@bücher.peer.test", nameservers=[mail.dns.nameserver], timeout=2, autoconfig_port=9, probe=False
+    )
+    assert idn.account is not None
+    assert idn.account["smtp_host"] == "smtp.xn--bcher-kva.peer.test"
+    assert ("_submissions._tcp.xn--bcher-kva.peer.test", "SRV") in mail.dns.queries
