@@ -33,6 +33,8 @@ else
   echo "lowest runtime dependencies:" $(grep -E '^(aioimaplib|aiosmtplib|click|dnspython|httpx|pydantic)==' "$venv/requirements.txt")
 fi
 status=0
+# Lets the lowest run check that it really has the floors (tests/test_packaging.py).
+export INBOXCHECK_TEST_DEPS=$deps
 "$venv/bin/pytest" "$@" || status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests ($deps dependencies): failing, since that is never a pass" >&2

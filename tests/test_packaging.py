@@ -7,11 +7,17 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import tomllib
 import venv
 import zipfile
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from tests.distributions import REPO, Target, build
 
@@ -201,3 +207,48 @@ def test_sdist_runs_its_own_tests(unpacked_sdist: Path) -> None:
     assert Path(package_file).is_relative_to(unpacked_sdist)
     assert Path(lab_file).is_relative_to(unpacked_sdist)
     assert not Path(package_file).is_relative_to(REPO)
+
+
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return project
+
+
+def _pins() -> dict[str, Version]:
+    pins: dict[str, Version] = {}
+    for line in (REPO / "constraints" / "test.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = Version(version)
+    return pins
+
+
+def test_constraints_pin_every_test_tool_within_the_extra_and_no_runtime_dependency() -> None:
+    pins = _pins()
+    for requirement in map(Requirement, _project()["optional-dependencies"]["test"]):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not pinned: run scripts/pin-test-tools.sh"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement}"
+    runtime = {canonicalize_name(Requirement(item).name) for item in _project()["dependencies"]}
+    assert runtime.isdisjoint(pins)
+    assert "uv" in pins
+
+
+def _floor(requirement: Requirement) -> Version:
+    (floor,) = [Version(spec.version) for spec in requirement.specifier if spec.operator == ">="]
+    return floor
+
+
+@pytest.mark.skipif(
+    os.environ.get("INBOXCHECK_TEST_DEPS") != "lowest",
+    reason="only in the lowest run: scripts/test.sh --lowest",
+)
+def test_the_lowest_run_has_every_runtime_dependency_at_its_floor() -> None:
+    installed = {
+        requirement.name: Version(metadata.version(requirement.name))
+        for requirement in map(Requirement, _project()["dependencies"])
+    }
+    floors = {
+        requirement.name: _floor(requirement) for requirement in map(Requirement, _project()["dependencies"])
+    }
+    assert installed == floors
