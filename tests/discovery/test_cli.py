@@ -215,3 +215,39 @@ async def test_a_partial_batch_line_is_completed(tmp_path: Path, mail: Mail, cer
     assert second["account"]["smtp_port"] == mail.smtp.port
     assert result.exit_code in (0, 3), result.output
     assert PASSWORD not in output.read_text()
+
+
+async def test_connect_batch_creates_a_completed_partial_line(
+    tmp_path: Path, mail: Mail, certs: PeerCerts
+) -> None:
+    from lab.api_double import ApiDouble
+
+    key = "cs_test_" + "k" * 24
+    web = web_peer(certs, ok(config_xml("mail.peer.test", mail.smtp.port, mail.imap.port)))
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text(json.dumps({"email_address": ADDRESS, "display_name": "Jane Peer"}) + "\n")
+    output = tmp_path / "log.jsonl"
+    with ApiDouble(keys={key}).running_in_thread() as api:
+        async with web.peer:
+            result = await _run(
+                [
+                    "connect",
+                    "--batch",
+                    str(lines),
+                    "--output",
+                    str(output),
+                    "--only",
+                    "account",
+                    "--api-url",
+                    api.url,
+                    *_common(mail, _ca(tmp_path, certs), web.peer.port),
+                ],
+                env={"INBOXCHECK_SMTP_PASSWORD": PASSWORD, "COLDSEND_API_KEY": key},
+            )
+        assert result.exit_code == 0, result.output
+        [create] = api.creates()
+    assert create.body is not None
+    assert (create.body["smtp_host"], create.body["smtp_port"]) == ("mail.peer.test", mail.smtp.port)
+    assert (create.body["imap_host"], create.body["imap_port"]) == ("mail.peer.test", mail.imap.port)
+    assert create.body["display_name"] == "Jane Peer" and "smtp_password" in create.body
+    assert PASSWORD not in output.read_text()
