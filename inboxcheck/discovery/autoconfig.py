@@ -74,8 +74,6 @@ def parse_autoconfig(body: bytes, address: str) -> list[AutoconfigEndpoint]:
     is not well-formed or not an autoconfig file (``malformed``). Servers with a bad host name, port
     or socket type are skipped; POP3 and other server types are ignored.
     """
-    import xml.etree.ElementTree as ET
-
     import defusedxml
     import defusedxml.ElementTree
 
@@ -87,7 +85,9 @@ def parse_autoconfig(body: bytes, address: str) -> list[AutoconfigEndpoint]:
         raise AutoconfigError(
             "forbidden", f"the file declares a DTD or entities ({type(exc).__name__}); refused unread"
         ) from None
-    except (ET.ParseError, ValueError) as exc:
+    except (SyntaxError, ValueError) as exc:
+        # SyntaxError: ElementTree's ParseError, of whichever copy of ElementTree defusedxml uses
+        # (before 0.8 it loads a pure-Python one of its own, whose ParseError is another class).
         raise AutoconfigError("malformed", f"not well-formed XML: {exc}") from None
     if root.tag != "clientConfig":
         raise AutoconfigError("malformed", f"the root element is <{root.tag}>, not <clientConfig>")
