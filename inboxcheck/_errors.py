@@ -9,6 +9,7 @@ and how to fix it, and none ever carries a secret.
     ├── AccountError          the account payload is missing, malformed or out of range
     ├── OptionsError          an option (timeout, nameserver, CA file...) is unusable
     ├── PresetError           a preset file is missing or invalid
+    ├── ResultsLogError       a batch's results log cannot be used (in use, the input, unwritable)
     ├── ApiKeyError           the platform API key is missing or not shaped like one
     └── ApiError              the platform's create call failed (see inboxcheck.api)
 """
@@ -25,6 +26,7 @@ __all__ = [
     "InboxcheckError",
     "OptionsError",
     "PresetError",
+    "ResultsLogError",
 ]
 
 
@@ -67,6 +69,11 @@ class OptionsError(InboxcheckError, ValueError):
 
 class PresetError(InboxcheckError):
     """A provider preset is missing or invalid."""
+
+
+class ResultsLogError(InboxcheckError):
+    """A batch's results log (``--output``) cannot be used: another run holds it, it is the batch
+    file itself, or the OS refuses to open, read or write it (the message gives the OS's reason)."""
 
 
 class ApiKeyError(InboxcheckError, ValueError):
