@@ -110,3 +110,31 @@ def test_cli_connect_batch(tmp_path: Path) -> None:
         cli, ["connect", "--batch", str(path), "--dry-run"], env={"COLDSEND_API_KEY": KEY}
     )
     assert refused.exit_code == 2
+
+
+async def test_a_log_without_the_recommendation_sends_what_a_single_connect_would(tmp_path: Path) -> None:
+    """The daily limit comes from the account's own report, findings included, never a bare default."""
+    from inboxcheck._batch import run_batch
+    from inboxcheck._check import CheckContext, CheckSpec, Outcome
+    from inboxcheck._models import Severity
+
+    async def unsigned(ctx: CheckContext) -> Outcome:
+        out = Outcome(summary="no DKIM key")
+        out.add("dns.dkim.missing", Severity.WARN, "no DKIM key was found")
+        return out
+
+    specs = [CheckSpec("test.dkim", "DKIM", Family.ACCOUNT, unsigned)]
+    path, output = _file(tmp_path, [_user(1, daily_limit=...)]), tmp_path / "out.jsonl"
+    await run_batch(path, options=OFFLINE, output=output, env={}, specs=specs)
+    (record,) = _lines(output, "check")
+    assert record["report"]["recommended_daily_limit"]["value"] == 15  # 30 for a new mailbox, halved
+    del record["report"]["recommended_daily_limit"]
+    output.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    async with ApiDouble(keys={KEY}) as api:
+        async with PlatformClient(ApiKey.parse(KEY), base_url=api.url) as client:
+            summary = await connect_batch(
+                path, output=output, client=client, options=OFFLINE, resume=True, env={}, specs=specs
+            )
+        assert summary.creates == Counter({"created": 1})
+        (sent,) = api.creates()
+        assert sent.body["daily_limit"] == 15
