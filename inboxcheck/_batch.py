@@ -397,7 +397,7 @@ async def run_batch(
     path: Path,
     *,
     options: CheckOptions,
-    output: Path | None = None,
+    output: Path | ResultLog | None = None,
     stream: IO[str] | None = None,
     resume: bool = False,
     retry_errors: bool = False,
@@ -411,138 +411,98 @@ async def run_batch(
 ) -> BatchSummary:
     """Check every account in ``path``; write each result as it finishes; return the summary.
 
-    ``output`` is the results log, locked for the whole run; it may not be ``path`` itself.
+    ``output`` is the results log, locked for the whole run; it may not be ``path`` itself. A
+    :class:`~inboxcheck._jsonl.ResultLog` already open is used as it is (``connect --batch`` holds
+    one from its first check to its last create).
     """
-    _check_bounds(concurrency, per_host)
-    if output is None:
-        return await check_into_log(
-            path,
-            None,
-            options=options,
-            stream=stream,
-            concurrency=concurrency,
-            per_host=per_host,
-            presets=presets,
-            ssl_context=ssl_context,
-            on_result=on_result,
-            env=env,
-            specs=specs,
-        )
-    with ResultLog.open(output, not_same_as=path) as log:
-        return await check_into_log(
-            path,
-            log,
-            options=options,
-            stream=stream,
-            resume=resume,
-            retry_errors=retry_errors,
-            concurrency=concurrency,
-            per_host=per_host,
-            presets=presets,
-            ssl_context=ssl_context,
-            on_result=on_result,
-            env=env,
-            specs=specs,
-        )
-
-
-def _check_bounds(concurrency: int, per_host: int) -> None:
-    if concurrency < 1 or per_host < 1:
-        raise InboxcheckError("--concurrency and --per-host must be at least 1")
-
-
-async def check_into_log(
-    path: Path,
-    log: ResultLog | None,
-    *,
-    options: CheckOptions,
-    stream: IO[str] | None = None,
-    resume: bool = False,
-    retry_errors: bool = False,
-    concurrency: int = 20,
-    per_host: int = 4,
-    presets: Presets | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    on_result: ResultCallback | None = None,
-    env: dict[str, str] | None = None,
-    specs: Sequence[CheckSpec] | None = None,
-) -> BatchSummary:
-    """:func:`run_batch` into a results log already open (and locked) by the caller."""
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks
     from inboxcheck.dns.client import DnsClient, make_resolver
 
-    _check_bounds(concurrency, per_host)
-    # The output is small appends and one scan at the start: blocking file I/O is cheaper here than
-    # a thread hop per result.
-    sink = _Output(log, stream)
-    done = sink.done(resume=resume, retry_errors=retry_errors)
-    presets = presets if presets is not None else load_presets()
-    resolver = make_resolver(options.nameservers, timeout=options.timeout)
-    dns_client = DnsClient(resolver, timeout=options.timeout, record=False, max_entries=BATCH_DNS_ENTRIES)
-    tls = ssl_context or make_ssl_context(options)
-    summary = BatchSummary()
-    if log is not None:
-        summary.damaged_log_lines = list(log.damaged)
-    for number, verdict in done.items():
-        summary.verdicts[verdict] += 1
-        if verdict == "invalid":
-            summary.invalid_lines.append(number)
-    host_bounds = _HostBounds(per_host)
-    queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
+    if concurrency < 1 or per_host < 1:
+        raise InboxcheckError("--concurrency and --per-host must be at least 1")
+    with _opened(output, not_same_as=path) as log:
+        # The output is small appends and one scan at the start: blocking file I/O is cheaper here
+        # than a thread hop per result.
+        sink = _Output(log, stream)
+        done = sink.done(resume=resume, retry_errors=retry_errors)
+        presets = presets if presets is not None else load_presets()
+        resolver = make_resolver(options.nameservers, timeout=options.timeout)
+        dns_client = DnsClient(resolver, timeout=options.timeout, record=False, max_entries=BATCH_DNS_ENTRIES)
+        tls = ssl_context or make_ssl_context(options)
+        summary = BatchSummary()
+        if log is not None:
+            summary.damaged_log_lines = list(log.damaged)
+        for number, verdict in done.items():
+            summary.verdicts[verdict] += 1
+            if verdict == "invalid":
+                summary.invalid_lines.append(number)
+        host_bounds = _HostBounds(per_host)
+        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
 
-    def finish(record: BatchLine) -> None:
-        sink.write(record)
-        summary.verdicts[str(record.verdict)] += 1
-        if record.report is not None:
-            summary.codes.update(f.code for f in record.report.findings() if f.severity.value != "info")
-        if on_result is not None:
-            on_result(record)
+        def finish(record: BatchLine) -> None:
+            sink.write(record)
+            summary.verdicts[str(record.verdict)] += 1
+            if record.report is not None:
+                summary.codes.update(f.code for f in record.report.findings() if f.severity.value != "info")
+            if on_result is not None:
+                on_result(record)
 
-    async def check_one(item: _Item) -> None:
-        if item.account is None:
-            summary.invalid_lines.append(item.line)
-            finish(BatchLine(line=item.line, email_address=item.email, verdict="invalid", error=item.error))
-            return
-        account = item.account
-        async with host_bounds.hold({account.smtp_host.lower(), account.imap_host.lower()}):
-            report = await run_checks(
-                account,
-                options=options,
-                presets=presets,
-                ssl_context=tls,
-                dns_client=dns_client,
-                specs=specs,
+        async def check_one(item: _Item) -> None:
+            if item.account is None:
+                summary.invalid_lines.append(item.line)
+                finish(
+                    BatchLine(line=item.line, email_address=item.email, verdict="invalid", error=item.error)
+                )
+                return
+            account = item.account
+            async with host_bounds.hold({account.smtp_host.lower(), account.imap_host.lower()}):
+                report = await run_checks(
+                    account,
+                    options=options,
+                    presets=presets,
+                    ssl_context=tls,
+                    dns_client=dns_client,
+                    specs=specs,
+                )
+            finish(
+                BatchLine(
+                    line=item.line, email_address=account.email_address, verdict=report.verdict, report=report
+                )
             )
-        finish(
-            BatchLine(
-                line=item.line, email_address=account.email_address, verdict=report.verdict, report=report
-            )
-        )
 
-    async def worker() -> None:
-        while (item := await queue.get()) is not None:
-            await check_one(item)
+        async def worker() -> None:
+            while (item := await queue.get()) is not None:
+                await check_one(item)
 
-    async def produce() -> None:
-        async for item in _aiter(read_batch(path, env=env)):
-            if item.line in done:
-                summary.skipped_done += 1
-                continue
-            await queue.put(item)
-        for _ in range(concurrency):
-            await queue.put(None)
+        async def produce() -> None:
+            async for item in _aiter(read_batch(path, env=env)):
+                if item.line in done:
+                    summary.skipped_done += 1
+                    continue
+                await queue.put(item)
+            for _ in range(concurrency):
+                await queue.put(None)
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
-    producer = asyncio.ensure_future(produce())
-    try:
-        await asyncio.gather(producer, *workers)
-    except BaseException:
-        for task in [producer, *workers]:
-            task.cancel()
-        await asyncio.gather(producer, *workers, return_exceptions=True)
-        raise
-    return summary
+        workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+        producer = asyncio.ensure_future(produce())
+        try:
+            await asyncio.gather(producer, *workers)
+        except BaseException:
+            for task in [producer, *workers]:
+                task.cancel()
+            await asyncio.gather(producer, *workers, return_exceptions=True)
+            raise
+        return summary
+
+
+@contextlib.contextmanager
+def _opened(output: Path | ResultLog | None, *, not_same_as: Path) -> Iterator[ResultLog | None]:
+    if isinstance(output, Path):
+        with ResultLog.open(output, not_same_as=not_same_as) as log:
+            yield log
+    else:
+        yield output
 
 
 async def _aiter(items: Iterator[_Item]) -> AsyncIterator[_Item]:

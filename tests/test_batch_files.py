@@ -22,34 +22,23 @@ import pytest
 from click.testing import CliRunner, Result
 
 from inboxcheck._batch import read_batch, read_results, run_batch
-from inboxcheck._check import CheckContext, CheckSpec, Outcome
 from inboxcheck._cli import cli
 from inboxcheck._errors import ResultsLogError
 from inboxcheck._jsonl import ResultLog, read_lines
-from inboxcheck._models import Severity
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck.platform.batch import CreateLine, connect_batch
 from inboxcheck.platform.client import PlatformClient
 from inboxcheck.platform.key import ApiKey
 from lab.api_double import ApiDouble
-from tests.helpers import custom_payload
+from tests.helpers import batch_user, unreachable_for, write_jsonl
 
 OFFLINE = CheckOptions(families=frozenset({Family.ACCOUNT}))
 KEY = "cs_test_" + "f" * 24
 HUGE = "9" * 5000
 
 
-def _user(i: int, **changes: Any) -> dict[str, Any]:
-    address = f"user{i}@example.test"
-    return custom_payload(email_address=address, smtp_username=address, imap_username=address, **changes)
-
-
 def _jsonl(tmp_path: Path, rows: list[Any], name: str = "in.jsonl") -> Path:
-    path = tmp_path / name
-    path.write_text(
-        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
-    )
-    return path
+    return write_jsonl(tmp_path / name, rows)
 
 
 def _csv_rows(*rows: list[str]) -> bytes:
@@ -93,7 +82,7 @@ def _same_file(tmp_path: Path, how: str, input_path: Path) -> Path:
 def test_an_output_that_is_the_input_is_refused_and_the_input_is_untouched(
     tmp_path: Path, how: str, resume: bool
 ) -> None:
-    batch = _jsonl(tmp_path, [_user(i) for i in range(3)])
+    batch = _jsonl(tmp_path, [batch_user(i) for i in range(3)])
     before = batch.read_bytes()
     output = _same_file(tmp_path, how, batch)
     result = _cli(
@@ -109,7 +98,7 @@ def test_an_output_that_is_the_input_is_refused_and_the_input_is_untouched(
 
 
 async def test_resume_skips_a_damaged_middle_line_and_keeps_every_result_after_it(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(i) for i in range(6)])
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(6)])
     output = tmp_path / "out.jsonl"
     await run_batch(path, options=OFFLINE, output=output, env={})
     damaged = _damage(output, 2)
@@ -130,7 +119,7 @@ async def test_resume_skips_a_damaged_middle_line_and_keeps_every_result_after_i
 
 
 def test_the_cli_names_the_damaged_line(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(i) for i in range(4)])
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(4)])
     output = tmp_path / "out.jsonl"
     args = ["check", "--batch", str(path), "--output", str(output), "--only", "account"]
     assert _cli(args).exit_code == 0
@@ -141,7 +130,7 @@ def test_the_cli_names_the_damaged_line(tmp_path: Path) -> None:
 
 
 async def test_a_created_account_is_never_created_again_whatever_else_is_damaged(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(i) for i in range(5)])
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(5)])
     output = tmp_path / "out.jsonl"
     async with ApiDouble(keys={KEY}) as api:
         async with PlatformClient(ApiKey.parse(KEY), base_url=api.url) as client:
@@ -168,7 +157,7 @@ async def test_a_created_account_is_never_created_again_whatever_else_is_damaged
 
 
 def test_a_second_run_on_a_log_in_use_refuses_at_once_naming_it(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(i) for i in range(3)])
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(3)])
     output = tmp_path / "out.jsonl"
     args = ["check", "--batch", str(path), "--output", str(output), "--only", "account"]
     assert _cli(args).exit_code == 0
@@ -187,7 +176,7 @@ def test_a_second_run_on_a_log_in_use_refuses_at_once_naming_it(tmp_path: Path) 
 
 
 def test_the_lock_holds_across_processes(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(1)])
+    path = _jsonl(tmp_path, [batch_user(1)])
     output = tmp_path / "out.jsonl"
     script = (
         "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
@@ -204,7 +193,7 @@ def test_the_lock_holds_across_processes(tmp_path: Path) -> None:
 
 
 async def test_connect_batch_holds_the_log_until_its_last_create(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(i) for i in range(2)])
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(2)])
     output = tmp_path / "out.jsonl"
     refusals: list[str] = []
 
@@ -224,17 +213,11 @@ async def test_connect_batch_holds_the_log_until_its_last_create(tmp_path: Path)
 
 
 async def test_retry_errors_keeps_the_logs_mode_and_owner(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(i) for i in range(4)])
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(4)])
     output = tmp_path / "out.jsonl"
     down = {"user1@example.test"}
 
-    async def flaky(ctx: CheckContext) -> Outcome:
-        out = Outcome(summary="reached the server")
-        if ctx.account.email_address in down:
-            out.add("smtp.connect.refused", Severity.ERROR, "down")
-        return out
-
-    spec = [CheckSpec("test.server", "Server", Family.ACCOUNT, flaky)]
+    spec = unreachable_for(down)
     await run_batch(path, options=OFFLINE, output=output, env={}, specs=spec)
     output.chmod(0o640)
     owner = (os.getuid(), os.getgid())
@@ -260,8 +243,8 @@ async def test_retry_errors_keeps_the_logs_mode_and_owner(tmp_path: Path) -> Non
 
 
 def test_a_5000_digit_integer_makes_its_line_invalid_and_the_batch_goes_on(tmp_path: Path) -> None:
-    huge = json.dumps(_user(2)).replace('"smtp_port": 587', f'"smtp_port": {HUGE}')
-    path = _jsonl(tmp_path, [_user(1), huge, _user(3)])
+    huge = json.dumps(batch_user(2)).replace('"smtp_port": 587', f'"smtp_port": {HUGE}')
+    path = _jsonl(tmp_path, [batch_user(1), huge, batch_user(3)])
     output = tmp_path / "out.jsonl"
     result = _cli(["check", "--batch", str(path), "--output", str(output), "--only", "account"])
     assert result.exit_code == 2, result.output
@@ -272,7 +255,7 @@ def test_a_5000_digit_integer_makes_its_line_invalid_and_the_batch_goes_on(tmp_p
 
 
 def test_a_5000_digit_integer_in_a_csv_cell_names_its_column(tmp_path: Path) -> None:
-    payload = _user(1)
+    payload = batch_user(1)
     path = tmp_path / "in.csv"
     path.write_bytes(_csv_rows(list(payload), _cells(payload, daily_limit=HUGE)))
     (item,) = read_batch(path, env={})
@@ -281,7 +264,7 @@ def test_a_5000_digit_integer_in_a_csv_cell_names_its_column(tmp_path: Path) -> 
 
 def test_a_single_account_file_with_a_5000_digit_integer_exits_2_naming_the_field(tmp_path: Path) -> None:
     account = tmp_path / "account.json"
-    account.write_text(json.dumps(_user(1)).replace('"imap_port": 993', f'"imap_port": {HUGE}'))
+    account.write_text(json.dumps(batch_user(1)).replace('"imap_port": 993', f'"imap_port": {HUGE}'))
     result = _cli(["check", str(account), "--only", "account"])
     assert result.exit_code == 2, result.output
     assert "imap_port: is an integer of 5000 digits; allowed: an integer from 1 to 65535" in result.stderr
@@ -324,9 +307,9 @@ def _peak_rss_kib(args: list[str]) -> tuple[int, int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_a_150_mb_line_leaves_memory_flat(tmp_path: Path, fmt: str) -> None:
-    payload = _user(1)
+    payload = batch_user(1)
     if fmt == "jsonl":
-        good = [json.dumps(_user(1)).encode(), json.dumps(_user(2)).encode()]
+        good = [json.dumps(batch_user(1)).encode(), json.dumps(batch_user(2)).encode()]
         opening, filler, closing = b'{"display_name": "', b"A", b'"}'
     else:
         good = _csv_rows(list(payload), _cells(payload)).splitlines()
@@ -376,7 +359,7 @@ def _read_only_dir(tmp_path: Path) -> Iterator[Path]:
     ],
 )
 def test_an_output_the_os_refuses_exits_2_with_its_reason(tmp_path: Path, where: str, reason: str) -> None:
-    path = _jsonl(tmp_path, [_user(1), _user(2)])
+    path = _jsonl(tmp_path, [batch_user(1), batch_user(2)])
     before = path.read_bytes()
     with contextlib.ExitStack() as stack:
         if where == "missing":

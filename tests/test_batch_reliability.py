@@ -37,7 +37,7 @@ import pytest
 from inboxcheck._batch import BatchLine, read_results, run_batch
 from inboxcheck._options import CheckOptions, Family
 from lab.api_double import ApiDouble
-from tests.helpers import custom_payload
+from tests.helpers import batch_user, write_jsonl
 from tests.peers import Peer, PeerCerts, PeerConn, Script
 from tests.scenarios import ImapScript, SmtpScript, base_payload
 
@@ -330,12 +330,8 @@ def test_connect_batch_killed_and_damaged_between_resumes_checks_all_and_creates
     after each kill, and the resumes still end with one check and one create per account, and the
     platform (the API double's log) holding each account once."""
     count = 150
-    rows = []
-    for i in range(count):
-        address = f"user{i}@example.test"
-        rows.append(custom_payload(email_address=address, smtp_username=address, imap_username=address))
-    path = tmp_path / "accounts.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    rows = [batch_user(i) for i in range(count)]
+    path = write_jsonl(tmp_path / "accounts.jsonl", rows)
     output = tmp_path / "log.jsonl"
     rng = random.Random(20261202)
     # Kills at log sizes spread over both phases (a check line, then a create line, per account),

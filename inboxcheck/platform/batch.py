@@ -29,9 +29,9 @@ from inboxcheck._batch import (
     BatchSummary,
     LoggedCreate,
     LoggedReport,
-    check_into_log,
     parse_logged,
     read_batch,
+    run_batch,
 )
 from inboxcheck._errors import InboxcheckError
 from inboxcheck._jsonl import ResultLog
@@ -118,6 +118,10 @@ def _read_log(log: ResultLog) -> dict[int, _Logged]:
     return logged
 
 
+# The accounts to create: input line, account, and the daily limit the gate chose.
+_Pending = list[tuple[int, Account, DailyLimitChoice]]
+
+
 def _gated(
     path: Path,
     logged: dict[int, _Logged],
@@ -159,100 +163,76 @@ async def connect_batch(
     ``output`` is locked from the first check to the last create: a second run on it refuses.
     """
     with ResultLog.open(output, not_same_as=path) as log:
-        return await _connect_batch(
+        checked = await run_batch(
             path,
-            log,
-            client=client,
+            output=log,
             options=options,
             resume=resume,
-            strict=strict,
-            bulk=bulk,
-            apply_recommended_limit=apply_recommended_limit,
             concurrency=concurrency,
             per_host=per_host,
             env=env,
-            on_create=on_create,
             **batch_options,
         )
+        summary = ConnectBatchSummary(check=checked)
+        # The log now holds a check line for every line of the input: the gate of a single connect
+        # decides from each, and a create line anywhere in the log means that account is never
+        # created again, whatever else in the log is damaged.
+        pending: _Pending = []
+        for line, account, gate in _gated(
+            path,
+            _read_log(log),
+            strict=strict,
+            apply_recommended_limit=apply_recommended_limit,
+            env=env,
+        ):
+            if account is None or gate is None or not gate.passed:
+                summary.blocked += 1
+            else:
+                pending.append((line, account, gate.daily_limit))
 
+        def record(line: CreateLine) -> None:
+            # A create is not undone by a crash: its line must survive one too.
+            log.append((line.model_dump_json() + "\n").encode(), durable=True)
+            summary.creates[line.outcome.value] += 1
+            if on_create is not None:
+                on_create(line)
 
-async def _connect_batch(
-    path: Path,
-    log: ResultLog,
-    *,
-    client: PlatformClient,
-    options: CheckOptions,
-    resume: bool,
-    strict: bool,
-    bulk: bool,
-    apply_recommended_limit: bool,
-    concurrency: int,
-    per_host: int,
-    env: dict[str, str] | None,
-    on_create: Callable[[CreateLine], None] | None,
-    **batch_options: Any,
-) -> ConnectBatchSummary:
-    checked = await check_into_log(
-        path,
-        log,
-        options=options,
-        resume=resume,
-        concurrency=concurrency,
-        per_host=per_host,
-        env=env,
-        **batch_options,
-    )
-    summary = ConnectBatchSummary(check=checked)
-    url = str(client.url)
-    # The log now holds a check line for every line of the input: the gate of a single connect
-    # decides from each, and a create line anywhere in the log means that account is never
-    # created again, whatever else in the log is damaged.
-    pending: list[tuple[int, Account, DailyLimitChoice]] = []
-    for line, account, gate in _gated(
-        path,
-        _read_log(log),
-        strict=strict,
-        apply_recommended_limit=apply_recommended_limit,
-        env=env,
-    ):
-        if account is None or gate is None or not gate.passed:
-            summary.blocked += 1
-        else:
-            pending.append((line, account, gate.daily_limit))
-
-    def record(line: CreateLine) -> None:
-        # A create is not undone by a crash: its line must survive one too.
-        log.append((line.model_dump_json() + "\n").encode(), durable=True)
-        summary.creates[line.outcome.value] += 1
-        if on_create is not None:
-            on_create(line)
-
-    if bulk:
-        for start in range(0, len(pending), BULK_MAX_ITEMS):
-            group = pending[start : start + BULK_MAX_ITEMS]
-            payloads = [account.api_payload(daily_limit=limit.value) for _, account, limit in group]
-            key = idempotency_key(url, group[0][0], f"bulk:{len(group)}:" + group[0][1].email_address)
-            outcome = await client.create_sender_accounts_bulk(payloads, idempotency_key=key)
-            by_index = {item.index: item for item in outcome.items}
-            for index, (line, account, _) in enumerate(group):
-                item = by_index.get(index)
-                created = outcome.outcome is ApiOutcome.CREATED and item is not None and item.created
-                record(
-                    CreateLine(
-                        line=line,
-                        email_address=account.email_address,
-                        outcome=ApiOutcome.CREATED
-                        if created
-                        else (
-                            ApiOutcome.REJECTED if outcome.outcome is ApiOutcome.CREATED else outcome.outcome
-                        ),
-                        inbox_id=item.inbox_id if item else None,
-                        daily_limit=payloads[index]["daily_limit"],
-                        idempotency_key=key,
-                        finding=None if created else outcome.finding,
-                    )
-                )
+        await (_create_bulk if bulk else _create_each)(pending, client=client, record=record)
         return summary
+
+
+async def _create_bulk(
+    pending: _Pending, *, client: PlatformClient, record: Callable[[CreateLine], None]
+) -> None:
+    url = str(client.url)
+    for start in range(0, len(pending), BULK_MAX_ITEMS):
+        group = pending[start : start + BULK_MAX_ITEMS]
+        payloads = [account.api_payload(daily_limit=limit.value) for _, account, limit in group]
+        key = idempotency_key(url, group[0][0], f"bulk:{len(group)}:" + group[0][1].email_address)
+        outcome = await client.create_sender_accounts_bulk(payloads, idempotency_key=key)
+        by_index = {item.index: item for item in outcome.items}
+        for index, (line, account, _) in enumerate(group):
+            item = by_index.get(index)
+            created = outcome.outcome is ApiOutcome.CREATED and item is not None and item.created
+            # A bulk call that went through but not for this item: the platform refused that item.
+            refused = ApiOutcome.REJECTED if outcome.outcome is ApiOutcome.CREATED else outcome.outcome
+            record(
+                CreateLine(
+                    line=line,
+                    email_address=account.email_address,
+                    outcome=ApiOutcome.CREATED if created else refused,
+                    inbox_id=item.inbox_id if item else None,
+                    daily_limit=payloads[index]["daily_limit"],
+                    idempotency_key=key,
+                    finding=None if created else outcome.finding,
+                )
+            )
+
+
+async def _create_each(
+    pending: _Pending, *, client: PlatformClient, record: Callable[[CreateLine], None]
+) -> None:
+    url = str(client.url)
     for line, account, choice in pending:
         limit = choice.value
         key = idempotency_key(url, line, account.email_address)
@@ -276,7 +256,6 @@ async def _connect_batch(
             # The key is wrong for every account, or the platform is in a state a person must look
             # at: stop rather than repeat the same failure for the rest of the file.
             break
-    return summary
 
 
 def require_output(output: Path | None) -> Path:
