@@ -239,6 +239,28 @@ async def test_retry_errors_keeps_the_logs_mode_and_owner(tmp_path: Path) -> Non
     assert left == ["in.jsonl", "out.jsonl"]  # no temp file left behind
 
 
+async def test_a_rewrite_keeps_damaged_lines_byte_for_byte_even_past_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(3)])
+    output = tmp_path / "out.jsonl"
+    down = {"user2@example.test"}
+    spec = unreachable_for(down)
+    await run_batch(path, options=OFFLINE, output=output, env={}, specs=spec)
+    monkeypatch.setattr("inboxcheck._jsonl.MAX_LOG_LINE_BYTES", 5_000)  # a report line is about 2 KB
+    lines = output.read_bytes().splitlines(keepends=True)
+    long_garbage, short_garbage = b"\xff" * 20_000 + b"\n", b"not json\n"
+    output.write_bytes(lines[0] + long_garbage + lines[1] + short_garbage + lines[2] + b'{"line": 9')
+    down.clear()
+    summary = await run_batch(
+        path, options=OFFLINE, output=output, resume=True, retry_errors=True, env={}, specs=spec
+    )
+    assert summary.damaged_log_lines == [2, 4]
+    kept = [raw for raw in lines if b'"verdict":"error"' not in raw]
+    assert output.read_bytes().startswith(kept[0] + long_garbage + kept[1] + short_garbage)
+    assert Counter(r["line"] for r in read_results(output)) == Counter({1: 1, 2: 1, 3: 1})
+
+
 # -- 5. a number too long to convert is that line's problem -----------------------------------------
 
 
