@@ -85,13 +85,15 @@ def test_an_output_that_is_the_input_is_refused_and_the_input_is_untouched(
     batch = _jsonl(tmp_path, [batch_user(i) for i in range(3)])
     before = batch.read_bytes()
     output = _same_file(tmp_path, how, batch)
-    result = _cli(
-        ["check", "--batch", str(batch), "--output", str(output), "--only", "account"]
-        + (["--resume"] if resume else [])
-    )
-    assert result.exit_code == 2, result.output
-    assert "is the batch file itself" in result.stderr
-    assert batch.read_bytes() == before
+    for command in ("check", "connect"):
+        result = _cli(
+            [command, "--batch", str(batch), "--output", str(output), "--only", "account"]
+            + (["--resume"] if resume else []),
+            env={"COLDSEND_API_KEY": KEY},
+        )
+        assert result.exit_code == 2, result.output
+        assert "is the batch file itself" in result.stderr
+        assert batch.read_bytes() == before
 
 
 # -- 2. a damaged line is skipped, not the end of the log -------------------------------------------
