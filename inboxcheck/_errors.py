@@ -9,6 +9,7 @@ and how to fix it, and none ever carries a secret.
     ├── AccountError          the account payload is missing, malformed or out of range (ValueError)
     ├── OptionsError          an option (timeout, nameserver, CA file, API URL...) is unusable (ValueError)
     ├── PresetError           a preset file is missing or invalid
+    ├── ResultsLogError       a batch's results log cannot be used (in use, the input, unwritable)
     ├── KnowledgeError        a provider reply-rule file is missing or invalid (a packaging bug)
     ├── ApiKeyError           the platform API key is missing or not shaped like one (ValueError)
     └── ApiError              the platform's create call stopped the run
@@ -43,6 +44,7 @@ __all__ = [
     "KnowledgeError",
     "OptionsError",
     "PresetError",
+    "ResultsLogError",
 ]
 
 
@@ -89,6 +91,11 @@ class PresetError(InboxcheckError):
 
 class KnowledgeError(InboxcheckError):
     """A knowledge-base file is missing or invalid (a packaging bug, not a finding)."""
+
+
+class ResultsLogError(InboxcheckError):
+    """A batch's results log (``--output``) cannot be used: another run holds it, it is the batch
+    file itself, or the OS refuses to open, read or write it (the message gives the OS's reason)."""
 
 
 class ApiKeyError(InboxcheckError, ValueError):

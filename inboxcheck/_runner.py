@@ -76,18 +76,10 @@ async def run_checks(
 
         specs = registered_checks()
     selected = [spec for spec in specs if spec.family in options.families]
-    match = presets.match(
-        smtp_host=account.smtp_host,
-        imap_host=account.imap_host,
-        inbox_type=account.inbox_type,
-        smtp_port=account.smtp_port,
-        imap_port=account.imap_port,
-    )
-    ctx = CheckContext(
+    ctx = CheckContext.for_account(
         account,
         options=options,
         presets=presets,
-        match=match,
         resolver=resolver,
         ssl_context=ssl_context,
         dns_client=dns_client,
@@ -105,7 +97,7 @@ async def run_checks(
         duration_ms=_ms(clock() - started),
         account=account.view(),
         preset=PresetRef(id=match.preset.id, name=match.preset.name, matched_by=match.matched_by)
-        if match
+        if (match := ctx.match)
         else None,
         checks=tuple(results),
         verdict=Report.verdict_of(results),

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from inboxcheck._cli import cli
 from inboxcheck._errors import OptionsError
 from inboxcheck._options import CheckOptions, Family
-from inboxcheck.platform.connect import choose_daily_limit, connect
+from inboxcheck.platform.connect import connect
+from inboxcheck.platform.gate import choose_daily_limit
 from inboxcheck.platform.key import ApiKey
 from lab.api_double import ApiDouble, Drip, DropAfterBody, RateLimit
 from tests.helpers import CANARY, custom_payload, google_payload

@@ -49,6 +49,7 @@ EXPECTED = {
     "Preset",
     "PresetError",
     "PresetRef",
+    "ResultsLogError",
     "Presets",
     "RampStep",
     "Report",

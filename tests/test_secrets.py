@@ -6,8 +6,7 @@ import base64
 import json
 from urllib.parse import quote, quote_plus
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from pydantic import SecretStr
 
 from inboxcheck._credential import Credential

@@ -1,7 +1,6 @@
-"""The gate: run the full preflight, and only when nothing failed, create the inbox on the platform.
+"""``connect``: run the full preflight, and only when the gate lets it through, create the inbox.
 
-The daily limit sent is the user's when given, the recommendation when not (or when asked for with
-``apply_recommended_limit``), and never silently raised above what the user asked for.
+The gate and the daily limit sent are decided in :mod:`inboxcheck.platform.gate`, as for a batch.
 """
 
 from __future__ import annotations
@@ -19,58 +18,17 @@ from inboxcheck._presets import Presets
 from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
 from inboxcheck._secrets import masked
 from inboxcheck.platform.client import DEFAULT_DEADLINE, PlatformClient, _check_base_url, _join
+from inboxcheck.platform.gate import DailyLimitChoice, decide
 from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, ApiKey
 from inboxcheck.platform.outcomes import CreateOutcome
 
 if TYPE_CHECKING:
     import dns.asyncresolver
 
-__all__ = ["ConnectResult", "DailyLimitChoice", "choose_daily_limit", "connect", "connect_sync"]
+__all__ = ["ConnectResult", "connect", "connect_sync"]
 
 EXIT_BLOCKED_FAILED: Final = 1
 EXIT_BLOCKED_UNKNOWN: Final = 3
-
-
-class DailyLimitChoice(BaseModel):
-    """The daily_limit sent, where it came from, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    value: int
-    source: Literal["given", "recommended"]
-    requested: int | None
-    recommended: int
-    note: str
-
-
-def choose_daily_limit(
-    requested: int | None, recommended: int, *, apply_recommended: bool
-) -> DailyLimitChoice:
-    """The user's limit unless none was given or the recommendation is asked for; never raised."""
-    if requested is None:
-        return DailyLimitChoice(
-            value=recommended,
-            source="recommended",
-            requested=None,
-            recommended=recommended,
-            note=f"no daily_limit was given; using the recommended {recommended}",
-        )
-    if apply_recommended and recommended < requested:
-        return DailyLimitChoice(
-            value=recommended,
-            source="recommended",
-            requested=requested,
-            recommended=recommended,
-            note=f"lowered from {requested} to the recommended {recommended}",
-        )
-    note = f"keeping the given {requested}"
-    if apply_recommended and recommended > requested:
-        note += f" (the recommendation, {recommended}, is higher; a limit is never raised silently)"
-    elif requested > recommended:
-        note += f" (above the recommended {recommended}; --apply-recommended-limit lowers it)"
-    return DailyLimitChoice(
-        value=requested, source="given", requested=requested, recommended=recommended, note=note
-    )
 
 
 class ConnectResult(BaseModel):
@@ -104,11 +62,6 @@ class ConnectResult(BaseModel):
         if self.create is None:
             return 0
         return self.create.exit_code
-
-
-def _blocking(report: Report, *, strict: bool) -> tuple[str, ...]:
-    blocking = {Status.FAIL, Status.ERROR} | ({Status.WARN} if strict else set())
-    return tuple(check.name for check in report.checks if check.status in blocking)
 
 
 async def connect(
@@ -158,13 +111,9 @@ async def connect(
         ssl_context=ssl_context,
         leading=leading,
     )
-    limit = choose_daily_limit(
-        account.daily_limit,
-        report.recommended_daily_limit.value,
-        apply_recommended=apply_recommended_limit,
-    )
+    gate = decide(account, report, strict=strict, apply_recommended=apply_recommended_limit)
+    limit, blocked_by = gate.daily_limit, gate.blocked_by
     payload = account.api_payload(daily_limit=limit.value)
-    blocked_by = _blocking(report, strict=strict)
     common: dict[str, Any] = {
         "report": report,
         "strict": strict,

@@ -4,8 +4,7 @@ bombs, external entities, junk, size), without any network."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from inboxcheck._presets import TlsMode
 from inboxcheck.discovery.autoconfig import MAX_BYTES, AutoconfigError, autoconfig_urls, parse_autoconfig

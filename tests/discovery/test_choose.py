@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dns.rrset
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from inboxcheck._presets import TlsMode
 from inboxcheck.discovery.choose import base_domain, expressible, merge, payload_fields, rank_key, under
