@@ -617,13 +617,14 @@ def _conclude(
         mine = [c for c in candidates if c.protocol is protocol]
         best[protocol] = min(mine, key=lambda c: rank_key(c, given=given)) if mine else None
 
+    # A host a password may not go to is never chosen: the payload would send it there.
     def usable(c: Candidate | None) -> bool:
-        if c is None or c.result is ProbeResult.NOT_EXPRESSIBLE:
+        if c is None or not c.trusted or c.result is ProbeResult.NOT_EXPRESSIBLE:
             return False
         return c.result.works or c.result.could_not_tell
 
     def working(c: Candidate | None) -> bool:
-        if c is None:
+        if c is None or not c.trusted:
             return False
         if password_used and c.credential is not CredentialUse.NOT_GIVEN:
             return c.result is ProbeResult.LOGGED_IN
@@ -741,7 +742,9 @@ def _verdict(
         if not working(c)
     ]
     unsure = any(
-        c.result.could_not_tell or c.credential is CredentialUse.WITHHELD
+        c.result.could_not_tell
+        or c.credential is CredentialUse.WITHHELD
+        or (c.result.works and not c.trusted)
         for c in candidates
         if c.protocol.value.upper() in missing
     ) or any(
@@ -752,8 +755,8 @@ def _verdict(
             "discover.could_not_tell",
             Severity.ERROR,
             f"No working {' or '.join(missing)} endpoint was confirmed, but some could not be tried "
-            "(a timeout, a refused connection, a password withheld, or a lookup that failed), so inboxcheck "
-            "cannot tell whether one works.",
+            "(a timeout, a refused connection, a host a password may not go to, or a failed lookup), "
+            "so inboxcheck cannot tell whether one works.",
             fix="See each candidate's result; try again later, with a longer --deadline, or with "
             "--trust-host.",
             missing=list(missing),

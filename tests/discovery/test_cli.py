@@ -93,6 +93,17 @@ async def test_discover_json_matches_the_schema_and_writes_a_private_payload(
 async def test_discover_text_says_where_each_setting_came_from(
     tmp_path: Path, mail: Mail, certs: PeerCerts
 ) -> None:
+    web = web_peer(certs, ok(config_xml("mail.peer.test", mail.smtp.port, mail.imap.port)))
+    async with web.peer:
+        result = await _run(["discover", ADDRESS, *_common(mail, _ca(tmp_path, certs), web.peer.port)])
+    assert result.exit_code == 0, result.output
+    assert "Settings:" in result.stdout and "<- autoconfig https://autoconfig.peer.test:" in result.stdout
+    assert f"SMTP mail.peer.test:{mail.smtp.port} (starttls)  auth_offered [chosen]" in result.stdout
+
+
+async def test_discover_text_names_the_host_that_got_no_password(
+    tmp_path: Path, mail: Mail, certs: PeerCerts
+) -> None:
     web = web_peer(certs, ok(config_xml("mail.other.test", mail.smtp.port, mail.imap.port)))
     async with web.peer:
         result = await _run(
@@ -100,7 +111,7 @@ async def test_discover_text_says_where_each_setting_came_from(
             env={"INBOXCHECK_SMTP_PASSWORD": PASSWORD},
         )
     assert result.exit_code == 3, result.output
-    assert "Settings:" in result.stdout and "<- autoconfig https://autoconfig.peer.test:" in result.stdout
+    assert "Settings: none found that work." in result.stdout  # never a host the password may not reach
     assert "password withheld" in result.stdout
     assert "--trust-host mail.other.test" in result.stdout
     assert PASSWORD not in result.output
@@ -251,3 +262,27 @@ async def test_connect_batch_creates_a_completed_partial_line(
     assert (create.body["imap_host"], create.body["imap_port"]) == ("mail.peer.test", mail.imap.port)
     assert create.body["display_name"] == "Jane Peer" and "smtp_password" in create.body
     assert PASSWORD not in output.read_text()
+
+
+async def test_a_partial_payload_is_never_completed_with_a_host_the_password_may_not_reach(
+    tmp_path: Path, mail: Mail, certs: PeerCerts
+) -> None:
+    web = web_peer(certs, ok(config_xml("mail.other.test", mail.smtp.port, mail.imap.port)))
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"email_address": ADDRESS, "display_name": "Jane Peer"}))
+    env = {"INBOXCHECK_SMTP_PASSWORD": PASSWORD}
+    async with web.peer:
+        args = [
+            "check",
+            str(partial),
+            "--only",
+            "account",
+            *_common(mail, _ca(tmp_path, certs), web.peer.port),
+        ]
+        refused = await _run(args, env=env)
+        assert refused.exit_code == 2
+        assert "discover.untrusted_host" in refused.stderr
+        trusted = await _run([*args, "--trust-host", "mail.other.test"], env=env)
+    assert trusted.exit_code in (0, 1, 3), trusted.output
+    assert "Settings discovery" in trusted.stdout
+    assert b"AUTH" not in mail.smtp.received  # --only account: the completion itself logs in nowhere
