@@ -6,7 +6,7 @@ import base64
 import grp
 import os
 import pwd
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -26,7 +26,7 @@ class DkimKey:
 
     domain: str
     selector: str
-    private_key_pem: bytes
+    private_key_pem: bytes = field(repr=False)
     record: str  # the TXT data, unquoted: "v=DKIM1; k=rsa; p=..."
 
     @property

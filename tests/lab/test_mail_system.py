@@ -229,6 +229,7 @@ def test_published_dkim_record_is_the_signing_key(lab: Lab) -> None:
     private = serialization.load_pem_private_key(lab.dkim_key.private_key_pem, None)
     assert isinstance(private, rsa.RSAPrivateKey)
     assert private.key_size == 2048
+    assert b"PRIVATE" not in repr(lab.dkim_key).encode()
     assert published_key(lab, lab.dkim_record_name).public_numbers() == private.public_key().public_numbers()
 
 
