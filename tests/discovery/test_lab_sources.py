@@ -123,6 +123,10 @@ async def test_srv_outside_the_domain_but_under_its_mx_hosts_domain_is_trusted(l
     assert {c.host for c in chosen} == {"mail.elsewhere.test"}
     assert all(c.trusted for c in chosen)  # the domain's MX is mail.elsewhere.test
     assert "discover.untrusted_host" not in codes(result)
+    # Autoconfig was asked for the MX host's domain too (Thunderbird's order), over HTTPS.
+    asked = [lookup.target for lookup in result.lookups if lookup.source is SourceKind.AUTOCONFIG]
+    url = f"https://autoconfig.elsewhere.test:{lab.https_port}/mail/config-v1.1.xml"
+    assert f"{url}?emailaddress=jane@srv-outside.test" in asked
 
 
 async def test_srv_dot_target_means_not_offered(lab: Lab) -> None:
