@@ -1,0 +1,37 @@
+"""The text form of a discovery: what a server or a DNS record said is shown, never obeyed."""
+
+from __future__ import annotations
+
+from inboxcheck._models import Severity, Verdict, finding
+from inboxcheck._presets import TlsMode
+from inboxcheck._render import render_discovery
+from inboxcheck.discovery.model import Candidate, Discovery, MailProtocol, ProbeResult, SourceKind
+
+
+def test_terminal_escapes_from_outside_are_shown_escaped() -> None:
+    hostile = "mail.example.com\x1b[2J\x1b]0;owned\x07"
+    result = Discovery(
+        email_address="jane@example.com",
+        duration_ms=1.0,
+        account=None,
+        candidates=(
+            Candidate(
+                protocol=MailProtocol.SMTP,
+                host="mail.example.com",
+                port=587,
+                tls=TlsMode.STARTTLS,
+                source=SourceKind.AUTOCONFIG,
+                sources=(f"autoconfig https://{hostile}/",),
+                result=ProbeResult.PROTOCOL_ERROR,
+                reason=f"answered {hostile!r} and \x1b[31mred",
+            ),
+        ),
+        findings=(
+            finding("discover.nothing_works", Severity.FAIL, f"nothing at {hostile}", fix="\x1b[1mfix"),
+        ),
+        verdict=Verdict.FAIL,
+    )
+    text = render_discovery(result, colour=False, unicode=True, verbose=True)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b[2J" in text and "\\x1b[31mred" in text
+    assert "Settings: none found that work." in text and "Verdict: FAIL" in text
