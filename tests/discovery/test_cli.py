@@ -286,3 +286,27 @@ async def test_a_partial_payload_is_never_completed_with_a_host_the_password_may
     assert trusted.exit_code in (0, 1, 3), trusted.output
     assert "Settings discovery" in trusted.stdout
     assert b"AUTH" not in mail.smtp.received  # --only account: the completion itself logs in nowhere
+
+
+async def test_diagnose_takes_a_partial_payload_too(tmp_path: Path, mail: Mail, certs: PeerCerts) -> None:
+    web = web_peer(certs, ok(config_xml("mail.peer.test", mail.smtp.port, mail.imap.port)))
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"email_address": ADDRESS, "display_name": "Jane Peer"}))
+    async with web.peer:
+        result = await _run(
+            [
+                "diagnose",
+                str(partial),
+                "--only",
+                "account",
+                "--no-alternates",
+                "--format",
+                "json",
+                *_common(mail, _ca(tmp_path, certs), web.peer.port),
+            ],
+            env={"INBOXCHECK_SMTP_PASSWORD": PASSWORD},
+        )
+    diagnosis = json.loads(result.stdout)
+    assert diagnosis["report"]["checks"][0]["name"] == "account.discovered"
+    assert diagnosis["report"]["account"]["smtp_port"] == mail.smtp.port
+    assert PASSWORD not in result.output
