@@ -30,6 +30,8 @@ _Command = TypeVar("_Command", bound=Callable[..., Any])
 EXIT_OK: Final = 0
 EXIT_BUG: Final = 70
 EXIT_INTERRUPTED: Final = 130
+# Below this, indents would leave no room for words.
+_MIN_WIDTH: Final = 40
 
 FAMILIES: Final = ("account", "dns", "smtp", "imap")
 
@@ -41,7 +43,23 @@ def _debug_enabled() -> bool:
 
 
 def _notice(message: str) -> None:
-    click.echo(f"inboxcheck: {message}", err=True)
+    from inboxcheck._render import escape_lines
+
+    # Notices quote paths, payload fields and server answers: escaped like every text output.
+    click.echo(f"inboxcheck: {escape_lines(message)}", err=True)
+
+
+def _width(stream: TextIO) -> int | None:
+    """The width to wrap text to: COLUMNS when set, else the terminal's; unwrapped into a pipe."""
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return max(int(columns), _MIN_WIDTH)
+    isatty = getattr(stream, "isatty", None)
+    if isatty and isatty():
+        return max(shutil.get_terminal_size().columns, _MIN_WIDTH)
+    return None
 
 
 def _colour_wanted(stream: TextIO) -> bool:
@@ -69,7 +87,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except InboxcheckError as exc:
-            click.echo(f"inboxcheck: error: {exc}", err=True)
+            _notice(f"error: {exc}")
             ctx.exit(exc.exit_code)
 
 
@@ -152,7 +170,18 @@ def _check_options(function: _Command) -> _Command:
             type=click.Choice(FAMILIES),
             help="Do not run these groups of checks (repeatable).",
         ),
-        click.option("-v", "--verbose", is_flag=True, help="Show informational findings and timings."),
+        click.option(
+            "-v",
+            "--verbose",
+            is_flag=True,
+            help="Show informational findings, timings, and where each password came from.",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="Print only the verdict line (JSON is unchanged); nothing on stderr but errors.",
+        ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -179,7 +208,10 @@ def _options_from(params: dict[str, Any]) -> CheckOptions:
     )
 
 
-def _load_account_for_cli(source: str) -> Account:
+def _load_account_for_cli(source: str, *, fmt: str, verbose: bool) -> Account:
+    """The account, with where each password came from told under ``-v``. Asked for JSON, an
+    unusable account is also a JSON document on stdout, so that a tool never parses the prose."""
+    from inboxcheck._errors import AccountError
     from inboxcheck._input import PasswordSource, load_account
 
     interactive = source != "-" and sys.stdin.isatty()
@@ -188,10 +220,18 @@ def _load_account_for_cli(source: str) -> Account:
         return str(click.prompt(label, hide_input=True, err=True, default="", show_default=False))
 
     sources = PasswordSource()
-    account = load_account(source, prompt=ask if interactive else None, sources=sources)
-    for field, origin in sources.items():
-        if origin != "file":
-            _notice(f"{field} taken from {origin}")
+    try:
+        account = load_account(source, prompt=ask if interactive else None, sources=sources)
+    except AccountError as exc:
+        if fmt == "json":
+            from inboxcheck._render import render_input_error
+
+            click.echo(render_input_error(exc))
+        raise
+    if verbose:
+        for field, origin in sources.items():
+            if origin != "file":
+                _notice(f"{field} taken from {origin}")
     return account
 
 
@@ -201,8 +241,8 @@ def _load_account_for_cli(source: str) -> Account:
 @click.option(
     "--batch",
     "batch",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Check every account in this JSONL or CSV file (the platform's field names).",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
+    help="Check every account in this JSONL or CSV file (the platform's field names); - for stdin.",
 )
 @click.option(
     "--output",
@@ -235,6 +275,7 @@ def check(
     account: str | None,
     fmt: str,
     verbose: bool,
+    quiet: bool,
     batch: Path | None,
     output: Path | None,
     resume: bool,
@@ -250,7 +291,7 @@ def check(
     """
     import asyncio
 
-    from inboxcheck._render import Format, renderer_for
+    from inboxcheck._render import Format, TextRenderer, renderer_for
     from inboxcheck._runner import run_checks
 
     if (account is None) == (batch is None):
@@ -272,10 +313,11 @@ def check(
             retry_errors=retry_errors,
             concurrency=concurrency,
             per_host=per_host,
+            quiet=quiet,
         )
     assert account is not None
-    parsed = _load_account_for_cli(account)
-    if sys.stderr.isatty():
+    parsed = _load_account_for_cli(account, fmt=fmt, verbose=verbose and not quiet)
+    if sys.stderr.isatty() and not quiet:
         _notice(f"checking {parsed.email_address} ...")
     report = asyncio.run(run_checks(parsed, options=options))
     if _debug_enabled():
@@ -287,8 +329,12 @@ def check(
         colour=_colour_wanted(sys.stdout),
         unicode=_unicode_ok(sys.stdout),
         verbose=verbose,
+        width=_width(sys.stdout),
     )
-    click.echo(renderer.render(report), nl=False)
+    if quiet and isinstance(renderer, TextRenderer):
+        click.echo(renderer.verdict_line(report))
+    else:
+        click.echo(renderer.render(report), nl=False)
     sys.exit(report.exit_code)
 
 
@@ -302,21 +348,27 @@ def _run_batch(
     retry_errors: bool,
     concurrency: int,
     per_host: int,
+    quiet: bool,
 ) -> NoReturn:
     import asyncio
     import time
 
-    from inboxcheck._batch import BatchLine, run_batch
+    from inboxcheck._batch import BatchLine, count_accounts, run_batch
+    from inboxcheck._render import escape
 
     colour, mark_unicode = _colour_wanted(sys.stdout), _unicode_ok(sys.stdout)
-    progress = sys.stderr.isatty()
-    started, count = time.monotonic(), 0
+    progress = _Progress(count_accounts(path), clock=time.monotonic) if not quiet else None
+    live = progress is not None and sys.stderr.isatty()
     marks = {"pass": "✔", "warn": "!", "fail": "✘", "error": "?", "invalid": "✘"}
     colours = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "invalid": "red"}
 
+    def on_start(resumed: int) -> None:
+        if progress is not None:
+            progress.start(resumed)
+
     def on_result(record: BatchLine) -> None:
-        nonlocal count
-        count += 1
+        if progress is not None:
+            progress.done += 1
         verdict = str(record.verdict)
         if fmt == "text":
             mark = marks[verdict] if mark_unicode else verdict.upper()
@@ -325,15 +377,14 @@ def _run_batch(
             if record.report is not None:
                 codes = {f.code for f in record.report.findings() if f.severity.value in ("fail", "error")}
                 detail = ", ".join(sorted(codes))
-            if progress:
+            if live:
                 click.echo("\r\x1b[K", nl=False, err=True)
             click.echo(
-                f"{mark} line {record.line} {record.email_address or '-'} {verdict}"
-                + (f": {detail}" if detail else "")
+                f"{mark} line {record.line} {escape(record.email_address or '-')} {verdict}"
+                + (f": {escape(detail)}" if detail else "")
             )
-        if progress:
-            rate = count / max(time.monotonic() - started, 1e-6)
-            click.echo(f"\r[{count} done, {rate:.1f}/s]", nl=False, err=True)
+        if live and progress is not None:
+            click.echo(f"\r[{progress.describe()}]\x1b[K", nl=False, err=True)
 
     stream = sys.stdout if (fmt == "json" and output is None) else None
     summary = asyncio.run(
@@ -347,13 +398,58 @@ def _run_batch(
             concurrency=concurrency,
             per_host=per_host,
             on_result=on_result,
+            on_start=on_start,
         )
     )
-    if progress:
-        click.echo("", err=True)
-    for line in summary.describe().splitlines():
-        _notice(line)
+    if progress is not None:
+        if live:
+            click.echo("\r\x1b[K", nl=False, err=True)
+        _notice(progress.describe(final=True))
+        for line in summary.describe().splitlines():
+            _notice(line)
     sys.exit(summary.exit_code)
+
+
+class _Progress:
+    """A batch's progress: done of total, percentage, rate and time left."""
+
+    def __init__(self, total: int | None, *, clock: Callable[[], float]) -> None:
+        self.total = total
+        self.clock = clock
+        self.started = clock()
+        self.done = 0
+
+    def start(self, resumed: int) -> None:
+        """Accounts already in the output when resuming are not this run's work."""
+        if self.total is not None:
+            self.total = max(self.total - resumed, 0)
+        self.started = self.clock()
+
+    def describe(self, *, final: bool = False) -> str:
+        elapsed = max(self.clock() - self.started, 1e-6)
+        rate = self.done / elapsed
+        # The count is of lines and may miss a CSV record spanning several: never show more than 100%.
+        total = max(self.total, self.done) if self.total is not None else None
+        parts = [f"{self.done}/{total} checked" if total is not None else f"{self.done} checked"]
+        if total:
+            parts.append(f"{100 * self.done // total}%")
+        parts.append(f"{rate:.1f}/s")
+        if final:
+            parts.append(f"in {_duration(elapsed)}")
+        elif total is not None and rate > 0:
+            parts.append(f"ETA {_duration((total - self.done) / rate)}")
+        return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 @cli.command()
@@ -415,6 +511,7 @@ def connect(
     account: str | None,
     fmt: str,
     verbose: bool,
+    quiet: bool,
     api_url: str | None,
     api_path: str | None,
     api_key_file: Path | None,
@@ -450,6 +547,7 @@ def connect(
         warnings.simplefilter("always", InsecureKeyFileWarning)
         api_key = None if dry_run and no_key_given else load_api_key(key_file=api_key_file)
     for warning in caught:
+        # Kept under --quiet: it is about the secret's own file, which the user has to fix.
         _notice(f"warning: {warning.message}")
     options = _options_from(params)
     if (account is None) == (batch is None):
@@ -474,8 +572,8 @@ def connect(
             api_deadline=api_deadline,
         )
     assert account is not None
-    parsed = _load_account_for_cli(account)
-    if sys.stderr.isatty():
+    parsed = _load_account_for_cli(account, fmt=fmt, verbose=verbose and not quiet)
+    if sys.stderr.isatty() and not quiet:
         _notice(f"checking {parsed.email_address} before creating it ...")
     result = asyncio.run(
         run_connect(
@@ -488,7 +586,7 @@ def connect(
             base_url=api_url or DEFAULT_BASE_URL,
             path=api_path or DEFAULT_PATH,
             api_deadline=api_deadline,
-            on_wait=_notice,
+            on_wait=(lambda _: None) if quiet else _notice,
             idempotency_key=idempotency_key,
         )
     )
@@ -498,12 +596,15 @@ def connect(
         from inboxcheck._render import render_connect
 
         stdout = sys.stdout
-        click.echo(
-            render_connect(
-                result, colour=_colour_wanted(stdout), unicode=_unicode_ok(stdout), verbose=verbose
-            ),
-            nl=False,
+        text = render_connect(
+            result,
+            colour=_colour_wanted(stdout),
+            unicode=_unicode_ok(stdout),
+            verbose=verbose,
+            width=_width(stdout),
+            quiet=quiet,
         )
+        click.echo(text, nl=False)
     sys.exit(result.exit_code)
 
 
@@ -530,15 +631,21 @@ def _connect_batch(
 
     out = require_output(output)
 
+    from inboxcheck._render import escape
+
     def on_create(line: CreateLine) -> None:
+        # The inbox id and the message come from the platform's answer: escaped like a server reply.
         if line.outcome.value == "created":
             click.echo(
-                f"created line {line.line} {line.email_address}: inbox {line.inbox_id} "
+                f"created line {line.line} {escape(line.email_address)}: inbox {escape(str(line.inbox_id))} "
                 f"(daily_limit {line.daily_limit})"
             )
         else:
             message = line.finding.message if line.finding else ""
-            click.echo(f"NOT created line {line.line} {line.email_address}: {line.outcome.value}: {message}")
+            click.echo(
+                f"NOT created line {line.line} {escape(line.email_address)}: {line.outcome.value}: "
+                f"{escape(message)}"
+            )
 
     async def run() -> ConnectBatchSummary:
         async with PlatformClient(
@@ -574,7 +681,13 @@ def _connect_batch(
 )
 @click.option("--no-alternates", is_flag=True, help="Do not try the provider's other hosts and ports.")
 def diagnose(
-    account: str, fmt: str, verbose: bool, previous: Path | None, no_alternates: bool, **params: Any
+    account: str,
+    fmt: str,
+    verbose: bool,
+    quiet: bool,
+    previous: Path | None,
+    no_alternates: bool,
+    **params: Any,
 ) -> None:
     """Troubleshoot ACCOUNT: rank the probable causes and try the alternates that could work.
 
@@ -597,8 +710,8 @@ def diagnose(
                 f"--previous {previous}: not an inboxcheck JSON report ({type(exc).__name__})"
             ) from None
     options = _options_from(params)
-    parsed = _load_account_for_cli(account)
-    if sys.stderr.isatty():
+    parsed = _load_account_for_cli(account, fmt=fmt, verbose=verbose and not quiet)
+    if sys.stderr.isatty() and not quiet:
         _notice(f"diagnosing {parsed.email_address} ...")
     result = asyncio.run(
         run_diagnose(parsed, options=options, previous=earlier, try_alternates=not no_alternates)
@@ -606,15 +719,15 @@ def diagnose(
     if fmt == "json":
         click.echo(result.model_dump_json(indent=2))
     else:
-        from inboxcheck._render import render_diagnosis
+        from inboxcheck._render import TextRenderer, render_diagnosis
 
         stdout = sys.stdout
-        click.echo(
-            render_diagnosis(
-                result, colour=_colour_wanted(stdout), unicode=_unicode_ok(stdout), verbose=verbose
-            ),
-            nl=False,
-        )
+        colour, unicode, width = _colour_wanted(stdout), _unicode_ok(stdout), _width(stdout)
+        if quiet:
+            text = TextRenderer(colour=colour, unicode=unicode).verdict_line(result.report) + "\n"
+        else:
+            text = render_diagnosis(result, colour=colour, unicode=unicode, verbose=verbose, width=width)
+        click.echo(text, nl=False)
     sys.exit(result.exit_code)
 
 
@@ -643,10 +756,14 @@ def presets(ctx: click.Context, fmt: str) -> None:
                 f"{imap.host}:{imap.port}" if imap else "-",
             )
         )
+    from inboxcheck._render import escape
+
     header = ("ID", "NAME", "INBOX TYPE", "SMTP", "IMAP")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        click.echo(
+            "  ".join(escape(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 @presets.command("show")
@@ -662,7 +779,7 @@ def presets_show(preset_id: str, fmt: str) -> None:
         return
     from inboxcheck._render import describe_preset
 
-    click.echo(describe_preset(preset))
+    click.echo(describe_preset(preset, width=_width(sys.stdout)))
 
 
 @cli.command()

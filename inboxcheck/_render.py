@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from inboxcheck._diagnose import Diagnosis
+    from inboxcheck._errors import AccountError
     from inboxcheck._presets import Preset
     from inboxcheck.platform.connect import ConnectResult
 
@@ -37,8 +38,10 @@ __all__ = [
     "TextRenderer",
     "describe_preset",
     "escape",
+    "escape_lines",
     "render_connect",
     "render_diagnosis",
+    "render_input_error",
     "renderer_for",
     "wrap",
 ]
@@ -375,11 +378,57 @@ def renderer_for(
     return TextRenderer(colour=colour, unicode=unicode, verbose=verbose, width=width)
 
 
+INPUT_INVALID: Final = "input.invalid"
+
+
+def render_input_error(error: AccountError) -> str:
+    """An unusable account as the JSON document ``--format json`` prints instead of a report: one
+    ``input.invalid`` finding per field problem, so that a tool never has to parse the prose."""
+    from inboxcheck._models import finding
+
+    findings = [
+        finding(
+            INPUT_INVALID,
+            Severity.FAIL,
+            str(problem),
+            fix=f"Correct {problem.field} in the account payload (the README's field table lists "
+            "what the platform accepts).",
+            field=problem.field,
+            problem=problem.problem,
+        )
+        for problem in error.problems
+    ] or [
+        finding(
+            INPUT_INVALID,
+            Severity.FAIL,
+            error.message or str(error),
+            fix="Give a JSON object in the platform's create-inbox format.",
+            field=None,
+        )
+    ]
+    document = {
+        "kind": "input_error",
+        "verdict": "invalid",
+        "exit_code": error.exit_code,
+        "source": error.source,
+        "message": error.message or "the account is not valid",
+        "findings": [item.model_dump(mode="json") for item in findings],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
 def render_connect(
-    result: ConnectResult, *, colour: bool, unicode: bool, verbose: bool, width: int | None = None
+    result: ConnectResult,
+    *,
+    colour: bool,
+    unicode: bool,
+    verbose: bool,
+    width: int | None = None,
+    quiet: bool = False,
 ) -> str:
-    """The report, the gate's decision and what the create call did."""
-    text = TextRenderer(colour=colour, unicode=unicode, verbose=verbose, width=width).render(result.report)
+    """The report (``quiet``: its verdict line), the gate's decision and what the create call did."""
+    renderer = TextRenderer(colour=colour, unicode=unicode, verbose=verbose, width=width)
+    text = renderer.verdict_line(result.report) if quiet else renderer.render(result.report)
 
     def style(value: str, colour_name: str) -> str:
         return click.style(value, fg=colour_name, bold=True) if colour else value
@@ -387,7 +436,7 @@ def render_connect(
     def add(line: str, hang: str = "  ") -> None:
         lines.extend(wrap(line, width=width, hang=hang))
 
-    lines = [text.rstrip("\n"), ""]
+    lines = [text.rstrip("\n")] if quiet else [text.rstrip("\n"), ""]
     if result.gate == "blocked":
         blockers = ", ".join(
             f"{name} ({result.report.check(name).status.value})" for name in result.blocked_by
