@@ -80,14 +80,22 @@ def wrap(
     indent: str = "",
     hang: str | None = None,
     records: Iterable[str] = (),
+    keep: Iterable[str] = (),
 ) -> list[str]:
     """``text`` (already escaped) as lines of at most ``width`` columns, broken only between words.
 
     The first line starts with ``indent``, the others with ``hang`` (default: ``indent``). Each of
     ``records`` found in the text goes on a line of its own after ``hang``, never broken, however long
-    it is: a DNS record is copied from the terminal as it stands. ``width=None`` wraps nothing.
+    it is: a DNS record is copied from the terminal as it stands. Each of ``keep`` stays unbroken
+    where it is (a record quoted inside other evidence). ``width=None`` wraps nothing.
     """
     hang = indent if hang is None else hang
+    kept = [k for k in keep if " " in k.strip() and k in text]
+    if kept and width is not None:
+        # Escaped text holds no NUL: it stands for the spaces that must not break while wrapping.
+        for item in sorted(kept, key=len, reverse=True):
+            text = text.replace(item, item.replace(" ", "\x00"))
+        return [line.replace("\x00", " ") for line in wrap(text, width=width, indent=indent, hang=hang)]
     lines: list[str] = []
     for is_record, piece in _pieces(text, records):
         first = indent if not lines else hang
@@ -247,7 +255,7 @@ class TextRenderer:
         plain = self._plain_mark(check.status)
         title = escape(check.title).ljust(width)
         timing = f"  ({check.duration_ms:.0f} ms)" if self.verbose else ""
-        lines = self._wrap(f"{plain} {title}  {summary}{timing}", "  ", " " * (width + 4 + len(plain)))
+        lines = self._wrap(f"{plain} {title}  {summary}{timing}", "  ", " " * (width + 5 + len(plain)))
         # The mark and the timing are single unbreakable tokens: styled after wrapping, so that the
         # colour codes never count towards the width.
         lines[0] = "  " + self._mark(check.status) + lines[0][2 + len(plain) :]
@@ -295,7 +303,13 @@ class TextRenderer:
         shown = escape(" ".join(shown.split()))
         if len(shown) > _EVIDENCE_WIDTH:
             shown = shown[: _EVIDENCE_WIDTH - 3] + "..."
-        return self._wrap(f"{key}: {shown}", "        ", "          ")
+        return wrap(
+            f"{key}: {shown}",
+            width=self.width,
+            indent="        ",
+            hang="          ",
+            keep=_records_in(finding),
+        )
 
     def _footer(self, report: Report) -> list[str]:
         limit = report.recommended_daily_limit
@@ -360,7 +374,8 @@ def _records_of(evidence: dict[str, JsonValue], fix: str | None) -> list[str]:
                 found.append(escape(str(item["value"])))
     if fix:
         match = _TRAILING_RECORD.search(escape(fix))
-        if match:
+        # A fix naming several records (already found in the evidence) ends with the last of them.
+        if match and not any(record in match.group() for record in found):
             found.append(match.group())
     return found
 
