@@ -53,10 +53,10 @@ def _records(report: Report) -> list[str]:
 
 def _to_publish(report: Report) -> list[str]:
     """The records the fixes ask to publish: each must stand alone on its line, ready to copy."""
-    from inboxcheck._render import _TRAILING_RECORD
+    from inboxcheck._render import _records_in
 
-    found = [_TRAILING_RECORD.search(f.fix or "") for f in report.findings()]
-    return [match.group() for match in found if match is not None]
+    found = [(record, f.fix or "") for f in report.findings() for record in _records_in(f)]
+    return [record for record, fix in found if " " in record and record in fix]
 
 
 # --- escape ---------------------------------------------------------------------------------------
