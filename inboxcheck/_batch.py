@@ -437,7 +437,8 @@ async def run_batch(
 
     ``output`` is the results log, locked for the whole run; it may not be ``path`` itself. A
     :class:`~inboxcheck._jsonl.ResultLog` already open is used as it is (``connect --batch`` holds
-    one from its first check to its last create).
+    one from its first check to its last create). ``on_start`` is told how many accounts the output
+    already holds (resumed), before the first check starts: a progress display counts the rest.
     """
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks

@@ -177,6 +177,19 @@ def test_batch_progress_counts_the_file_first_and_ends_with_the_same_summary(tmp
     assert quiet.stderr == ""
 
 
+def test_batch_progress_after_a_resume_counts_only_what_is_left(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    path, output = tmp_path / "accounts.jsonl", tmp_path / "results.jsonl"
+    path.write_text("\n".join([json.dumps(batch_user(i)) for i in range(3)]) + "\n", encoding="utf-8")
+    first = _run(["check", "--batch", str(path), "--output", str(output), *OFFLINE])
+    assert "3/3 checked, 100%" in first.stderr, first.stderr
+    with path.open("a", encoding="utf-8") as more:
+        more.write(json.dumps(batch_user(3)) + "\n" + json.dumps(batch_user(4)) + "\n")
+    second = _run(["check", "--batch", str(path), "--output", str(output), "--resume", *OFFLINE])
+    assert "2/2 checked, 100%" in second.stderr, second.stderr
+
+
 def test_progress_shows_done_of_total_percentage_rate_and_eta() -> None:
     from inboxcheck._cli import _Progress
 
