@@ -220,3 +220,19 @@ def test_a_finding_built_by_hand_is_escaped_in_message_fix_and_evidence() -> Non
         lines = TextRenderer(verbose=True, width=width)._finding(finding)
         assert not RAW_CONTROL.search("\n".join(lines)), lines
         assert "        record: v=spf1 \\x1b[2J -all" in lines
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_preset_at_80_and_100_columns_breaks_no_word(width: int) -> None:
+    from inboxcheck._presets import load_presets
+    from inboxcheck._render import describe_preset
+
+    longest = 0
+    for preset in load_presets():
+        flat = describe_preset(preset)
+        text = describe_preset(preset, width=width)
+        assert text.split() == flat.split(), preset.id
+        longest = max(longest, *(len(line) for line in flat.splitlines()))
+        for line in text.splitlines():
+            assert len(line) <= width or len(line.split()) == 1, (preset.id, line)
+    assert longest > width, "the presets must have lines to wrap"
