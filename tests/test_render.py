@@ -236,3 +236,13 @@ def test_every_preset_at_80_and_100_columns_breaks_no_word(width: int) -> None:
         for line in text.splitlines():
             assert len(line) <= width or len(line.split()) == 1, (preset.id, line)
     assert longest > width, "the presets must have lines to wrap"
+
+
+@pytest.mark.lab
+async def test_colour_codes_do_not_count_towards_the_width(lab: Lab) -> None:
+    sgr = re.compile("\x1b\\[[0-9;]*m")
+    for report in await _reports(lab):
+        plain = TextRenderer(width=80, verbose=True).render(report)
+        coloured = TextRenderer(width=80, verbose=True, colour=True).render(report)
+        assert "\x1b[" in coloured
+        assert sgr.sub("", coloured) == plain
