@@ -8,7 +8,28 @@ every failure, and only then create the inbox on the sending platform::
     report = await inboxcheck.check(payload, nameservers=["127.0.0.1:5353"])
     print(report.verdict, [f.code for f in report.findings()])
 
-Everything public is listed in ``__all__``; modules with a leading underscore are private.
+    diagnosis = inboxcheck.diagnose_sync(payload)  # outside an event loop
+    for cause in diagnosis.causes:
+        print(cause.rank, cause.code, cause.fix)
+
+The public API (``__all__``), by task; modules with a leading underscore are private:
+
+- Check: check, check_sync, load_account, parse_account, run_batch, BatchLine, BatchSummary
+- Find the settings from an address: discover, discover_sync, Discovery, Candidate
+- Troubleshoot: diagnose, diagnose_sync, Diagnosis, Cause, Alternative
+- Create the inbox: connect, connect_sync, connect_batch, ConnectResult, ConnectBatchSummary,
+  DailyLimitChoice, PlatformClient, ApiKey, load_api_key, ApiExit, ApiOutcome, CreateOutcome,
+  CreatedInbox, InboxStatus, BulkItem, BulkOutcome
+- Read a report: Report, CheckResult, Finding, Severity, Status, Verdict, Account, AccountView,
+  InboxType, PresetRef, DailyLimitRecommendation, RampStep, Stage, recommend_daily_limit,
+  report_schema, Format, JsonRenderer, TextRenderer
+- Options and provider presets: CheckOptions, Family, Nameserver, Preset, Presets, TlsMode,
+  load_presets
+- Write a check: CheckContext, CheckSpec, Outcome
+- Errors (all under InboxcheckError): AccountError, FieldProblem, OptionsError, PresetError,
+  ApiError, ApiKeyError, CreateFailed, ResultsLogError; and the warning InsecureKeyFileWarning
+
+Models are pydantic v2 models: ``help()`` on one lists pydantic's own methods after its fields.
 """
 
 from typing import TYPE_CHECKING, Any, Final
@@ -22,6 +43,7 @@ from inboxcheck._version import __version__ as __version__
 _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
     "inboxcheck._batch": ("BatchLine", "BatchSummary", "run_batch"),
     "inboxcheck._check": ("CheckContext", "CheckSpec", "Outcome"),
+    "inboxcheck._diagnose": ("Alternative", "Cause", "Diagnosis", "diagnose", "diagnose_sync"),
     "inboxcheck._errors": (
         "AccountError",
         "ApiError",
@@ -88,6 +110,13 @@ if TYPE_CHECKING:
         CheckContext as CheckContext,
         CheckSpec as CheckSpec,
         Outcome as Outcome,
+    )
+    from inboxcheck._diagnose import (
+        Alternative as Alternative,
+        Cause as Cause,
+        Diagnosis as Diagnosis,
+        diagnose as diagnose,
+        diagnose_sync as diagnose_sync,
     )
     from inboxcheck._errors import (
         AccountError as AccountError,

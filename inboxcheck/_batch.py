@@ -22,12 +22,13 @@ import io
 import json
 import os
 import ssl
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
 
@@ -163,7 +164,10 @@ def read_batch(path: Path, *, env: dict[str, str] | None = None) -> Iterator[_It
     """
     env = env if env is not None else dict(os.environ)
     try:
-        handle = path.open("rb")
+        # `-` is standard input, read as it comes (a pipe cannot be counted or rewound).
+        handle = (
+            io.BufferedReader(cast("io.RawIOBase", sys.stdin.buffer)) if path == STDIN else path.open("rb")
+        )
     except OSError as exc:
         raise InboxcheckError(f"{path}: cannot read the batch file: {exc.strerror or exc}") from None
     with handle:
@@ -404,6 +408,25 @@ class _HostBounds:
 
 
 ResultCallback = Callable[[BatchLine], None]
+STDIN: Final = Path("-")
+
+
+def count_accounts(path: Path) -> int | None:
+    """How many accounts ``path`` holds (its non-blank lines, less a CSV header), for a progress
+    display; ``None`` for standard input. Counting is a read of the file: cheap next to one login."""
+    if path == STDIN:
+        return None
+    try:
+        with path.open("rb") as handle:
+            head = handle.peek(4096)[:4096].decode("utf-8", errors="replace").removeprefix("\ufeff")
+            count = sum(
+                1
+                for line in read_lines(handle, limit=MAX_LINE_BYTES)
+                if line.data is None or line.data.strip()
+            )
+    except OSError:
+        return None
+    return max(count - (_detect_format(path, head) == "csv"), 0)
 
 
 async def run_batch(
@@ -422,6 +445,7 @@ async def run_batch(
     env: dict[str, str] | None = None,
     specs: Sequence[CheckSpec] | None = None,
     discovery: Mapping[str, Any] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> BatchSummary:
     """Check every account in ``path``; write each result as it finishes; return the summary.
 
@@ -430,7 +454,8 @@ async def run_batch(
 
     ``output`` is the results log, locked for the whole run; it may not be ``path`` itself. A
     :class:`~inboxcheck._jsonl.ResultLog` already open is used as it is (``connect --batch`` holds
-    one from its first check to its last create).
+    one from its first check to its last create). ``on_start`` is told how many accounts the output
+    already holds (resumed), before the first check starts: a progress display counts the rest.
     """
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks
@@ -443,6 +468,8 @@ async def run_batch(
         # than a thread hop per result.
         sink = _Output(log, stream)
         done = sink.done(resume=resume, retry_errors=retry_errors)
+        if on_start is not None:
+            on_start(len(done))
         presets = presets if presets is not None else load_presets()
         resolver = make_resolver(options.nameservers, timeout=options.timeout)
         dns_client = DnsClient(resolver, timeout=options.timeout, record=False, max_entries=BATCH_DNS_ENTRIES)

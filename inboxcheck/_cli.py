@@ -30,6 +30,8 @@ _Command = TypeVar("_Command", bound=Callable[..., Any])
 EXIT_OK: Final = 0
 EXIT_BUG: Final = 70
 EXIT_INTERRUPTED: Final = 130
+# Below this, indents would leave no room for words.
+_MIN_WIDTH: Final = 40
 
 FAMILIES: Final = ("account", "dns", "smtp", "imap")
 
@@ -41,7 +43,23 @@ def _debug_enabled() -> bool:
 
 
 def _notice(message: str) -> None:
-    click.echo(f"inboxcheck: {message}", err=True)
+    from inboxcheck._render import escape_lines
+
+    # Notices quote paths, payload fields and server answers: escaped like every text output.
+    click.echo(f"inboxcheck: {escape_lines(message)}", err=True)
+
+
+def _width(stream: TextIO) -> int | None:
+    """The width to wrap text to: COLUMNS when set, else the terminal's; unwrapped into a pipe."""
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return max(int(columns), _MIN_WIDTH)
+    isatty = getattr(stream, "isatty", None)
+    if isatty and isatty():
+        return max(shutil.get_terminal_size().columns, _MIN_WIDTH)
+    return None
 
 
 def _colour_wanted(stream: TextIO) -> bool:
@@ -69,7 +87,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except InboxcheckError as exc:
-            click.echo(f"inboxcheck: error: {exc}", err=True)
+            _notice(f"error: {exc}")
             ctx.exit(exc.exit_code)
 
 
@@ -152,7 +170,18 @@ def _check_options(function: _Command) -> _Command:
             type=click.Choice(FAMILIES),
             help="Do not run these groups of checks (repeatable).",
         ),
-        click.option("-v", "--verbose", is_flag=True, help="Show informational findings and timings."),
+        click.option(
+            "-v",
+            "--verbose",
+            is_flag=True,
+            help="Show informational findings, timings, and where each password came from.",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="Print only the verdict line (JSON is unchanged); nothing on stderr but errors.",
+        ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -180,11 +209,22 @@ def _options_from(params: dict[str, Any]) -> CheckOptions:
 
 
 def _load_account_for_cli(
-    source: str, options: CheckOptions | None = None, discovery: dict[str, Any] | None = None
+    source: str,
+    options: CheckOptions | None = None,
+    discovery: dict[str, Any] | None = None,
+    *,
+    fmt: str,
+    verbose: bool,
+    quiet: bool = False,
 ) -> tuple[Account, tuple[CheckResult, ...]]:
-    """The account, and the ``account.discovered`` result when a partial payload was completed."""
+    """The account, and the ``account.discovered`` result when a partial payload was completed.
+
+    Where each password came from is told under ``-v``. Asked for JSON, an unusable account is also
+    a JSON document on stdout, so that a tool never parses the prose.
+    """
     import asyncio
 
+    from inboxcheck._errors import AccountError
     from inboxcheck._input import PasswordSource, parse_account, read_json
 
     interactive = source != "-" and sys.stdin.isatty()
@@ -192,26 +232,35 @@ def _load_account_for_cli(
     def ask(label: str) -> str:
         return str(click.prompt(label, hide_input=True, err=True, default="", show_default=False))
 
-    data, name = read_json(source)
-    leading: tuple[CheckResult, ...] = ()
-    if options is not None:
-        from inboxcheck.discovery.complete import complete_payload, is_partial
-
-        if is_partial(data):
-            assert isinstance(data, dict)
-            if sys.stderr.isatty():
-                _notice(f"discovering the settings {name} leaves out ...")
-            completion = asyncio.run(
-                complete_payload(data, options=options, source=name, **(discovery or {}))
-            )
-            data = completion.payload
-            leading = (completion.result(),)
-            _notice(f"filled by discovery: {', '.join(completion.filled) or 'nothing'}")
     sources = PasswordSource()
-    account = parse_account(data, source=name, prompt=ask if interactive else None, sources=sources)
-    for field, origin in sources.items():
-        if origin != "file":
-            _notice(f"{field} taken from {origin}")
+    leading: tuple[CheckResult, ...] = ()
+    try:
+        data, name = read_json(source)
+        if options is not None:
+            from inboxcheck.discovery.complete import complete_payload, is_partial
+
+            if is_partial(data):
+                assert isinstance(data, dict)
+                if sys.stderr.isatty() and not quiet:
+                    _notice(f"discovering the settings {name} leaves out ...")
+                completion = asyncio.run(
+                    complete_payload(data, options=options, source=name, **(discovery or {}))
+                )
+                data = completion.payload
+                leading = (completion.result(),)
+                if not quiet:
+                    _notice(f"filled by discovery: {', '.join(completion.filled) or 'nothing'}")
+        account = parse_account(data, source=name, prompt=ask if interactive else None, sources=sources)
+    except AccountError as exc:
+        if fmt == "json":
+            from inboxcheck._render import render_input_error
+
+            click.echo(render_input_error(exc))
+        raise
+    if verbose:
+        for field, origin in sources.items():
+            if origin != "file":
+                _notice(f"{field} taken from {origin}")
     return account, leading
 
 
@@ -249,8 +298,8 @@ def _discovery_params(params: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--batch",
     "batch",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Check every account in this JSONL or CSV file (the platform's field names).",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
+    help="Check every account in this JSONL or CSV file (the platform's field names); - for stdin.",
 )
 @click.option(
     "--output",
@@ -283,6 +332,7 @@ def check(
     account: str | None,
     fmt: str,
     verbose: bool,
+    quiet: bool,
     batch: Path | None,
     output: Path | None,
     resume: bool,
@@ -298,7 +348,7 @@ def check(
     """
     import asyncio
 
-    from inboxcheck._render import Format, renderer_for
+    from inboxcheck._render import Format, TextRenderer, renderer_for
     from inboxcheck._runner import run_checks
 
     if (account is None) == (batch is None):
@@ -322,10 +372,13 @@ def check(
             concurrency=concurrency,
             per_host=per_host,
             discovery=discovery,
+            quiet=quiet,
         )
     assert account is not None
-    parsed, leading = _load_account_for_cli(account, options, discovery)
-    if sys.stderr.isatty():
+    parsed, leading = _load_account_for_cli(
+        account, options, discovery, fmt=fmt, verbose=verbose and not quiet, quiet=quiet
+    )
+    if sys.stderr.isatty() and not quiet:
         _notice(f"checking {parsed.email_address} ...")
     report = asyncio.run(run_checks(parsed, options=options, leading=leading))
     if _debug_enabled():
@@ -337,8 +390,12 @@ def check(
         colour=_colour_wanted(sys.stdout),
         unicode=_unicode_ok(sys.stdout),
         verbose=verbose,
+        width=_width(sys.stdout),
     )
-    click.echo(renderer.render(report), nl=False)
+    if quiet and isinstance(renderer, TextRenderer):
+        click.echo(renderer.verdict_line(report))
+    else:
+        click.echo(renderer.render(report), nl=False)
     sys.exit(report.exit_code)
 
 
@@ -353,21 +410,27 @@ def _run_batch(
     concurrency: int,
     per_host: int,
     discovery: dict[str, Any],
+    quiet: bool,
 ) -> NoReturn:
     import asyncio
     import time
 
-    from inboxcheck._batch import BatchLine, run_batch
+    from inboxcheck._batch import BatchLine, count_accounts, run_batch
+    from inboxcheck._render import escape
 
     colour, mark_unicode = _colour_wanted(sys.stdout), _unicode_ok(sys.stdout)
-    progress = sys.stderr.isatty()
-    started, count = time.monotonic(), 0
+    progress = _Progress(count_accounts(path), clock=time.monotonic) if not quiet else None
+    live = progress is not None and sys.stderr.isatty()
     marks = {"pass": "✔", "warn": "!", "fail": "✘", "error": "?", "invalid": "✘"}
     colours = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "invalid": "red"}
 
+    def on_start(resumed: int) -> None:
+        if progress is not None:
+            progress.start(resumed)
+
     def on_result(record: BatchLine) -> None:
-        nonlocal count
-        count += 1
+        if progress is not None:
+            progress.done += 1
         verdict = str(record.verdict)
         if fmt == "text":
             mark = marks[verdict] if mark_unicode else verdict.upper()
@@ -376,15 +439,14 @@ def _run_batch(
             if record.report is not None:
                 codes = {f.code for f in record.report.findings() if f.severity.value in ("fail", "error")}
                 detail = ", ".join(sorted(codes))
-            if progress:
+            if live:
                 click.echo("\r\x1b[K", nl=False, err=True)
             click.echo(
-                f"{mark} line {record.line} {record.email_address or '-'} {verdict}"
-                + (f": {detail}" if detail else "")
+                f"{mark} line {record.line} {escape(record.email_address or '-')} {verdict}"
+                + (f": {escape(detail)}" if detail else "")
             )
-        if progress:
-            rate = count / max(time.monotonic() - started, 1e-6)
-            click.echo(f"\r[{count} done, {rate:.1f}/s]", nl=False, err=True)
+        if live and progress is not None:
+            click.echo(f"\r[{progress.describe()}]\x1b[K", nl=False, err=True)
 
     stream = sys.stdout if (fmt == "json" and output is None) else None
     summary = asyncio.run(
@@ -399,13 +461,58 @@ def _run_batch(
             per_host=per_host,
             on_result=on_result,
             discovery=discovery,
+            on_start=on_start,
         )
     )
-    if progress:
-        click.echo("", err=True)
-    for line in summary.describe().splitlines():
-        _notice(line)
+    if progress is not None:
+        if live:
+            click.echo("\r\x1b[K", nl=False, err=True)
+        _notice(progress.describe(final=True))
+        for line in summary.describe().splitlines():
+            _notice(line)
     sys.exit(summary.exit_code)
+
+
+class _Progress:
+    """A batch's progress: done of total, percentage, rate and time left."""
+
+    def __init__(self, total: int | None, *, clock: Callable[[], float]) -> None:
+        self.total = total
+        self.clock = clock
+        self.started = clock()
+        self.done = 0
+
+    def start(self, resumed: int) -> None:
+        """Accounts already in the output when resuming are not this run's work."""
+        if self.total is not None:
+            self.total = max(self.total - resumed, 0)
+        self.started = self.clock()
+
+    def describe(self, *, final: bool = False) -> str:
+        elapsed = max(self.clock() - self.started, 1e-6)
+        rate = self.done / elapsed
+        # The count is of lines and may miss a CSV record spanning several: never show more than 100%.
+        total = max(self.total, self.done) if self.total is not None else None
+        parts = [f"{self.done}/{total} checked" if total is not None else f"{self.done} checked"]
+        if total:
+            parts.append(f"{100 * self.done // total}%")
+        parts.append(f"{rate:.1f}/s")
+        if final:
+            parts.append(f"in {_duration(elapsed)}")
+        elif total is not None and rate > 0:
+            parts.append(f"ETA {_duration((total - self.done) / rate)}")
+        return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 @cli.command()
@@ -468,6 +575,7 @@ def connect(
     account: str | None,
     fmt: str,
     verbose: bool,
+    quiet: bool,
     api_url: str | None,
     api_path: str | None,
     api_key_file: Path | None,
@@ -503,6 +611,7 @@ def connect(
         warnings.simplefilter("always", InsecureKeyFileWarning)
         api_key = None if dry_run and no_key_given else load_api_key(key_file=api_key_file)
     for warning in caught:
+        # Kept under --quiet: it is about the secret's own file, which the user has to fix.
         _notice(f"warning: {warning.message}")
     discovery = _discovery_params(params)
     options = _options_from(params)
@@ -529,8 +638,10 @@ def connect(
             api_deadline=api_deadline,
         )
     assert account is not None
-    parsed, leading = _load_account_for_cli(account, options, discovery)
-    if sys.stderr.isatty():
+    parsed, leading = _load_account_for_cli(
+        account, options, discovery, fmt=fmt, verbose=verbose and not quiet, quiet=quiet
+    )
+    if sys.stderr.isatty() and not quiet:
         _notice(f"checking {parsed.email_address} before creating it ...")
     result = asyncio.run(
         run_connect(
@@ -543,7 +654,7 @@ def connect(
             base_url=api_url or DEFAULT_BASE_URL,
             path=api_path or DEFAULT_PATH,
             api_deadline=api_deadline,
-            on_wait=_notice,
+            on_wait=(lambda _: None) if quiet else _notice,
             idempotency_key=idempotency_key,
             leading=leading,
         )
@@ -554,12 +665,15 @@ def connect(
         from inboxcheck._render import render_connect
 
         stdout = sys.stdout
-        click.echo(
-            render_connect(
-                result, colour=_colour_wanted(stdout), unicode=_unicode_ok(stdout), verbose=verbose
-            ),
-            nl=False,
+        text = render_connect(
+            result,
+            colour=_colour_wanted(stdout),
+            unicode=_unicode_ok(stdout),
+            verbose=verbose,
+            width=_width(stdout),
+            quiet=quiet,
         )
+        click.echo(text, nl=False)
     sys.exit(result.exit_code)
 
 
@@ -587,15 +701,21 @@ def _connect_batch(
 
     out = require_output(output)
 
+    from inboxcheck._render import escape
+
     def on_create(line: CreateLine) -> None:
+        # The inbox id and the message come from the platform's answer: escaped like a server reply.
         if line.outcome.value == "created":
             click.echo(
-                f"created line {line.line} {line.email_address}: inbox {line.inbox_id} "
+                f"created line {line.line} {escape(line.email_address)}: inbox {escape(str(line.inbox_id))} "
                 f"(daily_limit {line.daily_limit})"
             )
         else:
             message = line.finding.message if line.finding else ""
-            click.echo(f"NOT created line {line.line} {line.email_address}: {line.outcome.value}: {message}")
+            click.echo(
+                f"NOT created line {line.line} {escape(line.email_address)}: {line.outcome.value}: "
+                f"{escape(message)}"
+            )
 
     async def run() -> ConnectBatchSummary:
         async with PlatformClient(
@@ -633,7 +753,13 @@ def _connect_batch(
 )
 @click.option("--no-alternates", is_flag=True, help="Do not try the provider's other hosts and ports.")
 def diagnose(
-    account: str, fmt: str, verbose: bool, previous: Path | None, no_alternates: bool, **params: Any
+    account: str,
+    fmt: str,
+    verbose: bool,
+    quiet: bool,
+    previous: Path | None,
+    no_alternates: bool,
+    **params: Any,
 ) -> None:
     """Troubleshoot ACCOUNT: rank the probable causes and try the alternates that could work.
 
@@ -657,8 +783,10 @@ def diagnose(
             ) from None
     discovery = _discovery_params(params)
     options = _options_from(params)
-    parsed, leading = _load_account_for_cli(account, options, discovery)
-    if sys.stderr.isatty():
+    parsed, leading = _load_account_for_cli(
+        account, options, discovery, fmt=fmt, verbose=verbose and not quiet, quiet=quiet
+    )
+    if sys.stderr.isatty() and not quiet:
         _notice(f"diagnosing {parsed.email_address} ...")
     result = asyncio.run(
         run_diagnose(
@@ -668,15 +796,15 @@ def diagnose(
     if fmt == "json":
         click.echo(result.model_dump_json(indent=2))
     else:
-        from inboxcheck._render import render_diagnosis
+        from inboxcheck._render import TextRenderer, render_diagnosis
 
         stdout = sys.stdout
-        click.echo(
-            render_diagnosis(
-                result, colour=_colour_wanted(stdout), unicode=_unicode_ok(stdout), verbose=verbose
-            ),
-            nl=False,
-        )
+        colour, unicode, width = _colour_wanted(stdout), _unicode_ok(stdout), _width(stdout)
+        if quiet:
+            text = TextRenderer(colour=colour, unicode=unicode).verdict_line(result.report) + "\n"
+        else:
+            text = render_diagnosis(result, colour=colour, unicode=unicode, verbose=verbose, width=width)
+        click.echo(text, nl=False)
     sys.exit(result.exit_code)
 
 
@@ -849,10 +977,14 @@ def presets(ctx: click.Context, fmt: str) -> None:
                 f"{imap.host}:{imap.port}" if imap else "-",
             )
         )
+    from inboxcheck._render import escape
+
     header = ("ID", "NAME", "INBOX TYPE", "SMTP", "IMAP")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        click.echo(
+            "  ".join(escape(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 @presets.command("show")
@@ -868,7 +1000,7 @@ def presets_show(preset_id: str, fmt: str) -> None:
         return
     from inboxcheck._render import describe_preset
 
-    click.echo(describe_preset(preset))
+    click.echo(describe_preset(preset, width=_width(sys.stdout)))
 
 
 @cli.command()

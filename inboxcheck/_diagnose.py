@@ -28,12 +28,12 @@ from inboxcheck._check import CheckContext, Outcome, make_ssl_context
 from inboxcheck._models import Account, CheckResult, Finding, Report, Severity, Status, finding
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._presets import Preset, Presets, TlsMode, load_presets
-from inboxcheck._runner import as_account, build_options, run_checks
+from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
 
 if TYPE_CHECKING:
     import dns.asyncresolver
 
-__all__ = ["Alternative", "Cause", "Diagnosis", "diagnose", "rank_causes"]
+__all__ = ["Alternative", "Cause", "Diagnosis", "diagnose", "diagnose_sync", "rank_causes"]
 
 CERT_EXPIRY_NOTICE_DAYS: Final = 30
 SPF_HEADROOM_NOTICE: Final = 2
@@ -412,4 +412,30 @@ async def diagnose(
         notices=look_further(report, previous),
         alternatives=tuple(alternatives),
         suggested_changes=suggested,
+    )
+
+
+def diagnose_sync(
+    account: Account | Mapping[str, Any],
+    *,
+    options: CheckOptions | None = None,
+    previous: Report | None = None,
+    try_alternates: bool = True,
+    presets: Presets | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    **option_overrides: Any,
+) -> Diagnosis:
+    """:func:`diagnose` for code that has no event loop running; inside one, raises
+    :class:`InboxcheckError`."""
+    refuse_inside_a_loop("diagnose_sync", "diagnose")
+    return asyncio.run(
+        diagnose(
+            account,
+            options=options,
+            previous=previous,
+            try_alternates=try_alternates,
+            presets=presets,
+            ssl_context=ssl_context,
+            **option_overrides,
+        )
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,12 +92,132 @@ def test_missing_file_and_bad_options_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in result.output
 
 
-def test_account_from_stdin_and_password_from_env() -> None:
+def test_account_from_stdin_and_password_from_env_told_only_with_verbose() -> None:
     payload = json.dumps(custom_payload(smtp_password=..., imap_password=...))
     result = _run(["check", "-", *OFFLINE], input=payload, env={ENV_SMTP_PASSWORD: CANARY})
     assert result.exit_code == 0, result.output
-    assert "imap_password taken from the SMTP password" in result.stderr
+    assert result.stderr == ""
+    verbose = _run(["check", "-", *OFFLINE, "-v"], input=payload, env={ENV_SMTP_PASSWORD: CANARY})
+    assert "smtp_password taken from INBOXCHECK_SMTP_PASSWORD" in verbose.stderr
+    assert "imap_password taken from the SMTP password" in verbose.stderr
+    assert CANARY not in result.output + verbose.output
+
+
+@pytest.mark.parametrize("flag", ["-q", "--quiet"])
+def test_quiet_prints_only_the_verdict_line(tmp_path: Path, flag: str) -> None:
+    payload = json.dumps(custom_payload(smtp_password=..., imap_port=143))
+    env = {ENV_SMTP_PASSWORD: CANARY}
+    result = _run(["check", "-", *OFFLINE, flag, "-v"], input=payload, env=env)
+    assert result.exit_code == 1
+    assert result.stdout.count("\n") == 1
+    assert result.stdout.startswith("Verdict: FAIL (")
+    assert result.stderr == ""
+    as_json = _run(["check", "-", *OFFLINE, flag, "--format", "json"], input=payload, env=env)
+    assert json.loads(as_json.stdout)["verdict"] == "fail"
+    assert as_json.stderr == ""
+
+
+def test_quiet_keeps_errors_on_stderr(tmp_path: Path) -> None:
+    result = _run(["check", _file(tmp_path, google_payload(smtp_port="587")), "-q"])
+    assert result.exit_code == 2
+    assert "smtp_port: is a string" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "diagnose", "connect"])
+def test_invalid_account_with_format_json_prints_a_json_document(tmp_path: Path, command: str) -> None:
+    bad = google_payload(smtp_port="587", inbox_type="GMAIL", smtp_password=CANARY + "\n")
+    dry_run = ["--dry-run"] if command == "connect" else []
+    result = _run([command, _file(tmp_path, bad), "--format", "json", *dry_run])
+    assert result.exit_code == 2
+    document = json.loads(result.stdout)
+    assert document["kind"] == "input_error" and document["exit_code"] == 2
+    assert {f["code"] for f in document["findings"]} == {"input.invalid"}
+    fields = {f["evidence"]["field"] for f in document["findings"]}
+    assert fields == {"smtp_port", "inbox_type"}
+    assert all(f["severity"] == "fail" and f["fix"] for f in document["findings"])
+    assert "smtp_port: is a string" in result.stderr
     assert CANARY not in result.output
+    dry_run = ["--dry-run"] if command == "connect" else []
+    broken = _run(
+        [command, _file(tmp_path, '{"email_address": ', "broken.json"), "--format", "json", *dry_run]
+    )
+    assert json.loads(broken.stdout)["findings"][0]["code"] == "input.invalid"
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_text_wraps_to_columns_at_word_boundaries(tmp_path: Path, width: int) -> None:
+    account = _file(tmp_path, google_payload(imap_port=143, smtp_username="someone.else@company.com"))
+    flat = _run(["check", account, *OFFLINE])
+    result = _run(["check", account, *OFFLINE], env={"COLUMNS": str(width)})
+    assert result.stdout.split() == flat.stdout.split()
+    assert max(len(line) for line in flat.stdout.splitlines()) > width, "the test needs long lines"
+    assert all(len(line) <= width for line in result.stdout.splitlines()), result.stdout
+
+
+def test_batch_from_stdin_with_progress_summary(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    lines = "\n".join([json.dumps(batch_user(1)), json.dumps(batch_user(2)), "{broken"]) + "\n"
+    result = _run(["check", "--batch", "-", *OFFLINE], input=lines)
+    assert result.exit_code == 2, result.output
+    assert len(result.stdout.splitlines()) == 3
+    # Standard input cannot be counted ahead: no total, no percentage.
+    assert "inboxcheck: 3 checked, " in result.stderr and "/s, in " in result.stderr
+
+
+def test_batch_progress_counts_the_file_first_and_ends_with_the_same_summary(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    path = tmp_path / "accounts.jsonl"
+    path.write_text("\n".join([json.dumps(batch_user(i)) for i in range(4)]) + "\n\n", encoding="utf-8")
+    result = _run(["check", "--batch", str(path), *OFFLINE])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"inboxcheck: 4/4 checked, 100%, [0-9.]+/s, in \d+ s", result.stderr), result.stderr
+    quiet = _run(["check", "--batch", str(path), *OFFLINE, "-q"])
+    assert quiet.stderr == ""
+
+
+def test_batch_progress_after_a_resume_counts_only_what_is_left(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    path, output = tmp_path / "accounts.jsonl", tmp_path / "results.jsonl"
+    path.write_text("\n".join([json.dumps(batch_user(i)) for i in range(3)]) + "\n", encoding="utf-8")
+    first = _run(["check", "--batch", str(path), "--output", str(output), *OFFLINE])
+    assert "3/3 checked, 100%" in first.stderr, first.stderr
+    with path.open("a", encoding="utf-8") as more:
+        more.write(json.dumps(batch_user(3)) + "\n" + json.dumps(batch_user(4)) + "\n")
+    second = _run(["check", "--batch", str(path), "--output", str(output), "--resume", *OFFLINE])
+    assert "2/2 checked, 100%" in second.stderr, second.stderr
+
+
+def test_progress_shows_done_of_total_percentage_rate_and_eta() -> None:
+    from inboxcheck._cli import _Progress
+
+    now = [100.0]
+    progress = _Progress(1000, clock=lambda: now[0])
+    progress.start(resumed=200)
+    now[0] += 100
+    progress.done = 200
+    assert progress.describe() == "200/800 checked, 25%, 2.0/s, ETA 5 min 00 s"
+    now[0] += 300
+    progress.done = 800
+    assert progress.describe(final=True) == "800/800 checked, 100%, 2.0/s, in 6 min 40 s"
+
+
+def test_notices_and_batch_lines_escape_what_came_from_outside(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    path = tmp_path / "accounts.jsonl"
+    hostile = batch_user(1) | {"email_address": "x\x1b]0;t\x07@example.test"}
+    path.write_text(json.dumps(hostile) + "\n", encoding="utf-8")
+    result = _run(["check", "--batch", str(path), *OFFLINE])
+    assert "\x1b" not in result.output
+    assert "\\x1b]0;t\\x07" in result.output
+    weird = tmp_path / "a\x1b[2Jb.json"
+    weird.write_text("{", encoding="utf-8")
+    failed = _run(["check", str(weird)])
+    assert failed.exit_code == 2
+    assert "\x1b" not in failed.stderr and "a\\x1b[2Jb.json" in failed.stderr
 
 
 def test_presets_list_and_show() -> None:
@@ -135,6 +256,9 @@ def _canary_scenarios(tmp_path: Path) -> list[tuple[list[str], str | None, dict[
         (["check", bad], None, {}),
         (["check", typo], None, {}),
         (["check", wrong_type], None, {}),
+        (["check", typo, "--format", "json"], None, {}),
+        (["check", wrong_type, "--format", "json"], None, {}),
+        (["check", bad, "--format", "json", "-v"], None, {}),
         (["check", "-", *OFFLINE, "-v"], no_pw, env),
         (["check", "-", *OFFLINE, "--format", "json"], no_pw, env),
         (["--debug", "check", good, *OFFLINE], None, {}),

@@ -11,6 +11,7 @@ EXPECTED = {
     "Account",
     "AccountError",
     "AccountView",
+    "Alternative",
     "ApiError",
     "ApiExit",
     "ApiKey",
@@ -21,6 +22,7 @@ EXPECTED = {
     "BulkItem",
     "BulkOutcome",
     "Candidate",
+    "Cause",
     "CheckContext",
     "ConnectBatchSummary",
     "CheckOptions",
@@ -33,6 +35,7 @@ EXPECTED = {
     "DailyLimitChoice",
     "DailyLimitRecommendation",
     "Discovery",
+    "Diagnosis",
     "Family",
     "FieldProblem",
     "Finding",
@@ -67,6 +70,8 @@ EXPECTED = {
     "connect_sync",
     "discover",
     "discover_sync",
+    "diagnose",
+    "diagnose_sync",
     "load_account",
     "load_api_key",
     "load_presets",
@@ -119,7 +124,7 @@ def test_type_checking_imports_mirror_the_public_table() -> None:
     assert imported == inboxcheck._LAZY
 
 
-@pytest.mark.parametrize("name", ["check_sync", "connect_sync"])
+@pytest.mark.parametrize("name", ["check_sync", "connect_sync", "diagnose_sync"])
 async def test_a_sync_wrapper_inside_a_running_loop_says_to_await(name: str) -> None:
     import gc
     import warnings
@@ -129,7 +134,27 @@ async def test_a_sync_wrapper_inside_a_running_loop_says_to_await(name: str) -> 
     wrapper = getattr(inboxcheck, name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(inboxcheck.InboxcheckError, match=r"await inboxcheck\.(check|connect)\("):
+        with pytest.raises(inboxcheck.InboxcheckError, match=r"await inboxcheck\.(check|connect|diagnose)\("):
             wrapper(custom_payload(), families=frozenset({inboxcheck.Family.ACCOUNT}))
         gc.collect()
     assert [str(w.message) for w in caught] == []
+
+
+def test_the_package_docstring_names_every_public_name() -> None:
+    """``help(inboxcheck)`` shows the docstring first: it is the map of the API, kept complete."""
+    import re
+
+    words = set(re.findall(r"\w+", inboxcheck.__doc__ or ""))
+    assert sorted(set(inboxcheck.__all__) - {"__version__"} - words) == []
+
+
+def test_diagnose_sync_returns_a_typed_diagnosis() -> None:
+    from tests.helpers import custom_payload
+
+    result = inboxcheck.diagnose_sync(
+        custom_payload(imap_port=143), families=frozenset({inboxcheck.Family.ACCOUNT})
+    )
+    assert isinstance(result, inboxcheck.Diagnosis)
+    assert result.exit_code == 1
+    assert [cause.code for cause in result.causes] == ["account.tls_port_mismatch"]
+    assert isinstance(result.causes[0], inboxcheck.Cause)
