@@ -27,6 +27,7 @@ pytestmark = pytest.mark.lab
 
 MX_HOSTS = 3000
 SPF_TERMS = 3500
+REPORT_DESTINATIONS = 30
 ROOT = Path(__file__).resolve().parents[2]
 SOA = """$TTL 300
 @ IN SOA ns1.lab.test. hostmaster.lab.test. 1 3600 600 86400 300
@@ -48,6 +49,10 @@ def _write_zones(directory: Path) -> None:
     spf = [SOA, "@ IN MX 10 mail", "mail IN A 192.0.2.25", f"@ IN TXT {_txt(record)}"]
     spf += [f"{n} IN A 192.0.2.{n % 250 + 1}" for n in range(0, SPF_TERMS, 7)]
     (directory / "s.test.zone").write_text("\n".join(spf) + "\n")
+    rua = ",".join(f"mailto:d@r{n}.s.test" for n in range(REPORT_DESTINATIONS))
+    (directory / "rua.test.zone").write_text(
+        SOA + f"_dmarc IN TXT {_txt(f'v=DMARC1; p=reject; rua={rua}')}\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +85,14 @@ async def test_thousands_of_spf_terms_stop_where_a_receiver_stops(big_lab: Lab) 
     assert finding.evidence["terms_not_looked_up"] == SPF_TERMS - 20
     assert "at least" in finding.message
     assert len(spf.details["terms"]) == 50  # type: ignore[arg-type]
+    assert client.sent < 120, client.sent
+
+
+async def test_report_destinations_are_bounded(big_lab: Lab) -> None:
+    client = client_for(big_lab.nameserver)
+    dmarc = (await audit(big_lab, "a@rua.test", client=client)).check("dns.dmarc")
+    assert len(dmarc.details["report_destinations_not_checked"]) == REPORT_DESTINATIONS - 10  # type: ignore[arg-type]
+    assert sum(f.code == "dns.dmarc.rua_unauthorised" for f in dmarc.findings) == 10
     assert client.sent < 120, client.sent
 
 

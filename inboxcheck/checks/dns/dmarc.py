@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Final
+
+from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Severity
@@ -14,6 +17,8 @@ from inboxcheck.dns.records.dmarc import DmarcRecord, Policy, is_dmarc_record, p
 
 # --------------------------------------------------------------------------------------------------
 # DMARC
+
+MAX_REPORT_DESTINATIONS: Final = 10
 
 
 @dataclass
@@ -126,6 +131,11 @@ async def _check_report_destinations(
     )
     if not destinations:
         return
+    if len(destinations) > MAX_REPORT_DESTINATIONS:
+        # Each destination costs a tree walk and an authorisation lookup; receivers send to a few.
+        skipped: list[JsonValue] = [*destinations[MAX_REPORT_DESTINATIONS:]]
+        out.details["report_destinations_not_checked"] = skipped
+        destinations = destinations[:MAX_REPORT_DESTINATIONS]
     orgs = await asyncio.gather(*(organisational_domain(lookups, d) for d in [where, *destinations]))
     if None in orgs:
         report_unavailable(
