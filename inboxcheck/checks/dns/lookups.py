@@ -138,8 +138,8 @@ def report_unavailable(out: Outcome, lookups: Lookups, purpose: str) -> bool:
         out.add(
             "dns.cname_loop",
             Severity.FAIL,
-            f"Could not tell {purpose}: {first.name}{more} is a CNAME whose chain "
-            f"({' -> '.join(first.chain)}) leads back to itself, so no receiver can read the record.",
+            f"The name {first.name}{more} is a CNAME whose chain ({' -> '.join(first.chain)}) leads "
+            f"back to itself, so no receiver can read the record (looked up to tell {purpose}).",
             fix=f"Point the CNAME at {first.name} at the name that holds the record (or replace it with "
             "the record itself), so that the chain ends.",
             lookups=[lookup.evidence() for lookup in loops],

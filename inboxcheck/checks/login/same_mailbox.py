@@ -18,7 +18,6 @@ and watch another for replies: reply tracking and the unsubscribe/bounce handlin
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 from pydantic import JsonValue
@@ -28,6 +27,7 @@ from inboxcheck._models import Severity, Status
 from inboxcheck._options import Family
 from inboxcheck.checks.dns.lookups import Lookups
 from inboxcheck.checks.dns.treewalk import organisational_domain
+from inboxcheck.checks.login.net import _ip_literal
 
 __all__ = ["CHECKS", "LoginFact", "check_same_mailbox", "fact_key"]
 
@@ -86,7 +86,7 @@ def _same_service(smtp: LoginFact, imap: LoginFact) -> tuple[bool, str]:
 
 async def _same_organisation(ctx: CheckContext, smtp: LoginFact, imap: LoginFact) -> tuple[bool, str]:
     """The last rule, the one that needs lookups: the hosts' organisational domains."""
-    if _is_address(smtp.host) or _is_address(imap.host):
+    if _ip_literal(smtp.host) is not None or _ip_literal(imap.host) is not None:
         return False, "the two hosts share no domain, address, certificate name or provider"
     lookups = Lookups(ctx)
     orgs = [await organisational_domain(lookups, host) for host in (smtp.host, imap.host)]
@@ -98,14 +98,6 @@ async def _same_organisation(ctx: CheckContext, smtp: LoginFact, imap: LoginFact
             "domains could not be looked up"
         )
     return False, "the two hosts share no domain, address, certificate name or provider"
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 async def check_same_mailbox(ctx: CheckContext) -> Outcome:
