@@ -20,6 +20,7 @@ from inboxcheck._models import Report, Status
 from inboxcheck._options import Nameserver
 from inboxcheck.dns.client import DnsClient, DnsStatus, make_resolver
 from lab import Lab
+from lab.types import LabStartError
 from tests.checks.test_dns import audit, by_code, client_for
 from tests.checks.test_dns_wire import question_of, reply
 
@@ -59,8 +60,19 @@ def _write_zones(directory: Path) -> None:
 def big_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     zones = tmp_path_factory.mktemp("bigzones")
     _write_zones(zones)
-    with Lab(zone_dirs=[zones]) as running:
-        yield running
+    lab = Lab(zone_dirs=[zones])
+    try:
+        lab.start()
+    except LabStartError:
+        # The free ports are picked before the servers bind them; on a machine shared with other
+        # labs one may be taken in between. A second start picks new ones.
+        lab.stop()
+        lab = Lab(zone_dirs=[zones])
+        lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
 
 
 async def bounded_audit(lab: Lab, email: str) -> Report:
