@@ -209,9 +209,7 @@ async def test_names_that_cannot_be_asked_are_errors(name: str) -> None:
     assert answer.status == "error" and answer.error
 
 
-@pytest.mark.parametrize(
-    ("name", "wire"), [("bücher.test", b"\rxn--bcher-kva"), ("a\\.b.test", b"\x03a.b")]
-)
+@pytest.mark.parametrize(("name", "wire"), [("bücher.test", b"\rxn--bcher-kva"), ("a\\.b.test", b"\x03a.b")])
 async def test_escaped_and_international_names_are_encoded(
     scripted: Callable[[Responder], object], name: str, wire: bytes
 ) -> None:
