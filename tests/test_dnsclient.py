@@ -29,3 +29,13 @@ async def test_the_memory_is_bounded_oldest_first(lab_resolver: dns.asyncresolve
     assert client.sent == 3  # still remembered
     await client.query("lab.test", "A")
     assert client.sent == 4  # forgotten: the oldest went first
+
+
+async def test_a_resolver_with_encrypted_servers_gets_could_not_tell() -> None:
+    import dns.nameserver
+
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = [dns.nameserver.DoTNameserver("127.0.0.1", 853)]
+    answer = await DnsClient(resolver, timeout=1).query("lab.test", "MX")
+    assert answer.status is DnsStatus.ERROR and not answer.definite
+    assert answer.error is not None and "DNS over TLS" in answer.error

@@ -187,7 +187,9 @@ class DnsClient:
                 self.queries.append((name, rdtype))
             start = time.perf_counter()
             if self.transport is None:
-                wire = WireAnswer("error", error="only plain DNS servers (port 53 style) can be asked")
+                wire = WireAnswer(
+                    "error", error="only plain DNS servers can be asked, not DNS over TLS or HTTPS"
+                )
             else:
                 wire = await self.transport.resolve(name, rdtype)
             return DnsAnswer(
