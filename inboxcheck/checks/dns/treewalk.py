@@ -110,12 +110,3 @@ async def organisational_domain(lookups: Lookups, domain: str) -> str | None:
         if psd == "y" and target != targets[0]:
             return ".".join(labels[-(target.count(".") + 2) :])
     return highest or targets[0]
-
-
-async def same_organisation(lookups: Lookups, first: str, second: str) -> bool | None:
-    """Whether two domains share an organisational domain; None when the walk could not tell."""
-    a = await organisational_domain(lookups, first)
-    b = await organisational_domain(lookups, second)
-    if a is None or b is None:
-        return None
-    return a == b
