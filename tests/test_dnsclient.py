@@ -41,3 +41,29 @@ async def test_an_idn_is_looked_up_by_its_idna_2008_a_labels(
     assert answer.status is DnsStatus.NXDOMAIN
     snowman = await client.query("\u2603.lab.test", "A")  # allowed by IDNA 2003, not by 2008
     assert snowman.status is DnsStatus.ERROR
+
+
+async def test_a_resolver_with_encrypted_servers_gets_could_not_tell() -> None:
+    import dns.nameserver
+
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = [dns.nameserver.DoTNameserver("127.0.0.1", 853)]
+    answer = await DnsClient(resolver, timeout=1).query("lab.test", "MX")
+    assert answer.status is DnsStatus.ERROR and not answer.definite
+    assert answer.error is not None and "DNS over TLS" in answer.error
+
+
+async def test_srv_and_ptr_are_read_through_the_same_transport(
+    lab_resolver: dns.asyncresolver.Resolver,
+) -> None:
+    # Discovery asks SRV and reverse DNS asks PTR: types outside the hand-read four must still
+    # come back as records, not as "could not tell".
+    client = DnsClient(lab_resolver, timeout=2)
+    srv = await client.query("_submission._tcp.lab.test", "SRV")
+    assert srv.status is DnsStatus.OK, srv.error
+    assert all(record.split()[-1].rstrip(".").endswith("lab.test") for record in srv.records())
+    ptr = await client.query("1.0.0.127.in-addr.arpa", "PTR")
+    assert ptr.status is DnsStatus.OK, ptr.error
+    assert [r.rstrip(".") for r in ptr.records()] == ["mail.lab.test"]
+    bogus = await client.query("lab.test", "NOT-A-TYPE")
+    assert bogus.status is DnsStatus.ERROR and not bogus.definite

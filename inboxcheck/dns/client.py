@@ -1,8 +1,12 @@
 """One DNS client per run: every lookup goes through it, each (name, type) is asked once.
 
-A lookup ends in a definite answer (records, NXDOMAIN, no data) or in "could not tell" (timeout,
-SERVFAIL, REFUSED, a network error). Checks must treat the second kind as ``dns.unavailable`` and never
-as "record missing": an unreachable server proves nothing about the domain.
+A lookup ends in a definite answer (records, NXDOMAIN, no data), in "could not tell" (timeout,
+SERVFAIL, REFUSED, a network error), or in a CNAME chain that leads back to itself. Checks must treat
+the last two as ``dns.unavailable`` and ``dns.cname_loop`` and never as "record missing": an
+unreachable server proves nothing about the domain, and a looping CNAME is a broken record.
+
+The queries go out through :mod:`inboxcheck.dns.wire`, to the resolver's servers; at most
+``max_in_flight`` at once per client (a run, or a whole batch), however many names the checks expand.
 """
 
 from __future__ import annotations
@@ -14,23 +18,19 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Final
 
 import dns.asyncresolver
-import dns.exception
-import dns.message
-import dns.name
 import dns.nameserver
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
 import dns.rrset
 
 from inboxcheck._models import ascii_domain
 from inboxcheck._options import Nameserver
+from inboxcheck.dns.wire import WireAnswer, WireTransport
 
-if TYPE_CHECKING:
-    from inboxcheck.dns.wire import WireTransport
+# Enough to keep a batch's lookups overlapping on a slow network, few enough that a domain with
+# thousands of MX hosts or SPF terms cannot open thousands of sockets or hold 100 MB of pending work.
+MAX_IN_FLIGHT: Final = 64
 
 __all__ = ["DnsAnswer", "DnsClient", "DnsStatus", "make_resolver"]
 
@@ -43,10 +43,12 @@ class DnsStatus(StrEnum):
     SERVFAIL = "servfail"
     REFUSED = "refused"
     ERROR = "error"
+    CNAME_LOOP = "cname_loop"  # the name's CNAME chain leads back to itself: a broken record
 
     @property
     def definite(self) -> bool:
-        """True for a real answer about the domain, False for "could not tell"."""
+        """True for a readable answer about the domain; False for "could not tell" and for a CNAME
+        loop, where no record can be read (so neither may be reported as "missing")."""
         return self in (DnsStatus.OK, DnsStatus.NXDOMAIN, DnsStatus.NODATA)
 
 
@@ -105,9 +107,10 @@ class DnsAnswer:
 
 
 def make_resolver(nameservers: Iterable[Nameserver], *, timeout: float) -> dns.asyncresolver.Resolver:
-    """A private resolver: the given servers only, or the system's when none are given.
+    """The servers to ask: the given ones only, or the system's (resolv.conf) when none are given.
 
-    Never the module's default resolver, which other code in the process may share or mutate.
+    Only its server list (and timeout) is used; never the module's default resolver, which other
+    code in the process may share or mutate.
     """
     servers = list(nameservers)
     if servers:
@@ -125,9 +128,9 @@ class DnsClient:
     """Shares lookups between checks: concurrent asks for the same (name, type) await one query.
 
     One client serves a run, or a whole batch (where many accounts share a domain). ``max_entries``
-    bounds what it remembers, oldest first, so a batch of any length runs in flat memory.
-    ``queries`` lists the lookups really sent (for tests); ``sent`` counts them, and is all a batch
-    keeps (``record=False``).
+    bounds what it remembers, oldest first, so a batch of any length runs in flat memory;
+    ``max_in_flight`` bounds the queries on the wire at once. ``queries`` lists the lookups really
+    sent (for tests); ``sent`` counts them, and is all a batch keeps (``record=False``).
     """
 
     def __init__(
@@ -136,15 +139,16 @@ class DnsClient:
         *,
         timeout: float,
         max_entries: int = 50_000,
+        max_in_flight: int = MAX_IN_FLIGHT,
         record: bool = True,
-        transport: WireTransport | None = None,
     ) -> None:
         self.resolver = resolver
-        # Optional lean UDP path for TXT/MX/A/AAAA (inboxcheck.dns.wire); dnspython does the rest.
-        self.transport = transport
+        # None when a server is not plain DNS (DoT, DoH): every lookup then says why it cannot run.
+        self.transport = WireTransport.from_resolver(resolver, timeout=timeout)
         self.timeout = timeout
         self.max_entries = max_entries
         self.record = record
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         # A lookup in flight is its task (concurrent askers await it); a finished one is only its answer:
         # a done Task costs about as much again as the answer it holds, which adds up over a batch.
         self._entries: OrderedDict[tuple[str, str], asyncio.Task[DnsAnswer] | DnsAnswer] = OrderedDict()
@@ -194,62 +198,27 @@ class DnsClient:
             del self._entries[key]
 
     async def _query(self, name: str, rdtype: str) -> DnsAnswer:
-        self.sent += 1
-        if self.record:
-            self.queries.append((name, rdtype))
-        start = time.perf_counter()
-
-        def elapsed() -> float:
-            return round((time.perf_counter() - start) * 1000, 2)
-
-        if self.transport is not None and rdtype in self.transport.rdtypes:
-            wire = await self.transport.resolve(name, rdtype)
-            if wire is not None:
-                return DnsAnswer(
-                    name,
-                    rdtype,
-                    DnsStatus(wire.status),
-                    rrset=wire.rrset,
-                    canonical_name=wire.canonical_name if wire.rrset is not None else None,
-                    duration_ms=elapsed(),
-                    error=wire.error,
-                    cname_chain=wire.chain,
+        async with self._in_flight:
+            self.sent += 1
+            if self.record:
+                self.queries.append((name, rdtype))
+            start = time.perf_counter()
+            if self.transport is None:
+                wire = WireAnswer(
+                    "error", error="only plain DNS servers can be asked, not DNS over TLS or HTTPS"
                 )
-        try:
-            answer = await self.resolver.resolve(
-                name, rdtype, raise_on_no_answer=False, lifetime=self.timeout, search=False
-            )
-        except dns.resolver.NXDOMAIN:
-            return DnsAnswer(name, rdtype, DnsStatus.NXDOMAIN, duration_ms=elapsed())
-        except dns.exception.Timeout:
+            else:
+                wire = await self.transport.resolve(name, rdtype)
             return DnsAnswer(
                 name,
                 rdtype,
-                DnsStatus.TIMEOUT,
-                duration_ms=elapsed(),
-                error=f"no answer within {self.timeout:g} s",
+                DnsStatus(wire.status),
+                rrset=wire.rrset,
+                canonical_name=wire.canonical_name if wire.rrset is not None else None,
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                error=wire.error,
+                cname_chain=wire.chain,
             )
-        except dns.resolver.NoNameservers as exc:
-            status, error = _classify_no_nameservers(exc)
-            return DnsAnswer(name, rdtype, status, duration_ms=elapsed(), error=error)
-        except dns.resolver.YXDOMAIN:
-            return DnsAnswer(name, rdtype, DnsStatus.ERROR, duration_ms=elapsed(), error="YXDOMAIN")
-        except (dns.exception.DNSException, OSError, ValueError) as exc:
-            return DnsAnswer(
-                name, rdtype, DnsStatus.ERROR, duration_ms=elapsed(), error=str(exc) or type(exc).__name__
-            )
-        chain = _cname_chain(answer.response, name)
-        if answer.rrset is None:
-            return DnsAnswer(name, rdtype, DnsStatus.NODATA, duration_ms=elapsed(), cname_chain=chain)
-        return DnsAnswer(
-            name,
-            rdtype,
-            DnsStatus.OK,
-            rrset=answer.rrset,
-            canonical_name=answer.canonical_name.to_text(omit_final_dot=True),
-            duration_ms=elapsed(),
-            cname_chain=chain,
-        )
 
 
 def _normalise(name: str) -> str:
@@ -258,37 +227,3 @@ def _normalise(name: str) -> str:
         return ascii_domain(name)
     except (UnicodeError, ValueError):
         return name  # the resolver turns it into an ERROR answer naming the bad label
-
-
-def _classify_no_nameservers(exc: dns.resolver.NoNameservers) -> tuple[DnsStatus, str]:
-    """SERVFAIL and REFUSED both surface as NoNameservers; tell them apart from the responses."""
-    errors = exc.kwargs.get("errors") or []
-    for error in errors:
-        response = error[4] if len(error) > 4 else None
-        if isinstance(response, dns.message.Message):
-            rcode = response.rcode()
-            if rcode == dns.rcode.REFUSED:
-                return DnsStatus.REFUSED, "the server refused the query (REFUSED)"
-            if rcode == dns.rcode.SERVFAIL:
-                return DnsStatus.SERVFAIL, "the server failed to answer (SERVFAIL)"
-            return DnsStatus.ERROR, f"the server answered {dns.rcode.to_text(rcode)}"
-    detail = "; ".join(str(error[3]) for error in errors if len(error) > 3) or str(exc)
-    return DnsStatus.ERROR, f"no server answered: {detail}"
-
-
-def _cname_chain(response: dns.message.Message | None, name: str) -> tuple[str, ...]:
-    """The CNAME targets followed from ``name``, in order (DKIM selectors at Microsoft are CNAMEs)."""
-    if response is None:
-        return ()
-    chain: list[str] = []
-    current = dns.name.from_text(name)
-    for _ in range(16):
-        rrset = next(
-            (r for r in response.answer if r.name == current and r.rdtype == dns.rdatatype.CNAME),
-            None,
-        )
-        if rrset is None:
-            break
-        current = rrset[0].target
-        chain.append(current.to_text(omit_final_dot=True))
-    return tuple(chain)

@@ -1,13 +1,15 @@
-"""A lean UDP stub resolver for the four record types the DNS checks ask most: TXT, MX, A, AAAA.
+"""The stub resolver behind every lookup. TXT, MX, A and AAAA, which every run asks, are read by hand;
+any other type (SRV for discovery, PTR for reverse DNS) by dnspython's rdata parser.
 
-dnspython's resolver spends most of its time outside the network: a socket per query, and a full
-message parse (every section, every name) per answer. Auditing many domains at once is bound by
-that CPU cost. This transport keeps one UDP socket per server while queries are in flight, matches
-answers to queries by id and question, and reads only the answer section, building the same
-dnspython rdata objects the checks use. Anything unusual (truncation, an unexpected question, a
-name it cannot encode, another record type) returns None, and the caller falls back to dnspython.
+Chosen by measurement over dnspython's resolver, a tuned dns.asyncquery path and aiodns (see
+bench/README.md, "DNS"): dnspython's resolver spends most of its time outside the network, a socket
+per query and a full parse of every section of every answer. This transport keeps one UDP socket per
+server while queries are in flight (so a run holds one descriptor per server, however many lookups it
+has open), matches answers to queries by id and question, and reads only the answer section, building
+the dnspython rdata objects the checks use. A truncated answer is asked again over TCP.
 
-It is an opt-in transport of :class:`~inboxcheck.dns.client.DnsClient` (``transport=``).
+dnspython remains the library for names (IDNA), record data and reading the system's resolver
+configuration; its resolver is not used.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Final, cast
 import dns.exception
 import dns.name
 import dns.nameserver
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
@@ -35,7 +38,7 @@ from dns.rdtypes.IN.AAAA import AAAA
 
 __all__ = ["WireAnswer", "WireTransport"]
 
-_TYPES: Final = {"A": 1, "MX": 15, "TXT": 16, "AAAA": 28}
+_TYPES: Final = {"A": 1, "MX": 15, "TXT": 16, "AAAA": 28}  # read by hand: the hot path
 _CNAME: Final = 5
 _NOERROR, _SERVFAIL, _NXDOMAIN, _REFUSED = 0, 2, 3, 5
 _RCODE_NAMES: Final = {1: "FORMERR", 4: "NOTIMP", 6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH"}
@@ -46,13 +49,17 @@ _OPT: Final = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"
 
 
 class _Unusual(Exception):
-    """An answer this transport does not handle; dnspython takes over."""
+    """An answer this transport cannot read (malformed, or for another question)."""
+
+
+class _Truncated(Exception):
+    """The answer did not fit in a datagram (TC): ask again over TCP."""
 
 
 @dataclass(frozen=True)
 class WireAnswer:
     """The outcome of one lookup: ``status`` is one of ok, nxdomain, nodata, servfail, refused, error,
-    timeout (the values of :class:`~inboxcheck.dns.client.DnsStatus`)."""
+    timeout, cname_loop (the values of :class:`~inboxcheck.dns.client.DnsStatus`)."""
 
     status: str
     rrset: dns.rrset.RRset | None = None
@@ -174,8 +181,6 @@ class WireTransport:
     """Asks the servers in order, like dnspython's resolver: on SERVFAIL, REFUSED or a network error
     the next one is tried; the whole lookup has ``timeout`` seconds."""
 
-    rdtypes: Final = frozenset(_TYPES)
-
     def __init__(self, servers: Sequence[tuple[str, int]], *, timeout: float) -> None:
         self.servers = [_Server(host, port) for host, port in servers]
         self.timeout = timeout
@@ -197,15 +202,16 @@ class WireTransport:
                 return None
         return cls(servers, timeout=timeout) if servers else None
 
-    async def resolve(self, name: str, rdtype: str) -> WireAnswer | None:
-        """The answer, or None when dnspython should handle this lookup instead."""
-        qtype = _TYPES.get(rdtype)
+    async def resolve(self, name: str, rdtype: str) -> WireAnswer:
+        qtype = _TYPES.get(rdtype) or _other_type(rdtype)
+        if qtype is None:
+            return WireAnswer("error", error=f"{rdtype!r} is not a DNS record type")
         try:
             labels = _labels(name)
         except _Unusual:
-            return None
-        if qtype is None or not self.servers:
-            return None
+            return WireAnswer("error", error=f"{name!r} is not a valid DNS name")
+        if not self.servers:
+            return WireAnswer("error", error="no DNS server configured")
         question = _encode_question(labels, qtype)
         query = b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01" + question + _OPT
         last: WireAnswer | None = None
@@ -214,10 +220,15 @@ class WireTransport:
                 for server in self.servers:
                     try:
                         response = await server.exchange(query, resend_after=self.resend_after)
-                        answer = _parse(response, question, labels, qtype)
-                    except _Unusual:
-                        return None
-                    except OSError as exc:
+                        try:
+                            answer = _parse(response, question, labels, qtype)
+                        except _Truncated:
+                            response = await _tcp_exchange(server.address, query)
+                            answer = _parse(response, question, labels, qtype)
+                    except (_Unusual, _Truncated):
+                        last = WireAnswer("error", error="the server sent an answer that cannot be read")
+                        continue
+                    except (OSError, asyncio.IncompleteReadError) as exc:
                         last = WireAnswer("error", error=f"no server answered: {exc or type(exc).__name__}")
                         continue
                     if answer.status in ("servfail", "refused"):
@@ -229,13 +240,32 @@ class WireTransport:
         return last or WireAnswer("error", error="no server answered")
 
 
+async def _tcp_exchange(address: tuple[str, int], query: bytes) -> bytes:
+    """One query over TCP (RFC 7766), for an answer too large for a datagram."""
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        wire = secrets.randbits(16).to_bytes(2, "big") + query
+        writer.write(len(wire).to_bytes(2, "big") + wire)
+        await writer.drain()
+        size = int.from_bytes(await reader.readexactly(2), "big")
+        return await reader.readexactly(size)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
 def _labels(name: str) -> tuple[bytes, ...]:
     text = name.strip().rstrip(".")
-    if not text or "\\" in text or ".." in text:
+    if not text or ".." in text:
         raise _Unusual
     try:
-        labels = tuple(label.encode("ascii") for label in text.split("."))
-    except UnicodeEncodeError:
+        if "\\" in text or not text.isascii():
+            # Escapes and internationalised names: dnspython's parser (IDNA 2008) encodes them.
+            labels = dns.name.from_text(text).relativize(dns.name.root).labels
+        else:
+            labels = tuple(label.encode("ascii") for label in text.split("."))
+    except (dns.exception.DNSException, UnicodeError):
         raise _Unusual from None
     if any(not 0 < len(label) < 64 for label in labels) or sum(len(label) + 1 for label in labels) > 254:
         raise _Unusual
@@ -279,8 +309,10 @@ def _read_name(data: bytes, offset: int) -> tuple[tuple[bytes, ...], int]:
 
 def _parse(data: bytes, question: bytes, labels: tuple[bytes, ...], qtype: int) -> WireAnswer:
     flags = int.from_bytes(data[2:4], "big")
-    if not flags & 0x8000 or flags & 0x0200:  # not a response, or truncated (TC): let TCP do it
+    if not flags & 0x8000:
         raise _Unusual
+    if flags & 0x0200:
+        raise _Truncated
     rcode = flags & 0x000F
     qdcount, ancount = int.from_bytes(data[4:6], "big"), int.from_bytes(data[6:8], "big")
     if qdcount != 1 or data[12 : 12 + len(question)].lower() != question.lower():
@@ -309,6 +341,7 @@ def _parse(data: bytes, question: bytes, labels: tuple[bytes, ...], qtype: int) 
         records.append((tuple(label.lower() for label in owner), rtype, ttl, start, offset))
     current = tuple(label.lower() for label in labels)
     chain: list[str] = []
+    visited = {current}
     for _ in range(16):
         cname = next((r for r in records if r[0] == current and r[1] == _CNAME), None)
         if cname is None or qtype == _CNAME:
@@ -316,6 +349,9 @@ def _parse(data: bytes, question: bytes, labels: tuple[bytes, ...], qtype: int) 
         target, _end = _read_name(data, cname[3])
         current = tuple(label.lower() for label in target)
         chain.append(_text(target))
+        if current in visited:
+            return WireAnswer("cname_loop", chain=tuple(chain), error="the CNAME chain leads back to itself")
+        visited.add(current)
     owner_name = dns.name.Name((*current, b""))
     rdtype = dns.rdatatype.RdataType(qtype)
     rdatas = [
@@ -358,9 +394,26 @@ def _rdata(data: bytes, qtype: int, start: int, end: int) -> Rdata:
         if qtype == 28 and len(body) == 16:
             address = socket.inet_ntop(socket.AF_INET6, body)
             return AAAA(dns.rdataclass.IN, dns.rdatatype.AAAA, address)  # type: ignore[no-untyped-call]
+        if qtype not in _HAND_READ:
+            # The whole message is passed so that compressed names (SRV and PTR targets) resolve.
+            rdtype = dns.rdatatype.RdataType(qtype)
+            return dns.rdata.from_wire(dns.rdataclass.IN, rdtype, data, start, end - start)
     except (ValueError, dns.exception.DNSException):
         raise _Unusual from None
     raise _Unusual
+
+
+_HAND_READ: Final = frozenset(_TYPES.values())
+
+
+def _other_type(rdtype: str) -> int | None:
+    """The number of a record type read by dnspython; None for a name that is no record type or
+    a meta-type (ANY, AXFR), which a stub resolver has no business asking."""
+    try:
+        number = dns.rdatatype.from_text(rdtype)
+    except dns.exception.DNSException:
+        return None
+    return None if dns.rdatatype.is_metatype(number) else int(number)
 
 
 def _text(labels: Sequence[bytes]) -> str:

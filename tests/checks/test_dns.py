@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 import pytest
 from pydantic import JsonValue
 
+from inboxcheck._check import CheckContext
 from inboxcheck._models import Account, CheckResult, Finding, InboxType, Report, Severity, Status
 from inboxcheck._options import CheckOptions, Family, Nameserver
+from inboxcheck._presets import load_presets
 from inboxcheck._runner import run_checks
 from inboxcheck.dns.client import DnsClient, make_resolver
-from inboxcheck.dns.wire import WireTransport
 
 if TYPE_CHECKING:
     from lab import Lab
@@ -60,24 +61,9 @@ def items(value: JsonValue) -> list[dict[str, JsonValue]]:
     return [obj(item) for item in value]
 
 
-# Every test runs over dnspython's resolver and over the lean UDP transport (inboxcheck.dns.wire):
-# both must give the same answers.
-TRANSPORTS = ("dnspython", "wire")
-_transport = {"name": "dnspython"}
-
-
-@pytest.fixture(autouse=True, params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> Iterator[str]:
-    _transport["name"] = request.param
-    yield request.param
-    _transport["name"] = "dnspython"
-
-
 def client_for(server: tuple[str, int], *, timeout: float = TIMEOUT) -> DnsClient:
     host, port = server
-    resolver = make_resolver([Nameserver(host=host, port=port)], timeout=timeout)
-    wire = WireTransport([server], timeout=timeout) if _transport["name"] == "wire" else None
-    return DnsClient(resolver, timeout=timeout, transport=wire)
+    return DnsClient(make_resolver([Nameserver(host=host, port=port)], timeout=timeout), timeout=timeout)
 
 
 def options(
@@ -151,6 +137,7 @@ CASES = [
     ("a@dmarc-syntax.test", CUSTOM, "dns.dmarc", "dns.dmarc.syntax", Severity.FAIL),
     ("a@dmarc-none.test", CUSTOM, "dns.dmarc", "dns.dmarc.policy_none", Severity.WARN),
     ("a@dmarc-rua.test", CUSTOM, "dns.dmarc", "dns.dmarc.rua_unauthorised", Severity.WARN),
+    ("a@cname-loop.test", CUSTOM, "dns.dmarc", "dns.cname_loop", Severity.FAIL),
     ("a@nomx.test", CUSTOM, "dns.receivers", "dns.receivers.not_ready", Severity.FAIL),
     ("a@nodmarc.test", CUSTOM, "dns.receivers", "dns.receivers.not_ready", Severity.WARN),
 ]
@@ -314,6 +301,109 @@ async def test_dmarc_falls_back_to_the_organisational_domain(lab: Lab) -> None:
     assert result.details["found_at"] == "_dmarc.dmarc-org.test"
     assert result.details["inherited"] is True
     assert result.details["effective_policy"] == "quarantine"  # sp applies to the subdomain
+
+
+async def test_a_cname_loop_is_a_broken_record_not_a_missing_one(lab: Lab) -> None:
+    report = await audit(lab, "a@cname-loop.test", selectors=("default",))
+    for name, looped in (
+        ("dns.dmarc", "_dmarc.cname-loop.test"),
+        ("dns.dkim", "default._domainkey.cname-loop.test"),
+    ):
+        result = report.check(name)
+        codes = {f.code for f in result.findings}
+        assert "dns.cname_loop" in codes, result.findings
+        assert not codes & {"dns.dmarc.missing", "dns.dkim.missing", "dns.unavailable"}
+        assert result.status is Status.FAIL
+        finding = by_code(result)["dns.cname_loop"]
+        assert_well_formed(finding)
+        assert items(finding.evidence["lookups"])[0]["name"] == looped
+        assert items(finding.evidence["lookups"])[0]["status"] == "cname_loop"
+
+
+# The DNS Tree Walk (RFC 9989 4.10) under multi-label public suffixes: co.uk (no record of its own)
+# and com.au (a PSD policy, psd=y); the suffixes' parents (uk, au) are served so the walk gets answers.
+
+
+async def test_dmarc_is_found_at_the_organisational_domain_under_a_multi_label_suffix(lab: Lab) -> None:
+    result = (await audit(lab, "alice@shop.acme.co.uk")).check("dns.dmarc")
+    assert "dns.dmarc.missing" not in {f.code for f in result.findings}, result.findings
+    assert result.details["found_at"] == "_dmarc.acme.co.uk"
+    assert result.details["inherited"] is True
+    assert result.details["effective_policy"] == "quarantine"
+
+
+async def test_report_destinations_are_compared_by_organisational_domain(lab: Lab) -> None:
+    # reports.acme.co.uk is acme.co.uk's own; reports.other.co.uk is another organisation under co.uk
+    # that has not authorised the reports (the last two labels would call both "co.uk").
+    findings = (await audit(lab, "alice@acme.co.uk")).check("dns.dmarc").findings
+    flagged = [f.evidence["destination"] for f in findings if f.code == "dns.dmarc.rua_unauthorised"]
+    assert flagged == ["reports.other.co.uk"]
+
+
+async def test_a_public_suffix_policy_applies_and_marks_the_organisational_domain(lab: Lab) -> None:
+    result = (await audit(lab, "bob@example.com.au")).check("dns.dmarc")
+    assert result.details["found_at"] == "_dmarc.com.au"
+    assert result.details["inherited"] is True
+
+
+async def test_a_missing_policy_names_every_name_the_walk_asked(lab: Lab) -> None:
+    finding = by_code((await audit(lab, "a@deep.sub.nodmarc.test")).check("dns.dmarc"))["dns.dmarc.missing"]
+    assert finding.evidence["looked_at"] == [
+        "_dmarc.deep.sub.nodmarc.test",
+        "_dmarc.sub.nodmarc.test",
+        "_dmarc.nodmarc.test",
+        "_dmarc.test",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("domain", "expected"),
+    [
+        ("shop.acme.co.uk", "acme.co.uk"),
+        ("reports.other.co.uk", "other.co.uk"),
+        ("mail.example.com.au", "example.com.au"),  # one below the psd=y record at com.au
+        ("sub.dmarc-org.test", "dmarc-org.test"),
+        ("nodmarc.test", "nodmarc.test"),  # no record anywhere: the domain itself
+    ],
+)
+async def test_organisational_domain_by_tree_walk(lab: Lab, domain: str, expected: str) -> None:
+    from inboxcheck.checks.dns.lookups import Lookups
+    from inboxcheck.checks.dns.treewalk import organisational_domain
+
+    lookups = Lookups(context(lab))
+    assert await organisational_domain(lookups, domain) == expected
+    assert len(lookups.seen) <= 8
+
+
+@pytest.mark.parametrize(
+    ("smtp_host", "imap_host", "same"),
+    [
+        ("smtp.acme.co.uk", "imap.acme.co.uk", True),
+        ("smtp.acme.co.uk", "imap.other.co.uk", False),  # the last two labels would say "co.uk" for both
+        ("smtp.example.com.au", "imap.other.com.au", False),  # com.au is a public suffix (psd=y)
+        ("127.0.0.1", "imap.acme.co.uk", False),
+    ],
+)
+async def test_login_hosts_are_one_organisation_by_the_same_walk(
+    lab: Lab, smtp_host: str, imap_host: str, same: bool
+) -> None:
+    from inboxcheck.checks.login.same_mailbox import LoginFact, _same_organisation
+
+    def fact(protocol: str, host: str) -> LoginFact:
+        return LoginFact(protocol=protocol, username="a@acme.co.uk", host=host, port=1, address=None)
+
+    result, why = await _same_organisation(context(lab), fact("smtp", smtp_host), fact("imap", imap_host))
+    assert result is same, why
+
+
+def context(lab: Lab) -> CheckContext:
+    return CheckContext(
+        account("a@lab.test"),
+        options=options(lab.nameserver),
+        presets=load_presets(),
+        match=None,
+        dns_client=client_for(lab.nameserver),
+    )
 
 
 async def test_authorised_report_destination_is_not_flagged(lab: Lab) -> None:

@@ -1,4 +1,4 @@
-"""The DNS checks' pure helpers: record merging, the organisational domain, string lengths."""
+"""The DNS checks' pure helpers: record merging, the tree walk's names, string lengths."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from inboxcheck._check import Outcome
 from inboxcheck._models import Severity
-from inboxcheck.checks.dns import CHECKS, merged_spf_record, organisational_domain
+from inboxcheck.checks.dns import CHECKS, merged_spf_record, walk_targets
 from inboxcheck.checks.dns.spf import _check_string_lengths
 
 
@@ -35,16 +35,29 @@ def test_merged_spf_record(current: list[str] | None, includes: list[str], expec
 @pytest.mark.parametrize(
     ("domain", "expected"),
     [
-        ("example.com", "example.com"),
-        ("mail.example.com", "example.com"),
-        ("a.b.c.example.com.", "example.com"),
-        ("Sub.Example.COM", "example.com"),
-        # The documented simplification: no public suffix list.
-        ("shop.example.co.uk", "co.uk"),
+        ("example.com", ["example.com", "com"]),
+        ("Shop.ACME.co.uk.", ["shop.acme.co.uk", "acme.co.uk", "co.uk", "uk"]),
+        # Eight labels or more: after the name itself, straight to its last seven (RFC 9989 4.10).
+        (
+            "a.b.c.d.e.f.g.h.i.example",
+            [
+                "a.b.c.d.e.f.g.h.i.example",
+                "d.e.f.g.h.i.example",
+                "e.f.g.h.i.example",
+                "f.g.h.i.example",
+                "g.h.i.example",
+                "h.i.example",
+                "i.example",
+                "example",
+            ],
+        ),
+        ("", []),
     ],
 )
-def test_organisational_domain(domain: str, expected: str) -> None:
-    assert organisational_domain(domain) == expected
+def test_tree_walk_targets(domain: str, expected: list[str]) -> None:
+    targets = walk_targets(domain)
+    assert targets == expected
+    assert len(targets) <= 8
 
 
 def test_string_over_255_is_reported() -> None:

@@ -1,7 +1,7 @@
-"""The lean UDP transport against a scripted server: what it reads, and what it leaves to dnspython.
+"""The DNS transport against a scripted server: what it reads, and how it fails on what it cannot.
 
-The real-server behaviour (every DNS test run over both transports) is in test_dns.py; here a tiny
-UDP server on loopback answers with crafted bytes to reach the unusual cases.
+The real-server behaviour is in test_dns.py; here a tiny UDP (and TCP) server on loopback answers with
+crafted bytes to reach the unusual cases.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def txt_answer(text: bytes) -> bytes:
 async def test_reads_a_txt_answer(scripted: Callable[[Responder], object]) -> None:
     protocol, address = await scripted(lambda q: [reply(q, answers=txt_answer(b"v=spf1 -all"), count=1)])  # type: ignore[misc]
     answer = await WireTransport([address], timeout=1.0).resolve("example.test", "TXT")
-    assert answer is not None and answer.status == "ok" and answer.rrset is not None
+    assert answer.status == "ok" and answer.rrset is not None
     assert [b"".join(r.strings) for r in answer.rrset] == [b"v=spf1 -all"]
     # EDNS0 is offered, recursion desired.
     assert protocol.queries[0][2:4] == b"\x01\x00" and protocol.queries[0].endswith(
@@ -101,20 +101,19 @@ async def test_reads_a_txt_answer(scripted: Callable[[Responder], object]) -> No
 async def test_rcodes(scripted: Callable[[Responder], object], flags: int, status: str) -> None:
     _, address = await scripted(lambda q: [reply(q, flags=flags)])  # type: ignore[misc]
     answer = await WireTransport([address], timeout=1.0).resolve("example.test", "TXT")
-    assert answer is not None and answer.status == status
+    assert answer.status == status
 
 
 async def test_next_server_after_servfail(scripted: Callable[[Responder], object]) -> None:
     _, failing = await scripted(lambda q: [reply(q, flags=0x8182)])  # type: ignore[misc]
     _, working = await scripted(lambda q: [reply(q, answers=txt_answer(b"ok"), count=1)])  # type: ignore[misc]
     answer = await WireTransport([failing, working], timeout=1.0).resolve("example.test", "TXT")
-    assert answer is not None and answer.status == "ok"
+    assert answer.status == "ok"
 
 
 @pytest.mark.parametrize(
     "respond",
     [
-        pytest.param(lambda q: [reply(q, flags=0x8380)], id="truncated"),
         pytest.param(
             lambda q: [reply(q, question=b"\x05other\x04test\x00\x00\x10\x00\x01")], id="other-question"
         ),
@@ -124,11 +123,40 @@ async def test_next_server_after_servfail(scripted: Callable[[Responder], object
         ),
     ],
 )
-async def test_unusual_answers_are_left_to_dnspython(
+async def test_unreadable_answers_are_errors(
     scripted: Callable[[Responder], object], respond: Responder
 ) -> None:
     _, address = await scripted(respond)  # type: ignore[misc]
-    assert await WireTransport([address], timeout=1.0).resolve("example.test", "TXT") is None
+    answer = await WireTransport([address], timeout=1.0).resolve("example.test", "TXT")
+    assert answer.status == "error" and answer.error
+
+
+async def test_a_truncated_answer_is_asked_again_over_tcp(scripted: Callable[[Responder], object]) -> None:
+    protocol, address = await scripted(lambda q: [reply(q, flags=0x8380)])  # type: ignore[misc]
+    big = b"x" * 250
+
+    async def over_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+        query = await reader.readexactly(size)
+        answer = reply(query, answers=txt_answer(big) * 8, count=8)
+        writer.write(len(answer).to_bytes(2, "big") + answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(over_tcp, *address)
+    try:
+        answer = await WireTransport([address], timeout=1.0).resolve("example.test", "TXT")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert answer.status == "ok" and answer.rrset is not None
+    assert len(protocol.queries) == 1  # once over UDP, then TCP
+
+
+async def test_a_truncated_answer_without_tcp_is_an_error(scripted: Callable[[Responder], object]) -> None:
+    _, address = await scripted(lambda q: [reply(q, flags=0x8380)])  # type: ignore[misc]
+    answer = await WireTransport([address], timeout=1.0).resolve("example.test", "TXT")
+    assert answer.status == "error" and answer.error
 
 
 async def test_answers_with_a_wrong_id_are_ignored(scripted: Callable[[Responder], object]) -> None:
@@ -138,7 +166,7 @@ async def test_answers_with_a_wrong_id_are_ignored(scripted: Callable[[Responder
 
     _, address = await scripted(wrong_then_right)  # type: ignore[misc]
     answer = await WireTransport([address], timeout=1.0).resolve("example.test", "TXT")
-    assert answer is not None and answer.status == "ok"
+    assert answer.status == "ok"
 
 
 async def test_lost_query_is_sent_again(scripted: Callable[[Responder], object]) -> None:
@@ -150,22 +178,26 @@ async def test_lost_query_is_sent_again(scripted: Callable[[Responder], object])
 
     _, address = await scripted(drop_first)  # type: ignore[misc]
     answer = await WireTransport([address], timeout=0.6).resolve("example.test", "TXT")
-    assert answer is not None and answer.status == "ok" and len(seen) == 2
+    assert answer.status == "ok" and len(seen) == 2
 
 
 async def test_silence_is_a_timeout(scripted: Callable[[Responder], object]) -> None:
     _, address = await scripted(lambda q: [])  # type: ignore[misc]
     answer = await WireTransport([address], timeout=0.3).resolve("example.test", "TXT")
-    assert answer is not None and answer.status == "timeout"
+    assert answer.status == "timeout"
 
 
-async def test_client_falls_back_to_dnspython_for_other_types(
+async def test_meta_types_and_unknown_names_are_an_error_not_a_query(
     scripted: Callable[[Responder], object],
 ) -> None:
     protocol, address = await scripted(lambda q: [reply(q, flags=0x8183)])  # type: ignore[misc]
     host, port = address
-    resolver = make_resolver([Nameserver(host=host, port=port)], timeout=1.0)
-    client = DnsClient(resolver, timeout=1.0, transport=WireTransport([address], timeout=1.0))
+    client = DnsClient(make_resolver([Nameserver(host=host, port=port)], timeout=1.0), timeout=1.0)
+    for rdtype in ("ANY", "AXFR", "NOT-A-TYPE"):
+        answer = await client.query("example.test", rdtype)
+        assert answer.status is DnsStatus.ERROR and not answer.definite, rdtype
+    assert protocol.queries == []
+    # Other real types (SRV for discovery, PTR for reverse DNS) are asked like the hand-read four.
     assert (await client.query("example.test", "SRV")).status is DnsStatus.NXDOMAIN
     assert (await client.query("example.test", "TXT")).status is DnsStatus.NXDOMAIN
     assert len(protocol.queries) == 2
@@ -177,6 +209,17 @@ def test_from_resolver() -> None:
     assert transport is not None and [s.address for s in transport.servers] == [("127.0.0.1", 5353)]
 
 
-@pytest.mark.parametrize("name", ["", "a..b", "é.test", "x" * 64 + ".test", "a\\.b.test"])
-async def test_names_it_cannot_encode_are_left_to_dnspython(name: str) -> None:
-    assert await WireTransport([("127.0.0.1", 9)], timeout=0.1).resolve(name, "TXT") is None
+@pytest.mark.parametrize("name", ["", "a..b", "x" * 64 + ".test", ("a" * 60 + ".") * 5 + "test"])
+async def test_names_that_cannot_be_asked_are_errors(name: str) -> None:
+    answer = await WireTransport([("127.0.0.1", 9)], timeout=0.1).resolve(name, "TXT")
+    assert answer.status == "error" and answer.error
+
+
+@pytest.mark.parametrize(("name", "wire"), [("bücher.test", b"\rxn--bcher-kva"), ("a\\.b.test", b"\x03a.b")])
+async def test_escaped_and_international_names_are_encoded(
+    scripted: Callable[[Responder], object], name: str, wire: bytes
+) -> None:
+    protocol, address = await scripted(lambda q: [reply(q, flags=0x8183)])  # type: ignore[misc]
+    answer = await WireTransport([address], timeout=1.0).resolve(name, "TXT")
+    assert answer.status == "nxdomain"
+    assert protocol.queries[0][12:].startswith(wire)

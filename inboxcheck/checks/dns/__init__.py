@@ -31,12 +31,12 @@ from inboxcheck._check import CheckSpec
 from inboxcheck._options import Family
 from inboxcheck.checks.dns.dkim import COMMON_DKIM_SELECTORS, check_dkim
 from inboxcheck.checks.dns.dmarc import check_dmarc
-from inboxcheck.checks.dns.lookups import organisational_domain
 from inboxcheck.checks.dns.mx import check_mx
 from inboxcheck.checks.dns.receivers import check_receivers
 from inboxcheck.checks.dns.spf import check_spf, merged_spf_record
+from inboxcheck.checks.dns.treewalk import organisational_domain, walk_targets
 
-__all__ = ["CHECKS", "COMMON_DKIM_SELECTORS", "merged_spf_record", "organisational_domain"]
+__all__ = ["CHECKS", "COMMON_DKIM_SELECTORS", "merged_spf_record", "organisational_domain", "walk_targets"]
 
 CHECKS: Final = [
     CheckSpec("dns.mx", "MX records", Family.DNS, check_mx),

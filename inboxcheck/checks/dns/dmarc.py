@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Final
+
+from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Severity
-from inboxcheck.checks.dns.lookups import (
-    Lookup,
-    Lookups,
-    finish,
-    organisational_domain,
-    report_unavailable,
-)
+from inboxcheck.checks.dns.lookups import Lookups, finish, report_unavailable
+from inboxcheck.checks.dns.treewalk import discover_policy, organisational_domain
 from inboxcheck.dns.records._common import RecordSyntaxError
 from inboxcheck.dns.records.dmarc import DmarcRecord, Policy, is_dmarc_record, parse_dmarc
 
 # --------------------------------------------------------------------------------------------------
 # DMARC
+
+MAX_REPORT_DESTINATIONS: Final = 10
 
 
 @dataclass
@@ -35,33 +35,24 @@ async def check_dmarc(ctx: CheckContext) -> Outcome:
     facts = DmarcFacts()
     ctx.facts["dns.dmarc"] = facts
     out = Outcome(summary=f"{domain} publishes a DMARC policy")
-    org = organisational_domain(domain)
-    candidates = [domain] if org == domain else [domain, org]
-    found: tuple[str, list[str], Lookup] | None = None
-    for candidate in candidates:
-        lookup = await lookups.get(f"_dmarc.{candidate}", "TXT")
-        if not lookup.definite:
-            facts.unknown = True
-            report_unavailable(out, lookups, f"whether {domain} publishes DMARC")
-            out.summary = f"could not look up the DMARC record of {domain}"
-            return finish(out, lookups)
-        texts = [t for t in lookup.answer.texts() if is_dmarc_record(t)]
-        if texts:
-            found = (candidate, texts, lookup)
-            break
-    if found is None:
+    walk = await discover_policy(lookups, domain)
+    if walk.unknown is not None:
+        facts.unknown = True
+        report_unavailable(out, lookups, f"whether {domain} publishes DMARC")
+        out.summary = f"could not look up the DMARC record of {domain}"
+        return finish(out, lookups)
+    if walk.found is None:
         out.add(
             "dns.dmarc.missing",
             Severity.FAIL,
-            f"The domain {domain} publishes no DMARC record (looked at "
-            + " and ".join(f"_dmarc.{c}" for c in candidates)
-            + "), which Gmail, Yahoo and Outlook.com require of bulk senders.",
+            f"The domain {domain} publishes no DMARC record (looked at {', '.join(walk.looked_at)}), "
+            "which Gmail, Yahoo and Outlook.com require of bulk senders.",
             fix=f"Publish a TXT record at _dmarc.{domain}: {starter_dmarc(domain)}",
-            looked_at=[f"_dmarc.{c}" for c in candidates],
+            looked_at=list(walk.looked_at),
         )
         out.summary = f"{domain} has no DMARC record"
         return finish(out, lookups)
-    where, texts, lookup = found
+    where, texts, lookup = walk.found.domain, list(walk.found.texts), walk.found.lookup
     facts.domain = where
     facts.inherited = where != domain
     out.details.update(found_at=f"_dmarc.{where}", inherited=facts.inherited)
@@ -135,13 +126,23 @@ async def _check_report_destinations(
 ) -> None:
     # RFC 7489 7.1: a report address outside the policy's organisational domain must agree to
     # receive the reports with a record at <policy-domain>._report._dmarc.<destination>.
-    external = sorted(
-        {
-            uri.domain
-            for uri in (*record.rua, *record.ruf)
-            if uri.domain and organisational_domain(uri.domain) != organisational_domain(where)
-        }
+    destinations = sorted(
+        {uri.domain.lower().rstrip(".") for uri in (*record.rua, *record.ruf) if uri.domain}
     )
+    if not destinations:
+        return
+    if len(destinations) > MAX_REPORT_DESTINATIONS:
+        # Each destination costs a tree walk and an authorisation lookup; receivers send to a few.
+        skipped: list[JsonValue] = [*destinations[MAX_REPORT_DESTINATIONS:]]
+        out.details["report_destinations_not_checked"] = skipped
+        destinations = destinations[:MAX_REPORT_DESTINATIONS]
+    orgs = await asyncio.gather(*(organisational_domain(lookups, d) for d in [where, *destinations]))
+    if None in orgs:
+        report_unavailable(
+            out, lookups, "whether the DMARC report addresses are in the policy's organisation"
+        )
+        return
+    external = [dest for dest, org in zip(destinations, orgs[1:], strict=True) if org != orgs[0]]
     if not external:
         return
     answers = await asyncio.gather(

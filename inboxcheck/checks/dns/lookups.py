@@ -1,9 +1,9 @@
 """What every DNS check shares: lookups that follow CNAMEs and remember what they asked, the
-"could not tell" finding, and the organisational domain."""
+"could not tell" finding."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from pydantic import JsonValue
@@ -16,21 +16,11 @@ from inboxcheck.dns.records.spf import (
 )
 
 MAX_CNAME_HOPS: Final = 8
+_LOOP: Final = "the CNAME chain leads back to itself"
 UNAVAILABLE_FIX: Final = (
     "Check that the DNS server is reachable and answering (or pass a working one with --nameserver), "
     "then run again; a lookup that failed says nothing about the domain's records."
 )
-
-
-def organisational_domain(domain: str) -> str:
-    """The registered domain, taken as the last two labels.
-
-    A simplification of RFC 7489 3.2 (which uses the public suffix list): inboxcheck has no PSL
-    dependency, and for multi-label suffixes such as ``co.uk`` this returns the suffix itself, whose
-    ``_dmarc`` lookup then simply finds nothing. The exact domain is always tried first.
-    """
-    labels = domain.rstrip(".").lower().split(".")
-    return ".".join(labels[-2:])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -91,12 +81,19 @@ class Lookups:
         answer = await self.ctx.dns.query(name, rdtype)
         chain: list[str] = list(answer.cname_chain)
         # An authoritative server does not chase a CNAME into another zone: it answers the CNAME
-        # alone, which looks like NODATA. Follow it, as a recursive resolver would.
+        # alone, which looks like NODATA. Follow it, as a recursive resolver would; a chain that
+        # comes back to a name already passed (across zones) is a loop, not a missing record.
+        visited = {name.lower().rstrip("."), *(c.lower() for c in chain)}
         for _ in range(MAX_CNAME_HOPS):
             if answer.status is not DnsStatus.NODATA or not answer.cname_chain:
                 break
             answer = await self.ctx.dns.query(answer.cname_chain[-1], rdtype)
             chain.extend(answer.cname_chain)
+            hops = {c.lower() for c in answer.cname_chain}
+            if visited & hops:
+                answer = replace(answer, status=DnsStatus.CNAME_LOOP, rrset=None, error=_LOOP)
+                break
+            visited |= hops
         lookup = Lookup(name, rdtype, answer, tuple(chain))
         self.seen.append(lookup)
         return lookup
@@ -125,20 +122,39 @@ class Lookups:
 
 
 def report_unavailable(out: Outcome, lookups: Lookups, purpose: str) -> bool:
-    """One ``dns.unavailable`` finding for every lookup that could not be answered; True if any."""
+    """One finding for the lookups without a readable answer; True if any.
+
+    ``dns.cname_loop`` (a broken record, fail) for CNAME chains that lead back to themselves,
+    ``dns.unavailable`` (could not tell, error) for the others.
+    """
     failed = lookups.unavailable()
     if not failed:
         return False
-    first = failed[0]
-    others = f" and {len(failed) - 1} more lookup(s)" if len(failed) > 1 else ""
-    out.add(
-        "dns.unavailable",
-        Severity.ERROR,
-        f"Could not tell {purpose}: the lookup of {first.name} {first.rdtype}{others} got no usable "
-        f"answer ({first.answer.status.value}), which says nothing about whether the record exists.",
-        fix=UNAVAILABLE_FIX,
-        lookups=[lookup.evidence() for lookup in failed],
-    )
+    loops = [lookup for lookup in failed if lookup.answer.status is DnsStatus.CNAME_LOOP]
+    others = [lookup for lookup in failed if lookup.answer.status is not DnsStatus.CNAME_LOOP]
+    if loops:
+        first = loops[0]
+        more = f" (and {len(loops) - 1} more name(s))" if len(loops) > 1 else ""
+        out.add(
+            "dns.cname_loop",
+            Severity.FAIL,
+            f"The name {first.name}{more} is a CNAME whose chain ({' -> '.join(first.chain)}) leads "
+            f"back to itself, so no receiver can read the record (looked up to tell {purpose}).",
+            fix=f"Point the CNAME at {first.name} at the name that holds the record (or replace it with "
+            "the record itself), so that the chain ends.",
+            lookups=[lookup.evidence() for lookup in loops],
+        )
+    if others:
+        first = others[0]
+        more = f" and {len(others) - 1} more lookup(s)" if len(others) > 1 else ""
+        out.add(
+            "dns.unavailable",
+            Severity.ERROR,
+            f"Could not tell {purpose}: the lookup of {first.name} {first.rdtype}{more} got no usable "
+            f"answer ({first.answer.status.value}), which says nothing about whether the record exists.",
+            fix=UNAVAILABLE_FIX,
+            lookups=[lookup.evidence() for lookup in others],
+        )
     return True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Final
 
 from pydantic import JsonValue
 
@@ -15,6 +16,12 @@ from inboxcheck.checks.dns.lookups import (
     report_unavailable,
 )
 from inboxcheck.dns.client import DnsAnswer, DnsStatus
+from inboxcheck.dns.records.spf import MX_NAMES_LIMIT
+
+# Senders try MX hosts in preference order; no real domain needs more than a handful, and looking up
+# thousands of them (a hostile or broken zone) would cost thousands of queries. The first ten are
+# checked, the same bound RFC 7208 4.6.4 puts on an SPF "mx" term.
+MAX_MX_HOSTS: Final = MX_NAMES_LIMIT
 
 # --------------------------------------------------------------------------------------------------
 # MX
@@ -41,7 +48,8 @@ async def check_mx(ctx: CheckContext) -> Outcome:
         out.summary = f"{domain} does not exist"
         return finish(out, lookups)
     records = _mx_records(mx.answer)
-    out.details["mx"] = [{"preference": pref, "host": host} for pref, host in records]
+    out.details["mx"] = [{"preference": pref, "host": host} for pref, host in records[:MAX_MX_HOSTS]]
+    out.details["mx_count"] = len(records)
     if not records:
         out.add(
             "dns.mx.missing",
@@ -67,7 +75,19 @@ async def check_mx(ctx: CheckContext) -> Outcome:
         )
         out.summary = f"{domain} accepts no mail (null MX)"
         return finish(out, lookups)
-    hosts = [host for _, host in records]
+    hosts = [host for _, host in records[:MAX_MX_HOSTS]]
+    if len(records) > MAX_MX_HOSTS:
+        out.add(
+            "dns.mx.too_many_hosts",
+            Severity.WARN,
+            f"The domain {domain} publishes {len(records)} MX records; inboxcheck checked the first "
+            f"{MAX_MX_HOSTS} by preference and left the other {len(records) - MAX_MX_HOSTS} alone. Senders "
+            "try MX hosts in preference order and give up long before the end of such a list.",
+            fix=f"Keep the MX records of the servers that really receive mail for {domain} (a provider "
+            "needs one to five) and remove the rest.",
+            mx_count=len(records),
+            checked=list(hosts),
+        )
     detected = ctx.presets.by_mx(hosts)
     out.details["provider"] = detected.id if detected else None
     await _check_mx_hosts(ctx, out, lookups, hosts)

@@ -8,8 +8,9 @@ logins open the same mailbox. It compares what it does know:
 - the usernames each server accepted (case-insensitive; a bare local part on one side and the full
   address on the other is the documented iCloud convention, and accepted when the local part and the
   account's domain agree);
-- the service the two servers belong to: the same provider preset, the same registrable domain of the
-  host names, or a shared certificate name or address.
+- the service the two servers belong to: the same provider preset, a shared certificate name or
+  address, or the same organisational domain of the host names (found by the DMARC DNS Tree Walk,
+  RFC 9989 4.10, so ``smtp.acme.co.uk`` and ``imap.other.co.uk`` are two organisations).
 
 Different usernames, or servers of unrelated services, mean the platform would send from one mailbox
 and watch another for replies: reply tracking and the unsubscribe/bounce handling break.
@@ -24,6 +25,9 @@ from pydantic import JsonValue
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
 from inboxcheck._models import Severity, Status
 from inboxcheck._options import Family
+from inboxcheck.checks.dns.lookups import Lookups
+from inboxcheck.checks.dns.treewalk import organisational_domain
+from inboxcheck.checks.login.net import _ip_literal
 
 __all__ = ["CHECKS", "LoginFact", "check_same_mailbox", "fact_key"]
 
@@ -55,16 +59,6 @@ def fact_key(protocol: str) -> str:
     return f"{protocol}.login"
 
 
-def _registrable(host: str) -> str:
-    """The last two labels of a host name: good enough to tell gmail.com from office365.com here.
-
-    (A public-suffix list would be exact; for the question "same service?" the certificate names and
-    the preset settle the cases where two labels are not enough, e.g. ``co.uk`` hosts.)
-    """
-    labels = host.lower().rstrip(".").split(".")
-    return ".".join(labels[-2:])
-
-
 def _same_user(smtp: str, imap: str, domain: str) -> bool:
     a, b = smtp.strip().lower(), imap.strip().lower()
     if a == b:
@@ -87,8 +81,22 @@ def _same_service(smtp: LoginFact, imap: LoginFact) -> tuple[bool, str]:
     shared = set(smtp.cert_names) & set(imap.cert_names)
     if shared:
         return True, f"both servers present a certificate for {sorted(shared)[0]}"
-    if _registrable(smtp.host) == _registrable(imap.host):
-        return True, f"both hosts are under {_registrable(smtp.host)}"
+    return False, "the two hosts share no domain, address, certificate name or provider"
+
+
+async def _same_organisation(ctx: CheckContext, smtp: LoginFact, imap: LoginFact) -> tuple[bool, str]:
+    """The last rule, the one that needs lookups: the hosts' organisational domains."""
+    if _ip_literal(smtp.host) is not None or _ip_literal(imap.host) is not None:
+        return False, "the two hosts share no domain, address, certificate name or provider"
+    lookups = Lookups(ctx)
+    orgs = [await organisational_domain(lookups, host) for host in (smtp.host, imap.host)]
+    if orgs[0] is not None and orgs[0] == orgs[1]:
+        return True, f"both hosts belong to {orgs[0]}"
+    if None in orgs:
+        return False, (
+            "the two hosts share no address, certificate name or provider, and their organisational "
+            "domains could not be looked up"
+        )
     return False, "the two hosts share no domain, address, certificate name or provider"
 
 
@@ -102,6 +110,8 @@ async def check_same_mailbox(ctx: CheckContext) -> Outcome:
         return Outcome.skip("needs both the SMTP and the IMAP login to succeed")
     same_user = _same_user(smtp.username, imap.username, ctx.account.domain)
     same_service, why = _same_service(smtp, imap)
+    if not same_service:
+        same_service, why = await _same_organisation(ctx, smtp, imap)
     evidence: dict[str, JsonValue] = {
         "smtp": smtp.evidence(),
         "imap": imap.evidence(),

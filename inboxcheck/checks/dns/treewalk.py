@@ -1,0 +1,112 @@
+"""The DNS Tree Walk of RFC 9989 (DMARCbis) 4.10: where a domain's DMARC policy is published, and which
+domain is its organisational domain, found from the ``_dmarc`` records themselves instead of a public
+suffix list (so ``shop.acme.co.uk`` belongs to ``acme.co.uk``, not to ``co.uk``).
+
+A walk asks ``_dmarc.<domain>``, then each parent up to the top-level domain; a name of eight labels or
+more jumps to its last seven first, so a walk costs at most eight queries. Every query goes through the
+run's DNS client, so walks for related names (the author domain, its report destinations, two login
+hosts) share their answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from inboxcheck.checks.dns.lookups import Lookup, Lookups
+from inboxcheck.dns.records._common import RecordSyntaxError
+from inboxcheck.dns.records.dmarc import is_dmarc_record, parse_dmarc
+
+MAX_WALK_QUERIES: Final = 8
+_SKIP_FROM: Final = 8  # names with this many labels or more jump to their last seven
+
+
+def walk_targets(domain: str) -> list[str]:
+    """The names whose ``_dmarc`` a walk from ``domain`` may ask, in order (at most eight)."""
+    labels = [label for label in domain.strip().rstrip(".").lower().split(".") if label]
+    if not labels:
+        return []
+    targets = [".".join(labels)]
+    rest = labels[-(_SKIP_FROM - 1) :] if len(labels) >= _SKIP_FROM else labels[1:]
+    while rest:
+        targets.append(".".join(rest))
+        rest = rest[1:]
+    return targets
+
+
+@dataclass(frozen=True)
+class Found:
+    """DMARC records at one name of the walk."""
+
+    domain: str
+    texts: tuple[str, ...]
+    lookup: Lookup
+
+    @property
+    def psd(self) -> str:
+        """The record's ``psd`` tag (y, n or u); u when there is not exactly one readable record."""
+        if len(self.texts) != 1:
+            return "u"
+        try:
+            return parse_dmarc(self.texts[0]).psd
+        except RecordSyntaxError:
+            return "u"
+
+
+@dataclass(frozen=True)
+class PolicyWalk:
+    """Where the policy for a domain was found (None: nowhere), or the lookup that could not tell."""
+
+    found: Found | None
+    looked_at: tuple[str, ...]
+    unknown: Lookup | None = None
+
+
+async def _ask(lookups: Lookups, domain: str) -> Found | Lookup | None:
+    """The DMARC records at ``domain``; the lookup itself when it could not tell; None for none."""
+    lookup = await lookups.get(f"_dmarc.{domain}", "TXT")
+    if not lookup.definite:
+        return lookup
+    texts = tuple(text for text in lookup.answer.texts() if is_dmarc_record(text))
+    return Found(domain, texts, lookup) if texts else None
+
+
+async def discover_policy(lookups: Lookups, domain: str) -> PolicyWalk:
+    """RFC 9989 4.10.1: the first DMARC record found walking up from ``domain``."""
+    looked_at: list[str] = []
+    for target in walk_targets(domain):
+        looked_at.append(f"_dmarc.{target}")
+        found = await _ask(lookups, target)
+        if isinstance(found, Lookup):
+            return PolicyWalk(None, tuple(looked_at), unknown=found)
+        if found is not None:
+            return PolicyWalk(found, tuple(looked_at))
+    return PolicyWalk(None, tuple(looked_at))
+
+
+async def organisational_domain(lookups: Lookups, domain: str) -> str | None:
+    """RFC 9989 4.10.2: the organisational domain of ``domain``, or None when a lookup could not tell.
+
+    A record with ``psd=n`` marks its own domain; one with ``psd=y`` (other than at ``domain``
+    itself) marks a public suffix, whose child on the way to ``domain`` is the organisational domain;
+    otherwise the record with the fewest labels decides, and with no record at all ``domain`` is its
+    own organisational domain.
+    """
+    targets = walk_targets(domain)
+    if not targets:
+        return None
+    labels = targets[0].split(".")
+    highest: str | None = None
+    for target in targets:
+        found = await _ask(lookups, target)
+        if isinstance(found, Lookup):
+            return None
+        if found is None:
+            continue
+        highest = target
+        psd = found.psd
+        if psd == "n":
+            return target
+        if psd == "y" and target != targets[0]:
+            return ".".join(labels[-(target.count(".") + 2) :])
+    return highest or targets[0]
