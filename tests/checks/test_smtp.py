@@ -191,6 +191,7 @@ async def test_a_starttls_refusal_is_explained(certs: PeerCerts) -> None:
         run = await run_smtp(server.port, certs)
     finding = run.finding("smtp.starttls.failed")
     assert finding.evidence["reply"] == "454 4.7.0 TLS not available due to local problem"
+    assert finding.severity is Severity.ERROR, "a 4yz reply is temporary"
     assert_no_secret(server.received)
 
 
@@ -444,19 +445,70 @@ async def test_a_temporary_421_greeting_is_could_not_tell(certs: PeerCerts) -> N
     assert_no_secret(server.received)
 
 
-@pytest.mark.parametrize(
-    ("reply", "severity"), [("550 5.7.1 Not today", Severity.FAIL), ("454 4.7.0 Try later", Severity.ERROR)]
-)
-async def test_an_unknown_auth_refusal_is_reported_verbatim(
-    certs: PeerCerts, reply: str, severity: Severity
-) -> None:
+async def test_an_unknown_auth_refusal_is_reported_verbatim(certs: PeerCerts) -> None:
+    reply = "550 5.7.1 Not today"
     script = SmtpScript(tls=certs.server_context(), auth_reply=reply)
     async with peer(script) as server:
         run = await run_smtp(server.port, certs)
     finding = run.finding("smtp.auth.rejected")
-    assert finding.severity is severity
+    assert finding.severity is Severity.FAIL
     assert finding.evidence["reply"] == reply
     assert "rule" not in finding.evidence
+    del server
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "454 4.7.0 Temporary authentication failure",
+        "421 4.7.0 Try again later, closing connection.",
+        "454 4.7.0 Try later",
+        # The words of a wrong password under a temporary class: the class decides.
+        "451 4.7.8 Error: authentication failed: temporary lookup failure",
+    ],
+)
+async def test_a_temporary_reply_to_auth_is_could_not_tell_not_rejected(certs: PeerCerts, reply: str) -> None:
+    script = SmtpScript(tls=certs.server_context(), auth_reply=reply)
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    assert run.codes == ["smtp.reply.temporary"]
+    finding = run.finding("smtp.reply.temporary")
+    assert finding.severity is Severity.ERROR
+    assert finding.evidence["reply"] == reply
+    assert finding.evidence["stage"] == "auth"
+    assert run.result.status is Status.ERROR
+    assert run.report.exit_code == 3
+    assert_bounded(run)
+    del server
+
+
+async def test_a_temporary_reply_to_ehlo_is_could_not_tell(certs: PeerCerts) -> None:
+    async def busy(conn: PeerConn) -> None:
+        await conn.send(b"421 4.7.0 mail.peer.test Try again later, closing connection.\r\n")
+
+    script = SmtpScript(tls=certs.server_context(), ehlo_hook=busy)
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding("smtp.reply.temporary")
+    assert finding.severity is Severity.ERROR
+    assert finding.evidence["stage"] == "ehlo"
+    assert "smtp.protocol.error" not in run.codes
+    assert_no_secret(server.received)
+
+
+@pytest.mark.parametrize("inbox_type", ["CUSTOM_SMTP", "GOOGLE_WORKSPACE"])
+async def test_googles_app_password_reply_is_known_on_any_host(certs: PeerCerts, inbox_type: str) -> None:
+    reply = (
+        "534-5.7.9 Application-specific password required. For more information, go to\n"
+        "534 5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor x - gsmtp"
+    )
+    script = SmtpScript(tls=certs.server_context(), auth_reply=reply)
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs, inbox_type=inbox_type)
+    assert run.codes == ["smtp.auth.app_password_required"]
+    assert (
+        run.finding("smtp.auth.app_password_required").evidence["rule"] == "google.smtp.app-password-required"
+    )
     del server
 
 

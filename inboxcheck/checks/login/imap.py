@@ -35,7 +35,7 @@ from aioimaplib import aioimaplib
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
-from inboxcheck._knowledge import ReplyMatch
+from inboxcheck._knowledge import ReplyMatch, alert_text
 from inboxcheck._models import Severity
 from inboxcheck._options import Family
 from inboxcheck._presets import TlsMode
@@ -474,12 +474,17 @@ class _ImapLogin(LoginProbe):
             "stage": "login",
             "reply": verbatim,
         }
-        if self.known_reply(f"{result} {text}", evidence):
+        # RFC 9051 section 7.1: an ALERT's text must be shown to the user, whatever the rest means.
+        alert = alert_text(self.scrub(text))
+        note = f' The server says: "{alert}"' if alert else ""
+        if alert:
+            evidence["alert"] = alert
+        if self.known_reply(f"{result} {text}", evidence, note=note):
             return
         self.out.add(
             "imap.auth.rejected",
             Severity.FAIL,
-            f"The server at {self.where} refused the {command.name} ({result}).",
+            f"The server at {self.where} refused the {command.name} ({result}).{note}",
             fix="Check the IMAP username and password; the server's reply is in the evidence.",
             **evidence,
         )

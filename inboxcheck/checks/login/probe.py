@@ -101,15 +101,27 @@ class LoginProbe:
     def preset_id(self) -> str | None:
         return self.ctx.preset.id if self.ctx.preset else None
 
+    @property
+    def provider_ids(self) -> tuple[str, ...]:
+        """The account's candidate providers (preset ids, most likely first), whose reply rules apply."""
+        return (self.ctx.preset.id,) if self.ctx.preset else ()
+
     def known_reply(
-        self, reply: str, evidence: dict[str, JsonValue], *, reply_code: int | None = None
+        self,
+        reply: str,
+        evidence: dict[str, JsonValue],
+        *,
+        reply_code: int | None = None,
+        note: str = "",
     ) -> bool:
-        """Adds the knowledge base's finding for ``reply``; False when it knows none."""
-        match = match_reply(self.PROTOCOL, reply, provider=self.preset_id, reply_code=reply_code)
+        """Adds the knowledge base's finding for ``reply`` (``note`` follows its message); False when
+        it knows none."""
+        match = match_reply(self.PROTOCOL, reply, providers=self.provider_ids, reply_code=reply_code)
         if match is None:
             return False
         evidence = {**evidence, **self.rule_evidence(match)}
-        self.out.add(match.rule.code, match.rule.severity, match.rule.message, fix=match.rule.fix, **evidence)
+        rule = match.rule
+        self.out.add(rule.code, rule.severity, rule.message + note, fix=rule.fix, **evidence)
         return True
 
     def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:

@@ -124,19 +124,21 @@ class _SmtpLogin(LoginProbe):
 
     def explain(self, stage: str, code: int, text: str, fallback: tuple[str, str, str]) -> None:
         """A finding for an unexpected reply: the knowledge base's, else ``fallback``."""
-        verbatim = str(_Verbatim(code, self.scrub(text)))
-        evidence: dict[str, JsonValue] = {
-            "host": self.host,
-            "port": self.port,
-            "stage": stage,
-            "reply": verbatim,
-            "reply_code": code,
-        }
+        evidence = self.reply_evidence(stage, code, text)
         if self.known_reply(text, evidence, reply_code=code):
             return
         finding_code, message, fix = fallback
         severity = Severity.ERROR if 400 <= code < 500 else Severity.FAIL
         self.out.add(finding_code, severity, message, fix=fix, **evidence)
+
+    def reply_evidence(self, stage: str, code: int, text: str) -> dict[str, JsonValue]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "stage": stage,
+            "reply": str(_Verbatim(code, self.scrub(text))),
+            "reply_code": code,
+        }
 
     def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:
         return {"enhanced_code": match.reply.enhanced, "rule": match.rule.id}
@@ -239,7 +241,11 @@ class _SmtpLogin(LoginProbe):
             response = await client.ehlo()
         except aiosmtplib.SMTPHeloError as exc:
             self.step(stage, _Verbatim(exc.code, exc.message))
-            self.protocol_error(f"refused EHLO with {exc.code}", exc.message, stage=stage)
+            # A temporary refusal (4yz) is the knowledge base's "could not tell", not "no SMTP here".
+            if not self.known_reply(
+                exc.message, self.reply_evidence(stage, exc.code, exc.message), reply_code=exc.code
+            ):
+                self.protocol_error(f"refused EHLO with {exc.code}", exc.message, stage=stage)
             raise Stop from None
         except aiosmtplib.SMTPTimeoutError:
             self.timed_out(stage)
