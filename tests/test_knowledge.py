@@ -194,6 +194,12 @@ CLASS_TABLE: list[tuple[str, str, str]] = [
         "imap.connections.limit",
     ),
     ("imap", "NO [ALERT] Too many simultaneous connections. (Failure)", "imap.connections.limit"),
+    (
+        "imap",
+        "NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)",
+        "imap.connections.limit",
+    ),
+    ("imap", "NO [LIMIT] Too many commands", "imap.reply.limit"),
     ("imap", "NO [AUTHENTICATIONFAILED] Authentication failed.", "imap.auth.rejected"),
     ("imap", "NO [AUTHORIZATIONFAILED] No such authorization-ID", "imap.auth.authorization_failed"),
     ("imap", "NO [EXPIRED] That password isn't valid any more", "imap.auth.expired"),
@@ -209,7 +215,12 @@ def test_standard_codes_decide_whatever_the_provider(
 ) -> None:
     match = match_reply(protocol, reply, providers=providers)  # type: ignore[arg-type]
     assert match is not None and match.rule.code == code
-    temporary = code in ("smtp.reply.temporary", "imap.reply.temporary", "imap.connections.limit")
+    temporary = code in (
+        "smtp.reply.temporary",
+        "imap.reply.temporary",
+        "imap.reply.limit",
+        "imap.connections.limit",
+    )
     assert (match.rule.severity is Severity.ERROR) == temporary
 
 
