@@ -445,3 +445,41 @@ async def test_an_unreachable_network_is_could_not_tell() -> None:
     assert finding.code == "imap.connect.failed"
     assert finding.severity is Severity.ERROR
     login.tls_ready.cancel()
+
+
+# --- the TLS mode on the wrong port ------------------------------------------------------------
+
+
+async def test_ssl_off_on_an_implicit_tls_port_is_a_mode_mismatch_found_quickly(certs: PeerCerts) -> None:
+    script = implicit(certs)
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_imap(server.port, certs, imap_use_ssl=False, timeout=10)
+    assert run.codes == ["imap.tls.mode_mismatch"]
+    finding = run.finding("imap.tls.mode_mismatch")
+    assert finding.severity is Severity.FAIL
+    assert finding.evidence["observed"] == "implicit"
+    assert finding.fix == f"Turn imap_use_ssl on for port {server.port}."
+    assert run.elapsed < ELAPSED_BOUND, f"took {run.elapsed:.2f} s with --timeout 10"
+    assert script.commands == [], "only a handshake was tried: no command, no credential"
+    assert_no_secret(server.received)
+
+
+async def test_ssl_on_a_port_that_greets_in_clear_text_is_the_mirror_mismatch(certs: PeerCerts) -> None:
+    script = ImapScript(tls=certs.server_context())
+    async with peer(script) as server:
+        run = await run_imap(server.port, certs, imap_use_ssl=True, timeout=10)
+    assert run.codes == ["imap.tls.mode_mismatch"]
+    finding = run.finding("imap.tls.mode_mismatch")
+    assert finding.evidence["observed"] == "plain"
+    assert finding.evidence["greeting"] == script.greeting
+    assert (finding.fix or "").startswith(f"Turn imap_use_ssl off for port {server.port}")
+    assert run.elapsed < ELAPSED_BOUND
+    assert_no_secret(server.received)
+
+
+async def test_a_silent_port_that_speaks_no_tls_either_still_times_out(certs: PeerCerts) -> None:
+    async with peer(_silent) as server:
+        run = await run_imap(server.port, certs, imap_use_ssl=False, timeout=1)
+    assert run.codes == ["imap.connect.timeout"]
+    assert len(server.connections) == 2, "the check and one handshake probe"
+    assert_bounded(run)

@@ -380,10 +380,28 @@ async def test_connection_dropped_mid_implicit_handshake(certs: PeerCerts, port_
     assert_no_secret(server.received)
 
 
-async def test_a_plain_server_on_465_is_a_handshake_failure_with_a_hint(
+async def test_a_plain_server_on_465_is_a_mode_mismatch_that_names_the_starttls_port(
     certs: PeerCerts, port_465: int
 ) -> None:
-    async with peer(SmtpScript(), port=port_465) as server:
+    script = SmtpScript()
+    async with peer(script, port=port_465) as server:
+        run = await run_smtp(port_465, certs, timeout=10)
+    assert run.codes == ["smtp.tls.mode_mismatch"]
+    finding = run.finding("smtp.tls.mode_mismatch")
+    assert finding.evidence["observed"] == "plain"
+    assert finding.evidence["greeting"] == script.banner
+    assert "587" in (finding.fix or "") and "STARTTLS" in (finding.fix or "")
+    assert run.elapsed < ELAPSED_BOUND
+    assert_no_secret(server.received)
+
+
+async def test_a_server_that_greets_in_neither_mode_is_still_a_handshake_failure(
+    certs: PeerCerts, port_465: int
+) -> None:
+    async def not_smtp(conn: PeerConn) -> None:
+        await conn.send(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    async with peer(not_smtp, port=port_465) as server:
         run = await run_smtp(port_465, certs)
     finding = run.finding("smtp.tls.handshake_failed")
     assert "STARTTLS" in (finding.fix or "")
@@ -531,3 +549,49 @@ async def test_an_unreachable_network_is_could_not_tell() -> None:
     assert finding.code == "smtp.connect.failed"
     assert finding.severity is Severity.ERROR
     login.tls_ready.cancel()
+
+
+# --- the TLS mode on the wrong port ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_tls", [True, False], ids=["starttls", "tls-off"])
+async def test_implicit_tls_on_a_port_configured_for_a_greeting_is_a_mode_mismatch(
+    certs: PeerCerts, use_tls: bool
+) -> None:
+    script = SmtpScript()
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_smtp(server.port, certs, smtp_use_tls=use_tls, timeout=10)
+    assert run.codes == ["smtp.tls.mode_mismatch"]
+    finding = run.finding("smtp.tls.mode_mismatch")
+    assert finding.severity is Severity.FAIL
+    assert finding.evidence["observed"] == "implicit"
+    assert finding.evidence["configured"] == ("starttls" if use_tls else "none")
+    assert "465" in (finding.fix or "") and "587" in (finding.fix or "")
+    assert run.elapsed < ELAPSED_BOUND, f"took {run.elapsed:.2f} s with --timeout 10"
+    assert script.commands == [], "only a handshake was tried: no command, no credential"
+    assert_no_secret(server.received)
+
+
+async def test_tls_off_on_465_speaking_implicit_tls_says_turn_tls_on(certs: PeerCerts, port_465: int) -> None:
+    async with peer(SmtpScript(), tls=certs.server_context(), port=port_465) as server:
+        run = await run_smtp(port_465, certs, smtp_use_tls=False, timeout=10)
+    finding = run.finding("smtp.tls.mode_mismatch")
+    assert finding.fix == "Turn smtp_use_tls on: port 465 speaks implicit TLS."
+    assert run.elapsed < ELAPSED_BOUND
+    assert_no_secret(server.received)
+
+
+async def test_port_25_is_never_probed_with_a_handshake(certs: PeerCerts) -> None:
+    # Postfix's postscreen blocklists a client that talks before the greeting on port 25.
+    try:
+        server_cm = peer(SmtpScript(), tls=certs.server_context(), port=25)
+        server = await server_cm.__aenter__()
+    except OSError as exc:
+        pytest.skip(f"cannot bind 127.0.0.1:25 here ({exc})")
+    try:
+        run = await run_smtp(25, certs, timeout=1)
+    finally:
+        await server_cm.__aexit__(None, None, None)
+    assert run.codes == ["smtp.connect.timeout"]
+    # The peer runs its script only once a handshake completes: none did.
+    assert server.connections == []

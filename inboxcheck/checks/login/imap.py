@@ -26,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import socket
 import ssl
 from collections.abc import Awaitable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from aioimaplib import aioimaplib
 from pydantic import JsonValue
@@ -210,6 +211,8 @@ class _ImapLogin(LoginProbe):
         "Check imap_port against the provider's setup page (993 for implicit TLS, 143 for STARTTLS)."
     )
     TIMEOUT_FIX = "Check the port and whether a firewall drops the traffic, then try again."
+    MODE_MISMATCH = "imap.tls.mode_mismatch"
+    GREETING = re.compile(r"^\* (OK|PREAUTH)\b", re.IGNORECASE)
 
     def __init__(self, ctx: CheckContext) -> None:
         account = ctx.account
@@ -221,6 +224,14 @@ class _ImapLogin(LoginProbe):
             mode=TlsMode.IMPLICIT if account.imap_use_ssl else TlsMode.STARTTLS,
         )
         self.proto: _Protocol | None = None
+
+    def mode_mismatch_fix(self, observed: Literal["implicit", "plain"]) -> str:
+        if observed == "implicit":
+            return f"Turn imap_use_ssl on for port {self.port}."
+        return (
+            f"Turn imap_use_ssl off for port {self.port} (the connection is then upgraded with STARTTLS "
+            "before the password is sent), or use the provider's implicit-TLS port (usually 993)."
+        )
 
     def step(self, name: str, text: str) -> None:
         self.steps.append({"step": name, "reply": self.scrub(text)[:_MAX_EVIDENCE]})

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import aiosmtplib
 from pydantic import JsonValue
@@ -77,6 +78,8 @@ class _SmtpLogin(LoginProbe):
         "Check the port, and whether a firewall between here and the server drops outgoing SMTP (many "
         "networks block it); then try again."
     )
+    MODE_MISMATCH = "smtp.tls.mode_mismatch"
+    GREETING = re.compile(r"^220[ -]")
 
     def __init__(self, ctx: CheckContext) -> None:
         account = ctx.account
@@ -104,6 +107,22 @@ class _SmtpLogin(LoginProbe):
         offered = ", ".join(f"{port} ({mode.value})" for port, mode in sorted(ports.items()))
         only = "only offers" if len(ports) == 1 else "offers"
         return f" {preset.name} {only} port {offered} for SMTP."
+
+    def mode_mismatch_fix(self, observed: Literal["implicit", "plain"]) -> str:
+        if observed == "implicit" and self.port == IMPLICIT_TLS_PORT:
+            return "Turn smtp_use_tls on: port 465 speaks implicit TLS."
+        if observed == "implicit":
+            fix = (
+                "The account can say implicit TLS only on port 465 (smtp_use_tls on any other port "
+                "means STARTTLS): use port 465 with smtp_use_tls on if the server offers implicit TLS "
+                "there, or the provider's STARTTLS port (usually 587)."
+            )
+        else:
+            fix = (
+                "Port 465 here greets in clear text, so it wants STARTTLS, which the account can say "
+                "only on another port: use the provider's STARTTLS port (usually 587) with smtp_use_tls on."
+            )
+        return fix + self.port_hint()
 
     def protocol_error(self, what: str, detail: str, *, stage: str, closed: bool = False) -> None:
         # A server that hangs up proves only that it is not answering now (stopped, overloaded);
@@ -227,7 +246,7 @@ class _SmtpLogin(LoginProbe):
 
     async def _tls_failed(self, failure: TlsFailure) -> None:
         await super()._tls_failed(failure)
-        if failure.kind is TlsFailureKind.HANDSHAKE and self.mode is TlsMode.IMPLICIT:
+        if self.out.findings[-1].code == "smtp.tls.handshake_failed" and self.mode is TlsMode.IMPLICIT:
             self.out.findings[-1] = self.out.findings[-1].model_copy(
                 update={
                     "fix": "Port 465 expects TLS from the first byte. If the server answers in clear "
