@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +19,8 @@ import pytest
 from inboxcheck._models import Account, Report, Severity, Status
 from inboxcheck._options import CheckOptions, parse_nameserver
 from inboxcheck._runner import run_checks
-from inboxcheck.checks.login import imap
+from inboxcheck.checks.login import imap, smtp
+from tests.peers import TcpForwarder
 
 pytestmark = pytest.mark.lab
 
@@ -79,3 +81,69 @@ async def test_dovecots_connection_limit_is_not_a_wrong_password(lab: Any) -> No
     assert str(finding.evidence["reply"]).startswith("NO [LIMIT] Maximum number of connections")
     assert "mail_max_userip_connections" in str(finding.evidence["reply"])
     assert "platform's own workers" in (finding.fix or "")
+
+
+# --- the TLS mode on the wrong port: real Postfix and Dovecot ------------------------------------
+
+MISMATCH_TIMEOUT = 10.0
+#: Issue 9: found "within 5 s with --timeout 10" (about 2 s of grace, then one handshake).
+MISMATCH_BOUND = 5.0
+
+
+async def _mismatch(lab: Any, payload: dict[str, Any], specs: list[Any], name: str) -> tuple[Any, float]:
+    start = time.perf_counter()
+    report = await _run(lab, payload, specs, timeout=MISMATCH_TIMEOUT)
+    elapsed = time.perf_counter() - start
+    result = report.check(name)
+    codes = [f.code for f in result.findings]
+    assert codes == [f"{name.split('.')[0]}.tls.mode_mismatch"], result
+    assert elapsed < MISMATCH_BOUND, f"took {elapsed:.2f} s with --timeout {MISMATCH_TIMEOUT:g}"
+    return result.findings[0], elapsed
+
+
+@pytest.mark.parametrize("host_style", ["name", "address"])
+async def test_dovecot_implicit_tls_port_with_ssl_off(lab: Any, host_style: str) -> None:
+    payload = lab.account(imap="imaps", host_style=host_style) | {"imap_use_ssl": False}
+    finding, _ = await _mismatch(lab, payload, imap.CHECKS, "imap.login")
+    assert finding.evidence["observed"] == "implicit"
+    assert finding.fix == f"Turn imap_use_ssl on for port {lab.imap['imaps'].port}."
+
+
+@pytest.mark.parametrize("host_style", ["name", "address"])
+async def test_dovecot_starttls_port_with_ssl_on(lab: Any, host_style: str) -> None:
+    payload = lab.account(imap="imap_starttls", host_style=host_style) | {"imap_use_ssl": True}
+    finding, _ = await _mismatch(lab, payload, imap.CHECKS, "imap.login")
+    assert finding.evidence["observed"] == "plain"
+    assert str(finding.evidence["greeting"]).startswith("* OK")
+
+
+@pytest.mark.parametrize("use_tls", [True, False], ids=["starttls", "tls-off"])
+@pytest.mark.parametrize("host_style", ["name", "address"])
+async def test_postfix_implicit_tls_port_configured_for_a_greeting(
+    lab: Any, host_style: str, use_tls: bool
+) -> None:
+    payload = lab.account(smtp="submissions", host_style=host_style) | {"smtp_use_tls": use_tls}
+    assert payload["smtp_port"] != 465
+    finding, _ = await _mismatch(lab, payload, smtp.CHECKS, "smtp.login")
+    assert finding.evidence["observed"] == "implicit"
+    assert "465" in (finding.fix or "")
+
+
+async def test_postfix_starttls_port_behind_465(lab: Any) -> None:
+    endpoint = lab.smtp["submission"]
+    try:
+        forwarder = TcpForwarder(("127.0.0.1", 465), (endpoint.address, endpoint.port))
+        await forwarder.__aenter__()
+    except OSError as exc:
+        pytest.skip(f"cannot listen on 127.0.0.1:465 here ({exc})")
+    try:
+        payload = lab.account(smtp="submission", host_style="address") | {
+            "smtp_port": 465,
+            "smtp_use_tls": True,
+        }
+        finding, _ = await _mismatch(lab, payload, smtp.CHECKS, "smtp.login")
+    finally:
+        await forwarder.__aexit__(None, None, None)
+    assert finding.evidence["observed"] == "plain"
+    assert str(finding.evidence["greeting"]).startswith("220 ")
+    assert "587" in (finding.fix or "")
