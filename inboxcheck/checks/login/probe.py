@@ -234,7 +234,12 @@ class LoginProbe:
         except BaseException:
             sock.close()
             raise
-        if self.mode is not TlsMode.IMPLICIT and await self._speaks_implicit_tls(sock):
+        try:
+            mismatch = self.mode is not TlsMode.IMPLICIT and await self._speaks_implicit_tls(sock)
+        except BaseException:
+            sock.close()
+            raise
+        if mismatch:
             sock.close()
             return False
         return await self._converse_on(sock, self.tls_context)
