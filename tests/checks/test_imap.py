@@ -261,6 +261,15 @@ async def test_googles_app_password_alert_is_known_on_any_host(certs: PeerCerts,
     del server
 
 
+async def test_inbox_temporarily_unavailable_is_could_not_tell(certs: PeerCerts) -> None:
+    script = implicit(certs, examine_reply="NO [UNAVAILABLE] Mailbox is being migrated, try later")
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_imap(server.port, certs)
+    assert run.finding("imap.inbox.unavailable").severity is Severity.ERROR
+    assert run.result.status is Status.ERROR
+    del server
+
+
 async def test_inbox_that_cannot_be_opened(certs: PeerCerts) -> None:
     script = implicit(certs, examine_reply="NO [NONEXISTENT] Mailbox doesn't exist: INBOX")
     async with peer(script, tls=certs.server_context()) as server:
@@ -424,6 +433,7 @@ async def test_a_refused_starttls(certs: PeerCerts) -> None:
         run = await run_imap(server.port, certs, imap_use_ssl=False)
     finding = run.finding("imap.starttls.failed")
     assert "UNAVAILABLE" in finding.evidence["reply"]
+    assert finding.severity is Severity.ERROR, "[UNAVAILABLE] is temporary (RFC 5530)"
     assert not any(b"LOGIN" in c for c in script.commands)
     assert_no_secret(server.received)
 

@@ -36,7 +36,7 @@ from aioimaplib import aioimaplib
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
-from inboxcheck._knowledge import ReplyMatch, alert_text
+from inboxcheck._knowledge import ReplyMatch, alert_text, match_reply
 from inboxcheck._models import Severity
 from inboxcheck._options import Family
 from inboxcheck._presets import TlsMode
@@ -233,6 +233,11 @@ class _ImapLogin(LoginProbe):
             "before the password is sent), or use the provider's implicit-TLS port (usually 993)."
         )
 
+    def temporary(self, reply: str) -> bool:
+        """Whether a refusal's standard code (RFC 5530 ``[UNAVAILABLE]``, ``[LIMIT]``) makes it temporary."""
+        match = match_reply("imap", reply, providers=self.provider_ids)
+        return match is not None and match.rule.standard and match.rule.severity is Severity.ERROR
+
     def step(self, name: str, text: str) -> None:
         self.steps.append({"step": name, "reply": self.scrub(text)[:_MAX_EVIDENCE]})
 
@@ -370,12 +375,18 @@ class _ImapLogin(LoginProbe):
         response = await self.wait(proto.execute(command), "starttls")
         self.step("starttls", f"{response.result} {' '.join(_lines(response))}")
         if response.result != "OK":
+            reply = f"{response.result} {' '.join(_lines(response))}"
+            temporary = self.temporary(reply)
             self.out.add(
                 "imap.starttls.failed",
-                Severity.FAIL,
-                f"The server at {self.where} offers STARTTLS but refused to start it; inboxcheck sent "
-                "no credentials.",
-                fix="The server's operator must fix its TLS setup; the reply is in the evidence.",
+                Severity.ERROR if temporary else Severity.FAIL,
+                f"The server at {self.where} offers STARTTLS but refused to start it"
+                + (" for now (a temporary refusal: could not tell)" if temporary else "")
+                + "; inboxcheck sent no credentials.",
+                fix="Check again later; if it persists, the server's operator must fix its TLS setup (the "
+                "reply is in the evidence)."
+                if temporary
+                else "The server's operator must fix its TLS setup; the reply is in the evidence.",
                 host=self.host,
                 port=self.port,
                 reply=self.scrub(f"{response.result} {' '.join(_lines(response))}"),
@@ -509,12 +520,17 @@ class _ImapLogin(LoginProbe):
         lines = _lines(response)
         self.step("examine", f"{response.result} {' '.join(lines)}")
         if response.result != "OK":
+            temporary = self.temporary(f"{response.result} {' '.join(lines)}")
             self.out.add(
                 "imap.inbox.unavailable",
-                Severity.FAIL,
+                Severity.ERROR if temporary else Severity.FAIL,
                 f"The login works, but the server at {self.where} would not open INBOX "
-                f"({response.result}), so the platform could not read replies.",
-                fix="Check that the mailbox exists and is not disabled or over quota at the provider.",
+                f"({response.result}"
+                + (", a temporary refusal: could not tell whether it can" if temporary else "")
+                + "), so the platform could not read replies.",
+                fix="Check again later (in a batch: --retry-errors)."
+                if temporary
+                else "Check that the mailbox exists and is not disabled or over quota at the provider.",
                 host=self.host,
                 port=self.port,
                 reply=self.scrub(f"{response.result} {' '.join(lines)}")[:_MAX_EVIDENCE],
