@@ -581,6 +581,14 @@ async def test_tls_off_on_465_speaking_implicit_tls_says_turn_tls_on(certs: Peer
     assert_no_secret(server.received)
 
 
+async def test_a_silent_port_times_out_within_the_timeout_grace_and_probe_included(certs: PeerCerts) -> None:
+    async with peer(_silent) as server:
+        run = await run_smtp(server.port, certs, timeout=3)
+    assert run.codes == ["smtp.connect.timeout"]
+    assert len(server.connections) == 2, "the check and one handshake probe"
+    assert_bounded(run)
+
+
 async def test_port_25_is_never_probed_with_a_handshake(certs: PeerCerts) -> None:
     # Postfix's postscreen blocklists a client that talks before the greeting on port 25.
     try:

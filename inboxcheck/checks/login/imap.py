@@ -266,14 +266,16 @@ class _ImapLogin(LoginProbe):
 
     # --- the conversation --------------------------------------------------------------------
 
-    async def wait(self, awaitable: Awaitable[_T], stage: str, *, report: bool = True) -> _T:
-        """``awaitable``, bounded by the step timeout and cut short if the peer fails."""
+    async def wait(
+        self, awaitable: Awaitable[_T], stage: str, *, report: bool = True, within: float | None = None
+    ) -> _T:
+        """``awaitable``, bounded by ``within`` (the step timeout by default) and cut short if the peer
+        fails."""
         assert self.proto is not None
         task: asyncio.Future[_T] = asyncio.ensure_future(awaitable)
         waiters: set[asyncio.Future[Any]] = {task, self.proto.failed}
-        done, _ = await asyncio.wait(
-            waiters, timeout=self.ctx.step_timeout(), return_when=asyncio.FIRST_COMPLETED
-        )
+        limit = self.ctx.step_timeout() if within is None else within
+        done, _ = await asyncio.wait(waiters, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             return task.result()
         task.cancel()
@@ -326,7 +328,8 @@ class _ImapLogin(LoginProbe):
 
     async def _converse_with(self, proto: _Protocol) -> bool:
         self._stage = "greeting"
-        await self.wait(asyncio.shield(proto.greeted), "greeting")
+        # The greeting's wait so far counts: a silent port takes --timeout, not more.
+        await self.wait(asyncio.shield(proto.greeted), "greeting", within=self.greeting_timeout())
         self.step("greeting", proto.greeting or "")
         if proto.state == aioimaplib.AUTH:
             self.protocol_error("pre-authenticated the connection without a login", stage="greeting")

@@ -98,6 +98,8 @@ class LoginProbe:
         # Started now so that reading the CA store overlaps with resolving and connecting.
         self.tls_ready: asyncio.Future[ssl.SSLContext] = prepare_ssl_context(ctx)
         self.tls_context: ssl.SSLContext | None = None
+        # Seconds of the greeting's wait spent before the protocol library takes the socket over.
+        self.greeting_waited = 0.0
 
     # --- what a protocol provides ------------------------------------------------------------
 
@@ -246,6 +248,10 @@ class LoginProbe:
 
     # --- a port that speaks the other TLS mode (each probe sends a handshake or nothing) ----------
 
+    def greeting_timeout(self) -> float:
+        """What is left of the step timeout for the greeting, after the grace and the TLS probe."""
+        return max(0.001, self.ctx.step_timeout() - self.greeting_waited)
+
     def _grace(self) -> float:
         return min(GREETING_GRACE, self.ctx.step_timeout() / 2)
 
@@ -255,19 +261,22 @@ class LoginProbe:
         if self.port in _NO_PROBE_PORTS or self.address is None:
             return False
         grace = self._grace()
+        started = time.perf_counter()
         if await wait_readable(sock, grace):
             return False
-        started = time.perf_counter()
-        connected = await connect_any(self.ctx, (self.address,), self.port)
-        if connected.sock is None:
-            return False
-        ssl_object = await tls_answers(
-            connected.sock, inspecting_context(), server_name=self.host, within=grace
-        )
+        try:
+            connected = await connect_any(self.ctx, (self.address,), self.port)
+            if connected.sock is None:
+                return False
+            ssl_object = await tls_answers(
+                connected.sock, inspecting_context(), server_name=self.host, within=grace
+            )
+        finally:
+            self.greeting_waited = time.perf_counter() - started
         if ssl_object is None:
             return False
         session = session_of(ssl_object)
-        evidence: dict[str, JsonValue] = {"waited_s": round(grace + time.perf_counter() - started, 2)}
+        evidence: dict[str, JsonValue] = {"waited_s": round(self.greeting_waited, 2)}
         if session is not None and session.version:
             evidence["tls_version"] = session.version
         self._mode_mismatch("implicit", **evidence)

@@ -172,7 +172,8 @@ class _SmtpLogin(LoginProbe):
             start_tls=False,
             tls_context=tls_context,
             local_hostname=local_address_literal(sock),
-            timeout=self.ctx.step_timeout(),
+            # The greeting's wait so far counts: a silent port takes --timeout, not more.
+            timeout=self.greeting_timeout(),
         )
 
     async def _converse_on(self, sock: socket.socket, tls_context: ssl.SSLContext) -> bool:
