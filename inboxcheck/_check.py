@@ -7,6 +7,15 @@ runner turns an unexpected exception into an ``error`` result that says it is a 
 The context carries everything a check may need and nothing global: the account, the options, the
 matched preset, the DNS client (one per run, so every check shares its lookups), the TLS context, the
 clock, and the results of checks it depends on.
+
+Live evidence beats offline rules. An offline check predicts; a login that worked is a fact. A
+finding an offline rule makes about one of the account's servers names it
+(``Outcome.predict(EndpointRef.of(account, "smtp"), code, ...)``); a login check that logs in
+records the server it reached (:attr:`CheckContext.logins`). When every check has finished, the
+runner turns each ``fail`` about a server where the live login worked on the same host, port and TLS
+mode into a ``warning`` saying the account works today (its message and fix still say what the
+provider documents instead). A login that was not attempted (``--skip smtp``) or did not work leaves
+the prediction as it was.
 """
 
 from __future__ import annotations
@@ -17,20 +26,51 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import JsonValue
 
 from inboxcheck._models import Account, CheckResult, Finding, Severity, finding
 from inboxcheck._options import CheckOptions, Family
-from inboxcheck._presets import Preset, PresetMatch, Presets
+from inboxcheck._presets import Preset, PresetMatch, Presets, TlsMode
 
 if TYPE_CHECKING:
     import dns.asyncresolver
 
     from inboxcheck.dns.client import DnsClient
 
-__all__ = ["CheckContext", "CheckFunction", "CheckSpec", "Outcome"]
+__all__ = ["CheckContext", "CheckFunction", "CheckSpec", "EndpointRef", "Outcome"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class EndpointRef:
+    """One of the account's servers: a protocol's host, port and TLS mode."""
+
+    protocol: Literal["smtp", "imap"]
+    host: str
+    port: int
+    tls: TlsMode
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "host", self.host.strip().strip("[]").lower().rstrip("."))
+
+    @classmethod
+    def of(cls, account: Account, protocol: Literal["smtp", "imap"]) -> EndpointRef:
+        """The server ``account`` names for ``protocol``, with the project's TLS rules: SMTP speaks
+        TLS from the first byte on 465 and STARTTLS elsewhere; ``imap_use_ssl`` false is STARTTLS."""
+        if protocol == "smtp":
+            if not account.smtp_use_tls:
+                tls = TlsMode.NONE
+            else:
+                tls = TlsMode.IMPLICIT if account.smtp_port == 465 else TlsMode.STARTTLS
+            return cls("smtp", account.smtp_host, account.smtp_port, tls)
+        tls = TlsMode.IMPLICIT if account.imap_use_ssl else TlsMode.STARTTLS
+        return cls("imap", account.imap_host, account.imap_port, tls)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port} ({self.tls.value})"
 
 
 @dataclass
@@ -41,6 +81,8 @@ class Outcome:
     findings: list[Finding] = field(default_factory=list)
     details: dict[str, JsonValue] = field(default_factory=dict)
     skipped: bool = False
+    #: Findings of an offline rule about one or more of the account's servers (see the module's docstring).
+    predictions: list[tuple[Finding, tuple[EndpointRef, ...]]] = field(default_factory=list)
 
     @classmethod
     def skip(cls, reason: str, **details: JsonValue) -> Outcome:
@@ -57,6 +99,22 @@ class Outcome:
     ) -> Finding:
         item = finding(code, severity, message, fix=fix, **evidence)
         self.findings.append(item)
+        return item
+
+    def predict(
+        self,
+        about: EndpointRef | tuple[EndpointRef, ...],
+        code: str,
+        severity: Severity,
+        message: str,
+        *,
+        fix: str | None = None,
+        **evidence: JsonValue,
+    ) -> Finding:
+        """Add an offline rule's finding about the servers ``about``: a live login there overrules a
+        failure (see the module's docstring)."""
+        item = self.add(code, severity, message, fix=fix, **evidence)
+        self.predictions.append((item, about if isinstance(about, tuple) else (about,)))
         return item
 
 
@@ -106,10 +164,66 @@ class CheckContext:
         self._ssl_context = ssl_context
         self._dns = dns_client
         self._results: dict[str, asyncio.Future[CheckResult]] = {}
+        self._owned: set[asyncio.Future[Any]] = set()
+        #: The servers a live login of this run got into, by protocol.
+        self.logins: dict[str, EndpointRef] = {}
+
+    @classmethod
+    def for_account(
+        cls,
+        account: Account,
+        *,
+        options: CheckOptions,
+        presets: Presets,
+        resolver: dns.asyncresolver.Resolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        dns_client: DnsClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> CheckContext:
+        """The context of a run over ``account``: its preset matched, the rest as given."""
+        match = presets.match(
+            smtp_host=account.smtp_host,
+            imap_host=account.imap_host,
+            inbox_type=account.inbox_type,
+            smtp_port=account.smtp_port,
+            imap_port=account.imap_port,
+        )
+        return cls(
+            account,
+            options=options,
+            presets=presets,
+            match=match,
+            resolver=resolver,
+            ssl_context=ssl_context,
+            dns_client=dns_client,
+            clock=clock,
+            now=now,
+        )
+
+    def for_variant(self, account: Account) -> CheckContext:
+        """A context for a changed copy of the account that shares this one's resolver, DNS client,
+        TLS context and clock, so what this run already looked up is not looked up again."""
+        return CheckContext.for_account(
+            account,
+            options=self.options,
+            presets=self.presets,
+            resolver=self.resolver,
+            ssl_context=self.ssl_context,
+            dns_client=self.dns,
+            clock=self.clock,
+            now=self.now,
+        )
 
     @property
     def preset(self) -> Preset | None:
+        """The provider the run settled on."""
         return self.match.preset if self.match else None
+
+    @property
+    def candidate_presets(self) -> tuple[Preset, ...]:
+        """Every provider the account may belong to, the settled one first (see ``_presets``)."""
+        return self.match.candidates if self.match else ()
 
     @property
     def deadline_at(self) -> float:
@@ -147,6 +261,22 @@ class CheckContext:
         if self._ssl_context is None:
             self._ssl_context = make_ssl_context(self.options)
         return self._ssl_context
+
+    def start(self, awaitable: Awaitable[_T]) -> asyncio.Future[_T]:
+        """Run ``awaitable`` as a task of this run: one the runner cancels, if it is still running, when
+        the run ends or is cancelled, so that nothing a check started outlives the run."""
+        future = asyncio.ensure_future(awaitable)
+        self._owned.add(future)
+        future.add_done_callback(self._owned.discard)
+        return future
+
+    async def stop_started(self) -> None:
+        """Cancel every task :meth:`start` began that is still running, and wait until they end."""
+        owned = list(self._owned)
+        for future in owned:
+            future.cancel()
+        if owned:
+            await asyncio.wait(owned)
 
     def _register(self, name: str, future: asyncio.Future[CheckResult]) -> None:
         self._results[name] = future

@@ -316,32 +316,23 @@ async def _try(
     account: Account,
     *,
     options: CheckOptions,
-    presets: Presets,
     base: CheckContext,
 ) -> Alternative:
     from inboxcheck.checks.login.imap import check_imap_login
     from inboxcheck.checks.login.smtp import check_smtp_login
 
     changes = _changes(candidate)
-    variant = account.model_copy(update=changes)
-    match = presets.match(
-        smtp_host=variant.smtp_host, imap_host=variant.imap_host, inbox_type=variant.inbox_type
-    )
-    ctx = CheckContext(
-        variant,
-        options=options,
-        presets=presets,
-        match=match,
-        resolver=base.resolver,
-        ssl_context=base.ssl_context,
-        dns_client=base.dns,
-    )
+    ctx = base.for_variant(account.model_copy(update=changes))
     run = check_smtp_login if candidate.protocol == "smtp" else check_imap_login
     try:
         outcome: Outcome = await asyncio.wait_for(run(ctx), timeout=options.timeout * 3)
     except TimeoutError:
         outcome = Outcome(summary="no answer in time")
         outcome.add(f"{candidate.protocol}.connect.timeout", Severity.ERROR, "no answer in time")
+    finally:
+        # The login ran outside the runner, so what it started (the TLS context's thread) is stopped
+        # here, also when diagnose itself is cancelled.
+        await ctx.stop_started()
     status = CheckResult.status_of(outcome.findings)
     result: Literal["works", "fails", "could not tell"] = (
         "works"
@@ -380,15 +371,12 @@ async def diagnose(
     options = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
     ssl_context = ssl_context or make_ssl_context(options)
-    match = presets.match(
-        smtp_host=account.smtp_host, imap_host=account.imap_host, inbox_type=account.inbox_type
-    )
-    preset = match.preset if match else None
     # One resolver, DNS client and TLS context for the run and every alternate tried after it, so a
     # host the checks already resolved is not looked up again.
-    base = CheckContext(
-        account, options=options, presets=presets, match=match, resolver=resolver, ssl_context=ssl_context
+    base = CheckContext.for_account(
+        account, options=options, presets=presets, resolver=resolver, ssl_context=ssl_context
     )
+    preset = base.preset
     report = await run_checks(
         account,
         options=options,
@@ -411,7 +399,7 @@ async def diagnose(
 
         async def bounded(candidate: _Candidate) -> Alternative:
             async with limit:
-                return await _try(candidate, account, options=options, presets=presets, base=base)
+                return await _try(candidate, account, options=options, base=base)
 
         alternatives = list(await asyncio.gather(*(bounded(c) for c in candidates)))
     suggested: dict[str, JsonValue] = {}

@@ -34,12 +34,11 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from inboxcheck._errors import InboxcheckError
+from inboxcheck._errors import KnowledgeError
 from inboxcheck._models import Severity
 
 __all__ = [
     "KnowledgeBase",
-    "KnowledgeError",
     "ParsedReply",
     "ReplyMatch",
     "Rule",
@@ -58,10 +57,6 @@ _IMAP_TAGGED: Final = re.compile(r"^(?:\S+\s+)?(OK|NO|BAD|BYE|PREAUTH)\b\s*(.*)$
 _RESPONSE_CODE: Final = re.compile(r"\[([A-Za-z][A-Za-z0-9-]*)")
 _ALERT: Final = re.compile(r"\[ALERT\]\s*([^\r\n]*)", re.IGNORECASE)
 MAX_ALERT: Final = 500
-
-
-class KnowledgeError(InboxcheckError):
-    """A knowledge-base file is missing or invalid (a packaging bug, not a finding)."""
 
 
 class Rule(BaseModel):

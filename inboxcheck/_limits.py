@@ -14,7 +14,7 @@ from typing import Final
 from inboxcheck._models import DailyLimitRecommendation, Finding, RampStep, Severity, Stage
 from inboxcheck._presets import Preset
 
-__all__ = ["STAGE_RANGES", "recommend_daily_limit"]
+__all__ = ["EVIDENCE_CHECKS", "RECOMMENDATION_FACT", "STAGE_RANGES", "recommend_daily_limit"]
 
 STAGE_RANGES: Final[dict[Stage, tuple[int, int]]] = {
     Stage.NEW: (20, 30),
@@ -23,6 +23,12 @@ STAGE_RANGES: Final[dict[Stage, tuple[int, int]]] = {
 }
 RAMP_START: Final = 10
 RAMP_STEP: Final = 2
+
+#: The checks whose findings can lower the recommendation: the daily-limit check waits for them.
+EVIDENCE_CHECKS: Final = ("dns.spf", "dns.dkim", "dns.dmarc")
+#: Where the daily-limit check leaves the run's recommendation (``ctx.facts``), so that the report
+#: carries the very recommendation the check judged the limit by.
+RECOMMENDATION_FACT: Final = "daily_limit.recommendation"
 
 # Findings that mean receivers will trust the domain less; each lowers the recommendation.
 _PENALTIES: Final[dict[str, tuple[float, str]]] = {
@@ -35,7 +41,10 @@ _PENALTIES: Final[dict[str, tuple[float, str]]] = {
 def recommend_daily_limit(
     *, stage: Stage, preset: Preset | None, findings: Iterable[Finding] = ()
 ) -> DailyLimitRecommendation:
-    """The recommended limit for a mailbox at ``stage``, given its provider and what checks found."""
+    """The recommended limit for a mailbox at ``stage``, given its provider and what checks found.
+
+    Its ``reasons`` are the stage's guidance first, then each adjustment (lowered, capped) in turn.
+    """
     low, high = STAGE_RANGES[stage]
     value = high if stage is Stage.NEW else (low + high) // 2
     reasons = [f"{stage.value} mailboxes should send {low}-{high} a day (the platform's guidance)"]

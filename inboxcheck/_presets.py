@@ -1,13 +1,28 @@
 """Provider presets: what each mailbox provider expects, loaded from TOML data files in ``presets/``.
 
 Presets are data, not code: hosts, ports, TLS modes, username rules, DNS expectations, authentication
-policy, sending caps, and the source of each fact. A preset is matched to an account by its SMTP or
-IMAP host, then by the domain's MX hosts, then by the account's ``inbox_type``.
+policy, sending caps, and the source of each fact.
+
+An account's provider is judged from its hosts and its ``inbox_type`` (:meth:`Presets.match`):
+
+- The SMTP host, else the IMAP host, names the provider whose host globs it matches. A host that many
+  unrelated services share (loopback, any IP literal, ``localhost``: a local relay, an SSH tunnel, a
+  test server, Proton Mail Bridge) names a provider only together with one of that provider's ports
+  on it; alone it names none.
+- ``inbox_type`` ``GOOGLE_WORKSPACE`` / ``OUTLOOK_365`` always names a candidate provider, even when
+  the hosts name another one or none. The run settles on the hosts' provider when there is one (its
+  ports and TLS modes are the ones connected to), else on the inbox type's; both stay candidates, so
+  that the replies of either are read with that provider's knowledge.
+
+Consumer providers also list the address domains they host (``gmail.com``), so a bare address
+finds its preset (:meth:`Presets.by_address_domain`).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
+import re
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,7 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inboxcheck._errors import PresetError
 from inboxcheck._models import InboxType
@@ -33,6 +48,7 @@ __all__ = [
     "ServiceSpec",
     "TlsMode",
     "UsernameRule",
+    "is_shared_host",
     "load_presets",
 ]
 
@@ -133,6 +149,8 @@ class Preset(_Data):
     unverified: bool = False
     status: str | None = None
     mx_patterns: tuple[str, ...] = ()
+    # Consumer address domains the provider hosts (gmail.com, aol.com): exact names, not globs.
+    address_domains: tuple[str, ...] = ()
     smtp: ServiceSpec = ServiceSpec()
     imap: ServiceSpec = ServiceSpec()
     auth: AuthPolicy = AuthPolicy()
@@ -140,6 +158,19 @@ class Preset(_Data):
     limits: Limits = Limits()
     notes: tuple[str, ...] = ()
     sources: tuple[Source, ...] = ()
+
+    @field_validator("address_domains")
+    @classmethod
+    def _plain_domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
+        for domain in domains:
+            # Stored exactly as lookups normalise them, so an exact comparison is enough.
+            if not _ADDRESS_DOMAIN.fullmatch(domain):
+                raise ValueError(
+                    f"{domain!r} is not a lower-case domain name (no '@', no wildcard, no final dot)"
+                )
+        if len(set(domains)) != len(domains):
+            raise ValueError("an address domain is listed twice")
+        return domains
 
     @model_validator(mode="after")
     def _one_preferred(self) -> Preset:
@@ -153,14 +184,44 @@ class Preset(_Data):
         """The catch-all preset for custom hosts, which knows no hosts of its own."""
         return not self.smtp.endpoints and not self.imap.endpoints and not self.mx_patterns
 
-    def matches_smtp_host(self, host: str) -> bool:
-        return _glob_any(host, self.smtp.all_host_patterns())
+    def matches_smtp_host(self, host: str, port: int | None = None) -> bool:
+        """Whether ``host`` is one of this provider's SMTP hosts (with ``port``, for a shared host)."""
+        return _service_matches(self.smtp, host, port)
 
-    def matches_imap_host(self, host: str) -> bool:
-        return _glob_any(host, self.imap.all_host_patterns())
+    def matches_imap_host(self, host: str, port: int | None = None) -> bool:
+        """Whether ``host`` is one of this provider's IMAP hosts (with ``port``, for a shared host)."""
+        return _service_matches(self.imap, host, port)
 
     def matches_mx(self, host: str) -> bool:
         return _glob_any(host, self.mx_patterns)
+
+
+_ADDRESS_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
+
+
+def _normal_domain(domain: str) -> str:
+    return domain.strip().lower().rstrip(".")
+
+
+def is_shared_host(host: str) -> bool:
+    """A host that many unrelated services share, so that it alone says nothing about the provider:
+    any IP literal (loopback, private or public, v4 or v6) and ``localhost`` (RFC 6761)."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _service_matches(spec: ServiceSpec, host: str, port: int | None) -> bool:
+    if is_shared_host(host):
+        return port is not None and any(
+            endpoint.port == port and _glob_any(host, (endpoint.host,)) for endpoint in spec.endpoints
+        )
+    return _glob_any(host, spec.all_host_patterns())
 
 
 def _glob_any(host: str, patterns: Iterable[str]) -> bool:
@@ -173,8 +234,16 @@ MatchedBy = Literal["smtp_host", "imap_host", "mx", "inbox_type"]
 
 @dataclass(frozen=True)
 class PresetMatch:
+    """The provider a run settled on (``preset``), the evidence it settled by, and every candidate
+    provider in order of weight (the settled one first), whose reply knowledge applies."""
+
     preset: Preset
     matched_by: MatchedBy
+    candidates: tuple[Preset, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            object.__setattr__(self, "candidates", (self.preset,))
 
 
 # The preset that stands for each inbox type when nothing more specific matches.
@@ -194,6 +263,12 @@ class Presets:
             if preset.id in self._by_id:
                 raise PresetError(f"two presets have the id {preset.id!r}")
             self._by_id[preset.id] = preset
+        self._by_address_domain: dict[str, Preset] = {}
+        for preset in self._by_id.values():
+            for domain in preset.address_domains:
+                other = self._by_address_domain.setdefault(domain, preset)
+                if other is not preset:
+                    raise PresetError(f"the presets {other.id!r} and {preset.id!r} both claim {domain!r}")
         self.source = source
 
     def __iter__(self) -> Iterator[Preset]:
@@ -212,11 +287,13 @@ class Presets:
             known = ", ".join(self._by_id)
             raise PresetError(f"no preset called {preset_id!r}; known presets: {known}") from None
 
-    def by_smtp_host(self, host: str) -> Preset | None:
-        return next((p for p in self if not p.is_generic and p.matches_smtp_host(host)), None)
+    def by_smtp_host(self, host: str, port: int | None = None) -> Preset | None:
+        """The provider whose SMTP host this is; a shared host (:func:`is_shared_host`) needs ``port``."""
+        return next((p for p in self if not p.is_generic and p.matches_smtp_host(host, port)), None)
 
-    def by_imap_host(self, host: str) -> Preset | None:
-        return next((p for p in self if not p.is_generic and p.matches_imap_host(host)), None)
+    def by_imap_host(self, host: str, port: int | None = None) -> Preset | None:
+        """The provider whose IMAP host this is; a shared host (:func:`is_shared_host`) needs ``port``."""
+        return next((p for p in self if not p.is_generic and p.matches_imap_host(host, port)), None)
 
     def by_mx(self, hosts: Iterable[str]) -> Preset | None:
         for host in hosts:
@@ -225,22 +302,44 @@ class Presets:
                     return preset
         return None
 
+    def by_address_domain(self, domain: str) -> Preset | None:
+        """The preset of the provider hosting addresses at ``domain`` (``aol.com``), or None.
+
+        An exact, case-insensitive match against ``address_domains``: a subdomain is another domain.
+        Custom domains are never listed; their provider shows in their MX hosts (:meth:`by_mx`).
+        """
+        return self._by_address_domain.get(_normal_domain(domain))
+
     def for_inbox_type(self, inbox_type: InboxType) -> Preset | None:
         preset_id = _DEFAULT_FOR_TYPE[inbox_type]
         return self._by_id.get(preset_id)
 
-    def match(self, *, smtp_host: str, imap_host: str, inbox_type: InboxType) -> PresetMatch | None:
-        """The preset an account belongs to, judged from its hosts, else its inbox type."""
-        preset = self.by_smtp_host(smtp_host)
+    def match(
+        self,
+        *,
+        smtp_host: str,
+        imap_host: str,
+        inbox_type: InboxType,
+        smtp_port: int | None = None,
+        imap_port: int | None = None,
+    ) -> PresetMatch | None:
+        """The provider an account belongs to, and the candidates (see the module's docstring)."""
+        by_type = self.for_inbox_type(inbox_type)
+        found: PresetMatch | None = None
+        preset = self.by_smtp_host(smtp_host, smtp_port)
         if preset is not None:
-            return PresetMatch(preset, "smtp_host")
-        preset = self.by_imap_host(imap_host)
-        if preset is not None:
-            return PresetMatch(preset, "imap_host")
-        preset = self.for_inbox_type(inbox_type)
-        if preset is not None:
-            return PresetMatch(preset, "inbox_type")
-        return None
+            found = PresetMatch(preset, "smtp_host")
+        elif (preset := self.by_imap_host(imap_host, imap_port)) is not None:
+            found = PresetMatch(preset, "imap_host")
+        if found is None:
+            return PresetMatch(by_type, "inbox_type") if by_type is not None else None
+        if (
+            by_type is not None
+            and not by_type.is_generic
+            and by_type.inbox_type is not found.preset.inbox_type
+        ):
+            return PresetMatch(found.preset, found.matched_by, candidates=(found.preset, by_type))
+        return found
 
 
 def presets_dir() -> Path:

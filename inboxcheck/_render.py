@@ -168,13 +168,20 @@ class TextRenderer:
         verdict = self._style(report.verdict.value.upper(), fg=_VERDICT_COLOUR[report.verdict], bold=True)
         limit = report.recommended_daily_limit
         low, high = limit.stage_range
-        return [
+        lines = [
             f"Verdict: {verdict} ({counts or 'no checks ran'}) in {report.duration_ms / 1000:.1f} s",
             f"Recommended daily limit: {limit.value} a day "
             f"({limit.stage.value} mailbox, {low}-{high}"
             + (f", provider cap {limit.provider_cap}" if limit.provider_cap else "")
             + ")",
         ]
+        # The first reason is the stage's guidance, already in the line above; the rest are what
+        # lowered or capped it, which the daily-limit check's verdict rests on.
+        lines.extend(f"  {reason}" for reason in limit.reasons[1:])
+        if self.verbose and limit.ramp:
+            ramp = ", ".join(f"day {step.day}: {step.daily_limit}" for step in limit.ramp)
+            lines.append(f"  warm-up: {ramp}")
+        return lines
 
 
 def renderer_for(
@@ -290,6 +297,8 @@ def describe_preset(preset: Preset) -> str:
             lines.append(f"    also: {', '.join(service.host_patterns)}")
     if preset.mx_patterns:
         lines.append(f"  MX: {', '.join(preset.mx_patterns)}")
+    if preset.address_domains:
+        lines.append(f"  addresses: {', '.join(preset.address_domains)}")
     auth = preset.auth
     lines.append(
         f"  login: app password {'required' if auth.app_password_required else 'not required'}; "

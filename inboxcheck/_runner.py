@@ -4,6 +4,13 @@ for one account, concurrently, within the run's deadline.
 Independent checks start together, so an account costs about its slowest check. A check that raises
 becomes an ``error`` result saying it is a bug (traceback kept for ``--debug``); a check still running
 at the deadline becomes an ``error`` result saying so. Nothing a check does can sink the run.
+
+Live evidence beats offline rules: once every check has finished, a ``fail`` that an offline check
+predicted about a server (``Outcome.predict``) where this run's live login worked, on the
+same host, port and TLS mode, becomes a ``warning`` (see ``inboxcheck._check``).
+
+Cancelling the run cancels every check and every task a check started (``CheckContext.start``)
+before the cancellation returns, so nothing carries on talking to a server the caller gave up on.
 """
 
 from __future__ import annotations
@@ -19,13 +26,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
-from inboxcheck._check import CheckContext, CheckSpec, Outcome
-from inboxcheck._errors import OptionsError
+from inboxcheck._check import CheckContext, CheckSpec, EndpointRef, Outcome
+from inboxcheck._errors import InboxcheckError, OptionsError
 from inboxcheck._input import parse_account
-from inboxcheck._limits import recommend_daily_limit
+from inboxcheck._limits import RECOMMENDATION_FACT, recommend_daily_limit
 from inboxcheck._models import (
     Account,
     CheckResult,
+    Finding,
     PresetRef,
     Report,
     Severity,
@@ -41,7 +49,7 @@ if TYPE_CHECKING:
 
     from inboxcheck.dns.client import DnsClient
 
-__all__ = ["as_account", "build_options", "check", "check_sync", "run_checks"]
+__all__ = ["as_account", "build_options", "check", "check_sync", "refuse_inside_a_loop", "run_checks"]
 
 
 async def run_checks(
@@ -64,14 +72,10 @@ async def run_checks(
 
         specs = registered_checks()
     selected = [spec for spec in specs if spec.family in options.families]
-    match = presets.match(
-        smtp_host=account.smtp_host, imap_host=account.imap_host, inbox_type=account.inbox_type
-    )
-    ctx = CheckContext(
+    ctx = CheckContext.for_account(
         account,
         options=options,
         presets=presets,
-        match=match,
         resolver=resolver,
         ssl_context=ssl_context,
         dns_client=dns_client,
@@ -89,41 +93,79 @@ async def run_checks(
         duration_ms=_ms(clock() - started),
         account=account.view(),
         preset=PresetRef(id=match.preset.id, name=match.preset.name, matched_by=match.matched_by)
-        if match
+        if (match := ctx.match)
         else None,
         checks=tuple(results),
         verdict=Report.verdict_of(results),
         counts=dict(Counter(result.status for result in results)),
-        recommended_daily_limit=recommend_daily_limit(
-            stage=options.stage, preset=ctx.preset, findings=findings
-        ),
+        recommended_daily_limit=ctx.facts.get(RECOMMENDATION_FACT)
+        or recommend_daily_limit(stage=options.stage, preset=ctx.preset, findings=findings),
     )
 
 
 async def _run_all(ctx: CheckContext, specs: Sequence[CheckSpec]) -> list[CheckResult]:
     tasks: dict[str, asyncio.Task[CheckResult]] = {}
-    for spec in specs:
-        task = asyncio.ensure_future(_run_one(ctx, spec))
-        tasks[spec.name] = task
-        ctx._register(spec.name, task)
-    if not tasks:
-        return []
-    _done, pending = await asyncio.wait(tasks.values(), timeout=ctx.remaining())
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.wait(pending)
+    predictions: dict[str, list[_Prediction]] = {}
+    try:
+        for spec in specs:
+            task = asyncio.ensure_future(_run_one(ctx, spec, predictions))
+            tasks[spec.name] = task
+            ctx._register(spec.name, task)
+        if not tasks:
+            return []
+        _done, pending = await asyncio.wait(tasks.values(), timeout=ctx.remaining())
+    finally:
+        # Reached early only when the run itself is cancelled: every check stops before the run
+        # returns, so no login carries on sending to a server the caller has given up on.
+        pending = {task for task in tasks.values() if not task.done()}
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        await ctx.stop_started()
     results = []
     for spec in specs:
         task = tasks[spec.name]
         if task.cancelled() or task in pending:
             results.append(_deadline_result(ctx, spec))
         else:
-            results.append(task.result())
+            results.append(_weigh_live_evidence(ctx, task.result(), predictions.get(spec.name, [])))
     return results
 
 
-async def _run_one(ctx: CheckContext, spec: CheckSpec) -> CheckResult:
+_Prediction = tuple[Finding, tuple[EndpointRef, ...]]
+
+
+def _weigh_live_evidence(
+    ctx: CheckContext, result: CheckResult, predictions: list[_Prediction]
+) -> CheckResult:
+    """``result`` with each failure predicted about a server the live login got into made a warning."""
+    findings = list(result.findings)
+    changed = False
+    for predicted, endpoints in predictions:
+        if predicted.severity is not Severity.FAIL:
+            continue
+        proof = next((e for e in endpoints if ctx.logins.get(e.protocol) == e), None)
+        if proof is None:
+            continue
+        index = next(i for i, f in enumerate(findings) if f is predicted)
+        findings[index] = predicted.model_copy(
+            update={
+                "severity": Severity.WARN,
+                "message": f"The {proof.protocol.upper()} login to {proof} worked in this run, so the "
+                f"account works today; but this is not what the provider documents: {predicted.message}",
+                "evidence": {**predicted.evidence, "live_login": str(proof)},
+            }
+        )
+        changed = True
+    if not changed:
+        return result
+    return result.model_copy(update={"findings": tuple(findings), "status": CheckResult.status_of(findings)})
+
+
+async def _run_one(
+    ctx: CheckContext, spec: CheckSpec, predictions: dict[str, list[_Prediction]]
+) -> CheckResult:
     for need in spec.needs:
         await ctx.result_of(need)
     start = ctx.clock()
@@ -135,6 +177,8 @@ async def _run_one(ctx: CheckContext, spec: CheckSpec) -> CheckResult:
         result = _bug_result(spec, exc, _ms(ctx.clock() - start))
         result._traceback = "".join(traceback.format_exception(exc))
         return result
+    if outcome.predictions:
+        predictions[spec.name] = outcome.predictions
     return _result(spec, outcome, _ms(ctx.clock() - start))
 
 
@@ -205,15 +249,6 @@ class _Redactor:
     def __init__(self, account: Account) -> None:
         self.text = Scrubber.for_account(account)
 
-    def walk(self, value: Any, key: str | None = None) -> Any:
-        if isinstance(value, str):
-            return value if key in _STRUCTURAL else self.text(value)
-        if isinstance(value, dict):
-            return {k: self.walk(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.walk(item) for item in value]
-        return value
-
     def result(self, result: CheckResult) -> CheckResult:
         """Defence in depth: no check should put a password in a result, and none can.
 
@@ -221,7 +256,7 @@ class _Redactor:
         """
         data = result.model_dump(mode="json")
         tb = result.traceback
-        clean_data = self.walk(data)
+        clean_data = self.text.json(data, identifiers=_STRUCTURAL)
         clean_tb = self.text(tb) if tb is not None else None
         if clean_data == data and clean_tb == tb:
             return result
@@ -289,7 +324,23 @@ def check_sync(
     ssl_context: ssl.SSLContext | None = None,
     **option_overrides: Any,
 ) -> Report:
-    """:func:`check` for code that has no event loop running. Must not be called from inside one."""
+    """:func:`check` for code that has no event loop running; inside one, raises :class:`InboxcheckError`."""
+    refuse_inside_a_loop("check_sync", "check")
     return asyncio.run(
         check(account, options=options, presets=presets, ssl_context=ssl_context, **option_overrides)
+    )
+
+
+def refuse_inside_a_loop(name: str, coroutine: str) -> None:
+    """Raise when called from a running event loop, where ``asyncio.run`` cannot work.
+
+    Called before the coroutine is created, so a refused call leaves no "never awaited" warning.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise InboxcheckError(
+        f"inboxcheck.{name}() was called inside a running event loop, where it cannot run; "
+        f"use `await inboxcheck.{coroutine}(...)` there instead"
     )

@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
+from inboxcheck._errors import KnowledgeError
 from inboxcheck._knowledge import (
     KnowledgeBase,
-    KnowledgeError,
     Rule,
     alert_text,
     load_knowledge,
@@ -286,31 +285,6 @@ def test_ambiguous_words_need_the_provider_among_the_candidates() -> None:
         assert match is not None and match.rule.code == "imap.auth.rejected", providers
 
 
-def test_of_two_equally_specific_provider_rules_the_likelier_providers_wins() -> None:
-    rules = load_rules(
-        "\n".join(
-            f"""[[rule]]
-id = "{name}.smtp.x"
-protocol = "smtp"
-providers = ["{name}"]
-reply_code = 535
-code = "smtp.auth.{name}"
-message = "M."
-fix = "F."
-source = "s"
-example = "535 x"
-"""
-            for name in ("alpha", "beta")
-        ),
-        source="test.toml",
-    )
-    kb = KnowledgeBase(rules)
-    first = match_reply("smtp", "535 x", providers=["beta", "alpha"], knowledge=kb)
-    second = match_reply("smtp", "535 x", providers=["alpha", "beta"], knowledge=kb)
-    assert first is not None and first.rule.id == "beta.smtp.x"
-    assert second is not None and second.rule.id == "alpha.smtp.x"
-
-
 def test_providers_must_be_a_sequence_of_ids_not_one_string() -> None:
     with pytest.raises(TypeError):
         match_reply("imap", "NO LOGIN failed.", providers="microsoft-365")
@@ -447,3 +421,71 @@ async def test_imap_reply_served_by_a_peer_gives_the_rules_finding(rule: Rule, c
     assert run.codes == [rule.code]
     assert run.elapsed < ELAPSED_BOUND
     assert not any(b"EXAMINE" in command for command in script.commands)
+
+
+# --- a provider named by inbox_type, on a host that names none (a relay, a tunnel, a test server) ---
+
+_TYPE_OF = {"google-workspace": "GOOGLE_WORKSPACE", "microsoft-365": "OUTLOOK_365"}
+_TYPED_RULES = [r for r in KB.rules if set(r.providers) & set(_TYPE_OF)]
+
+
+def _inbox_type(rule: Rule) -> str:
+    return next(_TYPE_OF[p] for p in rule.providers if p in _TYPE_OF)
+
+
+def test_every_candidates_rules_apply() -> None:
+    # An ambiguous provider rule (Microsoft's bare "LOGIN failed."): it applies when its provider is
+    # any of the candidates, and only then. (Unambiguous ones apply from any host: see above.)
+    example = next(r for r in KB.rules if r.id == "microsoft.imap.login-failed").example
+    for candidates in (["zoho-org", "microsoft-365"], ["microsoft-365", "zoho-org"]):
+        found = match_reply("imap", example, providers=candidates)
+        assert found is not None and found.rule.id == "microsoft.imap.login-failed", candidates
+    found = match_reply("imap", example, providers=["zoho-org"])
+    assert found is None or found.rule.id != "microsoft.imap.login-failed"
+
+
+def test_of_two_equally_specific_provider_rules_the_likelier_candidates_wins() -> None:
+    def rule(provider: str) -> Rule:
+        return Rule(
+            id=f"{provider}.smtp.same",
+            protocol="smtp",
+            providers=(provider,),
+            reply_code=535,
+            code="smtp.auth.rejected",
+            message=f"{provider} says no.",
+            fix="Try again.",
+            source="test",
+            example="535 no",
+        )
+
+    kb = KnowledgeBase([rule("zoho-org"), rule("google-workspace")])
+    reply = parse_smtp_reply("535 no")
+    for candidates in (["google-workspace", "zoho-org"], ["zoho-org", "google-workspace"]):
+        found = kb.match(reply, providers=candidates)
+        assert found is not None and found.rule.providers == (candidates[0],)
+
+
+@pytest.mark.parametrize("rule", _TYPED_RULES, ids=lambda rule: rule.id)
+async def test_a_providers_reply_from_loopback_gives_its_finding_by_inbox_type(
+    rule: Rule, certs: PeerCerts
+) -> None:
+    script: SmtpScript | ImapScript
+    if rule.protocol == "smtp":
+        at_starttls = rule.reply_code == 454
+        script = SmtpScript(
+            tls=certs.server_context(),
+            starttls_reply=rule.example if at_starttls else SmtpScript.starttls_reply,
+            auth_reply=SmtpScript.auth_reply if at_starttls else rule.example,
+        )
+        tls = None
+    else:
+        script = ImapScript(greeting="* OK ready", implicit=True, login_reply=rule.example)
+        tls = certs.server_context()
+    async with peer(script, tls=tls) as server:
+        payload = base_payload(inbox_type=_inbox_type(rule), **{f"{rule.protocol}_port": server.port})
+        specs = smtp.CHECKS if rule.protocol == "smtp" else imap.CHECKS
+        run = await run_check(specs, f"{rule.protocol}.login", payload, certs=certs)
+    finding = run.finding(rule.code)
+    assert finding.evidence["rule"] == rule.id
+    assert run.report.preset is not None
+    assert run.report.preset.matched_by == "inbox_type"

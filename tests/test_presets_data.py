@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from inboxcheck._errors import PresetError
 from inboxcheck._models import InboxType
 from inboxcheck._presets import (
     BasicAuth,
@@ -18,6 +19,7 @@ from inboxcheck._presets import (
     Presets,
     TlsMode,
     UsernameRule,
+    is_shared_host,
     load_preset_file,
     load_presets,
 )
@@ -44,6 +46,12 @@ REQUIRED_IDS = {
     "titan",
     "hostinger",
     "proton-bridge",
+    "aol",
+    "gmx-com",
+    "gmx-net",
+    "mail-com",
+    "migadu",
+    "mailbox-org",
     "custom",
 }
 
@@ -56,7 +64,7 @@ PLATFORM_MAX = {
 
 # Providers whose only SMTP submission port is 465 with implicit TLS.
 ONLY_465 = {
-    "yahoo",
+    "aol",
     "fastmail",
     "godaddy",
     "ovh",
@@ -68,7 +76,18 @@ ONLY_465 = {
 }
 
 # Providers that offer both 587 STARTTLS and 465 implicit TLS for SMTP.
-BOTH_SMTP_PORTS = {"google-workspace", "zoho", "zoho-org", "namecheap-private-email"}
+BOTH_SMTP_PORTS = {
+    "google-workspace",
+    "yahoo",
+    "zoho",
+    "zoho-org",
+    "namecheap-private-email",
+    "gmx-com",
+    "gmx-net",
+    "mail-com",
+    "migadu",
+    "mailbox-org",
+}
 
 # The usual pairing of port and TLS mode (RFC 8314); a preset that breaks it has a typo.
 STANDARD_PORT_TLS = {
@@ -241,7 +260,16 @@ def test_namecheap_host_change_is_recorded_as_unverified(presets: Presets) -> No
         ("smtp.zoho.jp", "zoho"),
         ("smtppro.zoho.com", "zoho-org"),
         ("smtppro.zoho.eu", "zoho-org"),
+        ("smtppro.zoho.in", "zoho-org"),
+        ("smtppro.zoho.com.au", "zoho-org"),
+        ("smtppro.zoho.jp", "zoho-org"),
         ("smtp.fastmail.com", "fastmail"),
+        ("smtp.aol.com", "aol"),
+        ("mail.gmx.com", "gmx-com"),
+        ("mail.gmx.net", "gmx-net"),
+        ("smtp.mail.com", "mail-com"),
+        ("smtp.migadu.com", "migadu"),
+        ("smtp.mailbox.org", "mailbox-org"),
         ("smtpout.secureserver.net", "godaddy"),
         ("mail.privateemail.com", "namecheap-private-email"),
         ("smtp.ionos.com", "ionos"),
@@ -256,6 +284,10 @@ def test_namecheap_host_change_is_recorded_as_unverified(presets: Presets) -> No
         ("smtp.hostinger.com", "hostinger"),
         ("mail.example.org", None),
         ("smtp.gmail.com.example.org", None),
+        # Zoho personal and organisation hosts differ by one word; the data centre must not blur them.
+        ("smtppro.zoho.com.au.example.org", None),
+        ("smtp.gmx.de", None),
+        ("smtp.mail.com.example.org", None),
     ],
 )
 def test_by_smtp_host(presets: Presets, host: str, expected: str | None) -> None:
@@ -275,7 +307,18 @@ def test_by_smtp_host(presets: Presets, host: str, expected: str | None) -> None
         ("imap.zoho.com.au", "zoho"),
         ("imappro.zoho.com", "zoho-org"),
         ("imappro.zoho.eu", "zoho-org"),
+        ("imap.zoho.in", "zoho"),
+        ("imap.zoho.jp", "zoho"),
+        ("imappro.zoho.in", "zoho-org"),
+        ("imappro.zoho.com.au", "zoho-org"),
+        ("imappro.zoho.jp", "zoho-org"),
         ("imap.fastmail.com", "fastmail"),
+        ("imap.aol.com", "aol"),
+        ("imap.gmx.com", "gmx-com"),
+        ("imap.gmx.net", "gmx-net"),
+        ("imap.mail.com", "mail-com"),
+        ("imap.migadu.com", "migadu"),
+        ("imap.mailbox.org", "mailbox-org"),
         ("imap.secureserver.net", "godaddy"),
         ("imap.ionos.fr", "ionos"),
         ("imap.1und1.de", "ionos"),
@@ -301,7 +344,27 @@ def test_by_imap_host(presets: Presets, host: str, expected: str | None) -> None
         ("CONTOSO-COM.MAIL.PROTECTION.OUTLOOK.COM", "microsoft-365"),
         ("outlook-com.olc.protection.outlook.com", "outlook-com"),
         ("mta5.am0.yahoodns.net", "yahoo"),
+        ("mx-eu.mail.am0.yahoodns.net", "yahoo"),
+        ("mx-biz.mail.am0.yahoodns.net", "yahoo"),
+        ("mx-aol.mail.gm0.yahoodns.net", "aol"),
         ("in1-smtp.messagingengine.com", "fastmail"),
+        ("mx.zoho.com", "zoho-org"),
+        ("mx3.zoho.com", "zoho-org"),
+        ("mx.zoho.eu", "zoho-org"),
+        ("mx2.zoho.in", "zoho-org"),
+        ("mx.zoho.com.au", "zoho-org"),
+        ("mx.zoho.jp", "zoho-org"),
+        ("mx01.mail.icloud.com", "icloud"),
+        ("mx.yandex.net", "yandex"),
+        ("mail.protonmail.ch", "proton-bridge"),
+        ("mx1.mail.ovh.net", "ovh"),
+        ("mx2.titan.email", "titan"),
+        ("mx1.hostinger.com", "hostinger"),
+        ("mx00.emig.gmx.net", "gmx-net"),
+        ("mx01.gmx.com", "gmx-com"),
+        ("mx00.mail.com", "mail-com"),
+        ("aspmx1.migadu.com", "migadu"),
+        ("mxext2.mailbox.org", "mailbox-org"),
         ("mailstore1.secureserver.net", "godaddy"),
         ("mx1.privateemail.com", "namecheap-private-email"),
         ("mx2.privateemail.com", "namecheap-private-email"),
@@ -309,6 +372,8 @@ def test_by_imap_host(presets: Presets, host: str, expected: str | None) -> None
         ("mx1.emailsrvr.com", "rackspace"),
         ("mx.example.org", None),
         ("google.com.example.org", None),
+        ("mx.zoho.com.example.org", None),
+        ("mx00.gmail.com", None),
     ],
 )
 def test_by_mx(presets: Presets, mx: str, expected: str | None) -> None:
@@ -384,6 +449,28 @@ def test_unknown_hosts_fall_back_to_the_inbox_type(
     assert (match.preset.id, match.matched_by) == (expected, "inbox_type")
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "mail.example.org",
+        # Near misses of known hosts: another label, a suffix, a data centre no preset lists.
+        "smtp.gmx.de",
+        "smtp.aol.com.example.org",
+        "mx00.mail.com",
+        "smtppro.zoho.com.cn",
+        "smtp.migadu.net",
+        "mailbox.org",
+        "gmail.com",
+    ],
+)
+def test_unknown_custom_hosts_fall_back_to_the_custom_preset(presets: Presets, host: str) -> None:
+    assert presets.by_smtp_host(host) is None
+    assert presets.by_imap_host(host) is None
+    match = presets.match(smtp_host=host, imap_host=host, inbox_type=InboxType.CUSTOM_SMTP)
+    assert match is not None
+    assert (match.preset.id, match.matched_by) == ("custom", "inbox_type")
+
+
 def test_generic_preset_never_matches_by_host(presets: Presets) -> None:
     assert presets.by_smtp_host("mail.example.org") is None
     assert presets.by_imap_host("mail.example.org") is None
@@ -394,7 +481,7 @@ def test_each_preferred_smtp_host_resolves_back_to_its_preset(presets: Presets) 
     for preset in _non_generic(presets):
         preferred = preset.smtp.preferred()
         assert preferred is not None
-        found = presets.by_smtp_host(preferred.host)
+        found = presets.by_smtp_host(preferred.host, preferred.port)
         assert found is not None
         assert found.id == preset.id, f"{preferred.host} claimed by {found.id}, not {preset.id}"
 
@@ -403,7 +490,7 @@ def test_every_smtp_host_and_pattern_belongs_to_one_preset(presets: Presets) -> 
     # No two presets may claim the same SMTP host, so detection by SMTP host is never ambiguous.
     for preset in _non_generic(presets):
         for endpoint in preset.smtp.endpoints:
-            claimants = [p.id for p in presets if p.matches_smtp_host(endpoint.host)]
+            claimants = [p.id for p in presets if p.matches_smtp_host(endpoint.host, endpoint.port)]
             assert claimants == [preset.id], f"{endpoint.host}: {claimants}"
 
 
@@ -417,7 +504,7 @@ def test_each_preferred_imap_host_resolves_back_to_its_preset(presets: Presets) 
     for preset in _non_generic(presets):
         preferred = preset.imap.preferred()
         assert preferred is not None
-        found = presets.by_imap_host(preferred.host)
+        found = presets.by_imap_host(preferred.host, preferred.port)
         assert found is not None
         expected = SHARED_IMAP_HOSTS.get(preferred.host, (preset.id, set()))[0]
         assert found.id == expected, f"{preferred.host} claimed by {found.id}, not {expected}"
@@ -435,7 +522,7 @@ def test_shared_imap_host_resolves_by_id_order(presets: Presets) -> None:
         for endpoint in preset.imap.endpoints:
             if endpoint.host in SHARED_IMAP_HOSTS:
                 continue
-            claimants_here = [p.id for p in presets if p.matches_imap_host(endpoint.host)]
+            claimants_here = [p.id for p in presets if p.matches_imap_host(endpoint.host, endpoint.port)]
             assert claimants_here == [preset.id], f"{endpoint.host}: {claimants_here}"
 
 
@@ -444,8 +531,21 @@ def test_mx_patterns_do_not_overlap(presets: Presets) -> None:
         "google-workspace": ["aspmx.l.google.com"],
         "microsoft-365": ["contoso.mail.protection.outlook.com"],
         "outlook-com": ["outlook-com.olc.protection.outlook.com"],
-        "yahoo": ["mta6.am0.yahoodns.net"],
+        "yahoo": ["mta6.am0.yahoodns.net", "mx-eu.mail.am0.yahoodns.net"],
+        "aol": ["mx-aol.mail.gm0.yahoodns.net"],
         "fastmail": ["in2-smtp.messagingengine.com"],
+        "zoho-org": ["mx2.zoho.com", "mx.zoho.eu", "mx.zoho.in", "mx.zoho.com.au", "mx.zoho.jp"],
+        "icloud": ["mx02.mail.icloud.com"],
+        "yandex": ["mx.yandex.net", "mx.yandex.ru"],
+        "proton-bridge": ["mailsec.protonmail.ch"],
+        "ovh": ["mx3.mail.ovh.net"],
+        "titan": ["mx1.titan.email"],
+        "hostinger": ["mx2.hostinger.com"],
+        "gmx-com": ["mx00.gmx.com"],
+        "gmx-net": ["mx01.emig.gmx.net"],
+        "mail-com": ["mx01.mail.com"],
+        "migadu": ["aspmx2.migadu.com"],
+        "mailbox-org": ["mxext1.mailbox.org"],
         "godaddy": ["smtp.secureserver.net"],
         "namecheap-private-email": ["mx1.privateemail.com"],
         "ionos": ["mx01.kundenserver.de"],
@@ -457,20 +557,307 @@ def test_mx_patterns_do_not_overlap(presets: Presets) -> None:
             assert [p.id for p in presets if p.matches_mx(host)] == [preset_id], host
 
 
-def test_proton_bridge_claims_loopback_whatever_the_port(presets: Presets) -> None:
-    # Host matching ignores ports, so every 127.0.0.1 account (a lab server too) is taken for
-    # Bridge; for a hosted platform that is the right warning: loopback is never the user's machine.
+def test_proton_bridge_claims_loopback_only_on_its_own_ports(presets: Presets) -> None:
+    # Loopback is shared by every local relay, tunnel and test server: it names Bridge only together
+    # with Bridge's ports.
     bridge = presets.get("proton-bridge")
     hosts = {e.host for e in (*bridge.smtp.endpoints, *bridge.imap.endpoints)}
     assert hosts == {"127.0.0.1"}
-    found = presets.by_smtp_host("127.0.0.1")
-    assert found is not None
-    assert found.id == "proton-bridge"
     assert bridge.smtp.ports() == {1025: TlsMode.STARTTLS}
     assert bridge.imap.ports() == {1143: TlsMode.STARTTLS}
+    found = presets.by_smtp_host("127.0.0.1", 1025)
+    assert found is not None and found.id == "proton-bridge"
+    found = presets.by_imap_host("127.0.0.1", 1143)
+    assert found is not None and found.id == "proton-bridge"
+    for port in (None, 587, 10587, 465):
+        assert presets.by_smtp_host("127.0.0.1", port) is None, port
+    assert presets.by_imap_host("127.0.0.1", 993) is None
     assert bridge.status is not None
     assert "hosted platform" in bridge.status
     assert bridge.auth.app_password_required
+
+
+# --- address domains ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("domain", "expected"),
+    [
+        ("gmail.com", "google-workspace"),
+        ("googlemail.com", "google-workspace"),
+        ("outlook.com", "outlook-com"),
+        ("hotmail.com", "outlook-com"),
+        ("live.com", "outlook-com"),
+        ("msn.com", "outlook-com"),
+        ("yahoo.com", "yahoo"),
+        ("yahoo.co.uk", "yahoo"),
+        ("ymail.com", "yahoo"),
+        ("aol.com", "aol"),
+        ("aim.com", "aol"),
+        ("gmx.com", "gmx-com"),
+        ("gmx.us", "gmx-com"),
+        ("gmx.net", "gmx-net"),
+        ("gmx.de", "gmx-net"),
+        ("gmx.at", "gmx-net"),
+        ("mail.com", "mail-com"),
+        ("email.com", "mail-com"),
+        ("usa.com", "mail-com"),
+        ("icloud.com", "icloud"),
+        ("me.com", "icloud"),
+        ("mac.com", "icloud"),
+        ("zoho.com", "zoho"),
+        ("zohomail.com", "zoho"),
+        ("fastmail.com", "fastmail"),
+        ("fastmail.fm", "fastmail"),
+        ("yandex.ru", "yandex"),
+        ("yandex.com", "yandex"),
+        ("mailbox.org", "mailbox-org"),
+        ("proton.me", "proton-bridge"),
+        ("protonmail.com", "proton-bridge"),
+        # Case and a final dot do not matter; anything but the exact name does.
+        ("GMail.COM", "google-workspace"),
+        ("aol.com.", "aol"),
+        (" yahoo.com ", "yahoo"),
+        ("mail.gmail.com", None),
+        ("gmail.co", None),
+        ("example.org", None),
+        ("yahoo.co.jp", None),
+        ("", None),
+    ],
+)
+def test_by_address_domain(presets: Presets, domain: str, expected: str | None) -> None:
+    found = presets.by_address_domain(domain)
+    assert (found.id if found else None) == expected
+
+
+def test_every_address_domain_resolves_to_the_one_preset_listing_it(presets: Presets) -> None:
+    claimed: dict[str, str] = {}
+    for preset in presets:
+        for domain in preset.address_domains:
+            assert domain not in claimed, f"{domain}: {claimed[domain]} and {preset.id}"
+            claimed[domain] = preset.id
+            found = presets.by_address_domain(domain)
+            assert found is not None
+            assert found.id == preset.id
+    assert len(claimed) >= 40
+
+
+# Providers that host only their customers' own domains: no consumer address domain to list, so an
+# address there finds its preset through the domain's MX hosts instead.
+CUSTOM_DOMAIN_ONLY = {
+    "microsoft-365",
+    "zoho-org",
+    "godaddy",
+    "namecheap-private-email",
+    "ionos",
+    "ovh",
+    "rackspace",
+    "amazon-workmail",
+    "titan",
+    "hostinger",
+    "migadu",
+}
+# WorkMail's inbound-smtp.<region>.amazonaws.com hosts also serve Amazon SES, so they name no provider.
+NOT_FINDABLE_FROM_AN_ADDRESS = {"amazon-workmail"}
+
+
+def test_address_domains_belong_to_consumer_providers(presets: Presets) -> None:
+    with_domains = {p.id for p in presets if p.address_domains}
+    assert with_domains == {p.id for p in _non_generic(presets)} - CUSTOM_DOMAIN_ONLY
+    assert not presets.get("custom").address_domains
+
+
+def test_every_provider_is_findable_from_an_address(presets: Presets) -> None:
+    # From an address, settings discovery has its domain and, after one lookup, the domain's MX hosts.
+    unfindable = {p.id for p in _non_generic(presets) if not p.address_domains and not p.mx_patterns}
+    assert unfindable == NOT_FINDABLE_FROM_AN_ADDRESS
+
+
+def test_address_domains_have_a_source(presets: Presets) -> None:
+    for preset in presets:
+        if preset.address_domains:
+            facts = [s.fact for s in preset.sources if s.fact.startswith("Address domains")]
+            assert facts, f"{preset.id}: no source for its address domains"
+
+
+def test_presets_with_new_mx_patterns_cite_them(presets: Presets) -> None:
+    for preset in presets:
+        if preset.mx_patterns:
+            facts = " ".join(s.fact for s in preset.sources)
+            assert "MX" in facts, f"{preset.id}: no source for its MX hosts"
+
+
+def test_every_exact_host_belongs_to_one_preset(presets: Presets) -> None:
+    # Endpoints and regional host patterns alike: a host claimed twice would make detection depend on
+    # the order the presets are tried in. The one deliberate exception is documented above.
+    for service in ("smtp", "imap"):
+        owners: dict[str, set[str]] = {}
+        for preset in _non_generic(presets):
+            spec = preset.smtp if service == "smtp" else preset.imap
+            for host in spec.all_host_patterns():
+                if not any(char in host for char in "*?["):
+                    owners.setdefault(host, set()).add(preset.id)
+        for host, ids in owners.items():
+            # A shared host (loopback) names a provider only with that provider's port on it.
+            port = next(
+                (e.port for p in presets for e in getattr(p, service).endpoints if e.host == host), None
+            )
+            claimants = {
+                p.id
+                for p in presets
+                if (
+                    p.matches_smtp_host(host, port=port)
+                    if service == "smtp"
+                    else p.matches_imap_host(host, port=port)
+                )
+            }
+            if service == "imap" and host in SHARED_IMAP_HOSTS:
+                assert claimants == SHARED_IMAP_HOSTS[host][1]
+                continue
+            assert claimants == ids and len(ids) == 1, f"{service} {host}: {sorted(claimants)}"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "regions"),
+    [
+        ("smtp.zoho", "zoho"),
+        ("imap.zoho", "zoho"),
+        ("smtppro.zoho", "zoho-org"),
+        ("imappro.zoho", "zoho-org"),
+    ],
+)
+def test_zoho_data_centres(presets: Presets, prefix: str, regions: str) -> None:
+    for tld in ("com", "eu", "in", "com.au", "jp"):
+        host = f"{prefix}.{tld}"
+        found = presets.by_smtp_host(host) if prefix.startswith("smtp") else presets.by_imap_host(host)
+        assert found is not None, host
+        assert found.id == regions, host
+
+
+# --- the address_domains field -------------------------------------------------------------------
+
+
+def _with_domains(preset_id: str, domains: list[str]) -> Preset:
+    return Preset.model_validate(
+        {"id": preset_id, "name": preset_id, "inbox_type": "CUSTOM_SMTP", "address_domains": domains}
+    )
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "Gmail.com",
+        "jane@gmail.com",
+        "@gmail.com",
+        "gmail.com.",
+        "*.gmail.com",
+        "gmail",
+        "gmail .com",
+        "",
+        "-a.com",
+    ],
+)
+def test_address_domains_must_be_plain_lower_case_domains(domain: str) -> None:
+    with pytest.raises(ValueError, match="address_domains"):
+        _with_domains("bad", [domain])
+
+
+def test_an_address_domain_listed_twice_in_one_preset_is_refused() -> None:
+    with pytest.raises(ValueError, match="listed twice"):
+        _with_domains("bad", ["example.com", "example.com"])
+
+
+def test_two_presets_claiming_one_address_domain_are_refused() -> None:
+    first = _with_domains("first", ["example.com"])
+    second = _with_domains("second", ["example.net", "example.com"])
+    with pytest.raises(PresetError, match=r"'first' and 'second' both claim 'example\.com'"):
+        Presets([first, second])
+
+
+def test_a_bad_address_domain_in_a_file_names_the_file_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(
+        'id = "broken"\nname = "Broken"\ninbox_type = "CUSTOM_SMTP"\n'
+        'address_domains = ["Jane@Example.com"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(PresetError, match=r"broken\.toml: invalid preset: address_domains"):
+        load_preset_file(path)
+
+
+@pytest.mark.parametrize(
+    ("host", "shared"),
+    [
+        ("127.0.0.1", True),
+        ("10.1.2.3", True),
+        ("203.0.113.7", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("fe80::1%eth0", True),
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("relay.localhost", True),
+        ("smtp.gmail.com", False),
+        ("127.0.0.1.nip.io", False),
+        ("localhost.example.com", False),
+    ],
+)
+def test_shared_hosts(host: str, shared: bool) -> None:
+    assert is_shared_host(host) is shared
+
+
+@pytest.mark.parametrize(
+    ("inbox_type", "smtp_host", "smtp_port", "settled", "matched_by", "candidates"),
+    [
+        # A local relay or tunnel is nobody's host: the inbox type decides.
+        (InboxType.CUSTOM_SMTP, "127.0.0.1", 10587, "custom", "inbox_type", ["custom"]),
+        (
+            InboxType.GOOGLE_WORKSPACE,
+            "127.0.0.1",
+            10587,
+            "google-workspace",
+            "inbox_type",
+            ["google-workspace"],
+        ),
+        (InboxType.OUTLOOK_365, "localhost", 587, "microsoft-365", "inbox_type", ["microsoft-365"]),
+        # Bridge's own port on loopback is Bridge.
+        (InboxType.CUSTOM_SMTP, "127.0.0.1", 1025, "proton-bridge", "smtp_host", ["proton-bridge"]),
+        # Hosts of one provider, inbox type of another: the hosts settle it, both are candidates.
+        (
+            InboxType.GOOGLE_WORKSPACE,
+            "smtppro.zoho.com",
+            587,
+            "zoho-org",
+            "smtp_host",
+            ["zoho-org", "google-workspace"],
+        ),
+        (
+            InboxType.OUTLOOK_365,
+            "smtp.gmail.com",
+            587,
+            "google-workspace",
+            "smtp_host",
+            ["google-workspace", "microsoft-365"],
+        ),
+        (InboxType.CUSTOM_SMTP, "smtp.gmail.com", 587, "google-workspace", "smtp_host", ["google-workspace"]),
+    ],
+)
+def test_match_settles_and_names_the_candidates(
+    presets: Presets,
+    inbox_type: InboxType,
+    smtp_host: str,
+    smtp_port: int,
+    settled: str,
+    matched_by: str,
+    candidates: list[str],
+) -> None:
+    imap_host = "127.0.0.1" if is_shared_host(smtp_host) else "mail.example.org"
+    match = presets.match(
+        smtp_host=smtp_host, imap_host=imap_host, inbox_type=inbox_type, smtp_port=smtp_port, imap_port=993
+    )
+    assert match is not None
+    assert (match.preset.id, match.matched_by) == (settled, matched_by)
+    assert [p.id for p in match.candidates] == candidates
 
 
 # --- authentication policy -----------------------------------------------------------------------
@@ -558,6 +945,27 @@ def test_providers_offering_only_587(presets: Presets, preset_id: str) -> None:
     assert presets.get(preset_id).smtp.ports() == {587: TlsMode.STARTTLS}
 
 
+def test_yahoo_documents_587_starttls(presets: Presets) -> None:
+    yahoo = presets.get("yahoo")
+    assert yahoo.smtp.ports() == {587: TlsMode.STARTTLS, 465: TlsMode.IMPLICIT}
+    assert {e.host for e in yahoo.smtp.endpoints} == {"smtp.mail.yahoo.com"}
+    texts = [*yahoo.notes, yahoo.summary, *(e.note or "" for e in yahoo.smtp.endpoints)]
+    assert not any("will not connect" in text or "only 465" in text for text in texts)
+    hosts = [s for s in yahoo.sources if s.fact.startswith("Hosts")]
+    assert len(hosts) == 1
+    assert "587 STARTTLS" in hosts[0].fact
+    assert "SMTP server settings for Yahoo Mail" in hosts[0].source
+
+
+@pytest.mark.parametrize("preset_id", ["migadu", "mailbox-org"])
+def test_imap_143_where_documented(presets: Presets, preset_id: str) -> None:
+    imap = presets.get(preset_id).imap
+    assert imap.ports() == {993: TlsMode.IMPLICIT, 143: TlsMode.STARTTLS}
+    preferred = imap.preferred()
+    assert preferred is not None
+    assert preferred.port == 993
+
+
 def test_namecheap_offers_imap_143(presets: Presets) -> None:
     imap = presets.get("namecheap-private-email").imap
     assert imap.ports() == {993: TlsMode.IMPLICIT, 143: TlsMode.STARTTLS}
@@ -585,10 +993,18 @@ def test_microsoft_365_dns(presets: Presets) -> None:
 
 def test_only_documented_dns_facts_are_claimed(presets: Presets) -> None:
     # SPF includes and "known" DKIM selectors come only from the providers that document them.
-    assert {p.id for p in presets if p.dns.spf_includes} == {"google-workspace", "microsoft-365"}
+    assert {p.id for p in presets if p.dns.spf_includes} == {
+        "google-workspace",
+        "microsoft-365",
+        "fastmail",
+        "migadu",
+        "mailbox-org",
+    }
     assert {p.id for p in presets if p.dns.dkim_selectors_known} == {
         "google-workspace",
         "microsoft-365",
+        "fastmail",
+        "migadu",
     }
     for preset in presets:
         assert not preset.dns.dkim_selectors_known or preset.dns.dkim_selectors, preset.id
@@ -597,10 +1013,10 @@ def test_only_documented_dns_facts_are_claimed(presets: Presets) -> None:
 @pytest.mark.parametrize(
     ("preset_id", "selectors"),
     [
-        ("fastmail", ("fm1", "fm2", "fm3")),
         ("zoho", ("zoho", "zmail")),
         ("zoho-org", ("zoho", "zmail")),
         ("proton-bridge", ("protonmail", "protonmail2", "protonmail3")),
+        ("mailbox-org", ("MBO0001", "MBO0002", "MBO0003", "MBO0004")),
     ],
 )
 def test_selectors_seen_in_the_wild_are_not_known(
@@ -609,6 +1025,30 @@ def test_selectors_seen_in_the_wild_are_not_known(
     dns = presets.get(preset_id).dns
     assert dns.dkim_selectors == selectors
     assert not dns.dkim_selectors_known
+
+
+@pytest.mark.parametrize(
+    ("preset_id", "include", "selectors"),
+    [
+        ("fastmail", "spf.messagingengine.com", ("fm1", "fm2", "fm3")),
+        ("migadu", "spf.migadu.com", ("key1", "key2", "key3")),
+    ],
+)
+def test_documented_spf_include_and_selectors(
+    presets: Presets, preset_id: str, include: str, selectors: tuple[str, ...]
+) -> None:
+    preset = presets.get(preset_id)
+    assert preset.dns.spf_includes == (include,)
+    assert preset.dns.dkim_selectors == selectors
+    assert preset.dns.dkim_selectors_known
+    dns_sources = [s for s in preset.sources if s.fact.startswith("DNS")]
+    assert dns_sources
+    assert all(s.verified for s in dns_sources)
+    assert include in " ".join(s.fact for s in dns_sources)
+
+
+def test_mailbox_org_spf_include(presets: Presets) -> None:
+    assert presets.get("mailbox-org").dns.spf_includes == ("mailbox.org",)
 
 
 # --- limits --------------------------------------------------------------------------------------

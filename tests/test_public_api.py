@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import inboxcheck
 
 EXPECTED = {
@@ -45,6 +47,7 @@ EXPECTED = {
     "Preset",
     "PresetError",
     "PresetRef",
+    "ResultsLogError",
     "Presets",
     "RampStep",
     "Report",
@@ -109,3 +112,19 @@ def test_type_checking_imports_mirror_the_public_table() -> None:
                     assert alias.asname == alias.name, alias.name
                     imported[alias.name] = stmt.module
     assert imported == inboxcheck._LAZY
+
+
+@pytest.mark.parametrize("name", ["check_sync", "connect_sync"])
+async def test_a_sync_wrapper_inside_a_running_loop_says_to_await(name: str) -> None:
+    import gc
+    import warnings
+
+    from tests.helpers import custom_payload
+
+    wrapper = getattr(inboxcheck, name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(inboxcheck.InboxcheckError, match=r"await inboxcheck\.(check|connect)\("):
+            wrapper(custom_payload(), families=frozenset({inboxcheck.Family.ACCOUNT}))
+        gc.collect()
+    assert [str(w.message) for w in caught] == []

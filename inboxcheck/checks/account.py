@@ -3,6 +3,10 @@
 They catch the mistakes that make a connection fail before a byte is sent: a username the provider
 will not accept, hosts of one provider under another's inbox type, a port with the wrong TLS mode, a
 main password where an app password is needed, a daily limit that burns a new mailbox.
+
+What they say about one of the account's servers is a prediction (``Outcome.predict``): when the live
+login on that server works in the same run, the runner makes a predicted failure a warning (the
+account works today; the finding still says what the provider documents). See ``inboxcheck._check``.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from typing import Final
 
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext, CheckSpec, Outcome
-from inboxcheck._limits import STAGE_RANGES
-from inboxcheck._models import Account, InboxType, Severity
+from inboxcheck._check import CheckContext, CheckSpec, EndpointRef, Outcome
+from inboxcheck._limits import EVIDENCE_CHECKS, RECOMMENDATION_FACT, recommend_daily_limit
+from inboxcheck._models import Account, Finding, InboxType, Severity
 from inboxcheck._options import Family
 from inboxcheck._presets import BasicAuth, Preset, ServiceSpec, TlsMode, UsernameRule
 
@@ -50,8 +54,10 @@ async def check_usernames(ctx: CheckContext) -> Outcome:
         if expected is None or given.lower() == expected.lower():
             continue
         provider = preset.name if preset else "the provider"
+        server = EndpointRef.of(account, "smtp" if field == "smtp_username" else "imap")
         if "@" not in given and rules[field] is UsernameRule.EMAIL:
-            out.add(
+            out.predict(
+                server,
                 "account.username_mismatch",
                 Severity.FAIL,
                 f"{field} is {given!r}, but {provider} expects the full address as the username.",
@@ -104,8 +110,8 @@ def _same_identity(smtp_user: str, imap_user: str, rules: dict[str, UsernameRule
 
 async def check_provider(ctx: CheckContext) -> Outcome:
     account = ctx.account
-    smtp_preset = ctx.presets.by_smtp_host(account.smtp_host)
-    imap_preset = ctx.presets.by_imap_host(account.imap_host)
+    smtp_preset = ctx.presets.by_smtp_host(account.smtp_host, account.smtp_port)
+    imap_preset = ctx.presets.by_imap_host(account.imap_host, account.imap_port)
     out = Outcome(summary=f"inbox_type {account.inbox_type.value} fits the hosts")
     details: dict[str, str | None] = {
         "smtp_host_provider": smtp_preset.id if smtp_preset else None,
@@ -127,12 +133,14 @@ async def check_provider(ctx: CheckContext) -> Outcome:
             smtp_host=account.smtp_host,
             imap_host=account.imap_host,
         )
+    # The hosts and inbox_type disagreeing is a warning, not a failure: a relay or tunnel in front of
+    # a provider is a working setup, and whether the logins work is for the login checks to say
+    # (with the reply knowledge of both candidate providers).
     detected = smtp_preset or imap_preset
     if detected is not None and detected.inbox_type is not account.inbox_type:
-        severity = Severity.WARN if account.inbox_type is InboxType.CUSTOM_SMTP else Severity.FAIL
         out.add(
             "account.inbox_type_mismatch",
-            severity,
+            Severity.WARN,
             f"The hosts belong to {detected.name}, but inbox_type is {account.inbox_type.value}.",
             fix=f"Set inbox_type to {detected.inbox_type.value}: the platform applies that "
             "provider's limits and rules.",
@@ -149,9 +157,10 @@ async def check_provider(ctx: CheckContext) -> Outcome:
                 hosts = f" ({smtp_default.host} and {imap_default.host})"
         out.add(
             "account.inbox_type_mismatch",
-            Severity.FAIL,
+            Severity.WARN,
             f"inbox_type is {account.inbox_type.value}, but neither {account.smtp_host} nor "
-            f"{account.imap_host} is one of that provider's hosts.",
+            f"{account.imap_host} is one of that provider's hosts (a relay or tunnel in front of "
+            "it works only if it passes the logins on).",
             fix=f"Use the provider's own hosts{hosts}, or set inbox_type to CUSTOM_SMTP if the "
             "mailbox is hosted elsewhere.",
             inbox_type=account.inbox_type.value,
@@ -171,14 +180,13 @@ def _shared_host_pair(a: Preset, b: Preset) -> bool:
 async def check_tls_ports(ctx: CheckContext) -> Outcome:
     account, preset = ctx.account, ctx.preset
     out = Outcome(summary="ports and TLS settings agree")
-    smtp_mode = TlsMode.IMPLICIT if account.smtp_port == 465 else TlsMode.STARTTLS
-    if not account.smtp_use_tls:
-        smtp_mode = TlsMode.NONE
-    imap_mode = TlsMode.IMPLICIT if account.imap_use_ssl else TlsMode.STARTTLS
+    smtp, imap = EndpointRef.of(account, "smtp"), EndpointRef.of(account, "imap")
+    smtp_mode, imap_mode = smtp.tls, imap.tls
     out.details.update({"smtp_tls": smtp_mode.value, "imap_tls": imap_mode.value})
 
     if account.smtp_port == 465 and not account.smtp_use_tls:
-        out.add(
+        out.predict(
+            smtp,
             "account.tls_port_mismatch",
             Severity.FAIL,
             "smtp_port is 465, which speaks TLS from the first byte, but smtp_use_tls is false.",
@@ -188,7 +196,8 @@ async def check_tls_ports(ctx: CheckContext) -> Outcome:
         )
     elif not account.smtp_use_tls:
         required = preset is not None and not preset.is_generic and preset.smtp.requires_tls
-        out.add(
+        out.predict(
+            smtp,
             "account.tls_port_mismatch",
             Severity.FAIL if required else Severity.WARN,
             "smtp_use_tls is false: the password would cross the network unencrypted"
@@ -198,7 +207,8 @@ async def check_tls_ports(ctx: CheckContext) -> Outcome:
             smtp_use_tls=False,
         )
     if account.smtp_port == 25:
-        out.add(
+        out.predict(
+            smtp,
             "account.tls_port_mismatch",
             Severity.WARN,
             "smtp_port is 25, the port servers use to relay mail to each other; many networks block "
@@ -207,7 +217,8 @@ async def check_tls_ports(ctx: CheckContext) -> Outcome:
             smtp_port=25,
         )
     if account.imap_port == 993 and not account.imap_use_ssl:
-        out.add(
+        out.predict(
+            imap,
             "account.tls_port_mismatch",
             Severity.FAIL,
             "imap_port is 993, which speaks TLS from the first byte, but imap_use_ssl is false.",
@@ -216,7 +227,8 @@ async def check_tls_ports(ctx: CheckContext) -> Outcome:
             imap_use_ssl=False,
         )
     elif account.imap_port == 143 and account.imap_use_ssl:
-        out.add(
+        out.predict(
+            imap,
             "account.tls_port_mismatch",
             Severity.FAIL,
             "imap_port is 143, which starts unencrypted (STARTTLS), but imap_use_ssl is true, which "
@@ -226,17 +238,19 @@ async def check_tls_ports(ctx: CheckContext) -> Outcome:
             imap_port=143,
             imap_use_ssl=True,
         )
+    # A provider's port table says nothing about a host that is not the provider's (a relay, a tunnel).
     if preset is not None and not preset.is_generic:
-        _compare_with_preset(out, preset, "smtp", account.smtp_host, account.smtp_port, smtp_mode)
-        _compare_with_preset(out, preset, "imap", account.imap_host, account.imap_port, imap_mode)
+        if preset.matches_smtp_host(account.smtp_host, account.smtp_port):
+            _compare_with_preset(out, preset, smtp)
+        if preset.matches_imap_host(account.imap_host, account.imap_port):
+            _compare_with_preset(out, preset, imap)
     if out.findings:
         out.summary = "ports and TLS settings do not agree"
     return out
 
 
-def _compare_with_preset(
-    out: Outcome, preset: Preset, service: str, host: str, port: int, mode: TlsMode
-) -> None:
+def _compare_with_preset(out: Outcome, preset: Preset, server: EndpointRef) -> None:
+    service, port, mode = server.protocol, server.port, server.tls
     spec = preset.smtp if service == "smtp" else preset.imap
     if not spec.endpoints:
         return
@@ -256,8 +270,13 @@ def _compare_with_preset(
         only = f" only on {ports[0]}" if len(ports) == 1 else f" on {', '.join(map(str, ports))}"
         message = f"{preset.name} offers {service.upper()}{only}, not on port {port}."
         fix = f"Use one of: {listing}."
-    evidence: dict[str, JsonValue] = {f"{service}_host": host, f"{service}_port": port, "offered": listing}
-    out.add(
+    evidence: dict[str, JsonValue] = {
+        f"{service}_host": server.host,
+        f"{service}_port": port,
+        "offered": listing,
+    }
+    out.predict(
+        server,
         "account.tls_port_mismatch",
         Severity.FAIL,
         message,
@@ -331,7 +350,8 @@ async def check_app_password(ctx: CheckContext) -> Outcome:
             compact = raw.replace(" ", "")
             if not _GOOGLE_APP_PASSWORD.match(compact):
                 # Evidence describes the shape only; the password itself never leaves this function.
-                out.add(
+                out.predict(
+                    EndpointRef.of(account, "smtp" if field == "smtp_password" else "imap"),
                     "account.app_password_expected",
                     Severity.WARN,
                     f"{field} is not shaped like a Google app password (16 letters); Google accepts "
@@ -363,8 +383,10 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
     if preset is None or preset.is_generic:
         return Outcome.skip("no provider policy is known for custom hosts")
     out = Outcome(summary=f"{preset.name} allows password logins for SMTP and IMAP")
+    smtp, imap = EndpointRef.of(ctx.account, "smtp"), EndpointRef.of(ctx.account, "imap")
     if preset.auth.oauth_only:
-        out.add(
+        out.predict(
+            (smtp, imap),
             "account.basic_auth_retired",
             Severity.FAIL,
             f"{preset.name} accepts only OAuth2 sign-in for SMTP and IMAP; no password works.",
@@ -374,7 +396,8 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
         )
     else:
         if preset.auth.imap_basic_auth is BasicAuth.RETIRED:
-            out.add(
+            out.predict(
+                imap,
                 "account.basic_auth_retired",
                 Severity.FAIL,
                 f"{preset.name} has retired password (Basic) logins for IMAP; the IMAP login will be "
@@ -396,7 +419,8 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
                 protocol="smtp",
             )
         elif preset.auth.smtp_basic_auth is BasicAuth.RETIRED:
-            out.add(
+            out.predict(
+                smtp,
                 "account.basic_auth_retired",
                 Severity.FAIL,
                 f"{preset.name} has retired password (Basic) logins for SMTP.",
@@ -412,15 +436,35 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
 
 
 async def check_daily_limit(ctx: CheckContext) -> Outcome:
-    account, preset, stage = ctx.account, ctx.preset, ctx.options.stage
-    low, high = STAGE_RANGES[stage]
+    """The limit against the run's recommendation, which the DNS findings may have lowered: the check
+    and the report's ``recommended_daily_limit`` are one judgement."""
+    account, stage = ctx.account, ctx.options.stage
+    findings: list[Finding] = []
+    for name in EVIDENCE_CHECKS:
+        result = await ctx.result_of(name)
+        if result is not None:
+            findings.extend(result.findings)
+    recommendation = recommend_daily_limit(stage=stage, preset=ctx.preset, findings=findings)
+    ctx.facts[RECOMMENDATION_FACT] = recommendation
+    low, high = recommendation.stage_range
+    recommended = recommendation.value
+    adjustments = recommendation.reasons[1:]
+    why = f" ({'; '.join(adjustments)})" if adjustments else ""
+    evidence: dict[str, JsonValue] = {"recommended": recommended, "reasons": list(recommendation.reasons)}
     if account.daily_limit is None:
         return Outcome(
-            summary=f"no daily_limit given; the recommendation for a {stage.value} mailbox applies"
+            summary=f"no daily_limit given; {recommended} a day is recommended for a {stage.value} "
+            f"mailbox{why}",
+            details=evidence,
         )
     limit = account.daily_limit
-    out = Outcome(summary=f"daily_limit {limit} suits a {stage.value} mailbox ({low}-{high})")
+    out = Outcome(
+        summary=f"daily_limit {limit} suits a {stage.value} mailbox ({low}-{high})"
+        + (f"; {recommended} a day is recommended" if recommended != limit else ""),
+        details=evidence,
+    )
     caps = {}
+    preset = ctx.preset
     if preset is not None:
         if preset.limits.hard_daily_cap is not None:
             caps["the provider's hard cap"] = preset.limits.hard_daily_cap
@@ -434,9 +478,22 @@ async def check_daily_limit(ctx: CheckContext) -> Outcome:
             Severity.FAIL,
             f"daily_limit {limit} is above {name} of {cap} a day; the excess is refused or gets the "
             "mailbox suspended.",
-            fix=f"Set daily_limit to at most {min(cap, high)}.",
+            fix=f"Set daily_limit to at most {min(cap, recommended)}.",
             daily_limit=limit,
             cap=cap,
+            **evidence,
+        )
+    elif adjustments and limit > recommended:
+        out.add(
+            "account.daily_limit_high",
+            Severity.WARN,
+            f"daily_limit {limit} is above the {recommended} a day recommended for this mailbox "
+            f"({low}-{high} a day for a {stage.value} mailbox, {'; '.join(adjustments)}).",
+            fix=f"Start at {recommended} a day (or lower) and raise it by about 2 a day as replies "
+            "come in; fix what lowered it to be allowed more.",
+            daily_limit=limit,
+            stage=stage.value,
+            **evidence,
         )
     elif limit > high:
         out.add(
@@ -449,9 +506,10 @@ async def check_daily_limit(ctx: CheckContext) -> Outcome:
             daily_limit=limit,
             stage=stage.value,
             recommended_max=high,
+            **evidence,
         )
     if out.findings:
-        out.summary = f"daily_limit {limit} is too high"
+        out.summary = f"daily_limit {limit} is too high; {recommended} a day is recommended{why}"
     return out
 
 
@@ -462,5 +520,5 @@ CHECKS: Final = [
     CheckSpec("account.auth_policy", "Login policy", Family.ACCOUNT, check_auth_policy),
     CheckSpec("account.app_password", "App password", Family.ACCOUNT, check_app_password),
     CheckSpec("account.display_name", "Display name", Family.ACCOUNT, check_display_name),
-    CheckSpec("account.daily_limit", "Daily limit", Family.ACCOUNT, check_daily_limit),
+    CheckSpec("account.daily_limit", "Daily limit", Family.ACCOUNT, check_daily_limit, needs=EVIDENCE_CHECKS),
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,6 +26,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 
+from inboxcheck._models import ascii_domain
 from inboxcheck._options import Nameserver
 
 if TYPE_CHECKING:
@@ -147,6 +148,7 @@ class DnsClient:
         # A lookup in flight is its task (concurrent askers await it); a finished one is only its answer:
         # a done Task costs about as much again as the answer it holds, which adds up over a batch.
         self._entries: OrderedDict[tuple[str, str], asyncio.Task[DnsAnswer] | DnsAnswer] = OrderedDict()
+        self._waiting: Counter[tuple[str, str]] = Counter()
         self.queries: list[tuple[str, str]] = []
         self.sent = 0
 
@@ -162,7 +164,22 @@ class DnsClient:
             self._entries.move_to_end(key)
             if isinstance(entry, DnsAnswer):
                 return entry
-        return await asyncio.shield(entry)
+        self._waiting[key] += 1
+        try:
+            return await asyncio.shield(entry)
+        except asyncio.CancelledError:
+            # The lookup is shared, so one asker giving up must not end it for the others; the last
+            # one to leave ends it, so that a cancelled run leaves no lookup behind.
+            if self._waiting[key] == 1 and not entry.done():
+                entry.cancel()
+                if self._entries.get(key) is entry:
+                    del self._entries[key]
+                await asyncio.wait({entry})
+            raise
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
 
     def _settle(self, key: tuple[str, str], task: asyncio.Task[DnsAnswer]) -> None:
         """Keep the answer in the task's place (same position in the eviction order)."""
@@ -236,7 +253,11 @@ class DnsClient:
 
 
 def _normalise(name: str) -> str:
-    return name.strip().rstrip(".").lower()
+    name = name.strip().rstrip(".").lower()
+    try:
+        return ascii_domain(name)
+    except (UnicodeError, ValueError):
+        return name  # the resolver turns it into an ERROR answer naming the bad label
 
 
 def _classify_no_nameservers(exc: dns.resolver.NoNameservers) -> tuple[DnsStatus, str]:

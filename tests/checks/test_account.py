@@ -86,17 +86,44 @@ async def test_google_hosts_typed_as_custom_warn() -> None:
     assert _codes(report, "account.provider") == [("account.inbox_type_mismatch", Severity.WARN)]
 
 
-async def test_zoho_hosts_typed_as_google_fail() -> None:
+async def test_zoho_hosts_typed_as_google_warn() -> None:
     payload = google_payload(smtp_host="smtppro.zoho.com", imap_host="imappro.zoho.com")
     report = await _report(payload)
-    assert ("account.inbox_type_mismatch", Severity.FAIL) in _codes(report, "account.provider")
+    assert _codes(report, "account.provider") == [("account.inbox_type_mismatch", Severity.WARN)]
+    assert report.preset is not None and report.preset.id == "zoho-org"
 
 
-async def test_unknown_hosts_typed_as_google_fail_and_name_googles_hosts() -> None:
+async def test_unknown_hosts_typed_as_google_warn_and_name_googles_hosts() -> None:
+    # A relay or tunnel in front of Google is a working setup; the logins tell whether it works.
     report = await _report(custom_payload(inbox_type="GOOGLE_WORKSPACE"))
     [finding] = report.check("account.provider").findings
-    assert finding.severity is Severity.FAIL
+    assert finding.severity is Severity.WARN
     assert finding.fix is not None and "smtp.gmail.com" in finding.fix
+    assert report.preset is not None
+    assert (report.preset.id, report.preset.matched_by) == ("google-workspace", "inbox_type")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]", "localhost", "192.0.2.10"])
+async def test_a_custom_account_on_a_shared_host_is_not_taken_for_proton_bridge(host: str) -> None:
+    report = await _report(custom_payload(smtp_host=host, smtp_port=10587, imap_host=host, imap_port=10993))
+    assert report.preset is not None
+    assert (report.preset.id, report.preset.matched_by) == ("custom", "inbox_type")
+    assert report.verdict.value == "pass", [c.findings for c in report.checks if c.findings]
+
+
+async def test_proton_bridge_ports_on_loopback_are_still_bridge() -> None:
+    payload = custom_payload(smtp_host="127.0.0.1", smtp_port=1025, imap_host="127.0.0.1", imap_port=1143)
+    report = await _report(payload)
+    assert report.preset is not None and report.preset.id == "proton-bridge"
+
+
+async def test_a_google_account_through_a_local_tunnel_is_judged_as_google_not_by_googles_ports() -> None:
+    payload = google_payload(smtp_host="127.0.0.1", smtp_port=10587, imap_host="127.0.0.1", imap_port=10993)
+    report = await _report(payload)
+    assert report.preset is not None and report.preset.id == "google-workspace"
+    assert _codes(report, "account.provider") == [("account.inbox_type_mismatch", Severity.WARN)]
+    # Google's port table is about Google's hosts, not about a tunnel's.
+    assert report.check("account.tls").findings == ()
 
 
 async def test_hosts_of_two_providers_fail() -> None:
@@ -145,6 +172,21 @@ async def test_tls_off_on_a_provider_that_requires_it_fails() -> None:
 async def test_a_provider_that_offers_only_465_says_so() -> None:
     payload = custom_payload(
         email_address="a@example.com",
+        smtp_host="smtp.fastmail.com",
+        smtp_port=587,
+        smtp_username="a@example.com",
+        imap_host="imap.fastmail.com",
+        imap_username="a@example.com",
+    )
+    report = await _report(payload)
+    [finding] = report.check("account.tls").findings
+    assert "only on 465" in finding.message
+    assert finding.fix is not None and "smtp.fastmail.com:465" in finding.fix
+
+
+async def test_yahoo_587_with_starttls_is_fine() -> None:
+    payload = custom_payload(
+        email_address="a@example.com",
         smtp_host="smtp.mail.yahoo.com",
         smtp_port=587,
         smtp_username="a@example.com",
@@ -152,9 +194,7 @@ async def test_a_provider_that_offers_only_465_says_so() -> None:
         imap_username="a@example.com",
     )
     report = await _report(payload)
-    [finding] = report.check("account.tls").findings
-    assert "only on 465" in finding.message
-    assert finding.fix is not None and "smtp.mail.yahoo.com:465" in finding.fix
+    assert report.check("account.tls").status is Status.PASS
 
 
 async def test_google_465_implicit_tls_is_fine() -> None:

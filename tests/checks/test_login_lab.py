@@ -190,3 +190,23 @@ async def test_dovecot_bad_certificates(lab: Any, endpoint: str, code: str) -> N
 async def test_same_mailbox_for_the_lab_user(lab: Any) -> None:
     report = await _run(lab, lab.account(), [*smtp.CHECKS, *imap.CHECKS, *same_mailbox.CHECKS])
     assert [c.status for c in report.checks] == [Status.PASS] * 3, report.checks
+
+
+async def test_a_lab_account_on_loopback_addresses_is_not_taken_for_proton_bridge(lab: Any) -> None:
+    # 127.0.0.1 is every local relay's, tunnel's and test server's address, not only Proton Bridge's:
+    # on the lab's own ports it names no provider, the account is judged as custom, and connect lets it in.
+    from inboxcheck._options import Family
+    from inboxcheck.platform.connect import connect
+
+    families = frozenset({Family.ACCOUNT, Family.SMTP, Family.IMAP})
+    result = await connect(
+        lab.account(host_style="address"),
+        api_key=None,
+        dry_run=True,
+        options=_options(lab, families=families),
+    )
+    report = result.report
+    assert report.preset is not None
+    assert (report.preset.id, report.preset.matched_by) == ("custom", "inbox_type")
+    assert report.check("account.tls").status is Status.PASS
+    assert result.gate == "passed", result.blocked_by

@@ -24,7 +24,6 @@ engine) directly, through :class:`_Protocol`, a minimal subclass that
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import re
 import socket
@@ -96,7 +95,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         super().__init__(loop, self._lost)
         # A server that echoes a command back would otherwise put the password into the library's
         # debug log (it logs every status line): secrets are cut from what is received, first.
-        self._secrets = [form.encode("utf-8", "surrogatepass") for form in scrub.forms]
+        self._scrub = scrub
         self._since_tagged = 0
         self.failed: asyncio.Future[str] = loop.create_future()
         self.greeted: asyncio.Future[str] = loop.create_future()
@@ -123,9 +122,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             self.fail(f"sent more than {MAX_RESPONSE // 1024} KiB without completing a command")
             return
         data = self.incomplete_line + d
-        for secret in self._secrets:
-            if secret in data:
-                data = data.replace(secret, REDACTED.encode())
+        data = self._scrub.bytes(data)
         if len(data) > MAX_LINE and b"\r\n" not in data[-MAX_LINE:]:
             self.fail(f"sent a line longer than {MAX_LINE // 1024} KiB")
             return
@@ -179,17 +176,6 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
 
 def _sorted(items: set[str]) -> list[JsonValue]:
     return list[JsonValue](sorted(items))
-
-
-def _sendable(text: str) -> bool:
-    """Whether ``text`` can go in a quoted IMAP string: no CR, LF or NUL, and a UTF-8 form."""
-    if any(char in text for char in "\r\n\0"):
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeError:
-        return False
-    return True
 
 
 def _lines(response: Any) -> list[str]:
@@ -275,7 +261,13 @@ class _ImapLogin(LoginProbe):
         task: asyncio.Future[_T] = asyncio.ensure_future(awaitable)
         waiters: set[asyncio.Future[Any]] = {task, self.proto.failed}
         limit = self.ctx.step_timeout() if within is None else within
-        done, _ = await asyncio.wait(waiters, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # asyncio.wait leaves its futures running: the step must not outlive a cancelled run.
+            task.cancel()
+            await asyncio.wait({task})
+            raise
         if task in done:
             return task.result()
         task.cancel()
@@ -430,28 +422,21 @@ class _ImapLogin(LoginProbe):
         account = self.ctx.account
         caps = {c.upper() for c in proto.capabilities}
         self._stage = "login"
-        username = account.imap_username
-        if not _sendable(username) or not _sendable(account.imap_password.get_secret_value()):
+        credential = account.imap_credential
+        username = credential.username
+        if not credential.sendable():
             self._unsendable()
             return False
         try:
             if "LOGINDISABLED" not in caps:
                 mechanism = "LOGIN"
                 command, response = await self.wait(
-                    proto.execute_masked(
-                        "LOGIN",
-                        aioimaplib.quoted(username),
-                        aioimaplib.quoted(account.imap_password.get_secret_value()),
-                    ),
-                    "login",
+                    proto.execute_masked("LOGIN", *credential.imap_login_arguments()), "login"
                 )
             elif "AUTH=PLAIN" in caps and "SASL-IR" in caps:
                 mechanism = "AUTHENTICATE PLAIN"
-                blob = base64.b64encode(
-                    f"\0{username}\0{account.imap_password.get_secret_value()}".encode()
-                ).decode("ascii")
                 command, response = await self.wait(
-                    proto.execute_masked("AUTHENTICATE", "PLAIN", blob), "login"
+                    proto.execute_masked("AUTHENTICATE", "PLAIN", credential.sasl_plain()), "login"
                 )
             else:
                 self.out.add(
@@ -549,7 +534,12 @@ class _ImapLogin(LoginProbe):
             return
         with contextlib.suppress(_PeerFailed, Stop, aioimaplib.Abort, asyncio.TimeoutError):
             task = asyncio.ensure_future(proto.logout())
-            done, _ = await asyncio.wait({task, proto.failed}, timeout=min(self.ctx.step_timeout(), 2.0))
+            try:
+                done, _ = await asyncio.wait({task, proto.failed}, timeout=min(self.ctx.step_timeout(), 2.0))
+            except asyncio.CancelledError:
+                task.cancel()
+                await asyncio.wait({task})
+                raise
             if task not in done:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -20,7 +20,7 @@ from typing import ClassVar, Final, Literal
 
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._check import CheckContext, EndpointRef, Outcome
 from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
 from inboxcheck._models import Severity
 from inboxcheck._presets import TlsMode
@@ -132,7 +132,7 @@ class LoginProbe:
     @property
     def provider_ids(self) -> tuple[str, ...]:
         """The account's candidate providers (preset ids, most likely first), whose reply rules apply."""
-        return (self.ctx.preset.id,) if self.ctx.preset else ()
+        return tuple(preset.id for preset in self.ctx.candidate_presets)
 
     def known_reply(
         self,
@@ -321,6 +321,7 @@ class LoginProbe:
         )
 
     def _record_fact(self) -> None:
+        self.ctx.logins[self.PROTOCOL] = EndpointRef(self.PROTOCOL, self.host, self.port, self.mode)
         cert = self.session.cert if self.session else None
         self.ctx.facts[fact_key(self.PROTOCOL)] = LoginFact(
             protocol=self.PROTOCOL,
