@@ -508,7 +508,10 @@ async def run_batch(
             await asyncio.gather(producer, *workers)
         except BaseException:
             for task in [producer, *workers]:
-                task.cancel()
+                # A cancelled gather has cancelled them already: a second cancel would cut a check's
+                # own clean-up short (the wait for its logins to stop) and leave them running.
+                if not task.cancelling():
+                    task.cancel()
             await asyncio.gather(producer, *workers, return_exceptions=True)
             raise
         return summary
