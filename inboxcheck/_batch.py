@@ -2,6 +2,9 @@
 
 - Bounded concurrency overall, and a bound per server host, so a batch never opens hundreds of
   logins at once against one provider.
+- One check at a time per mailbox (same username on the same host): servers cap a mailbox's
+  concurrent connections (Dovecot's ``mail_max_userip_connections``, Gmail's ~15), and a batch that
+  listed one mailbox twice must not trip the limit it would then report.
 - The input is read lazily and results are written as they come, so memory stays flat however long
   the file is.
 - The output is the resume log (:class:`inboxcheck._jsonl.ResultLog`, locked for the whole run): a
@@ -439,6 +442,7 @@ async def run_batch(
     retry_errors: bool = False,
     concurrency: int = 20,
     per_host: int = 4,
+    one_per_mailbox: bool = True,
     presets: Presets | None = None,
     ssl_context: ssl.SSLContext | None = None,
     on_result: ResultCallback | None = None,
@@ -482,6 +486,7 @@ async def run_batch(
             if verdict == "invalid":
                 summary.invalid_lines.append(number)
         host_bounds = _HostBounds(per_host)
+        mailbox_bounds = _HostBounds(1)
         queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
 
         def finish(record: BatchLine) -> None:
@@ -525,7 +530,20 @@ async def run_batch(
                 )
                 return
             account = item.account
-            async with host_bounds.hold({account.smtp_host.lower(), account.imap_host.lower()}):
+            mailboxes = (
+                {
+                    f"smtp {account.smtp_username.lower()} {account.smtp_host.lower()}",
+                    f"imap {account.imap_username.lower()} {account.imap_host.lower()}",
+                }
+                if one_per_mailbox
+                else set()
+            )
+            # The mailbox first, then the hosts: an account waiting for its mailbox holds no host
+            # slot, and every account takes its locks in the same order, so none waits in a ring.
+            async with (
+                mailbox_bounds.hold(mailboxes),
+                host_bounds.hold({account.smtp_host.lower(), account.imap_host.lower()}),
+            ):
                 report = await run_checks(
                     account,
                     options=options,
@@ -560,7 +578,10 @@ async def run_batch(
             await asyncio.gather(producer, *workers)
         except BaseException:
             for task in [producer, *workers]:
-                task.cancel()
+                # A cancelled gather has cancelled them already: a second cancel would cut a check's
+                # own clean-up short (the wait for its logins to stop) and leave them running.
+                if not task.cancelling():
+                    task.cancel()
             await asyncio.gather(producer, *workers, return_exceptions=True)
             raise
         return summary

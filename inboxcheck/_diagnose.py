@@ -6,9 +6,9 @@
 - adds what a preflight does not need: a certificate that expires within a month, SPF lookups close
   to the limit, and (given an earlier report) a DKIM key or MX host that changed since;
 - when the SMTP or IMAP login fails for a reason another endpoint could avoid, logs in to the
-  provider's alternates (465 against 587, STARTTLS against implicit TLS, Zoho's organisation hosts)
-  and suggests the payload fields to change. Credentials only ever go to the provider's documented
-  hosts or to the account's own host.
+  account's own port in the other TLS mode first, then the provider's alternates (465 against 587,
+  STARTTLS against implicit TLS, Zoho's organisation hosts), and suggests the payload fields to
+  change. Credentials only ever go to the provider's documented hosts or to the account's own host.
 """
 
 from __future__ import annotations
@@ -268,7 +268,10 @@ def _candidates(
         current = TlsMode.IMPLICIT if port == 465 and account.smtp_use_tls else TlsMode.STARTTLS
     else:
         current = TlsMode.IMPLICIT if account.imap_use_ssl else TlsMode.STARTTLS
-    found: list[_Candidate] = []
+    # The same host and port in the other TLS mode first: a port that speaks the other mode
+    # (imap.tls.mode_mismatch) is the most common way a right host and port still fail.
+    other = TlsMode.STARTTLS if current is TlsMode.IMPLICIT else TlsMode.IMPLICIT
+    found: list[_Candidate] = [_Candidate(protocol, host, port, other, "the account's own host and port")]
     sources: list[tuple[Preset, str]] = []
     if preset is not None and not preset.is_generic:
         sources.append((preset, f"{preset.name} preset"))

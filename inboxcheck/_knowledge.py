@@ -5,11 +5,20 @@ provider is known to give, each naming the finding code, the cause, the fix, its
 reply it was written from (``example``, which the tests serve from a scripted peer). This module only
 loads and matches them; :func:`match_reply` is pure.
 
-Matching: a rule applies when every field it sets agrees with the reply (protocol, provider, SMTP
+Matching reads a reply's standard codes before its words. *Standard* rules (``standard = true``) key
+only on what the RFCs define: the SMTP reply class (RFC 5321; a ``4yz`` reply or a ``4.x.x`` enhanced
+status, RFC 3463, is temporary) and the IMAP response codes of RFC 5530 (``[UNAVAILABLE]``,
+``[AUTHENTICATIONFAILED]``, ...). When one applies it decides, and a text rule may only refine it by
+naming it (``refines``): a server that says ``454 4.7.0`` has not judged the password, whatever its
+words look like.
+
+Otherwise a rule applies when every field it sets agrees with the reply (protocol, provider, SMTP
 reply code and enhanced status code, IMAP status and response code, a case-insensitive text pattern).
-Of the rules that apply, the most specific wins: a provider's own rule beats a generic one, so
-Microsoft's ``NO LOGIN failed.`` means "IMAP password logins are retired" while the same words from
-an unknown server mean "wrong credentials".
+A rule scoped to ``providers`` applies when one of them is among the account's candidate providers,
+unless it is ``unambiguous`` (its words are that provider's alone, so they mean the same from any
+host). Of the rules that apply, the most specific wins: a provider's own rule beats a generic one,
+so Microsoft's ``NO LOGIN failed.`` means "IMAP password logins are retired" while the same words
+from an unknown server mean "wrong credentials".
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inboxcheck._errors import KnowledgeError
 from inboxcheck._models import Severity
@@ -33,6 +42,7 @@ __all__ = [
     "ParsedReply",
     "ReplyMatch",
     "Rule",
+    "alert_text",
     "load_knowledge",
     "match_reply",
     "parse_imap_reply",
@@ -45,6 +55,8 @@ _ENHANCED: Final = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 _SMTP_LINE: Final = re.compile(r"^(\d{3})([ -]?)(.*)$")
 _IMAP_TAGGED: Final = re.compile(r"^(?:\S+\s+)?(OK|NO|BAD|BYE|PREAUTH)\b\s*(.*)$", re.IGNORECASE)
 _RESPONSE_CODE: Final = re.compile(r"\[([A-Za-z][A-Za-z0-9-]*)")
+_ALERT: Final = re.compile(r"\[ALERT\]\s*([^\r\n]*)", re.IGNORECASE)
+MAX_ALERT: Final = 500
 
 
 class Rule(BaseModel):
@@ -55,6 +67,18 @@ class Rule(BaseModel):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")]
     protocol: Protocol
     providers: tuple[str, ...] = Field(default=(), description="Preset ids; empty means any server.")
+    unambiguous: bool = Field(
+        default=False,
+        description="The provider's words are its own: the rule applies whatever provider the account has.",
+    )
+    standard: bool = Field(
+        default=False,
+        description="Keys only on a standard code (SMTP reply class, RFC 5530 code) and decides first.",
+    )
+    refines: str | None = Field(default=None, description="The standard rule this text rule refines.")
+    reply_class: Literal[2, 3, 4, 5] | None = Field(
+        default=None, description="SMTP: the reply code's first digit, or the enhanced status's class."
+    )
     reply_code: Annotated[int, Field(ge=200, le=599)] | None = None
     enhanced: Annotated[str, Field(pattern=r"^[245]\.\d{1,3}\.\d{1,3}$")] | None = None
     status: Literal["NO", "BAD", "BYE"] | None = None
@@ -74,6 +98,16 @@ class Rule(BaseModel):
             re.compile(value)
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Rule:
+        if self.unambiguous and not self.providers:
+            raise ValueError("unambiguous names whose words these are: it needs providers")
+        if self.standard and (self.providers or self.pattern or self.refines):
+            raise ValueError("a standard rule keys on standard codes only (no providers, pattern, refines)")
+        if self.reply_class is not None and self.protocol != "smtp":
+            raise ValueError("reply_class is an SMTP field")
+        return self
+
     @cached_property
     def regex(self) -> re.Pattern[str] | None:
         return re.compile(self.pattern, re.IGNORECASE) if self.pattern else None
@@ -85,7 +119,7 @@ class Rule(BaseModel):
             + (4 if self.enhanced else 0)
             + (2 if self.response_code else 0)
             + (2 if self.pattern else 0)
-            + (1 if self.reply_code or self.status else 0)
+            + (1 if self.reply_code or self.status or self.reply_class else 0)
         )
 
 
@@ -167,36 +201,49 @@ class KnowledgeBase:
             if rule.id in seen:
                 raise KnowledgeError(f"two knowledge rules have the id {rule.id!r}")
             seen.add(rule.id)
+        standard = {rule.id for rule in rules if rule.standard}
+        for rule in rules:
+            if rule.refines is not None and rule.refines not in standard:
+                raise KnowledgeError(f"rule {rule.id!r} refines {rule.refines!r}, which is no standard rule")
         self.rules = tuple(rules)
 
     def __len__(self) -> int:
         return len(self.rules)
 
-    def match(
-        self, reply: ParsedReply, *, provider: str | None = None, candidates: Sequence[str] = ()
-    ) -> ReplyMatch | None:
-        """The most specific rule for ``reply`` from a server of ``provider`` or of any of the
-        ``candidates`` (preset ids, most likely first); of two equally specific provider rules, the
-        one of the likelier candidate wins."""
-        providers = tuple(dict.fromkeys([*([provider] if provider else []), *candidates]))
-        best: Rule | None = None
-        for rule in self.rules:
-            if _applies(rule, reply, providers) and (
-                best is None or _weight(rule, providers) > _weight(best, providers)
-            ):
-                best = rule
+    def match(self, reply: ParsedReply, *, providers: Sequence[str] = ()) -> ReplyMatch | None:
+        """The rule that explains ``reply`` for an account whose candidate providers (preset ids,
+        most likely first) are ``providers``; None when no rule knows the reply."""
+        if isinstance(providers, str):
+            raise TypeError("providers is a sequence of preset ids, not one string")
+        candidates = tuple(providers)
+        decided = _best([r for r in self.rules if r.standard and _applies(r, reply, candidates)], candidates)
+        pool = [
+            rule
+            for rule in self.rules
+            if not rule.standard
+            and (decided is None or rule.refines == decided.id)
+            and _applies(rule, reply, candidates)
+        ]
+        best = _best(pool, candidates) or decided
         return ReplyMatch(best, reply) if best is not None else None
 
 
-def _weight(rule: Rule, providers: tuple[str, ...]) -> tuple[int, int]:
-    rank = min((providers.index(p) for p in rule.providers if p in providers), default=len(providers))
-    return rule.specificity, -rank
+def _best(rules: list[Rule], providers: tuple[str, ...]) -> Rule | None:
+    """The most specific rule; of equals, the one of the likelier provider, then the first in file order."""
+
+    def rank(rule: Rule) -> tuple[int, int]:
+        own = [providers.index(p) for p in rule.providers if p in providers]
+        return (-rule.specificity, min(own) if own else len(providers))
+
+    return min(rules, key=rank) if rules else None
 
 
 def _applies(rule: Rule, reply: ParsedReply, providers: tuple[str, ...]) -> bool:
     if rule.protocol != reply.protocol:
         return False
-    if rule.providers and not any(p in rule.providers for p in providers):
+    if rule.providers and not rule.unambiguous and not set(rule.providers) & set(providers):
+        return False
+    if rule.reply_class is not None and not _in_class(reply, rule.reply_class):
         return False
     if rule.reply_code is not None and rule.reply_code != reply.reply_code:
         return False
@@ -209,24 +256,47 @@ def _applies(rule: Rule, reply: ParsedReply, providers: tuple[str, ...]) -> bool
     return rule.regex is None or rule.regex.search(reply.text) is not None
 
 
+def _in_class(reply: ParsedReply, digit: int) -> bool:
+    # RFC 3463: the enhanced status's class says the same as the reply code's first digit; a server
+    # that sends either as temporary has said "try again later".
+    by_code = reply.reply_code is not None and reply.reply_code // 100 == digit
+    by_enhanced = reply.enhanced is not None and reply.enhanced.startswith(f"{digit}.")
+    return by_code or by_enhanced
+
+
 def match_reply(
     protocol: Protocol,
     reply: str,
     *,
-    provider: str | None = None,
-    candidates: Sequence[str] = (),
+    providers: Sequence[str] = (),
     reply_code: int | None = None,
     knowledge: KnowledgeBase | None = None,
 ) -> ReplyMatch | None:
-    """The rule that explains ``reply`` from a server of ``provider`` (a preset id) or of one of the
-    ``candidates`` (preset ids, most likely first), if any.
+    """The rule that explains ``reply``, if any, for an account whose candidate providers are
+    ``providers`` (preset ids, most likely first; empty when none is known).
 
     ``reply`` is the reply's text as the server sent it; for SMTP, ``reply_code`` may be given when
     the text is only the lines' text (as aiosmtplib returns it).
     """
     kb = knowledge if knowledge is not None else load_knowledge()
     parsed = parse_smtp_reply(reply, reply_code) if protocol == "smtp" else parse_imap_reply(reply)
-    return kb.match(parsed, provider=provider, candidates=candidates)
+    return kb.match(parsed, providers=providers)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def alert_text(reply: str) -> str | None:
+    """The text of an IMAP ``[ALERT]`` in ``reply`` (RFC 9051 7.1: it must be shown to the user),
+    with control characters escaped so that it cannot drive a terminal; None when there is none."""
+    found = [m.group(1).strip() for m in _ALERT.finditer(reply)]
+    text = " ".join(t for t in found if t)
+    if not text:
+        return None
+    escaped = "".join(c if c.isprintable() else _escape(c) for c in text)
+    return escaped[:MAX_ALERT]
 
 
 def _knowledge_files() -> list[Traversable]:

@@ -20,7 +20,7 @@ from inboxcheck._batch import BatchLine, read_batch, read_results, run_batch
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
 from inboxcheck._errors import InboxcheckError
 from inboxcheck._options import CheckOptions, Family
-from tests.helpers import CANARY, batch_user, google_payload, unreachable_for, write_jsonl
+from tests.helpers import CANARY, batch_user, custom_payload, google_payload, unreachable_for, write_jsonl
 
 OFFLINE = CheckOptions(families=frozenset({Family.ACCOUNT}))
 
@@ -164,6 +164,41 @@ async def test_concurrency_is_bounded_overall_and_per_host(tmp_path: Path) -> No
     peak.clear()
     await run_batch(path, options=OFFLINE, concurrency=3, per_host=10, env={}, specs=spec)
     assert peak["all"] == 3
+
+
+@pytest.mark.parametrize("one_per_mailbox", [True, False])
+async def test_two_checks_of_one_mailbox_never_run_at_once(tmp_path: Path, one_per_mailbox: bool) -> None:
+    # The same mailbox listed four times (an address in any case), among others on the same hosts.
+    same = [
+        custom_payload(email_address="user1@example.test", smtp_username=name, imap_username=name)
+        for name in ("user1@example.test", "USER1@example.test")
+    ]
+    rows = [*same, *same, *(batch_user(i) for i in range(2, 6))]
+    path = _jsonl(tmp_path, rows)
+    active: Counter[str] = Counter()
+    peak: Counter[str] = Counter()
+
+    async def slow(ctx: CheckContext) -> Outcome:
+        mailbox = ctx.account.imap_username.lower()
+        active[mailbox] += 1
+        active["all"] += 1
+        peak[mailbox] = max(peak[mailbox], active[mailbox])
+        peak["all"] = max(peak["all"], active["all"])
+        await asyncio.sleep(0.05)
+        active[mailbox] -= 1
+        active["all"] -= 1
+        return Outcome(summary="ok")
+
+    spec = [CheckSpec("test.slow", "Slow", Family.ACCOUNT, slow)]
+    summary = await run_batch(
+        path, options=OFFLINE, concurrency=8, per_host=8, one_per_mailbox=one_per_mailbox, env={}, specs=spec
+    )
+    assert summary.total == 8
+    if one_per_mailbox:
+        assert peak["user1@example.test"] == 1
+        assert peak["all"] >= 4, "other mailboxes still run alongside"
+    else:
+        assert peak["user1@example.test"] == 4
 
 
 def _kill_batch_after(args: list[str], delay: float) -> int:

@@ -75,6 +75,31 @@ async def test_imap_implicit_tls_on_a_starttls_port_is_fixed_by_the_alternate(la
     assert result.suggested_changes["imap_port"] in (lab.imap["imaps"].port, lab.imap["imap_starttls"].port)
 
 
+async def test_the_same_port_in_the_other_tls_mode_is_tried_first(lab: Lab) -> None:
+    port = lab.imap["imap_starttls"].port
+    account = _account(lab, imap_port=port, imap_use_ssl=True)
+    result = await diagnose(account, options=_options(lab, Family.IMAP), presets=_lab_presets(lab))
+    assert result.causes[0].code == "imap.tls.mode_mismatch"
+    first = result.alternatives[0]
+    assert (first.port, first.tls, first.result) == (port, TlsMode.STARTTLS, "works")
+    assert result.suggested_changes == {
+        "imap_host": "mail.lab.test",
+        "imap_port": port,
+        "imap_use_ssl": False,
+    }
+
+
+async def test_a_mode_mismatch_on_a_port_no_preset_knows_is_fixed_on_that_port(lab: Lab) -> None:
+    # The bundled presets only: nothing but the account's own port can work (the lab's ports are not
+    # 993/143), so only the same port in the other mode finds the fix.
+    port = lab.imap["imaps"].port
+    account = _account(lab, imap_port=port, imap_use_ssl=False)
+    result = await diagnose(account, options=_options(lab, Family.IMAP), presets=load_presets())
+    assert result.causes[0].code == "imap.tls.mode_mismatch"
+    assert (result.alternatives[0].port, result.alternatives[0].tls) == (port, TlsMode.IMPLICIT)
+    assert result.suggested_changes == {"imap_host": "mail.lab.test", "imap_port": port, "imap_use_ssl": True}
+
+
 async def test_a_wrong_password_is_ranked_first_and_no_alternate_is_tried(lab: Lab) -> None:
     account = _account(lab, smtp_password="wrong-password-1", imap_password="wrong-password-1")
     result = await diagnose(account, options=_options(lab), presets=_lab_presets(lab))

@@ -12,6 +12,7 @@ from inboxcheck._errors import KnowledgeError
 from inboxcheck._knowledge import (
     KnowledgeBase,
     Rule,
+    alert_text,
     load_knowledge,
     load_rules,
     match_reply,
@@ -131,7 +132,7 @@ REQUIRED_CODES = {
 
 @pytest.mark.parametrize(("provider", "protocol", "reply", "code"), ERROR_TABLE)
 def test_every_error_table_row_is_matched(provider: str | None, protocol: str, reply: str, code: str) -> None:
-    match = match_reply(protocol, reply, provider=provider)  # type: ignore[arg-type]
+    match = match_reply(protocol, reply, providers=[provider] if provider else [])  # type: ignore[arg-type]
     assert match is not None, reply
     assert match.rule.code == code
 
@@ -142,8 +143,7 @@ def test_the_required_codes_are_all_in_the_knowledge_base() -> None:
 
 @pytest.mark.parametrize("rule", KB.rules, ids=lambda rule: rule.id)
 def test_every_rule_matches_its_own_example_and_reads_well(rule: Rule) -> None:
-    provider = rule.providers[0] if rule.providers else None
-    match = match_reply(rule.protocol, rule.example, provider=provider)
+    match = match_reply(rule.protocol, rule.example, providers=rule.providers[:1])
     assert match is not None and match.rule.id == rule.id
     for text in (rule.message, rule.fix):
         assert text[0].isupper() and text.endswith("."), text
@@ -152,8 +152,8 @@ def test_every_rule_matches_its_own_example_and_reads_well(rule: Rule) -> None:
 
 
 def test_microsofts_login_failed_is_policy_there_and_wrong_credentials_elsewhere() -> None:
-    at_microsoft = match_reply("imap", "NO LOGIN failed.", provider="microsoft-365")
-    elsewhere = match_reply("imap", "NO LOGIN failed.", provider="custom")
+    at_microsoft = match_reply("imap", "NO LOGIN failed.", providers=["microsoft-365"])
+    elsewhere = match_reply("imap", "NO LOGIN failed.", providers=["custom"])
     unknown = match_reply("imap", "NO LOGIN failed.")
     assert at_microsoft is not None and at_microsoft.rule.code == "imap.auth.basic_auth_retired"
     assert elsewhere is not None and elsewhere.rule.code == "imap.auth.rejected"
@@ -161,7 +161,9 @@ def test_microsofts_login_failed_is_policy_there_and_wrong_credentials_elsewhere
 
 
 def test_a_providers_rule_beats_the_generic_one_for_the_same_reply() -> None:
-    google = match_reply("smtp", "535-5.7.8 Username and Password not accepted", provider="google-workspace")
+    google = match_reply(
+        "smtp", "535-5.7.8 Username and Password not accepted", providers=["google-workspace"]
+    )
     generic = match_reply("smtp", "535-5.7.8 Username and Password not accepted")
     assert google is not None and google.rule.id == "google.smtp.credentials-not-accepted"
     assert generic is not None and generic.rule.id == "generic.smtp.535"
@@ -169,9 +171,132 @@ def test_a_providers_rule_beats_the_generic_one_for_the_same_reply() -> None:
 
 def test_unknown_replies_match_nothing() -> None:
     assert match_reply("smtp", "250 2.0.0 OK") is None
-    assert match_reply("smtp", "421 4.7.0 Try again later") is None
+    assert match_reply("smtp", "550 5.1.1 No such user") is None
     assert match_reply("imap", "OK LOGIN completed") is None
-    assert match_reply("imap", "NO [UNAVAILABLE] Temporary failure") is None
+    assert match_reply("imap", "NO [BADCHARSET] Unknown charset") is None
+
+
+# --- standard codes first (RFC 5321/3463 reply classes, RFC 5530 response codes) -------------------
+
+CLASS_TABLE: list[tuple[str, str, str]] = [
+    ("smtp", "454 4.7.0 Temporary authentication failure", "smtp.reply.temporary"),
+    ("smtp", "421 4.7.0 Try again later, closing connection.", "smtp.reply.temporary"),
+    ("smtp", "451 4.3.0 Temporary lookup failure", "smtp.reply.temporary"),
+    # An enhanced status of class 4 is temporary even under a code of another class.
+    ("smtp", "535 4.7.0 Authentication back end unavailable", "smtp.reply.temporary"),
+    ("smtp", "432 4.7.12 A password transition is needed", "smtp.reply.temporary"),
+    ("imap", "NO [UNAVAILABLE] Temporary authentication failure", "imap.reply.temporary"),
+    (
+        "imap",
+        "NO [UNAVAILABLE] Maximum number of connections from user+IP exceeded "
+        "(mail_max_userip_connections=10)",
+        "imap.connections.limit",
+    ),
+    ("imap", "NO [ALERT] Too many simultaneous connections. (Failure)", "imap.connections.limit"),
+    (
+        "imap",
+        "NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)",
+        "imap.connections.limit",
+    ),
+    ("imap", "NO [LIMIT] Too many commands", "imap.reply.limit"),
+    ("imap", "NO [AUTHENTICATIONFAILED] Authentication failed.", "imap.auth.rejected"),
+    ("imap", "NO [AUTHORIZATIONFAILED] No such authorization-ID", "imap.auth.authorization_failed"),
+    ("imap", "NO [EXPIRED] That password isn't valid any more", "imap.auth.expired"),
+    ("imap", "NO [PRIVACYREQUIRED] Connection is not private", "imap.auth.privacy_required"),
+    ("imap", "NO [CONTACTADMIN] Please contact the administrator", "imap.auth.contact_admin"),
+]
+
+
+@pytest.mark.parametrize(("protocol", "reply", "code"), CLASS_TABLE)
+@pytest.mark.parametrize("providers", [(), ("google-workspace",), ("microsoft-365", "google-workspace")])
+def test_standard_codes_decide_whatever_the_provider(
+    protocol: str, reply: str, code: str, providers: tuple[str, ...]
+) -> None:
+    match = match_reply(protocol, reply, providers=providers)  # type: ignore[arg-type]
+    assert match is not None and match.rule.code == code
+    temporary = code in (
+        "smtp.reply.temporary",
+        "imap.reply.temporary",
+        "imap.reply.limit",
+        "imap.connections.limit",
+    )
+    assert (match.rule.severity is Severity.ERROR) == temporary
+
+
+def test_a_temporary_class_beats_words_that_would_mean_a_wrong_password() -> None:
+    # Microsoft's "LOGIN failed" words, Zimbra's, Google's: under [UNAVAILABLE] or a 4yz none decides.
+    for providers in ((), ("microsoft-365",)):
+        imap_match = match_reply("imap", "NO [UNAVAILABLE] LOGIN failed.", providers=providers)
+        assert imap_match is not None and imap_match.rule.code == "imap.reply.temporary"
+    google = match_reply(
+        "smtp", "454 4.7.0 Username and Password not accepted, try later", providers=["google-workspace"]
+    )
+    assert google is not None and google.rule.code == "smtp.reply.temporary"
+
+
+def test_a_text_rule_refines_its_class_only_when_it_says_so() -> None:
+    google = match_reply(
+        "imap", "NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)", providers=["google-workspace"]
+    )
+    assert google is not None and google.rule.id == "google.imap.invalid-credentials"
+    postfix = match_reply("smtp", "454 4.7.0 TLS not available due to local problem")
+    assert postfix is not None and postfix.rule.code == "smtp.starttls.failed"
+    assert postfix.rule.severity is Severity.ERROR, "a 4yz reply is never a verdict"
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        ("534-5.7.9 Application-specific password required.", "smtp.auth.app_password_required"),
+        (
+            "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.",
+            "smtp.auth.disabled_for_tenant",
+        ),
+        ("535 5.7.3 Authentication unsuccessful [X]", "smtp.auth.rejected"),
+        ("530 5.7.57 Client not authenticated to send mail.", "smtp.auth.required"),
+    ],
+)
+@pytest.mark.parametrize("providers", [(), ("custom",), ("yahoo",)])
+def test_unambiguous_provider_words_apply_whatever_preset_was_settled_on(
+    reply: str, code: str, providers: tuple[str, ...]
+) -> None:
+    match = match_reply("smtp", reply, providers=providers)
+    assert match is not None and match.rule.code == code
+    assert match.rule.unambiguous
+
+
+def test_googles_imap_app_password_alert_applies_on_any_host() -> None:
+    match = match_reply("imap", "NO [ALERT] Application-specific password required: https://x (Failure)")
+    assert match is not None and match.rule.code == "imap.auth.app_password_required"
+
+
+def test_ambiguous_words_need_the_provider_among_the_candidates() -> None:
+    retired: list[tuple[str, ...]] = [
+        ("google-workspace", "microsoft-365"),
+        ("microsoft-365",),
+        ("outlook-com",),
+    ]
+    for providers in retired:
+        match = match_reply("imap", "NO LOGIN failed.", providers=providers)
+        assert match is not None and match.rule.code == "imap.auth.basic_auth_retired", providers
+    rejected: list[tuple[str, ...]] = [(), ("custom",), ("google-workspace",)]
+    for providers in rejected:
+        match = match_reply("imap", "NO LOGIN failed.", providers=providers)
+        assert match is not None and match.rule.code == "imap.auth.rejected", providers
+
+
+def test_providers_must_be_a_sequence_of_ids_not_one_string() -> None:
+    with pytest.raises(TypeError):
+        match_reply("imap", "NO LOGIN failed.", providers="microsoft-365")
+
+
+def test_alert_text_is_shown_escaped() -> None:
+    assert alert_text("NO [ALERT] Please log in \x1b[31mnow\x07 (Failure)") == (
+        "Please log in \\x1b[31mnow\\x07 (Failure)"
+    )
+    assert alert_text("* OK [ALERT] one\nA1 NO [ALERT] two") == "one two"
+    assert alert_text("NO [AUTHENTICATIONFAILED] nope") is None
+    assert len(alert_text("NO [ALERT] " + "x" * 5000) or "") <= 500
 
 
 def test_smtp_parsing_of_multiline_replies_and_codes() -> None:
@@ -201,8 +326,9 @@ def test_imap_parsing_reads_status_and_response_codes() -> None:
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(max_size=400), code=st.none() | st.integers(min_value=0, max_value=999))
 def test_the_matcher_never_raises_on_hostile_text(text: str, code: int | None) -> None:
-    match_reply("smtp", text, provider="google-workspace", reply_code=code)
-    match_reply("imap", text, provider="microsoft-365")
+    match_reply("smtp", text, providers=["google-workspace"], reply_code=code)
+    match_reply("imap", text, providers=["microsoft-365", "google-workspace"])
+    alert_text(text)
 
 
 def test_invalid_rule_files_are_reported_with_their_source() -> None:
@@ -213,6 +339,16 @@ def test_invalid_rule_files_are_reported_with_their_source() -> None:
     rule = KB.rules[0]
     with pytest.raises(KnowledgeError, match="two knowledge rules"):
         KnowledgeBase([rule, rule])
+    base = (
+        'id = "x"\nprotocol = "smtp"\ncode = "smtp.a.b"\nmessage = "M."\nfix = "F."\nsource = "s"\n'
+        'example = "e"\n'
+    )
+    with pytest.raises(KnowledgeError, match="unambiguous"):
+        load_rules("[[rule]]\n" + base + "unambiguous = true\n", source="t.toml")
+    with pytest.raises(KnowledgeError, match="standard"):
+        load_rules("[[rule]]\n" + base + 'standard = true\npattern = "x"\n', source="t.toml")
+    with pytest.raises(KnowledgeError, match="no standard rule"):
+        KnowledgeBase(load_rules("[[rule]]\n" + base + 'refines = "nothing"\n', source="t.toml"))
 
 
 def test_the_knowledge_base_ships_inside_the_package() -> None:
@@ -281,7 +417,7 @@ async def test_imap_reply_served_by_a_peer_gives_the_rules_finding(rule: Rule, c
     finding = run.finding(rule.code)
     assert finding.evidence["rule"] == rule.id
     assert finding.evidence["reply"] == _tagged(rule.example)
-    assert finding.severity is Severity.FAIL
+    assert finding.severity is rule.severity
     assert run.codes == [rule.code]
     assert run.elapsed < ELAPSED_BOUND
     assert not any(b"EXAMINE" in command for command in script.commands)
@@ -298,12 +434,14 @@ def _inbox_type(rule: Rule) -> str:
 
 
 def test_every_candidates_rules_apply() -> None:
-    example = next(r for r in KB.rules if r.id == "google.smtp.app-password-required").example
-    for candidates in (["zoho-org", "google-workspace"], ["google-workspace", "zoho-org"]):
-        found = match_reply("smtp", example, candidates=candidates)
-        assert found is not None and found.rule.id == "google.smtp.app-password-required", candidates
-    found = match_reply("smtp", example, candidates=["zoho-org"])
-    assert found is None or found.rule.id != "google.smtp.app-password-required"
+    # An ambiguous provider rule (Microsoft's bare "LOGIN failed."): it applies when its provider is
+    # any of the candidates, and only then. (Unambiguous ones apply from any host: see above.)
+    example = next(r for r in KB.rules if r.id == "microsoft.imap.login-failed").example
+    for candidates in (["zoho-org", "microsoft-365"], ["microsoft-365", "zoho-org"]):
+        found = match_reply("imap", example, providers=candidates)
+        assert found is not None and found.rule.id == "microsoft.imap.login-failed", candidates
+    found = match_reply("imap", example, providers=["zoho-org"])
+    assert found is None or found.rule.id != "microsoft.imap.login-failed"
 
 
 def test_of_two_equally_specific_provider_rules_the_likelier_candidates_wins() -> None:
@@ -323,7 +461,7 @@ def test_of_two_equally_specific_provider_rules_the_likelier_candidates_wins() -
     kb = KnowledgeBase([rule("zoho-org"), rule("google-workspace")])
     reply = parse_smtp_reply("535 no")
     for candidates in (["google-workspace", "zoho-org"], ["zoho-org", "google-workspace"]):
-        found = kb.match(reply, candidates=candidates)
+        found = kb.match(reply, providers=candidates)
         assert found is not None and found.rule.providers == (candidates[0],)
 
 

@@ -178,6 +178,98 @@ async def test_unknown_refusal_falls_back_to_rejected(certs: PeerCerts) -> None:
     assert run.finding("imap.auth.rejected").evidence["reply"] == "NO something odd happened"
 
 
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        (
+            "NO [UNAVAILABLE] Temporary authentication failure. [mail.peer.test:2026-12-02 10:00:00]",
+            "imap.reply.temporary",
+        ),
+        (
+            "NO [UNAVAILABLE] Maximum number of connections from user+IP exceeded "
+            "(mail_max_userip_connections=10)",
+            "imap.connections.limit",
+        ),
+        ("NO [ALERT] Too many simultaneous connections. (Failure)", "imap.connections.limit"),
+        ("NO [UNAVAILABLE] LOGIN failed.", "imap.reply.temporary"),
+    ],
+)
+async def test_temporary_refusals_are_could_not_tell_not_rejected(
+    certs: PeerCerts, reply: str, code: str
+) -> None:
+    script = implicit(certs, login_reply=reply)
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_imap(server.port, certs)
+    assert run.codes == [code]
+    assert run.finding(code).severity is Severity.ERROR
+    assert run.result.status is Status.ERROR
+    assert run.report.exit_code == 3
+    del server
+
+
+async def test_the_connection_limit_says_other_clients_hold_the_mailbox(certs: PeerCerts) -> None:
+    script = implicit(certs, login_reply="NO [ALERT] Too many simultaneous connections. (Failure)")
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_imap(server.port, certs)
+    finding = run.finding("imap.connections.limit")
+    assert "platform's own workers" in (finding.fix or "")
+    assert "nothing about the password" in finding.message
+    assert finding.message.endswith('The server says: "Too many simultaneous connections. (Failure)"')
+    assert finding.evidence["alert"] == "Too many simultaneous connections. (Failure)"
+    del server
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        ("NO [EXPIRED] Password expired, change it on the web", "imap.auth.expired"),
+        ("NO [PRIVACYREQUIRED] Encryption required", "imap.auth.privacy_required"),
+        ("NO [CONTACTADMIN] Account locked", "imap.auth.contact_admin"),
+        ("NO [AUTHORIZATIONFAILED] Not allowed", "imap.auth.authorization_failed"),
+    ],
+)
+async def test_rfc5530_codes_get_their_own_finding(certs: PeerCerts, reply: str, code: str) -> None:
+    script = implicit(certs, login_reply=reply)
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_imap(server.port, certs)
+    assert run.codes == [code]
+    assert run.finding(code).severity is Severity.FAIL
+    del server
+
+
+async def test_an_alert_is_shown_to_the_user_verbatim_and_escaped(certs: PeerCerts) -> None:
+    script = implicit(
+        certs, login_reply="NO [ALERT] Mailbox moved to \x1b[31mimap.new.test\x1b[0m, log in there"
+    )
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_imap(server.port, certs)
+    finding = run.finding("imap.auth.rejected")
+    shown = "Mailbox moved to \\x1b[31mimap.new.test\\x1b[0m, log in there"
+    assert finding.message.endswith(f'The server says: "{shown}"')
+    assert "\x1b" not in finding.message
+    del server
+
+
+@pytest.mark.parametrize("inbox_type", ["CUSTOM_SMTP", "GOOGLE_WORKSPACE"])
+async def test_googles_app_password_alert_is_known_on_any_host(certs: PeerCerts, inbox_type: str) -> None:
+    reply = "NO [ALERT] Application-specific password required: https://support.google.com/x (Failure)"
+    script = implicit(certs, login_reply=reply)
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_imap(server.port, certs, inbox_type=inbox_type)
+    assert run.codes == ["imap.auth.app_password_required"]
+    assert "Application-specific password required" in run.finding("imap.auth.app_password_required").message
+    del server
+
+
+async def test_inbox_temporarily_unavailable_is_could_not_tell(certs: PeerCerts) -> None:
+    script = implicit(certs, examine_reply="NO [UNAVAILABLE] Mailbox is being migrated, try later")
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_imap(server.port, certs)
+    assert run.finding("imap.inbox.unavailable").severity is Severity.ERROR
+    assert run.result.status is Status.ERROR
+    del server
+
+
 async def test_inbox_that_cannot_be_opened(certs: PeerCerts) -> None:
     script = implicit(certs, examine_reply="NO [NONEXISTENT] Mailbox doesn't exist: INBOX")
     async with peer(script, tls=certs.server_context()) as server:
@@ -341,6 +433,7 @@ async def test_a_refused_starttls(certs: PeerCerts) -> None:
         run = await run_imap(server.port, certs, imap_use_ssl=False)
     finding = run.finding("imap.starttls.failed")
     assert "UNAVAILABLE" in finding.evidence["reply"]
+    assert finding.severity is Severity.ERROR, "[UNAVAILABLE] is temporary (RFC 5530)"
     assert not any(b"LOGIN" in c for c in script.commands)
     assert_no_secret(server.received)
 
@@ -362,3 +455,45 @@ async def test_an_unreachable_network_is_could_not_tell() -> None:
     assert finding.code == "imap.connect.failed"
     assert finding.severity is Severity.ERROR
     login.tls_ready.cancel()
+
+
+# --- the TLS mode on the wrong port ------------------------------------------------------------
+
+
+async def test_ssl_off_on_an_implicit_tls_port_is_a_mode_mismatch_found_quickly(certs: PeerCerts) -> None:
+    script = implicit(certs)
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_imap(server.port, certs, imap_use_ssl=False, timeout=10)
+    assert run.codes == ["imap.tls.mode_mismatch"]
+    finding = run.finding("imap.tls.mode_mismatch")
+    assert finding.severity is Severity.FAIL
+    assert finding.evidence["observed"] == "implicit"
+    assert finding.fix == f"Turn imap_use_ssl on for port {server.port}."
+    assert run.elapsed < ELAPSED_BOUND, f"took {run.elapsed:.2f} s with --timeout 10"
+    assert script.commands == [], "only a handshake was tried: no command, no credential"
+    assert_no_secret(server.received)
+
+
+async def test_ssl_on_a_port_that_greets_in_clear_text_is_the_mirror_mismatch(certs: PeerCerts) -> None:
+    script = ImapScript(tls=certs.server_context())
+    async with peer(script) as server:
+        run = await run_imap(server.port, certs, imap_use_ssl=True, timeout=10)
+    assert run.codes == ["imap.tls.mode_mismatch"]
+    finding = run.finding("imap.tls.mode_mismatch")
+    assert finding.evidence["observed"] == "plain"
+    assert finding.evidence["greeting"] == script.greeting
+    assert (finding.fix or "").startswith(f"Turn imap_use_ssl off for port {server.port}")
+    assert run.elapsed < ELAPSED_BOUND
+    assert_no_secret(server.received)
+
+
+async def test_a_silent_port_that_speaks_no_tls_either_still_times_out_within_the_timeout(
+    certs: PeerCerts,
+) -> None:
+    # The grace (1.5 s here) and the handshake probe (up to 1.5 s) count toward the 3 s timeout:
+    # without that the check would take about 6 s.
+    async with peer(_silent) as server:
+        run = await run_imap(server.port, certs, imap_use_ssl=False, timeout=3)
+    assert run.codes == ["imap.connect.timeout"]
+    assert len(server.connections) == 2, "the check and one handshake probe"
+    assert_bounded(run)

@@ -191,6 +191,7 @@ async def test_a_starttls_refusal_is_explained(certs: PeerCerts) -> None:
         run = await run_smtp(server.port, certs)
     finding = run.finding("smtp.starttls.failed")
     assert finding.evidence["reply"] == "454 4.7.0 TLS not available due to local problem"
+    assert finding.severity is Severity.ERROR, "a 4yz reply is temporary"
     assert_no_secret(server.received)
 
 
@@ -379,10 +380,28 @@ async def test_connection_dropped_mid_implicit_handshake(certs: PeerCerts, port_
     assert_no_secret(server.received)
 
 
-async def test_a_plain_server_on_465_is_a_handshake_failure_with_a_hint(
+async def test_a_plain_server_on_465_is_a_mode_mismatch_that_names_the_starttls_port(
     certs: PeerCerts, port_465: int
 ) -> None:
-    async with peer(SmtpScript(), port=port_465) as server:
+    script = SmtpScript()
+    async with peer(script, port=port_465) as server:
+        run = await run_smtp(port_465, certs, timeout=10)
+    assert run.codes == ["smtp.tls.mode_mismatch"]
+    finding = run.finding("smtp.tls.mode_mismatch")
+    assert finding.evidence["observed"] == "plain"
+    assert finding.evidence["greeting"] == script.banner
+    assert "587" in (finding.fix or "") and "STARTTLS" in (finding.fix or "")
+    assert run.elapsed < ELAPSED_BOUND
+    assert_no_secret(server.received)
+
+
+async def test_a_server_that_greets_in_neither_mode_is_still_a_handshake_failure(
+    certs: PeerCerts, port_465: int
+) -> None:
+    async def not_smtp(conn: PeerConn) -> None:
+        await conn.send(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    async with peer(not_smtp, port=port_465) as server:
         run = await run_smtp(port_465, certs)
     finding = run.finding("smtp.tls.handshake_failed")
     assert "STARTTLS" in (finding.fix or "")
@@ -444,19 +463,70 @@ async def test_a_temporary_421_greeting_is_could_not_tell(certs: PeerCerts) -> N
     assert_no_secret(server.received)
 
 
-@pytest.mark.parametrize(
-    ("reply", "severity"), [("550 5.7.1 Not today", Severity.FAIL), ("454 4.7.0 Try later", Severity.ERROR)]
-)
-async def test_an_unknown_auth_refusal_is_reported_verbatim(
-    certs: PeerCerts, reply: str, severity: Severity
-) -> None:
+async def test_an_unknown_auth_refusal_is_reported_verbatim(certs: PeerCerts) -> None:
+    reply = "550 5.7.1 Not today"
     script = SmtpScript(tls=certs.server_context(), auth_reply=reply)
     async with peer(script) as server:
         run = await run_smtp(server.port, certs)
     finding = run.finding("smtp.auth.rejected")
-    assert finding.severity is severity
+    assert finding.severity is Severity.FAIL
     assert finding.evidence["reply"] == reply
     assert "rule" not in finding.evidence
+    del server
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "454 4.7.0 Temporary authentication failure",
+        "421 4.7.0 Try again later, closing connection.",
+        "454 4.7.0 Try later",
+        # The words of a wrong password under a temporary class: the class decides.
+        "451 4.7.8 Error: authentication failed: temporary lookup failure",
+    ],
+)
+async def test_a_temporary_reply_to_auth_is_could_not_tell_not_rejected(certs: PeerCerts, reply: str) -> None:
+    script = SmtpScript(tls=certs.server_context(), auth_reply=reply)
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    assert run.codes == ["smtp.reply.temporary"]
+    finding = run.finding("smtp.reply.temporary")
+    assert finding.severity is Severity.ERROR
+    assert finding.evidence["reply"] == reply
+    assert finding.evidence["stage"] == "auth"
+    assert run.result.status is Status.ERROR
+    assert run.report.exit_code == 3
+    assert_bounded(run)
+    del server
+
+
+async def test_a_temporary_reply_to_ehlo_is_could_not_tell(certs: PeerCerts) -> None:
+    async def busy(conn: PeerConn) -> None:
+        await conn.send(b"421 4.7.0 mail.peer.test Try again later, closing connection.\r\n")
+
+    script = SmtpScript(tls=certs.server_context(), ehlo_hook=busy)
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding("smtp.reply.temporary")
+    assert finding.severity is Severity.ERROR
+    assert finding.evidence["stage"] == "ehlo"
+    assert "smtp.protocol.error" not in run.codes
+    assert_no_secret(server.received)
+
+
+@pytest.mark.parametrize("inbox_type", ["CUSTOM_SMTP", "GOOGLE_WORKSPACE"])
+async def test_googles_app_password_reply_is_known_on_any_host(certs: PeerCerts, inbox_type: str) -> None:
+    reply = (
+        "534-5.7.9 Application-specific password required. For more information, go to\n"
+        "534 5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor x - gsmtp"
+    )
+    script = SmtpScript(tls=certs.server_context(), auth_reply=reply)
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs, inbox_type=inbox_type)
+    assert run.codes == ["smtp.auth.app_password_required"]
+    assert (
+        run.finding("smtp.auth.app_password_required").evidence["rule"] == "google.smtp.app-password-required"
+    )
     del server
 
 
@@ -489,3 +559,57 @@ async def test_an_unreachable_network_is_could_not_tell() -> None:
     assert finding.code == "smtp.connect.failed"
     assert finding.severity is Severity.ERROR
     login.tls_ready.cancel()
+
+
+# --- the TLS mode on the wrong port ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_tls", [True, False], ids=["starttls", "tls-off"])
+async def test_implicit_tls_on_a_port_configured_for_a_greeting_is_a_mode_mismatch(
+    certs: PeerCerts, use_tls: bool
+) -> None:
+    script = SmtpScript()
+    async with peer(script, tls=certs.server_context()) as server:
+        run = await run_smtp(server.port, certs, smtp_use_tls=use_tls, timeout=10)
+    assert run.codes == ["smtp.tls.mode_mismatch"]
+    finding = run.finding("smtp.tls.mode_mismatch")
+    assert finding.severity is Severity.FAIL
+    assert finding.evidence["observed"] == "implicit"
+    assert finding.evidence["configured"] == ("starttls" if use_tls else "none")
+    assert "465" in (finding.fix or "") and "587" in (finding.fix or "")
+    assert run.elapsed < ELAPSED_BOUND, f"took {run.elapsed:.2f} s with --timeout 10"
+    assert script.commands == [], "only a handshake was tried: no command, no credential"
+    assert_no_secret(server.received)
+
+
+async def test_tls_off_on_465_speaking_implicit_tls_says_turn_tls_on(certs: PeerCerts, port_465: int) -> None:
+    async with peer(SmtpScript(), tls=certs.server_context(), port=port_465) as server:
+        run = await run_smtp(port_465, certs, smtp_use_tls=False, timeout=10)
+    finding = run.finding("smtp.tls.mode_mismatch")
+    assert finding.fix == "Turn smtp_use_tls on: port 465 speaks implicit TLS."
+    assert run.elapsed < ELAPSED_BOUND
+    assert_no_secret(server.received)
+
+
+async def test_a_silent_port_times_out_within_the_timeout_grace_and_probe_included(certs: PeerCerts) -> None:
+    async with peer(_silent) as server:
+        run = await run_smtp(server.port, certs, timeout=3)
+    assert run.codes == ["smtp.connect.timeout"]
+    assert len(server.connections) == 2, "the check and one handshake probe"
+    assert_bounded(run)
+
+
+async def test_port_25_is_never_probed_with_a_handshake(certs: PeerCerts) -> None:
+    # Postfix's postscreen blocklists a client that talks before the greeting on port 25.
+    try:
+        server_cm = peer(SmtpScript(), tls=certs.server_context(), port=25)
+        server = await server_cm.__aenter__()
+    except OSError as exc:
+        pytest.skip(f"cannot bind 127.0.0.1:25 here ({exc})")
+    try:
+        run = await run_smtp(25, certs, timeout=1)
+    finally:
+        await server_cm.__aexit__(None, None, None)
+    assert run.codes == ["smtp.connect.timeout"]
+    # The peer runs its script only once a handshake completes: none did.
+    assert server.connections == []

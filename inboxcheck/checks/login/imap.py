@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 from collections.abc import Awaitable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from aioimaplib import aioimaplib
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
-from inboxcheck._knowledge import ReplyMatch
+from inboxcheck._knowledge import ReplyMatch, alert_text, match_reply
 from inboxcheck._models import Severity
 from inboxcheck._options import Family
 from inboxcheck._presets import TlsMode
@@ -196,6 +197,8 @@ class _ImapLogin(LoginProbe):
         "Check imap_port against the provider's setup page (993 for implicit TLS, 143 for STARTTLS)."
     )
     TIMEOUT_FIX = "Check the port and whether a firewall drops the traffic, then try again."
+    MODE_MISMATCH = "imap.tls.mode_mismatch"
+    GREETING = re.compile(r"^\* (OK|PREAUTH)\b", re.IGNORECASE)
 
     def __init__(self, ctx: CheckContext) -> None:
         account = ctx.account
@@ -207,6 +210,19 @@ class _ImapLogin(LoginProbe):
             mode=TlsMode.IMPLICIT if account.imap_use_ssl else TlsMode.STARTTLS,
         )
         self.proto: _Protocol | None = None
+
+    def mode_mismatch_fix(self, observed: Literal["implicit", "plain"]) -> str:
+        if observed == "implicit":
+            return f"Turn imap_use_ssl on for port {self.port}."
+        return (
+            f"Turn imap_use_ssl off for port {self.port} (the connection is then upgraded with STARTTLS "
+            "before the password is sent), or use the provider's implicit-TLS port (usually 993)."
+        )
+
+    def temporary(self, reply: str) -> bool:
+        """Whether a refusal's standard code (RFC 5530 ``[UNAVAILABLE]``, ``[LIMIT]``) makes it temporary."""
+        match = match_reply("imap", reply, providers=self.provider_ids)
+        return match is not None and match.rule.standard and match.rule.severity is Severity.ERROR
 
     def step(self, name: str, text: str) -> None:
         self.steps.append({"step": name, "reply": self.scrub(text)[:_MAX_EVIDENCE]})
@@ -236,15 +252,17 @@ class _ImapLogin(LoginProbe):
 
     # --- the conversation --------------------------------------------------------------------
 
-    async def wait(self, awaitable: Awaitable[_T], stage: str, *, report: bool = True) -> _T:
-        """``awaitable``, bounded by the step timeout and cut short if the peer fails."""
+    async def wait(
+        self, awaitable: Awaitable[_T], stage: str, *, report: bool = True, within: float | None = None
+    ) -> _T:
+        """``awaitable``, bounded by ``within`` (the step timeout by default) and cut short if the peer
+        fails."""
         assert self.proto is not None
         task: asyncio.Future[_T] = asyncio.ensure_future(awaitable)
         waiters: set[asyncio.Future[Any]] = {task, self.proto.failed}
+        limit = self.ctx.step_timeout() if within is None else within
         try:
-            done, _ = await asyncio.wait(
-                waiters, timeout=self.ctx.step_timeout(), return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait(waiters, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             # asyncio.wait leaves its futures running: the step must not outlive a cancelled run.
             task.cancel()
@@ -302,7 +320,8 @@ class _ImapLogin(LoginProbe):
 
     async def _converse_with(self, proto: _Protocol) -> bool:
         self._stage = "greeting"
-        await self.wait(asyncio.shield(proto.greeted), "greeting")
+        # The greeting's wait so far counts: a silent port takes --timeout, not more.
+        await self.wait(asyncio.shield(proto.greeted), "greeting", within=self.greeting_timeout())
         self.step("greeting", proto.greeting or "")
         if proto.state == aioimaplib.AUTH:
             self.protocol_error("pre-authenticated the connection without a login", stage="greeting")
@@ -351,12 +370,18 @@ class _ImapLogin(LoginProbe):
         response = await self.wait(proto.execute(command), "starttls")
         self.step("starttls", f"{response.result} {' '.join(_lines(response))}")
         if response.result != "OK":
+            reply = f"{response.result} {' '.join(_lines(response))}"
+            temporary = self.temporary(reply)
             self.out.add(
                 "imap.starttls.failed",
-                Severity.FAIL,
-                f"The server at {self.where} offers STARTTLS but refused to start it; inboxcheck sent "
-                "no credentials.",
-                fix="The server's operator must fix its TLS setup; the reply is in the evidence.",
+                Severity.ERROR if temporary else Severity.FAIL,
+                f"The server at {self.where} offers STARTTLS but refused to start it"
+                + (" for now (a temporary refusal: could not tell)" if temporary else "")
+                + "; inboxcheck sent no credentials.",
+                fix="Check again later; if it persists, the server's operator must fix its TLS setup (the "
+                "reply is in the evidence)."
+                if temporary
+                else "The server's operator must fix its TLS setup; the reply is in the evidence.",
                 host=self.host,
                 port=self.port,
                 reply=self.scrub(f"{response.result} {' '.join(_lines(response))}"),
@@ -459,12 +484,17 @@ class _ImapLogin(LoginProbe):
             "stage": "login",
             "reply": verbatim,
         }
-        if self.known_reply(f"{result} {text}", evidence):
+        # RFC 9051 section 7.1: an ALERT's text must be shown to the user, whatever the rest means.
+        alert = alert_text(self.scrub(text))
+        note = f' The server says: "{alert}"' if alert else ""
+        if alert:
+            evidence["alert"] = alert
+        if self.known_reply(f"{result} {text}", evidence, note=note):
             return
         self.out.add(
             "imap.auth.rejected",
             Severity.FAIL,
-            f"The server at {self.where} refused the {command.name} ({result}).",
+            f"The server at {self.where} refused the {command.name} ({result}).{note}",
             fix="Check the IMAP username and password; the server's reply is in the evidence.",
             **evidence,
         )
@@ -478,12 +508,17 @@ class _ImapLogin(LoginProbe):
         lines = _lines(response)
         self.step("examine", f"{response.result} {' '.join(lines)}")
         if response.result != "OK":
+            temporary = self.temporary(f"{response.result} {' '.join(lines)}")
             self.out.add(
                 "imap.inbox.unavailable",
-                Severity.FAIL,
+                Severity.ERROR if temporary else Severity.FAIL,
                 f"The login works, but the server at {self.where} would not open INBOX "
-                f"({response.result}), so the platform could not read replies.",
-                fix="Check that the mailbox exists and is not disabled or over quota at the provider.",
+                f"({response.result}"
+                + (", a temporary refusal: could not tell whether it can" if temporary else "")
+                + "), so the platform could not read replies.",
+                fix="Check again later (in a batch: --retry-errors)."
+                if temporary
+                else "Check that the mailbox exists and is not disabled or over quota at the provider.",
                 host=self.host,
                 port=self.port,
                 reply=self.scrub(f"{response.result} {' '.join(lines)}")[:_MAX_EVIDENCE],

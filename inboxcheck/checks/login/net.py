@@ -14,6 +14,7 @@ import contextlib
 import errno
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -28,8 +29,11 @@ __all__ = [
     "Resolution",
     "ResolveFailure",
     "connect_any",
+    "first_line",
     "local_address_literal",
     "resolve_host",
+    "tls_answers",
+    "wait_readable",
 ]
 
 
@@ -235,3 +239,73 @@ def local_address_literal(sock: socket.socket) -> str:
         host = str(sock.getsockname()[0])
         return f"[IPv6:{host}]" if ":" in host else f"[{host}]"
     return "[127.0.0.1]"
+
+
+async def wait_readable(sock: socket.socket, within: float) -> bool:
+    """Whether ``sock`` has something to read (data, or the peer's close) within ``within`` seconds.
+
+    Nothing is read: the bytes stay for the protocol library the socket is handed to next.
+    """
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), readable)
+    try:
+        async with asyncio.timeout(within):
+            await ready
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+async def tls_answers(
+    sock: socket.socket, context: ssl.SSLContext, *, server_name: str, within: float
+) -> ssl.SSLObject | None:
+    """Run a TLS handshake on ``sock`` (which this call owns and closes) and nothing else.
+
+    Returns the handshake's TLS object (its version and certificate are readable after the close),
+    or None when the peer does not complete a handshake within ``within`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    transport: asyncio.BaseTransport | None = None
+    try:
+        async with asyncio.timeout(within):
+            transport, _ = await loop.create_connection(
+                asyncio.Protocol,
+                sock=sock,
+                ssl=context,
+                # An address is no server name: "" sends no SNI (the context checks no name anyway).
+                server_hostname=server_name if _ip_literal(server_name) is None else "",
+                ssl_handshake_timeout=within,
+            )
+        ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
+        return ssl_object
+    except (OSError, TimeoutError, ValueError):
+        return None
+    finally:
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
+        sock.close()
+
+
+async def first_line(sock: socket.socket, *, within: float, limit: int = 4096) -> str | None:
+    """The first line ``sock`` (which this call owns and closes) receives without sending anything,
+    or None when none comes within ``within`` seconds."""
+    writer = None
+    try:
+        async with asyncio.timeout(within):
+            reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
+            line = await reader.readline()
+    except (OSError, TimeoutError, ValueError, asyncio.LimitOverrunError):
+        return None
+    finally:
+        if writer is not None:
+            writer.transport.abort()
+        sock.close()
+    return line.decode("utf-8", "replace").rstrip("\r\n") if line else None

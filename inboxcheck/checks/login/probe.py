@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
-from typing import ClassVar
+import time
+from typing import ClassVar, Final, Literal
 
 from pydantic import JsonValue
 
@@ -23,7 +25,15 @@ from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
 from inboxcheck._models import Severity
 from inboxcheck._presets import TlsMode
 from inboxcheck._secrets import Scrubber
-from inboxcheck.checks.login.net import ConnectFailure, ResolveFailure, connect_any, resolve_host
+from inboxcheck.checks.login.net import (
+    ConnectFailure,
+    ResolveFailure,
+    connect_any,
+    first_line,
+    resolve_host,
+    tls_answers,
+    wait_readable,
+)
 from inboxcheck.checks.login.same_mailbox import LoginFact, fact_key
 from inboxcheck.checks.login.tls import (
     TlsFailure,
@@ -31,11 +41,19 @@ from inboxcheck.checks.login.tls import (
     TlsSession,
     add_session_findings,
     add_tls_failure,
+    inspecting_context,
     prepare_ssl_context,
     session_of,
 )
 
-__all__ = ["LoginProbe", "Stop", "transport_session"]
+__all__ = ["GREETING_GRACE", "LoginProbe", "Stop", "transport_session"]
+
+#: How long a clear-text greeting may take before the port is asked whether it speaks TLS instead.
+GREETING_GRACE: Final = 2.0
+# Postfix's postscreen (port 25) blocklists a client that talks before the greeting: a TLS probe
+# there would get this machine's address refused. Submission and IMAP ports run no such test.
+_NO_PROBE_PORTS: Final = frozenset({25})
+_MAX_GREETING_EVIDENCE: Final = 500
 
 
 class Stop(Exception):
@@ -61,6 +79,10 @@ class LoginProbe:
     #: The fixes for a connection every address refused, or that timed out on every address.
     REFUSED_FIX: ClassVar[str]
     TIMEOUT_FIX: ClassVar[str]
+    #: The finding code for a port that speaks the other TLS mode.
+    MODE_MISMATCH: ClassVar[str]
+    #: What the protocol's clear-text greeting looks like.
+    GREETING: ClassVar[re.Pattern[str]]
 
     def __init__(self, ctx: CheckContext, *, host: str, port: int, username: str, mode: TlsMode) -> None:
         self.ctx = ctx
@@ -76,6 +98,8 @@ class LoginProbe:
         # Started now so that reading the CA store overlaps with resolving and connecting.
         self.tls_ready: asyncio.Future[ssl.SSLContext] = prepare_ssl_context(ctx)
         self.tls_context: ssl.SSLContext | None = None
+        # Seconds of the greeting's wait spent before the protocol library takes the socket over.
+        self.greeting_waited = 0.0
 
     # --- what a protocol provides ------------------------------------------------------------
 
@@ -91,6 +115,10 @@ class LoginProbe:
         """What the preset knows about this provider's ports, for messages about a failed connect."""
         return ""
 
+    def mode_mismatch_fix(self, observed: Literal["implicit", "plain"]) -> str:
+        """The payload change for a port that speaks ``observed`` instead of the configured mode."""
+        raise NotImplementedError
+
     # --- helpers -----------------------------------------------------------------------------
 
     @property
@@ -101,16 +129,27 @@ class LoginProbe:
     def preset_id(self) -> str | None:
         return self.ctx.preset.id if self.ctx.preset else None
 
+    @property
+    def provider_ids(self) -> tuple[str, ...]:
+        """The account's candidate providers (preset ids, most likely first), whose reply rules apply."""
+        return tuple(preset.id for preset in self.ctx.candidate_presets)
+
     def known_reply(
-        self, reply: str, evidence: dict[str, JsonValue], *, reply_code: int | None = None
+        self,
+        reply: str,
+        evidence: dict[str, JsonValue],
+        *,
+        reply_code: int | None = None,
+        note: str = "",
     ) -> bool:
-        """Adds the knowledge base's finding for ``reply``; False when it knows none."""
-        candidates = [preset.id for preset in self.ctx.candidate_presets]
-        match = match_reply(self.PROTOCOL, reply, candidates=candidates, reply_code=reply_code)
+        """Adds the knowledge base's finding for ``reply`` (``note`` follows its message); False when
+        it knows none."""
+        match = match_reply(self.PROTOCOL, reply, providers=self.provider_ids, reply_code=reply_code)
         if match is None:
             return False
         evidence = {**evidence, **self.rule_evidence(match)}
-        self.out.add(match.rule.code, match.rule.severity, match.rule.message, fix=match.rule.fix, **evidence)
+        rule = match.rule
+        self.out.add(rule.code, rule.severity, rule.message + note, fix=rule.fix, **evidence)
         return True
 
     def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:
@@ -146,6 +185,11 @@ class LoginProbe:
             )
 
     async def _tls_failed(self, failure: TlsFailure) -> None:
+        if failure.kind is TlsFailureKind.HANDSHAKE and self.mode is TlsMode.IMPLICIT:
+            greeting = await self._plain_greeting()
+            if greeting is not None:
+                self._mode_mismatch("plain", greeting=self.scrub(greeting)[:_MAX_GREETING_EVIDENCE])
+                return
         cert = None
         if failure.kind is not TlsFailureKind.HANDSHAKE and self.address is not None:
             session = await self._inspect_certificate(self.address)
@@ -192,7 +236,89 @@ class LoginProbe:
         except BaseException:
             sock.close()
             raise
+        try:
+            mismatch = self.mode is not TlsMode.IMPLICIT and await self._speaks_implicit_tls(sock)
+        except BaseException:
+            sock.close()
+            raise
+        if mismatch:
+            sock.close()
+            return False
         return await self._converse_on(sock, self.tls_context)
+
+    # --- a port that speaks the other TLS mode (each probe sends a handshake or nothing) ----------
+
+    def greeting_timeout(self) -> float:
+        """What is left of the step timeout for the greeting, after the grace and the TLS probe."""
+        return max(0.001, self.ctx.step_timeout() - self.greeting_waited)
+
+    def _grace(self) -> float:
+        return min(GREETING_GRACE, self.ctx.step_timeout() / 2)
+
+    async def _speaks_implicit_tls(self, sock: socket.socket) -> bool:
+        """True (the finding recorded) when a port configured for a clear-text greeting stays silent
+        for the grace and answers a TLS handshake instead: both sides would wait for the other."""
+        if self.port in _NO_PROBE_PORTS or self.address is None:
+            return False
+        grace = self._grace()
+        started = time.perf_counter()
+        if await wait_readable(sock, grace):
+            return False
+        try:
+            connected = await connect_any(self.ctx, (self.address,), self.port)
+            if connected.sock is None:
+                return False
+            ssl_object = await tls_answers(
+                connected.sock, inspecting_context(), server_name=self.host, within=grace
+            )
+        finally:
+            self.greeting_waited = time.perf_counter() - started
+        if ssl_object is None:
+            return False
+        session = session_of(ssl_object)
+        evidence: dict[str, JsonValue] = {"waited_s": round(self.greeting_waited, 2)}
+        if session is not None and session.version:
+            evidence["tls_version"] = session.version
+        self._mode_mismatch("implicit", **evidence)
+        return True
+
+    async def _plain_greeting(self) -> str | None:
+        """The clear-text greeting of the port, when a handshake there failed because it speaks one."""
+        if self.address is None:
+            return None
+        connected = await connect_any(self.ctx, (self.address,), self.port)
+        if connected.sock is None:
+            return None
+        line = await first_line(connected.sock, within=self._grace())
+        return line if line is not None and self.GREETING.match(line) else None
+
+    def _mode_mismatch(self, observed: Literal["implicit", "plain"], **evidence: JsonValue) -> None:
+        label = self.PROTOCOL.upper()
+        if observed == "implicit":
+            message = (
+                f"The {label} server at {self.where} speaks TLS from the first byte (implicit TLS), but "
+                f"the account is set for {'STARTTLS' if self.mode is TlsMode.STARTTLS else 'clear text'} "
+                "there: the client waits for a clear-text greeting the server never sends, so every "
+                "login would hang until it times out. inboxcheck sent no credentials; it only tried a TLS "
+                "handshake on the port."
+            )
+        else:
+            message = (
+                f"The {label} server at {self.where} greets in clear text (it expects STARTTLS), but "
+                "the account opens TLS from the first byte, so the TLS handshake fails. inboxcheck sent "
+                "no credentials."
+            )
+        self.out.add(
+            self.MODE_MISMATCH,
+            Severity.FAIL,
+            message,
+            fix=self.mode_mismatch_fix(observed),
+            host=self.host,
+            port=self.port,
+            configured=self.mode.value,
+            observed=observed,
+            **evidence,
+        )
 
     def _record_fact(self) -> None:
         self.ctx.logins[self.PROTOCOL] = EndpointRef(self.PROTOCOL, self.host, self.port, self.mode)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import aiosmtplib
 from pydantic import JsonValue
@@ -77,6 +78,8 @@ class _SmtpLogin(LoginProbe):
         "Check the port, and whether a firewall between here and the server drops outgoing SMTP (many "
         "networks block it); then try again."
     )
+    MODE_MISMATCH = "smtp.tls.mode_mismatch"
+    GREETING = re.compile(r"^220[ -]")
 
     def __init__(self, ctx: CheckContext) -> None:
         account = ctx.account
@@ -105,6 +108,22 @@ class _SmtpLogin(LoginProbe):
         only = "only offers" if len(ports) == 1 else "offers"
         return f" {preset.name} {only} port {offered} for SMTP."
 
+    def mode_mismatch_fix(self, observed: Literal["implicit", "plain"]) -> str:
+        if observed == "implicit" and self.port == IMPLICIT_TLS_PORT:
+            return "Turn smtp_use_tls on: port 465 speaks implicit TLS."
+        if observed == "implicit":
+            fix = (
+                "The account can say implicit TLS only on port 465 (smtp_use_tls on any other port "
+                "means STARTTLS): use port 465 with smtp_use_tls on if the server offers implicit TLS "
+                "there, or the provider's STARTTLS port (usually 587)."
+            )
+        else:
+            fix = (
+                "Port 465 here greets in clear text, so it wants STARTTLS, which the account can say "
+                "only on another port: use the provider's STARTTLS port (usually 587) with smtp_use_tls on."
+            )
+        return fix + self.port_hint()
+
     def protocol_error(self, what: str, detail: str, *, stage: str, closed: bool = False) -> None:
         # A server that hangs up proves only that it is not answering now (stopped, overloaded);
         # one that answers nonsense proves it is no SMTP server.
@@ -124,19 +143,21 @@ class _SmtpLogin(LoginProbe):
 
     def explain(self, stage: str, code: int, text: str, fallback: tuple[str, str, str]) -> None:
         """A finding for an unexpected reply: the knowledge base's, else ``fallback``."""
-        verbatim = str(_Verbatim(code, self.scrub(text)))
-        evidence: dict[str, JsonValue] = {
-            "host": self.host,
-            "port": self.port,
-            "stage": stage,
-            "reply": verbatim,
-            "reply_code": code,
-        }
+        evidence = self.reply_evidence(stage, code, text)
         if self.known_reply(text, evidence, reply_code=code):
             return
         finding_code, message, fix = fallback
         severity = Severity.ERROR if 400 <= code < 500 else Severity.FAIL
         self.out.add(finding_code, severity, message, fix=fix, **evidence)
+
+    def reply_evidence(self, stage: str, code: int, text: str) -> dict[str, JsonValue]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "stage": stage,
+            "reply": str(_Verbatim(code, self.scrub(text))),
+            "reply_code": code,
+        }
 
     def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:
         return {"enhanced_code": match.reply.enhanced, "rule": match.rule.id}
@@ -151,7 +172,8 @@ class _SmtpLogin(LoginProbe):
             start_tls=False,
             tls_context=tls_context,
             local_hostname=local_address_literal(sock),
-            timeout=self.ctx.step_timeout(),
+            # The greeting's wait so far counts: a silent port takes --timeout, not more.
+            timeout=self.greeting_timeout(),
         )
 
     async def _converse_on(self, sock: socket.socket, tls_context: ssl.SSLContext) -> bool:
@@ -225,7 +247,7 @@ class _SmtpLogin(LoginProbe):
 
     async def _tls_failed(self, failure: TlsFailure) -> None:
         await super()._tls_failed(failure)
-        if failure.kind is TlsFailureKind.HANDSHAKE and self.mode is TlsMode.IMPLICIT:
+        if self.out.findings[-1].code == "smtp.tls.handshake_failed" and self.mode is TlsMode.IMPLICIT:
             self.out.findings[-1] = self.out.findings[-1].model_copy(
                 update={
                     "fix": "Port 465 expects TLS from the first byte. If the server answers in clear "
@@ -239,7 +261,11 @@ class _SmtpLogin(LoginProbe):
             response = await client.ehlo()
         except aiosmtplib.SMTPHeloError as exc:
             self.step(stage, _Verbatim(exc.code, exc.message))
-            self.protocol_error(f"refused EHLO with {exc.code}", exc.message, stage=stage)
+            # A temporary refusal (4yz) is the knowledge base's "could not tell", not "no SMTP here".
+            if not self.known_reply(
+                exc.message, self.reply_evidence(stage, exc.code, exc.message), reply_code=exc.code
+            ):
+                self.protocol_error(f"refused EHLO with {exc.code}", exc.message, stage=stage)
             raise Stop from None
         except aiosmtplib.SMTPTimeoutError:
             self.timed_out(stage)
