@@ -71,7 +71,7 @@ async def run_checks(
         from inboxcheck.checks import registered_checks
 
         specs = registered_checks()
-    selected = [spec for spec in specs if spec.family in options.families]
+    selected = [spec for spec in specs if spec.selected_by(options)]
     match = presets.match(
         smtp_host=account.smtp_host,
         imap_host=account.imap_host,
