@@ -26,10 +26,13 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "AccountError",
         "ApiError",
         "ApiKeyError",
+        "CreateFailed",
         "FieldProblem",
         "InboxcheckError",
+        "InsecureKeyFileWarning",
         "OptionsError",
         "PresetError",
+        "ResultsLogError",
     ),
     "inboxcheck._input": ("load_account", "parse_account"),
     "inboxcheck._limits": ("recommend_daily_limit",),
@@ -55,14 +58,14 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
     "inboxcheck._schema": ("report_schema",),
     "inboxcheck.platform.batch": ("ConnectBatchSummary", "connect_batch"),
     "inboxcheck.platform.client": ("PlatformClient",),
-    "inboxcheck.platform.connect": ("ConnectResult", "DailyLimitChoice", "connect", "connect_sync"),
-    "inboxcheck.platform.key": ("ApiKey", "InsecureKeyFileWarning", "load_api_key"),
+    "inboxcheck.platform.connect": ("ConnectResult", "connect", "connect_sync"),
+    "inboxcheck.platform.gate": ("DailyLimitChoice",),
+    "inboxcheck.platform.key": ("ApiKey", "load_api_key"),
     "inboxcheck.platform.outcomes": (
         "ApiExit",
         "ApiOutcome",
         "BulkItem",
         "BulkOutcome",
-        "CreateFailed",
         "CreateOutcome",
         "CreatedInbox",
         "InboxStatus",
@@ -76,47 +79,28 @@ __all__ = sorted([*_LAZY, "__version__"])
 if TYPE_CHECKING:
     from inboxcheck._batch import (
         BatchLine as BatchLine,
-    )
-    from inboxcheck._batch import (
         BatchSummary as BatchSummary,
-    )
-    from inboxcheck._batch import (
         run_batch as run_batch,
     )
     from inboxcheck._check import (
         CheckContext as CheckContext,
-    )
-    from inboxcheck._check import (
         CheckSpec as CheckSpec,
-    )
-    from inboxcheck._check import (
         Outcome as Outcome,
     )
     from inboxcheck._errors import (
         AccountError as AccountError,
-    )
-    from inboxcheck._errors import (
         ApiError as ApiError,
-    )
-    from inboxcheck._errors import (
         ApiKeyError as ApiKeyError,
-    )
-    from inboxcheck._errors import (
+        CreateFailed as CreateFailed,
         FieldProblem as FieldProblem,
-    )
-    from inboxcheck._errors import (
         InboxcheckError as InboxcheckError,
-    )
-    from inboxcheck._errors import (
+        InsecureKeyFileWarning as InsecureKeyFileWarning,
         OptionsError as OptionsError,
-    )
-    from inboxcheck._errors import (
         PresetError as PresetError,
+        ResultsLogError as ResultsLogError,
     )
     from inboxcheck._input import (
         load_account as load_account,
-    )
-    from inboxcheck._input import (
         parse_account as parse_account,
     )
     from inboxcheck._limits import (
@@ -124,77 +108,37 @@ if TYPE_CHECKING:
     )
     from inboxcheck._models import (
         Account as Account,
-    )
-    from inboxcheck._models import (
         AccountView as AccountView,
-    )
-    from inboxcheck._models import (
         CheckResult as CheckResult,
-    )
-    from inboxcheck._models import (
         DailyLimitRecommendation as DailyLimitRecommendation,
-    )
-    from inboxcheck._models import (
         Finding as Finding,
-    )
-    from inboxcheck._models import (
         InboxType as InboxType,
-    )
-    from inboxcheck._models import (
         PresetRef as PresetRef,
-    )
-    from inboxcheck._models import (
         RampStep as RampStep,
-    )
-    from inboxcheck._models import (
         Report as Report,
-    )
-    from inboxcheck._models import (
         Severity as Severity,
-    )
-    from inboxcheck._models import (
         Stage as Stage,
-    )
-    from inboxcheck._models import (
         Status as Status,
-    )
-    from inboxcheck._models import (
         Verdict as Verdict,
     )
     from inboxcheck._options import (
         CheckOptions as CheckOptions,
-    )
-    from inboxcheck._options import (
         Family as Family,
-    )
-    from inboxcheck._options import (
         Nameserver as Nameserver,
     )
     from inboxcheck._presets import (
         Preset as Preset,
-    )
-    from inboxcheck._presets import (
         Presets as Presets,
-    )
-    from inboxcheck._presets import (
         TlsMode as TlsMode,
-    )
-    from inboxcheck._presets import (
         load_presets as load_presets,
     )
     from inboxcheck._render import (
         Format as Format,
-    )
-    from inboxcheck._render import (
         JsonRenderer as JsonRenderer,
-    )
-    from inboxcheck._render import (
         TextRenderer as TextRenderer,
     )
     from inboxcheck._runner import (
         check as check,
-    )
-    from inboxcheck._runner import (
         check_sync as check_sync,
     )
     from inboxcheck._schema import (
@@ -202,8 +146,6 @@ if TYPE_CHECKING:
     )
     from inboxcheck.platform.batch import (
         ConnectBatchSummary as ConnectBatchSummary,
-    )
-    from inboxcheck.platform.batch import (
         connect_batch as connect_batch,
     )
     from inboxcheck.platform.client import (
@@ -211,47 +153,23 @@ if TYPE_CHECKING:
     )
     from inboxcheck.platform.connect import (
         ConnectResult as ConnectResult,
-    )
-    from inboxcheck.platform.connect import (
-        DailyLimitChoice as DailyLimitChoice,
-    )
-    from inboxcheck.platform.connect import (
         connect as connect,
-    )
-    from inboxcheck.platform.connect import (
         connect_sync as connect_sync,
+    )
+    from inboxcheck.platform.gate import (
+        DailyLimitChoice as DailyLimitChoice,
     )
     from inboxcheck.platform.key import (
         ApiKey as ApiKey,
-    )
-    from inboxcheck.platform.key import (
-        InsecureKeyFileWarning as InsecureKeyFileWarning,
-    )
-    from inboxcheck.platform.key import (
         load_api_key as load_api_key,
     )
     from inboxcheck.platform.outcomes import (
         ApiExit as ApiExit,
-    )
-    from inboxcheck.platform.outcomes import (
         ApiOutcome as ApiOutcome,
-    )
-    from inboxcheck.platform.outcomes import (
         BulkItem as BulkItem,
-    )
-    from inboxcheck.platform.outcomes import (
         BulkOutcome as BulkOutcome,
-    )
-    from inboxcheck.platform.outcomes import (
         CreatedInbox as CreatedInbox,
-    )
-    from inboxcheck.platform.outcomes import (
-        CreateFailed as CreateFailed,
-    )
-    from inboxcheck.platform.outcomes import (
         CreateOutcome as CreateOutcome,
-    )
-    from inboxcheck.platform.outcomes import (
         InboxStatus as InboxStatus,
     )
 

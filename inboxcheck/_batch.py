@@ -4,9 +4,10 @@
   logins at once against one provider.
 - The input is read lazily and results are written as they come, so memory stays flat however long
   the file is.
-- The output is the resume log: a run killed at any moment and restarted with ``resume=True`` skips
-  the accounts already written (a torn last line is cut off first) and loses none.
-- A bad line becomes a result with its line number; the rest goes on.
+- The output is the resume log (:class:`inboxcheck._jsonl.ResultLog`, locked for the whole run): a
+  run killed at any moment and restarted with ``resume=True`` skips the accounts already written (a
+  torn last line is cut off first, a damaged line is skipped and reported) and loses none.
+- A bad line becomes a result with its line number; the rest goes on. Lines are read with a bound.
 - DNS lookups are shared across the batch (many accounts share a domain), within a bounded cache;
   per-host bounds exist only for the hosts in use. Both keep memory flat however many domains and
   hosts the file names.
@@ -28,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
 
 from inboxcheck._check import CheckSpec
-from inboxcheck._errors import AccountError, InboxcheckError
-from inboxcheck._input import FIELD_RULES, parse_account
-from inboxcheck._models import Account, Report, Verdict
+from inboxcheck._errors import AccountError, InboxcheckError, ResultsLogError
+from inboxcheck._input import FIELD_RULES, decode_json, long_integer_or_int, parse_account
+from inboxcheck._jsonl import Line, ResultLog, read_lines
+from inboxcheck._models import Account, Report, Status, Verdict
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets, load_presets
 
@@ -78,6 +80,7 @@ class BatchSummary:
     codes: Counter[str] = field(default_factory=Counter)
     skipped_done: int = 0
     invalid_lines: list[int] = field(default_factory=list)
+    damaged_log_lines: list[int] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -99,6 +102,14 @@ class BatchSummary:
         lines = [f"{self.total} accounts: " + (", ".join(parts) or "none")]
         if self.skipped_done:
             lines.append(f"{self.skipped_done} of them were already in the output file (resumed)")
+        if self.damaged_log_lines:
+            damaged = self.damaged_log_lines
+            shown = ", ".join(map(str, damaged[:10]))
+            more = "" if len(damaged) <= 10 else f" and {len(damaged) - 10} more"
+            lines.append(
+                f"the output file's line(s) {shown}{more} could not be read and were skipped "
+                "(kept as they are; the accounts they held were checked again)"
+            )
         if self.invalid_lines:
             shown = ", ".join(map(str, self.invalid_lines[:10]))
             more = "" if len(self.invalid_lines) <= 10 else f" and {len(self.invalid_lines) - 10} more"
@@ -122,7 +133,7 @@ def _csv_value(name: str, text: str) -> object:
     """CSV cells are text; give them the JSON type the platform expects, or leave them to be refused."""
     value = text.strip()
     if name in _INT_FIELDS and value.lstrip("-").isdigit():
-        return int(value)
+        return long_integer_or_int(value)
     if name in _BOOL_FIELDS and value.lower() in _TRUE | _FALSE:
         return value.lower() in _TRUE
     return text
@@ -138,30 +149,47 @@ def _parse(line: int, data: object, env: dict[str, str]) -> _Item:
 
 
 def read_batch(path: Path, *, env: dict[str, str] | None = None) -> Iterator[_Item]:
-    """Yield each account of a JSONL or CSV file lazily, with its line number, or the line's problem."""
+    """Yield each account of a JSONL or CSV file lazily, with its line number, or the line's problem.
+
+    Lines are read with a bound (:data:`MAX_LINE_BYTES`): a longer one is that line's problem, and is
+    never held whole.
+    """
     env = env if env is not None else dict(os.environ)
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        handle = path.open("rb")
     except OSError as exc:
         raise InboxcheckError(f"{path}: cannot read the batch file: {exc.strerror or exc}") from None
     with handle:
-        head = handle.read(4096)
-        handle.seek(0)
+        head = handle.peek(4096)[:4096].decode("utf-8", errors="replace").removeprefix("\ufeff")
+        lines = read_lines(handle, limit=MAX_LINE_BYTES)
         if _detect_format(path, head) == "jsonl":
-            yield from _read_jsonl(handle, env)
+            yield from _read_jsonl(lines, env)
         else:
-            yield from _read_csv(handle, env)
+            yield from _read_csv(lines, env)
 
 
-def _read_jsonl(handle: IO[str], env: dict[str, str]) -> Iterator[_Item]:
-    for number, text in enumerate(handle, start=1):
+def _text(line: Line) -> tuple[str, str | None]:
+    """The line's text, or why it has none."""
+    if line.data is None:
+        return "", f"line {line.number}: longer than {MAX_LINE_BYTES:,} bytes"
+    try:
+        text = line.data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return "", f"line {line.number}: not UTF-8 text (bad byte at column {exc.start + 1})"
+    return (text.removeprefix("\ufeff") if line.number == 1 else text), None
+
+
+def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
+    for line in lines:
+        number = line.number
+        text, problem = _text(line)
+        if problem is not None:
+            yield _Item(number, error=problem)
+            continue
         if not text.strip():
             continue
-        if len(text) > MAX_LINE_BYTES:
-            yield _Item(number, error=f"line {number}: longer than {MAX_LINE_BYTES:,} characters")
-            continue
         try:
-            data = json.loads(text)
+            data = decode_json(text)
         except (json.JSONDecodeError, RecursionError) as exc:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
             yield _Item(number, error=f"line {number}: not valid JSON: {reason}")
@@ -169,14 +197,32 @@ def _read_jsonl(handle: IO[str], env: dict[str, str]) -> Iterator[_Item]:
         yield _parse(number, data, env)
 
 
-def _read_csv(handle: IO[str], env: dict[str, str]) -> Iterator[_Item]:
-    reader = csv.reader(handle)
+def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
+    # The csv module reads text lines; a line that has none (too long, not UTF-8) reaches it as an
+    # empty line, which keeps its numbering, and comes out here as that line's problem.
+    problems: dict[int, str] = {}
+
+    def texts() -> Iterator[str]:
+        for line in lines:
+            text, problem = _text(line)
+            if problem is not None:
+                problems[line.number] = problem
+                text = "\n"
+            yield text
+
+    def pending(upto: int | None) -> Iterator[_Item]:
+        for number in sorted(n for n in problems if upto is None or n <= upto):
+            yield _Item(number, error=problems.pop(number))
+
+    reader = csv.reader(texts())
     try:
         header = next(reader)
     except StopIteration:
         return
     except csv.Error as exc:
         raise InboxcheckError(f"the CSV header cannot be read: {exc}") from None
+    if problems:
+        raise InboxcheckError(f"the CSV header cannot be read: {problems.popitem()[1]}")
     names = [name.strip() for name in header]
     unknown = [name for name in names if name and name not in FIELD_RULES]
     if unknown:
@@ -188,10 +234,13 @@ def _read_csv(handle: IO[str], env: dict[str, str]) -> Iterator[_Item]:
         try:
             row = next(reader)
         except StopIteration:
+            yield from pending(None)
             return
         except csv.Error as exc:
+            yield from pending(reader.line_num)
             yield _Item(reader.line_num, error=f"line {reader.line_num}: not valid CSV: {exc}")
             continue
+        yield from pending(reader.line_num)
         if not any(cell.strip() for cell in row):
             continue
         number = reader.line_num
@@ -202,81 +251,102 @@ def _read_csv(handle: IO[str], env: dict[str, str]) -> Iterator[_Item]:
         yield _parse(number, data, env)
 
 
+class _LoggedCheckResult(BaseModel):
+    name: str
+    status: Status
+
+
+class _LoggedLimit(BaseModel):
+    value: int
+
+
+class LoggedReport(BaseModel):
+    """The parts of a logged report that the gate reads."""
+
+    checks: tuple[_LoggedCheckResult, ...]
+    recommended_daily_limit: _LoggedLimit
+
+
+class LoggedCheck(BaseModel):
+    """What a resume reads back of a check line: enough to skip it, gate it and limit it, no more
+    (a whole report per line would make a resume of a large log slow)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line: int
+    verdict: Verdict | Literal["invalid"]
+    report: LoggedReport | None = None
+
+    @model_validator(mode="after")
+    def _checked_lines_have_a_report(self) -> LoggedCheck:
+        if self.verdict != "invalid" and self.report is None:
+            raise ValueError("a checked account's line has no report")
+        return self
+
+
+class LoggedCreate(BaseModel):
+    """What a resume reads back of a ``create`` line (written by ``connect --batch``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["create"]
+    line: int
+
+
+_LOGGED: Final = TypeAdapter(LoggedCreate | LoggedCheck)
+
+
+def parse_logged(raw: bytes) -> LoggedCreate | LoggedCheck:
+    """One line of a results log; raises ValueError for a line that is not one inboxcheck wrote."""
+    return _LOGGED.validate_json(raw)
+
+
 class _Output:
-    """The results file: one complete JSON line per account, appended with a single write each."""
+    """Where results go: the results log (when given) and a stream (JSON on stdout without a log)."""
 
-    def __init__(self, path: Path | None, stream: IO[str] | None) -> None:
-        self.path = path
+    def __init__(self, log: ResultLog | None, stream: IO[str] | None) -> None:
+        self.log = log
         self.stream = stream
-        self.fd: int | None = None
 
-    def prepare(self, *, resume: bool, retry_errors: bool) -> dict[int, str]:
-        """Refuse to overwrite earlier results unless resuming them; return what is already done."""
-        if self.path is not None and not resume and self.path.exists() and self.path.stat().st_size > 0:
-            raise InboxcheckError(
-                f"{self.path} already holds results; pass --resume to continue that run, "
-                "or choose another file"
-            )
-        return self.scan(retry_errors=retry_errors) if resume else {}
+    def done(self, *, resume: bool, retry_errors: bool) -> dict[int, str]:
+        """Refuse to add to earlier results unless resuming them; return what is already done.
 
-    def scan(self, *, retry_errors: bool = False) -> dict[int, str]:
-        """The verdict of each line already written, by line number (only that: flat memory).
-
-        Cuts off a torn last line left by a killed run. With ``retry_errors``, the results that could
-        not tell are dropped from the file (rewritten atomically) so that they are checked again.
+        With ``retry_errors``, the results that could not tell are dropped from the log (rewritten)
+        so that they are checked again. ``create`` lines are not check results, but are kept.
         """
-        if self.path is None or not self.path.exists():
+        if self.log is None:
+            return {}
+        if not resume:
+            if not self.log.is_empty():
+                raise ResultsLogError(
+                    f"{self.log.path} already holds results; pass --resume to continue that run, "
+                    "or choose another file"
+                )
             return {}
         done: dict[int, str] = {}
-        good_end = 0
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with self.path.open("rb") as handle, contextlib.ExitStack() as stack:
-            rewrite = stack.enter_context(temporary.open("wb")) if retry_errors else None
-            for raw in handle:
-                if not raw.endswith(b"\n"):
-                    break
-                try:
-                    record = json.loads(raw)
-                    number = int(record["line"])
-                except (ValueError, KeyError, TypeError):
-                    break
-                good_end += len(raw)
-                if record.get("kind") == "create":
-                    # connect --batch logs its create calls in the same file; they are not results
-                    # of the check, but must survive a rewrite.
-                    if rewrite is not None:
-                        rewrite.write(raw)
-                    continue
-                if retry_errors and record.get("verdict") == Verdict.ERROR.value:
-                    continue
-                done[number] = str(record.get("verdict"))
-                if rewrite is not None:
-                    rewrite.write(raw)
-        if retry_errors:
-            temporary.replace(self.path)
-        elif good_end != self.path.stat().st_size:
-            os.truncate(self.path, good_end)
-        return done
 
-    def open(self) -> None:
-        if self.path is not None:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        def note(record: LoggedCreate | LoggedCheck) -> bool:
+            if isinstance(record, LoggedCreate):
+                return True
+            if retry_errors and record.verdict == Verdict.ERROR.value:
+                return False
+            done[record.line] = str(record.verdict)
+            return True
+
+        if retry_errors:
+            self.log.rewrite(parse_logged, note)
+        else:
+            for record in self.log.records(parse_logged):
+                note(record)
+        return done
 
     def write(self, record: BatchLine) -> None:
         data = (record.model_dump_json() + "\n").encode()
-        if self.fd is not None:
-            view = memoryview(data)
-            while view:
-                written = os.write(self.fd, view)
-                view = view[written:]
+        if self.log is not None:
+            self.log.append(data)
         if self.stream is not None:
             self.stream.write(data.decode())
             self.stream.flush()
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 class _Slot:
@@ -327,7 +397,7 @@ async def run_batch(
     path: Path,
     *,
     options: CheckOptions,
-    output: Path | None = None,
+    output: Path | ResultLog | None = None,
     stream: IO[str] | None = None,
     resume: bool = False,
     retry_errors: bool = False,
@@ -339,73 +409,81 @@ async def run_batch(
     env: dict[str, str] | None = None,
     specs: Sequence[CheckSpec] | None = None,
 ) -> BatchSummary:
-    """Check every account in ``path``; write each result as it finishes; return the summary."""
+    """Check every account in ``path``; write each result as it finishes; return the summary.
+
+    ``output`` is the results log, locked for the whole run; it may not be ``path`` itself. A
+    :class:`~inboxcheck._jsonl.ResultLog` already open is used as it is (``connect --batch`` holds
+    one from its first check to its last create).
+    """
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks
     from inboxcheck.dns.client import DnsClient, make_resolver
 
     if concurrency < 1 or per_host < 1:
         raise InboxcheckError("--concurrency and --per-host must be at least 1")
-    # The output is small appends and one scan at the start: blocking file I/O is cheaper here than
-    # a thread hop per result.
-    sink = _Output(output, stream)
-    done = sink.prepare(resume=resume, retry_errors=retry_errors)
-    presets = presets if presets is not None else load_presets()
-    resolver = make_resolver(options.nameservers, timeout=options.timeout)
-    dns_client = DnsClient(resolver, timeout=options.timeout, record=False, max_entries=BATCH_DNS_ENTRIES)
-    tls = ssl_context or make_ssl_context(options)
-    summary = BatchSummary()
-    for number, verdict in done.items():
-        summary.verdicts[verdict] += 1
-        if verdict == "invalid":
-            summary.invalid_lines.append(number)
-    host_bounds = _HostBounds(per_host)
-    queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
+    with _opened(output, not_same_as=path) as log:
+        # The output is small appends and one scan at the start: blocking file I/O is cheaper here
+        # than a thread hop per result.
+        sink = _Output(log, stream)
+        done = sink.done(resume=resume, retry_errors=retry_errors)
+        presets = presets if presets is not None else load_presets()
+        resolver = make_resolver(options.nameservers, timeout=options.timeout)
+        dns_client = DnsClient(resolver, timeout=options.timeout, record=False, max_entries=BATCH_DNS_ENTRIES)
+        tls = ssl_context or make_ssl_context(options)
+        summary = BatchSummary()
+        if log is not None:
+            summary.damaged_log_lines = list(log.damaged)
+        for number, verdict in done.items():
+            summary.verdicts[verdict] += 1
+            if verdict == "invalid":
+                summary.invalid_lines.append(number)
+        host_bounds = _HostBounds(per_host)
+        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
 
-    def finish(record: BatchLine) -> None:
-        sink.write(record)
-        summary.verdicts[str(record.verdict)] += 1
-        if record.report is not None:
-            summary.codes.update(f.code for f in record.report.findings() if f.severity.value != "info")
-        if on_result is not None:
-            on_result(record)
+        def finish(record: BatchLine) -> None:
+            sink.write(record)
+            summary.verdicts[str(record.verdict)] += 1
+            if record.report is not None:
+                summary.codes.update(f.code for f in record.report.findings() if f.severity.value != "info")
+            if on_result is not None:
+                on_result(record)
 
-    async def check_one(item: _Item) -> None:
-        if item.account is None:
-            summary.invalid_lines.append(item.line)
-            finish(BatchLine(line=item.line, email_address=item.email, verdict="invalid", error=item.error))
-            return
-        account = item.account
-        async with host_bounds.hold({account.smtp_host.lower(), account.imap_host.lower()}):
-            report = await run_checks(
-                account,
-                options=options,
-                presets=presets,
-                ssl_context=tls,
-                dns_client=dns_client,
-                specs=specs,
+        async def check_one(item: _Item) -> None:
+            if item.account is None:
+                summary.invalid_lines.append(item.line)
+                finish(
+                    BatchLine(line=item.line, email_address=item.email, verdict="invalid", error=item.error)
+                )
+                return
+            account = item.account
+            async with host_bounds.hold({account.smtp_host.lower(), account.imap_host.lower()}):
+                report = await run_checks(
+                    account,
+                    options=options,
+                    presets=presets,
+                    ssl_context=tls,
+                    dns_client=dns_client,
+                    specs=specs,
+                )
+            finish(
+                BatchLine(
+                    line=item.line, email_address=account.email_address, verdict=report.verdict, report=report
+                )
             )
-        finish(
-            BatchLine(
-                line=item.line, email_address=account.email_address, verdict=report.verdict, report=report
-            )
-        )
 
-    async def worker() -> None:
-        while (item := await queue.get()) is not None:
-            await check_one(item)
+        async def worker() -> None:
+            while (item := await queue.get()) is not None:
+                await check_one(item)
 
-    async def produce() -> None:
-        async for item in _aiter(read_batch(path, env=env)):
-            if item.line in done:
-                summary.skipped_done += 1
-                continue
-            await queue.put(item)
-        for _ in range(concurrency):
-            await queue.put(None)
+        async def produce() -> None:
+            async for item in _aiter(read_batch(path, env=env)):
+                if item.line in done:
+                    summary.skipped_done += 1
+                    continue
+                await queue.put(item)
+            for _ in range(concurrency):
+                await queue.put(None)
 
-    sink.open()
-    try:
         workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
         producer = asyncio.ensure_future(produce())
         try:
@@ -415,9 +493,16 @@ async def run_batch(
                 task.cancel()
             await asyncio.gather(producer, *workers, return_exceptions=True)
             raise
-    finally:
-        sink.close()
-    return summary
+        return summary
+
+
+@contextlib.contextmanager
+def _opened(output: Path | ResultLog | None, *, not_same_as: Path) -> Iterator[ResultLog | None]:
+    if isinstance(output, Path):
+        with ResultLog.open(output, not_same_as=not_same_as) as log:
+            yield log
+    else:
+        yield output
 
 
 async def _aiter(items: Iterator[_Item]) -> AsyncIterator[_Item]:
@@ -429,6 +514,11 @@ async def _aiter(items: Iterator[_Item]) -> AsyncIterator[_Item]:
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of a results file (for tests and tools)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    return [json.loads(line) for line in io.StringIO(text) if line.endswith("\n")]
+    """The complete, readable lines of a results file (for tests and tools)."""
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    results = []
+    for line in io.StringIO(text):
+        if line.endswith("\n"):
+            with contextlib.suppress(ValueError):
+                results.append(json.loads(line))
+    return results

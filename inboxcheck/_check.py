@@ -174,6 +174,53 @@ class CheckContext:
         #: The servers a live login of this run got into, by protocol.
         self.logins: dict[str, EndpointRef] = {}
 
+    @classmethod
+    def for_account(
+        cls,
+        account: Account,
+        *,
+        options: CheckOptions,
+        presets: Presets,
+        resolver: dns.asyncresolver.Resolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        dns_client: DnsClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> CheckContext:
+        """The context of a run over ``account``: its preset matched, the rest as given."""
+        match = presets.match(
+            smtp_host=account.smtp_host,
+            imap_host=account.imap_host,
+            inbox_type=account.inbox_type,
+            smtp_port=account.smtp_port,
+            imap_port=account.imap_port,
+        )
+        return cls(
+            account,
+            options=options,
+            presets=presets,
+            match=match,
+            resolver=resolver,
+            ssl_context=ssl_context,
+            dns_client=dns_client,
+            clock=clock,
+            now=now,
+        )
+
+    def for_variant(self, account: Account) -> CheckContext:
+        """A context for a changed copy of the account that shares this one's resolver, DNS client,
+        TLS context and clock, so what this run already looked up is not looked up again."""
+        return CheckContext.for_account(
+            account,
+            options=self.options,
+            presets=self.presets,
+            resolver=self.resolver,
+            ssl_context=self.ssl_context,
+            dns_client=self.dns,
+            clock=self.clock,
+            now=self.now,
+        )
+
     @property
     def preset(self) -> Preset | None:
         """The provider the run settled on."""

@@ -445,6 +445,14 @@ def _run_batch(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Read the API key from this file (default: the COLDSEND_API_KEY variable).",
 )
+@click.option(
+    "--api-deadline",
+    type=click.FloatRange(0, min_open=True),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up on a create call after this long, retries included (the outcome is then unknown).",
+)
 @click.option("--strict", is_flag=True, help="Let warnings block the create call too.")
 @click.option(
     "--dry-run", is_flag=True, help="Print the request that would be sent (passwords masked); send nothing."
@@ -467,6 +475,7 @@ def connect(
     api_url: str | None,
     api_path: str | None,
     api_key_file: Path | None,
+    api_deadline: float,
     strict: bool,
     dry_run: bool,
     apply_recommended_limit: bool,
@@ -487,22 +496,22 @@ def connect(
     import asyncio
     import warnings
 
+    from inboxcheck._errors import InsecureKeyFileWarning
+    from inboxcheck.platform.client import _check_base_url
     from inboxcheck.platform.connect import connect as run_connect
-    from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, InsecureKeyFileWarning, load_api_key
+    from inboxcheck.platform.key import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_PATH, load_api_key
 
+    # A dry run needs no key, but a key it is given is checked as the real run would check it.
+    no_key_given = api_key_file is None and not os.environ.get(API_KEY_ENV)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InsecureKeyFileWarning)
-        try:
-            api_key = load_api_key(key_file=api_key_file)
-        except Exception:
-            if not dry_run:
-                raise
-            api_key = None
+        api_key = None if dry_run and no_key_given else load_api_key(key_file=api_key_file)
     for warning in caught:
         _notice(f"warning: {warning.message}")
     options = _options_from(params)
     if (account is None) == (batch is None):
         raise click.UsageError("give either ACCOUNT or --batch FILE")
+    _check_base_url(api_url or DEFAULT_BASE_URL, allow_insecure_http=False)
     if batch is not None:
         if dry_run or api_key is None:
             raise click.UsageError("--dry-run does not go with --batch")
@@ -519,6 +528,7 @@ def connect(
             per_host=per_host,
             base_url=api_url or DEFAULT_BASE_URL,
             api_path=api_path or DEFAULT_PATH,
+            api_deadline=api_deadline,
         )
     assert account is not None
     parsed = _load_account_for_cli(account)
@@ -534,6 +544,8 @@ def connect(
             apply_recommended_limit=apply_recommended_limit,
             base_url=api_url or DEFAULT_BASE_URL,
             path=api_path or DEFAULT_PATH,
+            api_deadline=api_deadline,
+            on_wait=_notice,
             idempotency_key=idempotency_key,
         )
     )
@@ -566,6 +578,7 @@ def _connect_batch(
     per_host: int,
     base_url: str,
     api_path: str,
+    api_deadline: float,
 ) -> NoReturn:
     import asyncio
 
@@ -585,7 +598,9 @@ def _connect_batch(
             click.echo(f"NOT created line {line.line} {line.email_address}: {line.outcome.value}: {message}")
 
     async def run() -> ConnectBatchSummary:
-        async with PlatformClient(api_key, base_url=base_url, path=api_path) as client:
+        async with PlatformClient(
+            api_key, base_url=base_url, path=api_path, deadline=api_deadline, on_wait=_notice
+        ) as client:
             return await connect_batch(
                 path,
                 output=out,

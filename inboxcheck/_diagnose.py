@@ -313,30 +313,13 @@ async def _try(
     account: Account,
     *,
     options: CheckOptions,
-    presets: Presets,
     base: CheckContext,
 ) -> Alternative:
     from inboxcheck.checks.login.imap import check_imap_login
     from inboxcheck.checks.login.smtp import check_smtp_login
 
     changes = _changes(candidate)
-    variant = account.model_copy(update=changes)
-    match = presets.match(
-        smtp_host=variant.smtp_host,
-        imap_host=variant.imap_host,
-        inbox_type=variant.inbox_type,
-        smtp_port=variant.smtp_port,
-        imap_port=variant.imap_port,
-    )
-    ctx = CheckContext(
-        variant,
-        options=options,
-        presets=presets,
-        match=match,
-        resolver=base.resolver,
-        ssl_context=base.ssl_context,
-        dns_client=base.dns,
-    )
+    ctx = base.for_variant(account.model_copy(update=changes))
     run = check_smtp_login if candidate.protocol == "smtp" else check_imap_login
     try:
         outcome: Outcome = await asyncio.wait_for(run(ctx), timeout=options.timeout * 3)
@@ -385,19 +368,12 @@ async def diagnose(
     options = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
     ssl_context = ssl_context or make_ssl_context(options)
-    match = presets.match(
-        smtp_host=account.smtp_host,
-        imap_host=account.imap_host,
-        inbox_type=account.inbox_type,
-        smtp_port=account.smtp_port,
-        imap_port=account.imap_port,
-    )
-    preset = match.preset if match else None
     # One resolver, DNS client and TLS context for the run and every alternate tried after it, so a
     # host the checks already resolved is not looked up again.
-    base = CheckContext(
-        account, options=options, presets=presets, match=match, resolver=resolver, ssl_context=ssl_context
+    base = CheckContext.for_account(
+        account, options=options, presets=presets, resolver=resolver, ssl_context=ssl_context
     )
+    preset = base.preset
     report = await run_checks(
         account,
         options=options,
@@ -420,7 +396,7 @@ async def diagnose(
 
         async def bounded(candidate: _Candidate) -> Alternative:
             async with limit:
-                return await _try(candidate, account, options=options, presets=presets, base=base)
+                return await _try(candidate, account, options=options, base=base)
 
         alternatives = list(await asyncio.gather(*(bounded(c) for c in candidates)))
     suggested: dict[str, JsonValue] = {}

@@ -1,30 +1,50 @@
-"""Errors that are the user's or the environment's, not findings about the account.
+"""Every exception and warning inboxcheck lets a caller see.
 
 Findings about an account are results (:class:`inboxcheck.Finding`), never exceptions. What is raised
 here is what stops inboxcheck from checking at all: a file it cannot read, an account that does not
 validate, a bad option, a broken preset, an API key of the wrong shape. Every message names what, where
 and how to fix it, and none ever carries a secret.
 
-    InboxcheckError
-    ├── AccountError          the account payload is missing, malformed or out of range
-    ├── OptionsError          an option (timeout, nameserver, CA file...) is unusable
+    InboxcheckError (exit 2 unless said)
+    ├── AccountError          the account payload is missing, malformed or out of range (ValueError)
+    ├── OptionsError          an option (timeout, nameserver, CA file, API URL...) is unusable (ValueError)
     ├── PresetError           a preset file is missing or invalid
-    ├── ApiKeyError           the platform API key is missing or not shaped like one
-    └── ApiError              the platform's create call failed (see inboxcheck.api)
+    ├── ResultsLogError       a batch's results log cannot be used (in use, the input, unwritable)
+    ├── KnowledgeError        a provider reply-rule file is missing or invalid (a packaging bug)
+    ├── ApiKeyError           the platform API key is missing or not shaped like one (ValueError)
+    └── ApiError              the platform's create call stopped the run
+        └── CreateFailed      a create call that created nothing; carries its CreateOutcome and exit code
+
+    UserWarning
+    └── InsecureKeyFileWarning  the API key file can be read by other users
+
+Exceptions that never leave the module that raises them stay beside their code: the pure parsers'
+:class:`~inboxcheck.dns.records._common.RecordSyntaxError` and :class:`~inboxcheck._der.DerError`
+become findings where they are caught, and the login conversations' own control flow
+(``checks.login.probe.Stop``, ``checks.login.imap._PeerFailed``, ``dns.wire._Unusual``) ends inside
+the check.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inboxcheck.platform.outcomes import CreateOutcome
 
 __all__ = [
     "AccountError",
     "ApiError",
     "ApiKeyError",
+    "CreateFailed",
     "FieldProblem",
     "InboxcheckError",
+    "InsecureKeyFileWarning",
+    "KnowledgeError",
     "OptionsError",
     "PresetError",
+    "ResultsLogError",
 ]
 
 
@@ -69,9 +89,34 @@ class PresetError(InboxcheckError):
     """A provider preset is missing or invalid."""
 
 
+class KnowledgeError(InboxcheckError):
+    """A knowledge-base file is missing or invalid (a packaging bug, not a finding)."""
+
+
+class ResultsLogError(InboxcheckError):
+    """A batch's results log (``--output``) cannot be used: another run holds it, it is the batch
+    file itself, or the OS refuses to open, read or write it (the message gives the OS's reason)."""
+
+
 class ApiKeyError(InboxcheckError, ValueError):
     """The platform API key is missing or not of the documented form."""
 
 
 class ApiError(InboxcheckError):
     """The platform's create call failed in a way that stops the run."""
+
+
+class CreateFailed(ApiError):
+    """A create call that did not create an inbox; ``outcome`` says what happened instead."""
+
+    def __init__(self, outcome: CreateOutcome) -> None:
+        self.outcome = outcome
+        self.exit_code = outcome.exit_code
+        text = outcome.finding.message
+        if outcome.finding.fix:
+            text = f"{text} {outcome.finding.fix}"
+        super().__init__(text)
+
+
+class InsecureKeyFileWarning(UserWarning):
+    """The API key file can be read by other users of this machine."""

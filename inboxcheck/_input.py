@@ -28,7 +28,9 @@ __all__ = [
     "ENV_IMAP_PASSWORD",
     "ENV_SMTP_PASSWORD",
     "FIELD_RULES",
+    "LongInteger",
     "PasswordSource",
+    "decode_json",
     "load_account",
     "parse_account",
 ]
@@ -37,6 +39,9 @@ ENV_SMTP_PASSWORD: Final = "INBOXCHECK_SMTP_PASSWORD"
 ENV_IMAP_PASSWORD: Final = "INBOXCHECK_IMAP_PASSWORD"
 MAX_FILE_BYTES: Final = 1_000_000
 PASSWORD_FIELDS: Final = frozenset({"smtp_password", "imap_password"})
+# No field takes an integer this long; converting a longer one costs quadratic time, and Python
+# refuses past 4,300 digits (a ValueError that no field name would explain).
+MAX_INTEGER_DIGITS: Final = 100
 
 # What the platform allows for each field, as a person would say it.
 FIELD_RULES: Final[dict[str, str]] = {
@@ -59,11 +64,24 @@ FIELD_RULES: Final[dict[str, str]] = {
 Prompt = Callable[[str], str]
 
 
+class LongInteger(str):
+    """An integer literal too long to convert, kept as its digits so the field check can name it."""
+
+
+def long_integer_or_int(digits: str) -> int | LongInteger:
+    """``int(digits)``, or a :class:`LongInteger` past :data:`MAX_INTEGER_DIGITS` digits."""
+    if len(digits.lstrip("+-")) > MAX_INTEGER_DIGITS:
+        return LongInteger(digits)
+    return int(digits)
+
+
 class PasswordSource(dict[str, str]):
     """Where each password came from (file, environment, prompt): told to the user, never the value."""
 
 
 def _json_type(value: object) -> str:
+    if isinstance(value, LongInteger):
+        return f"an integer of {len(value.lstrip('+-'))} digits"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -155,13 +173,21 @@ def parse_account(
     problems = [
         FieldProblem(key, "appears more than once; keep one") for key in payload.pop("\0duplicates", [])
     ]
+    long = [key for key, value in payload.items() if isinstance(value, LongInteger) and key in FIELD_RULES]
+    problems += [
+        FieldProblem(key, f"is {_json_type(payload[key])}; allowed: {FIELD_RULES[key]}") for key in long
+    ]
     _fill_passwords(
         payload, env=env, prompt=prompt, sources=sources if sources is not None else PasswordSource()
     )
     try:
-        account = Account.model_validate(payload)
+        account = Account.model_validate({k: v for k, v in payload.items() if k not in long})
     except ValidationError as exc:
-        problems += [_problem_for(error, payload) for error in exc.errors()]
+        problems += [
+            _problem_for(error, payload)
+            for error in exc.errors()
+            if not (error.get("loc") and error["loc"][0] in long)
+        ]
         problems = [_with_password_hint(p) for p in problems]
         raise AccountError(source, problems) from None
     if problems:
@@ -214,6 +240,15 @@ def _fill_passwords(
                 sources["imap_password"] = "prompt"
 
 
+def decode_json(text: str) -> object:
+    """Decode one JSON document as an account payload is read: repeated keys are marked for
+    :func:`parse_account` to refuse, and integers too long to convert are kept as :class:`LongInteger`.
+
+    Raises ``json.JSONDecodeError``, or ``RecursionError`` for nesting too deep.
+    """
+    return json.loads(text, object_pairs_hook=_reject_duplicates, parse_int=long_integer_or_int)
+
+
 def read_json(source: str | Path, *, stdin: IO[str] | None = None) -> tuple[object, str]:
     """Read and decode a JSON document from a path or ``-``; returns (data, name for messages)."""
     name = "<stdin>" if str(source) == "-" else str(source)
@@ -242,7 +277,7 @@ def read_json(source: str | Path, *, stdin: IO[str] | None = None) -> tuple[obje
     if not text.strip():
         raise AccountError(name, message="is empty; expected a JSON object with the account's fields")
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates), name
+        return decode_json(text), name
     except json.JSONDecodeError as exc:
         raise AccountError(
             name, message=f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"

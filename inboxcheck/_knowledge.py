@@ -25,12 +25,11 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from inboxcheck._errors import InboxcheckError
+from inboxcheck._errors import KnowledgeError
 from inboxcheck._models import Severity
 
 __all__ = [
     "KnowledgeBase",
-    "KnowledgeError",
     "ParsedReply",
     "ReplyMatch",
     "Rule",
@@ -46,10 +45,6 @@ _ENHANCED: Final = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 _SMTP_LINE: Final = re.compile(r"^(\d{3})([ -]?)(.*)$")
 _IMAP_TAGGED: Final = re.compile(r"^(?:\S+\s+)?(OK|NO|BAD|BYE|PREAUTH)\b\s*(.*)$", re.IGNORECASE)
 _RESPONSE_CODE: Final = re.compile(r"\[([A-Za-z][A-Za-z0-9-]*)")
-
-
-class KnowledgeError(InboxcheckError):
-    """A knowledge-base file is missing or invalid (a packaging bug, not a finding)."""
 
 
 class Rule(BaseModel):

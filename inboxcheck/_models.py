@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from inboxcheck._credential import Credential
 from inboxcheck._version import __version__
 
 __all__ = [
@@ -110,12 +111,30 @@ _HOSTNAME = re.compile(
 )
 
 
+def ascii_domain(name: str) -> str:
+    """``name`` as its A-labels, by the IDNA 2008 rules (with UTS 46 mapping) the DNS lookups use.
+
+    Python's own ``idna`` codec is IDNA 2003, which maps ``faß.de`` to ``fass.de`` and accepts
+    symbols such as ``☃.com`` that IDNA 2008 forbids: a domain validated by one and looked up by the
+    other could pass here and then be a different name, or none, in DNS. Raises UnicodeError (or
+    ValueError) when ``name`` is not a valid internationalised name.
+    """
+    if name.isascii():
+        return name
+    import dns.name
+
+    try:
+        return dns.name.from_text(name, idna_codec=dns.name.IDNA_2008_Practical).to_text(omit_final_dot=True)
+    except dns.name.IDNAException as exc:
+        raise UnicodeError(str(exc)) from None
+
+
 def _check_domain(domain: str) -> str | None:
     try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        ascii_name = ascii_domain(domain)
+    except (UnicodeError, ValueError):
         return "its domain is not a valid internationalised name"
-    labels = ascii_domain.rstrip(".").split(".")
+    labels = ascii_name.rstrip(".").split(".")
     if len(labels) < 2:
         return "its domain needs at least one dot (e.g. company.com)"
     bad = [label for label in labels if not _DOMAIN_LABEL.match(label)]
@@ -156,8 +175,10 @@ def _check_host(value: str) -> str:
 def _is_ip_literal(value: str) -> bool:
     import ipaddress
 
+    # Brackets come in a pair around the whole address or not at all ("[1.2.3.4" is no host).
+    inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     try:
-        ipaddress.ip_address(value.strip("[]"))
+        ipaddress.ip_address(inner)
     except ValueError:
         return False
     return True
@@ -204,6 +225,16 @@ class Account(BaseModel):
     def domain(self) -> str:
         """The sending domain: the part of ``email_address`` after the @, lower-cased."""
         return self.email_address.rsplit("@", 1)[1].lower().rstrip(".")
+
+    @property
+    def smtp_credential(self) -> Credential:
+        """What SMTP AUTH sends."""
+        return Credential(self.smtp_username, self.smtp_password)
+
+    @property
+    def imap_credential(self) -> Credential:
+        """What IMAP LOGIN or AUTHENTICATE sends."""
+        return Credential(self.imap_username, self.imap_password)
 
     def view(self) -> AccountView:
         """The account without its secrets, as the report shows it."""

@@ -72,18 +72,10 @@ async def run_checks(
 
         specs = registered_checks()
     selected = [spec for spec in specs if spec.selected_by(options)]
-    match = presets.match(
-        smtp_host=account.smtp_host,
-        imap_host=account.imap_host,
-        inbox_type=account.inbox_type,
-        smtp_port=account.smtp_port,
-        imap_port=account.imap_port,
-    )
-    ctx = CheckContext(
+    ctx = CheckContext.for_account(
         account,
         options=options,
         presets=presets,
-        match=match,
         resolver=resolver,
         ssl_context=ssl_context,
         dns_client=dns_client,
@@ -101,7 +93,7 @@ async def run_checks(
         duration_ms=_ms(clock() - started),
         account=account.view(),
         preset=PresetRef(id=match.preset.id, name=match.preset.name, matched_by=match.matched_by)
-        if match
+        if (match := ctx.match)
         else None,
         checks=tuple(results),
         verdict=Report.verdict_of(results),
@@ -257,15 +249,6 @@ class _Redactor:
     def __init__(self, account: Account) -> None:
         self.text = Scrubber.for_account(account)
 
-    def walk(self, value: Any, key: str | None = None) -> Any:
-        if isinstance(value, str):
-            return value if key in _STRUCTURAL else self.text(value)
-        if isinstance(value, dict):
-            return {k: self.walk(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.walk(item) for item in value]
-        return value
-
     def result(self, result: CheckResult) -> CheckResult:
         """Defence in depth: no check should put a password in a result, and none can.
 
@@ -273,7 +256,7 @@ class _Redactor:
         """
         data = result.model_dump(mode="json")
         tb = result.traceback
-        clean_data = self.walk(data)
+        clean_data = self.text.json(data, identifiers=_STRUCTURAL)
         clean_tb = self.text(tb) if tb is not None else None
         if clean_data == data and clean_tb == tb:
             return result

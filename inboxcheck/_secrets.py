@@ -1,68 +1,89 @@
-"""Keeping passwords out of everything a check produces.
+"""Keeping secrets out of everything inboxcheck shows: one scrubber, one JSON walker, one mask.
 
-A check that quotes a server's reply (as evidence, or in a message) first passes it through the
-account's :class:`Scrubber`: a hostile or broken server may echo what it was sent. The forms covered
-are those a password takes on the wire: as typed, IMAP-quoted, and base64 as in AUTH PLAIN and AUTH
-LOGIN. The runner redacts again as a last line of defence; checks do not rely on it.
+:class:`Scrubber` removes secrets from text in every form they can come back in: as typed, in an IMAP
+quoted string, base64 as in AUTH PLAIN and AUTH LOGIN (the :class:`~inboxcheck._credential.Credential`
+wire forms), and each of those JSON-escaped (an echoed JSON body) and percent-encoded (an echoed form or
+URL). A check passes every server text through it before quoting it; the runner walks each result again
+as a last line of defence; the platform client passes every response through it.
+
+The token rule: a form shorter than :data:`SUBSTRING_MIN` is also a fragment of ordinary words (a
+password ``a`` or ``pass``), so it is removed only as a whole token, where neither neighbour is a
+letter, a digit or an underscore (Unicode ``\\w``): ``pass`` goes from "you sent pass" but stays in
+"bypass" and "Password". Longer forms are removed wherever they occur.
+
+:meth:`Scrubber.json` is the one walk over JSON values; :func:`masked` is the one mask for a payload
+shown to a person (``connect --dry-run``).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote, quote_plus
 
-from pydantic import JsonValue
+from pydantic import JsonValue, SecretStr
 
-from inboxcheck._models import Account
+from inboxcheck._credential import Credential
 
 if TYPE_CHECKING:
+    from inboxcheck._models import Account
     from inboxcheck.platform.key import ApiKey
 
-__all__ = ["REDACTED", "SUBSTRING_MIN", "Scrubber", "secret_forms"]
+__all__ = ["MASK", "REDACTED", "SUBSTRING_MIN", "Scrubber", "is_secret_name", "masked"]
 
-REDACTED = "[redacted]"
-# A form shorter than this is also a fragment of ordinary words ("a", "pass"): it is removed only where
-# it stands alone as a token, so that a short password does not mangle a server's reply.
+REDACTED: Final = "[redacted]"
+# What a payload shown to a person has in place of a secret it is about to send: a placeholder, not a
+# sign that something was removed from a reply.
+MASK: Final = "********"
 SUBSTRING_MIN: Final = 6
 
-
-def _b64(data: str) -> str:
-    return base64.b64encode(data.encode("utf-8", "surrogatepass")).decode("ascii")
+_SECRET_NAME = re.compile(r"pass(word)?|secret|api[_-]?key|token|authorization", re.IGNORECASE)
 
 
-def secret_forms(username: str, password: str) -> set[str]:
-    """Every form in which ``password`` can appear on an SMTP or IMAP wire."""
-    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
-    forms = {
-        password,
-        quoted,
-        f'"{quoted}"',
-        _b64(password),
-        _b64(f"\0{username}\0{password}"),
-        _b64(f"{username}\0{username}\0{password}"),
+def is_secret_name(key: str) -> bool:
+    """Whether a JSON key or header name says its value is a secret (``smtp_password``, ``apiKey``)."""
+    return _SECRET_NAME.search(key) is not None
+
+
+def _encodings(form: str) -> set[str]:
+    return {
+        form,
+        json.dumps(form)[1:-1],
+        json.dumps(form, ensure_ascii=False)[1:-1],
+        quote(form, safe="", errors="surrogatepass"),
+        quote_plus(form, safe="", errors="surrogatepass"),
     }
-    return {form for form in forms if form}
 
 
 class Scrubber:
-    """Replaces every secret form in a text with ``[redacted]``; longest forms first."""
+    """Replaces every form of the given secrets and credentials in a text with ``[redacted]``."""
 
-    def __init__(self, forms: Iterable[str]) -> None:
-        self.forms = sorted({f for f in forms if f}, key=len, reverse=True)
+    def __init__(self, secrets: Iterable[str] = (), *, credentials: Iterable[Credential] = ()) -> None:
+        wire: set[str] = set()
+        for secret in secrets:
+            wire |= Credential("", SecretStr(secret)).wire_forms()
+        for credential in credentials:
+            wire |= credential.wire_forms()
+        forms = {encoded for form in wire for encoded in _encodings(form) if encoded}
+        self.forms: list[str] = sorted(forms, key=len, reverse=True)
         self._long = [f for f in self.forms if len(f) >= SUBSTRING_MIN]
         short = [re.escape(f) for f in self.forms if len(f) < SUBSTRING_MIN]
         self._short = re.compile(rf"(?<!\w)(?:{'|'.join(short)})(?!\w)") if short else None
 
     @classmethod
     def for_account(cls, account: Account) -> Scrubber:
-        forms: set[str] = set()
-        forms |= secret_forms(account.smtp_username, account.smtp_password.get_secret_value())
-        forms |= secret_forms(account.imap_username, account.imap_password.get_secret_value())
-        return cls(forms)
+        return cls(credentials=(account.smtp_credential, account.imap_credential))
+
+    @classmethod
+    def for_request(cls, api_key: ApiKey, *payloads: Mapping[str, Any]) -> Scrubber:
+        """A scrubber for the key and every secret-named value of ``payloads``."""
+        secrets = [api_key.reveal()]
+        for payload in payloads:
+            secrets.extend(v for k, v in payload.items() if isinstance(v, str) and is_secret_name(k))
+        return cls(secrets)
 
     def __call__(self, text: str) -> str:
         for form in self._long:
@@ -72,46 +93,25 @@ class Scrubber:
             text = self._short.sub(REDACTED, text)
         return text
 
+    text = __call__
 
-_REDACTED: Final = "[redacted]"
-# Below this length a secret is also a common word fragment ("abc" in "abcdef"), so it is only
-# removed where it stands alone, not inside other words.
-_SUBSTRING_MIN: Final = 6
-_SECRET_KEY_NAME = re.compile(r"pass(word)?|secret|api[_-]?key|token|authorization", re.IGNORECASE)
+    def bytes(self, data: bytes) -> bytes:
+        """:meth:`text` on raw bytes (undecodable bytes kept as they are)."""
+        text = data.decode("utf-8", "surrogateescape")
+        clean = self(text)
+        return data if clean == text else clean.encode("utf-8", "surrogateescape")
 
+    def json(self, value: Any, *, identifiers: Collection[str] | None = None) -> JsonValue:
+        """A JSON value with every secret removed.
 
-class ApiScrubber:
-    """Removes given secrets from text and JSON values, however the server may have quoted them.
-
-    A secret is looked for as it is, JSON-escaped (as it appears inside an echoed JSON body) and
-    percent-encoded (as in an echoed form or URL). JSON objects also lose every value under a key
-    that names a secret (``smtp_password``, ``api_key``...), whatever its value."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        forms: set[str] = set()
-        for secret in secrets:
-            if not secret:
-                continue
-            forms.add(secret)
-            forms.add(json.dumps(secret)[1:-1])
-            forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
-            from urllib.parse import quote, quote_plus
-
-            forms.add(quote(secret, safe=""))
-            forms.add(quote_plus(secret, safe=""))
-        long_forms = sorted((f for f in forms if len(f) >= _SUBSTRING_MIN), key=len, reverse=True)
-        short_forms = sorted((f for f in forms if len(f) < _SUBSTRING_MIN), key=len, reverse=True)
-        parts = [re.escape(f) for f in long_forms]
-        parts += [rf"(?<![A-Za-z0-9]){re.escape(f)}(?![A-Za-z0-9])" for f in short_forms]
-        self._pattern = re.compile("|".join(parts)) if parts else None
-
-    @classmethod
-    def for_request(cls, api_key: ApiKey, *payloads: Mapping[str, Any]) -> ApiScrubber:
-        """A scrubber for the key and every password of ``payloads``."""
-        secrets = [api_key.reveal()]
-        for payload in payloads:
-            secrets.extend(_payload_secrets(payload))
-        return cls(secrets)
+        ``identifiers`` is for JSON inboxcheck built itself (a check result): its keys, and the string
+        values under the keys named, are identifiers (codes, names) and stay verbatim. Without it the
+        JSON came from outside (a server's body): keys are scrubbed too, and every value under a
+        secret-named key is dropped, whatever it is.
+        """
+        if identifiers is None:
+            return _walk(value, self, self, REDACTED, frozenset())
+        return _walk(value, self, None, None, frozenset(identifiers))
 
     def logging_filter(self) -> logging.Filter:
         """A filter for a log *handler* that removes the secrets from every record it passes.
@@ -122,44 +122,50 @@ class ApiScrubber:
         """
         return _ScrubbingFilter(self)
 
-    def text(self, value: str) -> str:
-        if self._pattern is None:
-            return value
-        return self._pattern.sub(_REDACTED, value)
 
-    def json(self, value: Any) -> JsonValue:
-        """A JSON value with every secret removed; secret-named keys lose their values entirely."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, bool | int | float) or value is None:
-            return value
-        if isinstance(value, Mapping):
-            out: dict[str, JsonValue] = {}
-            for key, item in value.items():
-                name = self.text(str(key))
-                out[name] = _REDACTED if _SECRET_KEY_NAME.search(name) else self.json(item)
-            return out
-        if isinstance(value, list | tuple):
-            return [self.json(item) for item in value]
-        return self.text(str(value))
+def masked(payload: Mapping[str, Any]) -> dict[str, JsonValue]:
+    """``payload`` as it may be shown to a person: every value under a secret-named key masked."""
+    out = _walk(payload, None, None, MASK, frozenset())
+    assert isinstance(out, dict)
+    return out
+
+
+def _walk(
+    value: Any,
+    text: Callable[[str], str] | None,
+    key_text: Callable[[str], str] | None,
+    hide_secret_names: str | None,
+    verbatim: frozenset[str],
+    key: str | None = None,
+) -> JsonValue:
+    if isinstance(value, str):
+        return value if text is None or key in verbatim else text(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, JsonValue] = {}
+        for raw_key, item in value.items():
+            name = key_text(str(raw_key)) if key_text is not None else str(raw_key)
+            if hide_secret_names is not None and is_secret_name(name):
+                out[name] = hide_secret_names
+            else:
+                out[name] = _walk(item, text, key_text, hide_secret_names, verbatim, name)
+        return out
+    if isinstance(value, list | tuple):
+        return [_walk(item, text, key_text, hide_secret_names, verbatim) for item in value]
+    return text(str(value)) if text is not None else str(value)
 
 
 class _ScrubbingFilter(logging.Filter):
-    def __init__(self, scrubber: ApiScrubber) -> None:
+    def __init__(self, scrubber: Scrubber) -> None:
         super().__init__()
         self._scrub = scrubber
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        clean = self._scrub.text(message)
+        clean = self._scrub(message)
         if clean != message:
             record.msg, record.args = clean, None
         if record.exc_text:
-            record.exc_text = self._scrub.text(record.exc_text)
+            record.exc_text = self._scrub(record.exc_text)
         return True
-
-
-def _payload_secrets(payload: Mapping[str, Any]) -> list[str]:
-    return [
-        value for key, value in payload.items() if isinstance(value, str) and _SECRET_KEY_NAME.search(key)
-    ]

@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_PATH",
     "MAX_DAILY_LIMIT",
     "ApiDouble",
+    "Drip",
     "DropAfterBody",
     "LoggedRequest",
     "Misbehaviour",
@@ -131,6 +132,14 @@ class Stall:
 
 
 @dataclass(frozen=True)
+class Drip:
+    """Act on the request, send the answer's head, then its body one byte every ``interval`` seconds:
+    slow enough that a client's per-read timeout never fires."""
+
+    interval: float = 10.0
+
+
+@dataclass(frozen=True)
 class DropAfterBody:
     """Read the whole request, act on it when ``process``, then close the connection unanswered."""
 
@@ -158,7 +167,7 @@ class Respond:
     echo_request: bool = False
 
 
-Misbehaviour = RateLimit | ServerError | Slow | Stall | DropAfterBody | ResetBeforeRead | Respond
+Misbehaviour = RateLimit | ServerError | Slow | Stall | Drip | DropAfterBody | ResetBeforeRead | Respond
 
 
 @dataclass(frozen=True)
@@ -442,6 +451,9 @@ class ApiDouble:
             await self._wait_for_close(reader)
             return
         record(answer.status, outcome, created)
+        if isinstance(action, Drip):
+            await _write(_DripWriter(writer, action.interval), answer, self._request_id())
+            return
         await _write(writer, answer, self._request_id())
 
     async def _wait_for_close(self, reader: asyncio.StreamReader) -> None:
@@ -765,7 +777,27 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
     return _Request(method, target, headers, body)
 
 
-async def _write(writer: asyncio.StreamWriter, answer: _Answer, request_id: str) -> None:
+class _DripWriter:
+    """Enough of a StreamWriter for :func:`_write`: the head at once, then the body a byte at a time."""
+
+    def __init__(self, writer: asyncio.StreamWriter, interval: float) -> None:
+        self._writer = writer
+        self._interval = interval
+        self._pending = b""
+
+    def write(self, data: bytes) -> None:
+        self._pending += data
+
+    async def drain(self) -> None:
+        head, _, body = self._pending.partition(b"\r\n\r\n")
+        self._writer.write(head + b"\r\n\r\n")
+        for index in range(len(body)):
+            self._writer.write(body[index : index + 1])
+            await self._writer.drain()
+            await asyncio.sleep(self._interval)
+
+
+async def _write(writer: asyncio.StreamWriter | _DripWriter, answer: _Answer, request_id: str) -> None:
     if isinstance(answer.body, str):
         payload = answer.body.encode()
         content_type = "text/plain; charset=utf-8"

@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import socket
+import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -22,22 +23,29 @@ from typing import Any
 import httpx
 import pytest
 
-from inboxcheck._errors import ApiError, ApiKeyError, InboxcheckError, OptionsError
+from inboxcheck._errors import (
+    ApiError,
+    ApiKeyError,
+    CreateFailed,
+    InboxcheckError,
+    InsecureKeyFileWarning,
+    OptionsError,
+)
 from inboxcheck._models import Account, Severity
-from inboxcheck._secrets import ApiScrubber
+from inboxcheck._secrets import Scrubber
 from inboxcheck.platform.client import PlatformClient
-from inboxcheck.platform.key import API_KEY_ENV, BULK_MAX_ITEMS, ApiKey, InsecureKeyFileWarning, load_api_key
+from inboxcheck.platform.key import API_KEY_ENV, BULK_MAX_ITEMS, ApiKey, load_api_key
 from inboxcheck.platform.outcomes import (
     ApiExit,
     ApiOutcome,
     CreatedInbox,
-    CreateFailed,
     CreateOutcome,
     InboxStatus,
 )
-from inboxcheck.platform.replies import parse_error_body, parse_retry_after
+from inboxcheck.platform.replies import RETRY_AFTER_CAP, parse_error_body, parse_retry_after
 from lab.api_double import (
     ApiDouble,
+    Drip,
     DropAfterBody,
     RateLimit,
     ResetBeforeRead,
@@ -275,7 +283,7 @@ class TestApiKey:
 
 class TestScrubber:
     def test_removes_plain_json_escaped_and_percent_encoded_forms(self) -> None:
-        scrub = ApiScrubber([KEY, IMAP_PASSWORD, SMTP_PASSWORD])
+        scrub = Scrubber([KEY, IMAP_PASSWORD, SMTP_PASSWORD])
         echoed = json.dumps({"imap_password": IMAP_PASSWORD, "x": f"key={KEY}"})
         from urllib.parse import quote, quote_plus
 
@@ -293,13 +301,13 @@ class TestScrubber:
             assert quote(SMTP_PASSWORD, safe="") not in cleaned
 
     def test_short_secrets_are_removed_only_where_they_stand_alone(self) -> None:
-        scrub = ApiScrubber(["ab1"])
+        scrub = Scrubber(["ab1"])
         assert scrub.text("password ab1 is too short") == "password [redacted] is too short"
         assert scrub.text('"ab1"') == '"[redacted]"'
         assert scrub.text("tab12 stays") == "tab12 stays"
 
     def test_json_drops_values_under_secret_names(self) -> None:
-        scrub = ApiScrubber([])
+        scrub = Scrubber([])
         cleaned = scrub.json({"smtp_password": "x", "nested": [{"api_key": 1, "apiKey": "y"}], "ok": True})
         assert cleaned == {
             "smtp_password": "[redacted]",
@@ -308,7 +316,7 @@ class TestScrubber:
         }
 
     def test_no_secrets_is_a_no_op(self) -> None:
-        assert ApiScrubber(["", ""]).text("unchanged") == "unchanged"
+        assert Scrubber(["", ""]).text("unchanged") == "unchanged"
 
 
 @pytest.mark.parametrize(
@@ -360,6 +368,12 @@ def test_parse_error_body(body: Any, fields: list[str], message: str | None) -> 
         ("-5", None),
         ("1.5", None),
         ("", None),
+        ("\xb2", None),  # a digit to str.isdigit, not to HTTP
+        ("\u0663", None),
+        ("9" * 400, RETRY_AFTER_CAP),  # too large for a float
+        ("9" * 5000, RETRY_AFTER_CAP),  # too long for int()
+        ("0" * 400 + "5", 5.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", RETRY_AFTER_CAP),
     ],
 )
 def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
@@ -636,6 +650,62 @@ async def test_a_retry_after_beyond_the_cap_is_not_waited_for(api: ApiDouble, sl
     assert outcome.attempts == 1
     assert outcome.finding.evidence["retry_after_seconds"] == 3600
     assert outcome.finding.fix is not None and "3600 seconds" in outcome.finding.fix
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+async def test_an_absurd_retry_after_is_rate_limited_at_once(
+    api: ApiDouble, sleeps: Sleeps, digits: int
+) -> None:
+    api.misbehave(RateLimit("9" * digits))
+    async with client_for(api, sleeps) as client:
+        outcome = await client.create_sender_account(payload())
+    assert outcome.outcome is ApiOutcome.RATE_LIMITED and outcome.exit_code == 7
+    assert sleeps.waits == [] and outcome.attempts == 1
+    assert outcome.finding.fix is not None and "a day or more" in outcome.finding.fix
+
+
+async def test_an_unreadable_retry_after_is_treated_as_absent(api: ApiDouble, sleeps: Sleeps) -> None:
+    api.misbehave(RateLimit("\xb2"))  # sent as the byte 0xB2
+    async with client_for(api, sleeps) as client:
+        outcome = await client.create_sender_account(payload())
+    assert outcome.ok
+    assert sleeps.waits == [1.0]  # the backoff, as with no header
+
+
+async def test_a_wait_for_retry_after_is_announced(api: ApiDouble, sleeps: Sleeps) -> None:
+    said: list[str] = []
+    api.misbehave(RateLimit("7"))
+    async with client_for(api, sleeps, on_wait=said.append) as client:
+        outcome = await client.create_sender_account(payload())
+    assert outcome.ok
+    assert said == [
+        "the platform answered HTTP 429; waiting 7 s before trying again (attempt 2, same Idempotency-Key)"
+    ]
+
+
+async def test_a_dripping_answer_ends_at_the_deadline_as_unknown(api: ApiDouble, sleeps: Sleeps) -> None:
+    # One byte per 0.3 s never trips the 5 s per-read timeout; only the call's deadline ends it.
+    api.misbehave(Drip(interval=0.3))
+    started = time.monotonic()
+    async with client_for(api, sleeps, deadline=1.5) as client:
+        outcome = await client.create_sender_account(payload())
+    assert time.monotonic() - started < 30
+    assert outcome.outcome is ApiOutcome.OUTCOME_UNKNOWN and outcome.exit_code == 8
+    assert outcome.finding.evidence["error"] == "deadline"
+    assert "1.5 s deadline" in outcome.finding.message
+    assert outcome.idempotency_key in (outcome.finding.fix or "")
+    assert [r.outcome for r in api.creates()] == ["created"]  # it was created: hence "unknown"
+    assert outcome.attempts == 1
+
+
+async def test_a_retry_after_longer_than_the_deadline_is_not_waited_for(
+    api: ApiDouble, sleeps: Sleeps
+) -> None:
+    api.misbehave(RateLimit("20"))
+    async with client_for(api, sleeps, deadline=10) as client:
+        outcome = await client.create_sender_account(payload())
+    assert outcome.outcome is ApiOutcome.RATE_LIMITED
+    assert sleeps.waits == []
 
 
 async def test_the_total_wait_is_bounded(api: ApiDouble, sleeps: Sleeps) -> None:
@@ -965,11 +1035,11 @@ async def test_no_secret_in_any_outcome_exception_or_log_line(
     """A careless server echoes the whole request everywhere; nothing of it may come out.
 
     Echoes in bodies never reach a log line. An echo in a response *header* is logged verbatim by
-    httpcore at DEBUG, which only the handler filter (:meth:`ApiScrubber.logging_filter`) catches.
+    httpcore at DEBUG, which only the handler filter (:meth:`Scrubber.logging_filter`) catches.
     """
     caplog.set_level(logging.DEBUG)
     if header_echo:
-        scrubber = ApiScrubber.for_request(ApiKey.parse(KEY), payload())
+        scrubber = Scrubber.for_request(ApiKey.parse(KEY), payload())
         caplog.handler.addFilter(scrubber.logging_filter())
     echo = Respond(
         422,

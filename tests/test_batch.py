@@ -19,28 +19,18 @@ import pytest
 from inboxcheck._batch import BatchLine, read_batch, read_results, run_batch
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
 from inboxcheck._errors import InboxcheckError
-from inboxcheck._models import Severity
 from inboxcheck._options import CheckOptions, Family
-from tests.helpers import CANARY, custom_payload, google_payload
+from tests.helpers import CANARY, batch_user, google_payload, unreachable_for, write_jsonl
 
 OFFLINE = CheckOptions(families=frozenset({Family.ACCOUNT}))
 
 
-def _user(i: int, **changes: Any) -> dict[str, Any]:
-    address = f"user{i}@example.test"
-    return custom_payload(email_address=address, smtp_username=address, imap_username=address, **changes)
-
-
 def _jsonl(tmp_path: Path, rows: list[Any], name: str = "in.jsonl") -> Path:
-    path = tmp_path / name
-    path.write_text(
-        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
-    )
-    return path
+    return write_jsonl(tmp_path / name, rows)
 
 
 def test_jsonl_lines_keep_their_numbers_and_bad_lines_say_why(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(1), "", "{broken", _user(2, smtp_port=0), "[1]"])
+    path = _jsonl(tmp_path, [batch_user(1), "", "{broken", batch_user(2, smtp_port=0), "[1]"])
     items = list(read_batch(path, env={}))
     assert [i.line for i in items] == [1, 3, 4, 5]
     assert items[0].account is not None
@@ -76,7 +66,7 @@ def test_csv_with_unknown_columns_is_refused_up_front(tmp_path: Path) -> None:
 
 
 async def test_results_are_written_as_each_account_finishes(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(i) for i in range(5)] + ["nope"])
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(5)] + ["nope"])
     output = tmp_path / "out.jsonl"
     seen_in_file: list[int] = []
 
@@ -96,7 +86,7 @@ async def test_results_are_written_as_each_account_finishes(tmp_path: Path) -> N
 
 
 async def test_an_existing_output_is_not_overwritten(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(1)])
+    path = _jsonl(tmp_path, [batch_user(1)])
     output = tmp_path / "out.jsonl"
     output.write_text('{"line": 1}\n', encoding="utf-8")
     with pytest.raises(InboxcheckError, match="--resume"):
@@ -104,7 +94,7 @@ async def test_an_existing_output_is_not_overwritten(tmp_path: Path) -> None:
 
 
 async def test_resume_cuts_a_torn_line_and_checks_only_what_is_missing(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(i) for i in range(6)])
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(6)])
     output = tmp_path / "out.jsonl"
     await run_batch(path, options=OFFLINE, output=output, env={})
     lines = output.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -121,17 +111,11 @@ async def test_resume_cuts_a_torn_line_and_checks_only_what_is_missing(tmp_path:
 
 
 async def test_retry_errors_checks_again_only_what_could_not_tell(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path, [_user(i) for i in range(4)])
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(4)])
     output = tmp_path / "out.jsonl"
     down = {"user1@example.test", "user3@example.test"}
 
-    async def flaky(ctx: CheckContext) -> Outcome:
-        out = Outcome(summary="reached the server")
-        if ctx.account.email_address in down:
-            out.add("smtp.connect.refused", Severity.ERROR, "down")
-        return out
-
-    spec = [CheckSpec("test.server", "Server", Family.ACCOUNT, flaky)]
+    spec = unreachable_for(down)
     first = await run_batch(path, options=OFFLINE, output=output, env={}, specs=spec)
     assert first.verdicts == Counter({"pass": 2, "error": 2}) and first.exit_code == 3
     down.clear()
@@ -155,7 +139,7 @@ async def test_retry_errors_checks_again_only_what_could_not_tell(tmp_path: Path
 
 async def test_concurrency_is_bounded_overall_and_per_host(tmp_path: Path) -> None:
     rows = [
-        _user(i, smtp_host=f"smtp{i % 2}.example.test", imap_host=f"imap{i % 2}.example.test")
+        batch_user(i, smtp_host=f"smtp{i % 2}.example.test", imap_host=f"imap{i % 2}.example.test")
         for i in range(24)
     ]
     path = _jsonl(tmp_path, rows)
@@ -195,7 +179,7 @@ def _kill_batch_after(args: list[str], delay: float) -> int:
 @pytest.mark.slow
 def test_a_batch_killed_at_random_moments_ends_with_exactly_one_result_per_account(tmp_path: Path) -> None:
     count = 3000
-    path = _jsonl(tmp_path, [_user(i) for i in range(count)])
+    path = _jsonl(tmp_path, [batch_user(i) for i in range(count)])
     output = tmp_path / "out.jsonl"
     base = [
         sys.executable,

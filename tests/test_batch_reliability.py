@@ -1,4 +1,5 @@
-"""Reliability: servers that stop in the middle of a batch, and the rerun that recovers their accounts.
+"""Reliability: servers that stop in the middle of a batch, and the rerun that recovers their accounts;
+and ``connect --batch`` killed (SIGKILL) and its log damaged between resumes.
 
 The servers are scripted SMTP (STARTTLS) and IMAP (implicit TLS) peers on loopback that accept every
 login; the checks are the real ``smtp`` and ``imap`` login checks with certificate verification.
@@ -21,7 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
+import signal
+import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +36,8 @@ import pytest
 
 from inboxcheck._batch import BatchLine, read_results, run_batch
 from inboxcheck._options import CheckOptions, Family
+from lab.api_double import ApiDouble
+from tests.helpers import batch_user, write_jsonl
 from tests.peers import Peer, PeerCerts, PeerConn, Script
 from tests.scenarios import ImapScript, SmtpScript, base_payload
 
@@ -283,3 +291,88 @@ async def test_the_cli_reruns_only_the_errors_with_resume_and_retry_errors(tmp_p
     finally:
         await smtp.stop()
         await imap.stop()
+
+
+KEY = "cs_test_" + "r" * 24
+
+
+def _run_until(args: list[str], output: Path, lines: int, env: dict[str, str]) -> int:
+    """Run ``args``; SIGKILL it once ``output`` has ``lines`` lines (or let it finish); its exit code."""
+    with subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env) as proc:
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline:
+            if output.exists() and output.read_bytes().count(b"\n") >= lines:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        else:
+            if proc.returncode is None:
+                proc.kill()
+        return proc.wait(timeout=30)
+
+
+def _damage_a_middle_line(output: Path, rng: random.Random) -> bool:
+    """Overwrite a random line (not the first or last) with bytes that are not JSON; was it a create?"""
+    lines = output.read_bytes().split(b"\n")
+    complete = len(lines) - 1  # the last element is what follows the last newline (a torn line, or b"")
+    index = rng.randrange(1, complete - 1)
+    was_create = b'"kind":"create"' in lines[index]
+    lines[index] = b"\x00" + b"#" * (len(lines[index]) - 1)
+    output.write_bytes(b"\n".join(lines))
+    return was_create
+
+
+@pytest.mark.slow
+def test_connect_batch_killed_and_damaged_between_resumes_checks_all_and_creates_each_at_most_once(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL at random points of the check and create phases, a damaged middle line of the log
+    after each kill, and the resumes still end with one check and one create per account, and the
+    platform (the API double's log) holding each account once."""
+    count = 150
+    rows = [batch_user(i) for i in range(count)]
+    path = write_jsonl(tmp_path / "accounts.jsonl", rows)
+    output = tmp_path / "log.jsonl"
+    rng = random.Random(20261202)
+    # Kills at log sizes spread over both phases (a check line, then a create line, per account),
+    # far enough from the end that a run cannot finish before the kill lands, however loaded.
+    targets = sorted(rng.sample(range(10, 2 * count - 60), 5))
+    env = {**os.environ, "COLDSEND_API_KEY": KEY}
+    with ApiDouble(keys={KEY}).running_in_thread() as api:
+        args = [
+            sys.executable,
+            "-m",
+            "inboxcheck",
+            "connect",
+            "--batch",
+            str(path),
+            "--output",
+            str(output),
+            "--only",
+            "account",
+            "--api-url",
+            api.url,
+        ]
+        kills, damaged_creates = 0, 0
+        for number, target in enumerate(targets):
+            code = _run_until([*args, *(["--resume"] if number else [])], output, target, env)
+            assert code in (0, -signal.SIGKILL), f"run {number} exited {code}"
+            if code == -signal.SIGKILL:
+                kills += 1
+                damaged_creates += _damage_a_middle_line(output, rng)
+        final = subprocess.run([*args, "--resume"], capture_output=True, env=env, timeout=180, check=False)
+        assert final.returncode == 0, final.stderr.decode()
+        created = Counter(r.body["email_address"] for r in api.creates() if r.outcome == "created")
+        replayed = sum(1 for r in api.creates() if r.outcome == "replayed")
+        assert len(api.accounts) == count
+    assert kills >= 3, f"only {kills} of the runs were killed before they finished"
+    assert created == Counter({row["email_address"]: 1 for row in rows})
+    # A create is sent again only when its answer never reached the log: the one in flight at a
+    # kill, or one whose create line was damaged. Never those whose create line is there.
+    assert replayed <= kills + damaged_creates
+    records = read_results(output)
+    checks = Counter(r["line"] for r in records if r.get("kind") != "create")
+    creates = Counter(r["line"] for r in records if r.get("kind") == "create")
+    assert checks == Counter(range(1, count + 1))
+    assert creates == Counter(range(1, count + 1))
+    assert {r["outcome"] for r in records if r.get("kind") == "create"} == {"created"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from inboxcheck._cli import cli
+from inboxcheck._errors import OptionsError
 from inboxcheck._options import CheckOptions, Family
-from inboxcheck.platform.connect import choose_daily_limit, connect
+from inboxcheck.platform.connect import connect
+from inboxcheck.platform.gate import choose_daily_limit
 from inboxcheck.platform.key import ApiKey
-from lab.api_double import ApiDouble, DropAfterBody
+from lab.api_double import ApiDouble, Drip, DropAfterBody, RateLimit
 from tests.helpers import CANARY, custom_payload, google_payload
 
 KEY = "cs_test_" + "k" * 24
@@ -157,3 +160,39 @@ def test_cli_wrong_key_is_rejected_with_its_exit_code(tmp_path: Path, args: list
     assert result.exit_code == 4
     assert "api.key_rejected" in result.stdout
     assert other not in result.output and CANARY not in result.output
+
+
+@pytest.mark.parametrize("url", ["http://192.0.2.10", "ftp://127.0.0.1", "https://"])
+async def test_an_unusable_api_url_is_refused_before_any_login(url: str) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        payload = custom_payload(smtp_host="127.0.0.1", smtp_port=port, imap_host="127.0.0.1", imap_port=port)
+        options = CheckOptions(families=frozenset({Family.SMTP, Family.IMAP}), timeout=1)
+        with pytest.raises(OptionsError, match="API URL"):
+            await connect(payload, api_key=ApiKey.parse(KEY), options=options, base_url=url)
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # no login ever knocked
+
+
+def test_cli_dry_run_checks_the_key_it_is_given(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("not-a-key\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    account = _file(tmp_path, custom_payload())
+    dry = ["connect", account, "--only", "account", "--dry-run"]
+    assert _run([*dry, "--api-key-file", str(key_file)], env={}).exit_code == 2
+    assert _run(dry, env={"COLDSEND_API_KEY": "not-a-key"}).exit_code == 2
+    assert _run(dry, env={}).exit_code == 0  # no key at all is fine for a dry run
+
+
+def test_cli_api_deadline_ends_a_dripping_create_as_unknown(tmp_path: Path) -> None:
+    with ApiDouble(keys={KEY}).running_in_thread() as api:
+        api.misbehave(RateLimit("1"), Drip(interval=0.3))
+        args = ["connect", _file(tmp_path, custom_payload()), "--only", "account", "--api-url", api.url]
+        result = _run([*args, "--api-deadline", "3"], env={"COLDSEND_API_KEY": KEY})
+    assert result.exit_code == 8, result.output
+    assert "answered HTTP 429; waiting 1 s before trying again" in result.stderr
+    assert "3 s deadline" in result.stdout

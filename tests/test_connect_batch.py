@@ -15,21 +15,14 @@ from inboxcheck.platform.batch import connect_batch, idempotency_key
 from inboxcheck.platform.client import PlatformClient
 from inboxcheck.platform.key import ApiKey
 from lab.api_double import ApiDouble
-from tests.helpers import CANARY, custom_payload
+from tests.helpers import CANARY, batch_user, write_jsonl
 
 KEY = "cs_test_" + "b" * 24
 OFFLINE = CheckOptions(families=frozenset({Family.ACCOUNT}))
 
 
-def _user(i: int, **changes: Any) -> dict[str, Any]:
-    address = f"user{i}@example.test"
-    return custom_payload(email_address=address, smtp_username=address, imap_username=address, **changes)
-
-
 def _file(tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
-    path = tmp_path / "in.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path / "in.jsonl", rows)
 
 
 def _lines(path: Path, kind: str) -> list[dict[str, Any]]:
@@ -38,7 +31,7 @@ def _lines(path: Path, kind: str) -> list[dict[str, Any]]:
 
 
 async def test_only_passing_accounts_are_created_and_a_resume_creates_nothing_twice(tmp_path: Path) -> None:
-    rows = [_user(1), _user(2, imap_port=143), _user(3, daily_limit=...), _user(4)]
+    rows = [batch_user(1), batch_user(2, imap_port=143), batch_user(3, daily_limit=...), batch_user(4)]
     path, output = _file(tmp_path, rows), tmp_path / "out.jsonl"
     async with ApiDouble(keys={KEY}) as api:
         async with PlatformClient(ApiKey.parse(KEY), base_url=api.url) as client:
@@ -62,7 +55,7 @@ async def test_only_passing_accounts_are_created_and_a_resume_creates_nothing_tw
 
 
 async def test_bulk_sends_one_call_per_hundred(tmp_path: Path) -> None:
-    rows = [_user(i) for i in range(150)]
+    rows = [batch_user(i) for i in range(150)]
     path, output = _file(tmp_path, rows), tmp_path / "out.jsonl"
     async with ApiDouble(keys={KEY}) as api:
         async with PlatformClient(ApiKey.parse(KEY), base_url=api.url) as client:
@@ -82,7 +75,7 @@ def test_idempotency_keys_are_stable_per_account() -> None:
 
 
 def test_cli_connect_batch(tmp_path: Path) -> None:
-    path = _file(tmp_path, [_user(1), _user(2, smtp_port=465, smtp_use_tls=False)])
+    path = _file(tmp_path, [batch_user(1), batch_user(2, smtp_port=465, smtp_use_tls=False)])
     output = tmp_path / "out.jsonl"
     with ApiDouble(keys={KEY}).running_in_thread() as api:
         result = CliRunner().invoke(
@@ -110,3 +103,31 @@ def test_cli_connect_batch(tmp_path: Path) -> None:
         cli, ["connect", "--batch", str(path), "--dry-run"], env={"COLDSEND_API_KEY": KEY}
     )
     assert refused.exit_code == 2
+
+
+async def test_a_log_without_the_recommendation_sends_what_a_single_connect_would(tmp_path: Path) -> None:
+    """The daily limit comes from the account's own report, findings included, never a bare default."""
+    from inboxcheck._batch import run_batch
+    from inboxcheck._check import CheckContext, CheckSpec, Outcome
+    from inboxcheck._models import Severity
+
+    async def unsigned(ctx: CheckContext) -> Outcome:
+        out = Outcome(summary="no DKIM key")
+        out.add("dns.dkim.missing", Severity.WARN, "no DKIM key was found")
+        return out
+
+    specs = [CheckSpec("test.dkim", "DKIM", Family.ACCOUNT, unsigned)]
+    path, output = _file(tmp_path, [batch_user(1, daily_limit=...)]), tmp_path / "out.jsonl"
+    await run_batch(path, options=OFFLINE, output=output, env={}, specs=specs)
+    (record,) = _lines(output, "check")
+    assert record["report"]["recommended_daily_limit"]["value"] == 15  # 30 for a new mailbox, halved
+    del record["report"]["recommended_daily_limit"]
+    output.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    async with ApiDouble(keys={KEY}) as api:
+        async with PlatformClient(ApiKey.parse(KEY), base_url=api.url) as client:
+            summary = await connect_batch(
+                path, output=output, client=client, options=OFFLINE, resume=True, env={}, specs=specs
+            )
+        assert summary.creates == Counter({"created": 1})
+        (sent,) = api.creates()
+        assert sent.body["daily_limit"] == 15

@@ -29,3 +29,15 @@ async def test_the_memory_is_bounded_oldest_first(lab_resolver: dns.asyncresolve
     assert client.sent == 3  # still remembered
     await client.query("lab.test", "A")
     assert client.sent == 4  # forgotten: the oldest went first
+
+
+async def test_an_idn_is_looked_up_by_its_idna_2008_a_labels(
+    lab_resolver: dns.asyncresolver.Resolver,
+) -> None:
+    # IDNA 2003 (Python's codec) would ask for "fass.lab.test"; validation and lookups both use 2008.
+    client = DnsClient(lab_resolver, timeout=2)
+    answer = await client.query("Faß.lab.test", "A")
+    assert client.queries == [("xn--fa-hia.lab.test", "A")]
+    assert answer.status is DnsStatus.NXDOMAIN
+    snowman = await client.query("\u2603.lab.test", "A")  # allowed by IDNA 2003, not by 2008
+    assert snowman.status is DnsStatus.ERROR

@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
+from inboxcheck._errors import KnowledgeError
 from inboxcheck._knowledge import (
     KnowledgeBase,
-    KnowledgeError,
     Rule,
     load_knowledge,
     load_rules,

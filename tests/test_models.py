@@ -47,6 +47,10 @@ def test_validation_errors_never_show_the_password() -> None:
         ("smtp_host", "smtp://smtp.gmail.com"),
         ("smtp_host", "smtp.gmail.com:587"),
         ("smtp_host", "bad host"),
+        ("smtp_host", "[1.2.3.4"),
+        ("imap_host", "1.2.3.4]"),
+        ("imap_host", "[::1"),
+        ("email_address", "sam@\u2603.example"),  # IDNA 2003 takes a snowman; IDNA 2008 (DNS) does not
         ("smtp_port", 0),
         ("smtp_port", 65536),
         ("smtp_port", "587"),
@@ -75,6 +79,8 @@ def test_account_rejects_what_the_platform_rejects(field: str, value: object) ->
         ("daily_limit", 1),
         ("smtp_host", "127.0.0.1"),
         ("email_address", "jürgen@bücher.example"),
+        ("email_address", "sam@faß.example"),
+        ("smtp_host", "[::1]"),
     ],
 )
 def test_account_accepts_the_boundaries(field: str, value: object) -> None:

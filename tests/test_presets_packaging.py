@@ -6,7 +6,6 @@ A wheel carries them inside the package as ``inboxcheck/_data/presets`` (pyproje
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,8 +16,8 @@ import pytest
 
 import inboxcheck._presets as presets_module
 from inboxcheck._presets import load_presets, presets_dir
+from tests.distributions import REPO, Target, build
 
-REPO = Path(__file__).resolve().parent.parent
 PRESET_NAMES = sorted(path.name for path in (REPO / "presets").glob("*.toml"))
 
 PROBE = (
@@ -80,18 +79,10 @@ def test_editable_install_reads_live_presets_not_a_stale_copy(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_wheel_carries_and_finds_the_presets(tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
-    command = [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(dist)]
-    if importlib.util.find_spec("hatchling") is not None:
-        # Without hatchling here pip fetches it into an isolated build environment instead.
-        command.append("--no-build-isolation")
-    build = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert build.returncode == 0, build.stdout + build.stderr
-    wheels = list(dist.glob("inboxcheck-*.whl"))
-    assert len(wheels) == 1, wheels
+    built = build(Target.WHEEL, tmp_path / "dist")
 
     unpacked = tmp_path / "unpacked"
-    with zipfile.ZipFile(wheels[0]) as wheel:
+    with zipfile.ZipFile(built) as wheel:
         names = set(wheel.namelist())
         wheel.extractall(unpacked)
     assert "inboxcheck/_data/presets/google-workspace.toml" in names

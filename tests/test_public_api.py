@@ -47,6 +47,7 @@ EXPECTED = {
     "Preset",
     "PresetError",
     "PresetRef",
+    "ResultsLogError",
     "Presets",
     "RampStep",
     "Report",

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import base64
+import json
+from urllib.parse import quote, quote_plus
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
+from pydantic import SecretStr
 
-from inboxcheck._secrets import REDACTED, Scrubber, secret_forms
+from inboxcheck._credential import Credential
+from inboxcheck._secrets import MASK, REDACTED, Scrubber, masked
+
+
+def secret_forms(username: str, password: str) -> Scrubber:
+    return Scrubber(credentials=[Credential(username, SecretStr(password))])
 
 
 def test_every_wire_form_is_removed() -> None:
-    scrub = Scrubber(secret_forms("sam@x.test", 'pa"ss\\word'))
+    scrub = secret_forms("sam@x.test", 'pa"ss\\word')
     plain = base64.b64encode(b'\0sam@x.test\0pa"ss\\word').decode()
     login = base64.b64encode(b'pa"ss\\word').decode()
     text = f'535 you sent AUTH PLAIN {plain}, then {login}, LOGIN "sam@x.test" "pa\\"ss\\\\word"'
@@ -22,7 +29,7 @@ def test_every_wire_form_is_removed() -> None:
 
 
 def test_a_short_password_is_removed_only_where_it_stands_alone() -> None:
-    scrub = Scrubber(secret_forms("u", "pass"))
+    scrub = secret_forms("u", "pass")
     assert (
         scrub("535 5.7.8 Password incorrect, bypass denied") == "535 5.7.8 Password incorrect, bypass denied"
     )
@@ -32,6 +39,64 @@ def test_a_short_password_is_removed_only_where_it_stands_alone() -> None:
 @settings(max_examples=200, deadline=None)
 @given(password=st.text(min_size=1, max_size=40), noise=st.text(max_size=40))
 def test_no_password_survives_in_a_text_around_it(password: str, noise: str) -> None:
-    scrub = Scrubber(secret_forms("user@x.test", password))
+    scrub = secret_forms("user@x.test", password)
     if len(password) >= 6:
         assert password not in scrub(noise + password + noise).replace(REDACTED, "\0")
+
+
+def test_a_one_letter_password_goes_only_as_a_whole_token() -> None:
+    scrub = secret_forms("u", "a")
+    kept = "535 5.7.8 Authentication failed: bad user name or password"
+    assert scrub(kept) == kept
+    assert scrub("you sent a") == f"you sent {REDACTED}"
+    assert scrub('LOGIN "u" "a"') == f'LOGIN "u" "{REDACTED}"'
+    assert scrub("got 'a', wanted more") == f"got '{REDACTED}', wanted more"
+    assert scrub("_a a1 \u00e9a") == "_a a1 \u00e9a"
+
+
+def test_a_common_word_password_leaves_other_words_alone() -> None:
+    scrub = secret_forms("u", "pass")
+    kept = "Password incorrect; bypass denied; passed=0; PASS"
+    assert scrub(kept) == kept
+    assert scrub("pass=pass") == f"{REDACTED}={REDACTED}"
+
+
+def test_one_scrubber_covers_wire_json_and_percent_forms() -> None:
+    password = 'p\u00e4ss "w/rd+'
+    scrub = secret_forms("sam@x.test", password)
+    wire = Credential("sam@x.test", SecretStr(password))
+    echoed = json.dumps({"note": f"sent {wire.sasl_plain()} and {password}"})
+    for text in (echoed, quote(password, safe=""), quote_plus(wire.sasl_plain(), safe="")):
+        assert scrub(text).count(REDACTED) >= 1
+        for form in (password, json.dumps(password)[1:-1], wire.sasl_plain()):
+            assert form not in scrub(text)
+
+
+def test_the_walker_keeps_identifiers_and_scrubs_foreign_keys() -> None:
+    scrub = secret_forms("u", "name")
+    ours = {"name": "smtp.login", "code": "name", "summary": "sent name", "evidence": {"name": "x"}}
+    assert scrub.json(ours, identifiers={"name", "code"}) == {
+        "name": "smtp.login",
+        "code": "name",
+        "summary": f"sent {REDACTED}",
+        "evidence": {"name": "x"},
+    }
+    foreign = {"name": "x", "password": 1, "detail": ["sent name"]}
+    assert scrub.json(foreign) == {REDACTED: "x", "password": REDACTED, "detail": [f"sent {REDACTED}"]}
+
+
+def test_the_mask_hides_every_secret_named_value() -> None:
+    payload = {"smtp_username": "u", "smtp_password": "p", "imap_password": "q", "daily_limit": 5}
+    assert masked(payload) == {
+        "smtp_username": "u",
+        "smtp_password": MASK,
+        "imap_password": MASK,
+        "daily_limit": 5,
+    }
+
+
+def test_a_credential_shows_no_secret() -> None:
+    credential = Credential("sam", SecretStr("hunter22"))
+    assert "hunter22" not in repr(credential) + str(credential)
+    assert base64.b64decode(credential.sasl_plain()) == b"\0sam\0hunter22"
+    assert not Credential("sam\0x", SecretStr("p")).sendable()

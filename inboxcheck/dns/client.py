@@ -26,6 +26,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 
+from inboxcheck._models import ascii_domain
 from inboxcheck._options import Nameserver
 
 if TYPE_CHECKING:
@@ -252,7 +253,11 @@ class DnsClient:
 
 
 def _normalise(name: str) -> str:
-    return name.strip().rstrip(".").lower()
+    name = name.strip().rstrip(".").lower()
+    try:
+        return ascii_domain(name)
+    except (UnicodeError, ValueError):
+        return name  # the resolver turns it into an ERROR answer naming the bad label
 
 
 def _classify_no_nameservers(exc: dns.resolver.NoNameservers) -> tuple[DnsStatus, str]:

@@ -16,29 +16,33 @@ inbox is created twice.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from inboxcheck._batch import BatchSummary, read_batch, run_batch
+from inboxcheck._batch import (
+    BatchSummary,
+    LoggedCreate,
+    LoggedReport,
+    parse_logged,
+    read_batch,
+    run_batch,
+)
 from inboxcheck._errors import InboxcheckError
-from inboxcheck._models import Account, Finding, Verdict
+from inboxcheck._jsonl import ResultLog
+from inboxcheck._models import Account, Finding, Status
 from inboxcheck._options import CheckOptions
 from inboxcheck.platform.client import PlatformClient
-from inboxcheck.platform.connect import choose_daily_limit
+from inboxcheck.platform.gate import DailyLimitChoice, GateDecision, decide
 from inboxcheck.platform.key import BULK_MAX_ITEMS
 from inboxcheck.platform.outcomes import ApiOutcome
 
 __all__ = ["ConnectBatchSummary", "CreateLine", "connect_batch"]
-
-_PASSING: Final = {Verdict.PASS.value, Verdict.WARN.value}
 
 
 class CreateLine(BaseModel):
@@ -88,50 +92,54 @@ def idempotency_key(url: str, line: int, email: str) -> str:
     return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
-def _output_state(path: Path) -> tuple[dict[int, str], set[int], dict[int, int]]:
-    """Each line's check verdict, the lines already answered by the platform, and each line's
-    recommended daily limit (from its report)."""
-    verdicts: dict[int, str] = {}
-    answered: set[int] = set()
-    recommended: dict[int, int] = {}
-    with path.open("rb") as handle:
-        for raw in handle:
-            if not raw.endswith(b"\n"):
-                break
-            record = json.loads(raw)
-            if record.get("kind") == "create":
-                answered.add(int(record["line"]))
-            else:
-                number = int(record["line"])
-                verdicts[number] = str(record.get("verdict"))
-                report = record.get("report") or {}
-                value = (report.get("recommended_daily_limit") or {}).get("value")
-                if isinstance(value, int):
-                    recommended[number] = value
-    return verdicts, answered, recommended
+@dataclass
+class _Logged:
+    """What the log says of one input line: its check (the parts a gate reads), whether answered."""
+
+    checked: bool = False
+    report: LoggedReport | None = None
+    answered: bool = False
 
 
-def _gate_passes(verdict: str, *, strict: bool) -> bool:
-    return verdict == Verdict.PASS.value or (verdict == Verdict.WARN.value and not strict)
-
-
-def _append(path: Path, record: BaseModel) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, (record.model_dump_json() + "\n").encode())
-    finally:
-        os.close(fd)
-
-
-def _to_create(
-    path: Path, verdicts: dict[int, str], answered: set[int], *, strict: bool, env: dict[str, str] | None
-) -> Iterator[tuple[int, Account]]:
-    for item in read_batch(path, env=env):
-        verdict = verdicts.get(item.line)
-        if item.account is None or verdict is None or item.line in answered:
+def _read_log(log: ResultLog) -> dict[int, _Logged]:
+    logged: dict[int, _Logged] = {}
+    for entry in log.records(parse_logged):
+        state = logged.setdefault(entry.line, _Logged())
+        if isinstance(entry, LoggedCreate):
+            state.answered = True
             continue
-        if _gate_passes(verdict, strict=strict):
-            yield item.line, item.account
+        state.checked = True
+        report = entry.report
+        if report is not None:
+            # Passed and skipped checks never block: dropping them keeps a large log's state small.
+            kept = tuple(c for c in report.checks if c.status not in (Status.PASS, Status.SKIPPED))
+            report = report.model_copy(update={"checks": kept})
+        state.report = report
+    return logged
+
+
+# The accounts to create: input line, account, and the daily limit the gate chose.
+_Pending = list[tuple[int, Account, DailyLimitChoice]]
+
+
+def _gated(
+    path: Path,
+    logged: dict[int, _Logged],
+    *,
+    strict: bool,
+    apply_recommended_limit: bool,
+    env: dict[str, str] | None,
+) -> Iterator[tuple[int, Account | None, GateDecision | None]]:
+    """Each checked line not answered yet, with the gate's decision (None for an unusable line)."""
+    for item in read_batch(path, env=env):
+        state = logged.get(item.line)
+        if state is None or not state.checked or state.answered:
+            continue
+        if item.account is None or state.report is None:
+            yield item.line, None, None
+            continue
+        gate = decide(item.account, state.report, strict=strict, apply_recommended=apply_recommended_limit)
+        yield item.line, item.account, gate
 
 
 async def connect_batch(
@@ -150,65 +158,83 @@ async def connect_batch(
     on_create: Callable[[CreateLine], None] | None = None,
     **batch_options: Any,
 ) -> ConnectBatchSummary:
-    """Check every account of ``path`` into ``output``, then create those that passed."""
-    from inboxcheck._limits import recommend_daily_limit
+    """Check every account of ``path`` into ``output``, then create those that passed.
 
-    checked = await run_batch(
-        path,
-        options=options,
-        output=output,
-        resume=resume,
-        concurrency=concurrency,
-        per_host=per_host,
-        env=env,
-        **batch_options,
-    )
-    summary = ConnectBatchSummary(check=checked)
-    verdicts, answered, recommended = _output_state(output)
-    summary.blocked = sum(1 for v in verdicts.values() if not _gate_passes(v, strict=strict))
-    url = str(client.url)
+    ``output`` is locked from the first check to the last create: a second run on it refuses.
+    """
+    with ResultLog.open(output, not_same_as=path) as log:
+        checked = await run_batch(
+            path,
+            output=log,
+            options=options,
+            resume=resume,
+            concurrency=concurrency,
+            per_host=per_host,
+            env=env,
+            **batch_options,
+        )
+        summary = ConnectBatchSummary(check=checked)
+        # The log now holds a check line for every line of the input: the gate of a single connect
+        # decides from each, and a create line anywhere in the log means that account is never
+        # created again, whatever else in the log is damaged.
+        pending: _Pending = []
+        for line, account, gate in _gated(
+            path,
+            _read_log(log),
+            strict=strict,
+            apply_recommended_limit=apply_recommended_limit,
+            env=env,
+        ):
+            if account is None or gate is None or not gate.passed:
+                summary.blocked += 1
+            else:
+                pending.append((line, account, gate.daily_limit))
 
-    def limit_for(line: int, account: Account) -> int:
-        advice = recommended.get(line) or recommend_daily_limit(stage=options.stage, preset=None).value
-        return choose_daily_limit(
-            account.daily_limit, advice, apply_recommended=apply_recommended_limit
-        ).value
+        def record(line: CreateLine) -> None:
+            # A create is not undone by a crash: its line must survive one too.
+            log.append((line.model_dump_json() + "\n").encode(), durable=True)
+            summary.creates[line.outcome.value] += 1
+            if on_create is not None:
+                on_create(line)
 
-    def record(line: CreateLine) -> None:
-        _append(output, line)
-        summary.creates[line.outcome.value] += 1
-        if on_create is not None:
-            on_create(line)
-
-    pending = list(_to_create(path, verdicts, answered, strict=strict, env=env))
-    if bulk:
-        for start in range(0, len(pending), BULK_MAX_ITEMS):
-            group = pending[start : start + BULK_MAX_ITEMS]
-            payloads = [account.api_payload(daily_limit=limit_for(line, account)) for line, account in group]
-            key = idempotency_key(url, group[0][0], f"bulk:{len(group)}:" + group[0][1].email_address)
-            outcome = await client.create_sender_accounts_bulk(payloads, idempotency_key=key)
-            by_index = {item.index: item for item in outcome.items}
-            for index, (line, account) in enumerate(group):
-                item = by_index.get(index)
-                created = outcome.outcome is ApiOutcome.CREATED and item is not None and item.created
-                record(
-                    CreateLine(
-                        line=line,
-                        email_address=account.email_address,
-                        outcome=ApiOutcome.CREATED
-                        if created
-                        else (
-                            ApiOutcome.REJECTED if outcome.outcome is ApiOutcome.CREATED else outcome.outcome
-                        ),
-                        inbox_id=item.inbox_id if item else None,
-                        daily_limit=payloads[index]["daily_limit"],
-                        idempotency_key=key,
-                        finding=None if created else outcome.finding,
-                    )
-                )
+        await (_create_bulk if bulk else _create_each)(pending, client=client, record=record)
         return summary
-    for line, account in pending:
-        limit = limit_for(line, account)
+
+
+async def _create_bulk(
+    pending: _Pending, *, client: PlatformClient, record: Callable[[CreateLine], None]
+) -> None:
+    url = str(client.url)
+    for start in range(0, len(pending), BULK_MAX_ITEMS):
+        group = pending[start : start + BULK_MAX_ITEMS]
+        payloads = [account.api_payload(daily_limit=limit.value) for _, account, limit in group]
+        key = idempotency_key(url, group[0][0], f"bulk:{len(group)}:" + group[0][1].email_address)
+        outcome = await client.create_sender_accounts_bulk(payloads, idempotency_key=key)
+        by_index = {item.index: item for item in outcome.items}
+        for index, (line, account, _) in enumerate(group):
+            item = by_index.get(index)
+            created = outcome.outcome is ApiOutcome.CREATED and item is not None and item.created
+            # A bulk call that went through but not for this item: the platform refused that item.
+            refused = ApiOutcome.REJECTED if outcome.outcome is ApiOutcome.CREATED else outcome.outcome
+            record(
+                CreateLine(
+                    line=line,
+                    email_address=account.email_address,
+                    outcome=ApiOutcome.CREATED if created else refused,
+                    inbox_id=item.inbox_id if item else None,
+                    daily_limit=payloads[index]["daily_limit"],
+                    idempotency_key=key,
+                    finding=None if created else outcome.finding,
+                )
+            )
+
+
+async def _create_each(
+    pending: _Pending, *, client: PlatformClient, record: Callable[[CreateLine], None]
+) -> None:
+    url = str(client.url)
+    for line, account, choice in pending:
+        limit = choice.value
         key = idempotency_key(url, line, account.email_address)
         created_outcome = await client.create_sender_account(
             account.api_payload(daily_limit=limit), idempotency_key=key
@@ -230,7 +256,6 @@ async def connect_batch(
             # The key is wrong for every account, or the platform is in a state a person must look
             # at: stop rather than repeat the same failure for the rest of the file.
             break
-    return summary
 
 
 def require_output(output: Path | None) -> Path:

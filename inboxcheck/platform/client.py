@@ -26,7 +26,7 @@ request) for a platform known to honour the key.
 Secrets: the API key lives in :class:`ApiKey`, whose ``repr``/``str`` are masked, and is put on each
 request's headers only (never on the client's default headers, whose repr httpx does not mask for
 ``X-API-Key``). Anything the server sends back (error messages, echoed bodies, header values) goes
-through :class:`ApiScrubber` before it becomes evidence, so neither the key nor a password can reach a
+through :class:`Scrubber` before it becomes evidence, so neither the key nor a password can reach a
 finding, a log line or an exception message, even from a server that echoes the request.
 """
 
@@ -49,7 +49,7 @@ from pydantic import JsonValue, ValidationError
 
 from inboxcheck._errors import OptionsError
 from inboxcheck._models import Severity, finding
-from inboxcheck._secrets import ApiScrubber
+from inboxcheck._secrets import Scrubber
 from inboxcheck.platform.key import (
     API_KEY_ENV,
     BULK_MAX_ITEMS,
@@ -68,6 +68,7 @@ from inboxcheck.platform.outcomes import (
 from inboxcheck.platform.replies import (
     MESSAGE_MAX,
     REQUEST_ID_HEADERS,
+    RETRY_AFTER_CAP,
     FieldError,
     parse_error_body,
     parse_retry_after,
@@ -87,6 +88,7 @@ _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _CONNECT_BACKOFF: Final = (0.5, 1.0, 2.0, 4.0)
 _RATE_BACKOFF: Final = (1.0, 2.0, 4.0, 8.0)
 _BODY_EXCERPT: Final = 300
+DEFAULT_DEADLINE: Final = 60.0
 
 
 def _backoff(steps: tuple[float, ...], attempts: int) -> float:
@@ -118,12 +120,24 @@ def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> httpx.URL:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+    """Whether every address ``host`` stands for is a loopback one.
+
+    A name counts only when it is ``localhost`` (or under it, RFC 6761) *and* resolves to loopback
+    addresses alone: a hosts file may send "localhost" elsewhere, and the key must not follow it."""
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
+        pass
+    if host != "localhost" and not host.endswith(".localhost"):
         return False
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {str(info[4][0]) for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
 def _join(base: httpx.URL, path: str) -> httpx.URL:
@@ -138,6 +152,7 @@ class _Attempt:
     response: httpx.Response | None
     body: bytes = b""
     error: httpx.RequestError | None = None
+    deadline_passed: bool = False
 
 
 class PlatformClient:
@@ -153,7 +168,9 @@ class PlatformClient:
     ``transport`` replaces the network (``httpx.MockTransport`` in tests); ``sleep`` and ``clock``
     replace waiting and the wall clock (for ``Retry-After`` dates). ``max_retries`` bounds the
     retries of one create across all causes; ``max_retry_wait`` bounds each wait and
-    ``max_total_wait`` their sum."""
+    ``max_total_wait`` their sum. ``deadline`` bounds the whole call, waits included: ``timeout``
+    is per read, and a server sending one byte per read would otherwise hold the call forever.
+    ``on_wait`` is told, in a sentence, of each wait before a retry."""
 
     def __init__(
         self,
@@ -169,6 +186,8 @@ class PlatformClient:
         max_total_wait: float = 120,
         retry_unavailable: bool = False,
         allow_insecure_http: bool = False,
+        deadline: float = DEFAULT_DEADLINE,
+        on_wait: Callable[[str], None] | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = _utcnow,
     ) -> None:
@@ -178,6 +197,8 @@ class PlatformClient:
             )
         if not isinstance(timeout, httpx.Timeout) and timeout <= 0:
             raise OptionsError(f"The API timeout must be more than 0 seconds, not {timeout}.")
+        if not deadline > 0:
+            raise OptionsError(f"The API deadline must be more than 0 seconds, not {deadline}.")
         if max_retries < 0:
             raise OptionsError(f"max_retries must be 0 or more, not {max_retries}.")
         self._key = api_key
@@ -189,6 +210,8 @@ class PlatformClient:
         self.max_retry_wait = max_retry_wait
         self.max_total_wait = max_total_wait
         self.retry_unavailable = retry_unavailable
+        self.deadline = deadline
+        self._on_wait = on_wait
         self._sleep = sleep
         self._clock = clock
         if transport is None:
@@ -235,7 +258,7 @@ class PlatformClient:
         a platform that honours it."""
         key = idempotency_key or str(uuid.uuid4())
         _check_idempotency_key(key)
-        scrub = ApiScrubber.for_request(self._key, payload)
+        scrub = Scrubber.for_request(self._key, payload)
         body = json.dumps(dict(payload), separators=(",", ":")).encode()
         result = await self._exchange(self.url, body, key, scrub)
         return self._create_outcome(result, scrub, key, email=_email_of(payload))
@@ -257,24 +280,36 @@ class PlatformClient:
             )
         key = idempotency_key or str(uuid.uuid4())
         _check_idempotency_key(key)
-        scrub = ApiScrubber.for_request(self._key, *payloads)
+        scrub = Scrubber.for_request(self._key, *payloads)
         body = json.dumps({"accounts": [dict(p) for p in payloads]}, separators=(",", ":")).encode()
         result = await self._exchange(self.bulk_url, body, key, scrub)
         return self._bulk_outcome(result, scrub, key)
 
     # -- the exchange and its retries --------------------------------------------------------------
 
-    async def _exchange(self, url: httpx.URL, body: bytes, key: str, scrub: ApiScrubber) -> _Result:
+    async def _exchange(self, url: httpx.URL, body: bytes, key: str, scrub: Scrubber) -> _Result:
         attempts = 0
         waited = 0.0
         history: list[str] = []
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.deadline
         while True:
             attempts += 1
             _log.debug("POST %s attempt %d (Idempotency-Key %s)", url, attempts, key)
-            attempt = await self._send(url, body, key)
+            attempt = await self._send(url, body, key, ends - loop.time())
             reason, wait = self._retry_wait(attempt, attempts)
-            if reason is not None and wait is not None and waited + wait <= self.max_total_wait:
+            if (
+                reason is not None
+                and wait is not None
+                and waited + wait <= self.max_total_wait
+                and loop.time() + wait < ends
+            ):
                 _log.debug("retrying %s in %.1f s after %s (Idempotency-Key %s)", url, wait, reason, key)
+                if self._on_wait is not None:
+                    self._on_wait(
+                        f"{_why_retried(reason)}; waiting {wait:g} s before "
+                        f"trying again (attempt {attempts + 1}, same Idempotency-Key)"
+                    )
                 history.append(reason)
                 waited += wait
                 await self._sleep(wait)
@@ -283,7 +318,7 @@ class PlatformClient:
 
     def _retry_wait(self, attempt: _Attempt, attempts: int) -> tuple[str | None, float | None]:
         """Why this attempt may be repeated and after how long; (None, None) when it must not be."""
-        if attempts > self.max_retries:
+        if attempts > self.max_retries or attempt.deadline_passed:
             return None, None
         if attempt.error is not None:
             if isinstance(attempt.error, _NOT_SENT):
@@ -302,14 +337,15 @@ class PlatformClient:
             return str(status), retry_after
         return None, None
 
-    async def _send(self, url: httpx.URL, body: bytes, key: str) -> _Attempt:
+    async def _send(self, url: httpx.URL, body: bytes, key: str, budget: float) -> _Attempt:
         headers = {
             "X-API-Key": self._key.reveal(),
             "Idempotency-Key": key,
             "Content-Type": "application/json",
         }
         try:
-            response = await self._http.post(url, content=body, headers=headers)
+            async with asyncio.timeout(max(budget, 0)):
+                response = await self._http.post(url, content=body, headers=headers)
             return _Attempt(response=response, body=response.content)
         except httpx.RequestError as exc:
             # Transport errors, and also a body that cannot be decoded (httpx.DecodingError): the
@@ -317,11 +353,14 @@ class PlatformClient:
             # carry the request, API key header included.
             _log.debug("POST %s failed: %s", url, type(exc).__name__)
             return _Attempt(response=None, error=exc)
+        except TimeoutError:
+            _log.debug("POST %s passed the %g s deadline", url, self.deadline)
+            return _Attempt(response=None, deadline_passed=True)
 
     # -- turning an exchange into an outcome -------------------------------------------------------
 
     def _create_outcome(
-        self, result: _Result, scrub: ApiScrubber, key: str, *, email: str | None
+        self, result: _Result, scrub: Scrubber, key: str, *, email: str | None
     ) -> CreateOutcome:
         attempt = result.attempt
         ctx = _Context(
@@ -333,6 +372,8 @@ class PlatformClient:
             api_key=self._key,
             now=self._clock(),
         )
+        if attempt.deadline_passed:
+            return ctx.outcome(*_deadline_passed(self.deadline, ctx))
         if attempt.error is not None:
             return ctx.outcome(*_transport_failure(attempt.error, ctx))
         response = attempt.response
@@ -355,7 +396,7 @@ class PlatformClient:
             )
         return ctx.outcome(*_error_status(response, attempt.body, ctx))
 
-    def _bulk_outcome(self, result: _Result, scrub: ApiScrubber, key: str) -> BulkOutcome:
+    def _bulk_outcome(self, result: _Result, scrub: Scrubber, key: str) -> BulkOutcome:
         attempt = result.attempt
         ctx = _Context(
             result=result,
@@ -366,6 +407,8 @@ class PlatformClient:
             api_key=self._key,
             now=self._clock(),
         )
+        if attempt.deadline_passed:
+            return _bulk_from(ctx.outcome(*_deadline_passed(self.deadline, ctx)))
         if attempt.error is not None:
             created = ctx.outcome(*_transport_failure(attempt.error, ctx))
             return _bulk_from(created)
@@ -448,7 +491,7 @@ _Made = tuple[ApiOutcome, Severity, str, str | None, dict[str, JsonValue]]
 @dataclass(frozen=True)
 class _Context:
     result: _Result
-    scrub: ApiScrubber
+    scrub: Scrubber
     key: str
     url: str
     email: str | None
@@ -506,7 +549,7 @@ class _Context:
         )
 
 
-def _request_id(response: httpx.Response, scrub: ApiScrubber) -> str | None:
+def _request_id(response: httpx.Response, scrub: Scrubber) -> str | None:
     for name in REQUEST_ID_HEADERS:
         value = response.headers.get(name)
         if value:
@@ -551,7 +594,25 @@ def _transport_failure(error: httpx.RequestError, ctx: _Context) -> _Made:
     )
 
 
-def _exc_text(error: BaseException, scrub: ApiScrubber) -> str:
+def _deadline_passed(deadline: float, ctx: _Context) -> _Made:
+    return (
+        ApiOutcome.OUTCOME_UNKNOWN,
+        Severity.ERROR,
+        f"It is unknown whether {ctx.what} was created: the platform had not finished answering "
+        f"within the {deadline:g} s deadline of the create call, and it may have acted on the "
+        "request. inboxcheck did not send it again, so that the inbox cannot be created twice.",
+        _check_first(ctx),
+        {"error": "deadline", "deadline_seconds": deadline},
+    )
+
+
+def _why_retried(reason: str) -> str:
+    if reason.isdigit():
+        return f"the platform answered HTTP {reason}"
+    return f"could not connect to the platform ({reason})"
+
+
+def _exc_text(error: BaseException, scrub: Scrubber) -> str:
     text = str(error) or type(error).__name__
     return scrub.text(text[:MESSAGE_MAX])
 
@@ -652,7 +713,12 @@ def _error_status(response: httpx.Response, body: bytes, ctx: _Context) -> _Made
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now=ctx.now)
         if retry_after is not None:
             evidence["retry_after_seconds"] = round(retry_after, 1)
-        later = f"in {round(retry_after)} seconds" if retry_after is not None else "in a few minutes"
+        if retry_after is None:
+            later = "in a few minutes"
+        elif retry_after >= RETRY_AFTER_CAP:
+            later = "in a day or more (the platform asked for a wait at least that long)"
+        else:
+            later = f"in {round(retry_after)} seconds"
         return (
             ApiOutcome.RATE_LIMITED,
             Severity.ERROR,
@@ -684,7 +750,7 @@ def _error_status(response: httpx.Response, body: bytes, ctx: _Context) -> _Made
     )
 
 
-def _parse_bulk(data: Any, scrub: ApiScrubber) -> tuple[str, tuple[BulkItem, ...]] | None:
+def _parse_bulk(data: Any, scrub: Scrubber) -> tuple[str, tuple[BulkItem, ...]] | None:
     if not isinstance(data, dict):
         return None
     job = data.get("job_id", data.get("jobId", data.get("id")))

@@ -1,13 +1,12 @@
-"""The gate: run the full preflight, and only when nothing failed, create the inbox on the platform.
+"""``connect``: run the full preflight, and only when the gate lets it through, create the inbox.
 
-The daily limit sent is the user's when given, the recommendation when not (or when asked for with
-``apply_recommended_limit``), and never silently raised above what the user asked for.
+The gate and the daily limit sent are decided in :mod:`inboxcheck.platform.gate`, as for a batch.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import httpx
@@ -17,60 +16,19 @@ from inboxcheck._models import Account, Report, Status
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets
 from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
-from inboxcheck.platform.client import PlatformClient, _check_base_url, _join
+from inboxcheck._secrets import masked
+from inboxcheck.platform.client import DEFAULT_DEADLINE, PlatformClient, _check_base_url, _join
+from inboxcheck.platform.gate import DailyLimitChoice, decide
 from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, ApiKey
 from inboxcheck.platform.outcomes import CreateOutcome
 
 if TYPE_CHECKING:
     import dns.asyncresolver
 
-__all__ = ["ConnectResult", "DailyLimitChoice", "choose_daily_limit", "connect", "connect_sync"]
+__all__ = ["ConnectResult", "connect", "connect_sync"]
 
-MASK: Final = "********"
 EXIT_BLOCKED_FAILED: Final = 1
 EXIT_BLOCKED_UNKNOWN: Final = 3
-
-
-class DailyLimitChoice(BaseModel):
-    """The daily_limit sent, where it came from, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    value: int
-    source: Literal["given", "recommended"]
-    requested: int | None
-    recommended: int
-    note: str
-
-
-def choose_daily_limit(
-    requested: int | None, recommended: int, *, apply_recommended: bool
-) -> DailyLimitChoice:
-    """The user's limit unless none was given or the recommendation is asked for; never raised."""
-    if requested is None:
-        return DailyLimitChoice(
-            value=recommended,
-            source="recommended",
-            requested=None,
-            recommended=recommended,
-            note=f"no daily_limit was given; using the recommended {recommended}",
-        )
-    if apply_recommended and recommended < requested:
-        return DailyLimitChoice(
-            value=recommended,
-            source="recommended",
-            requested=requested,
-            recommended=recommended,
-            note=f"lowered from {requested} to the recommended {recommended}",
-        )
-    note = f"keeping the given {requested}"
-    if apply_recommended and recommended > requested:
-        note += f" (the recommendation, {recommended}, is higher; a limit is never raised silently)"
-    elif requested > recommended:
-        note += f" (above the recommended {recommended}; --apply-recommended-limit lowers it)"
-    return DailyLimitChoice(
-        value=requested, source="given", requested=requested, recommended=recommended, note=note
-    )
 
 
 class ConnectResult(BaseModel):
@@ -106,16 +64,6 @@ class ConnectResult(BaseModel):
         return self.create.exit_code
 
 
-def _blocking(report: Report, *, strict: bool) -> tuple[str, ...]:
-    blocking = {Status.FAIL, Status.ERROR} | ({Status.WARN} if strict else set())
-    return tuple(check.name for check in report.checks if check.status in blocking)
-
-
-def masked_payload(payload: Mapping[str, Any]) -> dict[str, JsonValue]:
-    """The create call's body as it may be shown: every password replaced by a mask."""
-    return {key: (MASK if key.endswith("_password") else value) for key, value in payload.items()}
-
-
 async def connect(
     account: Account | Mapping[str, Any],
     *,
@@ -128,6 +76,8 @@ async def connect(
     path: str = DEFAULT_PATH,
     transport: httpx.AsyncBaseTransport | None = None,
     api_timeout: float = 30,
+    api_deadline: float = DEFAULT_DEADLINE,
+    on_wait: Callable[[str], None] | None = None,
     idempotency_key: str | None = None,
     presets: Presets | None = None,
     resolver: dns.asyncresolver.Resolver | None = None,
@@ -141,12 +91,16 @@ async def connect(
     API key is needed unless ``dry_run``. Returns a :class:`ConnectResult`; raises only for unusable
     input (:class:`AccountError`, :class:`OptionsError`, :class:`ApiKeyError`).
     """
-    from inboxcheck._errors import ApiKeyError
+    from inboxcheck._errors import ApiKeyError, OptionsError
 
     if api_key is None and not dry_run:
         raise ApiKeyError(
             "an API key is needed to create the inbox: set COLDSEND_API_KEY or use --api-key-file"
         )
+    # Unusable input is refused before the logins, not after minutes of checks.
+    url = str(_join(_check_base_url(base_url, allow_insecure_http=False), path))
+    if not api_deadline > 0:
+        raise OptionsError(f"The API deadline must be more than 0 seconds, not {api_deadline}.")
     account = as_account(account)
     report = await run_checks(
         account,
@@ -155,20 +109,15 @@ async def connect(
         resolver=resolver,
         ssl_context=ssl_context,
     )
-    limit = choose_daily_limit(
-        account.daily_limit,
-        report.recommended_daily_limit.value,
-        apply_recommended=apply_recommended_limit,
-    )
+    gate = decide(account, report, strict=strict, apply_recommended=apply_recommended_limit)
+    limit, blocked_by = gate.daily_limit, gate.blocked_by
     payload = account.api_payload(daily_limit=limit.value)
-    blocked_by = _blocking(report, strict=strict)
-    url = str(_join(_check_base_url(base_url, allow_insecure_http=False), path))
     common: dict[str, Any] = {
         "report": report,
         "strict": strict,
         "dry_run": dry_run,
         "url": url,
-        "payload": masked_payload(payload),
+        "payload": masked(payload),
         "daily_limit": limit,
     }
     if blocked_by:
@@ -176,7 +125,13 @@ async def connect(
     if dry_run or api_key is None:
         return ConnectResult(gate="passed", **common)
     async with PlatformClient(
-        api_key, base_url=base_url, path=path, transport=transport, timeout=api_timeout
+        api_key,
+        base_url=base_url,
+        path=path,
+        transport=transport,
+        timeout=api_timeout,
+        deadline=api_deadline,
+        on_wait=on_wait,
     ) as client:
         outcome = await client.create_sender_account(payload, idempotency_key=idempotency_key)
     return ConnectResult(gate="passed", create=outcome, **common)

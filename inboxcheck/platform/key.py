@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from inboxcheck._errors import ApiKeyError
+from inboxcheck._errors import ApiKeyError, InsecureKeyFileWarning
 
 DEFAULT_BASE_URL: Final = "https://api.coldsend.io"
 DEFAULT_PATH: Final = "/api/public/v1/sender-accounts"
@@ -38,10 +38,6 @@ KEY_PATTERN: Final = re.compile(
 # 24 bits of a token that has at least 96 more, so it is shown only when that many stay hidden.
 _MASK_SHOW_TAIL: Final = 4
 _MASK_MIN_HIDDEN: Final = 16
-
-
-class InsecureKeyFileWarning(UserWarning):
-    """The API key file can be read by other users of this machine."""
 
 
 class ApiKey:

@@ -9,7 +9,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from inboxcheck._errors import ApiError
+from inboxcheck._errors import CreateFailed
 from inboxcheck._models import Finding
 
 # --------------------------------------------------------------------------------------------------
@@ -136,22 +136,10 @@ class CreateOutcome(BaseModel):
         return self.outcome.exit_code
 
     def raise_for_outcome(self) -> CreatedInbox:
-        """The created inbox, or :class:`ApiError` carrying this outcome."""
+        """The created inbox, or :class:`CreateFailed` carrying this outcome."""
         if self.inbox is not None and self.ok:
             return self.inbox
         raise CreateFailed(self)
-
-
-class CreateFailed(ApiError):
-    """A create call that did not create an inbox; ``outcome`` says what happened instead."""
-
-    def __init__(self, outcome: CreateOutcome) -> None:
-        self.outcome = outcome
-        self.exit_code = outcome.exit_code
-        text = outcome.finding.message
-        if outcome.finding.fix:
-            text = f"{text} {outcome.finding.fix}"
-        super().__init__(text)
 
 
 class BulkItem(BaseModel):

@@ -98,21 +98,35 @@ def _text(value: object) -> str | None:
     return None
 
 
+# Longer than any wait worth making: such a value is read as "not today", so the run stops at once as
+# rate limited instead of sleeping, and no digit string can overflow a float or Python's int parser.
+RETRY_AFTER_CAP: Final = 86_400.0
+_DELAY_SECONDS: Final = re.compile(r"[0-9]+", re.ASCII)
+
+
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP-date, RFC 9110
-    §10.2.3).
+    §10.2.3), at most :data:`RETRY_AFTER_CAP`.
 
-    None when absent or unreadable; an HTTP-date in the past is 0.
+    None when absent or unreadable (``"\xb2"`` is a digit to ``str.isdigit`` but not to HTTP); an
+    HTTP-date in the past is 0. Never raises.
     """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(int(value))
+    if _DELAY_SECONDS.fullmatch(value):
+        digits = value.lstrip("0") or "0"
+        if len(digits) > len(str(int(RETRY_AFTER_CAP))):
+            return RETRY_AFTER_CAP
+        return min(float(digits), RETRY_AFTER_CAP)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    try:
+        seconds = (when - now).total_seconds()
+    except OverflowError:
+        return RETRY_AFTER_CAP
+    return min(max(0.0, seconds), RETRY_AFTER_CAP)

@@ -25,8 +25,7 @@ from inboxcheck._presets import load_presets
 from inboxcheck._render import JsonRenderer, TextRenderer
 from inboxcheck._runner import run_checks
 from inboxcheck.checks.login import imap, same_mailbox, smtp
-from tests.checks import test_imap as imap_tests
-from tests.checks import test_smtp as smtp_tests
+from tests.checks import test_imap as imap_tests, test_smtp as smtp_tests
 from tests.helpers import CANARY
 from tests.peers import DnsPeer, PeerCerts, PeerConn, Script
 from tests.scenarios import ImapScript, SmtpScript, base_payload, peer

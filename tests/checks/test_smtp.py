@@ -470,6 +470,16 @@ async def test_a_password_that_cannot_be_encoded_is_a_finding(certs: PeerCerts) 
     assert not any(c.startswith(b"AUTH") for c in script.commands)
 
 
+async def test_a_nul_in_the_username_is_refused_before_auth(certs: PeerCerts) -> None:
+    # SASL PLAIN separates its parts with NUL: "sam\0x" would log in as someone else, or as nobody.
+    script = SmtpScript(tls=certs.server_context())
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs, smtp_username="sam\0admin")
+    assert run.codes == ["smtp.auth.unsendable"]
+    assert not any(c.startswith(b"AUTH") for c in script.commands)
+    del server
+
+
 async def test_an_unreachable_network_is_could_not_tell() -> None:
     # A route that does not exist cannot be made on loopback; the finding is built from the attempt.
     login = smtp._SmtpLogin(check_context())

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from inboxcheck.dns.records import RecordSyntaxError, parse_dkim, parse_dmarc, parse_spf
 from inboxcheck.dns.records.spf import is_spf_record

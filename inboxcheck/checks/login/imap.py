@@ -24,7 +24,6 @@ engine) directly, through :class:`_Protocol`, a minimal subclass that
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import socket
 import ssl
@@ -95,7 +94,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         super().__init__(loop, self._lost)
         # A server that echoes a command back would otherwise put the password into the library's
         # debug log (it logs every status line): secrets are cut from what is received, first.
-        self._secrets = [form.encode("utf-8", "surrogatepass") for form in scrub.forms]
+        self._scrub = scrub
         self._since_tagged = 0
         self.failed: asyncio.Future[str] = loop.create_future()
         self.greeted: asyncio.Future[str] = loop.create_future()
@@ -122,9 +121,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             self.fail(f"sent more than {MAX_RESPONSE // 1024} KiB without completing a command")
             return
         data = self.incomplete_line + d
-        for secret in self._secrets:
-            if secret in data:
-                data = data.replace(secret, REDACTED.encode())
+        data = self._scrub.bytes(data)
         if len(data) > MAX_LINE and b"\r\n" not in data[-MAX_LINE:]:
             self.fail(f"sent a line longer than {MAX_LINE // 1024} KiB")
             return
@@ -178,17 +175,6 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
 
 def _sorted(items: set[str]) -> list[JsonValue]:
     return list[JsonValue](sorted(items))
-
-
-def _sendable(text: str) -> bool:
-    """Whether ``text`` can go in a quoted IMAP string: no CR, LF or NUL, and a UTF-8 form."""
-    if any(char in text for char in "\r\n\0"):
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeError:
-        return False
-    return True
 
 
 def _lines(response: Any) -> list[str]:
@@ -411,28 +397,21 @@ class _ImapLogin(LoginProbe):
         account = self.ctx.account
         caps = {c.upper() for c in proto.capabilities}
         self._stage = "login"
-        username = account.imap_username
-        if not _sendable(username) or not _sendable(account.imap_password.get_secret_value()):
+        credential = account.imap_credential
+        username = credential.username
+        if not credential.sendable():
             self._unsendable()
             return False
         try:
             if "LOGINDISABLED" not in caps:
                 mechanism = "LOGIN"
                 command, response = await self.wait(
-                    proto.execute_masked(
-                        "LOGIN",
-                        aioimaplib.quoted(username),
-                        aioimaplib.quoted(account.imap_password.get_secret_value()),
-                    ),
-                    "login",
+                    proto.execute_masked("LOGIN", *credential.imap_login_arguments()), "login"
                 )
             elif "AUTH=PLAIN" in caps and "SASL-IR" in caps:
                 mechanism = "AUTHENTICATE PLAIN"
-                blob = base64.b64encode(
-                    f"\0{username}\0{account.imap_password.get_secret_value()}".encode()
-                ).decode("ascii")
                 command, response = await self.wait(
-                    proto.execute_masked("AUTHENTICATE", "PLAIN", blob), "login"
+                    proto.execute_masked("AUTHENTICATE", "PLAIN", credential.sasl_plain()), "login"
                 )
             else:
                 self.out.add(

@@ -366,17 +366,18 @@ class _SmtpLogin(LoginProbe):
         return None
 
     async def _auth(self, client: aiosmtplib.SMTP, mechanism: str) -> bool:
-        account = self.ctx.account
+        credential = self.ctx.account.smtp_credential
+        # A NUL would end the username early inside SASL PLAIN (RFC 4616), and CR/LF would end the
+        # command line: the login would be someone else's or garbage, so nothing is sent.
+        if not credential.sendable():
+            self._unsendable()
+            return False
         client.timeout = self.ctx.step_timeout()
         try:
             if mechanism == "PLAIN":
-                response = await client.auth_plain(
-                    account.smtp_username, account.smtp_password.get_secret_value()
-                )
+                response = await client.auth_plain(credential.username, credential.reveal())
             else:
-                response = await client.auth_login(
-                    account.smtp_username, account.smtp_password.get_secret_value()
-                )
+                response = await client.auth_login(credential.username, credential.reveal())
         except aiosmtplib.SMTPResponseException as exc:
             self.step(f"auth_{mechanism.lower()}", _Verbatim(exc.code, exc.message))
             self.explain(
@@ -399,20 +400,23 @@ class _SmtpLogin(LoginProbe):
             )
             return False
         except (ValueError, UnicodeError):
-            self.out.add(
-                "smtp.auth.unsendable",
-                Severity.FAIL,
-                "The SMTP username or password contains characters that cannot be sent in an SMTP "
-                "login (for example a line break).",
-                fix="Re-enter the username and password without line breaks or control characters.",
-                host=self.host,
-                port=self.port,
-            )
+            self._unsendable()
             return False
         self.step(f"auth_{mechanism.lower()}", _Verbatim(response.code, response.message))
-        self.out.details["authenticated_as"] = account.smtp_username
+        self.out.details["authenticated_as"] = credential.username
         self.out.details["auth_mechanism"] = mechanism
         return True
+
+    def _unsendable(self) -> None:
+        self.out.add(
+            "smtp.auth.unsendable",
+            Severity.FAIL,
+            "The SMTP username or password contains characters that cannot be sent in an SMTP "
+            "login (for example a line break or a NUL).",
+            fix="Re-enter the username and password without line breaks or control characters.",
+            host=self.host,
+            port=self.port,
+        )
 
     async def _inspect_certificate(self, address: str) -> TlsSession | None:
         """Connect again, with a context that accepts any certificate, only to read it.

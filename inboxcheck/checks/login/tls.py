@@ -3,8 +3,8 @@
 Verification is always done by OpenSSL through the run's verifying context; this module only explains
 the outcome. When verification fails, the checks open a second connection with an *inspecting* context
 (no verification, no credential ever sent on it) to fetch the certificate, so the finding can name the
-dates and names that made it fail. The certificate is read by a small DER reader here rather than by
-an extra dependency: only the validity dates, subject, issuer and subjectAltName are needed.
+dates and names that made it fail. The certificate is read with the package's DER reader
+(:mod:`inboxcheck._der`): only the validity dates, subject, issuer and subjectAltName are needed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Final
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._der import DerError, children, read_tlv
 from inboxcheck._models import Severity
 
 __all__ = [
@@ -42,43 +43,7 @@ EXPIRY_WARNING_DAYS: Final = 14
 _WEAK_VERSIONS: Final = frozenset({"SSLv2", "SSLv3", "TLSv1", "TLSv1.1"})
 
 
-# --- a minimal DER reader for X.509 (RFC 5280 section 4.1) ------------------------------------------
-
-
-class _DerError(ValueError):
-    pass
-
-
-def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of value, end of value) of the element at ``pos``."""
-    if pos + 2 > len(data):
-        raise _DerError("truncated header")
-    tag, first = data[pos], data[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            raise _DerError("bad length")
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    end = pos + length
-    if end > len(data):
-        raise _DerError("truncated value")
-    return tag, pos, end
-
-
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    items = []
-    pos = start
-    while pos < end:
-        tag, vstart, vend = _tlv(data, pos)
-        if vend > end:
-            raise _DerError("child overruns parent")
-        items.append((tag, vstart, vend))
-        pos = vend
-    return items
+# --- the few X.509 fields a finding names (RFC 5280 section 4.1) ----------------------------------
 
 
 _OID_CN: Final = bytes.fromhex("550403")
@@ -92,16 +57,16 @@ def _time(data: bytes, tag: int, start: int, end: int) -> datetime:
         year = int(text[:2])
         text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
     elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
-        raise _DerError("not a time")
+        raise DerError("not a time")
     return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
 
 
 def _common_name(data: bytes, start: int, end: int) -> str | None:
     """The name's commonName, else its organizationName: what a person would call the subject."""
     found: dict[bytes, str] = {}
-    for _set_tag, set_start, set_end in _children(data, start, end):
-        for _seq_tag, seq_start, seq_end in _children(data, set_start, set_end):
-            parts = _children(data, seq_start, seq_end)
+    for _set_tag, set_start, set_end in children(data, start, end):
+        for _seq_tag, seq_start, seq_end in children(data, set_start, set_end):
+            parts = children(data, seq_start, seq_end)
             if len(parts) == 2:
                 oid = data[parts[0][1] : parts[0][2]]
                 found.setdefault(oid, data[parts[1][1] : parts[1][2]].decode("utf-8", "replace"))
@@ -146,25 +111,25 @@ def parse_certificate(der: bytes) -> CertInfo | None:
     """Read a DER certificate's names and dates; None when it is not one (never raises)."""
     try:
         return _parse(der)
-    except (_DerError, ValueError, IndexError, UnicodeError):
+    except (DerError, ValueError, IndexError, UnicodeError):
         return None
 
 
 def _parse(der: bytes) -> CertInfo:
-    _tag, start, end = _tlv(der, 0)
-    tbs_tag, tbs_start, tbs_end = _children(der, start, end)[0]
+    _tag, start, end = read_tlv(der, 0)
+    tbs_tag, tbs_start, tbs_end = children(der, start, end)[0]
     if tbs_tag != 0x30:
-        raise _DerError("no TBSCertificate")
-    fields = _children(der, tbs_start, tbs_end)
+        raise DerError("no TBSCertificate")
+    fields = children(der, tbs_start, tbs_end)
     if fields and fields[0][0] == 0xA0:  # explicit version
         fields = fields[1:]
     # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, then optional parts
     if len(fields) < 6:
-        raise _DerError("short TBSCertificate")
+        raise DerError("short TBSCertificate")
     issuer, validity, subject = fields[2], fields[3], fields[4]
-    times = _children(der, validity[1], validity[2])
+    times = children(der, validity[1], validity[2])
     if len(times) != 2:
-        raise _DerError("bad validity")
+        raise DerError("bad validity")
     not_before = _time(der, *times[0])
     not_after = _time(der, *times[1])
     dns_names: list[str] = []
@@ -172,14 +137,14 @@ def _parse(der: bytes) -> CertInfo:
     for tag, ext_start, ext_end in fields[6:]:
         if tag != 0xA3:
             continue
-        (_seq, seq_start, seq_end), *_ = _children(der, ext_start, ext_end)
-        for _ext_tag, e_start, e_end in _children(der, seq_start, seq_end):
-            parts = _children(der, e_start, e_end)
+        (_seq, seq_start, seq_end), *_ = children(der, ext_start, ext_end)
+        for _ext_tag, e_start, e_end in children(der, seq_start, seq_end):
+            parts = children(der, e_start, e_end)
             if not parts or der[parts[0][1] : parts[0][2]] != _OID_SAN:
                 continue
             octets = parts[-1]
-            _san_tag, san_start, san_end = _tlv(der, octets[1])
-            for name_tag, n_start, n_end in _children(der, san_start, san_end):
+            _san_tag, san_start, san_end = read_tlv(der, octets[1])
+            for name_tag, n_start, n_end in children(der, san_start, san_end):
                 value = der[n_start:n_end]
                 if name_tag == 0x82:
                     dns_names.append(value.decode("ascii", "replace"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from inboxcheck._der import BIT_STRING, INTEGER, OID, SEQUENCE, DerError, read_tlv
 from inboxcheck.dns.records._common import RecordSyntaxError, parse_tag_list
 
 __all__ = ["DkimKey", "KeyType", "is_dkim_record", "parse_dkim", "rsa_modulus_bits"]
@@ -143,63 +144,40 @@ def parse_dkim(text: str) -> DkimKey:
     )
 
 
-class _DerError(Exception):
-    pass
-
-
-def _read_tlv(data: bytes, offset: int) -> tuple[int, int, int]:
-    """(tag, start of contents, end of contents) of the DER element at ``offset``."""
-    if offset + 2 > len(data):
-        raise _DerError
-    tag = data[offset]
-    length = data[offset + 1]
-    offset += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or offset + count > len(data):
-            raise _DerError
-        length = int.from_bytes(data[offset : offset + count], "big")
-        offset += count
-    end = offset + length
-    if end > len(data):
-        raise _DerError
-    return tag, offset, end
-
-
 def _rsa_public_key_bits(data: bytes, offset: int, end: int) -> int:
     """RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } (RFC 8017 A.1.1)."""
-    tag, start, stop = _read_tlv(data, offset)
-    if tag != 0x30 or stop > end:
-        raise _DerError
-    tag, m_start, m_end = _read_tlv(data, start)
-    if tag != 0x02 or m_end > stop:
-        raise _DerError
-    tag, _e_start, e_end = _read_tlv(data, m_end)
-    if tag != 0x02 or e_end > stop:
-        raise _DerError
+    tag, start, stop = read_tlv(data, offset)
+    if tag != SEQUENCE or stop > end:
+        raise DerError("not an RSAPublicKey")
+    tag, m_start, m_end = read_tlv(data, start)
+    if tag != INTEGER or m_end > stop:
+        raise DerError("not an RSAPublicKey")
+    tag, _e_start, e_end = read_tlv(data, m_end)
+    if tag != INTEGER or e_end > stop:
+        raise DerError("not an RSAPublicKey")
     modulus = int.from_bytes(data[m_start:m_end], "big")
     if modulus <= 0:
-        raise _DerError
+        raise DerError("not an RSAPublicKey")
     return modulus.bit_length()
 
 
 def rsa_modulus_bits(der: bytes) -> int | None:
     """The modulus length of an RSA key given as SubjectPublicKeyInfo or RSAPublicKey, else None."""
     try:
-        tag, start, end = _read_tlv(der, 0)
-        if tag != 0x30:
+        tag, start, end = read_tlv(der, 0)
+        if tag != SEQUENCE:
             return None
-        tag, alg_start, alg_end = _read_tlv(der, start)
-        if tag == 0x02:
+        tag, alg_start, alg_end = read_tlv(der, start)
+        if tag == INTEGER:
             return _rsa_public_key_bits(der, 0, len(der))
-        if tag != 0x30:
+        if tag != SEQUENCE:
             return None
-        tag, oid_start, oid_end = _read_tlv(der, alg_start)
-        if tag != 0x06 or der[oid_start:oid_end] != _RSA_OID:
+        tag, oid_start, oid_end = read_tlv(der, alg_start)
+        if tag != OID or der[oid_start:oid_end] != _RSA_OID:
             return None
-        tag, bits_start, bits_end = _read_tlv(der, alg_end)
-        if tag != 0x03 or bits_end > end or bits_start >= bits_end or der[bits_start] != 0:
+        tag, bits_start, bits_end = read_tlv(der, alg_end)
+        if tag != BIT_STRING or bits_end > end or bits_start >= bits_end or der[bits_start] != 0:
             return None
         return _rsa_public_key_bits(der, bits_start + 1, bits_end)
-    except _DerError:
+    except DerError:
         return None
