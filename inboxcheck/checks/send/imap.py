@@ -97,12 +97,15 @@ def parse_list(lines: list[str]) -> Folders:
 
 
 def parse_search(lines: list[str]) -> list[int]:
-    """The numbers of a SEARCH response."""
+    """The numbers of a SEARCH response: its untagged lines (``* SEARCH 1 2``, which aioimaplib hands
+    over as ``1 2``), not the tagged status text after them."""
     found: list[int] = []
-    for line in lines:
+    for line in lines[:-1]:
         words = line.split()
         if words and words[0].upper() == "SEARCH":
-            found.extend(int(word) for word in words[1:] if word.isdigit())
+            words = words[1:]
+        if all(word.isdigit() for word in words):
+            found.extend(int(word) for word in words)
     return found
 
 
@@ -137,6 +140,9 @@ class _ImapSend(_ImapLogin):
         """The login check records the login; this one only uses it."""
 
     async def _after_login(self, proto: _Protocol) -> bool:
+        # Servers announce more (IDLE, UIDPLUS) once logged in.
+        self._stage = "capability"
+        await self.wait(proto.capability(), "capability")
         self._stage = "list"
         response = await self.wait(proto.simple_command("LIST", '""', '"*"'), "list")
         self.folders = parse_list(_lines(response)) if response.result == "OK" else self.folders
