@@ -126,6 +126,17 @@ class CheckOptions(BaseModel):
             raise ValueError(f"send_to {value!r} is not a plain email address (local@domain)")
         return value
 
+    @field_validator("blocklist_zones")
+    @classmethod
+    def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from inboxcheck._blocklists import select_blocklists
+
+        try:
+            select_blocklists(value)
+        except OptionsError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("test_headers")
     @classmethod
     def _header_lines(cls, value: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
