@@ -258,6 +258,7 @@ class _Spf:
         return False
 
 
+_SPF_CODES: Final = {"fail": "send.spf.fail", "softfail": "send.spf.softfail", "permerror": "send.spf.permerror"}
 _QUALIFIER_RESULT: Final = {
     Qualifier.PASS: "pass",
     Qualifier.FAIL: "fail",
@@ -360,7 +361,7 @@ async def check_send_verify(ctx: CheckContext) -> Outcome:
         out.details["spf"] = {"ip": ip, "domain": envelope, "result": spf_result, "received": line}
         if spf_result in ("fail", "softfail", "permerror"):
             out.add(
-                f"send.spf.{spf_result}",
+                _SPF_CODES[spf_result],
                 Severity.FAIL if spf_result != "softfail" else Severity.WARN,
                 f"SPF for {envelope} gives {spf_result} for the sending server {ip}: receivers may treat "
                 "the mail as forged.",
