@@ -9,7 +9,9 @@ from inboxcheck.checks.login.tls import TlsFailureKind
 from inboxcheck.platform.outcomes import ApiOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE = re.compile(r"\"((?:account|dns|smtp|imap|login|run|internal|diagnose|send)\.[a-z0-9_]+(?:\.[a-z0-9_]+)+)\"")
+CODE = re.compile(
+    r"\"((?:account|dns|smtp|imap|login|run|internal|diagnose|send)\.[a-z0-9_]+(?:\.[a-z0-9_]+)+)\""
+)
 # Check names, not finding codes (they share the dotted form).
 CHECK_NAMES = {
     "smtp.login",
