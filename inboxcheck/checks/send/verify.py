@@ -258,7 +258,11 @@ class _Spf:
         return False
 
 
-_SPF_CODES: Final = {"fail": "send.spf.fail", "softfail": "send.spf.softfail", "permerror": "send.spf.permerror"}
+_SPF_CODES: Final = {
+    "fail": "send.spf.fail",
+    "softfail": "send.spf.softfail",
+    "permerror": "send.spf.permerror",
+}
 _QUALIFIER_RESULT: Final = {
     Qualifier.PASS: "pass",
     Qualifier.FAIL: "fail",
