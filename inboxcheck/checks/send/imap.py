@@ -175,7 +175,9 @@ class _ImapSend(_ImapLogin):
     # --- find --------------------------------------------------------------------------------
 
     async def _find(self, proto: _Protocol) -> bool:
-        folders = ["INBOX", *([self.folders.junk] if self.folders.junk else [])]
+        # INBOX last, so that it is the folder selected when the check waits in IDLE: a message
+        # delivered after its search is then announced (EXISTS) by the IDLE that follows at once.
+        folders = [*([self.folders.junk] if self.folders.junk else []), "INBOX"]
         deadline = self.sent.at + self.ctx.options.send_timeout
         idle = "IDLE" in {c.upper() for c in proto.capabilities}
         self.out.details["waited_with"] = "idle" if idle else "poll"
@@ -199,7 +201,7 @@ class _ImapSend(_ImapLogin):
             if left <= 0:
                 return True
             pause = min(wait, left)
-            if idle and await self._enter(proto, "INBOX"):
+            if idle:
                 idle = await self._idle(proto, pause)
             else:
                 await asyncio.sleep(pause)
@@ -214,7 +216,10 @@ class _ImapSend(_ImapLogin):
         try:
             await self.wait(asyncio.wait({task, ack}, return_when=asyncio.FIRST_COMPLETED), "idle")
             if task.done():
-                return False  # refused (a tagged NO or BAD): poll instead
+                # Refused (a tagged NO or BAD, or not allowed in this state): poll instead.
+                with contextlib.suppress(Exception):
+                    task.result()
+                return False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     asyncio.wait({push, proto.failed}, return_when=asyncio.FIRST_COMPLETED), seconds
