@@ -15,7 +15,7 @@ from typing import Final, Literal
 import aiosmtplib
 
 from inboxcheck._check import CheckContext, Outcome
-from inboxcheck._models import Status
+from inboxcheck._models import Severity, Status
 from inboxcheck._secrets import Scrubber
 from inboxcheck.checks.login.probe import transport_session
 from inboxcheck.checks.login.smtp import _SmtpLogin, _Verbatim
@@ -156,10 +156,16 @@ async def check_send_permission(ctx: CheckContext) -> Outcome:
     message = probe.message
     out.details["sender"] = message.sender
     out.details["recipient"] = message.recipient
-    if not out.findings and len(probe.steps) >= 2:
+    stages = {f.evidence.get("stage") for f in out.findings}
+    if not out.findings:
         out.summary = f"the server accepts {message.sender} as sender and {message.recipient} as recipient"
-    elif not out.summary.startswith("could not"):
-        out.summary = "the server refused the sender or the recipient before anything was sent"
+    elif stages & {"mail_from", "rcpt_to", "rset"}:
+        refused = any(f.severity is Severity.FAIL for f in out.findings)
+        out.summary = (
+            "the server refused the sender or the recipient before anything was sent"
+            if refused
+            else "could not tell whether the server accepts the sender and the recipient"
+        )
     return out
 
 
