@@ -271,3 +271,17 @@ def test_authentication_results_are_read_not_trusted() -> None:
     assert results == [
         {"authserv_id": "mx.elsewhere.test", "results": {"dkim": "pass", "spf": "softfail", "dmarc": "pass"}}
     ]
+
+
+def test_diagnose_ranks_a_refusal_to_send_with_the_logins_and_the_landing_above_the_records() -> None:
+    from inboxcheck._diagnose import weight_of
+
+    assert (
+        weight_of("smtp.auth.rejected")
+        > weight_of("smtp.send.send_as_denied")
+        > weight_of("smtp.tls.expired")
+    )
+    assert weight_of("send.permission.sender_refused") > weight_of("smtp.connect.refused")
+    assert weight_of("send.find.junk") > weight_of("dns.blocklist.listed") > weight_of("dns.mx.missing")
+    assert weight_of("send.dkim.unsigned") > weight_of("dns.dkim.missing")
+    assert weight_of("send.cleanup.failed") == 0
