@@ -293,7 +293,7 @@ def _searchable(ctx: CheckContext, sent: Sent) -> str | None:
             "login only for the account itself"
         )
     if "imap" not in ctx.logins:
-        return "not searched: the IMAP login did not work in this run"
+        return "not searched: no IMAP login worked in this run (it failed, or IMAP was skipped)"
     return None
 
 
