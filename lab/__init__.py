@@ -1,4 +1,5 @@
-"""A lab of real mail and DNS servers (Postfix, Dovecot, NSD) on loopback for inboxcheck's tests.
+"""A lab of real mail, DNS and web servers (Postfix, Dovecot, NSD, OpenDKIM, nginx) on loopback
+for inboxcheck's tests.
 
 Not part of the inboxcheck wheel. Typical use::
 

@@ -2,8 +2,9 @@
 
 Four server certificates exist so that inboxcheck's TLS diagnostics can be tested against real
 handshakes: a good one, an expired one and a wrong-name one (all three issued by the lab CA) and a
-self-signed one. Extensions follow what strict verifiers (Python 3.13's ``VERIFY_X509_STRICT``)
-demand: basicConstraints, keyUsage, extendedKeyUsage, SAN, AKI and SKI.
+self-signed one; a fifth, from the lab CA, is the web server's (the autoconfig names). Extensions
+follow what strict verifiers (Python 3.13's ``VERIFY_X509_STRICT``) demand: basicConstraints,
+keyUsage, extendedKeyUsage, SAN, AKI and SKI.
 """
 
 from __future__ import annotations
@@ -18,8 +19,23 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+#: Mail hosts of the settings-discovery domains (fixtures/zones): SRV and autoconfig point there.
+DISCOVERY_MAIL_HOSTS = (
+    "mail.unsigned.test",
+    "mail.srv-inside.test",
+    "mail.elsewhere.test",
+    "mail.srv-disagree.test",
+    "mail.srv-none.test",
+)
 #: Names every usable lab server certificate carries.
-GOOD_DNS_NAMES = ("mail.lab.test", "smtp.lab.test", "imap.lab.test", "*.lab.test", "localhost")
+GOOD_DNS_NAMES = (
+    "mail.lab.test",
+    "smtp.lab.test",
+    "imap.lab.test",
+    "*.lab.test",
+    "localhost",
+    *DISCOVERY_MAIL_HOSTS,
+)
 GOOD_IP_ADDRESSES = ("127.0.0.1", "127.0.0.2")
 #: The only name in the wrong-name certificate: no lab host matches it.
 WRONG_DNS_NAME = "other.invalid-name.test"
@@ -47,6 +63,7 @@ class LabCerts:
     expired: CertPair
     selfsigned: CertPair
     wrongname: CertPair
+    web: CertPair
 
     def by_name(self, name: str) -> CertPair:
         """Look up a certificate by role name (``good``, ``expired``, ...)."""
@@ -55,12 +72,14 @@ class LabCerts:
             "expired": self.expired,
             "selfsigned": self.selfsigned,
             "wrongname": self.wrongname,
+            "web": self.web,
         }
         return pairs[name]
 
 
-def make_lab_certs(directory: Path) -> LabCerts:
-    """Create the CA and the four server certificates under ``directory``.
+def make_lab_certs(directory: Path, *, web_names: tuple[str, ...] = ()) -> LabCerts:
+    """Create the CA and the server certificates under ``directory``; the web server's names
+    ``web_names`` (plus ``localhost`` and 127.0.0.1).
 
     One RSA key serves all CA-issued leaves: key generation dominates the cost and the tests only
     care about what the certificates say, not about key separation.
@@ -101,6 +120,14 @@ def make_lab_certs(directory: Path) -> LabCerts:
         not_after=now + _LEAF_LIFETIME,
     )
     selfsigned = _self_signed(self_key, now)
+    web = _leaf(
+        leaf_key,
+        ca_cert,
+        ca_key,
+        _names((*web_names, "localhost"), ("127.0.0.1",)),
+        not_before=now - _ONE_DAY,
+        not_after=now + _LEAF_LIFETIME,
+    )
 
     return LabCerts(
         ca_file=ca_file,
@@ -108,6 +135,7 @@ def make_lab_certs(directory: Path) -> LabCerts:
         expired=_save_pair(directory, "expired", expired, leaf_key),
         selfsigned=_save_pair(directory, "selfsigned", selfsigned, self_key),
         wrongname=_save_pair(directory, "wrongname", wrong, leaf_key),
+        web=_save_pair(directory, "web", web, leaf_key),
     )
 
 

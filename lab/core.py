@@ -1,4 +1,4 @@
-"""The :class:`Lab`: real Postfix, Dovecot and NSD on loopback, for inboxcheck's tests.
+"""The :class:`Lab`: real Postfix, Dovecot, NSD, OpenDKIM and nginx on loopback, for inboxcheck's tests.
 
 One start makes a temp work dir, fresh certificates, random user passwords and free ports,
 renders the configs, starts every server in its own session and waits until each one answers.
@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from lab.certs import LabCerts, make_lab_certs
+from lab.dkim import DkimKey, OpenDkim, make_dkim_key
 from lab.dovecot import DovecotInstance, ImapListener, MailStore, write_users_file
 from lab.nsd import NsdServer, Zone, check_zones, discover_zones, prepare_zones
 from lab.ports import free_ports
@@ -45,15 +46,24 @@ from lab.procs import (
 )
 from lab.types import Endpoint, LabError, LabStartError, LabUser, TlsMode
 from lab.watchdog import DISMISS
+from lab.web import WebServer, discover_sites, tls_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_ZONES = REPO_ROOT / "fixtures" / "zones"
 DOMAIN = "lab.test"
 MAIL_HOST = "mail.lab.test"
 SECOND_HOST = "imap2.lab.test"  # A 127.0.0.2 in the lab zone
-_BINARIES = ("postfix", "dovecot", "nsd", "nsd-checkzone")
-# Dovecot's protocol binaries come in separate packages; dovecot itself runs without them.
-_DOVECOT_PARTS = {"dovecot-imapd": "/usr/lib/dovecot/imap", "dovecot-lmtpd": "/usr/lib/dovecot/lmtp"}
+#: A second local mail domain whose mail OpenDKIM does not sign.
+UNSIGNED_DOMAIN = "unsigned.test"
+#: OpenDKIM signs lab.test mail as ``DKIM_SELECTOR._domainkey.lab.test``.
+DKIM_SELECTOR = "labsign"
+_BINARIES = ("postfix", "dovecot", "nsd", "nsd-checkzone", "opendkim", "nginx")
+# Dovecot's protocol binaries and plugins come in separate packages; dovecot runs without them.
+_DOVECOT_PARTS = {
+    "dovecot-imapd": "/usr/lib/dovecot/imap",
+    "dovecot-lmtpd": "/usr/lib/dovecot/lmtp",
+    "dovecot-sieve": "/usr/lib/dovecot/modules/lib90_sieve_plugin.so",
+}
 # Dovecot's deepest socket is base_dir + "/token-login/tokenlogin"; UNIX paths max out at 108.
 _MAX_BASE_DIR = 70
 _READY_TIMEOUT = 20.0
@@ -96,11 +106,13 @@ class Lab:
         workdir: Path | None = None,
         zone_dirs: Sequence[Path] = (),
         users: Sequence[str] = ("alice", "bob"),
+        unsigned_users: Sequence[str] = ("carol",),
         keep_workdir: bool = False,
     ) -> None:
         self._requested_workdir = workdir
         self._zone_dirs = [FIXTURE_ZONES, *zone_dirs]
         self._user_names = list(users)
+        self._unsigned_user_names = list(unsigned_users)
         self._keep_workdir = keep_workdir
         self._owns_workdir = False
         self._workdir: Path | None = None
@@ -108,12 +120,20 @@ class Lab:
         self._postfix: PostfixInstance | None = None
         self._dovecots: list[DovecotInstance] = []
         self._nsd: NsdServer | None = None
+        self._dkim: OpenDkim | None = None
+        self._web: WebServer | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._zones: list[Zone] = []
         self.users: dict[str, LabUser] = {}
         self.smtp: dict[str, Endpoint] = {}
         self.imap: dict[str, Endpoint] = {}
         self.nameserver: tuple[str, int] = ("127.0.0.1", 0)
+        #: The selector OpenDKIM signs lab.test mail with; the key is new at every start.
+        self.dkim_selector = DKIM_SELECTOR
+        self.dkim_key: DkimKey | None = None
+        #: nginx's loopback ports (HTTPS with the lab CA's web certificate; plain HTTP).
+        self.https_port = 0
+        self.http_port = 0
         self.started = False
 
     # ----------------------------------------------------------------- lifecycle
@@ -146,8 +166,13 @@ class Lab:
     def stop(self) -> None:
         """End every lab process (SIGTERM, then SIGKILL after a short grace) and clean up."""
         atexit.unregister(self.stop)
+        survivors: list[int] = []
+        dkim = self._dkim.daemon.leader() if self._dkim is not None else None
+        if dkim is not None:
+            # OpenDKIM takes several seconds to exit on SIGTERM and keeps nothing worth saving.
+            survivors += terminate_sessions([dkim], grace=0.0)
         leaders = [leader for leader in self._leaders() if leader is not None]
-        survivors = terminate_sessions(leaders, grace=3.0)
+        survivors += terminate_sessions(leaders, grace=3.0)
         if self._workdir is not None:
             # Safety net for a half-failed start: anything still running in the work dir.
             watchdog = [self._watchdog.pid] if self._watchdog is not None else []
@@ -164,10 +189,11 @@ class Lab:
         self._remove_workdir()
 
     def _daemons(self) -> list[ForegroundDaemon]:
-        """The servers the lab runs as its own children (Dovecot instances, NSD)."""
+        """The servers the lab runs as its own children (Dovecot instances, NSD, OpenDKIM, nginx)."""
         daemons = [instance.daemon for instance in self._dovecots]
-        if self._nsd is not None:
-            daemons.append(self._nsd.daemon)
+        for server in (self._nsd, self._dkim, self._web):
+            if server is not None:
+                daemons.append(server.daemon)
         return daemons
 
     def _leaders(self) -> list[SessionLeader | None]:
@@ -190,6 +216,18 @@ class Lab:
             raise LabError("the lab is not started")
         return self._certs.ca_file
 
+    @property
+    def access_log(self) -> Path:
+        """nginx's access log: one line per request with ``host=``, ``sni=``, request and status."""
+        if self._web is None:
+            raise LabError("the lab is not started")
+        return self._web.access_log
+
+    @property
+    def dkim_record_name(self) -> str:
+        """Where the signing key's public half is published (``labsign._domainkey.lab.test``)."""
+        return f"{self.dkim_selector}._domainkey.{DOMAIN}"
+
     def ssl_context(self) -> ssl.SSLContext:
         """A client context that trusts only the lab CA, hostname checks on, and as strict as
         Python 3.13's default (``VERIFY_X509_STRICT``) on every Python version."""
@@ -198,7 +236,8 @@ class Lab:
         return context
 
     def user(self, name: str = "alice") -> LabUser:
-        """A lab user by address or local part (``"bob"`` -> ``bob@lab.test``)."""
+        """A lab user by address or local part (``"bob"`` -> ``bob@lab.test``; users of
+        ``unsigned.test`` by full address)."""
         email = name if "@" in name else f"{name}@{DOMAIN}"
         try:
             return self.users[email]
@@ -257,12 +296,18 @@ class Lab:
             "smtp": {name: ep.as_dict() for name, ep in self.smtp.items()},
             "imap": {name: ep.as_dict() for name, ep in self.imap.items()},
             "users": users,
+            "dkim": {"domain": DOMAIN, "selector": self.dkim_selector, "record_name": self.dkim_record_name},
+            "web": {
+                "https_port": self.https_port,
+                "http_port": self.http_port,
+                "access_log": str(self.access_log),
+            },
             "zones": sorted(f"{zone.origin}." for zone in self._zones),
             "logs": {name: str(path) for name, path in self._log_files().items()},
         }
 
     def pids(self) -> dict[str, list[int]]:
-        """Live pids per server (``postfix``, ``dovecot-NAME``, ``nsd``), for tests of the lab."""
+        """Live pids per server (``postfix``, ``dovecot-NAME``, ``nsd``, ``opendkim``, ``nginx``)."""
         result: dict[str, list[int]] = {}
         if self._postfix is not None:
             result["postfix"] = self._postfix.pids()
@@ -278,21 +323,36 @@ class Lab:
         log_dir = workdir / "log"
         log_dir.mkdir(mode=0o755)
         self._endpoints()
+        # The zone publishes the DKIM key, so it exists before the zones are rendered.
+        self.dkim_key = make_dkim_key(DOMAIN, self.dkim_selector)
         zone_sources = discover_zones(self._zone_dirs)
         self._zones = prepare_zones(zone_sources, workdir / "nsd" / "zones", self._placeholders())
+        sites = discover_sites()
         with ThreadPoolExecutor(max_workers=1) as pool:
             # nsd-checkzone runs once per zone (about 2 s for a thousand zones), so it overlaps
             # certificate generation. Every zone is checked before any server starts: a broken
             # fixture then costs no server start-up and tear-down.
             zone_check = pool.submit(check_zones, self._zones)
-            self._certs = make_lab_certs(workdir / "certs")
+            self._certs = make_lab_certs(workdir / "certs", web_names=tls_names(sites))
             store = self._make_users(workdir)
             self._configure_dovecots(workdir, log_dir, store)
+            self._dkim = OpenDkim(workdir / "dkim", log_dir)
+            self._dkim.configure(self.dkim_key)
+            self._web = WebServer(workdir / "web", log_dir)
+            self._web.configure(
+                https_port=self.https_port,
+                http_port=self.http_port,
+                cert=self._certs.web,
+                sites=sites,
+                values=self._placeholders(),
+            )
             zone_check.result()
         self._start_postfix(workdir, log_dir)
         for instance in self._dovecots:
             instance.start()  # does not wait; readiness is polled below
         self._start_nsd(workdir, log_dir)
+        self._dkim.start()
+        self._web.start()
         self._wait_ready()
 
     def _make_workdir(self) -> Path:
@@ -353,7 +413,9 @@ class Lab:
         """Pick free ports and fill :attr:`smtp`, :attr:`imap` and :attr:`nameserver`."""
         imap_addresses = [address for _, _, address in IMAP_LISTENERS.values()]
         addresses = ["127.0.0.1", *(["127.0.0.1"] * len(SMTP_LISTENERS)), *imap_addresses]
-        ports = free_ports(addresses, udp_too=[True])
+        ports = free_ports([*addresses, "127.0.0.1", "127.0.0.1"], udp_too=[True])
+        self.https_port, self.http_port = ports[-2:]
+        ports = ports[:-2]
         self.nameserver = ("127.0.0.1", ports[0])
         smtp_ports = ports[1 : 1 + len(SMTP_LISTENERS)]
         imap_ports = ports[1 + len(SMTP_LISTENERS) :]
@@ -367,8 +429,16 @@ class Lab:
         }
 
     def _placeholders(self) -> dict[str, object]:
-        """Values zone files may use: ``{{smtp.NAME}}``, ``{{imap.NAME}}``, ``{{dns}}``."""
-        values: dict[str, object] = {"dns": self.nameserver[1]}
+        """Values zone and autoconfig files may use: ``{{smtp.NAME}}``, ``{{imap.NAME}}``,
+        ``{{dns}}``, ``{{https}}``, ``{{http}}``, ``{{dkim.selector}}`` and ``{{dkim.record}}``
+        (the key's TXT data as quoted strings of at most 255 characters)."""
+        values: dict[str, object] = {
+            "dns": self.nameserver[1],
+            "https": self.https_port,
+            "http": self.http_port,
+        }
+        if self.dkim_key is not None:
+            values |= {"dkim.selector": self.dkim_key.selector, "dkim.record": self.dkim_key.zone_strings()}
         values |= {f"smtp.{name}": ep.port for name, ep in self.smtp.items()}
         values |= {f"imap.{name}": ep.port for name, ep in self.imap.items()}
         return values
@@ -376,8 +446,10 @@ class Lab:
     def _make_users(self, workdir: Path) -> MailStore:
         """Random passwords per start; Maildirs owned by the existing ``mail`` user."""
         self.users = {}
-        for local in self._user_names:
-            email = f"{local}@{DOMAIN}"
+        addresses = [f"{local}@{DOMAIN}" for local in self._user_names]
+        addresses += [f"{local}@{UNSIGNED_DOMAIN}" for local in self._unsigned_user_names]
+        for email in addresses:
+            local = email.partition("@")[0]
             self.users[email] = LabUser(
                 email=email,
                 username=email,
@@ -423,6 +495,7 @@ class Lab:
             certs=self._certs,
             auth_socket=main.auth_socket,
             lmtp_socket=main.lmtp_socket,
+            milter_socket=self._dkim.socket if self._dkim is not None else workdir / "no-milter",
             mailboxes=list(self.users),
         )
         self._postfix = postfix
@@ -453,6 +526,10 @@ class Lab:
         ]
         for instance in self._dovecots:
             checks.append((instance.sockets_ready, f"Dovecot {instance.name} sockets"))
+        if self._dkim is not None:
+            checks.append((self._dkim.ready, "OpenDKIM socket"))
+        for port in (self.https_port, self.http_port):
+            checks.append((functools.partial(tcp_listening, "127.0.0.1", port), f"nginx on port {port}"))
         for kind, endpoints in (("SMTP", self.smtp), ("IMAP", self.imap)):
             for name, ep in endpoints.items():
                 probe = functools.partial(tcp_listening, ep.address, ep.port)
@@ -470,6 +547,10 @@ class Lab:
                 return f"Dovecot {instance.name} exited with status {code}\n{instance.logs()}"
         if self._nsd is not None and (code := self._nsd.daemon.exit_code()) is not None:
             return f"NSD exited with status {code}\n{self._nsd.logs()}"
+        if self._dkim is not None and (code := self._dkim.daemon.exit_code()) is not None:
+            return f"OpenDKIM exited with status {code}\n{self._dkim.logs()}"
+        if self._web is not None and (code := self._web.daemon.exit_code()) is not None:
+            return f"nginx exited with status {code}\n{self._web.logs()}"
         return None
 
     def _raise_if_dead(self) -> None:
@@ -485,6 +566,11 @@ class Lab:
             files[f"dovecot-{instance.name}"] = instance.log_file
         if self._nsd is not None:
             files["nsd"] = self._nsd.log_file
+        if self._dkim is not None:
+            files["opendkim"] = self._dkim.daemon.output_file
+        if self._web is not None:
+            files["nginx-access"] = self._web.access_log
+            files["nginx-error"] = self._web.error_log
         return files
 
     def _all_logs(self) -> str:
@@ -494,6 +580,10 @@ class Lab:
         parts += [instance.logs() for instance in self._dovecots]
         if self._nsd is not None:
             parts.append(self._nsd.logs())
+        if self._dkim is not None:
+            parts.append(self._dkim.logs())
+        if self._web is not None:
+            parts.append(self._web.logs())
         return "\n".join(parts)
 
     def _remove_workdir(self) -> None:
@@ -501,6 +591,8 @@ class Lab:
         self._dovecots = []
         self._postfix = None
         self._nsd = None
+        self._dkim = None
+        self._web = None
         if self._workdir is None or not self._owns_workdir or self._keep_workdir:
             return
         shutil.rmtree(self._workdir, ignore_errors=True)

@@ -6,13 +6,14 @@ import base64
 import hashlib
 import os
 import secrets
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.certs import LabCerts
 from lab.procs import ForegroundDaemon, find_binary, log_tail
-from lab.templates import render_file
+from lab.templates import TEMPLATE_DIR, render_file
 from lab.types import LabUser, TlsMode
 
 
@@ -115,9 +116,19 @@ class DovecotInstance:
             "mail_gid": store.gid,
             "mail_root": store.mail_root,
             "imap_listeners": "\n".join(listener.config() for listener in self.listeners),
-            "extra_services": render_file("dovecot-main-services.conf.tmpl", {}) if self.main else "",
+            "extra_services": self._main_services(store) if self.main else "",
         }
         self.config_file.write_text(render_file("dovecot.conf.tmpl", values))
+
+    def _main_services(self, store: MailStore) -> str:
+        """SASL and LMTP for Postfix, and the global sieve rule LMTP applies."""
+        # LMTP runs as the mail user and compiles the rule next to it on first use.
+        sieve_dir = self.root / "sieve"
+        sieve_dir.mkdir(mode=0o755)
+        os.chown(sieve_dir, store.uid, store.gid)
+        script = sieve_dir / "junk.sieve"
+        shutil.copyfile(TEMPLATE_DIR / "junk.sieve", script)
+        return render_file("dovecot-main-services.conf.tmpl", {"sieve_before": script})
 
     def start(self) -> None:
         """Launch the master in the foreground (``-F``): the lab owns its pid and session."""

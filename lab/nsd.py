@@ -35,6 +35,7 @@ _GENERATED_ZONES = {
 @ IN NS ns1.lab.test.
 1.0.0 IN PTR mail.lab.test.
 2.0.0 IN PTR imap2.lab.test.
+3.0.0 IN PTR dynamic-127-0-0-3.isp.test.
 """,
 }
 

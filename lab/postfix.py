@@ -130,6 +130,7 @@ class PostfixInstance:
         certs: LabCerts,
         auth_socket: Path,
         lmtp_socket: Path,
+        milter_socket: Path,
         mailboxes: list[str],
     ) -> None:
         """Write main.cf, master.cf and the mailbox list; create the dirs Postfix insists on."""
@@ -150,6 +151,8 @@ class PostfixInstance:
             "log_dir": self.log_dir,
             "mailboxes_file": mailboxes_file,
             "lmtp_socket": lmtp_socket,
+            "milter_socket": milter_socket,
+            "mailbox_domains": " ".join(sorted({address.partition("@")[2] for address in mailboxes})),
             "auth_socket": auth_socket,
             "good_cert": certs.good.cert,
             "good_key": certs.good.key,

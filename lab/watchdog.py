@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from lab.procs import sweep_lab_processes
+from lab.procs import executable_name, lab_processes, signal_pid, sweep_lab_processes
 
 DISMISS = b"dismiss"
 
@@ -28,6 +28,10 @@ def main(argv: list[str]) -> int:
     if sys.stdin.buffer.read() == DISMISS:
         os._exit(0)  # nothing to flush or finalise: skip the interpreter's shutdown
 
+    for pid in lab_processes(workdir):
+        # OpenDKIM needs seconds to exit on SIGTERM and has nothing to save (as in Lab.stop).
+        if executable_name(pid) == "opendkim":
+            signal_pid(pid, signal.SIGKILL)
     survivors = sweep_lab_processes(workdir, grace=3.0)
     if mode == "remove" and not survivors:
         shutil.rmtree(workdir, ignore_errors=True)
