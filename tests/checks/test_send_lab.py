@@ -20,7 +20,7 @@ from inboxcheck._cli import cli
 from inboxcheck._models import Account, Report, Severity, Status
 from inboxcheck._options import CheckOptions, parse_nameserver
 from inboxcheck._runner import run_checks
-from inboxcheck.checks import send
+from inboxcheck.checks import dns, send
 from inboxcheck.checks.login import imap, smtp
 
 pytestmark = pytest.mark.lab
@@ -80,6 +80,25 @@ async def test_signed_message_lands_in_inbox_is_verified_and_deleted(lab: Any) -
     assert _mailbox(lab, "alice@lab.test", "INBOX", token) == []
     deleted: Any = report.check("send.cleanup").details["deleted"]
     assert deleted == [{"folder": "INBOX", "messages": 1, "flagged": True, "expunged": True}]
+
+
+async def test_a_selector_the_dns_check_did_not_know_is_named(lab: Any) -> None:
+    options = _options(lab)
+    payload = lab.account("alice@lab.test", smtp="submission", imap="imaps")
+    specs = [*(spec for spec in dns.CHECKS if spec.name == "dns.dkim"), *SPECS]
+    report = await run_checks(Account.model_validate(payload), options=options, specs=specs)
+    assert "dns.dkim.missing" in _codes(report, "dns.dkim")
+    finding = next(f for f in report.check("send.verify").findings if f.code == "send.dkim.selector_unknown")
+    assert finding.severity is Severity.INFO
+    assert (finding.evidence["selector"], finding.evidence["d"]) == (lab.dkim_selector, "lab.test")
+    # Told the selector, the DNS check finds the key.
+    told = await run_checks(
+        Account.model_validate(payload),
+        options=_options(lab, dkim_selectors=(lab.dkim_selector,)),
+        specs=specs,
+    )
+    assert "dns.dkim.missing" not in _codes(told, "dns.dkim")
+    assert "send.dkim.selector_unknown" not in _codes(told, "send.verify")
 
 
 async def test_unsigned_domain_shows_the_unsigned_case(lab: Any) -> None:

@@ -169,6 +169,23 @@ async def _dmarc_record(ctx: CheckContext, from_domain: str) -> tuple[DmarcRecor
     return None, True
 
 
+async def _tell_the_dkim_check(ctx: CheckContext, out: Outcome, passing: list[_Dkim]) -> None:
+    """The message proves a key the DNS check did not find (its selector was not one it tried)."""
+    dns_dkim = await ctx.result_of("dns.dkim")
+    if not passing or dns_dkim is None or not any(f.code == "dns.dkim.missing" for f in dns_dkim.findings):
+        return
+    found = passing[0]
+    out.add(
+        "send.dkim.selector_unknown",
+        Severity.INFO,
+        f"The test message is signed with a valid key at selector {found.selector} (d={found.domain}), a "
+        "selector the DKIM check did not try: its 'no DKIM key found' does not hold for this mailbox.",
+        fix=f"Run again with --dkim-selector {found.selector} for the DNS checks to judge that key.",
+        selector=found.selector,
+        d=found.domain,
+    )
+
+
 class _Spf:
     """RFC 7208 check_host() for one address, over the run's DNS client: enough of it for a verdict
     (ip4, ip6, a, mx, include, redirect, all); a record that needs more (macros, exists, ptr) is
@@ -346,6 +363,8 @@ async def check_send_verify(ctx: CheckContext) -> Outcome:
             d=passing.domain,
             from_domain=from_domain,
         )
+
+    await _tell_the_dkim_check(ctx, out, [r for r in dkim_results if r.result == "pass" and r.aligned])
 
     hop = relay_hop(message)
     envelope = parseaddr(str(message.get("Return-Path", "")))[1].rpartition("@")[2].lower() or from_domain
