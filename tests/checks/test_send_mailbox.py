@@ -7,6 +7,7 @@ The lab's Dovecot (IDLE, UIDPLUS, SPECIAL-USE) is exercised in ``tests/checks/te
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ class Mailbox:
     store_reply: str = "OK Store completed."
     commands: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    idling: int = 0
+    idle_started: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def __call__(self, conn: PeerConn) -> None:
         await conn.send(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] scripted mailbox ready\r\n")
@@ -74,6 +77,13 @@ class Mailbox:
                 reply = f"{tag} {self.store_reply}"
             elif verb == "UID EXPUNGE":
                 reply = f"* 1 EXPUNGE\r\n{tag} OK Expunge completed."
+            elif verb == "IDLE":
+                await conn.send(b"+ idling\r\n")
+                self.idling += 1
+                self.idle_started.set()
+                if (await conn.line()).upper() != b"DONE":
+                    return
+                reply = f"{tag} OK Idle completed."
             elif verb == "LOGOUT":
                 await conn.send(f"* BYE bye\r\n{tag} OK Logout completed.\r\n".encode())
                 return
@@ -164,3 +174,31 @@ async def test_with_uidplus_only_the_test_message_is_expunged(certs: PeerCerts) 
 async def test_a_server_that_will_not_delete_is_a_warning(certs: PeerCerts) -> None:
     out = await _cleanup(Mailbox(store_reply="NO [CANNOT] Mailbox is read-only."), certs)
     assert [(f.code, f.severity) for f in out.findings] == [("send.cleanup.failed", Severity.WARN)]
+
+
+async def test_with_idle_the_check_waits_in_idle_between_searches(certs: PeerCerts) -> None:
+    mailbox = Mailbox(capabilities="IMAP4rev1 AUTH=PLAIN IDLE", arrives_after=1.2)
+    out, _ = await _find(mailbox, certs)
+    assert out.findings == [] and out.details["waited_with"] == "idle", out
+    # No EXISTS comes from this script: each IDLE ends at its bound, and INBOX is searched again.
+    assert mailbox.idling >= 2
+
+
+async def test_cancelled_while_waiting_in_idle_leaves_nothing_running(certs: PeerCerts) -> None:
+    mailbox = Mailbox(capabilities="IMAP4rev1 AUTH=PLAIN IDLE", arrives_after=3600)
+    async with peer(mailbox, tls=certs.server_context()) as server:
+        ctx = _context(server.port, certs, send_timeout=60)
+        before = asyncio.all_tasks()
+        task = asyncio.ensure_future(check_send_find(ctx))
+        await asyncio.wait_for(mailbox.idle_started.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await ctx.stop_started()
+        # The peer's side of the connection ends too: the check closed it.
+        await asyncio.sleep(0.3)
+        left = {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task() and not t.done()}
+        assert left == set()
+        count = len(mailbox.commands)
+        await asyncio.sleep(1.0)
+        assert len(mailbox.commands) == count, "nothing may reach the server after the cancellation"
