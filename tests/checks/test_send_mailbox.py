@@ -40,6 +40,8 @@ class Mailbox:
     commands: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     idling: int = 0
+    #: The server also filed a copy in Sent (as Gmail and Microsoft do with what is submitted).
+    sent_copy: bool = False
     idle_started: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def __call__(self, conn: PeerConn) -> None:
@@ -65,7 +67,9 @@ class Mailbox:
                 selected = words[1].strip('"')
                 reply = f"* 1 EXISTS\r\n* OK [UIDVALIDITY 1] ok\r\n{tag} OK [READ-WRITE] done."
             elif verb == "UID SEARCH":
-                here = selected == self.folder and time.monotonic() - self.started >= self.arrives_after
+                here = (
+                    selected == self.folder and time.monotonic() - self.started >= self.arrives_after
+                ) or (selected == "Sent" and self.sent_copy)
                 reply = f"* SEARCH{' 7' if here else ''}\r\n{tag} OK Search completed."
             elif verb == "UID FETCH":
                 reply = (
@@ -202,3 +206,15 @@ async def test_cancelled_while_waiting_in_idle_leaves_nothing_running(certs: Pee
         count = len(mailbox.commands)
         await asyncio.sleep(1.0)
         assert len(mailbox.commands) == count, "nothing may reach the server after the cancellation"
+
+
+async def test_the_copy_the_server_put_in_sent_is_deleted_too(certs: PeerCerts) -> None:
+    mailbox = Mailbox(capabilities="IMAP4rev1 AUTH=PLAIN UIDPLUS", sent_copy=True)
+    out = await _cleanup(mailbox, certs)
+    assert out.findings == []
+    deleted: Any = out.details["deleted"]
+    assert [d["folder"] for d in deleted] == ["INBOX", "Sent"]
+    assert [c.split(" ", 1)[1] for c in mailbox.commands if " SELECT " in c] == [
+        'SELECT "INBOX"',
+        'SELECT "Sent"',
+    ]
