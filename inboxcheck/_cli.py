@@ -164,6 +164,13 @@ def _check_options(function: _Command) -> _Command:
             help="With --send-test: send the test message here instead of to the account itself.",
         ),
         click.option(
+            "--to-account",
+            "send_to_account",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="With --send-test: the payload (with passwords) of the mailbox to send to; its IMAP "
+            "finds, verifies and deletes the message there.",
+        ),
+        click.option(
             "--send-timeout",
             type=click.FloatRange(min=0, min_open=True, max=3600),
             default=120.0,
@@ -220,6 +227,7 @@ def _options_from(params: dict[str, Any]) -> CheckOptions:
             "families": frozenset(Family(f) for f in families),
             "send_test": params["send_test"],
             "send_to": params["send_to"],
+            "send_to_account": _recipient(params["send_to_account"]),
             "send_timeout": params["send_timeout"],
             "keep_test_message": params["keep_test_message"],
             "test_headers": tuple(_header(text) for text in params["test_headers"]),
@@ -227,6 +235,13 @@ def _options_from(params: dict[str, Any]) -> CheckOptions:
             "blocklist_zones": tuple(params["blocklist_zones"]),
         },
     )
+
+
+def _recipient(path: Path | None) -> Account | None:
+    """The --to-account payload: passwords from the file only (the environment's are the account's)."""
+    from inboxcheck._input import load_account
+
+    return None if path is None else load_account(path, env={})
 
 
 def _header(text: str) -> tuple[str, str]:

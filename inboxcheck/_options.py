@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from inboxcheck._errors import OptionsError
-from inboxcheck._models import Stage
+from inboxcheck._models import Account, Stage
 
 __all__ = ["CheckOptions", "Family", "Nameserver", "parse_nameserver"]
 
@@ -97,6 +97,9 @@ class CheckOptions(BaseModel):
     send_test: bool = False
     #: Where the test message goes; None means the account's own address.
     send_to: str | None = None
+    #: The mailbox of ``send_to`` (``--to-account``): its IMAP settings find and delete the message
+    #: there; its passwords are scrubbed from the report like the account's own.
+    send_to_account: Account | None = None
     #: How long to look for the test message over IMAP.
     send_timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
     keep_test_message: bool = False
@@ -151,6 +154,15 @@ class CheckOptions(BaseModel):
         # room for the wait for the message plus the logins around it.
         if self.send_test and "deadline" not in self.model_fields_set:
             object.__setattr__(self, "deadline", min(3600.0, max(self.deadline, self.send_timeout + 60)))
+        recipient = self.send_to_account
+        if recipient is not None:
+            if self.send_to is None:
+                object.__setattr__(self, "send_to", recipient.email_address)
+            elif self.send_to.lower() != recipient.email_address.lower():
+                raise ValueError(
+                    f"send_to {self.send_to!r} is not the address of the --to-account mailbox "
+                    f"({recipient.email_address})"
+                )
         if self.blocklist_zones and not self.deliverability:
             object.__setattr__(self, "deliverability", True)
         return self

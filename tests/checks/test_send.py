@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from inboxcheck._models import Severity, Status
+from inboxcheck._models import Account, Severity, Status
 from inboxcheck._options import CheckOptions
 from inboxcheck.checks import registered_checks, send
 from inboxcheck.checks.login import smtp
@@ -195,6 +195,14 @@ def test_the_send_test_and_deliverability_are_off_unless_asked() -> None:
     names = [spec.name for spec in registered_checks() if spec.selected_by(asked)]
     assert {"send.permission", "send.message", "send.find", "send.verify", "send.cleanup"} <= set(names)
     assert {"dns.fcrdns", "dns.blocklists"} <= set(names)
+
+
+def test_to_account_sets_the_recipient_and_must_agree_with_to() -> None:
+    recipient = Account.model_validate(base_payload(email_address="kim@peer.test"))
+    assert CheckOptions(send_to_account=recipient).send_to == "kim@peer.test"
+    assert CheckOptions(send_to="KIM@peer.test", send_to_account=recipient).send_to == "KIM@peer.test"
+    with pytest.raises(ValidationError, match="not the address of the --to-account mailbox"):
+        CheckOptions(send_to="other@peer.test", send_to_account=recipient)
 
 
 def test_the_deadline_makes_room_for_the_send_test_unless_given() -> None:

@@ -191,3 +191,52 @@ def test_no_password_or_token_in_any_output_but_the_token_field(lab: Any, tmp_pa
             assert payload["smtp_password"] not in stream
             assert not TOKEN.search(stream.replace(token, "", 1) if result is as_json else stream)
     assert "send.find" in as_text.stdout or "Test message found" in as_text.stdout
+
+
+async def test_to_another_mailbox_found_and_deleted_with_its_own_login(lab: Any) -> None:
+    recipient = Account.model_validate(lab.account("bob@lab.test", smtp="submission", imap="imaps"))
+    report = await _send(lab, send_to_account=recipient)
+    assert report.check("send.message").details["recipient"] == "bob@lab.test"
+    find = report.check("send.find")
+    assert find.status is Status.PASS and find.details["authenticated_as"] == "bob@lab.test", find
+    assert report.check("send.verify").details["dkim"][0]["result"] == "pass"  # type: ignore[index,call-overload]
+    assert report.check("send.cleanup").status is Status.PASS
+    token = str(report.check("send.message").details["token"])
+    assert _mailbox(lab, "bob@lab.test", "INBOX", token) == []
+    text = report.model_dump_json()
+    assert recipient.imap_password.get_secret_value() not in text
+
+
+def test_to_account_on_the_command_line_keeps_its_password_out(lab: Any, tmp_path: Path) -> None:
+    sender, recipient = (tmp_path / "alice.json", tmp_path / "bob.json")
+    sender.write_text(
+        json.dumps(lab.account("alice@lab.test", smtp="submission", imap="imaps")), encoding="utf-8"
+    )
+    bob = lab.account("bob@lab.test", smtp="submission", imap="imaps")
+    recipient.write_text(json.dumps(bob), encoding="utf-8")
+    address, port = lab.nameserver
+    args = [
+        "check",
+        str(sender),
+        "--send-test",
+        "--to-account",
+        str(recipient),
+        "--send-timeout",
+        "15",
+        "--nameserver",
+        f"{address}:{port}",
+        "--ca-file",
+        str(lab.ca_file),
+        "--only",
+        "smtp",
+        "--only",
+        "imap",
+        "--format",
+        "json",
+    ]
+    result = CliRunner().invoke(cli, args, env={}, catch_exceptions=False)
+    report = json.loads(result.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["send.find"]["details"]["authenticated_as"] == "bob@lab.test"
+    assert checks["send.cleanup"]["status"] == "pass"
+    assert bob["imap_password"] not in result.stdout + result.stderr

@@ -286,15 +286,37 @@ def _sent(ctx: CheckContext) -> Sent | None:
 
 
 def _searchable(ctx: CheckContext, sent: Sent) -> str | None:
-    """Why the account's IMAP cannot show the message, or None when it can."""
-    if sent.message.recipient.lower() != ctx.account.email_address.lower():
+    """Why no IMAP login can show the message, or None when one can."""
+    recipient = sent.message.recipient.lower()
+    other = ctx.options.send_to_account
+    if other is not None and recipient == other.email_address.lower():
+        return None
+    if recipient != ctx.account.email_address.lower():
         return (
-            f"not searched: the message went to {sent.message.recipient}, and inboxcheck has an IMAP "
-            "login only for the account itself"
+            f"not searched: the message went to {sent.message.recipient}, and inboxcheck has no IMAP "
+            "login for it (give that mailbox's payload with --to-account)"
         )
     if "imap" not in ctx.logins:
         return "not searched: no IMAP login worked in this run (it failed, or IMAP was skipped)"
     return None
+
+
+async def _probe(ctx: CheckContext, job: Literal["find", "cleanup"], sent: Sent) -> tuple[Outcome, _ImapSend]:
+    """Run ``job`` in the mailbox the message went to: the account's own, or --to-account's."""
+    other = ctx.options.send_to_account
+    if other is None or sent.message.recipient.lower() != other.email_address.lower():
+        probe = _ImapSend(ctx, job, sent)
+        return await probe.run(), probe
+    # The recipient's mailbox: its own login, sharing this run's resolver, TLS context, clock,
+    # deadline and facts; what it starts is stopped here, since the runner does not know it.
+    mailbox = ctx.for_variant(other)
+    mailbox.started = ctx.started
+    mailbox.facts = ctx.facts
+    try:
+        probe = _ImapSend(mailbox, job, sent)
+        return await probe.run(), probe
+    finally:
+        await mailbox.stop_started()
 
 
 async def check_send_find(ctx: CheckContext) -> Outcome:
@@ -306,8 +328,7 @@ async def check_send_find(ctx: CheckContext) -> Outcome:
     reason = _searchable(ctx, sent)
     if reason is not None:
         return Outcome.skip(reason)
-    probe = _ImapSend(ctx, "find", sent)
-    out = await probe.run()
+    out, probe = await _probe(ctx, "find", sent)
     landing = probe.landing
     timeout = ctx.options.send_timeout
     if landing is not None:
@@ -351,8 +372,7 @@ async def check_send_cleanup(ctx: CheckContext) -> Outcome:
     sent = _sent(ctx)
     if sent is None or not isinstance(ctx.facts.get(LANDING_FACT), Landing):
         return Outcome.skip("nothing to delete: the test message was not sent, or not found")
-    probe = _ImapSend(ctx, "cleanup", sent)
-    out = await probe.run()
+    out, probe = await _probe(ctx, "cleanup", sent)
     out.details["deleted"] = list(probe.deleted)
     flagged_only = [d["folder"] for d in probe.deleted if d["flagged"] and not d["expunged"]]
     failed = [d["folder"] for d in probe.deleted if not d["flagged"]]
