@@ -126,7 +126,8 @@ class CheckSpec:
     """A check's identity and place in the run.
 
     ``needs`` names checks whose results this one reads (through :meth:`CheckContext.result_of`); they
-    run first. Everything else runs concurrently.
+    run first. Everything else runs concurrently. ``wanted`` keeps a check that must be asked for
+    (the send test sends real mail) out of runs whose options do not ask for it.
     """
 
     name: str
@@ -134,6 +135,11 @@ class CheckSpec:
     family: Family
     run: CheckFunction
     needs: tuple[str, ...] = ()
+    wanted: Callable[[CheckOptions], bool] | None = None
+
+    def selected_by(self, options: CheckOptions) -> bool:
+        """Whether a run with ``options`` runs this check."""
+        return self.family in options.families and (self.wanted is None or self.wanted(options))
 
 
 class CheckContext:

@@ -121,9 +121,9 @@ def _check_options(function: _Command) -> _Command:
         click.option(
             "--deadline",
             type=click.FloatRange(min=0, min_open=True, max=3600),
-            default=60.0,
-            show_default=True,
-            help="Seconds allowed for the whole run.",
+            default=None,
+            help="Seconds allowed for the whole run.  [default: 60; with --send-test, the send timeout "
+            "plus 60]",
         ),
         click.option(
             "--nameserver",
@@ -171,6 +171,54 @@ def _check_options(function: _Command) -> _Command:
             help="Do not run these groups of checks (repeatable).",
         ),
         click.option(
+            "--send-test",
+            is_flag=True,
+            help="Send one real test message, find it over IMAP, verify its DKIM/SPF/DMARC, delete it.",
+        ),
+        click.option(
+            "--to",
+            "send_to",
+            metavar="ADDRESS",
+            help="With --send-test: send the test message here instead of to the account itself.",
+        ),
+        click.option(
+            "--to-account",
+            "send_to_account",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="With --send-test: the payload (with passwords) of the mailbox to send to; its IMAP "
+            "finds, verifies and deletes the message there.",
+        ),
+        click.option(
+            "--send-timeout",
+            type=click.FloatRange(min=0, min_open=True, max=3600),
+            default=120.0,
+            show_default=True,
+            help="With --send-test: seconds to look for the test message.",
+        ),
+        click.option(
+            "--keep-test-message", is_flag=True, help="With --send-test: do not delete the test message."
+        ),
+        click.option(
+            "--test-header",
+            "test_headers",
+            multiple=True,
+            metavar="NAME:VALUE",
+            help="With --send-test: add this header to the test message (repeatable).",
+        ),
+        click.option(
+            "--deliverability",
+            is_flag=True,
+            help="Also check the SMTP host's reverse DNS and DNS blocklists (lookups go to the lists).",
+        ),
+        click.option(
+            "--blocklist-zone",
+            "blocklist_zones",
+            multiple=True,
+            metavar="LIST",
+            help="Ask this blocklist: an id from blocklists.toml or [ip:|domain:]ZONE (repeatable; "
+            "implies --deliverability).",
+        ),
+        click.option(
             "-v",
             "--verbose",
             is_flag=True,
@@ -193,19 +241,43 @@ def _options_from(params: dict[str, Any]) -> CheckOptions:
     from inboxcheck._runner import build_options
 
     families = set(params["only"] or FAMILIES) - set(params["skip"])
+    # A deadline not given is left out, so that the options can make room for the send test.
+    deadline = {} if params["deadline"] is None else {"deadline": params["deadline"]}
     return build_options(
         None,
         {
+            **deadline,
             "timeout": params["timeout"],
-            "deadline": params["deadline"],
             "nameservers": tuple(parse_nameserver(n) for n in params["nameservers"]),
             "ca_file": params["ca_file"],
             "stage": params["stage"],
             "allow_plaintext": params["allow_plaintext"],
             "dkim_selectors": tuple(params["dkim_selectors"]),
             "families": frozenset(Family(f) for f in families),
+            "send_test": params["send_test"],
+            "send_to": params["send_to"],
+            "send_to_account": _recipient(params["send_to_account"]),
+            "send_timeout": params["send_timeout"],
+            "keep_test_message": params["keep_test_message"],
+            "test_headers": tuple(_header(text) for text in params["test_headers"]),
+            "deliverability": params["deliverability"],
+            "blocklist_zones": tuple(params["blocklist_zones"]),
         },
     )
+
+
+def _recipient(path: Path | None) -> Account | None:
+    """The --to-account payload: passwords from the file only (the environment's are the account's)."""
+    from inboxcheck._input import load_account
+
+    return None if path is None else load_account(path, env={})
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise click.BadParameter(f"{text!r}: give NAME:VALUE", param_hint="--test-header")
+    return name.strip(), value.strip()
 
 
 def _load_account_for_cli(

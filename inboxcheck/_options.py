@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from inboxcheck._errors import OptionsError
-from inboxcheck._models import Stage
+from inboxcheck._models import Account, Stage
 
 __all__ = ["CheckOptions", "Family", "Nameserver", "parse_nameserver"]
+
+# RFC 5322 3.6.8: printable ASCII but the colon.
+_HEADER_NAME = re.compile(r"[!-9;-~]+")
 
 
 class Family(StrEnum):
@@ -89,6 +93,25 @@ class CheckOptions(BaseModel):
     allow_plaintext: bool = False
     dkim_selectors: tuple[str, ...] = ()
     families: frozenset[Family] = frozenset(Family)
+    #: Send one real test message and follow it (``--send-test``); never on by default.
+    send_test: bool = False
+    #: Where the test message goes; None means the account's own address.
+    send_to: str | None = None
+    #: The mailbox of ``send_to`` (``--to-account``): its IMAP settings find and delete the message
+    #: there; its passwords are scrubbed from the report like the account's own.
+    send_to_account: Account | None = None
+    #: How long to look for the test message over IMAP.
+    send_timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    keep_test_message: bool = False
+    #: Extra headers for the test message (``--test-header``), e.g. to trigger a filter rule.
+    test_headers: tuple[tuple[str, str], ...] = ()
+    #: The deliverability checks (``--deliverability``): FCrDNS of the SMTP host, and the domain and
+    #: the host's addresses against DNS blocklists. The blocklist lookups go to third parties, whose
+    #: terms limit free use: opt-in.
+    deliverability: bool = False
+    #: The lists to ask, as ids from ``blocklists.toml`` or ``[ip:|domain:]ZONE``; empty means the
+    #: default lists. Giving any turns ``deliverability`` on.
+    blocklist_zones: tuple[str, ...] = ()
 
     @field_validator("nameservers", mode="before")
     @classmethod
@@ -96,6 +119,53 @@ class CheckOptions(BaseModel):
         if isinstance(value, (list, tuple)):
             return tuple(parse_nameserver(item) if isinstance(item, str) else item for item in value)
         return value
+
+    @field_validator("send_to")
+    @classmethod
+    def _plain_address(cls, value: str | None) -> str | None:
+        if value is not None and (
+            value.count("@") != 1 or any(c in value for c in "\r\n<> \t\0") or value.startswith("@")
+        ):
+            raise ValueError(f"send_to {value!r} is not a plain email address (local@domain)")
+        return value
+
+    @field_validator("blocklist_zones")
+    @classmethod
+    def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from inboxcheck._blocklists import select_blocklists
+
+        try:
+            select_blocklists(value)
+        except OptionsError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("test_headers")
+    @classmethod
+    def _header_lines(cls, value: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        for name, text in value:
+            if not _HEADER_NAME.fullmatch(name) or any(c in text for c in "\r\n\0"):
+                raise ValueError(f"test header {name!r}: a header is NAME: VALUE on one line")
+        return value
+
+    @model_validator(mode="after")
+    def _room_for_the_send_test(self) -> CheckOptions:
+        # The run's deadline bounds every check: with the send test on and no deadline chosen, leave
+        # room for the wait for the message plus the logins around it.
+        if self.send_test and "deadline" not in self.model_fields_set:
+            object.__setattr__(self, "deadline", min(3600.0, max(self.deadline, self.send_timeout + 60)))
+        recipient = self.send_to_account
+        if recipient is not None:
+            if self.send_to is None:
+                object.__setattr__(self, "send_to", recipient.email_address)
+            elif self.send_to.lower() != recipient.email_address.lower():
+                raise ValueError(
+                    f"send_to {self.send_to!r} is not the address of the --to-account mailbox "
+                    f"({recipient.email_address})"
+                )
+        if self.blocklist_zones and not self.deliverability:
+            object.__setattr__(self, "deliverability", True)
+        return self
 
     @field_validator("ca_file")
     @classmethod

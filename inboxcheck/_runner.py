@@ -75,7 +75,7 @@ async def run_checks(
         from inboxcheck.checks import registered_checks
 
         specs = registered_checks()
-    selected = [spec for spec in specs if spec.family in options.families]
+    selected = [spec for spec in specs if spec.selected_by(options)]
     ctx = CheckContext.for_account(
         account,
         options=options,
@@ -89,7 +89,9 @@ async def run_checks(
     generated_at = now()
     started = clock()
     results = [*leading, *await _run_all(ctx, selected)]
-    redactor = _Redactor(account)
+    # The recipient mailbox of the send test (--to-account) has passwords too.
+    recipient = [options.send_to_account] if options.send_to_account is not None else []
+    redactor = _Redactor(account, *recipient)
     results = [redactor.result(result) for result in results]
     findings = [f for result in results for f in result.findings]
     return Report(
@@ -250,8 +252,9 @@ _STRUCTURAL: Final = frozenset({"name", "title", "status", "code", "severity", "
 
 
 class _Redactor:
-    def __init__(self, account: Account) -> None:
-        self.text = Scrubber.for_account(account)
+    def __init__(self, account: Account, *also: Account) -> None:
+        forms = [form for each in (account, *also) for form in Scrubber.for_account(each).forms]
+        self.text = Scrubber(forms)
 
     def result(self, result: CheckResult) -> CheckResult:
         """Defence in depth: no check should put a password in a result, and none can.

@@ -48,7 +48,13 @@ class SmtpScript:
     starttls_reply: str = "220 2.0.0 Ready to start TLS"
     auth_reply: str = "235 2.7.0 Authentication successful"
     ehlo_hook: Callable[[PeerConn], Any] | None = None
+    # Replies to sending (the send test): MAIL FROM, RCPT TO, and the end of DATA.
+    mail_reply: str = "250 2.1.0 Ok"
+    rcpt_reply: str = "250 2.1.5 Ok"
+    data_reply: str = "250 2.0.0 Ok: queued as 4ABC123"
     commands: list[bytes] = field(default_factory=list)
+    #: The messages received with DATA, without the final dot.
+    messages: list[bytes] = field(default_factory=list)
 
     async def __call__(self, conn: PeerConn) -> None:
         await conn.send(_crlf(self.banner))
@@ -83,6 +89,20 @@ class SmtpScript:
             elif verb == b"QUIT":
                 await conn.send(b"221 2.0.0 Bye\r\n")
                 return
+            elif verb == b"MAIL":
+                await conn.send(_crlf(self.mail_reply))
+            elif verb == b"RCPT":
+                await conn.send(_crlf(self.rcpt_reply))
+            elif verb == b"RSET":
+                await conn.send(b"250 2.0.0 Ok\r\n")
+            elif verb == b"DATA":
+                await conn.send(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                body = bytearray()
+                # Read raw: an empty line inside the message is not the end of the connection.
+                while (data := await conn.reader.readline()) not in (b".\r\n", b""):
+                    body += data
+                self.messages.append(bytes(body))
+                await conn.send(_crlf(self.data_reply))
             else:
                 await conn.send(b"502 5.5.2 Error: command not recognized\r\n")
 

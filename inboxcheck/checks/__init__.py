@@ -13,7 +13,7 @@ def registered_checks() -> list[CheckSpec]:
     Modules are imported here rather than at the top so that ``inboxcheck --version`` and the offline
     checks do not pay for dnspython, aiosmtplib and aioimaplib.
     """
-    from inboxcheck.checks import account, dns
+    from inboxcheck.checks import account, dns, send
     from inboxcheck.checks.login import imap, same_mailbox, smtp
 
-    return [*account.CHECKS, *dns.CHECKS, *smtp.CHECKS, *imap.CHECKS, *same_mailbox.CHECKS]
+    return [*account.CHECKS, *dns.CHECKS, *smtp.CHECKS, *imap.CHECKS, *same_mailbox.CHECKS, *send.CHECKS]

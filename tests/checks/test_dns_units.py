@@ -6,6 +6,7 @@ import pytest
 
 from inboxcheck._check import Outcome
 from inboxcheck._models import Severity
+from inboxcheck._options import CheckOptions
 from inboxcheck.checks.dns import CHECKS, merged_spf_record, walk_targets
 from inboxcheck.checks.dns.spf import _check_string_lengths
 
@@ -77,5 +78,15 @@ def test_strings_within_limit_are_fine() -> None:
 
 
 def test_registered_checks() -> None:
-    assert [spec.name for spec in CHECKS] == ["dns.mx", "dns.spf", "dns.dkim", "dns.dmarc", "dns.receivers"]
-    assert CHECKS[-1].needs == ("dns.spf", "dns.dkim", "dns.dmarc")
+    assert [spec.name for spec in CHECKS] == [
+        "dns.mx",
+        "dns.spf",
+        "dns.dkim",
+        "dns.dmarc",
+        "dns.receivers",
+        "dns.fcrdns",
+        "dns.blocklists",
+    ]
+    assert CHECKS[4].needs == ("dns.spf", "dns.dkim", "dns.dmarc")
+    # The deliverability checks ask third parties: only when asked for.
+    assert [spec.name for spec in CHECKS if spec.selected_by(CheckOptions())] == [s.name for s in CHECKS[:5]]

@@ -28,15 +28,22 @@ from __future__ import annotations
 from typing import Final
 
 from inboxcheck._check import CheckSpec
-from inboxcheck._options import Family
+from inboxcheck._options import CheckOptions, Family
+from inboxcheck.checks.dns.blocklists import check_blocklists
 from inboxcheck.checks.dns.dkim import COMMON_DKIM_SELECTORS, check_dkim
 from inboxcheck.checks.dns.dmarc import check_dmarc
+from inboxcheck.checks.dns.fcrdns import check_fcrdns
 from inboxcheck.checks.dns.mx import check_mx
 from inboxcheck.checks.dns.receivers import check_receivers
 from inboxcheck.checks.dns.spf import check_spf, merged_spf_record
 from inboxcheck.checks.dns.treewalk import organisational_domain, walk_targets
 
 __all__ = ["CHECKS", "COMMON_DKIM_SELECTORS", "merged_spf_record", "organisational_domain", "walk_targets"]
+
+
+def _deliverability(options: CheckOptions) -> bool:
+    return options.deliverability
+
 
 CHECKS: Final = [
     CheckSpec("dns.mx", "MX records", Family.DNS, check_mx),
@@ -50,4 +57,6 @@ CHECKS: Final = [
         check_receivers,
         needs=("dns.spf", "dns.dkim", "dns.dmarc"),
     ),
+    CheckSpec("dns.fcrdns", "Reverse DNS of the SMTP host", Family.DNS, check_fcrdns, wanted=_deliverability),
+    CheckSpec("dns.blocklists", "DNS blocklists", Family.DNS, check_blocklists, wanted=_deliverability),
 ]

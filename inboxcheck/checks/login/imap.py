@@ -333,7 +333,7 @@ class _ImapLogin(LoginProbe):
         self.take_session(proto.transport)
         ok = await self._login(proto)
         if ok:
-            await self._examine(proto)
+            ok = await self._after_login(proto)
         await self._logout(proto)
         return ok
 
@@ -501,6 +501,12 @@ class _ImapLogin(LoginProbe):
 
     def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:
         return {"rule": match.rule.id, "response_codes": list(match.reply.response_codes)}
+
+    async def _after_login(self, proto: _Protocol) -> bool:
+        """What the check does once logged in: the login check opens INBOX read-only; the send test
+        looks for its message."""
+        await self._examine(proto)
+        return True
 
     async def _examine(self, proto: _Protocol) -> None:
         self._stage = "examine"

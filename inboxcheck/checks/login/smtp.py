@@ -198,8 +198,15 @@ class _SmtpLogin(LoginProbe):
             await _quit(client, self.ctx)
             return False
         ok = await self._auth(client, mechanism)
+        if ok:
+            ok = await self._after_login(client)
         await _quit(client, self.ctx)
         return ok
+
+    async def _after_login(self, client: aiosmtplib.SMTP) -> bool:
+        """What a check built on this login does once logged in (the send test); the login check
+        itself does nothing more."""
+        return True
 
     async def _connect(self, client: aiosmtplib.SMTP) -> None:
         stage = "tls_handshake" if self.mode is TlsMode.IMPLICIT else "greeting"
