@@ -12,7 +12,6 @@ from inboxcheck._presets import TlsMode
 from inboxcheck.discovery.model import Candidate, MailProtocol, ProbeResult, SourceKind
 
 __all__ = [
-    "base_domain",
     "expressible",
     "merge",
     "payload_fields",
@@ -55,22 +54,6 @@ def expressible(protocol: MailProtocol, port: int, tls: TlsMode) -> str | None:
         if tls is TlsMode.STARTTLS and port == SMTP_IMPLICIT_PORT:
             return f"the payload's smtp_use_tls on port {SMTP_IMPLICIT_PORT} means implicit TLS, not STARTTLS"
     return None
-
-
-# Second-level labels under which registrations happen in many country domains (co.uk, com.au).
-_SECOND_LEVEL: Final = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "gen"})
-
-
-def base_domain(host: str) -> str:
-    """The domain a host name belongs to, for the credential rule: the last two labels, or three under
-    a country domain's ``co``/``com``-style second level (``mx.provider.co.uk`` -> ``provider.co.uk``).
-
-    A public-suffix list would be exact; erring towards the longer name only ever withholds a password.
-    """
-    labels = host.lower().rstrip(".").split(".")
-    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL:
-        return ".".join(labels[-3:])
-    return ".".join(labels[-2:])
 
 
 def under(host: str, domain: str) -> bool:

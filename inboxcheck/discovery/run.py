@@ -23,8 +23,9 @@ from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Preset, Presets, TlsMode, load_presets
 from inboxcheck._runner import build_options
 from inboxcheck._secrets import Scrubber
+from inboxcheck.checks.dns.lookups import Lookups
+from inboxcheck.checks.dns.treewalk import organisational_domain
 from inboxcheck.discovery.choose import (
-    base_domain,
     expressible,
     merge,
     payload_fields,
@@ -123,7 +124,11 @@ class _Run:
         hosts = [host for host in hosts if host]
         if not hosts:
             return
-        self.mx_domain = base_domain(hosts[0])
+        # The MX host's organisational domain by the DNS tree walk, the rule every domain comparison
+        # uses; a walk that could not tell leaves only the host itself (a password is withheld, never
+        # sent further).
+        organisation = await organisational_domain(Lookups(self.ctx), hosts[0])
+        self.mx_domain = organisation or hosts[0]
         preset = self.presets.by_mx(hosts)
         if preset is not None:
             self.preset = preset

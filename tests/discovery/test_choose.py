@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dns.rrset
 import pytest
-from hypothesis import given, strategies as st
 
 from inboxcheck._presets import TlsMode
-from inboxcheck.discovery.choose import base_domain, expressible, merge, payload_fields, rank_key, under
+from inboxcheck.discovery.choose import expressible, merge, payload_fields, rank_key, under
 from inboxcheck.discovery.model import Candidate, MailProtocol, ProbeResult, SourceKind
 from inboxcheck.discovery.srv import SERVICES, SrvRecord, order_records, records_of
 from inboxcheck.dns.client import DnsAnswer, DnsStatus
@@ -41,33 +40,12 @@ def test_what_the_payload_can_express(protocol: MailProtocol, port: int, tls: Tl
         assert "465" in str(why) and str(port) in str(why)
 
 
-@pytest.mark.parametrize(
-    ("host", "base"),
-    [
-        ("mail.example.com", "example.com"),
-        ("example.com", "example.com"),
-        ("MX1.Mail.Provider.NET.", "provider.net"),
-        ("mx.provider.co.uk", "provider.co.uk"),
-        ("mx.provider.com.au", "provider.com.au"),
-        ("aspmx.l.google.com", "google.com"),
-        ("mail.elsewhere.test", "elsewhere.test"),
-    ],
-)
-def test_base_domain(host: str, base: str) -> None:
-    assert base_domain(host) == base
-
-
 def test_under_is_the_domain_or_below_it_and_nothing_that_merely_ends_alike() -> None:
     assert under("mail.example.com", "example.com")
     assert under("Example.COM.", "example.com")
     assert not under("mail.badexample.com", "example.com")
     assert not under("example.com.evil.net", "example.com")
     assert not under("mail.example.com", "")
-
-
-@given(st.from_regex(r"[a-z]{1,10}(\.[a-z]{1,10}){0,3}", fullmatch=True))
-def test_a_host_is_always_under_its_base_domain(host: str) -> None:
-    assert under(host, base_domain(host))
 
 
 def test_srv_order_is_priority_then_heaviest_weight() -> None:
