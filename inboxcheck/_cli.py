@@ -100,140 +100,156 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-def _check_options(function: _Command) -> _Command:
-    """The options every checking command shares."""
-    decorators = [
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["text", "json"]),
-            default="text",
-            show_default=True,
-            help="Report format on stdout.",
-        ),
-        click.option(
-            "--timeout",
-            type=click.FloatRange(min=0, min_open=True, max=600),
-            default=10.0,
-            show_default=True,
-            help="Seconds allowed for each network step.",
-        ),
-        click.option(
-            "--deadline",
-            type=click.FloatRange(min=0, min_open=True, max=3600),
-            default=None,
-            help="Seconds allowed for the whole run.  [default: 60; with --send-test, the send timeout "
-            "plus 60]",
-        ),
-        click.option(
-            "--nameserver",
-            "nameservers",
-            multiple=True,
-            metavar="HOST[:PORT]",
-            help="Send all DNS lookups to this server instead of the system resolver (repeatable).",
-        ),
-        click.option(
-            "--ca-file",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="Also trust the CA certificates in this PEM file.",
-        ),
-        click.option(
-            "--stage",
-            type=click.Choice(["new", "warming", "established"]),
-            default="new",
-            show_default=True,
-            help="How far the mailbox is in its warm-up.",
-        ),
-        click.option(
-            "--allow-plaintext",
-            is_flag=True,
-            help="Allow sending the password over an unencrypted connection (never by default).",
-        ),
-        click.option(
-            "--dkim-selector",
-            "dkim_selectors",
-            multiple=True,
-            metavar="SELECTOR",
-            help="Also try this DKIM selector (repeatable).",
-        ),
-        click.option(
-            "--only",
-            "only",
-            multiple=True,
-            type=click.Choice(FAMILIES),
-            help="Run only these groups of checks (repeatable).",
-        ),
-        click.option(
-            "--skip",
-            "skip",
-            multiple=True,
-            type=click.Choice(FAMILIES),
-            help="Do not run these groups of checks (repeatable).",
-        ),
-        click.option(
-            "--send-test",
-            is_flag=True,
-            help="Send one real test message, find it over IMAP, verify its DKIM/SPF/DMARC, delete it.",
-        ),
-        click.option(
-            "--to",
-            "send_to",
-            metavar="ADDRESS",
-            help="With --send-test: send the test message here instead of to the account itself.",
-        ),
-        click.option(
-            "--to-account",
-            "send_to_account",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="With --send-test: the payload (with passwords) of the mailbox to send to; its IMAP "
-            "finds, verifies and deletes the message there.",
-        ),
-        click.option(
-            "--send-timeout",
-            type=click.FloatRange(min=0, min_open=True, max=3600),
-            default=120.0,
-            show_default=True,
-            help="With --send-test: seconds to look for the test message.",
-        ),
-        click.option(
-            "--keep-test-message", is_flag=True, help="With --send-test: do not delete the test message."
-        ),
-        click.option(
-            "--test-header",
-            "test_headers",
-            multiple=True,
-            metavar="NAME:VALUE",
-            help="With --send-test: add this header to the test message (repeatable).",
-        ),
-        click.option(
-            "--deliverability",
-            is_flag=True,
-            help="Also check the SMTP host's reverse DNS and DNS blocklists (lookups go to the lists).",
-        ),
-        click.option(
-            "--blocklist-zone",
-            "blocklist_zones",
-            multiple=True,
-            metavar="LIST",
-            help="Ask this blocklist: an id from blocklists.toml or [ip:|domain:]ZONE (repeatable; "
-            "implies --deliverability).",
-        ),
-        click.option(
-            "-v",
-            "--verbose",
-            is_flag=True,
-            help="Show informational findings, timings, and where each password came from.",
-        ),
-        click.option(
-            "-q",
-            "--quiet",
-            is_flag=True,
-            help="Print only the verdict line (JSON is unchanged); nothing on stderr but errors.",
-        ),
-    ]
+# Options more than one command takes, each defined once: flags, type, default and metavar here; a
+# command adds its own help text (or changes what it must) through `_option`.
+_SHARED_OPTIONS: Final[dict[str, tuple[tuple[str, ...], dict[str, Any]]]] = {
+    "format": (
+        ("--format", "fmt"),
+        {"type": click.Choice(["text", "json"]), "default": "text", "show_default": True},
+    ),
+    "timeout": (
+        ("--timeout",),
+        {
+            "type": click.FloatRange(min=0, min_open=True, max=600),
+            "default": 10.0,
+            "show_default": True,
+            "help": "Seconds allowed for each network step.",
+        },
+    ),
+    "deadline": (("--deadline",), {"type": click.FloatRange(min=0, min_open=True, max=3600)}),
+    "nameserver": (
+        ("--nameserver", "nameservers"),
+        {
+            "multiple": True,
+            "metavar": "HOST[:PORT]",
+            "help": "Send all DNS lookups to this server instead of the system resolver (repeatable).",
+        },
+    ),
+    "ca-file": (("--ca-file",), {"type": click.Path(exists=True, dir_okay=False, path_type=Path)}),
+    "trust-host": (("--trust-host", "trust_hosts"), {"multiple": True, "metavar": "HOST"}),
+    "autoconfig-port": (
+        ("--autoconfig-port",),
+        {"type": click.IntRange(1, 65535), "default": None, "metavar": "PORT"},
+    ),
+    "verbose": (("-v", "--verbose"), {"is_flag": True}),
+    "output": (("--output",), {"type": click.Path(dir_okay=False, path_type=Path)}),
+    "resume": (("--resume",), {"is_flag": True}),
+    "concurrency": (
+        ("--concurrency",),
+        {"type": click.IntRange(1, 1000), "default": 20, "show_default": True},
+    ),
+    "per-host": (("--per-host",), {"type": click.IntRange(1, 100), "default": 4, "show_default": True}),
+}
+
+
+def _option(name: str, **attrs: Any) -> Callable[[_Command], _Command]:
+    """The shared option ``name``, with what this command says differently (its help, mostly)."""
+    decls, shared = _SHARED_OPTIONS[name]
+    return click.option(*decls, **{**shared, **attrs})
+
+
+def _repeatable(flag: str, dest: str, metavar: str, text: str) -> Callable[[_Command], _Command]:
+    """An option given once per value; the command receives the values as a tuple."""
+    return click.option(flag, dest, multiple=True, metavar=metavar, help=text)
+
+
+def _stacked(decorators: Sequence[Callable[[Any], Any]], function: _Command) -> _Command:
+    """``function`` decorated as if ``decorators`` were stacked above it in this order."""
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
+
+
+# The options every checking command shares (check, connect, diagnose).
+_CHECK_OPTIONS: Final = (
+    _option("format", help="Report format on stdout."),
+    _option("timeout"),
+    _option(
+        "deadline",
+        default=None,
+        help="Seconds allowed for the whole run.  [default: 60; with --send-test, the send timeout plus 60]",
+    ),
+    _option("nameserver"),
+    _option("ca-file", help="Also trust the CA certificates in this PEM file."),
+    click.option(
+        "--stage",
+        type=click.Choice(["new", "warming", "established"]),
+        default="new",
+        show_default=True,
+        help="How far the mailbox is in its warm-up.",
+    ),
+    click.option(
+        "--allow-plaintext",
+        is_flag=True,
+        help="Allow sending the password over an unencrypted connection (never by default).",
+    ),
+    _repeatable("--dkim-selector", "dkim_selectors", "SELECTOR", "Also try this DKIM selector (repeatable)."),
+    *(
+        click.option(f"--{name}", name, multiple=True, type=click.Choice(FAMILIES), help=text)
+        for name, text in (
+            ("only", "Run only these groups of checks (repeatable)."),
+            ("skip", "Do not run these groups of checks (repeatable)."),
+        )
+    ),
+    click.option(
+        "--send-test",
+        is_flag=True,
+        help="Send one real test message, find it over IMAP, verify its DKIM/SPF/DMARC, delete it.",
+    ),
+    click.option(
+        "--to",
+        "send_to",
+        metavar="ADDRESS",
+        help="With --send-test: send the test message here instead of to the account itself.",
+    ),
+    click.option(
+        "--to-account",
+        "send_to_account",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="With --send-test: the payload (with passwords) of the mailbox to send to; its IMAP "
+        "finds, verifies and deletes the message there.",
+    ),
+    click.option(
+        "--send-timeout",
+        type=click.FloatRange(min=0, min_open=True, max=3600),
+        default=120.0,
+        show_default=True,
+        help="With --send-test: seconds to look for the test message.",
+    ),
+    click.option(
+        "--keep-test-message", is_flag=True, help="With --send-test: do not delete the test message."
+    ),
+    _repeatable(
+        "--test-header",
+        "test_headers",
+        "NAME:VALUE",
+        "With --send-test: add this header to the test message (repeatable).",
+    ),
+    click.option(
+        "--deliverability",
+        is_flag=True,
+        help="Also check the SMTP host's reverse DNS and DNS blocklists (lookups go to the lists).",
+    ),
+    _repeatable(
+        "--blocklist-zone",
+        "blocklist_zones",
+        "LIST",
+        "Ask this blocklist: an id from blocklists.toml or [ip:|domain:]ZONE (repeatable; implies "
+        "--deliverability).",
+    ),
+    _option("verbose", help="Show informational findings, timings, and where each password came from."),
+    click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        help="Print only the verdict line (JSON is unchanged); nothing on stderr but errors.",
+    ),
+)
+
+
+def _check_options(function: _Command) -> _Command:
+    """The options every checking command shares."""
+    return _stacked(_CHECK_OPTIONS, function)
 
 
 def _options_from(params: dict[str, Any]) -> CheckOptions:
@@ -288,11 +304,13 @@ def _load_account_for_cli(
     fmt: str,
     verbose: bool,
     quiet: bool = False,
+    doing: str | None = None,
 ) -> tuple[Account, tuple[CheckResult, ...]]:
     """The account, and the ``account.discovered`` result when a partial payload was completed.
 
-    Where each password came from is told under ``-v``. Asked for JSON, an unusable account is also
-    a JSON document on stdout, so that a tool never parses the prose.
+    Where each password came from is told under ``-v`` (not with ``quiet``). Asked for JSON, an
+    unusable account is also a JSON document on stdout, so that a tool never parses the prose.
+    ``doing`` (with ``{address}`` in it) is what the command goes on to do, told on a terminal.
     """
     import asyncio
 
@@ -329,34 +347,30 @@ def _load_account_for_cli(
 
             click.echo(render_input_error(exc))
         raise
-    if verbose:
+    if verbose and not quiet:
         for field, origin in sources.items():
             if origin != "file":
                 _notice(f"{field} taken from {origin}")
+    if doing is not None and sys.stderr.isatty() and not quiet:
+        _notice(doing.format(address=account.email_address) + " ...")
     return account, leading
 
 
 def _discovery_options(function: _Command) -> _Command:
     """Options for completing a partial payload (only email_address and what the user knows)."""
-    decorators = [
-        click.option(
-            "--trust-host",
-            "trust_hosts",
-            multiple=True,
-            metavar="HOST",
-            help="With a partial payload: accept this discovered host outside the address's domain.",
+    return _stacked(
+        (
+            _option(
+                "trust-host",
+                help="With a partial payload: accept this discovered host outside the address's domain.",
+            ),
+            _option(
+                "autoconfig-port",
+                help="With a partial payload: fetch autoconfig files from this HTTPS port (for test labs).",
+            ),
         ),
-        click.option(
-            "--autoconfig-port",
-            type=click.IntRange(1, 65535),
-            default=None,
-            metavar="PORT",
-            help="With a partial payload: fetch autoconfig files from this HTTPS port (for test labs).",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
+        function,
+    )
 
 
 def _discovery_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -373,33 +387,15 @@ def _discovery_params(params: dict[str, Any]) -> dict[str, Any]:
     type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
     help="Check every account in this JSONL or CSV file (the platform's field names); - for stdin.",
 )
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="With --batch: append each account's result to this JSONL file as it finishes.",
-)
-@click.option(
-    "--resume", is_flag=True, help="With --batch --output: skip the accounts already in the output."
-)
+@_option("output", help="With --batch: append each account's result to this JSONL file as it finishes.")
+@_option("resume", help="With --batch --output: skip the accounts already in the output.")
 @click.option(
     "--retry-errors",
     is_flag=True,
     help="With --resume: check again the accounts whose result was 'could not tell'.",
 )
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 1000),
-    default=20,
-    show_default=True,
-    help="With --batch: accounts checked at once.",
-)
-@click.option(
-    "--per-host",
-    type=click.IntRange(1, 100),
-    default=4,
-    show_default=True,
-    help="With --batch: accounts checked at once against one server host.",
-)
+@_option("concurrency", help="With --batch: accounts checked at once.")
+@_option("per-host", help="With --batch: accounts checked at once against one server host.")
 def check(
     account: str | None,
     fmt: str,
@@ -448,10 +444,8 @@ def check(
         )
     assert account is not None
     parsed, leading = _load_account_for_cli(
-        account, options, discovery, fmt=fmt, verbose=verbose and not quiet, quiet=quiet
+        account, options, discovery, fmt=fmt, verbose=verbose, quiet=quiet, doing="checking {address}"
     )
-    if sys.stderr.isatty() and not quiet:
-        _notice(f"checking {parsed.email_address} ...")
     report = asyncio.run(run_checks(parsed, options=options, leading=leading))
     if _debug_enabled():
         for result in report.checks:
@@ -596,13 +590,11 @@ def _duration(seconds: float) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Check every account of this JSONL or CSV file, then create those that passed.",
 )
-@click.option(
-    "--output", type=click.Path(dir_okay=False, path_type=Path), help="With --batch: the results log (JSONL)."
-)
-@click.option("--resume", is_flag=True, help="With --batch: continue the run logged in --output.")
+@_option("output", help="With --batch: the results log (JSONL).")
+@_option("resume", help="With --batch: continue the run logged in --output.")
 @click.option("--bulk", is_flag=True, help="With --batch: create through the bulk endpoint, 100 a call.")
-@click.option("--concurrency", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--per-host", type=click.IntRange(1, 100), default=4, show_default=True)
+@_option("concurrency")
+@_option("per-host")
 @click.option(
     "--api-url",
     default=None,
@@ -689,7 +681,8 @@ def connect(
     options = _options_from(params)
     if (account is None) == (batch is None):
         raise click.UsageError("give either ACCOUNT or --batch FILE")
-    _check_base_url(api_url or DEFAULT_BASE_URL, allow_insecure_http=False)
+    base_url, path = api_url or DEFAULT_BASE_URL, api_path or DEFAULT_PATH
+    _check_base_url(base_url, allow_insecure_http=False)
     if batch is not None:
         if dry_run or api_key is None:
             raise click.UsageError("--dry-run does not go with --batch")
@@ -704,17 +697,21 @@ def connect(
             apply_recommended_limit=apply_recommended_limit,
             concurrency=concurrency,
             per_host=per_host,
-            base_url=api_url or DEFAULT_BASE_URL,
-            api_path=api_path or DEFAULT_PATH,
+            base_url=base_url,
+            api_path=path,
             discovery=discovery,
             api_deadline=api_deadline,
         )
     assert account is not None
     parsed, leading = _load_account_for_cli(
-        account, options, discovery, fmt=fmt, verbose=verbose and not quiet, quiet=quiet
+        account,
+        options,
+        discovery,
+        fmt=fmt,
+        verbose=verbose,
+        quiet=quiet,
+        doing="checking {address} before creating it",
     )
-    if sys.stderr.isatty() and not quiet:
-        _notice(f"checking {parsed.email_address} before creating it ...")
     result = asyncio.run(
         run_connect(
             parsed,
@@ -723,8 +720,8 @@ def connect(
             strict=strict,
             dry_run=dry_run,
             apply_recommended_limit=apply_recommended_limit,
-            base_url=api_url or DEFAULT_BASE_URL,
-            path=api_path or DEFAULT_PATH,
+            base_url=base_url,
+            path=path,
             api_deadline=api_deadline,
             on_wait=(lambda _: None) if quiet else _notice,
             idempotency_key=idempotency_key,
@@ -856,10 +853,8 @@ def diagnose(
     discovery = _discovery_params(params)
     options = _options_from(params)
     parsed, leading = _load_account_for_cli(
-        account, options, discovery, fmt=fmt, verbose=verbose and not quiet, quiet=quiet
+        account, options, discovery, fmt=fmt, verbose=verbose, quiet=quiet, doing="diagnosing {address}"
     )
-    if sys.stderr.isatty() and not quiet:
-        _notice(f"diagnosing {parsed.email_address} ...")
     result = asyncio.run(
         run_diagnose(
             parsed, options=options, previous=earlier, try_alternates=not no_alternates, leading=leading
@@ -882,14 +877,7 @@ def diagnose(
 
 @cli.command()
 @click.argument("address", metavar="ADDRESS")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format on stdout.",
-)
+@_option("format", help="Output format on stdout.")
 @click.option(
     "--write",
     "write",
@@ -897,51 +885,25 @@ def diagnose(
     help="Write the payload found (without passwords, mode 0600) to this file, for check and connect.",
 )
 @click.option("--force", is_flag=True, help="With --write: replace the file if it exists.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True, max=600),
-    default=10.0,
-    show_default=True,
-    help="Seconds allowed for each network step.",
-)
-@click.option(
-    "--deadline",
-    type=click.FloatRange(min=0, min_open=True, max=3600),
-    default=60.0,
-    show_default=True,
-    help="Seconds allowed for the whole discovery.",
-)
-@click.option(
-    "--nameserver",
-    "nameservers",
-    multiple=True,
-    metavar="HOST[:PORT]",
-    help="Send all DNS lookups to this server instead of the system resolver (repeatable).",
-)
-@click.option(
-    "--ca-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@_option("timeout")
+@_option("deadline", default=60.0, show_default=True, help="Seconds allowed for the whole discovery.")
+@_option("nameserver")
+@_option(
+    "ca-file",
     help="Also trust the CA certificates in this PEM file (mail servers and autoconfig web servers).",
 )
-@click.option(
-    "--trust-host",
-    "trust_hosts",
-    multiple=True,
-    metavar="HOST",
+@_option(
+    "trust-host",
     help="Allow the password to go to this discovered host outside the address's domain (repeatable).",
 )
 @click.option("--no-probe", is_flag=True, help="Only gather the settings; connect to no mail server.")
 @click.option(
     "--ask-password", is_flag=True, help="Ask for the password on the terminal (else from the environment)."
 )
-@click.option(
-    "--autoconfig-port",
-    type=click.IntRange(1, 65535),
-    default=None,
-    metavar="PORT",
-    help="Fetch autoconfig files from this HTTPS port instead of 443 (for test labs).",
+@_option(
+    "autoconfig-port", help="Fetch autoconfig files from this HTTPS port instead of 443 (for test labs)."
 )
-@click.option("-v", "--verbose", is_flag=True, help="Show the sources asked and informational findings.")
+@_option("verbose", help="Show the sources asked and informational findings.")
 def discover(
     address: str,
     fmt: str,
@@ -1025,7 +987,7 @@ def discover(
 
 
 @cli.group(cls=_Group, invoke_without_command=True)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_option("format")
 @click.pass_context
 def presets(ctx: click.Context, fmt: str) -> None:
     """List the provider presets (hosts, ports, TLS, DNS and policies per provider)."""
@@ -1061,7 +1023,7 @@ def presets(ctx: click.Context, fmt: str) -> None:
 
 @presets.command("show")
 @click.argument("preset_id", metavar="ID")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_option("format")
 def presets_show(preset_id: str, fmt: str) -> None:
     """Print one preset in full."""
     from inboxcheck._presets import load_presets

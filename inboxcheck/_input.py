@@ -79,24 +79,22 @@ class PasswordSource(dict[str, str]):
     """Where each password came from (file, environment, prompt): told to the user, never the value."""
 
 
+# JSON's types as a person reads them; bool before int, which it subclasses.
+_JSON_TYPES: Final[tuple[tuple[type, str], ...]] = (
+    (type(None), "null"),
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number with a fraction"),
+    (str, "a string"),
+    (list, "a list"),
+    (dict, "an object"),
+)
+
+
 def _json_type(value: object) -> str:
     if isinstance(value, LongInteger):
         return f"an integer of {len(value.lstrip('+-'))} digits"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number with a fraction"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)
 
 
 def _shown(field: str, value: object) -> str:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "committed_discovery_schema",
@@ -31,13 +34,12 @@ DISCOVERY_SCHEMA_FILE = "discovery.schema.json"
 
 def committed_report_schema_text() -> str:
     """The committed schema file exactly as shipped in the package."""
-    return resources.files("inboxcheck").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    return _committed_text(SCHEMA_FILE)
 
 
 def committed_report_schema() -> dict[str, Any]:
     """The schema file shipped with the package, parsed."""
-    data: dict[str, Any] = json.loads(committed_report_schema_text())
-    return data
+    return _committed(SCHEMA_FILE)
 
 
 def report_schema() -> dict[str, Any]:
@@ -50,15 +52,12 @@ def generated_report_schema() -> dict[str, Any]:
     # Imported here so that reading the committed schema does not load pydantic.
     from inboxcheck._models import Report
 
-    schema = Report.model_json_schema(mode="serialization")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+    return _generated(Report, SCHEMA_ID)
 
 
 def committed_discovery_schema() -> dict[str, Any]:
     """``inboxcheck/discovery.schema.json``, the schema of ``discover --format json``, parsed."""
-    text = resources.files("inboxcheck").joinpath(DISCOVERY_SCHEMA_FILE).read_text(encoding="utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    return _committed(DISCOVERY_SCHEMA_FILE)
 
 
 def discovery_schema() -> dict[str, Any]:
@@ -70,8 +69,21 @@ def generated_discovery_schema() -> dict[str, Any]:
     """The schema generated from the :class:`Discovery` model; a test keeps the file equal to it."""
     from inboxcheck.discovery.model import Discovery
 
-    schema = Discovery.model_json_schema(mode="serialization")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": DISCOVERY_SCHEMA_ID, **schema}
+    return _generated(Discovery, DISCOVERY_SCHEMA_ID)
+
+
+def _committed_text(name: str) -> str:
+    return resources.files("inboxcheck").joinpath(name).read_text(encoding="utf-8")
+
+
+def _committed(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(_committed_text(name))
+    return data
+
+
+def _generated(model: type[BaseModel], schema_id: str) -> dict[str, Any]:
+    schema = model.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": schema_id, **schema}
 
 
 def _main() -> None:

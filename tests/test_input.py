@@ -139,3 +139,19 @@ def test_missing_password_without_env_or_prompt_says_how_to_give_it() -> None:
         parse_account(custom_payload(smtp_password=..., imap_password=...), env={})
     assert ENV_SMTP_PASSWORD in _problems(info.value)["smtp_password"]
     assert ENV_IMAP_PASSWORD in _problems(info.value)["imap_password"]
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        ("null", "null"),
+        ("true", "a boolean"),
+        ("7", "an integer"),
+        ("7.5", "a number with a fraction"),
+        ('"x"', "a string"),
+        ("[]", "a list"),
+    ],
+)
+def test_a_payload_that_is_not_an_object_is_named_by_its_json_type(data: str, said: str) -> None:
+    with pytest.raises(AccountError, match=f"expected a JSON object with the account's fields, got {said}"):
+        parse_account(json.loads(data), source="x.json")

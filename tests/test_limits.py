@@ -113,3 +113,26 @@ def test_the_json_report_tells_the_same_story(lab: Lab, tmp_path: Path) -> None:
     [check] = [c for c in report["checks"] if c["name"] == "account.daily_limit"]
     [finding] = check["findings"]
     assert finding["evidence"]["recommended"] == report["recommended_daily_limit"]["value"] == LOWERED
+
+
+@pytest.mark.parametrize(
+    ("requested", "apply", "value", "source", "note"),
+    [
+        (None, False, 30, "recommended", "no daily_limit was given; using the recommended 30"),
+        (None, True, 30, "recommended", "no daily_limit was given; using the recommended 30"),
+        (50, True, 30, "recommended", "lowered from 50 to the recommended 30"),
+        (50, False, 50, "given", "keeping the given 50 (above the recommended 30; "),
+        (20, True, 20, "given", "keeping the given 20 (the recommendation, 30, is higher; "),
+    ],
+)
+def test_daily_limit_choice(requested: int | None, apply: bool, value: int, source: str, note: str) -> None:
+    from inboxcheck.platform.gate import choose_daily_limit
+
+    choice = choose_daily_limit(requested, 30, apply_recommended=apply)
+    assert (choice.value, choice.source, choice.requested, choice.recommended) == (
+        value,
+        source,
+        requested,
+        30,
+    )
+    assert choice.note.startswith(note)

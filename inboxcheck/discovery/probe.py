@@ -78,9 +78,8 @@ async def probe_endpoint(
                 server_hostname=host if tls is TlsMode.IMPLICIT else None,
                 ssl_handshake_timeout=ctx.step_timeout() if tls is TlsMode.IMPLICIT else None,
             )
-            if protocol is MailProtocol.SMTP:
-                return await _smtp(reader, writer, host, where, tls, tls_context, steps, evidence)
-            return await _imap(reader, writer, host, where, tls, tls_context, steps, evidence)
+            conversation = _Conversation(reader, writer, host, where, tls, tls_context, steps, evidence)
+            return await (_smtp if protocol is MailProtocol.SMTP else _imap)(conversation)
     except TimeoutError:
         return ProbeOutcome(ProbeResult.UNREACHABLE, f"{where} stopped answering (timed out).", evidence)
     except _Refused as exc:
@@ -109,19 +108,51 @@ async def probe_endpoint(
             connected.sock.close()
 
 
-async def _line(reader: asyncio.StreamReader, steps: list[JsonValue]) -> str:
-    raw = await reader.readline()
-    if not raw:
-        raise _Refused("closed the connection.")
-    text = raw.decode("utf-8", "replace").rstrip("\r\n")
-    steps.append(f"S: {text[:300]}")
-    return text
+@dataclass
+class _Conversation:
+    """One probe's connection, and the steps and evidence it records, for either protocol."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    host: str
+    where: str
+    tls: TlsMode
+    tls_context: ssl.SSLContext
+    steps: list[JsonValue]
+    evidence: dict[str, JsonValue]
+
+    async def line(self) -> str:
+        raw = await self.reader.readline()
+        if not raw:
+            raise _Refused("closed the connection.")
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        self.steps.append(f"S: {text[:300]}")
+        return text
+
+    async def send(self, text: str) -> None:
+        self.steps.append(f"C: {text}")
+        self.writer.write(f"{text}\r\n".encode())
+        await self.writer.drain()
+
+    async def start_tls(self) -> None:
+        await self.writer.start_tls(self.tls_context, server_hostname=self.host)
+
+    def how(self) -> str:
+        """How the server answered (encrypted or not), with the TLS session added to the evidence."""
+        session = transport_session(self.writer.transport)
+        if session is None:
+            return "without encryption"
+        self.evidence["tls"] = {"version": session.version, "cipher": session.cipher}
+        return f"over {session.version}"
+
+    def outcome(self, result: ProbeResult, reason: str) -> ProbeOutcome:
+        return ProbeOutcome(result, f"{self.where} {reason}", self.evidence)
 
 
-async def _smtp_reply(reader: asyncio.StreamReader, steps: list[JsonValue]) -> tuple[int, list[str]]:
+async def _smtp_reply(c: _Conversation) -> tuple[int, list[str]]:
     lines: list[str] = []
     for _ in range(_MAX_LINES):
-        line = await _line(reader, steps)
+        line = await c.line()
         if len(line) < 3 or not line[:3].isdigit():
             raise _Refused(f"did not answer like an SMTP server ({line[:80]!r}).")
         lines.append(line[4:])
@@ -130,66 +161,41 @@ async def _smtp_reply(reader: asyncio.StreamReader, steps: list[JsonValue]) -> t
     raise _Refused("sent an endless reply.")
 
 
-async def _send(writer: asyncio.StreamWriter, text: str, steps: list[JsonValue]) -> None:
-    steps.append(f"C: {text}")
-    writer.write(f"{text}\r\n".encode())
-    await writer.drain()
-
-
-def _tls_evidence(writer: asyncio.StreamWriter, evidence: dict[str, JsonValue]) -> str:
-    session = transport_session(writer.transport)
-    if session is None:
-        return "without encryption"
-    evidence["tls"] = {"version": session.version, "cipher": session.cipher}
-    return f"over {session.version}"
-
-
-async def _smtp(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    host: str,
-    where: str,
-    tls: TlsMode,
-    tls_context: ssl.SSLContext,
-    steps: list[JsonValue],
-    evidence: dict[str, JsonValue],
-) -> ProbeOutcome:
-    code, _ = await _smtp_reply(reader, steps)
+async def _smtp(c: _Conversation) -> ProbeOutcome:
+    code, _ = await _smtp_reply(c)
     if code != 220:
         raise _Refused(f"greeted with {code} instead of 220.")
-    await _send(writer, "EHLO [127.0.0.1]", steps)
-    code, lines = await _smtp_reply(reader, steps)
+    await c.send("EHLO [127.0.0.1]")
+    code, lines = await _smtp_reply(c)
     if code != 250:
         raise _Refused(f"answered EHLO with {code}.")
-    if tls is TlsMode.STARTTLS:
+    if c.tls is TlsMode.STARTTLS:
         if not any(line.upper().startswith("STARTTLS") for line in lines):
-            return ProbeOutcome(ProbeResult.NO_TLS, f"{where} does not offer STARTTLS.", evidence)
-        await _send(writer, "STARTTLS", steps)
-        code, _ = await _smtp_reply(reader, steps)
+            return c.outcome(ProbeResult.NO_TLS, "does not offer STARTTLS.")
+        await c.send("STARTTLS")
+        code, _ = await _smtp_reply(c)
         if code != 220:
             raise _Refused(f"answered STARTTLS with {code}.")
-        await writer.start_tls(tls_context, server_hostname=host)
-        await _send(writer, "EHLO [127.0.0.1]", steps)
-        code, lines = await _smtp_reply(reader, steps)
+        await c.start_tls()
+        await c.send("EHLO [127.0.0.1]")
+        code, lines = await _smtp_reply(c)
         if code != 250:
             raise _Refused(f"answered EHLO after STARTTLS with {code}.")
-    how = _tls_evidence(writer, evidence)
+    how = c.how()
     auth = next((line for line in lines if line.upper().startswith(("AUTH ", "AUTH="))), None)
-    await _send(writer, "QUIT", steps)
-    if tls is TlsMode.NONE:
-        return ProbeOutcome(ProbeResult.NO_TLS, f"{where} answers without encryption.", evidence)
+    await c.send("QUIT")
+    if c.tls is TlsMode.NONE:
+        return c.outcome(ProbeResult.NO_TLS, "answers without encryption.")
     if auth is None:
-        return ProbeOutcome(ProbeResult.NO_AUTH, f"{where} answers {how} but offers no AUTH.", evidence)
-    evidence["auth"] = list[JsonValue](auth[5:].split())
-    return ProbeOutcome(ProbeResult.AUTH_OFFERED, f"{where} answers {how} and offers AUTH.", evidence)
+        return c.outcome(ProbeResult.NO_AUTH, f"answers {how} but offers no AUTH.")
+    c.evidence["auth"] = list[JsonValue](auth[5:].split())
+    return c.outcome(ProbeResult.AUTH_OFFERED, f"answers {how} and offers AUTH.")
 
 
-async def _imap_tagged(
-    reader: asyncio.StreamReader, tag: str, steps: list[JsonValue]
-) -> tuple[str, list[str]]:
+async def _imap_tagged(c: _Conversation, tag: str) -> tuple[str, list[str]]:
     untagged: list[str] = []
     for _ in range(_MAX_LINES):
-        line = await _line(reader, steps)
+        line = await c.line()
         if line.startswith(f"{tag} "):
             return line[len(tag) + 1 :], untagged
         untagged.append(line)
@@ -205,40 +211,31 @@ def _capabilities(lines: list[str]) -> set[str]:
     return caps
 
 
-async def _imap(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    host: str,
-    where: str,
-    tls: TlsMode,
-    tls_context: ssl.SSLContext,
-    steps: list[JsonValue],
-    evidence: dict[str, JsonValue],
-) -> ProbeOutcome:
-    greeting = await _line(reader, steps)
+async def _imap(c: _Conversation) -> ProbeOutcome:
+    greeting = await c.line()
     if not greeting.upper().startswith("* OK"):
         raise _Refused(f"did not greet like an IMAP server ({greeting[:80]!r}).")
-    if tls is TlsMode.STARTTLS:
-        await _send(writer, "a1 CAPABILITY", steps)
-        status, lines = await _imap_tagged(reader, "a1", steps)
+    if c.tls is TlsMode.STARTTLS:
+        await c.send("a1 CAPABILITY")
+        status, lines = await _imap_tagged(c, "a1")
         if "STARTTLS" not in _capabilities(lines):
-            return ProbeOutcome(ProbeResult.NO_TLS, f"{where} does not offer STARTTLS.", evidence)
-        await _send(writer, "a2 STARTTLS", steps)
-        status, _ = await _imap_tagged(reader, "a2", steps)
+            return c.outcome(ProbeResult.NO_TLS, "does not offer STARTTLS.")
+        await c.send("a2 STARTTLS")
+        status, _ = await _imap_tagged(c, "a2")
         if not status.upper().startswith("OK"):
             raise _Refused(f"refused STARTTLS ({status[:80]!r}).")
-        await writer.start_tls(tls_context, server_hostname=host)
-    await _send(writer, "a3 CAPABILITY", steps)
-    status, lines = await _imap_tagged(reader, "a3", steps)
+        await c.start_tls()
+    await c.send("a3 CAPABILITY")
+    status, lines = await _imap_tagged(c, "a3")
     if not status.upper().startswith("OK"):
         raise _Refused(f"refused CAPABILITY ({status[:80]!r}).")
     caps = _capabilities(lines)
-    how = _tls_evidence(writer, evidence)
-    await _send(writer, "a4 LOGOUT", steps)
-    evidence["capabilities"] = list[JsonValue](sorted(caps))
-    if tls is TlsMode.NONE:
-        return ProbeOutcome(ProbeResult.NO_TLS, f"{where} answers without encryption.", evidence)
+    how = c.how()
+    await c.send("a4 LOGOUT")
+    c.evidence["capabilities"] = list[JsonValue](sorted(caps))
+    if c.tls is TlsMode.NONE:
+        return c.outcome(ProbeResult.NO_TLS, "answers without encryption.")
     # RFC 9051 6.2.3: LOGIN is always there unless LOGINDISABLED says otherwise.
     if "LOGINDISABLED" in caps and not any(cap.startswith("AUTH=") for cap in caps):
-        return ProbeOutcome(ProbeResult.NO_AUTH, f"{where} answers {how} but disables every login.", evidence)
-    return ProbeOutcome(ProbeResult.AUTH_OFFERED, f"{where} answers {how} and offers a login.", evidence)
+        return c.outcome(ProbeResult.NO_AUTH, f"answers {how} but disables every login.")
+    return c.outcome(ProbeResult.AUTH_OFFERED, f"answers {how} and offers a login.")

@@ -96,6 +96,10 @@ class _Run:
     ) -> None:
         self.findings.append(finding(code, severity, message, fix=fix, **ev))
 
+    def asked(self, source: SourceKind, target: str, outcome: LookupOutcome, detail: str) -> None:
+        """Record one question put to a source and what came of it."""
+        self.lookups.append(Lookup(source=source, target=target, outcome=outcome, detail=detail))
+
     def trusted(self, candidate: Candidate) -> bool:
         host = candidate.host.lower().rstrip(".")
         if candidate.source is SourceKind.PRESET or host in self.trust_hosts or under(host, self.domain):
@@ -108,13 +112,11 @@ class _Run:
         """MX hosts -> a provider's preset, else the MX host's domain's autoconfig."""
         answer = await self.ctx.dns.query(self.domain, "MX")
         if not answer.ok or answer.rrset is None:
-            self.lookups.append(
-                Lookup(
-                    source=SourceKind.PRESET,
-                    target=f"{self.domain} MX",
-                    outcome="nothing" if answer.definite else "failed",
-                    detail=answer.describe(),
-                )
+            self.asked(
+                SourceKind.PRESET,
+                f"{self.domain} MX",
+                "nothing" if answer.definite else "failed",
+                answer.describe(),
             )
             return
         hosts = [
@@ -130,26 +132,17 @@ class _Run:
         organisation = await organisational_domain(Lookups(self.ctx), hosts[0])
         self.mx_domain = organisation or hosts[0]
         preset = self.presets.by_mx(hosts)
+        known = preset.name if preset is not None else "no preset knows these hosts"
+        self.asked(
+            SourceKind.PRESET,
+            f"{self.domain} MX",
+            "found" if preset else "nothing",
+            f"{', '.join(hosts)}: {known}",
+        )
         if preset is not None:
             self.preset = preset
-            self.lookups.append(
-                Lookup(
-                    source=SourceKind.PRESET,
-                    target=f"{self.domain} MX",
-                    outcome="found",
-                    detail=f"{', '.join(hosts)}: {preset.name}",
-                )
-            )
             self.candidates += preset_candidates(preset, self.address, how=f"MX {hosts[0]}")
             return
-        self.lookups.append(
-            Lookup(
-                source=SourceKind.PRESET,
-                target=f"{self.domain} MX",
-                outcome="nothing",
-                detail=f"{', '.join(hosts)}: no preset knows these hosts",
-            )
-        )
         if self.mx_domain != self.domain:
             await self.autoconfig(self.mx_domain)
 
@@ -159,17 +152,12 @@ class _Run:
         for rank, (service, answer) in enumerate(await lookup_srv(self.ctx.dns, self.domain)):
             name = f"{service.label}.{self.domain}"
             if not answer.ok:
-                outcome: LookupOutcome = "nothing" if answer.definite else "failed"
-                self.lookups.append(
-                    Lookup(source=SourceKind.SRV, target=name, outcome=outcome, detail=answer.describe())
+                self.asked(
+                    SourceKind.SRV, name, "nothing" if answer.definite else "failed", answer.describe()
                 )
                 continue
             records = order_records(records_of(answer))
-            self.lookups.append(
-                Lookup(
-                    source=SourceKind.SRV, target=name, outcome="found", detail="; ".join(answer.records())
-                )
-            )
+            self.asked(SourceKind.SRV, name, "found", "; ".join(answer.records()))
             if any(record.not_offered for record in records):
                 self.add(
                     "discover.srv.not_offered",
@@ -209,34 +197,21 @@ class _Run:
             )
             if fetched.body is None:
                 outcome: LookupOutcome = "nothing" if fetched.kind == "not_found" else "failed"
-                self.lookups.append(
-                    Lookup(
-                        source=SourceKind.AUTOCONFIG,
-                        target=fetched.url,
-                        outcome=outcome,
-                        detail=fetched.detail,
-                    )
-                )
+                self.asked(SourceKind.AUTOCONFIG, fetched.url, outcome, fetched.detail)
                 if fetched.kind in ("tls", "timeout", "too_large"):
                     self._autoconfig_problem(str(fetched.kind), fetched.url, fetched.detail)
                 continue
             try:
                 endpoints = parse_autoconfig(fetched.body, self.address)
             except AutoconfigError as exc:
-                self.lookups.append(
-                    Lookup(
-                        source=SourceKind.AUTOCONFIG, target=fetched.url, outcome="failed", detail=str(exc)
-                    )
-                )
+                self.asked(SourceKind.AUTOCONFIG, fetched.url, "failed", str(exc))
                 self._autoconfig_problem(exc.kind, fetched.url, str(exc))
                 continue
-            self.lookups.append(
-                Lookup(
-                    source=SourceKind.AUTOCONFIG,
-                    target=fetched.url,
-                    outcome="found" if endpoints else "nothing",
-                    detail=f"{len(endpoints)} SMTP/IMAP server(s)",
-                )
+            self.asked(
+                SourceKind.AUTOCONFIG,
+                fetched.url,
+                "found" if endpoints else "nothing",
+                f"{len(endpoints)} SMTP/IMAP server(s)",
             )
             for endpoint in endpoints:
                 self.candidates.append(
@@ -270,26 +245,14 @@ class _Run:
         self.preset = self.presets.by_address_domain(self.domain)
         if self.preset is not None:
             # The provider's documented settings: nothing on the network can improve on them.
-            self.lookups.append(
-                Lookup(
-                    source=SourceKind.PRESET,
-                    target=self.domain,
-                    outcome="found",
-                    detail=f"{self.preset.name} hosts {self.domain} addresses",
-                )
+            self.asked(
+                SourceKind.PRESET, self.domain, "found", f"{self.preset.name} hosts {self.domain} addresses"
             )
             self.candidates += preset_candidates(
                 self.preset, self.address, how=f"address domain {self.domain}"
             )
             return
-        self.lookups.append(
-            Lookup(
-                source=SourceKind.PRESET,
-                target=self.domain,
-                outcome="nothing",
-                detail="not a provider's address domain",
-            )
-        )
+        self.asked(SourceKind.PRESET, self.domain, "nothing", "not a provider's address domain")
         tasks = [
             asyncio.ensure_future(self.mx_and_followers()),
             asyncio.ensure_future(self.srv()),
@@ -297,13 +260,11 @@ class _Run:
         ]
         pending = await _gather_within(tasks, self.ctx.remaining())
         if pending:
-            self.lookups.append(
-                Lookup(
-                    source=SourceKind.GUESS,
-                    target="(sources)",
-                    outcome="failed",
-                    detail=f"{len(pending)} source(s) still running at the deadline",
-                )
+            self.asked(
+                SourceKind.GUESS,
+                "(sources)",
+                "failed",
+                f"{len(pending)} source(s) still running at the deadline",
             )
         for task in tasks:
             if not task.cancelled() and (error := task.exception()) is not None:
@@ -311,14 +272,7 @@ class _Run:
         for protocol in MailProtocol:
             if not any(c.protocol is protocol for c in self.candidates):
                 self.candidates += guess_candidates(protocol, self.domain, self.address)
-                self.lookups.append(
-                    Lookup(
-                        source=SourceKind.GUESS,
-                        target=protocol.value,
-                        outcome="found",
-                        detail="no source named one",
-                    )
-                )
+                self.asked(SourceKind.GUESS, protocol.value, "found", "no source named one")
 
 
 async def _gather_within(tasks: Sequence[asyncio.Future[Any]], seconds: float) -> set[asyncio.Future[Any]]:

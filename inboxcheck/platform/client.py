@@ -359,19 +359,24 @@ class PlatformClient:
 
     # -- turning an exchange into an outcome -------------------------------------------------------
 
-    def _create_outcome(
-        self, result: _Result, scrub: Scrubber, key: str, *, email: str | None
-    ) -> CreateOutcome:
-        attempt = result.attempt
-        ctx = _Context(
+    def _context(
+        self, result: _Result, scrub: Scrubber, key: str, url: httpx.URL, email: str | None
+    ) -> _Context:
+        return _Context(
             result=result,
             scrub=scrub,
             key=key,
-            url=str(self.url),
+            url=str(url),
             email=email,
             api_key=self._key,
             now=self._clock(),
         )
+
+    def _create_outcome(
+        self, result: _Result, scrub: Scrubber, key: str, *, email: str | None
+    ) -> CreateOutcome:
+        attempt = result.attempt
+        ctx = self._context(result, scrub, key, self.url, email)
         if attempt.deadline_passed:
             return ctx.outcome(*_deadline_passed(self.deadline, ctx))
         if attempt.error is not None:
@@ -398,15 +403,7 @@ class PlatformClient:
 
     def _bulk_outcome(self, result: _Result, scrub: Scrubber, key: str) -> BulkOutcome:
         attempt = result.attempt
-        ctx = _Context(
-            result=result,
-            scrub=scrub,
-            key=key,
-            url=str(self.bulk_url),
-            email=None,
-            api_key=self._key,
-            now=self._clock(),
-        )
+        ctx = self._context(result, scrub, key, self.bulk_url, None)
         if attempt.deadline_passed:
             return _bulk_from(ctx.outcome(*_deadline_passed(self.deadline, ctx)))
         if attempt.error is not None:

@@ -38,21 +38,15 @@ def choose_daily_limit(
     requested: int | None, recommended: int, *, apply_recommended: bool
 ) -> DailyLimitChoice:
     """The user's limit unless none was given or the recommendation is asked for; never raised."""
-    if requested is None:
-        return DailyLimitChoice(
-            value=recommended,
-            source="recommended",
-            requested=None,
-            recommended=recommended,
-            note=f"no daily_limit was given; using the recommended {recommended}",
-        )
-    if apply_recommended and recommended < requested:
+    if requested is None or (apply_recommended and recommended < requested):
         return DailyLimitChoice(
             value=recommended,
             source="recommended",
             requested=requested,
             recommended=recommended,
-            note=f"lowered from {requested} to the recommended {recommended}",
+            note=f"no daily_limit was given; using the recommended {recommended}"
+            if requested is None
+            else f"lowered from {requested} to the recommended {recommended}",
         )
     note = f"keeping the given {requested}"
     if apply_recommended and recommended > requested:

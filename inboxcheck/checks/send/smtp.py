@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import aiosmtplib
+from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Severity, Status
@@ -147,15 +148,22 @@ class _SmtpSend(_SmtpLogin):
         return True
 
 
+async def _converse(
+    ctx: CheckContext, stage: Literal["permission", "message"], **details: JsonValue
+) -> tuple[_SmtpSend, Outcome]:
+    """The SMTP conversation up to ``stage``; its details end with ``details``, sender and recipient."""
+    probe = _SmtpSend(ctx, stage)
+    out = await probe.run()
+    out.details.update(details, sender=probe.message.sender, recipient=probe.message.recipient)
+    return probe, out
+
+
 async def check_send_permission(ctx: CheckContext) -> Outcome:
     """Ask the server whether this mailbox may send as its address to the recipient, sending nothing."""
     if "smtp" not in ctx.logins:
         return Outcome.skip("not tried: the SMTP login did not work in this run")
-    probe = _SmtpSend(ctx, "permission")
-    out = await probe.run()
+    probe, out = await _converse(ctx, "permission")
     message = probe.message
-    out.details["sender"] = message.sender
-    out.details["recipient"] = message.recipient
     stages = {f.evidence.get("stage") for f in out.findings}
     if not out.findings:
         out.summary = f"the server accepts {message.sender} as sender and {message.recipient} as recipient"
@@ -174,13 +182,8 @@ async def check_send_message(ctx: CheckContext) -> Outcome:
     permission = await ctx.result_of("send.permission")
     if permission is None or permission.status in (Status.FAIL, Status.ERROR, Status.SKIPPED):
         return Outcome.skip("not sent: the send permission check did not pass")
-    probe = _SmtpSend(ctx, "message")
-    out = await probe.run()
-    message = probe.message
-    out.details["token"] = message.token
-    out.details["message_id"] = message.message_id
-    out.details["sender"] = message.sender
-    out.details["recipient"] = message.recipient
+    message = test_message(ctx)
+    probe, out = await _converse(ctx, "message", token=message.token, message_id=message.message_id)
     if probe.sent is not None:
         ctx.facts[SENT_FACT] = probe.sent
         out.details["size_bytes"] = len(message.data)

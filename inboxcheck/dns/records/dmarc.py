@@ -14,11 +14,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Final, TypeVar
 
 from inboxcheck.dns.records._common import RecordSyntaxError, Tag, parse_tag_list
 
 __all__ = ["Alignment", "DmarcRecord", "Policy", "ReportUri", "is_dmarc_record", "parse_dmarc"]
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 
 class Policy(StrEnum):
@@ -170,26 +172,22 @@ def parse_dmarc(text: str) -> DmarcRecord:
 
 
 def _policy(text: str, tag: Tag) -> Policy:
-    try:
-        return Policy(tag.value.lower())
-    except ValueError:
-        raise RecordSyntaxError(
-            f"{tag.name}={tag.value[:20]} is not a policy; use none, quarantine or reject",
-            record=text,
-            position=tag.value_position,
-        ) from None
+    return _choice(text, tag, Policy, "is not a policy; use none, quarantine or reject")
 
 
 def _alignment(text: str, tag: Tag | None) -> Alignment:
     if tag is None:
         return Alignment.RELAXED
+    return _choice(text, tag, Alignment, "must be r (relaxed) or s (strict)")
+
+
+def _choice(text: str, tag: Tag, choices: type[_Choice], expected: str) -> _Choice:
+    """The tag's value as one of ``choices`` (in any case), or the syntax error saying what it may be."""
     try:
-        return Alignment(tag.value.lower())
+        return choices(tag.value.lower())
     except ValueError:
         raise RecordSyntaxError(
-            f"{tag.name}={tag.value[:20]} must be r (relaxed) or s (strict)",
-            record=text,
-            position=tag.value_position,
+            f"{tag.name}={tag.value[:20]} {expected}", record=text, position=tag.value_position
         ) from None
 
 
