@@ -1082,19 +1082,29 @@ def test_microsoft_365_records_the_5000_conflict(presets: Presets) -> None:
 
 def test_a_match_is_remembered_per_hosts_ports_and_inbox_type() -> None:
     presets = load_presets(PRESETS_DIR)
-    gmail = {"smtp_host": "smtp.gmail.com", "imap_host": "imap.gmail.com"}
-    first = presets.match(**gmail, inbox_type=InboxType.CUSTOM_SMTP)
+
+    def ask(inbox_type: InboxType, smtp_port: int | None = None, imap_port: int | None = None) -> PresetMatch:
+        found = presets.match(
+            smtp_host="smtp.gmail.com",
+            imap_host="imap.gmail.com",
+            inbox_type=inbox_type,
+            smtp_port=smtp_port,
+            imap_port=imap_port,
+        )
+        assert found is not None
+        return found
+
+    first = ask(InboxType.CUSTOM_SMTP)
     # A batch asks again for every account on the same hosts: the same answer, not a new search.
-    assert presets.match(**gmail, inbox_type=InboxType.CUSTOM_SMTP) is first
+    assert ask(InboxType.CUSTOM_SMTP) is first
     for other in (
-        presets.match(**gmail, inbox_type=InboxType.CUSTOM_SMTP, smtp_port=465),
-        presets.match(**gmail, inbox_type=InboxType.CUSTOM_SMTP, imap_port=993),
-        presets.match(**gmail, inbox_type=InboxType.OUTLOOK_365),
+        ask(InboxType.CUSTOM_SMTP, smtp_port=465),
+        ask(InboxType.CUSTOM_SMTP, imap_port=993),
+        ask(InboxType.OUTLOOK_365),
     ):
         assert other is not first
-        assert other is not None and other.preset.id == "google-workspace"
-    answer = presets.match(**gmail, inbox_type=InboxType.OUTLOOK_365)
-    assert answer is not None and [p.id for p in answer.candidates] == ["google-workspace", "microsoft-365"]
+        assert other.preset.id == "google-workspace"
+    assert [p.id for p in ask(InboxType.OUTLOOK_365).candidates] == ["google-workspace", "microsoft-365"]
 
 
 def test_remembered_matches_are_bounded_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
