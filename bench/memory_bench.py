@@ -24,8 +24,8 @@ lookups; the account and DNS checks go through all of it, with real DNS answers,
 accounts a second.
 
 Targets: peak RSS at most 100 MB at every size (issue 11; issue 6 asked for 150 MB), and flat: the
-largest file's peak at most 10% (or 10 MB, whichever is larger) above the smallest file's peak. Figures to stdout and
-``bench/results/memory.json``; exit code 0 when both are met.
+largest file's peak at most 10% (or 10 MB, whichever is larger) above the smallest file's peak.
+Figures to stdout and ``bench/results/memory.json``; exit code 0 when both are met.
 
 ``--profile LINES`` instead runs one batch of that many lines in this process under tracemalloc
 and prints the allocations still alive at the end, by line of code: how a growth was found.
