@@ -338,7 +338,7 @@ class Presets:
         except KeyError:
             found = self._match(key)
             if len(self._matches) >= MATCHES_REMEMBERED:
-                del self._matches[next(iter(self._matches))]
+                self._matches.pop(next(iter(self._matches)), None)
         self._matches[key] = found  # the most recent last: the least recently used goes first
         return found
 
