@@ -1,5 +1,12 @@
 """Benchmark: ``inboxcheck check --batch`` on 1,000 lab accounts, against a bare-protocol loop and swaks+curl.
 
+    python bench/batch_bench.py --rounds 5 [--concurrency 50] [--before DIR] [--long-lines N]
+
+Rounds (issue 11): at one concurrency, every method once per round, the order reversed each round;
+medians and ranges of accounts/s, client CPU and peak RSS (``wait4``), and the median of the
+per-round ratio inboxcheck / bare. ``--before DIR`` adds the ``inboxcheck`` of another source tree
+as a third method. Targets: ratio >= 0.9 and peak RSS <= 100 MB. Without ``--rounds``, the sweep:
+
     python bench/batch_bench.py [--accounts 1000] [--concurrency 4,8,16,32,64] [--sample 100]
                                 [--tools-all] [--no-netns]
 
