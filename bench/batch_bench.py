@@ -1,5 +1,12 @@
 """Benchmark: ``inboxcheck check --batch`` on 1,000 lab accounts, against a bare-protocol loop and swaks+curl.
 
+    python bench/batch_bench.py --rounds 5 [--concurrency 50] [--before DIR] [--long-lines N]
+
+Rounds (issue 11): at one concurrency, every method once per round, the order reversed each round;
+medians and ranges of accounts/s, client CPU and peak RSS (``wait4``), and the median of the
+per-round ratio inboxcheck / bare. ``--before DIR`` adds the ``inboxcheck`` of another source tree
+as a third method. Targets: ratio >= 0.9 and peak RSS <= 100 MB. Without ``--rounds``, the sweep:
+
     python bench/batch_bench.py [--accounts 1000] [--concurrency 4,8,16,32,64] [--sample 100]
                                 [--tools-all] [--no-netns]
 
@@ -46,6 +53,7 @@ import re
 import resource
 import shutil
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +70,9 @@ from bench._netns import in_namespace  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TARGET_BARE = 0.8
+# Issue 11, measured by --rounds at concurrency 50.
+TARGET_ROUNDS_BARE = 0.9
+TARGET_RSS_MB = 100.0
 TARGET_TOOLS = 5.0
 LOGIN_CHECKS = ("smtp.login", "imap.login")
 # Postfix: 'service "submission" (...) has reached its process limit'; Dovecot: 'process_limit (100)
@@ -143,6 +154,8 @@ class CpuMeter:
         self._start = time.perf_counter()
         return self
 
+    peak_rss_mb: float | None = None
+
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._start
         busy0, total0 = self._proc
@@ -162,18 +175,29 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run_timed(argv: list[str], *, env: dict[str, str] | None = None) -> tuple[CpuMeter, str, str, int]:
-    with CpuMeter() as meter:
-        completed = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    return meter, completed.stdout, completed.stderr, completed.returncode
+def _run_timed(
+    argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[CpuMeter, str, str, int]:
+    with CpuMeter() as meter, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
+        # wait4, not wait: the kernel's high-water mark of this child's resident memory.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    meter.peak_rss_mb = usage.ru_maxrss / 1024
+    return meter, stdout, stderr, process.returncode
 
 
-def _figures(meter: CpuMeter, accounts: int) -> dict[str, float]:
+def _figures(meter: CpuMeter, accounts: int) -> dict[str, float | None]:
     return {
         "seconds": meter.wall,
         "accounts_per_s": accounts / meter.wall,
         "client_cpu_s": meter.client_cpu,
         "machine_busy": meter.machine_busy,
+        "peak_rss_mb": meter.peak_rss_mb,
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -199,12 +223,17 @@ def run_inboxcheck(
     ca_file: Path,
     accounts: int,
     logins_only: bool,
+    source: Path | None = None,
 ) -> dict[str, Any]:
+    """One ``check --batch`` run; ``source``: the source tree whose ``inboxcheck`` runs (``python -m``
+    from that tree; the code before a change is one), else the installed console script."""
     output = workdir / f"out-{concurrency}-{per_host}-{'logins' if logins_only else 'all'}.jsonl"
     output.unlink(missing_ok=True)
     only = ["--only", "smtp", "--only", "imap"] if logins_only else []
+    command = [str(BIN / "inboxcheck")] if source is None else [sys.executable, "-m", "inboxcheck"]
+    env = None if source is None else dict(os.environ, PYTHONPATH=str(source))
     argv = [
-        str(BIN / "inboxcheck"),
+        *command,
         "check",
         "--batch",
         str(batch),
@@ -226,7 +255,7 @@ def run_inboxcheck(
         "--deadline",
         "600",
     ]
-    meter, _, stderr, code = _run_timed(argv)
+    meter, _, stderr, code = _run_timed(argv, env=env, cwd=source)
     counts = {"accounts": 0, "smtp_ok": 0, "imap_ok": 0, "both_ok": 0}
     verdicts: dict[str, int] = {}
     with output.open(encoding="utf-8") as handle:
@@ -243,6 +272,7 @@ def run_inboxcheck(
     output.unlink()
     return {
         "method": "inboxcheck" if logins_only else "inboxcheck-all-checks",
+        "source": str(source) if source else None,
         "concurrency": concurrency,
         "per_host": per_host,
         **_figures(meter, accounts),
@@ -431,6 +461,184 @@ def _inside(args: argparse.Namespace) -> dict[str, Any]:
         }
 
 
+# --- rounds: one concurrency, several rounds, alternating, medians (issue 11) ----------------------
+
+
+def _compile(package: Path) -> None:
+    """Write the package's bytecode, as installing a wheel does: where PYTHONDONTWRITEBYTECODE is set
+    (this sandbox sets it) every start would otherwise compile inboxcheck's modules again."""
+    import compileall
+
+    compileall.compile_dir(str(package), quiet=1)
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _rounds(args: argparse.Namespace) -> dict[str, Any]:
+    from lab import Lab
+
+    names = [f"u{i:04d}" for i in range(args.accounts)]
+    n, concurrency = args.accounts, args.concurrency[0]
+    with Lab(users=names) as lab, tempfile.TemporaryDirectory(prefix="icbatch-") as tmp:
+        workdir = Path(tmp)
+        batch = workdir / "accounts.jsonl"
+        batch.write_text(
+            "".join(json.dumps(lab.account(x, smtp="submission", imap="imaps")) + "\n" for x in names),
+            encoding="utf-8",
+        )
+        bare_batch = workdir / "accounts-by-address.jsonl"
+        bare_batch.write_text(
+            "".join(
+                json.dumps(lab.account(x, smtp="submission", imap="imaps", host_style="address")) + "\n"
+                for x in names
+            ),
+            encoding="utf-8",
+        )
+        nameserver = f"{lab.nameserver[0]}:{lab.nameserver[1]}"
+        _compile(REPO / "inboxcheck")
+        methods: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            ("bare", functools.partial(run_bare, bare_batch, concurrency, lab.ca_file, n)),
+            (
+                "inboxcheck",
+                functools.partial(
+                    run_inboxcheck,
+                    batch,
+                    workdir,
+                    concurrency=concurrency,
+                    per_host=concurrency,
+                    nameserver=nameserver,
+                    ca_file=lab.ca_file,
+                    accounts=n,
+                    logins_only=True,
+                    # The same way as the code before: python -m from its tree.
+                    source=REPO,
+                ),
+            ),
+        ]
+        if args.before is not None:
+            _compile(args.before / "inboxcheck")
+            methods.append(
+                (
+                    "before",
+                    functools.partial(
+                        run_inboxcheck,
+                        batch,
+                        workdir,
+                        concurrency=concurrency,
+                        per_host=concurrency,
+                        nameserver=nameserver,
+                        ca_file=lab.ca_file,
+                        accounts=n,
+                        logins_only=True,
+                        source=args.before,
+                    ),
+                )
+            )
+        # Unmeasured: Dovecot makes each Maildir at the first login; page cache, bytecode.
+        print(f"lab with {n} users up; warm-up pass of each method ...", file=sys.stderr)
+        for name, run in methods:
+            warm = run()
+            if not _all_logged_in(warm):
+                raise RuntimeError(f"the warm-up of {name} did not log every account in: {warm}")
+        rows: list[dict[str, Any]] = []
+        for index in range(args.rounds):
+            for name, run in methods if index % 2 == 0 else methods[::-1]:
+                row = {**run(), "label": name, "round": index + 1}
+                rows.append(row)
+                print(
+                    f"  round {index + 1} {name:<10} {row['accounts_per_s']:6.1f} accounts/s, "
+                    f"{row['seconds']:5.1f} s, client CPU {row['client_cpu_s']:4.1f} s, "
+                    f"peak RSS {row['peak_rss_mb']:5.1f} MB, load {row['load_average']:.1f} "
+                    f"({row['both_ok']}/{row['accounts']} logged in)",
+                    file=sys.stderr,
+                )
+        # Memory along a longer file: the accounts again and again (a user's logins are far apart).
+        long_rows: list[dict[str, Any]] = []
+        if args.long_lines:
+            long_batch = workdir / "long.jsonl"
+            with batch.open(encoding="utf-8") as handle:
+                lines = handle.readlines()
+            long_batch.write_text("".join(lines[i % n] for i in range(args.long_lines)), encoding="utf-8")
+            for name, run in methods[1:]:
+                assert isinstance(run, functools.partial)
+                row = run.func(long_batch, *run.args[1:], **{**run.keywords, "accounts": args.long_lines})
+                row["label"] = name
+                long_rows.append(row)
+                print(
+                    f"  {args.long_lines} lines {name:<10} {row['accounts_per_s']:6.1f} accounts/s, "
+                    f"peak RSS {row['peak_rss_mb']:5.1f} MB ({row['both_ok']}/{row['accounts']} logged in)",
+                    file=sys.stderr,
+                )
+        summary: dict[str, Any] = {}
+        for name, _ in methods:
+            mine = [r for r in rows if r["label"] == name]
+            summary[name] = {
+                key: _spread([r[key] for r in mine])
+                for key in ("accounts_per_s", "seconds", "client_cpu_s", "peak_rss_mb", "load_average")
+            }
+        for name, _ in methods[1:]:
+            ratios = []
+            for index in range(args.rounds):
+                same = {r["label"]: r for r in rows if r["round"] == index + 1}
+                ratios.append(same[name]["accounts_per_s"] / same["bare"]["accounts_per_s"])
+            summary[name]["vs_bare_same_round"] = _spread(ratios)
+        return {
+            "mode": "rounds",
+            "accounts": n,
+            "concurrency": concurrency,
+            "rounds": args.rounds,
+            "before": str(args.before) if args.before else None,
+            "rows": rows,
+            "summary": summary,
+            "long_rows": long_rows,
+            "limit_warnings": _limit_warnings(lab.info()["logs"])[:20],
+        }
+
+
+def _rounds_report(result: dict[str, Any]) -> tuple[str, bool]:
+    summary = result["summary"]
+    lines = [
+        f"{result['accounts']} accounts, concurrency {result['concurrency']}, {result['rounds']} rounds "
+        "(medians, range in brackets)",
+        "",
+        "| method | accounts/s | time | client CPU | peak RSS | x bare (same round) | load average |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def cell(spread: dict[str, float], fmt: str) -> str:
+        return f"{spread['median']:{fmt}} ({spread['min']:{fmt}}-{spread['max']:{fmt}})"
+
+    for name, s in summary.items():
+        ratio = cell(s["vs_bare_same_round"], ".2f") if "vs_bare_same_round" in s else ""
+        lines.append(
+            f"| {name} | {cell(s['accounts_per_s'], '.1f')} | {cell(s['seconds'], '.1f')} s | "
+            f"{cell(s['client_cpu_s'], '.1f')} s | {cell(s['peak_rss_mb'], '.0f')} MB | {ratio} | "
+            f"{cell(s['load_average'], '.1f')} |"
+        )
+    ours = summary["inboxcheck"]
+    met_speed = ours["vs_bare_same_round"]["median"] >= TARGET_ROUNDS_BARE
+    met_memory = ours["peak_rss_mb"]["max"] <= TARGET_RSS_MB
+    all_in = all(_all_logged_in(r) for r in result["rows"])
+    lines += [
+        "",
+        f"inboxcheck / bare, same round, median: {ours['vs_bare_same_round']['median']:.2f} "
+        f"(target >= {TARGET_ROUNDS_BARE}): {'met' if met_speed else 'NOT met'}",
+        f"inboxcheck peak RSS, largest of the rounds: {ours['peak_rss_mb']['max']:.0f} MB "
+        f"(target <= {TARGET_RSS_MB:g} MB): {'met' if met_memory else 'NOT met'}",
+    ]
+    for row in result["long_rows"]:
+        lines.append(
+            f"{row['label']}, {row['accounts']:,} lines (the accounts over and over): peak RSS "
+            f"{row['peak_rss_mb']:.0f} MB, {row['accounts_per_s']:.1f} accounts/s, "
+            f"{row['both_ok']:,} of {row['accounts']:,} logged in"
+        )
+    if not all_in:
+        lines.append("NOT every account logged in with every method: the figures mean nothing")
+    return "\n".join(lines), met_speed and met_memory and all_in
+
+
 def _verdict(result: dict[str, Any]) -> dict[str, Any]:
     rows = result["rows"]
     bare = max((r for r in rows if r["method"] == "bare"), key=lambda r: r["accounts_per_s"])
@@ -482,6 +690,18 @@ def main() -> int:
     parser.add_argument("--batch", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--ca", help=argparse.SUPPRESS)
     parser.add_argument("--same-steps", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="instead of the sweep: this many rounds at the first --concurrency, alternating, medians",
+    )
+    parser.add_argument(
+        "--before", type=Path, help="with --rounds: a source tree of the code before, run as a third method"
+    )
+    parser.add_argument(
+        "--long-lines", type=int, default=0, help="with --rounds: then one run of each on a file this long"
+    )
     args = parser.parse_args()
     if args.bare:
         payloads = [json.loads(line) for line in args.batch.read_text(encoding="utf-8").splitlines() if line]
@@ -498,9 +718,24 @@ def main() -> int:
             str(args.sample),
             "--json",
             str(args.json),
+            "--rounds",
+            str(args.rounds),
+            "--long-lines",
+            str(args.long_lines),
+            *(["--before", str(args.before.resolve())] if args.before else []),
             *(["--tools-all"] if args.tools_all else []),
         ]
         return in_namespace("icbatch", __file__, passthrough)
+    if args.rounds:
+        args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+        result = _rounds(args)
+        text, met = _rounds_report(result)
+        result["python"] = sys.version.split()[0]
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(text)
+        print(f"raw figures: {args.json}")
+        return 0 if met else 1
     for tool in ("swaks", "curl"):
         if shutil.which(tool) is None:
             print(f"{tool} is missing: scripts/install-system-deps.sh installs it", file=sys.stderr)

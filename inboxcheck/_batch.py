@@ -463,6 +463,7 @@ async def run_batch(
     """
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks
+    from inboxcheck.checks import registered_checks
     from inboxcheck.dns.client import DnsClient, make_resolver
 
     if concurrency < 1 or per_host < 1:
@@ -478,6 +479,8 @@ async def run_batch(
         resolver = make_resolver(options.nameservers, timeout=options.timeout)
         dns_client = DnsClient(resolver, timeout=options.timeout, record=False, max_entries=BATCH_DNS_ENTRIES)
         tls = ssl_context or make_ssl_context(options)
+        # What every account shares is made once: the registry, like the TLS context and DNS cache.
+        specs = specs if specs is not None else registered_checks()
         summary = BatchSummary()
         if log is not None:
             summary.damaged_log_lines = list(log.damaged)

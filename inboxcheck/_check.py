@@ -33,6 +33,7 @@ from pydantic import JsonValue
 from inboxcheck._models import Account, CheckResult, Finding, Severity, finding
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._presets import Preset, PresetMatch, Presets, TlsMode
+from inboxcheck._secrets import Scrubber
 
 if TYPE_CHECKING:
     import dns.asyncresolver
@@ -169,6 +170,7 @@ class CheckContext:
         self._resolver = resolver
         self._ssl_context = ssl_context
         self._dns = dns_client
+        self._scrubber: Scrubber | None = None
         self._results: dict[str, asyncio.Future[CheckResult]] = {}
         self._owned: set[asyncio.Future[Any]] = set()
         #: The servers a live login of this run got into, by protocol.
@@ -260,6 +262,23 @@ class CheckContext:
 
             self._dns = DnsClient(self.resolver, timeout=self.options.timeout)
         return self._dns
+
+    @property
+    def has_ssl_context(self) -> bool:
+        """Whether the TLS context is already there (given, or built), so that asking costs nothing."""
+        return self._ssl_context is not None
+
+    @property
+    def scrubber(self) -> Scrubber:
+        """The account's secrets in every form they can come back in; one for the whole run."""
+        if self._scrubber is None:
+            # The recipient mailbox of the send test (--to-account) has passwords too.
+            recipient = self.options.send_to_account
+            forms = Scrubber.for_account(self.account).forms
+            if recipient is not None:
+                forms = [*forms, *Scrubber.for_account(recipient).forms]
+            self._scrubber = Scrubber(forms)
+        return self._scrubber
 
     @property
     def ssl_context(self) -> ssl.SSLContext:

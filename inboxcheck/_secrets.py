@@ -17,6 +17,7 @@ shown to a person (``connect --dry-run``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, quote_plus
 
 from pydantic import JsonValue, SecretStr
+from pydantic_core import PydanticSerializationError, to_json
 
 from inboxcheck._credential import Credential
 
@@ -72,6 +74,7 @@ class Scrubber:
         self._long = [f for f in self.forms if len(f) >= SUBSTRING_MIN]
         short = [re.escape(f) for f in self.forms if len(f) < SUBSTRING_MIN]
         self._short = re.compile(rf"(?<!\w)(?:{'|'.join(short)})(?!\w)") if short else None
+        self._needles: list[str] | None = None
 
     @classmethod
     def for_account(cls, account: Account) -> Scrubber:
@@ -100,6 +103,23 @@ class Scrubber:
         text = data.decode("utf-8", "surrogateescape")
         clean = self(text)
         return data if clean == text else clean.encode("utf-8", "surrogateescape")
+
+    def could_be_in_json(self, document: str) -> bool:
+        """False only when no string in ``document``, a JSON text as pydantic writes it, holds a form
+        of a secret: then :meth:`json` over the same value would change nothing, and a walk over it
+        (its largest cost, every string visited) can be skipped.
+
+        Sound because JSON escapes a string character by character: a string holding a form holds it
+        escaped in the document. A form pydantic cannot write (a lone surrogate) cannot be in a
+        document pydantic wrote.
+        """
+        if self._needles is None:
+            needles = set()
+            for form in self.forms:
+                with contextlib.suppress(PydanticSerializationError):
+                    needles.add(to_json(form).decode()[1:-1])
+            self._needles = sorted(needles, key=len)
+        return any(needle in document for needle in self._needles)
 
     def json(self, value: Any, *, identifiers: Collection[str] | None = None) -> JsonValue:
         """A JSON value with every secret removed.

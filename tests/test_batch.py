@@ -239,3 +239,20 @@ def test_a_batch_killed_at_random_moments_ends_with_exactly_one_result_per_accou
     assert kills >= 1, "the first run finished before it could be killed; raise the account count"
     lines = [json.loads(line)["line"] for line in output.read_text(encoding="utf-8").splitlines()]
     assert Counter(lines) == Counter(range(1, count + 1))
+
+
+async def test_a_batch_reads_the_check_registry_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inboxcheck import checks
+
+    calls: list[int] = []
+    real = checks.registered_checks
+
+    def counting() -> list[CheckSpec]:
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(checks, "registered_checks", counting)
+    path = _jsonl(tmp_path, [google_payload(email_address=f"u{n}@example.test") for n in range(5)])
+    summary = await run_batch(path, options=OFFLINE, output=tmp_path / "out.jsonl", env={})
+    assert summary.total == 5
+    assert len(calls) == 1

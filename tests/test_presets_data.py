@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from inboxcheck import _presets
 from inboxcheck._errors import PresetError
 from inboxcheck._models import InboxType
 from inboxcheck._presets import (
     BasicAuth,
     Preset,
+    PresetMatch,
     Presets,
     TlsMode,
     UsernameRule,
@@ -1076,3 +1078,51 @@ def test_microsoft_365_records_the_5000_conflict(presets: Presets) -> None:
     assert len(platform) == 1
     assert "5,000" in platform[0].fact
     assert not platform[0].verified
+
+
+def test_a_match_is_remembered_per_hosts_ports_and_inbox_type() -> None:
+    presets = load_presets(PRESETS_DIR)
+
+    def ask(inbox_type: InboxType, smtp_port: int | None = None, imap_port: int | None = None) -> PresetMatch:
+        found = presets.match(
+            smtp_host="smtp.gmail.com",
+            imap_host="imap.gmail.com",
+            inbox_type=inbox_type,
+            smtp_port=smtp_port,
+            imap_port=imap_port,
+        )
+        assert found is not None
+        return found
+
+    first = ask(InboxType.CUSTOM_SMTP)
+    # A batch asks again for every account on the same hosts: the same answer, not a new search.
+    assert ask(InboxType.CUSTOM_SMTP) is first
+    for other in (
+        ask(InboxType.CUSTOM_SMTP, smtp_port=465),
+        ask(InboxType.CUSTOM_SMTP, imap_port=993),
+        ask(InboxType.OUTLOOK_365),
+    ):
+        assert other is not first
+        assert other.preset.id == "google-workspace"
+    assert [p.id for p in ask(InboxType.OUTLOOK_365).candidates] == ["google-workspace", "microsoft-365"]
+
+
+def test_remembered_matches_are_bounded_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_presets, "MATCHES_REMEMBERED", 4)
+    presets = load_presets(PRESETS_DIR)
+
+    def ask(n: int) -> PresetMatch | None:
+        return presets.match(
+            smtp_host=f"smtp.d{n}.example", imap_host="imap.example", inbox_type=InboxType.CUSTOM_SMTP
+        )
+
+    kept = ask(0)
+    second = ask(1)
+    ask(2)
+    ask(3)
+    assert ask(0) is kept  # used again: now the most recent
+    ask(4)
+    ask(5)
+    assert len(presets._matches) == 4
+    assert ask(0) is kept
+    assert ask(1) is not second  # the least recently used went first

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from typing import Any
+
+import pytest
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
 from inboxcheck._models import Account, Severity, Status
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._runner import run_checks
+from inboxcheck._secrets import Scrubber
 from tests.helpers import CANARY, custom_payload
 
 ACCOUNT = Account.model_validate(custom_payload())
@@ -129,3 +133,34 @@ async def test_a_one_letter_password_does_not_mangle_names_or_codes() -> None:
     assert result.findings[0].code == "test.spf_s"
     assert result.findings[0].evidence["reply"] == "535 [redacted]"
     assert result.summary == "dns.spf says [redacted]"
+
+
+async def test_a_result_whose_json_holds_no_secret_is_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The walk visits every string of every result: the largest share of a batch's redaction cost.
+    walked: list[object] = []
+    real_json = Scrubber.json
+
+    def counting(self: Scrubber, value: Any, **kwargs: Any) -> Any:
+        walked.append(value)
+        return real_json(self, value, **kwargs)
+
+    monkeypatch.setattr(Scrubber, "json", counting)
+
+    async def clean(ctx: CheckContext) -> Outcome:
+        out = Outcome(summary="nothing secret")
+        out.add("test.clean", Severity.WARN, "235 2.7.0 Authentication successful", reply="235 ok")
+        return out
+
+    async def leaky(ctx: CheckContext) -> Outcome:
+        return Outcome(summary=f"echoed {CANARY}")
+
+    report = await run_checks(
+        ACCOUNT,
+        specs=[
+            CheckSpec("test.clean", "Clean", Family.ACCOUNT, clean),
+            CheckSpec("test.leak", "Leak", Family.ACCOUNT, leaky),
+        ],
+    )
+    assert len(walked) == 1, "only the result with a secret in it is walked"
+    assert report.check("test.leak").summary == "echoed [redacted]"
+    assert report.check("test.clean").findings[0].evidence["reply"] == "235 ok"

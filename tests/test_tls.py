@@ -11,8 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings, strategies as st
 
-from inboxcheck._check import Outcome
-from inboxcheck._models import Severity
+from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._models import Account, Severity
+from inboxcheck._options import CheckOptions
+from inboxcheck._presets import load_presets
 from inboxcheck.checks.login.tls import (
     CertInfo,
     TlsFailureKind,
@@ -20,7 +22,9 @@ from inboxcheck.checks.login.tls import (
     add_session_findings,
     classify_tls_error,
     parse_certificate,
+    prepare_ssl_context,
 )
+from tests.helpers import custom_payload
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -143,3 +147,22 @@ def test_session_warnings(version: str, days: int, codes: list[str]) -> None:
     add_session_findings(out, "smtp", TlsSession(version, "X", _info(days)), host="h", port=1, now=NOW)
     assert [f.code for f in out.findings] == codes
     assert all(f.severity is Severity.WARN for f in out.findings)
+
+
+def test_a_certificate_is_read_once_for_every_login_that_presents_it(ca: trustme.CA) -> None:
+    der = _der(ca.issue_cert("mail.example.test").cert_chain_pems[0].bytes())
+    # Equal bytes from another handshake, not the same object: what getpeercert gives each login.
+    assert parse_certificate(der) is parse_certificate(bytes(bytearray(der)))
+
+
+async def test_a_given_tls_context_is_ready_at_once_without_a_worker_thread() -> None:
+    given = ssl.create_default_context()
+    ctx = CheckContext.for_account(
+        Account.model_validate(custom_payload()),
+        options=CheckOptions(),
+        presets=load_presets(),
+        ssl_context=given,
+    )
+    future = prepare_ssl_context(ctx)
+    assert future.done() and future.result() is given
+    assert prepare_ssl_context(ctx) is future

@@ -261,8 +261,10 @@ def _labels(name: str) -> tuple[bytes, ...]:
         raise _Unusual
     try:
         if "\\" in text or not text.isascii():
-            # Escapes and internationalised names: dnspython's parser (IDNA 2008) encodes them.
-            labels = dns.name.from_text(text).relativize(dns.name.root).labels
+            # Escapes and internationalised names: dnspython's parser encodes them, with IDNA 2008
+            # named (its default was IDNA 2003 before dnspython 2.7), as validation uses.
+            name_ = dns.name.from_text(text, idna_codec=dns.name.IDNA_2008_Practical)
+            labels = name_.relativize(dns.name.root).labels
         else:
             labels = tuple(label.encode("ascii") for label in text.split("."))
     except (dns.exception.DNSException, UnicodeError):

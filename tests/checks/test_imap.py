@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
+import gc
 import logging
 
 import pytest
@@ -497,3 +499,27 @@ async def test_a_silent_port_that_speaks_no_tls_either_still_times_out_within_th
     assert run.codes == ["imap.connect.timeout"]
     assert len(server.connections) == 2, "the check and one handshake probe"
     assert_bounded(run)
+
+
+async def test_a_finished_login_frees_its_connection_without_the_cycle_collector(certs: PeerCerts) -> None:
+    # Each TLS connection holds asyncio's 256 KiB read buffer: a connection kept alive by a reference
+    # cycle waits for a full collection, and a batch at concurrency 50 held hundreds of them (bench/README.md,
+    # "Batch").
+    gc.collect()
+    gc.disable()
+    try:
+        async with peer(implicit(certs), tls=certs.server_context()) as server:
+            run = await run_imap(server.port, certs)
+        for _ in range(3):
+            await asyncio.sleep(0)  # the aborted transport's close callbacks
+        # The peer's own server-side connection may still be closing: only the check's is counted.
+        alive: list[object] = [o for o in gc.get_objects() if isinstance(o, imap._Protocol)]
+        alive += [
+            o
+            for o in gc.get_objects()
+            if isinstance(o, asyncio.sslproto.SSLProtocol) and isinstance(o._app_protocol, imap._Protocol)
+        ]
+    finally:
+        gc.enable()
+    assert run.result.status is Status.PASS, run.result
+    assert alive == []

@@ -92,7 +92,10 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     tasks: set[asyncio.Future[Any]]
 
     def __init__(self, loop: asyncio.AbstractEventLoop, scrub: Scrubber) -> None:
-        super().__init__(loop, self._lost)
+        # No conn_lost_cb: a bound method of this protocol stored on it is a reference cycle, and
+        # the whole connection (asyncio's TLS layer with its 256 KiB buffer) would then wait for a
+        # full collection instead of going when the check ends: hundreds of them in a batch.
+        super().__init__(loop)
         # A server that echoes a command back would otherwise put the password into the library's
         # debug log (it logs every status line): secrets are cut from what is received, first.
         self._scrub = scrub
@@ -108,7 +111,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         if self.transport is not None:
             self.transport.abort()
 
-    def _lost(self, exc: Exception | None) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.failed.done():
             self.failed.set_result(CLOSED_BY_SERVER)
 

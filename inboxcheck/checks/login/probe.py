@@ -24,7 +24,6 @@ from inboxcheck._check import CheckContext, EndpointRef, Outcome
 from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
 from inboxcheck._models import Severity
 from inboxcheck._presets import TlsMode
-from inboxcheck._secrets import Scrubber
 from inboxcheck.checks.login.net import (
     ConnectFailure,
     ResolveFailure,
@@ -92,7 +91,7 @@ class LoginProbe:
         self.mode = mode
         self.out = Outcome(summary="")
         self.steps: list[JsonValue] = []
-        self.scrub = Scrubber.for_account(ctx.account)
+        self.scrub = ctx.scrubber
         self.address: str | None = None
         self.session: TlsSession | None = None
         # Started now so that reading the CA store overlaps with resolving and connecting.

@@ -10,6 +10,7 @@ dates and names that made it fail. The certificate is read with the package's DE
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import ssl
 from dataclasses import dataclass
@@ -107,6 +108,9 @@ class CertInfo:
         }
 
 
+# Every login to one server presents the same certificate: a batch reads it once (its dates alone
+# cost two strptime calls), not once per login. CertInfo is immutable, so sharing it is safe.
+@functools.lru_cache(maxsize=256)
 def parse_certificate(der: bytes) -> CertInfo | None:
     """Read a DER certificate's names and dates; None when it is not one (never raises)."""
     try:
@@ -175,7 +179,12 @@ def prepare_ssl_context(ctx: CheckContext) -> asyncio.Future[ssl.SSLContext]:
     """
     future: asyncio.Future[ssl.SSLContext] | None = ctx.facts.get(_CONTEXT_FACT)
     if future is None:
-        future = ctx.start(asyncio.to_thread(lambda: ctx.ssl_context))
+        if ctx.has_ssl_context:
+            # Given (a batch shares one): a trip through a worker thread would only cost a wake-up.
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(ctx.ssl_context)
+        else:
+            future = ctx.start(asyncio.to_thread(lambda: ctx.ssl_context))
         ctx.facts[_CONTEXT_FACT] = future
     return future
 
