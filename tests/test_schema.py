@@ -21,8 +21,9 @@ PYDANTIC = tuple(int(part) for part in pydantic.VERSION.split(".")[:2])
 def _denoised(node: Any) -> Any:
     """Drop what pydantic before 2.10 writes differently from the committed schema, nothing else.
 
-    Before 2.10 a ``Literal`` gets an ``enum`` repeating its ``const``, and a dict keyed by an enum
-    gets no ``propertyNames``. The lowest supported pydantic (see pyproject) is in that range, and CI
+    Before 2.10 a ``Literal`` gets an ``enum`` repeating its ``const``, a dict keyed by an enum gets
+    no ``propertyNames``, and a reference with a sibling keyword (a default, a description) is
+    wrapped in a one-item ``allOf``. The lowest supported pydantic (see pyproject) is in that range, and CI
     runs the suite there too.
     """
     if isinstance(node, list):
@@ -32,6 +33,10 @@ def _denoised(node: Any) -> Any:
     cleaned = {key: _denoised(value) for key, value in node.items() if key != "propertyNames"}
     if "const" in cleaned and cleaned.get("enum") == [cleaned["const"]]:
         del cleaned["enum"]
+    wrapped = cleaned.get("allOf")
+    if isinstance(wrapped, list) and len(wrapped) == 1 and set(wrapped[0]) == {"$ref"}:
+        del cleaned["allOf"]
+        cleaned["$ref"] = wrapped[0]["$ref"]
     return cleaned
 
 
@@ -51,6 +56,8 @@ def test_the_noise_filter_keeps_real_differences() -> None:
     changed["properties"]["counts"]["additionalProperties"] = {"type": "string"}
     assert _denoised(changed) != _denoised(committed)
     assert _denoised({"const": "1", "enum": ["1", "2"]}) == {"const": "1", "enum": ["1", "2"]}
+    two = {"allOf": [{"$ref": "#/$defs/A"}, {"$ref": "#/$defs/B"}]}
+    assert _denoised(two) == two
 
 
 def test_schema_command_prints_the_committed_file_byte_for_byte() -> None:
