@@ -92,6 +92,17 @@ def test_missing_file_and_bad_options_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("content", ["root:x:0:0:root:/root:/bin/bash\n", ""])
+def test_a_ca_file_without_certificates_exits_2_before_any_check(tmp_path: Path, content: str) -> None:
+    ca_file = tmp_path / "not-a-ca.pem"
+    ca_file.write_text(content, encoding="utf-8")
+    result = _run(["check", _file(tmp_path, google_payload()), "--ca-file", str(ca_file)])
+    assert result.exit_code == 2, result.output
+    assert "ca_file" in result.stderr and str(ca_file) in result.stderr
+    assert "no PEM certificate" in result.stderr
+    assert result.stdout == ""
+
+
 def test_account_from_stdin_and_password_from_env_told_only_with_verbose() -> None:
     payload = json.dumps(custom_payload(smtp_password=..., imap_password=...))
     result = _run(["check", "-", *OFFLINE], input=payload, env={ENV_SMTP_PASSWORD: CANARY})
