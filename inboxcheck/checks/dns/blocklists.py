@@ -148,9 +148,14 @@ async def check_blocklists(ctx: CheckContext) -> Outcome:
     out.details["checked"] = list[JsonValue](checked)
     listed = [c for c in checked if c["result"] == "listed"]
     unsure = [c for c in checked if c["result"] == "could_not_tell"]
-    out.summary = (
-        f"listed on {len(listed)} of {len(checked)} lookups"
-        if listed
-        else f"not listed ({len(checked) - len(unsure)} of {len(checked)} lookups answered)"
-    )
+    answered = len(checked) - len(unsure)
+    # A lookup that was not answered says nothing about a listing: "not listed" only for answers.
+    if listed:
+        out.summary = f"listed on {len(listed)} of {len(checked)} lookups"
+    elif not answered:
+        out.summary = f"could not tell: none of the {len(checked)} lookups was answered"
+    elif unsure:
+        out.summary = f"not listed on the {answered} lookups answered; could not tell for {len(unsure)}"
+    else:
+        out.summary = f"not listed ({answered} of {len(checked)} lookups answered)"
     return out
