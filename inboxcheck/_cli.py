@@ -1011,7 +1011,11 @@ def discover(
         stdout = sys.stdout
         click.echo(
             render_discovery(
-                result, colour=_colour_wanted(stdout), unicode=_unicode_ok(stdout), verbose=verbose
+                result,
+                colour=_colour_wanted(stdout),
+                unicode=_unicode_ok(stdout),
+                verbose=verbose,
+                width=_width(stdout),
             ),
             nl=False,
         )

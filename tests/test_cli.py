@@ -316,3 +316,23 @@ def test_internal_errors_become_exit_70_without_a_traceback(monkeypatch: pytest.
     with pytest.raises(SystemExit) as info:
         _cli.main(["check", "fixtures/accounts/google-bad.json"])
     assert info.value.code == 70
+
+
+def test_discover_text_wraps_to_columns_at_word_boundaries() -> None:
+    # gmail.com is answered from the presets and --no-probe connects nowhere: offline.
+    args = ["discover", "jane@gmail.com", "--no-probe", "-v"]
+    flat = _run(args)
+    result = _run(args, env={"COLUMNS": "80"})
+    assert result.exit_code == flat.exit_code == 3, result.output
+    assert result.stdout.split() == flat.stdout.split()
+    assert max(len(line) for line in flat.stdout.splitlines()) > 80, "the test needs long lines"
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+
+
+def test_connect_gate_line_wraps_to_columns(tmp_path: Path) -> None:
+    payload = google_payload(imap_port=143, smtp_username="someone.else@company.com", daily_limit=10000)
+    args = ["connect", _file(tmp_path, payload), *OFFLINE, "--dry-run"]
+    result = _run(args, env={"COLUMNS": "60"})
+    assert result.exit_code == 1, result.output
+    assert "Gate: BLOCKED by" in result.stdout
+    assert all(len(line) <= 60 for line in result.stdout.splitlines()), result.stdout
