@@ -1100,7 +1100,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             args=list(argv) if argv is not None else None, prog_name="inboxcheck", standalone_mode=False
         )
     except click.exceptions.Abort:
-        click.echo("", err=True)
+        # click has already ended the line (of a prompt, or of ^C) before raising Abort.
         _fail("interrupted", EXIT_INTERRUPTED)
     except click.ClickException as exc:
         exc.show()

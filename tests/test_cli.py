@@ -336,3 +336,63 @@ def test_connect_gate_line_wraps_to_columns(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "Gate: BLOCKED by" in result.stdout
     assert all(len(line) <= 60 for line in result.stdout.splitlines()), result.stdout
+
+
+def _interrupted(tmp_path: Path, args: list[str], before: Any = None) -> subprocess.CompletedProcess[str]:
+    """Run the command against a server that accepts and never greets; Ctrl-C it once it connected."""
+    import signal
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(30)
+        port = listener.getsockname()[1]
+        payload = custom_payload(smtp_host="127.0.0.1", smtp_port=port, imap_host="127.0.0.1", imap_port=port)
+        account = _file(tmp_path, payload)
+        if before is not None:
+            before(account)
+        command = [sys.executable, "-m", "inboxcheck", *[account if a == "ACCOUNT" else a for a in args]]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            held, _ = listener.accept()  # the check is now waiting for a greeting that never comes
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=30)
+            held.close()
+        finally:
+            proc.kill()
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
+    result = _interrupted(tmp_path, ["check", "ACCOUNT", "--only", "smtp", "--timeout", "30"])
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "inboxcheck: error: interrupted"
+    assert result.stderr.count("\n") <= 2, repr(result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_in_a_batch_leaves_the_log_usable_for_resume(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    log = tmp_path / "results.jsonl"
+    batch = tmp_path / "accounts.jsonl"
+    batch.write_text(json.dumps(batch_user(1)) + "\n", encoding="utf-8")
+    args = ["check", "--batch", str(batch), "--output", str(log), *OFFLINE]
+    assert _run(args).exit_code == 0
+    kept = log.read_text(encoding="utf-8")
+    batch.write_text(batch.read_text(encoding="utf-8") + "ACCOUNT_LINE\n", encoding="utf-8")
+
+    def with_stalled_line(account: str) -> None:
+        line = json.dumps(json.loads(Path(account).read_text(encoding="utf-8")))
+        batch.write_text(batch.read_text(encoding="utf-8").replace("ACCOUNT_LINE", line), encoding="utf-8")
+
+    result = _interrupted(
+        tmp_path,
+        ["check", "--batch", str(batch), "--output", str(log), "--resume", "--only", "smtp"],
+        before=with_stalled_line,
+    )
+    assert result.returncode == 130, result.stderr
+    assert log.read_text(encoding="utf-8") == kept  # nothing torn, nothing lost
+    again = _run([*args, "--resume"])  # the log's lock went with the process
+    assert again.exit_code == 0, again.output
