@@ -155,3 +155,13 @@ def test_a_list_that_cannot_be_asked_is_refused_with_the_options(bad: str) -> No
         select_blocklists((bad,))
     with pytest.raises(OptionsError, match="blocklist"):
         build_options(None, {"blocklist_zones": (bad,)})
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+async def test_an_ipv6_smtp_host_is_not_looked_up_as_a_name(lab: Any, host: str) -> None:
+    result = await _run(lab, "dns.blocklists", smtp_host=host)
+    assert "dns.blocklist.unavailable" not in _codes(result), result
+    assert result.status is Status.PASS
+    checked: Any = result.details["checked"]
+    assert [c["query"] for c in checked] == ["lab.test.dbl.bl.test"]

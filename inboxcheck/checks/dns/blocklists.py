@@ -124,8 +124,13 @@ async def check_blocklists(ctx: CheckContext) -> Outcome:
     host = ctx.account.smtp_host.strip("[]").lower().rstrip(".")
     addresses: list[str] = []
     try:
-        addresses = [str(ipaddress.IPv4Address(host))]
+        literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
     except ValueError:
+        literal = None
+    if literal is not None:
+        # An address is no name to resolve; the IP lists asked here are IPv4 lists.
+        addresses = [str(literal)] if literal.version == 4 else []
+    else:
         answer = await ctx.dns.query(host, "A")
         if answer.ok:
             addresses = answer.records()
