@@ -396,3 +396,14 @@ def test_ctrl_c_in_a_batch_leaves_the_log_usable_for_resume(tmp_path: Path) -> N
     assert log.read_text(encoding="utf-8") == kept  # nothing torn, nothing lost
     again = _run([*args, "--resume"])  # the log's lock went with the process
     assert again.exit_code == 0, again.output
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [("bad", "must contain exactly one @"), ("a@b", "its domain needs at least one dot")],
+)
+def test_discover_names_what_is_wrong_with_the_address(address: str, problem: str) -> None:
+    result = _run(["discover", address])
+    assert result.exit_code == 2
+    assert f"error: address: {address!r} is not an email address: {problem}" in result.stderr
+    assert "Traceback" not in result.output
