@@ -465,7 +465,7 @@ def render_connect(
     lines.append(f"Gate: {style('PASSED', 'green')}: no check failed.")
     add(f"Daily limit: {result.daily_limit.value} ({escape(result.daily_limit.note)})")
     if result.create is None:
-        lines.append(f"Dry run: would POST {escape(result.url)} with (passwords masked):")
+        add(f"Dry run: would POST {escape(result.url)} with (passwords masked):")
         # json.dumps writes every control character as an escape: the payload is shown exactly.
         lines.append(json.dumps(result.payload, indent=2))
         return "\n".join(lines) + "\n"

@@ -407,3 +407,11 @@ def test_discover_names_what_is_wrong_with_the_address(address: str, problem: st
     assert result.exit_code == 2
     assert f"error: address: {address!r} is not an email address: {problem}" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_connect_dry_run_line_wraps_to_columns(tmp_path: Path) -> None:
+    args = ["connect", _file(tmp_path, custom_payload()), *OFFLINE, "--dry-run"]
+    result = _run(args, env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    assert "Dry run: would POST" in result.stdout
+    assert all(len(line) <= 60 for line in result.stdout.splitlines()), result.stdout
