@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import JsonValue
 
-from inboxcheck._models import Account, CheckResult, Finding, Severity, finding
+from inboxcheck._models import Account, CheckResult, Finding, Severity, finding, host_port
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._presets import Preset, PresetMatch, Presets, TlsMode
 from inboxcheck._secrets import Scrubber
@@ -71,7 +71,7 @@ class EndpointRef:
         return cls("imap", account.imap_host, account.imap_port, tls)
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port} ({self.tls.value})"
+        return f"{host_port(self.host, self.port)} ({self.tls.value})"
 
 
 @dataclass

@@ -973,7 +973,11 @@ def discover(
         stdout = sys.stdout
         click.echo(
             render_discovery(
-                result, colour=_colour_wanted(stdout), unicode=_unicode_ok(stdout), verbose=verbose
+                result,
+                colour=_colour_wanted(stdout),
+                unicode=_unicode_ok(stdout),
+                verbose=verbose,
+                width=_width(stdout),
             ),
             nl=False,
         )
@@ -1058,7 +1062,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             args=list(argv) if argv is not None else None, prog_name="inboxcheck", standalone_mode=False
         )
     except click.exceptions.Abort:
-        click.echo("", err=True)
+        # click has already ended the line (of a prompt, or of ^C) before raising Abort.
         _fail("interrupted", EXIT_INTERRUPTED)
     except click.ClickException as exc:
         exc.show()

@@ -41,6 +41,7 @@ __all__ = [
     "Status",
     "Verdict",
     "finding",
+    "host_port",
 ]
 
 
@@ -165,11 +166,19 @@ _Password = Annotated[SecretStr, Field(min_length=1, max_length=500)]
 def _check_host(value: str) -> str:
     if "://" in value:
         raise ValueError("must be a bare host name such as smtp.gmail.com, without a scheme")
-    if ":" in value and not value.startswith("["):
+    # A bare IPv6 address is full of colons, yet it is a host, not a host and a port.
+    if ":" in value and not _is_ip_literal(value):
         raise ValueError("must be a bare host name; put the port in the port field")
     if not _HOSTNAME.match(value) and not _is_ip_literal(value):
         raise ValueError("must be a host name (letters, digits, dots, hyphens) or an IP address")
     return value
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` for people, an IPv6 address in brackets (RFC 3986): "::1:25" is ambiguous."""
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
 
 
 def _is_ip_literal(value: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -172,4 +173,13 @@ class CheckOptions(BaseModel):
     def _ca_file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"CA file {value} does not exist or is not a file")
+        if value is not None:
+            # Loaded once here, so a file that is no CA fails the run as bad input, not every TLS
+            # check as a bug.
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=str(value))
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", None) or exc.__class__.__name__
+                message = f"CA file {value} holds no PEM certificate that can be loaded ({reason})"
+                raise ValueError(message) from None
         return value

@@ -458,14 +458,14 @@ def render_connect(
         blockers = ", ".join(
             f"{name} ({result.report.check(name).status.value})" for name in result.blocked_by
         )
-        lines.append(f"Gate: {style('BLOCKED', 'red')} by {blockers}: nothing was sent to the platform.")
+        add(f"Gate: {style('BLOCKED', 'red')} by {blockers}: nothing was sent to the platform.")
         if any(result.report.check(n).status.value == "warn" for n in result.blocked_by):
             lines.append("  (--strict makes warnings block; fix them or run without --strict)")
         return "\n".join(lines) + "\n"
     lines.append(f"Gate: {style('PASSED', 'green')}: no check failed.")
     add(f"Daily limit: {result.daily_limit.value} ({escape(result.daily_limit.note)})")
     if result.create is None:
-        lines.append(f"Dry run: would POST {escape(result.url)} with (passwords masked):")
+        add(f"Dry run: would POST {escape(result.url)} with (passwords masked):")
         # json.dumps writes every control character as an escape: the payload is shown exactly.
         lines.append(json.dumps(result.payload, indent=2))
         return "\n".join(lines) + "\n"
@@ -550,12 +550,14 @@ def render_diagnosis(
     return "\n".join(lines) + "\n"
 
 
-def render_discovery(result: Discovery, *, colour: bool, unicode: bool, verbose: bool) -> str:
+def render_discovery(
+    result: Discovery, *, colour: bool, unicode: bool, verbose: bool, width: int | None = None
+) -> str:
     """The chosen settings and where each came from, every candidate and what it did, the sources
-    asked, then the findings."""
+    asked, then the findings. ``width`` wraps prose as in the report."""
     from inboxcheck.discovery.model import MailProtocol, ProbeResult
 
-    renderer = TextRenderer(colour=colour, unicode=unicode, verbose=verbose)
+    renderer = TextRenderer(colour=colour, unicode=unicode, verbose=verbose, width=width)
 
     def bold(value: str) -> str:
         return click.style(value, bold=True) if colour else value
@@ -564,11 +566,12 @@ def render_discovery(result: Discovery, *, colour: bool, unicode: bool, verbose:
     lines = [bold(f"inboxcheck {result.tool_version} · discover {result.email_address}{preset}"), ""]
     if result.account is not None:
         lines.append(bold("Settings:"))
-        width = max(len(key) for key in result.account)
+        column = max(len(key) for key in result.account)
         for key, value in result.account.items():
             source = result.filled.get(key)
             text = escape(value if isinstance(value, str) else json.dumps(value))
-            lines.append(f"  {key.ljust(width)}  {text}" + (f"   <- {escape(source)}" if source else ""))
+            line = f"  {key.ljust(column)}  {text}" + (f"   <- {escape(source)}" if source else "")
+            lines.extend(wrap(line, width=width, hang=" " * (column + 7)))
     else:
         lines.append(bold("Settings: none found that work."))
     lines.append("")
@@ -588,19 +591,31 @@ def render_discovery(result: Discovery, *, colour: bool, unicode: bool, verbose:
             password = {"sent": ", password sent", "withheld": ", password withheld"}.get(
                 c.credential.value, ""
             )
-            lines.append(
-                f"  {renderer._mark(status)} {protocol.value.upper():4} {escape(c.where)}  "
-                f"{c.result.value}{password}{chosen}  from {escape(c.sources[0] if c.sources else '?')}"
+            plain = renderer._plain_mark(status)
+            row = wrap(
+                f"{plain} {protocol.value.upper():4} {escape(c.where)}  {c.result.value}{password}{chosen}  "
+                f"from {escape(c.sources[0] if c.sources else '?')}",
+                width=width,
+                indent="  ",
+                hang="      ",
             )
+            # The mark is coloured after wrapping, so colour codes never count towards the width.
+            row[0] = "  " + renderer._mark(status) + row[0][2 + len(plain) :]
+            lines.extend(row)
             if c.reason:
-                lines.append(f"        {escape(c.reason)}")
+                lines.extend(wrap(escape(c.reason), width=width, indent="        "))
     if verbose and result.lookups:
         lines.append("")
         lines.append(bold("Sources asked:"))
         for lookup in result.lookups:
-            lines.append(
-                f"  {lookup.source.value:10} {escape(lookup.target)}: {lookup.outcome}"
-                + (f" ({escape(lookup.detail)})" if lookup.detail else "")
+            lines.extend(
+                wrap(
+                    f"{lookup.source.value:10} {escape(lookup.target)}: {lookup.outcome}"
+                    + (f" ({escape(lookup.detail)})" if lookup.detail else ""),
+                    width=width,
+                    indent="  ",
+                    hang="      ",
+                )
             )
     shown = [f for f in result.findings if verbose or f.severity is not Severity.INFO]
     if shown:

@@ -92,6 +92,17 @@ def test_missing_file_and_bad_options_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("content", ["root:x:0:0:root:/root:/bin/bash\n", ""])
+def test_a_ca_file_without_certificates_exits_2_before_any_check(tmp_path: Path, content: str) -> None:
+    ca_file = tmp_path / "not-a-ca.pem"
+    ca_file.write_text(content, encoding="utf-8")
+    result = _run(["check", _file(tmp_path, google_payload()), "--ca-file", str(ca_file)])
+    assert result.exit_code == 2, result.output
+    assert "ca_file" in result.stderr and str(ca_file) in result.stderr
+    assert "no PEM certificate" in result.stderr
+    assert result.stdout == ""
+
+
 def test_account_from_stdin_and_password_from_env_told_only_with_verbose() -> None:
     payload = json.dumps(custom_payload(smtp_password=..., imap_password=...))
     result = _run(["check", "-", *OFFLINE], input=payload, env={ENV_SMTP_PASSWORD: CANARY})
@@ -305,3 +316,102 @@ def test_internal_errors_become_exit_70_without_a_traceback(monkeypatch: pytest.
     with pytest.raises(SystemExit) as info:
         _cli.main(["check", "fixtures/accounts/google-bad.json"])
     assert info.value.code == 70
+
+
+def test_discover_text_wraps_to_columns_at_word_boundaries() -> None:
+    # gmail.com is answered from the presets and --no-probe connects nowhere: offline.
+    args = ["discover", "jane@gmail.com", "--no-probe", "-v"]
+    flat = _run(args)
+    result = _run(args, env={"COLUMNS": "80"})
+    assert result.exit_code == flat.exit_code == 3, result.output
+    assert result.stdout.split() == flat.stdout.split()
+    assert max(len(line) for line in flat.stdout.splitlines()) > 80, "the test needs long lines"
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+
+
+def test_connect_gate_line_wraps_to_columns(tmp_path: Path) -> None:
+    payload = google_payload(imap_port=143, smtp_username="someone.else@company.com", daily_limit=10000)
+    args = ["connect", _file(tmp_path, payload), *OFFLINE, "--dry-run"]
+    result = _run(args, env={"COLUMNS": "60"})
+    assert result.exit_code == 1, result.output
+    assert "Gate: BLOCKED by" in result.stdout
+    assert all(len(line) <= 60 for line in result.stdout.splitlines()), result.stdout
+
+
+def _interrupted(tmp_path: Path, args: list[str], before: Any = None) -> subprocess.CompletedProcess[str]:
+    """Run the command against a server that accepts and never greets; Ctrl-C it once it connected."""
+    import signal
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(30)
+        port = listener.getsockname()[1]
+        payload = custom_payload(smtp_host="127.0.0.1", smtp_port=port, imap_host="127.0.0.1", imap_port=port)
+        account = _file(tmp_path, payload)
+        if before is not None:
+            before(account)
+        command = [sys.executable, "-m", "inboxcheck", *[account if a == "ACCOUNT" else a for a in args]]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            held, _ = listener.accept()  # the check is now waiting for a greeting that never comes
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=30)
+            held.close()
+        finally:
+            proc.kill()
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
+    result = _interrupted(tmp_path, ["check", "ACCOUNT", "--only", "smtp", "--timeout", "30"])
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "inboxcheck: error: interrupted"
+    assert result.stderr.count("\n") <= 2, repr(result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_in_a_batch_leaves_the_log_usable_for_resume(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    log = tmp_path / "results.jsonl"
+    batch = tmp_path / "accounts.jsonl"
+    batch.write_text(json.dumps(batch_user(1)) + "\n", encoding="utf-8")
+    args = ["check", "--batch", str(batch), "--output", str(log), *OFFLINE]
+    assert _run(args).exit_code == 0
+    kept = log.read_text(encoding="utf-8")
+    batch.write_text(batch.read_text(encoding="utf-8") + "ACCOUNT_LINE\n", encoding="utf-8")
+
+    def with_stalled_line(account: str) -> None:
+        line = json.dumps(json.loads(Path(account).read_text(encoding="utf-8")))
+        batch.write_text(batch.read_text(encoding="utf-8").replace("ACCOUNT_LINE", line), encoding="utf-8")
+
+    result = _interrupted(
+        tmp_path,
+        ["check", "--batch", str(batch), "--output", str(log), "--resume", "--only", "smtp"],
+        before=with_stalled_line,
+    )
+    assert result.returncode == 130, result.stderr
+    assert log.read_text(encoding="utf-8") == kept  # nothing torn, nothing lost
+    again = _run([*args, "--resume"])  # the log's lock went with the process
+    assert again.exit_code == 0, again.output
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [("bad", "must contain exactly one @"), ("a@b", "its domain needs at least one dot")],
+)
+def test_discover_names_what_is_wrong_with_the_address(address: str, problem: str) -> None:
+    result = _run(["discover", address])
+    assert result.exit_code == 2
+    assert f"error: address: {address!r} is not an email address: {problem}" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_connect_dry_run_line_wraps_to_columns(tmp_path: Path) -> None:
+    args = ["connect", _file(tmp_path, custom_payload()), *OFFLINE, "--dry-run"]
+    result = _run(args, env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    assert "Dry run: would POST" in result.stdout
+    assert all(len(line) <= 60 for line in result.stdout.splitlines()), result.stdout

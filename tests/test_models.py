@@ -46,6 +46,8 @@ def test_validation_errors_never_show_the_password() -> None:
         ("smtp_host", ""),
         ("smtp_host", "smtp://smtp.gmail.com"),
         ("smtp_host", "smtp.gmail.com:587"),
+        ("smtp_host", "127.0.0.1:587"),
+        ("smtp_host", "[::1]:587"),
         ("smtp_host", "bad host"),
         ("smtp_host", "[1.2.3.4"),
         ("imap_host", "1.2.3.4]"),
@@ -81,6 +83,8 @@ def test_account_rejects_what_the_platform_rejects(field: str, value: object) ->
         ("email_address", "jürgen@bücher.example"),
         ("email_address", "sam@faß.example"),
         ("smtp_host", "[::1]"),
+        ("smtp_host", "::1"),
+        ("imap_host", "2001:db8::25"),
     ],
 )
 def test_account_accepts_the_boundaries(field: str, value: object) -> None:

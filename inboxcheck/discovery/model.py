@@ -9,7 +9,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from inboxcheck._models import Finding, Verdict
+from inboxcheck._models import Finding, Verdict, host_port
 from inboxcheck._presets import TlsMode
 from inboxcheck._version import __version__
 
@@ -100,7 +100,7 @@ class Candidate(BaseModel):
 
     @property
     def where(self) -> str:
-        return f"{self.host}:{self.port} ({self.tls.value})"
+        return f"{host_port(self.host, self.port)} ({self.tls.value})"
 
 
 LookupOutcome = Literal["found", "nothing", "failed", "skipped"]

@@ -16,6 +16,7 @@ from typing import Final
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext
+from inboxcheck._models import host_port
 from inboxcheck._presets import TlsMode
 from inboxcheck.checks.login.net import ConnectFailure, ResolveFailure, connect_any, resolve_host
 from inboxcheck.checks.login.probe import transport_session
@@ -43,7 +44,7 @@ async def probe_endpoint(
     ctx: CheckContext, protocol: MailProtocol, host: str, port: int, tls: TlsMode
 ) -> ProbeOutcome:
     """Try ``host:port`` the way the candidate says, sending no credential."""
-    where = f"{host}:{port}"
+    where = host_port(host, port)
     evidence: dict[str, JsonValue] = {}
     resolution = await resolve_host(ctx, host, port)
     evidence["resolution"] = resolution.evidence()

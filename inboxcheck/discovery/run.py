@@ -348,7 +348,7 @@ async def discover(
     """
     problem = email_problem(address)
     if problem:
-        raise AccountError("address", message=f"{address!r} {problem}")
+        raise AccountError("address", message=f"{address!r} is not an email address: {problem}")
     started = time.monotonic()
     opts = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()

@@ -116,7 +116,9 @@ async def test_a_refusal_answer_is_could_not_tell_never_listed(
     assert result.status is Status.ERROR, result
     assert _codes(result) == ["dns.blocklist.refused"]
     assert result.findings[0].evidence["answers"] == [answer]
-    assert "listed" not in result.summary.replace("not listed", "")
+    # A refusal is no answer: the summary may not call the address "not listed" either.
+    assert "listed" not in result.summary
+    assert result.summary.startswith("could not tell")
 
 
 @pytest.mark.lab
@@ -125,6 +127,14 @@ async def test_a_list_that_does_not_answer_is_could_not_tell(lab: Any) -> None:
     result = await _run(lab, "dns.blocklists", ("ip:zen.nowhere.invalid",))
     assert result.status is Status.ERROR
     assert _codes(result) == ["dns.blocklist.unavailable"]
+    assert "not listed" not in result.summary
+
+
+@pytest.mark.lab
+async def test_lists_that_answered_and_lists_that_did_not_are_told_apart(lab: Any) -> None:
+    result = await _run(lab, "dns.blocklists", ("ip:zen.bl.test", "ip:zen.nowhere.invalid"))
+    assert result.status is Status.ERROR
+    assert result.summary == "not listed on the 1 lookups answered; could not tell for 1"
 
 
 def test_the_default_lists_and_the_ways_to_name_one() -> None:
@@ -145,3 +155,13 @@ def test_a_list_that_cannot_be_asked_is_refused_with_the_options(bad: str) -> No
         select_blocklists((bad,))
     with pytest.raises(OptionsError, match="blocklist"):
         build_options(None, {"blocklist_zones": (bad,)})
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+async def test_an_ipv6_smtp_host_is_not_looked_up_as_a_name(lab: Any, host: str) -> None:
+    result = await _run(lab, "dns.blocklists", smtp_host=host)
+    assert "dns.blocklist.unavailable" not in _codes(result), result
+    assert result.status is Status.PASS
+    checked: Any = result.details["checked"]
+    assert [c["query"] for c in checked] == ["lab.test.dbl.bl.test"]

@@ -240,6 +240,16 @@ async def test_refused_connection(certs: PeerCerts) -> None:
     assert_bounded(run)
 
 
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+async def test_an_ipv6_host_is_written_in_brackets_before_its_port(certs: PeerCerts, host: str) -> None:
+    port = free_port()
+    run = await run_smtp(port, certs, smtp_host=host)
+    finding = run.finding("smtp.connect.refused")
+    # "::1:25" reads as the address ::1:25; only the bracketed form is unambiguous (RFC 3986).
+    assert f"[::1]:{port}" in finding.message
+    assert f" ::1:{port}" not in finding.message + run.result.summary
+
+
 async def test_refused_connection_names_the_providers_ports(certs: PeerCerts) -> None:
     async with DnsPeer() as dns:
         run = await run_smtp(

@@ -124,8 +124,13 @@ async def check_blocklists(ctx: CheckContext) -> Outcome:
     host = ctx.account.smtp_host.strip("[]").lower().rstrip(".")
     addresses: list[str] = []
     try:
-        addresses = [str(ipaddress.IPv4Address(host))]
+        literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
     except ValueError:
+        literal = None
+    if literal is not None:
+        # An address is no name to resolve; the IP lists asked here are IPv4 lists.
+        addresses = [str(literal)] if literal.version == 4 else []
+    else:
         answer = await ctx.dns.query(host, "A")
         if answer.ok:
             addresses = answer.records()
@@ -148,9 +153,14 @@ async def check_blocklists(ctx: CheckContext) -> Outcome:
     out.details["checked"] = list[JsonValue](checked)
     listed = [c for c in checked if c["result"] == "listed"]
     unsure = [c for c in checked if c["result"] == "could_not_tell"]
-    out.summary = (
-        f"listed on {len(listed)} of {len(checked)} lookups"
-        if listed
-        else f"not listed ({len(checked) - len(unsure)} of {len(checked)} lookups answered)"
-    )
+    answered = len(checked) - len(unsure)
+    # A lookup that was not answered says nothing about a listing: "not listed" only for answers.
+    if listed:
+        out.summary = f"listed on {len(listed)} of {len(checked)} lookups"
+    elif not answered:
+        out.summary = f"could not tell: none of the {len(checked)} lookups was answered"
+    elif unsure:
+        out.summary = f"not listed on the {answered} lookups answered; could not tell for {len(unsure)}"
+    else:
+        out.summary = f"not listed ({answered} of {len(checked)} lookups answered)"
     return out

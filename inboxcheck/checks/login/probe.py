@@ -22,7 +22,7 @@ from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, EndpointRef, Outcome
 from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
-from inboxcheck._models import Severity
+from inboxcheck._models import Severity, host_port
 from inboxcheck._presets import TlsMode
 from inboxcheck.checks.login.net import (
     ConnectFailure,
@@ -122,7 +122,7 @@ class LoginProbe:
 
     @property
     def where(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
     @property
     def preset_id(self) -> str | None:

@@ -22,7 +22,7 @@ from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._der import DerError, children, read_tlv
-from inboxcheck._models import Severity
+from inboxcheck._models import Severity, host_port
 
 __all__ = [
     "EXPIRY_WARNING_DAYS",
@@ -294,7 +294,7 @@ def add_tls_failure(
 ) -> None:
     """The finding for a handshake that did not give a trusted connection. Nothing was sent on it."""
     label = protocol.upper()
-    where = f"{host}:{port}"
+    where = host_port(host, port)
     evidence: dict[str, JsonValue] = {"host": host, "port": port, "tls_error": failure.detail}
     if failure.verify_code is not None:
         evidence["verify_code"] = failure.verify_code
