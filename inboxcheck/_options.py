@@ -18,6 +18,7 @@ __all__ = ["CheckOptions", "Family", "Nameserver", "parse_nameserver"]
 
 # RFC 5322 3.6.8: printable ASCII but the colon.
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
+_SELECTOR_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 
 
 class Family(StrEnum):
@@ -128,6 +129,20 @@ class CheckOptions(BaseModel):
             value.count("@") != 1 or any(c in value for c in "\r\n<> \t\0") or value.startswith("@")
         ):
             raise ValueError(f"send_to {value!r} is not a plain email address (local@domain)")
+        return value
+
+    @field_validator("dkim_selectors")
+    @classmethod
+    def _selector_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # RFC 6376 3.1: a selector is a sub-domain, one or more DNS labels (it is queried at
+        # SELECTOR._domainkey.DOMAIN); anything else would be a lookup of a name nobody can publish.
+        for selector in value:
+            labels = selector.rstrip(".").split(".")
+            if not selector or not all(_SELECTOR_LABEL.fullmatch(label) for label in labels):
+                raise ValueError(
+                    f"DKIM selector {selector!r} is not a DNS name (letters, digits and hyphens, "
+                    "dot-separated labels of 1-63 characters, e.g. google or s1.mail)"
+                )
         return value
 
     @field_validator("blocklist_zones")

@@ -415,3 +415,17 @@ def test_connect_dry_run_line_wraps_to_columns(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Dry run: would POST" in result.stdout
     assert all(len(line) <= 60 for line in result.stdout.splitlines()), result.stdout
+
+
+@pytest.mark.parametrize("selector", ["bad selector", "s1..mail", "-s1", "s1._domainkey\n", "a" * 64, ""])
+def test_a_dkim_selector_that_is_no_dns_name_is_bad_input(tmp_path: Path, selector: str) -> None:
+    # RFC 6376 3.1: a selector is one or more DNS labels; anything else is refused before any lookup.
+    result = _run(["check", _file(tmp_path, google_payload()), *OFFLINE, "--dkim-selector", selector])
+    assert result.exit_code == 2, result.output
+    assert "is not a DNS name" in result.stderr
+
+
+@pytest.mark.parametrize("selector", ["google", "s1.mail", "selector1-contoso-com", "k_1"])
+def test_dkim_selectors_that_are_dns_names_are_accepted(tmp_path: Path, selector: str) -> None:
+    result = _run(["check", _file(tmp_path, google_payload()), *OFFLINE, "--dkim-selector", selector])
+    assert result.exit_code == 0, result.output
