@@ -7,6 +7,7 @@ matching PTR for 127.0.0.1 and a non-matching one for 127.0.0.3. No test asks a 
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pytest
@@ -165,3 +166,29 @@ async def test_an_ipv6_smtp_host_is_not_looked_up_as_a_name(lab: Any, host: str)
     assert result.status is Status.PASS
     checked: Any = result.details["checked"]
     assert [c["query"] for c in checked] == ["lab.test.dbl.bl.test"]
+
+
+@pytest.mark.lab
+async def test_an_ip_host_without_reverse_dns_has_no_ptr(lab: Any) -> None:
+    # An IP literal is its own address; the lab's reverse zone names 127.0.0.1 and 127.0.0.3 only.
+    result = await _run(lab, "dns.fcrdns", smtp_host="127.0.0.9")
+    assert _codes(result) == ["dns.fcrdns.no_ptr"]
+    assert result.status is Status.WARN
+    assert result.details["addresses"] == [
+        {"address": "127.0.0.9", "ptr_query": "9.0.0.127.in-addr.arpa", "ptr": [], "result": "no_ptr"}
+    ]
+
+
+@pytest.mark.lab
+async def test_a_refused_reverse_lookup_is_could_not_tell_not_no_ptr(lab: Any) -> None:
+    # The lab's server serves no ip6.arpa zone and answers REFUSED: that says nothing about a PTR.
+    result = await _run(lab, "dns.fcrdns", smtp_host="::1")
+    assert _codes(result) == ["dns.fcrdns.unavailable"]
+    assert result.status is Status.ERROR
+    assert result.details["addresses"] == [
+        {
+            "address": "::1",
+            "ptr_query": ipaddress.ip_address("::1").reverse_pointer,
+            "result": "could_not_tell",
+        }
+    ]
