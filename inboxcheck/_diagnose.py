@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from inboxcheck._check import CheckContext, Outcome, make_ssl_context
+from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
 from inboxcheck._models import Account, CheckResult, Finding, Report, Severity, Status, finding
 from inboxcheck._options import CheckOptions, Family
-from inboxcheck._presets import Preset, Presets, TlsMode, load_presets
+from inboxcheck._presets import Preset, Presets, load_presets
 from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
 
 if TYPE_CHECKING:
@@ -41,6 +42,12 @@ MAX_ALTERNATES: Final = 6
 # Presets of one provider whose hosts are worth trying for each other (personal vs organisation).
 _SIBLINGS: Final = {"zoho": ("zoho-org",), "zoho-org": ("zoho",)}
 # Failures another endpoint could avoid. A wrong password is the same wrong password on 465.
+# What to try on the account's own host and port before anything else, by its configured TLS mode.
+_OTHER_MODES: Final = {
+    TlsMode.IMPLICIT: (TlsMode.STARTTLS,),
+    TlsMode.STARTTLS: (TlsMode.IMPLICIT,),
+    TlsMode.NONE: (TlsMode.STARTTLS, TlsMode.IMPLICIT),
+}
 _RETRYABLE_PREFIXES: Final = {
     "smtp": ("smtp.connect.", "smtp.tls.", "smtp.starttls.", "smtp.protocol.", "smtp.auth.unsupported"),
     "imap": ("imap.connect.", "imap.tls.", "imap.starttls.", "imap.protocol.", "imap.login_disabled"),
@@ -62,15 +69,11 @@ class Cause(BaseModel):
     evidence: dict[str, JsonValue]
 
 
-class Alternative(BaseModel):
+class Alternative(Endpoint):
     """One other endpoint tried, and whether a login there works."""
 
     model_config = ConfigDict(frozen=True)
 
-    protocol: Literal["smtp", "imap"]
-    host: str
-    port: int
-    tls: TlsMode
     source: str
     result: Literal["works", "fails", "could not tell"]
     summary: str
@@ -241,10 +244,7 @@ def _detail_record(keys: Mapping[str, Any], selector: str) -> str | None:
 
 @dataclass(frozen=True)
 class _Candidate:
-    protocol: Literal["smtp", "imap"]
-    host: str
-    port: int
-    tls: TlsMode
+    endpoint: Endpoint
     source: str
 
 
@@ -262,16 +262,17 @@ def _wants_alternates(report: Report, protocol: str, preset: Preset | None) -> b
 def _candidates(
     account: Account, protocol: Literal["smtp", "imap"], preset: Preset | None, presets: Presets
 ) -> list[_Candidate]:
-    host = account.smtp_host if protocol == "smtp" else account.imap_host
-    port = account.smtp_port if protocol == "smtp" else account.imap_port
-    if protocol == "smtp":
-        current = TlsMode.IMPLICIT if port == 465 and account.smtp_use_tls else TlsMode.STARTTLS
-    else:
-        current = TlsMode.IMPLICIT if account.imap_use_ssl else TlsMode.STARTTLS
-    # The same host and port in the other TLS mode first: a port that speaks the other mode
-    # (imap.tls.mode_mismatch) is the most common way a right host and port still fail.
-    other = TlsMode.STARTTLS if current is TlsMode.IMPLICIT else TlsMode.IMPLICIT
-    found: list[_Candidate] = [_Candidate(protocol, host, port, other, "the account's own host and port")]
+    current = account.endpoint(protocol)
+    host, port = current.host, current.port
+
+    def at(host: str, port: int, tls: TlsMode, source: str) -> _Candidate:
+        return _Candidate(Endpoint(protocol=current.protocol, host=host, port=port, tls=tls), source)
+
+    # The same host and port in the other TLS modes first: a port that speaks the other mode
+    # (imap.tls.mode_mismatch) is the most common way a right host and port still fail. A port set
+    # for no TLS at all is tried with STARTTLS first, the upgrade of the same conversation.
+    others = _OTHER_MODES[current.tls]
+    found = [at(host, port, mode, "the account's own host and port") for mode in others]
     sources: list[tuple[Preset, str]] = []
     if preset is not None and not preset.is_generic:
         sources.append((preset, f"{preset.name} preset"))
@@ -282,33 +283,26 @@ def _candidates(
         service = source_preset.smtp if protocol == "smtp" else source_preset.imap
         for endpoint in sorted(service.endpoints, key=lambda e: not e.preferred):
             if endpoint.tls is not TlsMode.NONE:
-                found.append(_Candidate(protocol, endpoint.host, endpoint.port, endpoint.tls, label))
+                found.append(_Candidate(endpoint.at(protocol), label))
     generic = (
         [(465, TlsMode.IMPLICIT), (587, TlsMode.STARTTLS)]
         if protocol == "smtp"
         else [(993, TlsMode.IMPLICIT), (143, TlsMode.STARTTLS)]
     )
-    found.extend(_Candidate(protocol, host, p, mode, "the account's own host") for p, mode in generic)
-    unique: dict[tuple[str, int, TlsMode], _Candidate] = {}
+    found.extend(at(host, p, mode, "the account's own host") for p, mode in generic)
+    unique: dict[tuple[str, str, int, str], _Candidate] = {}
     for candidate in found:
-        # The payload says only "TLS on": implicit on 465, STARTTLS elsewhere. An endpoint it cannot
-        # express is no suggestion the platform could use.
-        if protocol == "smtp" and (candidate.tls is TlsMode.IMPLICIT) != (candidate.port == 465):
+        # An endpoint the payload cannot express is no suggestion the platform could use.
+        if candidate.endpoint.unexpressible() is not None:
             continue
-        key = (candidate.host.lower(), candidate.port, candidate.tls)
-        if key != (host.lower(), port, current) and key not in unique:
+        key = candidate.endpoint.key
+        if key != current.key and key not in unique:
             unique[key] = candidate
     return list(unique.values())[:MAX_ALTERNATES]
 
 
 def _changes(candidate: _Candidate) -> dict[str, JsonValue]:
-    if candidate.protocol == "smtp":
-        return {"smtp_host": candidate.host, "smtp_port": candidate.port, "smtp_use_tls": True}
-    return {
-        "imap_host": candidate.host,
-        "imap_port": candidate.port,
-        "imap_use_ssl": candidate.tls is TlsMode.IMPLICIT,
-    }
+    return dict(candidate.endpoint.payload_fields())
 
 
 async def _try(
@@ -323,12 +317,12 @@ async def _try(
 
     changes = _changes(candidate)
     ctx = base.for_variant(account.model_copy(update=changes))
-    run = check_smtp_login if candidate.protocol == "smtp" else check_imap_login
+    run = check_smtp_login if candidate.endpoint.protocol is MailProtocol.SMTP else check_imap_login
     try:
         outcome: Outcome = await asyncio.wait_for(run(ctx), timeout=options.timeout * 3)
     except TimeoutError:
         outcome = Outcome(summary="no answer in time")
-        outcome.add(f"{candidate.protocol}.connect.timeout", Severity.ERROR, "no answer in time")
+        outcome.add(f"{candidate.endpoint.protocol}.connect.timeout", Severity.ERROR, "no answer in time")
     finally:
         # The login ran outside the runner, so what it started (the TLS context's thread) is stopped
         # here, also when diagnose itself is cancelled.
@@ -342,10 +336,7 @@ async def _try(
         else "could not tell"
     )
     return Alternative(
-        protocol=candidate.protocol,
-        host=candidate.host,
-        port=candidate.port,
-        tls=candidate.tls,
+        **candidate.endpoint.model_dump(),
         source=candidate.source,
         result=result,
         summary=outcome.summary,

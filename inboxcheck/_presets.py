@@ -34,6 +34,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
 from inboxcheck._errors import PresetError
 from inboxcheck._models import InboxType
 
@@ -41,24 +42,16 @@ __all__ = [
     "AuthPolicy",
     "BasicAuth",
     "DnsExpectations",
-    "Endpoint",
     "Preset",
+    "PresetEndpoint",
     "PresetMatch",
     "Presets",
     "ServiceSpec",
-    "TlsMode",
+    "TlsMode",  # defined in inboxcheck._endpoint, kept here for existing imports
     "UsernameRule",
     "is_shared_host",
     "load_presets",
 ]
-
-
-class TlsMode(StrEnum):
-    """How a connection is encrypted."""
-
-    IMPLICIT = "implicit"  # TLS from the first byte (SMTP 465, IMAP 993)
-    STARTTLS = "starttls"  # plain connect, then upgrade (SMTP 587, IMAP 143)
-    NONE = "none"
 
 
 class UsernameRule(StrEnum):
@@ -81,17 +74,23 @@ class _Data(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Endpoint(_Data):
+class PresetEndpoint(_Data):
+    """One ``[[smtp.endpoints]]`` / ``[[imap.endpoints]]`` entry of a preset file: an endpoint whose
+    protocol is its section, and the provider's word about it. :meth:`at` is the :class:`Endpoint`."""
+
     host: Annotated[str, Field(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)]
     tls: TlsMode
     preferred: bool = False
     note: str | None = None
 
+    def at(self, protocol: MailProtocol | str) -> Endpoint:
+        return Endpoint(protocol=MailProtocol(protocol), host=self.host, port=self.port, tls=self.tls)
+
 
 class ServiceSpec(_Data):
     username: UsernameRule = UsernameRule.ANY
-    endpoints: tuple[Endpoint, ...] = ()
+    endpoints: tuple[PresetEndpoint, ...] = ()
     # Extra host globs that belong to this provider (regional or legacy hosts).
     host_patterns: tuple[str, ...] = ()
     requires_tls: bool = True
@@ -100,7 +99,7 @@ class ServiceSpec(_Data):
     def all_host_patterns(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys([e.host.lower() for e in self.endpoints] + list(self.host_patterns)))
 
-    def preferred(self) -> Endpoint | None:
+    def preferred(self) -> PresetEndpoint | None:
         for endpoint in self.endpoints:
             if endpoint.preferred:
                 return endpoint

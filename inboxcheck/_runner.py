@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from inboxcheck._check import CheckContext, CheckSpec, EndpointRef, Outcome
+from inboxcheck._check import CheckContext, CheckSpec, Outcome
+from inboxcheck._endpoint import Endpoint
 from inboxcheck._errors import InboxcheckError, OptionsError
 from inboxcheck._input import parse_account
 from inboxcheck._limits import RECOMMENDATION_FACT, recommend_daily_limit
@@ -138,7 +139,7 @@ async def _run_all(ctx: CheckContext, specs: Sequence[CheckSpec]) -> list[CheckR
     return results
 
 
-_Prediction = tuple[Finding, tuple[EndpointRef, ...]]
+_Prediction = tuple[Finding, tuple[Endpoint, ...]]
 
 
 def _weigh_live_evidence(
@@ -150,7 +151,7 @@ def _weigh_live_evidence(
     for predicted, endpoints in predictions:
         if predicted.severity is not Severity.FAIL:
             continue
-        proof = next((e for e in endpoints if ctx.logins.get(e.protocol) == e), None)
+        proof = next((e for e in endpoints if e.same(ctx.logins.get(e.protocol))), None)
         if proof is None:
             continue
         index = next(i for i, f in enumerate(findings) if f is predicted)

@@ -16,8 +16,8 @@ from typing import Final
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext
+from inboxcheck._endpoint import TlsMode
 from inboxcheck._models import host_port
-from inboxcheck._presets import TlsMode
 from inboxcheck.checks.login.net import ConnectFailure, ResolveFailure, connect_any, resolve_host
 from inboxcheck.checks.login.probe import transport_session
 from inboxcheck.checks.login.tls import classify_tls_error

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import JsonValue, SecretStr
 
 from inboxcheck._check import CheckContext
+from inboxcheck._endpoint import TlsMode
 from inboxcheck._errors import AccountError
 from inboxcheck._models import Account, Finding, InboxType, Severity, Verdict, email_problem, finding
 from inboxcheck._options import CheckOptions
-from inboxcheck._presets import Preset, Presets, TlsMode, load_presets
+from inboxcheck._presets import Preset, Presets, load_presets
 from inboxcheck._runner import build_options
 from inboxcheck._secrets import Scrubber
 from inboxcheck.checks.dns.lookups import Lookups
 from inboxcheck.checks.dns.treewalk import organisational_domain
 from inboxcheck.discovery.choose import (
-    expressible,
     merge,
     payload_fields,
     rank_key,
@@ -64,7 +64,6 @@ AUTOCONFIG_PROBLEMS: Final = {
 #: Logins tried per protocol before giving up: each failed one counts against the account's lockout.
 MAX_LOGINS: Final = 3
 _PROBES_AT_ONCE: Final = 8
-_SETTING: Final = {MailProtocol.SMTP: "smtp_use_tls", MailProtocol.IMAP: "imap_use_ssl"}
 
 
 class _Run:
@@ -216,10 +215,7 @@ class _Run:
             for endpoint in endpoints:
                 self.candidates.append(
                     Candidate(
-                        protocol=endpoint.protocol,
-                        host=endpoint.host,
-                        port=endpoint.port,
-                        tls=endpoint.tls,
+                        **endpoint.endpoint.model_dump(),
                         source=SourceKind.AUTOCONFIG,
                         sources=(f"autoconfig {fetched.url}",),
                         username=endpoint.username,
@@ -391,7 +387,7 @@ def _secret(value: str | SecretStr | None) -> SecretStr | None:
 
 
 def _mark_expressible(candidate: Candidate) -> Candidate:
-    why = expressible(candidate.protocol, candidate.port, candidate.tls)
+    why = candidate.unexpressible()
     if why is None:
         return candidate
     return candidate.model_copy(
@@ -499,7 +495,6 @@ async def _login_one(run: _Run, candidate: Candidate, password: SecretStr, prese
     from inboxcheck.checks.login.imap import check_imap_login
     from inboxcheck.checks.login.same_mailbox import fact_key
     from inboxcheck.checks.login.smtp import check_smtp_login
-    from inboxcheck.discovery.choose import tls_flag
 
     username = candidate.username or run.address
     smtp = candidate.protocol is MailProtocol.SMTP
@@ -511,12 +506,12 @@ async def _login_one(run: _Run, candidate: Candidate, password: SecretStr, prese
         smtp_port=candidate.port if smtp else 587,
         smtp_username=username,
         smtp_password=password,
-        smtp_use_tls=tls_flag(candidate) if smtp else True,
+        smtp_use_tls=candidate.tls_flag() if smtp else True,
         imap_host=candidate.host,
         imap_port=candidate.port if not smtp else 993,
         imap_username=username,
         imap_password=password,
-        imap_use_ssl=tls_flag(candidate) if not smtp else True,
+        imap_use_ssl=candidate.tls_flag() if not smtp else True,
     )
     ctx = CheckContext(
         account,
@@ -596,7 +591,7 @@ def _conclude(
                 "discover.not_expressible",
                 Severity.WARN,
                 f"{c.protocol.value.upper()} at {c.where} (from {c.sources[0]}) was passed over: "
-                f"{expressible(c.protocol, c.port, c.tls)}.",
+                f"{c.unexpressible()}.",
                 fix="Use the endpoint chosen instead, or ask the provider for implicit TLS on 465 or "
                 "STARTTLS on 587.",
                 host=c.host,

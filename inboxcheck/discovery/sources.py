@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from inboxcheck._presets import Preset, TlsMode, UsernameRule
+from inboxcheck._endpoint import TlsMode
+from inboxcheck._presets import Preset, UsernameRule
 from inboxcheck.discovery.model import Candidate, MailProtocol, SourceKind
 
 __all__ = ["GUESSES", "guess_candidates", "preset_candidates"]

@@ -8,7 +8,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from inboxcheck._presets import TlsMode
+from inboxcheck._endpoint import TlsMode
 from inboxcheck.discovery.model import MailProtocol
 
 if TYPE_CHECKING:

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from inboxcheck._check import CheckContext
+from inboxcheck._endpoint import TlsMode
 from inboxcheck._models import Account
 from inboxcheck._options import CheckOptions, parse_nameserver
-from inboxcheck._presets import TlsMode, load_presets
+from inboxcheck._presets import load_presets
 from inboxcheck.discovery.model import MailProtocol, ProbeResult
 from inboxcheck.discovery.probe import probe_endpoint
 from tests.helpers import custom_payload
