@@ -48,7 +48,6 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "AccountError",
         "ApiError",
         "ApiKeyError",
-        "CreateFailed",
         "FieldProblem",
         "InboxcheckError",
         "InsecureKeyFileWarning",
@@ -91,6 +90,7 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "ApiOutcome",
         "BulkItem",
         "BulkOutcome",
+        "CreateFailed",
         "CreateOutcome",
         "CreatedInbox",
         "InboxStatus",
@@ -119,11 +119,15 @@ if TYPE_CHECKING:
         diagnose as diagnose,
         diagnose_sync as diagnose_sync,
     )
+    from inboxcheck._endpoint import (
+        Endpoint as Endpoint,
+        MailProtocol as MailProtocol,
+        TlsMode as TlsMode,
+    )
     from inboxcheck._errors import (
         AccountError as AccountError,
         ApiError as ApiError,
         ApiKeyError as ApiKeyError,
-        CreateFailed as CreateFailed,
         FieldProblem as FieldProblem,
         InboxcheckError as InboxcheckError,
         InsecureKeyFileWarning as InsecureKeyFileWarning,
@@ -134,11 +138,6 @@ if TYPE_CHECKING:
     from inboxcheck._input import (
         load_account as load_account,
         parse_account as parse_account,
-    )
-    from inboxcheck._endpoint import (
-        Endpoint as Endpoint,
-        MailProtocol as MailProtocol,
-        TlsMode as TlsMode,
     )
     from inboxcheck._limits import (
         recommend_daily_limit as recommend_daily_limit,
@@ -213,6 +212,7 @@ if TYPE_CHECKING:
         BulkItem as BulkItem,
         BulkOutcome as BulkOutcome,
         CreatedInbox as CreatedInbox,
+        CreateFailed as CreateFailed,
         CreateOutcome as CreateOutcome,
         InboxStatus as InboxStatus,
     )

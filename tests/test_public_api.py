@@ -160,3 +160,23 @@ def test_diagnose_sync_returns_a_typed_diagnosis() -> None:
     assert result.exit_code == 1
     assert [cause.code for cause in result.causes] == ["account.tls_port_mismatch"]
     assert isinstance(result.causes[0], inboxcheck.Cause)
+
+
+def test_the_errors_module_imports_nothing_from_the_package() -> None:
+    """Every module may raise an inboxcheck error, so ``_errors`` must import none of them (no circle)."""
+    import ast
+    from pathlib import Path
+
+    source = Path(inboxcheck.__file__).with_name("_errors.py").read_text(encoding="utf-8")
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            imported.append("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            imported.extend(alias.name for alias in node.names)
+    assert [name for name in imported if name.startswith(("inboxcheck", "."))] == []
+
+
+def test_create_failed_is_still_an_api_error() -> None:
+    assert issubclass(inboxcheck.CreateFailed, inboxcheck.ApiError)
+    assert inboxcheck.CreateFailed.__module__ == "inboxcheck.platform.outcomes"
