@@ -109,7 +109,7 @@ class _Run:
 
     async def mx_and_followers(self) -> None:
         """MX hosts -> a provider's preset, else the MX host's domain's autoconfig."""
-        answer = await self.ctx.dns.query(self.domain, "MX")
+        answer = (await Lookups(self.ctx).get(self.domain, "MX")).answer
         if not answer.ok or answer.rrset is None:
             self.asked(
                 SourceKind.PRESET,
@@ -148,7 +148,7 @@ class _Run:
     async def srv(self) -> None:
         from inboxcheck.discovery.srv import lookup_srv, order_records, records_of
 
-        for rank, (service, answer) in enumerate(await lookup_srv(self.ctx.dns, self.domain)):
+        for rank, (service, answer) in enumerate(await lookup_srv(Lookups(self.ctx), self.domain)):
             name = f"{service.label}.{self.domain}"
             if not answer.ok:
                 self.asked(
