@@ -37,8 +37,6 @@ from inboxcheck._presets import Preset, PresetMatch, Presets
 from inboxcheck._secrets import Scrubber
 
 if TYPE_CHECKING:
-    import dns.asyncresolver
-
     from inboxcheck.dns.client import DnsClient
 
 __all__ = ["CheckContext", "CheckFunction", "CheckSpec", "Outcome"]
@@ -125,7 +123,6 @@ class CheckContext:
         options: CheckOptions,
         presets: Presets,
         match: PresetMatch | None,
-        resolver: dns.asyncresolver.Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
         dns_client: DnsClient | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -139,7 +136,6 @@ class CheckContext:
         self.now = now
         self.started = clock()
         self.facts: dict[str, Any] = {}
-        self._resolver = resolver
         self._ssl_context = ssl_context
         self._dns = dns_client
         self._scrubber: Scrubber | None = None
@@ -155,7 +151,6 @@ class CheckContext:
         *,
         options: CheckOptions,
         presets: Presets,
-        resolver: dns.asyncresolver.Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
         dns_client: DnsClient | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -174,7 +169,6 @@ class CheckContext:
             options=options,
             presets=presets,
             match=match,
-            resolver=resolver,
             ssl_context=ssl_context,
             dns_client=dns_client,
             clock=clock,
@@ -182,13 +176,12 @@ class CheckContext:
         )
 
     def for_variant(self, account: Account) -> CheckContext:
-        """A context for a changed copy of the account that shares this one's resolver, DNS client,
+        """A context for a changed copy of the account that shares this one's DNS client,
         TLS context and clock, so what this run already looked up is not looked up again."""
         return CheckContext.for_account(
             account,
             options=self.options,
             presets=self.presets,
-            resolver=self.resolver,
             ssl_context=self.ssl_context,
             dns_client=self.dns,
             clock=self.clock,
@@ -218,21 +211,12 @@ class CheckContext:
         return max(0.001, min(self.options.timeout, self.remaining()))
 
     @property
-    def resolver(self) -> dns.asyncresolver.Resolver:
-        """The resolver every lookup goes through; built from ``--nameserver`` when given."""
-        if self._resolver is None:
-            from inboxcheck.dns.client import make_resolver
-
-            self._resolver = make_resolver(self.options.nameservers, timeout=self.options.timeout)
-        return self._resolver
-
-    @property
     def dns(self) -> DnsClient:
         """The run's DNS client: each (name, type) is asked once, whoever asks."""
         if self._dns is None:
             from inboxcheck.dns.client import DnsClient
 
-            self._dns = DnsClient(self.resolver, timeout=self.options.timeout)
+            self._dns = DnsClient(self.options.nameservers, timeout=self.options.timeout)
         return self._dns
 
     @property

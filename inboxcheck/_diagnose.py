@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
@@ -30,9 +30,6 @@ from inboxcheck._models import Account, CheckResult, Finding, Report, Severity, 
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._presets import Preset, Presets, load_presets
 from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
-
-if TYPE_CHECKING:
-    import dns.asyncresolver
 
 __all__ = ["Alternative", "Cause", "Diagnosis", "diagnose", "diagnose_sync", "rank_causes"]
 
@@ -352,7 +349,6 @@ async def diagnose(
     previous: Report | None = None,
     try_alternates: bool = True,
     presets: Presets | None = None,
-    resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     leading: Sequence[CheckResult] = (),
     **option_overrides: Any,
@@ -363,17 +359,16 @@ async def diagnose(
     options = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
     ssl_context = ssl_context or make_ssl_context(options)
-    # One resolver, DNS client and TLS context for the run and every alternate tried after it, so a
+    # One DNS client and TLS context for the run and every alternate tried after it, so a
     # host the checks already resolved is not looked up again.
     base = CheckContext.for_account(
-        account, options=options, presets=presets, resolver=resolver, ssl_context=ssl_context
+        account, options=options, presets=presets, ssl_context=ssl_context
     )
     preset = base.preset
     report = await run_checks(
         account,
         options=options,
         presets=presets,
-        resolver=base.resolver,
         ssl_context=ssl_context,
         dns_client=base.dns,
         leading=leading,

@@ -180,3 +180,12 @@ def test_the_errors_module_imports_nothing_from_the_package() -> None:
 def test_create_failed_is_still_an_api_error() -> None:
     assert issubclass(inboxcheck.CreateFailed, inboxcheck.ApiError)
     assert inboxcheck.CreateFailed.__module__ == "inboxcheck.platform.outcomes"
+
+
+@pytest.mark.parametrize("name", ["check", "diagnose", "discover", "connect"])
+def test_dns_servers_are_options_not_a_resolver_object(name: str) -> None:
+    import inspect
+
+    parameters = inspect.signature(getattr(inboxcheck, name)).parameters
+    assert "resolver" not in parameters
+    assert "nameservers" in inboxcheck.CheckOptions.model_fields

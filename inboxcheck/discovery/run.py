@@ -47,8 +47,6 @@ from inboxcheck.discovery.sources import guess_candidates, preset_candidates
 if TYPE_CHECKING:
     import ssl
 
-    import dns.asyncresolver
-
     from inboxcheck.dns.client import DnsClient
 
 __all__ = ["discover", "discover_sync"]
@@ -327,7 +325,6 @@ async def discover(
     probe: bool = True,
     given: Mapping[str, JsonValue] | None = None,
     presets: Presets | None = None,
-    resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     dns_client: DnsClient | None = None,
     **option_overrides: Any,
@@ -354,7 +351,6 @@ async def discover(
         options=opts,
         presets=presets,
         match=None,
-        resolver=resolver,
         ssl_context=ssl_context,
         dns_client=dns_client,
     )
@@ -520,7 +516,6 @@ async def _login_one(run: _Run, candidate: Candidate, password: SecretStr, prese
         match=presets.match(
             smtp_host=account.smtp_host, imap_host=account.imap_host, inbox_type=account.inbox_type
         ),
-        resolver=run.ctx.resolver,
         ssl_context=run.ctx.ssl_context,
         dns_client=run.ctx.dns,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -21,9 +21,6 @@ from inboxcheck.platform.client import DEFAULT_DEADLINE, PlatformClient, _check_
 from inboxcheck.platform.gate import DailyLimitChoice, decide
 from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, ApiKey
 from inboxcheck.platform.outcomes import CreateOutcome
-
-if TYPE_CHECKING:
-    import dns.asyncresolver
 
 __all__ = ["ConnectResult", "connect", "connect_sync"]
 
@@ -80,7 +77,6 @@ async def connect(
     on_wait: Callable[[str], None] | None = None,
     idempotency_key: str | None = None,
     presets: Presets | None = None,
-    resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     leading: Sequence[CheckResult] = (),
     **option_overrides: Any,
@@ -107,7 +103,6 @@ async def connect(
         account,
         options=build_options(options, option_overrides),
         presets=presets,
-        resolver=resolver,
         ssl_context=ssl_context,
         leading=leading,
     )

@@ -15,7 +15,7 @@ from inboxcheck._models import Account, CheckResult, Finding, InboxType, Report,
 from inboxcheck._options import CheckOptions, Family, Nameserver
 from inboxcheck._presets import load_presets
 from inboxcheck._runner import run_checks
-from inboxcheck.dns.client import DnsClient, make_resolver
+from inboxcheck.dns.client import DnsClient
 
 if TYPE_CHECKING:
     from lab import Lab
@@ -63,7 +63,7 @@ def items(value: JsonValue) -> list[dict[str, JsonValue]]:
 
 def client_for(server: tuple[str, int], *, timeout: float = TIMEOUT) -> DnsClient:
     host, port = server
-    return DnsClient(make_resolver([Nameserver(host=host, port=port)], timeout=timeout), timeout=timeout)
+    return DnsClient([Nameserver(host=host, port=port)], timeout=timeout)
 
 
 def options(
