@@ -302,8 +302,12 @@ class Presets:
         """The provider whose IMAP host this is; a shared host (:func:`is_shared_host`) needs ``port``."""
         return next((p for p in self if not p.is_generic and p.matches_imap_host(host, port)), None)
 
-    def by_mx(self, hosts: Iterable[str]) -> Preset | None:
-        for host in hosts:
+    def by_mx(self, hosts: str | Iterable[str]) -> Preset | None:
+        """The preset of the first MX host (in the order given) that one matches, or None.
+
+        ``hosts`` is one host name or the domain's MX hosts, most preferred first. A string is one
+        host, never a sequence of one-letter hosts."""
+        for host in (hosts,) if isinstance(hosts, str) else hosts:
             for preset in self:
                 if preset.matches_mx(host):
                     return preset
