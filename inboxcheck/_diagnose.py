@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -28,6 +26,7 @@ from inboxcheck._check import CheckContext, Outcome, make_ssl_context
 from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
 from inboxcheck._models import Account, CheckResult, Finding, Report, Severity, Status, finding
 from inboxcheck._options import CheckOptions, Family
+from inboxcheck._packaged import packaged, read_toml
 from inboxcheck._presets import Preset, Presets, load_presets
 from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
 
@@ -103,8 +102,7 @@ class _Weight:
 
 @cache
 def _weights() -> tuple[_Weight, ...]:
-    text = resources.files("inboxcheck").joinpath("diagnosis.toml").read_text(encoding="utf-8")
-    data = tomllib.loads(text)
+    data = read_toml(packaged("diagnosis.toml"), source="inboxcheck/diagnosis.toml")
     rules = [_Weight(str(rule["prefix"]), int(rule["weight"])) for rule in data["rule"]]
     return tuple(sorted(rules, key=lambda rule: len(rule.prefix), reverse=True))
 
@@ -361,9 +359,7 @@ async def diagnose(
     ssl_context = ssl_context or make_ssl_context(options)
     # One DNS client and TLS context for the run and every alternate tried after it, so a
     # host the checks already resolved is not looked up again.
-    base = CheckContext.for_account(
-        account, options=options, presets=presets, ssl_context=ssl_context
-    )
+    base = CheckContext.for_account(account, options=options, presets=presets, ssl_context=ssl_context)
     preset = base.preset
     report = await run_checks(
         account,

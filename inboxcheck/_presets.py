@@ -23,12 +23,10 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -37,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
 from inboxcheck._errors import PresetError
 from inboxcheck._models import InboxType
+from inboxcheck._packaged import presets_dir, read_toml
 
 __all__ = [
     "AuthPolicy",
@@ -51,6 +50,7 @@ __all__ = [
     "UsernameRule",
     "is_shared_host",
     "load_presets",
+    "presets_dir",
 ]
 
 
@@ -365,32 +365,9 @@ class Presets:
         return found
 
 
-def presets_dir() -> Path:
-    """Where the bundled presets live.
-
-    An installed wheel carries them inside the package (``inboxcheck/_data/presets``); an editable
-    install or a source checkout has them at the top of the repository, beside the package.
-    """
-    bundled = resources.files("inboxcheck").joinpath("_data", "presets")
-    if isinstance(bundled, Path) and bundled.is_dir():
-        return bundled
-    checkout = Path(__file__).resolve().parent.parent / "presets"
-    if checkout.is_dir():
-        return checkout
-    raise PresetError(
-        "the provider presets are missing: expected inboxcheck/_data/presets in the installed package "
-        f"or {checkout} in a source checkout; reinstall inboxcheck"
-    )
-
-
 def load_preset_file(path: Path) -> Preset:
     """Read and validate one preset file, with an error naming the file and the field."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PresetError(f"{path}: cannot read the preset: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise PresetError(f"{path}: not valid TOML: {exc}") from exc
+    data = read_toml(path, what="the preset", error=PresetError)
     try:
         preset = Preset.model_validate(data)
     except ValidationError as exc:
