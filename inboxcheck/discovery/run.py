@@ -423,9 +423,7 @@ async def _probe_all(ctx: CheckContext, candidates: list[Candidate]) -> list[Can
 
     async def one(candidate: Candidate) -> Candidate:
         async with limit:
-            outcome = await probe_endpoint(
-                ctx, candidate.protocol, candidate.host, candidate.port, candidate.tls
-            )
+            outcome = await probe_endpoint(ctx, candidate)
         evidence = {**candidate.evidence, "probe": outcome.evidence}
         return candidate.model_copy(
             update={"result": outcome.result, "reason": outcome.reason, "evidence": evidence}
