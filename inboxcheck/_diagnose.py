@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from inboxcheck._check import CheckContext, Outcome, make_ssl_context
-from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
+from inboxcheck._endpoint import STANDARD_PORTS, Endpoint, MailProtocol, TlsMode
 from inboxcheck._models import Account, CheckResult, Finding, Report, Severity, Status, finding
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._packaged import packaged, read_toml
@@ -279,12 +279,8 @@ def _candidates(
         for endpoint in sorted(service.endpoints, key=lambda e: not e.preferred):
             if endpoint.tls is not TlsMode.NONE:
                 found.append(_Candidate(endpoint.at(protocol), label))
-    generic = (
-        [(465, TlsMode.IMPLICIT), (587, TlsMode.STARTTLS)]
-        if protocol == "smtp"
-        else [(993, TlsMode.IMPLICIT), (143, TlsMode.STARTTLS)]
-    )
-    found.extend(at(host, p, mode, "the account's own host") for p, mode in generic)
+    standard = STANDARD_PORTS[current.protocol]
+    found.extend(at(host, p, mode, "the account's own host") for p, mode in standard)
     unique: dict[tuple[str, str, int, str], _Candidate] = {}
     for candidate in found:
         # An endpoint the payload cannot express is no suggestion the platform could use.

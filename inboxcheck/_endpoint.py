@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SMTP_IMPLICIT_PORT",
+    "STANDARD_PORTS",
     "Endpoint",
     "MailProtocol",
     "TlsMode",
@@ -46,6 +47,12 @@ class TlsMode(StrEnum):
     STARTTLS = "starttls"  # plain connect, then upgrade (SMTP 587, IMAP 143)
     NONE = "none"
 
+
+#: The standard ports of each protocol, implicit TLS first (RFC 8314 section 3; RFC 6409 for 587).
+STANDARD_PORTS: Final[dict[MailProtocol, tuple[tuple[int, TlsMode], ...]]] = {
+    MailProtocol.SMTP: ((SMTP_IMPLICIT_PORT, TlsMode.IMPLICIT), (587, TlsMode.STARTTLS)),
+    MailProtocol.IMAP: ((993, TlsMode.IMPLICIT), (143, TlsMode.STARTTLS)),
+}
 
 _SETTING: Final = {MailProtocol.SMTP: "smtp_use_tls", MailProtocol.IMAP: "imap_use_ssl"}
 

@@ -26,9 +26,6 @@ from inboxcheck._presets import BasicAuth, Preset, ServiceSpec, UsernameRule
 
 __all__ = ["CHECKS"]
 
-SUBMISSION_PORTS: Final = {465: TlsMode.IMPLICIT, 587: TlsMode.STARTTLS, 25: TlsMode.STARTTLS}
-IMAP_PORTS: Final = {993: TlsMode.IMPLICIT, 143: TlsMode.STARTTLS}
-
 
 def _local_part(address: str) -> str:
     return address.rsplit("@", 1)[0]
