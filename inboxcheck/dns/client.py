@@ -201,4 +201,4 @@ def _normalise(name: str) -> str:
     try:
         return ascii_domain(name)
     except (UnicodeError, ValueError):
-        return name  # the resolver turns it into an ERROR answer naming the bad label
+        return name  # the transport turns it into an ERROR answer naming the bad label
