@@ -51,7 +51,7 @@ from inboxcheck._models import Account, Report, Status  # noqa: E402
 from inboxcheck._options import CheckOptions, Family, Nameserver  # noqa: E402
 from inboxcheck._presets import load_presets  # noqa: E402
 from inboxcheck._runner import run_checks  # noqa: E402
-from inboxcheck.dns.client import DnsClient, make_resolver  # noqa: E402
+from inboxcheck.dns.client import DnsClient  # noqa: E402
 
 SOA = """$TTL 300
 @ IN SOA ns1.bench.test. hostmaster.bench.test. 1 3600 600 86400 300
@@ -249,9 +249,7 @@ async def run_inboxcheck(
     options = CheckOptions(nameservers=(server,), families=frozenset({Family.DNS}), timeout=dns_timeout)
     # One DNS client for the whole run, as `inboxcheck batch` does (checkdmarc's process-wide DNS
     # cache plays the same part on its side).
-    client = DnsClient(
-        make_resolver(options.nameservers, timeout=dns_timeout), timeout=dns_timeout, record=False
-    )
+    client = DnsClient(options.nameservers, timeout=dns_timeout, record=False)
     semaphore = asyncio.Semaphore(concurrency)
     results: dict[str, Verdict] = {}
 

@@ -23,8 +23,8 @@ The public API (``__all__``), by task; modules with a leading underscore are pri
 - Read a report: Report, CheckResult, Finding, Severity, Status, Verdict, Account, AccountView,
   InboxType, PresetRef, DailyLimitRecommendation, RampStep, Stage, recommend_daily_limit,
   report_schema, Format, JsonRenderer, TextRenderer
-- Options and provider presets: CheckOptions, Family, Nameserver, Preset, Presets, TlsMode,
-  load_presets
+- Options and provider presets: CheckOptions, Family, Nameserver, Preset, Presets, load_presets
+- Servers: Endpoint (protocol, host, port, TlsMode; Account.endpoint), MailProtocol, TlsMode
 - Write a check: CheckContext, CheckSpec, Outcome
 - Errors (all under InboxcheckError): AccountError, FieldProblem, OptionsError, PresetError,
   ApiError, ApiKeyError, CreateFailed, ResultsLogError; and the warning InsecureKeyFileWarning
@@ -48,7 +48,6 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "AccountError",
         "ApiError",
         "ApiKeyError",
-        "CreateFailed",
         "FieldProblem",
         "InboxcheckError",
         "InsecureKeyFileWarning",
@@ -57,6 +56,7 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "ResultsLogError",
     ),
     "inboxcheck._input": ("load_account", "parse_account"),
+    "inboxcheck._endpoint": ("Endpoint", "MailProtocol", "TlsMode"),
     "inboxcheck._limits": ("recommend_daily_limit",),
     "inboxcheck._models": (
         "Account",
@@ -74,7 +74,7 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "Verdict",
     ),
     "inboxcheck._options": ("CheckOptions", "Family", "Nameserver"),
-    "inboxcheck._presets": ("Preset", "Presets", "TlsMode", "load_presets"),
+    "inboxcheck._presets": ("Preset", "Presets", "load_presets"),
     "inboxcheck._render": ("Format", "JsonRenderer", "TextRenderer"),
     "inboxcheck._runner": ("check", "check_sync"),
     "inboxcheck._schema": ("report_schema",),
@@ -90,6 +90,7 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "ApiOutcome",
         "BulkItem",
         "BulkOutcome",
+        "CreateFailed",
         "CreateOutcome",
         "CreatedInbox",
         "InboxStatus",
@@ -118,11 +119,15 @@ if TYPE_CHECKING:
         diagnose as diagnose,
         diagnose_sync as diagnose_sync,
     )
+    from inboxcheck._endpoint import (
+        Endpoint as Endpoint,
+        MailProtocol as MailProtocol,
+        TlsMode as TlsMode,
+    )
     from inboxcheck._errors import (
         AccountError as AccountError,
         ApiError as ApiError,
         ApiKeyError as ApiKeyError,
-        CreateFailed as CreateFailed,
         FieldProblem as FieldProblem,
         InboxcheckError as InboxcheckError,
         InsecureKeyFileWarning as InsecureKeyFileWarning,
@@ -160,7 +165,6 @@ if TYPE_CHECKING:
     from inboxcheck._presets import (
         Preset as Preset,
         Presets as Presets,
-        TlsMode as TlsMode,
         load_presets as load_presets,
     )
     from inboxcheck._render import (
@@ -208,6 +212,7 @@ if TYPE_CHECKING:
         BulkItem as BulkItem,
         BulkOutcome as BulkOutcome,
         CreatedInbox as CreatedInbox,
+        CreateFailed as CreateFailed,
         CreateOutcome as CreateOutcome,
         InboxStatus as InboxStatus,
     )

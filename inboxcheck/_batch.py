@@ -464,7 +464,7 @@ async def run_batch(
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks
     from inboxcheck.checks import registered_checks
-    from inboxcheck.dns.client import DnsClient, make_resolver
+    from inboxcheck.dns.client import DnsClient
 
     if concurrency < 1 or per_host < 1:
         raise InboxcheckError("--concurrency and --per-host must be at least 1")
@@ -476,8 +476,9 @@ async def run_batch(
         if on_start is not None:
             on_start(len(done))
         presets = presets if presets is not None else load_presets()
-        resolver = make_resolver(options.nameservers, timeout=options.timeout)
-        dns_client = DnsClient(resolver, timeout=options.timeout, record=False, max_entries=BATCH_DNS_ENTRIES)
+        dns_client = DnsClient(
+            options.nameservers, timeout=options.timeout, record=False, max_entries=BATCH_DNS_ENTRIES
+        )
         tls = ssl_context or make_ssl_context(options)
         # What every account shares is made once: the registry, like the TLS context and DNS cache.
         specs = specs if specs is not None else registered_checks()

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Literal
 
 from inboxcheck._errors import OptionsError
+from inboxcheck._packaged import packaged, read_toml
 
 __all__ = ["Blocklist", "known_blocklists", "select_blocklists"]
 
@@ -28,9 +27,7 @@ class Blocklist:
 @cache
 def known_blocklists() -> tuple[Blocklist, ...]:
     """The lists in ``blocklists.toml``."""
-    data = tomllib.loads(
-        resources.files("inboxcheck").joinpath("blocklists.toml").read_text(encoding="utf-8")
-    )
+    data = read_toml(packaged("blocklists.toml"), source="inboxcheck/blocklists.toml")
     return tuple(
         Blocklist(
             id=item["id"],

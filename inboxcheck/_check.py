@@ -10,7 +10,7 @@ clock, and the results of checks it depends on.
 
 Live evidence beats offline rules. An offline check predicts; a login that worked is a fact. A
 finding an offline rule makes about one of the account's servers names it
-(``Outcome.predict(EndpointRef.of(account, "smtp"), code, ...)``); a login check that logs in
+(``Outcome.predict(account.endpoint("smtp"), code, ...)``); a login check that logs in
 records the server it reached (:attr:`CheckContext.logins`). When every check has finished, the
 runner turns each ``fail`` about a server where the live login worked on the same host, port and TLS
 mode into a ``warning`` saying the account works today (its message and fix still say what the
@@ -26,52 +26,22 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import JsonValue
 
-from inboxcheck._models import Account, CheckResult, Finding, Severity, finding, host_port
+from inboxcheck._endpoint import Endpoint
+from inboxcheck._models import Account, CheckResult, Finding, Severity, finding
 from inboxcheck._options import CheckOptions, Family
-from inboxcheck._presets import Preset, PresetMatch, Presets, TlsMode
+from inboxcheck._presets import Preset, PresetMatch, Presets
 from inboxcheck._secrets import Scrubber
 
 if TYPE_CHECKING:
-    import dns.asyncresolver
-
     from inboxcheck.dns.client import DnsClient
 
-__all__ = ["CheckContext", "CheckFunction", "CheckSpec", "EndpointRef", "Outcome"]
+__all__ = ["CheckContext", "CheckFunction", "CheckSpec", "Outcome"]
 
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class EndpointRef:
-    """One of the account's servers: a protocol's host, port and TLS mode."""
-
-    protocol: Literal["smtp", "imap"]
-    host: str
-    port: int
-    tls: TlsMode
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "host", self.host.strip().strip("[]").lower().rstrip("."))
-
-    @classmethod
-    def of(cls, account: Account, protocol: Literal["smtp", "imap"]) -> EndpointRef:
-        """The server ``account`` names for ``protocol``, with the project's TLS rules: SMTP speaks
-        TLS from the first byte on 465 and STARTTLS elsewhere; ``imap_use_ssl`` false is STARTTLS."""
-        if protocol == "smtp":
-            if not account.smtp_use_tls:
-                tls = TlsMode.NONE
-            else:
-                tls = TlsMode.IMPLICIT if account.smtp_port == 465 else TlsMode.STARTTLS
-            return cls("smtp", account.smtp_host, account.smtp_port, tls)
-        tls = TlsMode.IMPLICIT if account.imap_use_ssl else TlsMode.STARTTLS
-        return cls("imap", account.imap_host, account.imap_port, tls)
-
-    def __str__(self) -> str:
-        return f"{host_port(self.host, self.port)} ({self.tls.value})"
 
 
 @dataclass
@@ -83,7 +53,7 @@ class Outcome:
     details: dict[str, JsonValue] = field(default_factory=dict)
     skipped: bool = False
     #: Findings of an offline rule about one or more of the account's servers (see the module's docstring).
-    predictions: list[tuple[Finding, tuple[EndpointRef, ...]]] = field(default_factory=list)
+    predictions: list[tuple[Finding, tuple[Endpoint, ...]]] = field(default_factory=list)
 
     @classmethod
     def skip(cls, reason: str, **details: JsonValue) -> Outcome:
@@ -104,7 +74,7 @@ class Outcome:
 
     def predict(
         self,
-        about: EndpointRef | tuple[EndpointRef, ...],
+        about: Endpoint | tuple[Endpoint, ...],
         code: str,
         severity: Severity,
         message: str,
@@ -153,7 +123,6 @@ class CheckContext:
         options: CheckOptions,
         presets: Presets,
         match: PresetMatch | None,
-        resolver: dns.asyncresolver.Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
         dns_client: DnsClient | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -167,14 +136,13 @@ class CheckContext:
         self.now = now
         self.started = clock()
         self.facts: dict[str, Any] = {}
-        self._resolver = resolver
         self._ssl_context = ssl_context
         self._dns = dns_client
         self._scrubber: Scrubber | None = None
         self._results: dict[str, asyncio.Future[CheckResult]] = {}
         self._owned: set[asyncio.Future[Any]] = set()
         #: The servers a live login of this run got into, by protocol.
-        self.logins: dict[str, EndpointRef] = {}
+        self.logins: dict[str, Endpoint] = {}
 
     @classmethod
     def for_account(
@@ -183,7 +151,6 @@ class CheckContext:
         *,
         options: CheckOptions,
         presets: Presets,
-        resolver: dns.asyncresolver.Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
         dns_client: DnsClient | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -202,7 +169,6 @@ class CheckContext:
             options=options,
             presets=presets,
             match=match,
-            resolver=resolver,
             ssl_context=ssl_context,
             dns_client=dns_client,
             clock=clock,
@@ -210,13 +176,12 @@ class CheckContext:
         )
 
     def for_variant(self, account: Account) -> CheckContext:
-        """A context for a changed copy of the account that shares this one's resolver, DNS client,
+        """A context for a changed copy of the account that shares this one's DNS client,
         TLS context and clock, so what this run already looked up is not looked up again."""
         return CheckContext.for_account(
             account,
             options=self.options,
             presets=self.presets,
-            resolver=self.resolver,
             ssl_context=self.ssl_context,
             dns_client=self.dns,
             clock=self.clock,
@@ -246,21 +211,12 @@ class CheckContext:
         return max(0.001, min(self.options.timeout, self.remaining()))
 
     @property
-    def resolver(self) -> dns.asyncresolver.Resolver:
-        """The resolver every lookup goes through; built from ``--nameserver`` when given."""
-        if self._resolver is None:
-            from inboxcheck.dns.client import make_resolver
-
-            self._resolver = make_resolver(self.options.nameservers, timeout=self.options.timeout)
-        return self._resolver
-
-    @property
     def dns(self) -> DnsClient:
         """The run's DNS client: each (name, type) is asked once, whoever asks."""
         if self._dns is None:
             from inboxcheck.dns.client import DnsClient
 
-            self._dns = DnsClient(self.resolver, timeout=self.options.timeout)
+            self._dns = DnsClient(self.options.nameservers, timeout=self.options.timeout)
         return self._dns
 
     @property

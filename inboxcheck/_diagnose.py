@@ -15,23 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from inboxcheck._check import CheckContext, Outcome, make_ssl_context
+from inboxcheck._endpoint import STANDARD_PORTS, Endpoint, MailProtocol, TlsMode
 from inboxcheck._models import Account, CheckResult, Finding, Report, Severity, Status, finding
 from inboxcheck._options import CheckOptions, Family
-from inboxcheck._presets import Preset, Presets, TlsMode, load_presets
+from inboxcheck._packaged import packaged, read_toml
+from inboxcheck._presets import Preset, Presets, load_presets
 from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
-
-if TYPE_CHECKING:
-    import dns.asyncresolver
 
 __all__ = ["Alternative", "Cause", "Diagnosis", "diagnose", "diagnose_sync", "rank_causes"]
 
@@ -41,6 +38,12 @@ MAX_ALTERNATES: Final = 6
 # Presets of one provider whose hosts are worth trying for each other (personal vs organisation).
 _SIBLINGS: Final = {"zoho": ("zoho-org",), "zoho-org": ("zoho",)}
 # Failures another endpoint could avoid. A wrong password is the same wrong password on 465.
+# What to try on the account's own host and port before anything else, by its configured TLS mode.
+_OTHER_MODES: Final = {
+    TlsMode.IMPLICIT: (TlsMode.STARTTLS,),
+    TlsMode.STARTTLS: (TlsMode.IMPLICIT,),
+    TlsMode.NONE: (TlsMode.STARTTLS, TlsMode.IMPLICIT),
+}
 _RETRYABLE_PREFIXES: Final = {
     "smtp": ("smtp.connect.", "smtp.tls.", "smtp.starttls.", "smtp.protocol.", "smtp.auth.unsupported"),
     "imap": ("imap.connect.", "imap.tls.", "imap.starttls.", "imap.protocol.", "imap.login_disabled"),
@@ -62,15 +65,11 @@ class Cause(BaseModel):
     evidence: dict[str, JsonValue]
 
 
-class Alternative(BaseModel):
+class Alternative(Endpoint):
     """One other endpoint tried, and whether a login there works."""
 
     model_config = ConfigDict(frozen=True)
 
-    protocol: Literal["smtp", "imap"]
-    host: str
-    port: int
-    tls: TlsMode
     source: str
     result: Literal["works", "fails", "could not tell"]
     summary: str
@@ -103,8 +102,7 @@ class _Weight:
 
 @cache
 def _weights() -> tuple[_Weight, ...]:
-    text = resources.files("inboxcheck").joinpath("diagnosis.toml").read_text(encoding="utf-8")
-    data = tomllib.loads(text)
+    data = read_toml(packaged("diagnosis.toml"), source="inboxcheck/diagnosis.toml")
     rules = [_Weight(str(rule["prefix"]), int(rule["weight"])) for rule in data["rule"]]
     return tuple(sorted(rules, key=lambda rule: len(rule.prefix), reverse=True))
 
@@ -241,10 +239,7 @@ def _detail_record(keys: Mapping[str, Any], selector: str) -> str | None:
 
 @dataclass(frozen=True)
 class _Candidate:
-    protocol: Literal["smtp", "imap"]
-    host: str
-    port: int
-    tls: TlsMode
+    endpoint: Endpoint
     source: str
 
 
@@ -262,16 +257,17 @@ def _wants_alternates(report: Report, protocol: str, preset: Preset | None) -> b
 def _candidates(
     account: Account, protocol: Literal["smtp", "imap"], preset: Preset | None, presets: Presets
 ) -> list[_Candidate]:
-    host = account.smtp_host if protocol == "smtp" else account.imap_host
-    port = account.smtp_port if protocol == "smtp" else account.imap_port
-    if protocol == "smtp":
-        current = TlsMode.IMPLICIT if port == 465 and account.smtp_use_tls else TlsMode.STARTTLS
-    else:
-        current = TlsMode.IMPLICIT if account.imap_use_ssl else TlsMode.STARTTLS
-    # The same host and port in the other TLS mode first: a port that speaks the other mode
-    # (imap.tls.mode_mismatch) is the most common way a right host and port still fail.
-    other = TlsMode.STARTTLS if current is TlsMode.IMPLICIT else TlsMode.IMPLICIT
-    found: list[_Candidate] = [_Candidate(protocol, host, port, other, "the account's own host and port")]
+    current = account.endpoint(protocol)
+    host, port = current.host, current.port
+
+    def at(host: str, port: int, tls: TlsMode, source: str) -> _Candidate:
+        return _Candidate(Endpoint(protocol=current.protocol, host=host, port=port, tls=tls), source)
+
+    # The same host and port in the other TLS modes first: a port that speaks the other mode
+    # (imap.tls.mode_mismatch) is the most common way a right host and port still fail. A port set
+    # for no TLS at all is tried with STARTTLS first, the upgrade of the same conversation.
+    others = _OTHER_MODES[current.tls]
+    found = [at(host, port, mode, "the account's own host and port") for mode in others]
     sources: list[tuple[Preset, str]] = []
     if preset is not None and not preset.is_generic:
         sources.append((preset, f"{preset.name} preset"))
@@ -282,33 +278,22 @@ def _candidates(
         service = source_preset.smtp if protocol == "smtp" else source_preset.imap
         for endpoint in sorted(service.endpoints, key=lambda e: not e.preferred):
             if endpoint.tls is not TlsMode.NONE:
-                found.append(_Candidate(protocol, endpoint.host, endpoint.port, endpoint.tls, label))
-    generic = (
-        [(465, TlsMode.IMPLICIT), (587, TlsMode.STARTTLS)]
-        if protocol == "smtp"
-        else [(993, TlsMode.IMPLICIT), (143, TlsMode.STARTTLS)]
-    )
-    found.extend(_Candidate(protocol, host, p, mode, "the account's own host") for p, mode in generic)
-    unique: dict[tuple[str, int, TlsMode], _Candidate] = {}
+                found.append(_Candidate(endpoint.at(protocol), label))
+    standard = STANDARD_PORTS[current.protocol]
+    found.extend(at(host, p, mode, "the account's own host") for p, mode in standard)
+    unique: dict[tuple[str, str, int, str], _Candidate] = {}
     for candidate in found:
-        # The payload says only "TLS on": implicit on 465, STARTTLS elsewhere. An endpoint it cannot
-        # express is no suggestion the platform could use.
-        if protocol == "smtp" and (candidate.tls is TlsMode.IMPLICIT) != (candidate.port == 465):
+        # An endpoint the payload cannot express is no suggestion the platform could use.
+        if candidate.endpoint.unexpressible() is not None:
             continue
-        key = (candidate.host.lower(), candidate.port, candidate.tls)
-        if key != (host.lower(), port, current) and key not in unique:
+        key = candidate.endpoint.key
+        if key != current.key and key not in unique:
             unique[key] = candidate
     return list(unique.values())[:MAX_ALTERNATES]
 
 
 def _changes(candidate: _Candidate) -> dict[str, JsonValue]:
-    if candidate.protocol == "smtp":
-        return {"smtp_host": candidate.host, "smtp_port": candidate.port, "smtp_use_tls": True}
-    return {
-        "imap_host": candidate.host,
-        "imap_port": candidate.port,
-        "imap_use_ssl": candidate.tls is TlsMode.IMPLICIT,
-    }
+    return dict(candidate.endpoint.payload_fields())
 
 
 async def _try(
@@ -323,12 +308,12 @@ async def _try(
 
     changes = _changes(candidate)
     ctx = base.for_variant(account.model_copy(update=changes))
-    run = check_smtp_login if candidate.protocol == "smtp" else check_imap_login
+    run = check_smtp_login if candidate.endpoint.protocol is MailProtocol.SMTP else check_imap_login
     try:
         outcome: Outcome = await asyncio.wait_for(run(ctx), timeout=options.timeout * 3)
     except TimeoutError:
         outcome = Outcome(summary="no answer in time")
-        outcome.add(f"{candidate.protocol}.connect.timeout", Severity.ERROR, "no answer in time")
+        outcome.add(f"{candidate.endpoint.protocol}.connect.timeout", Severity.ERROR, "no answer in time")
     finally:
         # The login ran outside the runner, so what it started (the TLS context's thread) is stopped
         # here, also when diagnose itself is cancelled.
@@ -342,10 +327,7 @@ async def _try(
         else "could not tell"
     )
     return Alternative(
-        protocol=candidate.protocol,
-        host=candidate.host,
-        port=candidate.port,
-        tls=candidate.tls,
+        **candidate.endpoint.model_dump(),
         source=candidate.source,
         result=result,
         summary=outcome.summary,
@@ -361,7 +343,6 @@ async def diagnose(
     previous: Report | None = None,
     try_alternates: bool = True,
     presets: Presets | None = None,
-    resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     leading: Sequence[CheckResult] = (),
     **option_overrides: Any,
@@ -372,17 +353,14 @@ async def diagnose(
     options = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
     ssl_context = ssl_context or make_ssl_context(options)
-    # One resolver, DNS client and TLS context for the run and every alternate tried after it, so a
+    # One DNS client and TLS context for the run and every alternate tried after it, so a
     # host the checks already resolved is not looked up again.
-    base = CheckContext.for_account(
-        account, options=options, presets=presets, resolver=resolver, ssl_context=ssl_context
-    )
+    base = CheckContext.for_account(account, options=options, presets=presets, ssl_context=ssl_context)
     preset = base.preset
     report = await run_checks(
         account,
         options=options,
         presets=presets,
-        resolver=base.resolver,
         ssl_context=ssl_context,
         dns_client=base.dns,
         leading=leading,

@@ -14,6 +14,7 @@ and how to fix it, and none ever carries a secret.
     ├── ApiKeyError           the platform API key is missing or not shaped like one (ValueError)
     └── ApiError              the platform's create call stopped the run
         └── CreateFailed      a create call that created nothing; carries its CreateOutcome and exit code
+                              (defined beside CreateOutcome in platform/outcomes.py)
 
     UserWarning
     └── InsecureKeyFileWarning  the API key file can be read by other users
@@ -23,21 +24,19 @@ Exceptions that never leave the module that raises them stay beside their code: 
 become findings where they are caught, and the login conversations' own control flow
 (``checks.login.probe.Stop``, ``checks.login.imap._PeerFailed``, ``dns.wire._Unusual``) ends inside
 the check.
+
+This module imports nothing from the package, so every module may import it (no import circle):
+an exception that carries one of the package's types lives beside that type and subclasses one here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from inboxcheck.platform.outcomes import CreateOutcome
 
 __all__ = [
     "AccountError",
     "ApiError",
     "ApiKeyError",
-    "CreateFailed",
     "FieldProblem",
     "InboxcheckError",
     "InsecureKeyFileWarning",
@@ -104,18 +103,6 @@ class ApiKeyError(InboxcheckError, ValueError):
 
 class ApiError(InboxcheckError):
     """The platform's create call failed in a way that stops the run."""
-
-
-class CreateFailed(ApiError):
-    """A create call that did not create an inbox; ``outcome`` says what happened instead."""
-
-    def __init__(self, outcome: CreateOutcome) -> None:
-        self.outcome = outcome
-        self.exit_code = outcome.exit_code
-        text = outcome.finding.message
-        if outcome.finding.fix:
-            text = f"{text} {outcome.finding.fix}"
-        super().__init__(text)
 
 
 class InsecureKeyFileWarning(UserWarning):

@@ -24,18 +24,16 @@ from an unknown server mean "wrong credentials".
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
-from importlib import resources
-from importlib.resources.abc import Traversable
 from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inboxcheck._errors import KnowledgeError
 from inboxcheck._models import Severity
+from inboxcheck._packaged import packaged_files, parse_toml
 
 __all__ = [
     "KnowledgeBase",
@@ -299,16 +297,8 @@ def alert_text(reply: str) -> str | None:
     return escaped[:MAX_ALERT]
 
 
-def _knowledge_files() -> list[Traversable]:
-    folder = resources.files("inboxcheck").joinpath("knowledge")
-    return sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
-
-
 def load_rules(text: str, *, source: str) -> list[Rule]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise KnowledgeError(f"{source}: not valid TOML: {exc}") from exc
+    data = parse_toml(text, source=source, error=KnowledgeError)
     rules = []
     for index, item in enumerate(data.get("rule", [])):
         try:
@@ -325,7 +315,7 @@ def load_rules(text: str, *, source: str) -> list[Rule]:
 def load_knowledge() -> KnowledgeBase:
     """The bundled knowledge base (loaded once; it is immutable)."""
     rules: list[Rule] = []
-    for file in _knowledge_files():
+    for file in packaged_files("knowledge"):
         rules.extend(load_rules(file.read_text(encoding="utf-8"), source=f"inboxcheck/knowledge/{file.name}"))
     if not rules:
         raise KnowledgeError("the knowledge base is empty: inboxcheck/knowledge/*.toml is missing; reinstall")

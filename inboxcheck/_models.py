@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from inboxcheck._credential import Credential
+from inboxcheck._endpoint import Endpoint, MailProtocol, host_port
 from inboxcheck._version import __version__
 
 __all__ = [
@@ -174,13 +175,6 @@ def _check_host(value: str) -> str:
     return value
 
 
-def host_port(host: str, port: int) -> str:
-    """``host:port`` for people, an IPv6 address in brackets (RFC 3986): "::1:25" is ambiguous."""
-    if ":" in host and not host.startswith("["):
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
-
-
 def _is_ip_literal(value: str) -> bool:
     import ipaddress
 
@@ -244,6 +238,13 @@ class Account(BaseModel):
     def imap_credential(self) -> Credential:
         """What IMAP LOGIN or AUTHENTICATE sends."""
         return Credential(self.imap_username, self.imap_password)
+
+    def endpoint(self, protocol: MailProtocol | Literal["smtp", "imap"]) -> Endpoint:
+        """The server the payload names for ``protocol``, its TLS mode by the one rule
+        (:meth:`inboxcheck._endpoint.Endpoint.from_payload`)."""
+        if MailProtocol(protocol) is MailProtocol.SMTP:
+            return Endpoint.from_payload(MailProtocol.SMTP, self.smtp_host, self.smtp_port, self.smtp_use_tls)
+        return Endpoint.from_payload(MailProtocol.IMAP, self.imap_host, self.imap_port, self.imap_use_ssl)
 
     def view(self) -> AccountView:
         """The account without its secrets, as the report shows it."""

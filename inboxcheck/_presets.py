@@ -23,42 +23,35 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
 from inboxcheck._errors import PresetError
 from inboxcheck._models import InboxType
+from inboxcheck._packaged import presets_dir, read_toml
 
 __all__ = [
     "AuthPolicy",
     "BasicAuth",
     "DnsExpectations",
-    "Endpoint",
     "Preset",
+    "PresetEndpoint",
     "PresetMatch",
     "Presets",
     "ServiceSpec",
-    "TlsMode",
+    "TlsMode",  # defined in inboxcheck._endpoint, kept here for existing imports
     "UsernameRule",
     "is_shared_host",
     "load_presets",
+    "presets_dir",
 ]
-
-
-class TlsMode(StrEnum):
-    """How a connection is encrypted."""
-
-    IMPLICIT = "implicit"  # TLS from the first byte (SMTP 465, IMAP 993)
-    STARTTLS = "starttls"  # plain connect, then upgrade (SMTP 587, IMAP 143)
-    NONE = "none"
 
 
 class UsernameRule(StrEnum):
@@ -81,17 +74,23 @@ class _Data(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Endpoint(_Data):
+class PresetEndpoint(_Data):
+    """One ``[[smtp.endpoints]]`` / ``[[imap.endpoints]]`` entry of a preset file: an endpoint whose
+    protocol is its section, and the provider's word about it. :meth:`at` is the :class:`Endpoint`."""
+
     host: Annotated[str, Field(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)]
     tls: TlsMode
     preferred: bool = False
     note: str | None = None
 
+    def at(self, protocol: MailProtocol | str) -> Endpoint:
+        return Endpoint(protocol=MailProtocol(protocol), host=self.host, port=self.port, tls=self.tls)
+
 
 class ServiceSpec(_Data):
     username: UsernameRule = UsernameRule.ANY
-    endpoints: tuple[Endpoint, ...] = ()
+    endpoints: tuple[PresetEndpoint, ...] = ()
     # Extra host globs that belong to this provider (regional or legacy hosts).
     host_patterns: tuple[str, ...] = ()
     requires_tls: bool = True
@@ -100,7 +99,7 @@ class ServiceSpec(_Data):
     def all_host_patterns(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys([e.host.lower() for e in self.endpoints] + list(self.host_patterns)))
 
-    def preferred(self) -> Endpoint | None:
+    def preferred(self) -> PresetEndpoint | None:
         for endpoint in self.endpoints:
             if endpoint.preferred:
                 return endpoint
@@ -303,8 +302,12 @@ class Presets:
         """The provider whose IMAP host this is; a shared host (:func:`is_shared_host`) needs ``port``."""
         return next((p for p in self if not p.is_generic and p.matches_imap_host(host, port)), None)
 
-    def by_mx(self, hosts: Iterable[str]) -> Preset | None:
-        for host in hosts:
+    def by_mx(self, hosts: str | Iterable[str]) -> Preset | None:
+        """The preset of the first MX host (in the order given) that one matches, or None.
+
+        ``hosts`` is one host name or the domain's MX hosts, most preferred first. A string is one
+        host, never a sequence of one-letter hosts."""
+        for host in (hosts,) if isinstance(hosts, str) else hosts:
             for preset in self:
                 if preset.matches_mx(host):
                     return preset
@@ -362,32 +365,9 @@ class Presets:
         return found
 
 
-def presets_dir() -> Path:
-    """Where the bundled presets live.
-
-    An installed wheel carries them inside the package (``inboxcheck/_data/presets``); an editable
-    install or a source checkout has them at the top of the repository, beside the package.
-    """
-    bundled = resources.files("inboxcheck").joinpath("_data", "presets")
-    if isinstance(bundled, Path) and bundled.is_dir():
-        return bundled
-    checkout = Path(__file__).resolve().parent.parent / "presets"
-    if checkout.is_dir():
-        return checkout
-    raise PresetError(
-        "the provider presets are missing: expected inboxcheck/_data/presets in the installed package "
-        f"or {checkout} in a source checkout; reinstall inboxcheck"
-    )
-
-
 def load_preset_file(path: Path) -> Preset:
     """Read and validate one preset file, with an error naming the file and the field."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PresetError(f"{path}: cannot read the preset: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise PresetError(f"{path}: not valid TOML: {exc}") from exc
+    data = read_toml(path, what="the preset", error=PresetError)
     try:
         preset = Preset.model_validate(data)
     except ValidationError as exc:

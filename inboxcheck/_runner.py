@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from inboxcheck._check import CheckContext, CheckSpec, EndpointRef, Outcome
+from inboxcheck._check import CheckContext, CheckSpec, Outcome
+from inboxcheck._endpoint import Endpoint
 from inboxcheck._errors import InboxcheckError, OptionsError
 from inboxcheck._input import parse_account
 from inboxcheck._limits import RECOMMENDATION_FACT, recommend_daily_limit
@@ -46,8 +47,6 @@ from inboxcheck._presets import Presets, load_presets
 from inboxcheck._secrets import Scrubber
 
 if TYPE_CHECKING:
-    import dns.asyncresolver
-
     from inboxcheck.dns.client import DnsClient
 
 __all__ = ["as_account", "build_options", "check", "check_sync", "refuse_inside_a_loop", "run_checks"]
@@ -58,7 +57,6 @@ async def run_checks(
     *,
     options: CheckOptions | None = None,
     presets: Presets | None = None,
-    resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     dns_client: DnsClient | None = None,
     specs: Sequence[CheckSpec] | None = None,
@@ -81,7 +79,6 @@ async def run_checks(
         account,
         options=options,
         presets=presets,
-        resolver=resolver,
         ssl_context=ssl_context,
         dns_client=dns_client,
         clock=clock,
@@ -138,7 +135,7 @@ async def _run_all(ctx: CheckContext, specs: Sequence[CheckSpec]) -> list[CheckR
     return results
 
 
-_Prediction = tuple[Finding, tuple[EndpointRef, ...]]
+_Prediction = tuple[Finding, tuple[Endpoint, ...]]
 
 
 def _weigh_live_evidence(
@@ -150,7 +147,7 @@ def _weigh_live_evidence(
     for predicted, endpoints in predictions:
         if predicted.severity is not Severity.FAIL:
             continue
-        proof = next((e for e in endpoints if ctx.logins.get(e.protocol) == e), None)
+        proof = next((e for e in endpoints if e.same(ctx.logins.get(e.protocol))), None)
         if proof is None:
             continue
         index = next(i for i, f in enumerate(findings) if f is predicted)
@@ -307,7 +304,6 @@ async def check(
     *,
     options: CheckOptions | None = None,
     presets: Presets | None = None,
-    resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     **option_overrides: Any,
 ) -> Report:
@@ -315,7 +311,8 @@ async def check(
 
     ``account`` is an :class:`Account` or a payload mapping in the platform's format. Options come as
     ``options=CheckOptions(...)`` or as keywords (``timeout=5, nameservers=["127.0.0.1:5353"]``). The
-    resolver and TLS context can be passed in; by default they are built from the options.
+    TLS context can be passed in; by default it is built from the options (DNS servers and timeouts
+    are options: ``nameservers=``, ``timeout=``).
 
     Raises :class:`AccountError` or :class:`OptionsError` for unusable input; every finding about
     the account is in the report, never raised.
@@ -324,7 +321,6 @@ async def check(
         as_account(account),
         options=build_options(options, option_overrides),
         presets=presets,
-        resolver=resolver,
         ssl_context=ssl_context,
     )
 

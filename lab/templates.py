@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "lab"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "config"
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 
 
@@ -38,6 +38,6 @@ def render(text: str, values: Mapping[str, object], *, source: str = "template")
 
 
 def render_file(name: str, values: Mapping[str, object]) -> str:
-    """Render ``fixtures/lab/NAME``."""
+    """Render ``lab/config/NAME``."""
     path = TEMPLATE_DIR / name
     return render(path.read_text(), values, source=str(path))

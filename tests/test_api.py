@@ -26,7 +26,6 @@ import pytest
 from inboxcheck._errors import (
     ApiError,
     ApiKeyError,
-    CreateFailed,
     InboxcheckError,
     InsecureKeyFileWarning,
     OptionsError,
@@ -39,6 +38,7 @@ from inboxcheck.platform.outcomes import (
     ApiExit,
     ApiOutcome,
     CreatedInbox,
+    CreateFailed,
     CreateOutcome,
     InboxStatus,
 )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from inboxcheck._diagnose import diagnose, look_further, weight_of
+from inboxcheck._diagnose import _candidates, diagnose, look_further, weight_of
+from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
 from inboxcheck._models import Account, InboxType, Report, Severity
 from inboxcheck._options import CheckOptions, Family, parse_nameserver
-from inboxcheck._presets import Endpoint, Preset, Presets, ServiceSpec, TlsMode, load_presets
+from inboxcheck._presets import Preset, PresetEndpoint, Presets, ServiceSpec, load_presets
 from lab import Lab
+from tests.helpers import custom_payload
 
 
 def _options(lab: Lab, *families: Family) -> CheckOptions:
@@ -27,16 +29,18 @@ def _lab_presets(lab: Lab) -> Presets:
     """The bundled presets plus one describing the lab as a provider with two SMTP and IMAP ports."""
     smtp = ServiceSpec(
         endpoints=(
-            Endpoint(
+            PresetEndpoint(
                 host="mail.lab.test", port=lab.smtp["submission"].port, tls=TlsMode.STARTTLS, preferred=True
             ),
-            Endpoint(host="mail.lab.test", port=lab.smtp["submissions"].port, tls=TlsMode.IMPLICIT),
+            PresetEndpoint(host="mail.lab.test", port=lab.smtp["submissions"].port, tls=TlsMode.IMPLICIT),
         )
     )
     imap = ServiceSpec(
         endpoints=(
-            Endpoint(host="mail.lab.test", port=lab.imap["imaps"].port, tls=TlsMode.IMPLICIT, preferred=True),
-            Endpoint(host="mail.lab.test", port=lab.imap["imap_starttls"].port, tls=TlsMode.STARTTLS),
+            PresetEndpoint(
+                host="mail.lab.test", port=lab.imap["imaps"].port, tls=TlsMode.IMPLICIT, preferred=True
+            ),
+            PresetEndpoint(host="mail.lab.test", port=lab.imap["imap_starttls"].port, tls=TlsMode.STARTTLS),
         )
     )
     labp = Preset(id="lab-mail", name="Lab Mail", inbox_type=InboxType.CUSTOM_SMTP, smtp=smtp, imap=imap)
@@ -98,6 +102,31 @@ async def test_a_mode_mismatch_on_a_port_no_preset_knows_is_fixed_on_that_port(l
     assert result.causes[0].code == "imap.tls.mode_mismatch"
     assert (result.alternatives[0].port, result.alternatives[0].tls) == (port, TlsMode.IMPLICIT)
     assert result.suggested_changes == {"imap_host": "mail.lab.test", "imap_port": port, "imap_use_ssl": True}
+
+
+async def test_smtp_use_tls_false_is_no_tls_and_starttls_on_the_same_port_is_tried_first(lab: Lab) -> None:
+    # smtp_use_tls false means no TLS at all (the one rule, Account.endpoint), so STARTTLS on the
+    # account's own port is another endpoint worth trying, and the fix is to turn the flag on.
+    port = lab.smtp["submission"].port
+    account = _account(lab, smtp_port=port, smtp_use_tls=False)
+    result = await diagnose(account, options=_options(lab, Family.SMTP), presets=_lab_presets(lab))
+    assert result.causes[0].code == "smtp.tls.disabled"
+    first = result.alternatives[0]
+    assert (first.port, first.tls, first.result) == (port, TlsMode.STARTTLS, "works")
+    assert result.suggested_changes == {"smtp_host": "mail.lab.test", "smtp_port": port, "smtp_use_tls": True}
+
+
+def test_the_alternates_start_from_the_payloads_own_endpoint() -> None:
+    presets = load_presets()
+    account = Account.model_validate(custom_payload(smtp_port=587, smtp_use_tls=False))
+    own = [c.endpoint for c in _candidates(account, "smtp", None, presets)]
+    assert own[0] == Endpoint(
+        protocol=MailProtocol.SMTP, host="mail.example.test", port=587, tls=TlsMode.STARTTLS
+    )
+    account = Account.model_validate(custom_payload(smtp_port=465, smtp_use_tls=True))
+    keys = [c.endpoint.key for c in _candidates(account, "smtp", None, presets)]
+    assert ("smtp", "mail.example.test", 465, "implicit") not in keys  # the account's own endpoint
+    assert ("smtp", "mail.example.test", 587, "starttls") in keys
 
 
 async def test_a_wrong_password_is_ranked_first_and_no_alternate_is_tried(lab: Lab) -> None:

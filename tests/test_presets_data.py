@@ -383,6 +383,12 @@ def test_by_mx(presets: Presets, mx: str, expected: str | None) -> None:
     assert (found.id if found else None) == expected
 
 
+def test_by_mx_takes_one_host_as_a_string(presets: Presets) -> None:
+    found = presets.by_mx("aspmx.l.google.com")
+    assert found is not None and found is presets.by_mx(["aspmx.l.google.com"])
+    assert presets.by_mx("mail.example.org") is None
+
+
 def test_by_mx_takes_the_first_host_that_matches(presets: Presets) -> None:
     found = presets.by_mx(["mx.example.org", "aspmx.l.google.com", "mx1.emailsrvr.com"])
     assert found is not None

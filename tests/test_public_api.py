@@ -35,6 +35,7 @@ EXPECTED = {
     "DailyLimitChoice",
     "DailyLimitRecommendation",
     "Discovery",
+    "Endpoint",
     "Diagnosis",
     "Family",
     "FieldProblem",
@@ -45,6 +46,7 @@ EXPECTED = {
     "InboxcheckError",
     "InsecureKeyFileWarning",
     "JsonRenderer",
+    "MailProtocol",
     "Nameserver",
     "OptionsError",
     "Outcome",
@@ -158,3 +160,32 @@ def test_diagnose_sync_returns_a_typed_diagnosis() -> None:
     assert result.exit_code == 1
     assert [cause.code for cause in result.causes] == ["account.tls_port_mismatch"]
     assert isinstance(result.causes[0], inboxcheck.Cause)
+
+
+def test_the_errors_module_imports_nothing_from_the_package() -> None:
+    """Every module may raise an inboxcheck error, so ``_errors`` must import none of them (no circle)."""
+    import ast
+    from pathlib import Path
+
+    source = Path(inboxcheck.__file__).with_name("_errors.py").read_text(encoding="utf-8")
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            imported.append("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            imported.extend(alias.name for alias in node.names)
+    assert [name for name in imported if name.startswith(("inboxcheck", "."))] == []
+
+
+def test_create_failed_is_still_an_api_error() -> None:
+    assert issubclass(inboxcheck.CreateFailed, inboxcheck.ApiError)
+    assert inboxcheck.CreateFailed.__module__ == "inboxcheck.platform.outcomes"
+
+
+@pytest.mark.parametrize("name", ["check", "diagnose", "discover", "connect"])
+def test_dns_servers_are_options_not_a_resolver_object(name: str) -> None:
+    import inspect
+
+    parameters = inspect.signature(getattr(inboxcheck, name)).parameters
+    assert "resolver" not in parameters
+    assert "nameservers" in inboxcheck.CheckOptions.model_fields

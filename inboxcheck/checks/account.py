@@ -17,16 +17,14 @@ from typing import Final
 
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext, CheckSpec, EndpointRef, Outcome
+from inboxcheck._check import CheckContext, CheckSpec, Outcome
+from inboxcheck._endpoint import Endpoint, TlsMode
 from inboxcheck._limits import EVIDENCE_CHECKS, RECOMMENDATION_FACT, recommend_daily_limit
 from inboxcheck._models import Account, Finding, InboxType, Severity
 from inboxcheck._options import Family
-from inboxcheck._presets import BasicAuth, Preset, ServiceSpec, TlsMode, UsernameRule
+from inboxcheck._presets import BasicAuth, Preset, ServiceSpec, UsernameRule
 
 __all__ = ["CHECKS"]
-
-SUBMISSION_PORTS: Final = {465: TlsMode.IMPLICIT, 587: TlsMode.STARTTLS, 25: TlsMode.STARTTLS}
-IMAP_PORTS: Final = {993: TlsMode.IMPLICIT, 143: TlsMode.STARTTLS}
 
 
 def _local_part(address: str) -> str:
@@ -54,7 +52,7 @@ async def check_usernames(ctx: CheckContext) -> Outcome:
         if expected is None or given.lower() == expected.lower():
             continue
         provider = preset.name if preset else "the provider"
-        server = EndpointRef.of(account, "smtp" if field == "smtp_username" else "imap")
+        server = account.endpoint("smtp" if field == "smtp_username" else "imap")
         if "@" not in given and rules[field] is UsernameRule.EMAIL:
             out.predict(
                 server,
@@ -180,7 +178,7 @@ def _shared_host_pair(a: Preset, b: Preset) -> bool:
 async def check_tls_ports(ctx: CheckContext) -> Outcome:
     account, preset = ctx.account, ctx.preset
     out = Outcome(summary="ports and TLS settings agree")
-    smtp, imap = EndpointRef.of(account, "smtp"), EndpointRef.of(account, "imap")
+    smtp, imap = account.endpoint("smtp"), account.endpoint("imap")
     smtp_mode, imap_mode = smtp.tls, imap.tls
     out.details.update({"smtp_tls": smtp_mode.value, "imap_tls": imap_mode.value})
 
@@ -249,7 +247,7 @@ async def check_tls_ports(ctx: CheckContext) -> Outcome:
     return out
 
 
-def _compare_with_preset(out: Outcome, preset: Preset, server: EndpointRef) -> None:
+def _compare_with_preset(out: Outcome, preset: Preset, server: Endpoint) -> None:
     service, port, mode = server.protocol, server.port, server.tls
     spec = preset.smtp if service == "smtp" else preset.imap
     if not spec.endpoints:
@@ -351,7 +349,7 @@ async def check_app_password(ctx: CheckContext) -> Outcome:
             if not _GOOGLE_APP_PASSWORD.match(compact):
                 # Evidence describes the shape only; the password itself never leaves this function.
                 out.predict(
-                    EndpointRef.of(account, "smtp" if field == "smtp_password" else "imap"),
+                    account.endpoint("smtp" if field == "smtp_password" else "imap"),
                     "account.app_password_expected",
                     Severity.WARN,
                     f"{field} is not shaped like a Google app password (16 letters); Google accepts "
@@ -383,7 +381,7 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
     if preset is None or preset.is_generic:
         return Outcome.skip("no provider policy is known for custom hosts")
     out = Outcome(summary=f"{preset.name} allows password logins for SMTP and IMAP")
-    smtp, imap = EndpointRef.of(ctx.account, "smtp"), EndpointRef.of(ctx.account, "imap")
+    smtp, imap = ctx.account.endpoint("smtp"), ctx.account.endpoint("imap")
     if preset.auth.oauth_only:
         out.predict(
             (smtp, imap),

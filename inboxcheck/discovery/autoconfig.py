@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
+from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
 from inboxcheck._models import _check_host
-from inboxcheck._presets import TlsMode
-from inboxcheck.discovery.model import MailProtocol
 
 if TYPE_CHECKING:
     from inboxcheck._check import CheckContext
@@ -50,10 +49,9 @@ class AutoconfigError(ValueError):
 
 @dataclass(frozen=True)
 class AutoconfigEndpoint:
-    protocol: MailProtocol
-    host: str
-    port: int
-    tls: TlsMode
+    """One server of the file: the endpoint, the username it names, and its place in the file."""
+
+    endpoint: Endpoint
     username: str | None
     order: int
 
@@ -118,10 +116,7 @@ def parse_autoconfig(body: bytes, address: str) -> list[AutoconfigEndpoint]:
             continue  # a single label is no server on the Internet (and never a mail provider's)
         endpoints.append(
             AutoconfigEndpoint(
-                protocol,
-                host.lower().rstrip("."),
-                int(port_text),
-                tls,
+                Endpoint(protocol=protocol, host=host.lower().rstrip("."), port=int(port_text), tls=tls),
                 _fill(username.strip(), address) if username and username.strip() else None,
                 order,
             )

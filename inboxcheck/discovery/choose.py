@@ -8,8 +8,8 @@ from typing import Final
 
 from pydantic import JsonValue
 
-from inboxcheck._presets import TlsMode
-from inboxcheck.discovery.model import Candidate, MailProtocol, ProbeResult, SourceKind
+from inboxcheck._endpoint import TlsMode, expressible, tls_setting
+from inboxcheck.discovery.model import Candidate, ProbeResult, SourceKind
 
 __all__ = [
     "expressible",
@@ -19,7 +19,6 @@ __all__ = [
     "under",
 ]
 
-SMTP_IMPLICIT_PORT: Final = 465
 _SOURCE_RANK: Final = {kind: rank for rank, kind in enumerate(SourceKind)}
 _RESULT_RANK: Final = {
     ProbeResult.LOGGED_IN: 0,
@@ -34,26 +33,6 @@ _RESULT_RANK: Final = {
     ProbeResult.NOT_FOUND: 9,
     ProbeResult.NOT_EXPRESSIBLE: 10,
 }
-
-
-def expressible(protocol: MailProtocol, port: int, tls: TlsMode) -> str | None:
-    """Why the platform's payload cannot say this endpoint, or None when it can.
-
-    ``smtp_use_tls`` true means implicit TLS on 465 and STARTTLS on any other port, so implicit TLS
-    elsewhere (and STARTTLS on 465) cannot be written down. ``imap_use_ssl`` true is implicit TLS,
-    false is STARTTLS, on any port. A connection without TLS is never chosen: no password goes over it.
-    """
-    if tls is TlsMode.NONE:
-        return "it has no encryption, and a password is never sent in clear text"
-    if protocol is MailProtocol.SMTP:
-        if tls is TlsMode.IMPLICIT and port != SMTP_IMPLICIT_PORT:
-            return (
-                f"the payload can say implicit TLS for SMTP only on port {SMTP_IMPLICIT_PORT} "
-                f"(smtp_use_tls on any other port means STARTTLS), and this is port {port}"
-            )
-        if tls is TlsMode.STARTTLS and port == SMTP_IMPLICIT_PORT:
-            return f"the payload's smtp_use_tls on port {SMTP_IMPLICIT_PORT} means implicit TLS, not STARTTLS"
-    return None
 
 
 def under(host: str, domain: str) -> bool:
@@ -73,13 +52,12 @@ def rank_key(candidate: Candidate, *, given: Mapping[str, JsonValue] | None = No
             mismatches += 1
         if given.get(f"{prefix}_port") not in (None, candidate.port):
             mismatches += 1
-        tls_field = "smtp_use_tls" if candidate.protocol is MailProtocol.SMTP else "imap_use_ssl"
-        wanted = given.get(tls_field)
-        if wanted is not None and wanted != tls_flag(candidate):
+        wanted = given.get(tls_setting(candidate.protocol))
+        if wanted is not None and wanted != candidate.tls_flag():
             mismatches += 1
     order = candidate.evidence.get("order", 0)
     return (
-        0 if expressible(candidate.protocol, candidate.port, candidate.tls) is None else 1,
+        0 if candidate.unexpressible() is None else 1,
         _RESULT_RANK[candidate.result],
         mismatches,
         0 if candidate.trusted else 1,
@@ -88,13 +66,6 @@ def rank_key(candidate: Candidate, *, given: Mapping[str, JsonValue] | None = No
         0 if candidate.tls is TlsMode.IMPLICIT or candidate.source is SourceKind.PRESET else 1,
         order if isinstance(order, int) else 0,
     )
-
-
-def tls_flag(candidate: Candidate) -> bool:
-    """The payload's ``smtp_use_tls`` / ``imap_use_ssl`` value for an expressible candidate."""
-    if candidate.protocol is MailProtocol.SMTP:
-        return candidate.tls is not TlsMode.NONE
-    return candidate.tls is TlsMode.IMPLICIT
 
 
 def merge(candidates: Iterable[Candidate]) -> list[Candidate]:
@@ -123,12 +94,8 @@ def merge(candidates: Iterable[Candidate]) -> list[Candidate]:
 def payload_fields(smtp: Candidate, imap: Candidate, *, address: str) -> dict[str, JsonValue]:
     """The payload's host, port, TLS and username fields for a chosen pair."""
     return {
-        "smtp_host": smtp.host,
-        "smtp_port": smtp.port,
-        "smtp_use_tls": tls_flag(smtp),
+        **smtp.payload_fields(),
         "smtp_username": smtp.username or address,
-        "imap_host": imap.host,
-        "imap_port": imap.port,
-        "imap_use_ssl": tls_flag(imap),
+        **imap.payload_fields(),
         "imap_username": imap.username or address,
     }

@@ -22,8 +22,6 @@ from inboxcheck.discovery.model import Discovery
 if TYPE_CHECKING:
     import ssl
 
-    import dns.asyncresolver
-
     from inboxcheck._presets import Presets
     from inboxcheck.dns.client import DnsClient
 
@@ -105,7 +103,6 @@ async def complete_payload(
     options: CheckOptions,
     source: str = "account",
     presets: Presets | None = None,
-    resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     dns_client: DnsClient | None = None,
     trust_hosts: Iterable[str] = (),
@@ -122,7 +119,6 @@ async def complete_payload(
         options=options,
         given=given,
         presets=presets,
-        resolver=resolver,
         ssl_context=ssl_context,
         dns_client=dns_client,
         trust_hosts=trust_hosts,

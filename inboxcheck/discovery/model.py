@@ -9,8 +9,8 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from inboxcheck._models import Finding, Verdict, host_port
-from inboxcheck._presets import TlsMode
+from inboxcheck._endpoint import Endpoint, MailProtocol
+from inboxcheck._models import Finding, Verdict
 from inboxcheck._version import __version__
 
 __all__ = [
@@ -23,11 +23,6 @@ __all__ = [
     "ProbeResult",
     "SourceKind",
 ]
-
-
-class MailProtocol(StrEnum):
-    SMTP = "smtp"
-    IMAP = "imap"
 
 
 class SourceKind(StrEnum):
@@ -73,15 +68,11 @@ class CredentialUse(StrEnum):
     NOT_NEEDED = "not_needed"  # a password was given, but another endpoint already worked
 
 
-class Candidate(BaseModel):
+class Candidate(Endpoint):
     """One endpoint a source named, and what became of it."""
 
     model_config = ConfigDict(frozen=True)
 
-    protocol: MailProtocol
-    host: str
-    port: int = Field(ge=1, le=65535)
-    tls: TlsMode
     source: SourceKind = Field(description="The most trusted source that named this endpoint.")
     sources: tuple[str, ...] = Field(default=(), description="Every source that named it, as text.")
     username: str | None = None
@@ -93,14 +84,6 @@ class Candidate(BaseModel):
     credential: CredentialUse = CredentialUse.NOT_GIVEN
     chosen: bool = Field(default=False, description="Whether its settings went into the account.")
     evidence: dict[str, JsonValue] = Field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple[str, str, int, str]:
-        return (self.protocol.value, self.host.lower().rstrip("."), self.port, self.tls.value)
-
-    @property
-    def where(self) -> str:
-        return f"{host_port(self.host, self.port)} ({self.tls.value})"
 
 
 LookupOutcome = Literal["found", "nothing", "failed", "skipped"]

@@ -16,12 +16,11 @@ from typing import Final
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext
-from inboxcheck._models import host_port
-from inboxcheck._presets import TlsMode
+from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode, host_port
 from inboxcheck.checks.login.net import ConnectFailure, ResolveFailure, connect_any, resolve_host
 from inboxcheck.checks.login.probe import transport_session
 from inboxcheck.checks.login.tls import classify_tls_error
-from inboxcheck.discovery.model import MailProtocol, ProbeResult
+from inboxcheck.discovery.model import ProbeResult
 
 __all__ = ["ProbeOutcome", "probe_endpoint"]
 
@@ -40,10 +39,9 @@ class _Refused(Exception):
     """The server answered, but not as the protocol says it should."""
 
 
-async def probe_endpoint(
-    ctx: CheckContext, protocol: MailProtocol, host: str, port: int, tls: TlsMode
-) -> ProbeOutcome:
-    """Try ``host:port`` the way the candidate says, sending no credential."""
+async def probe_endpoint(ctx: CheckContext, endpoint: Endpoint) -> ProbeOutcome:
+    """Try ``endpoint`` (its host and port, in its TLS mode), sending no credential."""
+    protocol, host, port, tls = endpoint.protocol, endpoint.host, endpoint.port, endpoint.tls
     where = host_port(host, port)
     evidence: dict[str, JsonValue] = {}
     resolution = await resolve_host(ctx, host, port)

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import JsonValue, SecretStr
 
 from inboxcheck._check import CheckContext
+from inboxcheck._endpoint import TlsMode
 from inboxcheck._errors import AccountError
 from inboxcheck._models import Account, Finding, InboxType, Severity, Verdict, email_problem, finding
 from inboxcheck._options import CheckOptions
-from inboxcheck._presets import Preset, Presets, TlsMode, load_presets
+from inboxcheck._presets import Preset, Presets, load_presets
 from inboxcheck._runner import build_options
 from inboxcheck._secrets import Scrubber
 from inboxcheck.checks.dns.lookups import Lookups
 from inboxcheck.checks.dns.treewalk import organisational_domain
 from inboxcheck.discovery.choose import (
-    expressible,
     merge,
     payload_fields,
     rank_key,
@@ -47,8 +47,6 @@ from inboxcheck.discovery.sources import guess_candidates, preset_candidates
 if TYPE_CHECKING:
     import ssl
 
-    import dns.asyncresolver
-
     from inboxcheck.dns.client import DnsClient
 
 __all__ = ["discover", "discover_sync"]
@@ -64,7 +62,6 @@ AUTOCONFIG_PROBLEMS: Final = {
 #: Logins tried per protocol before giving up: each failed one counts against the account's lockout.
 MAX_LOGINS: Final = 3
 _PROBES_AT_ONCE: Final = 8
-_SETTING: Final = {MailProtocol.SMTP: "smtp_use_tls", MailProtocol.IMAP: "imap_use_ssl"}
 
 
 class _Run:
@@ -110,7 +107,7 @@ class _Run:
 
     async def mx_and_followers(self) -> None:
         """MX hosts -> a provider's preset, else the MX host's domain's autoconfig."""
-        answer = await self.ctx.dns.query(self.domain, "MX")
+        answer = (await Lookups(self.ctx).get(self.domain, "MX")).answer
         if not answer.ok or answer.rrset is None:
             self.asked(
                 SourceKind.PRESET,
@@ -149,7 +146,7 @@ class _Run:
     async def srv(self) -> None:
         from inboxcheck.discovery.srv import lookup_srv, order_records, records_of
 
-        for rank, (service, answer) in enumerate(await lookup_srv(self.ctx.dns, self.domain)):
+        for rank, (service, answer) in enumerate(await lookup_srv(Lookups(self.ctx), self.domain)):
             name = f"{service.label}.{self.domain}"
             if not answer.ok:
                 self.asked(
@@ -216,10 +213,7 @@ class _Run:
             for endpoint in endpoints:
                 self.candidates.append(
                     Candidate(
-                        protocol=endpoint.protocol,
-                        host=endpoint.host,
-                        port=endpoint.port,
-                        tls=endpoint.tls,
+                        **endpoint.endpoint.model_dump(),
                         source=SourceKind.AUTOCONFIG,
                         sources=(f"autoconfig {fetched.url}",),
                         username=endpoint.username,
@@ -331,7 +325,6 @@ async def discover(
     probe: bool = True,
     given: Mapping[str, JsonValue] | None = None,
     presets: Presets | None = None,
-    resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     dns_client: DnsClient | None = None,
     **option_overrides: Any,
@@ -358,7 +351,6 @@ async def discover(
         options=opts,
         presets=presets,
         match=None,
-        resolver=resolver,
         ssl_context=ssl_context,
         dns_client=dns_client,
     )
@@ -391,7 +383,7 @@ def _secret(value: str | SecretStr | None) -> SecretStr | None:
 
 
 def _mark_expressible(candidate: Candidate) -> Candidate:
-    why = expressible(candidate.protocol, candidate.port, candidate.tls)
+    why = candidate.unexpressible()
     if why is None:
         return candidate
     return candidate.model_copy(
@@ -431,9 +423,7 @@ async def _probe_all(ctx: CheckContext, candidates: list[Candidate]) -> list[Can
 
     async def one(candidate: Candidate) -> Candidate:
         async with limit:
-            outcome = await probe_endpoint(
-                ctx, candidate.protocol, candidate.host, candidate.port, candidate.tls
-            )
+            outcome = await probe_endpoint(ctx, candidate)
         evidence = {**candidate.evidence, "probe": outcome.evidence}
         return candidate.model_copy(
             update={"result": outcome.result, "reason": outcome.reason, "evidence": evidence}
@@ -499,7 +489,6 @@ async def _login_one(run: _Run, candidate: Candidate, password: SecretStr, prese
     from inboxcheck.checks.login.imap import check_imap_login
     from inboxcheck.checks.login.same_mailbox import fact_key
     from inboxcheck.checks.login.smtp import check_smtp_login
-    from inboxcheck.discovery.choose import tls_flag
 
     username = candidate.username or run.address
     smtp = candidate.protocol is MailProtocol.SMTP
@@ -511,12 +500,12 @@ async def _login_one(run: _Run, candidate: Candidate, password: SecretStr, prese
         smtp_port=candidate.port if smtp else 587,
         smtp_username=username,
         smtp_password=password,
-        smtp_use_tls=tls_flag(candidate) if smtp else True,
+        smtp_use_tls=candidate.tls_flag() if smtp else True,
         imap_host=candidate.host,
         imap_port=candidate.port if not smtp else 993,
         imap_username=username,
         imap_password=password,
-        imap_use_ssl=tls_flag(candidate) if not smtp else True,
+        imap_use_ssl=candidate.tls_flag() if not smtp else True,
     )
     ctx = CheckContext(
         account,
@@ -525,7 +514,6 @@ async def _login_one(run: _Run, candidate: Candidate, password: SecretStr, prese
         match=presets.match(
             smtp_host=account.smtp_host, imap_host=account.imap_host, inbox_type=account.inbox_type
         ),
-        resolver=run.ctx.resolver,
         ssl_context=run.ctx.ssl_context,
         dns_client=run.ctx.dns,
     )
@@ -596,7 +584,7 @@ def _conclude(
                 "discover.not_expressible",
                 Severity.WARN,
                 f"{c.protocol.value.upper()} at {c.where} (from {c.sources[0]}) was passed over: "
-                f"{expressible(c.protocol, c.port, c.tls)}.",
+                f"{c.unexpressible()}.",
                 fix="Use the endpoint chosen instead, or ask the provider for implicit TLS on 465 or "
                 "STARTTLS on 587.",
                 host=c.host,

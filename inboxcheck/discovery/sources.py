@@ -5,25 +5,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from inboxcheck._presets import Preset, TlsMode, UsernameRule
+from inboxcheck._endpoint import STANDARD_PORTS, TlsMode
+from inboxcheck._presets import Preset, UsernameRule
 from inboxcheck.discovery.model import Candidate, MailProtocol, SourceKind
 
 __all__ = ["GUESSES", "guess_candidates", "preset_candidates"]
 
 #: Thunderbird's guesses, in the order tried: implicit TLS first (RFC 8314 section 3).
-GUESSES: Final = {
-    MailProtocol.SMTP: (
-        ("smtp", 465, TlsMode.IMPLICIT),
-        ("smtp", 587, TlsMode.STARTTLS),
-        ("mail", 465, TlsMode.IMPLICIT),
-        ("mail", 587, TlsMode.STARTTLS),
-    ),
-    MailProtocol.IMAP: (
-        ("imap", 993, TlsMode.IMPLICIT),
-        ("imap", 143, TlsMode.STARTTLS),
-        ("mail", 993, TlsMode.IMPLICIT),
-        ("mail", 143, TlsMode.STARTTLS),
-    ),
+GUESSES: Final[dict[MailProtocol, tuple[tuple[str, int, TlsMode], ...]]] = {
+    protocol: tuple((prefix, port, tls) for prefix in (protocol.value, "mail") for port, tls in ports)
+    for protocol, ports in STANDARD_PORTS.items()
 }
 
 

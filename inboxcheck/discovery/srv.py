@@ -1,6 +1,6 @@
 """RFC 6186 / RFC 8314 service records: ``_submissions._tcp``, ``_submission._tcp``, ``_imaps._tcp``
-and ``_imap._tcp``. Ordering is pure (tested apart from DNS); the lookup goes through the run's
-DNS client."""
+and ``_imap._tcp``. Ordering is pure (tested apart from DNS); the lookups go through the run's
+:class:`~inboxcheck.checks.dns.lookups.Lookups`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from inboxcheck._presets import TlsMode
+from inboxcheck._endpoint import TlsMode
 from inboxcheck.discovery.model import MailProtocol
 
 if TYPE_CHECKING:
-    from inboxcheck.dns.client import DnsAnswer, DnsClient
+    from inboxcheck.checks.dns.lookups import Lookups
+    from inboxcheck.dns.client import DnsAnswer
 
 __all__ = ["SERVICES", "SrvRecord", "SrvService", "lookup_srv", "order_records"]
 
@@ -65,7 +66,7 @@ def records_of(answer: DnsAnswer) -> list[SrvRecord]:
     return out
 
 
-async def lookup_srv(dns: DnsClient, domain: str) -> list[tuple[SrvService, DnsAnswer]]:
+async def lookup_srv(lookups: Lookups, domain: str) -> list[tuple[SrvService, DnsAnswer]]:
     """Every service's answer for ``domain``, asked together."""
-    answers = await asyncio.gather(*(dns.query(f"{s.label}.{domain}", "SRV") for s in SERVICES))
-    return list(zip(SERVICES, answers, strict=True))
+    found = await asyncio.gather(*(lookups.get(f"{s.label}.{domain}", "SRV") for s in SERVICES))
+    return [(service, lookup.answer) for service, lookup in zip(SERVICES, found, strict=True)]

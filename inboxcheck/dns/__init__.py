@@ -1,1 +1,1 @@
-"""DNS: the client every check shares (resolver, cache, bounded lookups) and the pure record parsers."""
+"""DNS: the client every check shares (its servers, cache, bounded lookups) and the pure record parsers."""

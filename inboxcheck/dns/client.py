@@ -5,7 +5,8 @@ SERVFAIL, REFUSED, a network error), or in a CNAME chain that leads back to itse
 the last two as ``dns.unavailable`` and ``dns.cname_loop`` and never as "record missing": an
 unreachable server proves nothing about the domain, and a looping CNAME is a broken record.
 
-The queries go out through :mod:`inboxcheck.dns.wire`, to the resolver's servers; at most
+The queries go out through :mod:`inboxcheck.dns.wire`, to the given servers (``--nameserver``) or
+else the system's (``/etc/resolv.conf``); at most
 ``max_in_flight`` at once per client (a run, or a whole batch), however many names the checks expand.
 """
 
@@ -20,19 +21,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
-import dns.asyncresolver
-import dns.nameserver
 import dns.rrset
 
 from inboxcheck._models import ascii_domain
 from inboxcheck._options import Nameserver
-from inboxcheck.dns.wire import WireAnswer, WireTransport
+from inboxcheck.dns.wire import WireTransport, system_servers
 
 # Enough to keep a batch's lookups overlapping on a slow network, few enough that a domain with
 # thousands of MX hosts or SPF terms cannot open thousands of sockets or hold 100 MB of pending work.
 MAX_IN_FLIGHT: Final = 64
 
-__all__ = ["DnsAnswer", "DnsClient", "DnsStatus", "make_resolver"]
+__all__ = ["DnsAnswer", "DnsClient", "DnsStatus"]
 
 
 class DnsStatus(StrEnum):
@@ -106,24 +105,6 @@ class DnsAnswer:
         return f"{self.name} {self.rdtype}: {self.status.value}{detail}"
 
 
-def make_resolver(nameservers: Iterable[Nameserver], *, timeout: float) -> dns.asyncresolver.Resolver:
-    """The servers to ask: the given ones only, or the system's (resolv.conf) when none are given.
-
-    Only its server list (and timeout) is used; never the module's default resolver, which other
-    code in the process may share or mutate.
-    """
-    servers = list(nameservers)
-    if servers:
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(s.host, s.port) for s in servers]
-    else:
-        resolver = dns.asyncresolver.Resolver()
-    resolver.timeout = timeout
-    resolver.lifetime = timeout
-    resolver.cache = None
-    return resolver
-
-
 class DnsClient:
     """Shares lookups between checks: concurrent asks for the same (name, type) await one query.
 
@@ -135,16 +116,15 @@ class DnsClient:
 
     def __init__(
         self,
-        resolver: dns.asyncresolver.Resolver,
+        nameservers: Iterable[Nameserver] = (),
         *,
         timeout: float,
         max_entries: int = 50_000,
         max_in_flight: int = MAX_IN_FLIGHT,
         record: bool = True,
     ) -> None:
-        self.resolver = resolver
-        # None when a server is not plain DNS (DoT, DoH): every lookup then says why it cannot run.
-        self.transport = WireTransport.from_resolver(resolver, timeout=timeout)
+        servers = [(server.host, server.port) for server in nameservers] or system_servers()
+        self.transport = WireTransport(servers, timeout=timeout)
         self.timeout = timeout
         self.max_entries = max_entries
         self.record = record
@@ -203,12 +183,7 @@ class DnsClient:
             if self.record:
                 self.queries.append((name, rdtype))
             start = time.perf_counter()
-            if self.transport is None:
-                wire = WireAnswer(
-                    "error", error="only plain DNS servers can be asked, not DNS over TLS or HTTPS"
-                )
-            else:
-                wire = await self.transport.resolve(name, rdtype)
+            wire = await self.transport.resolve(name, rdtype)
             return DnsAnswer(
                 name,
                 rdtype,
@@ -226,4 +201,4 @@ def _normalise(name: str) -> str:
     try:
         return ascii_domain(name)
     except (UnicodeError, ValueError):
-        return name  # the resolver turns it into an ERROR answer naming the bad label
+        return name  # the transport turns it into an ERROR answer naming the bad label

@@ -24,11 +24,9 @@ from typing import Final, cast
 
 import dns.exception
 import dns.name
-import dns.nameserver
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import dns.resolver
 import dns.rrset
 from dns.rdata import Rdata
 from dns.rdtypes.ANY.MX import MX
@@ -36,7 +34,30 @@ from dns.rdtypes.ANY.TXT import TXT
 from dns.rdtypes.IN.A import A
 from dns.rdtypes.IN.AAAA import AAAA
 
-__all__ = ["WireAnswer", "WireTransport"]
+__all__ = ["WireAnswer", "WireTransport", "system_servers"]
+
+
+def system_servers() -> list[tuple[str, int]]:
+    """The system's plain-DNS servers (``/etc/resolv.conf``, or the Windows registry), as dnspython
+    reads them; none when the system has no configuration (every lookup then says so).
+
+    Only the server list is read: dnspython's resolver never sends a query, and its module-wide
+    default resolver is neither used nor changed."""
+    import dns.nameserver
+    import dns.resolver
+
+    try:
+        config = dns.resolver.Resolver()
+    except dns.resolver.NoResolverConfiguration:
+        return []
+    servers: list[tuple[str, int]] = []
+    for server in config.nameservers:
+        if isinstance(server, str):
+            servers.append((server, config.port))
+        elif isinstance(server, dns.nameserver.Do53Nameserver):
+            servers.append((server.address, server.port))
+    return servers
+
 
 _TYPES: Final = {"A": 1, "MX": 15, "TXT": 16, "AAAA": 28}  # read by hand: the hot path
 _CNAME: Final = 5
@@ -187,20 +208,6 @@ class WireTransport:
         # Like checkdmarc and dig, send again after a second of silence rather than wait out the
         # whole timeout for one lost datagram.
         self.resend_after = min(1.0, max(0.05, timeout / 3))
-
-    @classmethod
-    def from_resolver(cls, resolver: dns.resolver.BaseResolver, *, timeout: float) -> WireTransport | None:
-        """A transport asking the resolver's own servers, or None when one of them is not plain
-        DNS over UDP/TCP (DoT, DoH), which only dnspython speaks."""
-        servers: list[tuple[str, int]] = []
-        for server in resolver.nameservers:
-            if isinstance(server, str):
-                servers.append((server, resolver.port))
-            elif isinstance(server, dns.nameserver.Do53Nameserver):
-                servers.append((server.address, server.port))
-            else:
-                return None
-        return cls(servers, timeout=timeout) if servers else None
 
     async def resolve(self, name: str, rdtype: str) -> WireAnswer:
         qtype = _TYPES.get(rdtype) or _other_type(rdtype)

@@ -110,34 +110,53 @@ def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> httpx.URL:
         raise OptionsError(
             f"The API URL {base_url!r} must start with https:// and name a host, e.g. {DEFAULT_BASE_URL}."
         )
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
-        raise OptionsError(
-            f"The API URL {base_url!r} is plain http: the API key and the mailbox passwords would "
-            "cross the network unencrypted. Use https://, or a loopback address for a local test "
-            "server."
-        )
+    if url.scheme == "http" and not allow_insecure_http and not _may_be_loopback(url.host):
+        raise _plain_http(base_url)
     return url
 
 
-def _is_loopback(host: str) -> bool:
-    """Whether every address ``host`` stands for is a loopback one.
+def _plain_http(base_url: str) -> OptionsError:
+    return OptionsError(
+        f"The API URL {base_url!r} is plain http: the API key and the mailbox passwords would "
+        "cross the network unencrypted. Use https://, or a loopback address for a local test "
+        "server."
+    )
 
-    A name counts only when it is ``localhost`` (or under it, RFC 6761) *and* resolves to loopback
-    addresses alone: a hosts file may send "localhost" elsewhere, and the key must not follow it."""
+
+def _may_be_loopback(host: str) -> bool:
+    """A loopback address, or a ``localhost`` name (RFC 6761) that :func:`confirm_loopback` must still
+    resolve before anything is sent."""
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
-        pass
-    if host != "localhost" and not host.endswith(".localhost"):
+        return host == "localhost" or host.endswith(".localhost")
+
+
+def _needs_confirmation(url: httpx.URL, *, allow_insecure_http: bool) -> bool:
+    if url.scheme != "http" or allow_insecure_http:
         return False
+    try:
+        ipaddress.ip_address(url.host.strip("[]"))
+    except ValueError:
+        return True
+    return False
+
+
+async def confirm_loopback(url: httpx.URL, *, allow_insecure_http: bool = False) -> None:
+    """For plain http to a ``localhost`` name: :class:`OptionsError` unless every address the name
+    resolves to is a loopback one (a hosts file may send "localhost" elsewhere, and the key must not
+    follow it). Resolved by the event loop's resolver, so the loop is never blocked."""
+    if not _needs_confirmation(url, allow_insecure_http=allow_insecure_http):
+        return
     import socket
 
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        infos = await asyncio.get_running_loop().getaddrinfo(url.host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
-        return False
+        infos = []
     addresses = {str(info[4][0]) for info in infos}
-    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        raise _plain_http(str(url))
 
 
 def _join(base: httpx.URL, path: str) -> httpx.URL:
@@ -203,6 +222,8 @@ class PlatformClient:
             raise OptionsError(f"max_retries must be 0 or more, not {max_retries}.")
         self._key = api_key
         self._base = _check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        # A localhost name is resolved (without blocking) before the first request goes out.
+        self._unconfirmed = _needs_confirmation(self._base, allow_insecure_http=allow_insecure_http)
         self.url = _join(self._base, path)
         self.bulk_url = _join(self._base, bulk_path)
         self.timeout = timeout
@@ -253,9 +274,10 @@ class PlatformClient:
         """Create one sender account from ``payload`` (:meth:`Account.api_payload`).
 
         Never raises for anything the platform or the network did: every outcome, success included,
-        is a :class:`CreateOutcome`. ``idempotency_key`` (a fresh uuid4 when None) is sent on the
-        request and on every retry of it; pass the key of an earlier outcome to make a rerun safe on
-        a platform that honours it."""
+        is a :class:`CreateOutcome` (an http ``localhost`` URL that resolves elsewhere than loopback
+        is unusable input: :class:`OptionsError`, before anything is sent). ``idempotency_key`` (a
+        fresh uuid4 when None) is sent on the request and on every retry of it; pass the key of an
+        earlier outcome to make a rerun safe on a platform that honours it."""
         key = idempotency_key or str(uuid.uuid4())
         _check_idempotency_key(key)
         scrub = Scrubber.for_request(self._key, payload)
@@ -288,6 +310,9 @@ class PlatformClient:
     # -- the exchange and its retries --------------------------------------------------------------
 
     async def _exchange(self, url: httpx.URL, body: bytes, key: str, scrub: Scrubber) -> _Result:
+        if self._unconfirmed:
+            await confirm_loopback(self._base)
+            self._unconfirmed = False
         attempts = 0
         waited = 0.0
         history: list[str] = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -17,13 +17,16 @@ from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets
 from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
 from inboxcheck._secrets import masked
-from inboxcheck.platform.client import DEFAULT_DEADLINE, PlatformClient, _check_base_url, _join
+from inboxcheck.platform.client import (
+    DEFAULT_DEADLINE,
+    PlatformClient,
+    _check_base_url,
+    _join,
+    confirm_loopback,
+)
 from inboxcheck.platform.gate import DailyLimitChoice, decide
 from inboxcheck.platform.key import DEFAULT_BASE_URL, DEFAULT_PATH, ApiKey
 from inboxcheck.platform.outcomes import CreateOutcome
-
-if TYPE_CHECKING:
-    import dns.asyncresolver
 
 __all__ = ["ConnectResult", "connect", "connect_sync"]
 
@@ -80,7 +83,6 @@ async def connect(
     on_wait: Callable[[str], None] | None = None,
     idempotency_key: str | None = None,
     presets: Presets | None = None,
-    resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     leading: Sequence[CheckResult] = (),
     **option_overrides: Any,
@@ -99,7 +101,9 @@ async def connect(
             "an API key is needed to create the inbox: set COLDSEND_API_KEY or use --api-key-file"
         )
     # Unusable input is refused before the logins, not after minutes of checks.
-    url = str(_join(_check_base_url(base_url, allow_insecure_http=False), path))
+    base = _check_base_url(base_url, allow_insecure_http=False)
+    await confirm_loopback(base)
+    url = str(_join(base, path))
     if not api_deadline > 0:
         raise OptionsError(f"The API deadline must be more than 0 seconds, not {api_deadline}.")
     account = as_account(account)
@@ -107,7 +111,6 @@ async def connect(
         account,
         options=build_options(options, option_overrides),
         presets=presets,
-        resolver=resolver,
         ssl_context=ssl_context,
         leading=leading,
     )

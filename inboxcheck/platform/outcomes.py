@@ -9,7 +9,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from inboxcheck._errors import CreateFailed
+from inboxcheck._errors import ApiError
 from inboxcheck._models import Finding
 
 # --------------------------------------------------------------------------------------------------
@@ -140,6 +140,18 @@ class CreateOutcome(BaseModel):
         if self.inbox is not None and self.ok:
             return self.inbox
         raise CreateFailed(self)
+
+
+class CreateFailed(ApiError):
+    """A create call that did not create an inbox; ``outcome`` says what happened instead."""
+
+    def __init__(self, outcome: CreateOutcome) -> None:
+        self.outcome = outcome
+        self.exit_code = outcome.exit_code
+        text = outcome.finding.message
+        if outcome.finding.fix:
+            text = f"{text} {outcome.finding.fix}"
+        super().__init__(text)
 
 
 class BulkItem(BaseModel):

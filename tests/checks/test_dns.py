@@ -15,7 +15,7 @@ from inboxcheck._models import Account, CheckResult, Finding, InboxType, Report,
 from inboxcheck._options import CheckOptions, Family, Nameserver
 from inboxcheck._presets import load_presets
 from inboxcheck._runner import run_checks
-from inboxcheck.dns.client import DnsClient, make_resolver
+from inboxcheck.dns.client import DnsClient
 
 if TYPE_CHECKING:
     from lab import Lab
@@ -63,7 +63,7 @@ def items(value: JsonValue) -> list[dict[str, JsonValue]]:
 
 def client_for(server: tuple[str, int], *, timeout: float = TIMEOUT) -> DnsClient:
     host, port = server
-    return DnsClient(make_resolver([Nameserver(host=host, port=port)], timeout=timeout), timeout=timeout)
+    return DnsClient([Nameserver(host=host, port=port)], timeout=timeout)
 
 
 def options(
@@ -387,10 +387,12 @@ async def test_organisational_domain_by_tree_walk(lab: Lab, domain: str, expecte
 async def test_login_hosts_are_one_organisation_by_the_same_walk(
     lab: Lab, smtp_host: str, imap_host: str, same: bool
 ) -> None:
+    from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
     from inboxcheck.checks.login.same_mailbox import LoginFact, _same_organisation
 
     def fact(protocol: str, host: str) -> LoginFact:
-        return LoginFact(protocol=protocol, username="a@acme.co.uk", host=host, port=1, address=None)
+        endpoint = Endpoint(protocol=MailProtocol(protocol), host=host, port=1, tls=TlsMode.IMPLICIT)
+        return LoginFact(endpoint=endpoint, username="a@acme.co.uk", address=None)
 
     result, why = await _same_organisation(context(lab), fact("smtp", smtp_host), fact("imap", imap_host))
     assert result is same, why

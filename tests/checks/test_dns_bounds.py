@@ -18,7 +18,7 @@ import pytest
 
 from inboxcheck._models import Report, Status
 from inboxcheck._options import Nameserver
-from inboxcheck.dns.client import DnsClient, DnsStatus, make_resolver
+from inboxcheck.dns.client import DnsClient, DnsStatus
 from lab import Lab
 from lab.types import LabStartError
 from tests.checks.test_dns import audit, by_code, client_for
@@ -181,9 +181,7 @@ async def test_queries_in_flight_are_bounded_per_client() -> None:
     transport, server = await loop.create_datagram_endpoint(_SlowServer, local_addr=("127.0.0.1", 0))
     host, port = transport.get_extra_info("sockname")[:2]
     try:
-        client = DnsClient(
-            make_resolver([Nameserver(host=host, port=port)], timeout=5.0), timeout=5.0, max_in_flight=4
-        )
+        client = DnsClient([Nameserver(host=host, port=port)], timeout=5.0, max_in_flight=4)
         answers = await asyncio.gather(*(client.query(f"n{n}.example.test", "A") for n in range(20)))
     finally:
         transport.close()

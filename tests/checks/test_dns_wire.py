@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from inboxcheck._options import Nameserver
-from inboxcheck.dns.client import DnsClient, DnsStatus, make_resolver
-from inboxcheck.dns.wire import WireTransport
+from inboxcheck.dns.client import DnsClient, DnsStatus
+from inboxcheck.dns.wire import WireTransport, system_servers
 
 Responder = Callable[[bytes], list[bytes]]
 
@@ -192,7 +192,7 @@ async def test_meta_types_and_unknown_names_are_an_error_not_a_query(
 ) -> None:
     protocol, address = await scripted(lambda q: [reply(q, flags=0x8183)])  # type: ignore[misc]
     host, port = address
-    client = DnsClient(make_resolver([Nameserver(host=host, port=port)], timeout=1.0), timeout=1.0)
+    client = DnsClient([Nameserver(host=host, port=port)], timeout=1.0)
     for rdtype in ("ANY", "AXFR", "NOT-A-TYPE"):
         answer = await client.query("example.test", rdtype)
         assert answer.status is DnsStatus.ERROR and not answer.definite, rdtype
@@ -203,10 +203,15 @@ async def test_meta_types_and_unknown_names_are_an_error_not_a_query(
     assert len(protocol.queries) == 2
 
 
-def test_from_resolver() -> None:
-    resolver = make_resolver([Nameserver(host="127.0.0.1", port=5353)], timeout=1.0)
-    transport = WireTransport.from_resolver(resolver, timeout=1.0)
-    assert transport is not None and [s.address for s in transport.servers] == [("127.0.0.1", 5353)]
+def test_the_client_asks_the_given_servers_only() -> None:
+    client = DnsClient([Nameserver(host="127.0.0.1", port=5353)], timeout=1.0)
+    assert [s.address for s in client.transport.servers] == [("127.0.0.1", 5353)]
+
+
+def test_the_systems_servers_are_plain_addresses_and_ports() -> None:
+    # Read from /etc/resolv.conf (or nothing, on a machine without one); no query is sent.
+    for host, port in system_servers():
+        assert isinstance(host, str) and host and 1 <= port <= 65535
 
 
 @pytest.mark.parametrize("name", ["", "a..b", "x" * 64 + ".test", ("a" * 60 + ".") * 5 + "test"])

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
 from inboxcheck._models import Severity, Status
 from inboxcheck.checks.login import imap, same_mailbox, smtp
 from inboxcheck.checks.login.same_mailbox import LoginFact, _same_service, _same_user
@@ -75,10 +76,8 @@ async def test_skipped_when_smtp_is_not_checked() -> None:
 
 def _fact(protocol: str, host: str, *, username: str = "sam@peer.test", **kw: Any) -> LoginFact:
     return LoginFact(
-        protocol=protocol,
+        endpoint=Endpoint(protocol=MailProtocol(protocol), host=host, port=1, tls=TlsMode.IMPLICIT),
         username=username,
-        host=host,
-        port=1,
         address=kw.get("address"),
         preset_id=kw.get("preset_id"),
         cert_names=kw.get("cert_names", ()),

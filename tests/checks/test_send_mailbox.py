@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from inboxcheck._check import CheckContext, EndpointRef, Outcome
+from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Account, Severity
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import load_presets
@@ -110,7 +110,7 @@ def _context(port: int, certs: PeerCerts, **options: Any) -> CheckContext:
         match=None,
         ssl_context=certs.client_context(),
     )
-    ctx.logins["imap"] = EndpointRef.of(account, "imap")
+    ctx.logins["imap"] = account.endpoint("imap")
     message = compose(account, token="ic0123456789abcdef0123", to=None, now=datetime.now(UTC))
     ctx.facts[SENT_FACT] = Sent(message, ctx.clock(), "250 2.0.0 Ok")
     return ctx

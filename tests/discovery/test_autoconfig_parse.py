@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from inboxcheck._presets import TlsMode
+from inboxcheck._endpoint import TlsMode
 from inboxcheck.discovery.autoconfig import MAX_BYTES, AutoconfigError, autoconfig_urls, parse_autoconfig
 from inboxcheck.discovery.model import MailProtocol
 
@@ -43,7 +43,9 @@ GOOD = b"""<?xml version="1.0" encoding="UTF-8"?>
 
 def test_a_good_file_gives_its_imap_and_smtp_servers_with_placeholders_filled() -> None:
     endpoints = parse_autoconfig(GOOD, ADDRESS)
-    found = [(e.protocol, e.host, e.port, e.tls, e.username) for e in endpoints]
+    found = [
+        (e.endpoint.protocol, e.endpoint.host, e.endpoint.port, e.endpoint.tls, e.username) for e in endpoints
+    ]
     assert found == [
         (MailProtocol.IMAP, "imap.example.org", 993, TlsMode.IMPLICIT, "jane.doe"),
         (MailProtocol.SMTP, "smtp.example.org", 587, TlsMode.STARTTLS, ADDRESS),
@@ -151,7 +153,7 @@ def test_any_bytes_give_endpoints_or_an_autoconfig_error(body: bytes) -> None:
     except AutoconfigError:
         return
     for endpoint in endpoints:
-        assert 1 <= endpoint.port <= 65535
+        assert 1 <= endpoint.endpoint.port <= 65535
 
 
 @settings(max_examples=200, deadline=None)

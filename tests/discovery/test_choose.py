@@ -5,7 +5,7 @@ from __future__ import annotations
 import dns.rrset
 import pytest
 
-from inboxcheck._presets import TlsMode
+from inboxcheck._endpoint import TlsMode
 from inboxcheck.discovery.choose import expressible, merge, payload_fields, rank_key, under
 from inboxcheck.discovery.model import Candidate, MailProtocol, ProbeResult, SourceKind
 from inboxcheck.discovery.srv import SERVICES, SrvRecord, order_records, records_of

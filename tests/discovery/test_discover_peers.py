@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from inboxcheck._endpoint import TlsMode
 from inboxcheck._models import Severity, Verdict
-from inboxcheck._presets import TlsMode
 from inboxcheck.discovery import CredentialUse, Discovery, MailProtocol, ProbeResult, SourceKind, discover
 from tests.discovery.conftest import ADDRESS, PASSWORD, Mail, Web, config_xml, ok, web_peer
 from tests.peers import DnsPeer, Peer, PeerCerts, PeerConn, secret_wire_forms

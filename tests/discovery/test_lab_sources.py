@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from inboxcheck._endpoint import TlsMode
 from inboxcheck._models import Severity, Verdict
-from inboxcheck._presets import TlsMode
 from inboxcheck.discovery import CredentialUse, Discovery, MailProtocol, ProbeResult, SourceKind, discover
 from lab import Lab
 

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from inboxcheck._check import CheckContext
+from inboxcheck._endpoint import Endpoint, TlsMode
 from inboxcheck._models import Account
 from inboxcheck._options import CheckOptions, parse_nameserver
-from inboxcheck._presets import TlsMode, load_presets
+from inboxcheck._presets import load_presets
 from inboxcheck.discovery.model import MailProtocol, ProbeResult
 from inboxcheck.discovery.probe import probe_endpoint
 from tests.helpers import custom_payload
@@ -67,7 +68,8 @@ def smtp(*, starttls: bool, auth: bool, certs: PeerCerts, greeting: str = "220 h
 async def test_smtp_starttls_with_auth_after_tls_works(dns_peer: DnsPeer, certs: PeerCerts) -> None:
     async with Peer(smtp(starttls=True, auth=True, certs=certs)) as peer:
         outcome = await probe_endpoint(
-            context(dns_peer, certs), MailProtocol.SMTP, HOST, peer.port, TlsMode.STARTTLS
+            context(dns_peer, certs),
+            Endpoint(protocol=MailProtocol.SMTP, host=HOST, port=peer.port, tls=TlsMode.STARTTLS),
         )
     assert outcome.result is ProbeResult.AUTH_OFFERED, outcome.reason
     assert outcome.evidence["auth"] == ["PLAIN"]
@@ -77,7 +79,8 @@ async def test_smtp_starttls_with_auth_after_tls_works(dns_peer: DnsPeer, certs:
 async def test_smtp_without_starttls_is_no_tls(dns_peer: DnsPeer, certs: PeerCerts) -> None:
     async with Peer(smtp(starttls=False, auth=True, certs=certs)) as peer:
         outcome = await probe_endpoint(
-            context(dns_peer, certs), MailProtocol.SMTP, HOST, peer.port, TlsMode.STARTTLS
+            context(dns_peer, certs),
+            Endpoint(protocol=MailProtocol.SMTP, host=HOST, port=peer.port, tls=TlsMode.STARTTLS),
         )
     assert outcome.result is ProbeResult.NO_TLS
     assert "STARTTLS" in outcome.reason
@@ -86,7 +89,8 @@ async def test_smtp_without_starttls_is_no_tls(dns_peer: DnsPeer, certs: PeerCer
 async def test_smtp_without_auth_is_no_auth(dns_peer: DnsPeer, certs: PeerCerts) -> None:
     async with Peer(smtp(starttls=True, auth=False, certs=certs)) as peer:
         outcome = await probe_endpoint(
-            context(dns_peer, certs), MailProtocol.SMTP, HOST, peer.port, TlsMode.STARTTLS
+            context(dns_peer, certs),
+            Endpoint(protocol=MailProtocol.SMTP, host=HOST, port=peer.port, tls=TlsMode.STARTTLS),
         )
     assert outcome.result is ProbeResult.NO_AUTH
 
@@ -95,7 +99,8 @@ async def test_a_server_that_is_not_smtp_is_a_protocol_error(dns_peer: DnsPeer, 
     script = smtp(starttls=True, auth=True, certs=certs, greeting="SSH-2.0-OpenSSH_9.2\r\n")
     async with Peer(script) as peer:
         outcome = await probe_endpoint(
-            context(dns_peer, certs), MailProtocol.SMTP, HOST, peer.port, TlsMode.STARTTLS
+            context(dns_peer, certs),
+            Endpoint(protocol=MailProtocol.SMTP, host=HOST, port=peer.port, tls=TlsMode.STARTTLS),
         )
     assert outcome.result is ProbeResult.PROTOCOL_ERROR
 
@@ -110,7 +115,8 @@ async def test_a_bad_certificate_is_tls_failed(
 
     async with Peer(script, tls=certs.server_context(kind)) as peer:
         outcome = await probe_endpoint(
-            context(dns_peer, certs), MailProtocol.IMAP, HOST, peer.port, TlsMode.IMPLICIT
+            context(dns_peer, certs),
+            Endpoint(protocol=MailProtocol.IMAP, host=HOST, port=peer.port, tls=TlsMode.IMPLICIT),
         )
     assert outcome.result is ProbeResult.TLS_FAILED
     assert what in outcome.reason.lower()
@@ -125,7 +131,8 @@ async def test_imap_login_disabled_even_after_tls_is_no_auth(dns_peer: DnsPeer, 
 
     async with Peer(script, tls=certs.server_context("good")) as peer:
         outcome = await probe_endpoint(
-            context(dns_peer, certs), MailProtocol.IMAP, HOST, peer.port, TlsMode.IMPLICIT
+            context(dns_peer, certs),
+            Endpoint(protocol=MailProtocol.IMAP, host=HOST, port=peer.port, tls=TlsMode.IMPLICIT),
         )
     assert outcome.result is ProbeResult.NO_AUTH
     assert outcome.evidence["capabilities"] == ["IMAP4REV1", "LOGINDISABLED"]
@@ -147,7 +154,8 @@ async def test_imap_starttls_then_login(dns_peer: DnsPeer, certs: PeerCerts) -> 
 
     async with Peer(script) as peer:
         outcome = await probe_endpoint(
-            context(dns_peer, certs), MailProtocol.IMAP, HOST, peer.port, TlsMode.STARTTLS
+            context(dns_peer, certs),
+            Endpoint(protocol=MailProtocol.IMAP, host=HOST, port=peer.port, tls=TlsMode.STARTTLS),
         )
     assert outcome.result is ProbeResult.AUTH_OFFERED, outcome.reason
     assert b"LOGIN " not in peer.received
@@ -155,9 +163,13 @@ async def test_imap_starttls_then_login(dns_peer: DnsPeer, certs: PeerCerts) -> 
 
 async def test_an_unknown_name_and_a_closed_port(dns_peer: DnsPeer, certs: PeerCerts) -> None:
     ctx = context(dns_peer, certs)
-    gone = await probe_endpoint(ctx, MailProtocol.SMTP, "nowhere.peer.test", 587, TlsMode.STARTTLS)
+    gone = await probe_endpoint(
+        ctx, Endpoint(protocol=MailProtocol.SMTP, host="nowhere.peer.test", port=587, tls=TlsMode.STARTTLS)
+    )
     assert gone.result is ProbeResult.NOT_FOUND
     async with Peer(smtp(starttls=True, auth=True, certs=certs)) as peer:
         port = peer.port
-    closed = await probe_endpoint(ctx, MailProtocol.SMTP, HOST, port, TlsMode.STARTTLS)
+    closed = await probe_endpoint(
+        ctx, Endpoint(protocol=MailProtocol.SMTP, host=HOST, port=port, tls=TlsMode.STARTTLS)
+    )
     assert closed.result is ProbeResult.UNREACHABLE and closed.result.could_not_tell

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from inboxcheck._endpoint import TlsMode
 from inboxcheck._models import Severity, Verdict, finding
-from inboxcheck._presets import TlsMode
 from inboxcheck._render import render_discovery
 from inboxcheck.discovery.model import Candidate, Discovery, MailProtocol, ProbeResult, SourceKind
 

@@ -19,6 +19,7 @@ from pydantic import JsonValue
 from inboxcheck._blocklists import Blocklist, known_blocklists, select_blocklists
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Severity
+from inboxcheck.checks.dns.lookups import Lookups
 from inboxcheck.dns.client import DnsStatus
 
 __all__ = ["Blocklist", "check_blocklists", "known_blocklists", "select_blocklists"]
@@ -38,9 +39,9 @@ def _query_name(item: str, blocklist: Blocklist) -> str:
     return f"{item}.{blocklist.zone}"
 
 
-async def _ask(ctx: CheckContext, out: Outcome, blocklist: Blocklist, item: str) -> dict[str, JsonValue]:
+async def _ask(lookups: Lookups, out: Outcome, blocklist: Blocklist, item: str) -> dict[str, JsonValue]:
     name = _query_name(item, blocklist)
-    answer = await ctx.dns.query(name, "A")
+    answer = (await lookups.get(name, "A")).answer
     where: dict[str, JsonValue] = {
         "list": blocklist.name,
         "zone": blocklist.zone,
@@ -84,7 +85,7 @@ async def _ask(ctx: CheckContext, out: Outcome, blocklist: Blocklist, item: str)
         )
         return {**where, "result": "could_not_tell", "answers": list[JsonValue](codes)}
     reason = ""
-    txt = await ctx.dns.query(name, "TXT")
+    txt = (await lookups.get(name, "TXT")).answer
     if txt.ok:
         reason = "; ".join(txt.texts())[:300]
     what = "address" if blocklist.kind == "ip" else "domain"
@@ -119,6 +120,7 @@ def _in_loopback(text: str) -> bool:
 async def check_blocklists(ctx: CheckContext) -> Outcome:
     """Ask each selected list about the sending domain and the SMTP host's IPv4 addresses."""
     out = Outcome(summary="")
+    lookups = Lookups(ctx)
     lists = select_blocklists(ctx.options.blocklist_zones)
     domain = ctx.account.email_address.rpartition("@")[2].lower()
     host = ctx.account.smtp_host.strip("[]").lower().rstrip(".")
@@ -131,7 +133,7 @@ async def check_blocklists(ctx: CheckContext) -> Outcome:
         # An address is no name to resolve; the IP lists asked here are IPv4 lists.
         addresses = [str(literal)] if literal.version == 4 else []
     else:
-        answer = await ctx.dns.query(host, "A")
+        answer = (await lookups.get(host, "A")).answer
         if answer.ok:
             addresses = answer.records()
         elif not answer.definite:
@@ -144,7 +146,7 @@ async def check_blocklists(ctx: CheckContext) -> Outcome:
                 host=host,
             )
     asks = [
-        _ask(ctx, out, blocklist, item)
+        _ask(lookups, out, blocklist, item)
         for blocklist in lists
         for item in (addresses if blocklist.kind == "ip" else [domain])
     ]

@@ -15,13 +15,14 @@ from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Severity
+from inboxcheck.checks.dns.lookups import Lookups
 
 __all__ = ["check_fcrdns"]
 
 
-async def _confirm(ctx: CheckContext, out: Outcome, address: str) -> dict[str, JsonValue]:
+async def _confirm(lookups: Lookups, out: Outcome, address: str) -> dict[str, JsonValue]:
     reverse = ipaddress.ip_address(address).reverse_pointer
-    ptr = await ctx.dns.query(reverse, "PTR")
+    ptr = (await lookups.get(reverse, "PTR")).answer
     entry: dict[str, JsonValue] = {"address": address, "ptr_query": reverse}
     if not ptr.definite:
         out.add(
@@ -48,7 +49,7 @@ async def _confirm(ctx: CheckContext, out: Outcome, address: str) -> dict[str, J
         return {**entry, "result": "no_ptr"}
     rdtype = "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
     for name in names:
-        forward = await ctx.dns.query(name, rdtype)
+        forward = (await lookups.get(name, rdtype)).answer
         if not forward.definite:
             out.add(
                 "dns.fcrdns.unavailable",
@@ -80,10 +81,11 @@ async def check_fcrdns(ctx: CheckContext) -> Outcome:
     """PTR and back for every address of the SMTP host."""
     host = ctx.account.smtp_host.strip("[]").lower().rstrip(".")
     out = Outcome(summary="")
+    lookups = Lookups(ctx)
     try:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
-        answers = await asyncio.gather(ctx.dns.query(host, "A"), ctx.dns.query(host, "AAAA"))
+        answers = [lookup.answer for lookup in await lookups.addresses(host)]
         addresses = [a for answer in answers for a in answer.records()]
         if not addresses:
             if all(answer.definite for answer in answers):
@@ -97,7 +99,7 @@ async def check_fcrdns(ctx: CheckContext) -> Outcome:
             )
             out.summary = f"could not resolve {host}"
             return out
-    results = list(await asyncio.gather(*(_confirm(ctx, out, a) for a in addresses)))
+    results = list(await asyncio.gather(*(_confirm(lookups, out, a) for a in addresses)))
     out.details["host"] = host
     out.details["addresses"] = list[JsonValue](results)
     confirmed = [r for r in results if r["result"] == "confirmed"]

@@ -1,8 +1,14 @@
-"""What every DNS check shares: lookups that follow CNAMEs and remember what they asked, the
-"could not tell" finding."""
+"""What every DNS check shares: lookups that follow CNAMEs, remember what they asked and stop at the
+run's deadline; the "could not tell" finding.
+
+:class:`Lookups` is the one door to DNS for checks and discovery: a check asks ``Lookups(ctx).get``
+(or ``addresses``), never ``ctx.dns`` itself, so every lookup follows CNAMEs across zones, shows in
+the check's details and ends when the run's deadline does."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -77,8 +83,32 @@ class Lookups:
         self.ctx = ctx
         self.seen: list[Lookup] = []
 
+    async def addresses(self, host: str) -> tuple[Lookup, Lookup]:
+        """The A and the AAAA lookup of ``host``, asked together."""
+        a, aaaa = await asyncio.gather(self.get(host, "A"), self.get(host, "AAAA"))
+        return a, aaaa
+
+    async def _ask(self, name: str, rdtype: str) -> DnsAnswer:
+        """One question to the run's shared client, given up (as "could not tell") at the deadline.
+
+        The client bounds each lookup by ``--timeout``; the run's deadline may come sooner, and a
+        lookup waits no longer than a connect does."""
+        left = self.ctx.remaining()
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(left):
+                return await self.ctx.dns.query(name, rdtype)
+        except TimeoutError:
+            return DnsAnswer(
+                name,
+                rdtype,
+                DnsStatus.TIMEOUT,
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                error=f"the run's deadline came first ({left:g} s were left)",
+            )
+
     async def get(self, name: str, rdtype: str) -> Lookup:
-        answer = await self.ctx.dns.query(name, rdtype)
+        answer = await self._ask(name, rdtype)
         chain: list[str] = list(answer.cname_chain)
         # An authoritative server does not chase a CNAME into another zone: it answers the CNAME
         # alone, which looks like NODATA. Follow it, as a recursive resolver would; a chain that
@@ -87,7 +117,7 @@ class Lookups:
         for _ in range(MAX_CNAME_HOPS):
             if answer.status is not DnsStatus.NODATA or not answer.cname_chain:
                 break
-            answer = await self.ctx.dns.query(answer.cname_chain[-1], rdtype)
+            answer = await self._ask(answer.cname_chain[-1], rdtype)
             chain.extend(answer.cname_chain)
             hops = {c.lower() for c in answer.cname_chain}
             if visited & hops:

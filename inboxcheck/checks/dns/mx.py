@@ -113,7 +113,7 @@ def _mx_records(answer: DnsAnswer) -> list[tuple[int, str]]:
 async def _check_mx_hosts(ctx: CheckContext, out: Outcome, lookups: Lookups, hosts: list[str]) -> None:
     # A provider's own MX hosts (matched by the presets) are the provider's concern: resolving them
     # says nothing about this domain's setup, so only other hosts are looked up.
-    own = [host for host in hosts if ctx.presets.by_mx([host]) is None]
+    own = [host for host in hosts if ctx.presets.by_mx(host) is None]
     if not own:
         return
     answers = await asyncio.gather(*(lookups.get(host, rdtype) for host in own for rdtype in ("A", "AAAA")))

@@ -35,10 +35,10 @@ from aioimaplib import aioimaplib
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
+from inboxcheck._endpoint import TlsMode
 from inboxcheck._knowledge import ReplyMatch, alert_text, match_reply
 from inboxcheck._models import Severity
 from inboxcheck._options import Family
-from inboxcheck._presets import TlsMode
 from inboxcheck._secrets import REDACTED, Scrubber
 from inboxcheck.checks.login.net import connect_any
 from inboxcheck.checks.login.probe import LoginProbe, Stop, transport_session
@@ -207,10 +207,8 @@ class _ImapLogin(LoginProbe):
         account = ctx.account
         super().__init__(
             ctx,
-            host=account.imap_host,
-            port=account.imap_port,
+            endpoint=account.endpoint("imap"),
             username=account.imap_username,
-            mode=TlsMode.IMPLICIT if account.imap_use_ssl else TlsMode.STARTTLS,
         )
         self.proto: _Protocol | None = None
 

@@ -137,7 +137,10 @@ async def resolve_host(ctx: CheckContext, host: str, port: int) -> Resolution:
 
 async def _resolve_with_dns(ctx: CheckContext, host: str) -> Resolution:
     via = ", ".join(str(ns) for ns in ctx.options.nameservers)
-    answers = await asyncio.gather(ctx.dns.query(host, "A"), ctx.dns.query(host, "AAAA"))
+    # Imported here: only a run with --nameserver resolves through the DNS client (and loads it).
+    from inboxcheck.checks.dns.lookups import Lookups
+
+    answers = [lookup.answer for lookup in await Lookups(ctx).addresses(host)]
     addresses: list[str] = []
     for answer in answers:
         if answer.ok:

@@ -20,10 +20,10 @@ from typing import ClassVar, Final, Literal
 
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext, EndpointRef, Outcome
+from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._endpoint import Endpoint, TlsMode
 from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
 from inboxcheck._models import Severity, host_port
-from inboxcheck._presets import TlsMode
 from inboxcheck.checks.login.net import (
     ConnectFailure,
     ResolveFailure,
@@ -83,12 +83,13 @@ class LoginProbe:
     #: What the protocol's clear-text greeting looks like.
     GREETING: ClassVar[re.Pattern[str]]
 
-    def __init__(self, ctx: CheckContext, *, host: str, port: int, username: str, mode: TlsMode) -> None:
+    def __init__(self, ctx: CheckContext, *, endpoint: Endpoint, username: str) -> None:
         self.ctx = ctx
-        self.host = host.strip("[]")
-        self.port = port
+        self.endpoint = endpoint
+        self.host = endpoint.host.strip("[]")
+        self.port = endpoint.port
         self.username = username
-        self.mode = mode
+        self.mode = endpoint.tls
         self.out = Outcome(summary="")
         self.steps: list[JsonValue] = []
         self.scrub = ctx.scrubber
@@ -320,13 +321,11 @@ class LoginProbe:
         )
 
     def _record_fact(self) -> None:
-        self.ctx.logins[self.PROTOCOL] = EndpointRef(self.PROTOCOL, self.host, self.port, self.mode)
+        self.ctx.logins[self.PROTOCOL] = self.endpoint
         cert = self.session.cert if self.session else None
         self.ctx.facts[fact_key(self.PROTOCOL)] = LoginFact(
-            protocol=self.PROTOCOL,
+            endpoint=self.endpoint,
             username=self.username,
-            host=self.host,
-            port=self.port,
             address=self.address,
             preset_id=self.preset_id,
             cert_names=tuple(cert.names()) if cert else (),

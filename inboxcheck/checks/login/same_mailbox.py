@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
+from inboxcheck._endpoint import Endpoint
 from inboxcheck._models import Severity, Status
 from inboxcheck._options import Family
 from inboxcheck.checks.dns.lookups import Lookups
@@ -36,10 +37,8 @@ __all__ = ["CHECKS", "LoginFact", "check_same_mailbox", "fact_key"]
 class LoginFact:
     """What one successful login established, shared through ``ctx.facts``."""
 
-    protocol: str
+    endpoint: Endpoint
     username: str
-    host: str
-    port: int
     address: str | None
     preset_id: str | None = None
     cert_names: tuple[str, ...] = field(default=())
@@ -47,8 +46,8 @@ class LoginFact:
     def evidence(self) -> dict[str, JsonValue]:
         return {
             "username": self.username,
-            "host": self.host,
-            "port": self.port,
+            "host": self.endpoint.host,
+            "port": self.endpoint.port,
             "address": self.address,
             "cert_names": list(self.cert_names),
         }
@@ -72,7 +71,7 @@ def _same_user(smtp: str, imap: str, domain: str) -> bool:
 
 
 def _same_service(smtp: LoginFact, imap: LoginFact) -> tuple[bool, str]:
-    if smtp.host.lower() == imap.host.lower():
+    if smtp.endpoint.key[1] == imap.endpoint.key[1]:
         return True, "both logins went to the same host"
     if smtp.preset_id and smtp.preset_id == imap.preset_id and smtp.preset_id != "custom":
         return True, f"both hosts belong to the {smtp.preset_id} preset"
@@ -86,10 +85,10 @@ def _same_service(smtp: LoginFact, imap: LoginFact) -> tuple[bool, str]:
 
 async def _same_organisation(ctx: CheckContext, smtp: LoginFact, imap: LoginFact) -> tuple[bool, str]:
     """The last rule, the one that needs lookups: the hosts' organisational domains."""
-    if _ip_literal(smtp.host) is not None or _ip_literal(imap.host) is not None:
+    if _ip_literal(smtp.endpoint.host) is not None or _ip_literal(imap.endpoint.host) is not None:
         return False, "the two hosts share no domain, address, certificate name or provider"
     lookups = Lookups(ctx)
-    orgs = [await organisational_domain(lookups, host) for host in (smtp.host, imap.host)]
+    orgs = [await organisational_domain(lookups, host) for host in (smtp.endpoint.host, imap.endpoint.host)]
     if orgs[0] is not None and orgs[0] == orgs[1]:
         return True, f"both hosts belong to {orgs[0]}"
     if None in orgs:
@@ -129,7 +128,8 @@ async def check_same_mailbox(ctx: CheckContext) -> Outcome:
     if not same_user:
         reasons.append(f"SMTP logs in as {smtp.username!r} but IMAP as {imap.username!r}")
     if not same_service:
-        reasons.append(f"the SMTP server {smtp.host} and the IMAP server {imap.host} look unrelated ({why})")
+        smtp_host, imap_host = smtp.endpoint.host, imap.endpoint.host
+        reasons.append(f"the SMTP server {smtp_host} and the IMAP server {imap_host} look unrelated ({why})")
     out.summary = "the SMTP and IMAP logins may belong to different mailboxes"
     out.add(
         "login.mailbox_mismatch",

@@ -23,10 +23,10 @@ import aiosmtplib
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
+from inboxcheck._endpoint import SMTP_IMPLICIT_PORT, TlsMode
 from inboxcheck._knowledge import ReplyMatch
 from inboxcheck._models import Severity
 from inboxcheck._options import Family
-from inboxcheck._presets import TlsMode
 from inboxcheck.checks.login.net import connect_any, local_address_literal
 from inboxcheck.checks.login.probe import LoginProbe, Stop, transport_session
 from inboxcheck.checks.login.tls import (
@@ -39,15 +39,8 @@ from inboxcheck.checks.login.tls import (
 
 __all__ = ["CHECKS", "check_smtp_login"]
 
-IMPLICIT_TLS_PORT: Final = 465
+IMPLICIT_TLS_PORT: Final = SMTP_IMPLICIT_PORT
 _MAX_REPLY_EVIDENCE: Final = 2000
-
-
-def tls_mode(use_tls: bool, port: int) -> TlsMode:
-    """The project's rule for ``smtp_use_tls``."""
-    if not use_tls:
-        return TlsMode.NONE
-    return TlsMode.IMPLICIT if port == IMPLICIT_TLS_PORT else TlsMode.STARTTLS
 
 
 @dataclass(frozen=True)
@@ -85,10 +78,8 @@ class _SmtpLogin(LoginProbe):
         account = ctx.account
         super().__init__(
             ctx,
-            host=account.smtp_host,
-            port=account.smtp_port,
+            endpoint=account.endpoint("smtp"),
             username=account.smtp_username,
-            mode=tls_mode(account.smtp_use_tls, account.smtp_port),
         )
 
     # --- helpers ---------------------------------------------------------------------------

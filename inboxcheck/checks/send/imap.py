@@ -307,7 +307,7 @@ async def _probe(ctx: CheckContext, job: Literal["find", "cleanup"], sent: Sent)
     if other is None or sent.message.recipient.lower() != other.email_address.lower():
         probe = _ImapSend(ctx, job, sent)
         return await probe.run(), probe
-    # The recipient's mailbox: its own login, sharing this run's resolver, TLS context, clock,
+    # The recipient's mailbox: its own login, sharing this run's DNS client, TLS context, clock,
     # deadline and facts; what it starts is stopped here, since the runner does not know it.
     mailbox = ctx.for_variant(other)
     mailbox.started = ctx.started
