@@ -107,9 +107,8 @@ def render_text(result: SpfEvaluation) -> str:
 
     lines = [result.result.value]
     if result.mechanism is not None:
-        lines.append(
-            f"  mechanism:   {escape(result.mechanism)} (in the SPF record of {escape(result.mechanism_domain or '')})"
-        )
+        where = escape(result.mechanism_domain or "")
+        lines.append(f"  mechanism:   {escape(result.mechanism)} (in the SPF record of {where})")
     if result.record is not None:
         lines.append(f"  record:      {escape(result.record)}")
     if result.explanation is not None:
