@@ -4,10 +4,11 @@ DKIM signatures are checked with dkimpy, whose DNS lookups are answered from key
 fetched first through the run's DNS client (dkimpy's own resolver, the system's, is never asked).
 SPF is evaluated (by the project's one evaluator, dns/spf_eval.py) for the IP address of the first
 server-to-server hop in the ``Received`` chain; a message that never left the provider (submitted
-and delivered by the same system, as a message to oneself usually is) has no such hop, and the
-check says so rather than judge the submitting client's address. DMARC follows from those two, for the From domain's published policy (RFC 7489
-section 4.2: an aligned DKIM pass or an aligned SPF pass). The receiver's ``Authentication-Results``
-are shown and compared with these results, never taken as they are: a header is only text.
+and delivered by the same system, as a message to oneself usually is) has no such hop, and the check
+says so rather than judge the submitting client's address. DMARC follows from those two, for the
+From domain's published policy (RFC 7489 section 4.2: an aligned DKIM pass or an aligned SPF pass).
+The receiver's ``Authentication-Results`` are shown and compared with these results, never taken as
+they are: a header is only text.
 """
 
 from __future__ import annotations
