@@ -264,8 +264,15 @@ def _parse_term(record: str, token: str, start: int) -> Term:
             raise RecordSyntaxError(
                 f"IPv6 prefix //{cidr6} is longer than 128", record=record, position=rest_start + cidr.start()
             )
-        # A '/' left in the domain-spec is part of the name (RFC 7208 7.1: macro-literal allows it); a
-        # malformed prefix ("a:example.com/33x") leaves a name that ends in no valid top label.
+        # A '/' inside the domain-spec is part of the name (RFC 7208 7.1: macro-literal allows it, as in
+        # "a:host/one.example.com"); one in the last label is a prefix length that did not parse.
+        last_label = spec.rfind(".") + 1
+        if "%" not in spec and "/" in spec[last_label:]:
+            raise RecordSyntaxError(
+                f"'{kind.value}' has a malformed prefix length",
+                record=record,
+                position=rest_start + spec.index("/", last_label),
+            )
         domain = _optional_domain(record, spec, rest_start, kind)
         return Mechanism(
             kind,
