@@ -44,12 +44,15 @@ from inboxcheck.dns.records.spf import (
 )
 
 __all__ = [
+    "RecordStatus",
     "SpfEvaluation",
     "SpfEvaluator",
+    "SpfFetch",
     "SpfQuery",
     "SpfResult",
     "check_host",
     "check_host_sync",
+    "fetch_record",
 ]
 
 # RFC 7208 4.6.4: the names of one PTR answer looked at (the rest are ignored).
@@ -156,6 +159,61 @@ def client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+class RecordStatus(StrEnum):
+    """What a domain publishes, as RFC 7208 4.3-4.6 reads it."""
+
+    FOUND = "found"  # one SPF record, valid
+    NONE = "none"  # a malformed name, NXDOMAIN, or no TXT record that starts with v=spf1
+    MULTIPLE = "multiple"  # more than one SPF record: permerror
+    INVALID = "invalid"  # one SPF record with a syntax error: permerror
+    UNAVAILABLE = "unavailable"  # the TXT lookup got no usable answer: temperror
+
+
+@dataclass(frozen=True)
+class SpfFetch:
+    """One domain's SPF record as evaluation and the DNS check's audit both read it."""
+
+    domain: str
+    status: RecordStatus
+    reason: str
+    answer: DnsAnswer | None = None
+    texts: tuple[str, ...] = ()
+    record: SpfRecord | None = None
+    error: RecordSyntaxError | None = None
+
+
+async def fetch_record(resolve: Resolve, domain: str) -> SpfFetch:
+    """The SPF record of ``domain`` (RFC 7208 4.3 to 4.6): the one rule for "which record, if any"."""
+    if not valid_domain(domain):
+        return SpfFetch(domain, RecordStatus.NONE, f"{domain!r} is not a valid domain name (RFC 7208 4.3)")
+    answer = await resolve(domain, "TXT")
+    if answer.status is DnsStatus.NXDOMAIN:
+        return SpfFetch(domain, RecordStatus.NONE, f"the domain {domain} does not exist", answer)
+    if not answer.definite:
+        return SpfFetch(domain, RecordStatus.UNAVAILABLE, f"the TXT lookup of {domain} failed", answer)
+    texts = tuple(text for text in answer.texts() if is_spf_record(text))
+    if not texts:
+        return SpfFetch(domain, RecordStatus.NONE, f"{domain} publishes no SPF record", answer)
+    if len(texts) > 1:
+        return SpfFetch(
+            domain, RecordStatus.MULTIPLE, f"{domain} publishes {len(texts)} SPF records", answer, texts
+        )
+    try:
+        record = parse_spf(texts[0])
+    except RecordSyntaxError as exc:
+        return SpfFetch(
+            domain,
+            RecordStatus.INVALID,
+            f"the SPF record of {domain} is invalid: {exc.message} (character {exc.position + 1})",
+            answer,
+            texts,
+            error=exc,
+        )
+    return SpfFetch(
+        domain, RecordStatus.FOUND, f"{domain} publishes one valid SPF record", answer, texts, record
+    )
 
 
 class SpfEvaluator:
@@ -271,27 +329,17 @@ class SpfEvaluator:
     # check_host
 
     async def _check(self, domain: str, *, top: bool, record_seen: list[str] | None = None) -> _Outcome:
-        if not valid_domain(domain):
-            return _Outcome(SpfResult.NONE, reason=f"{domain!r} is not a valid domain name (RFC 7208 4.3)")
-        answer = await self._query(domain, "TXT")
-        if answer.status is DnsStatus.NXDOMAIN:
-            return _Outcome(SpfResult.NONE, reason=f"the domain {domain} does not exist")
-        if not answer.definite:
-            raise self._unusable(answer)
-        texts = [text for text in answer.texts() if is_spf_record(text)]
-        if not texts:
-            return _Outcome(SpfResult.NONE, reason=f"{domain} publishes no SPF record")
-        if len(texts) > 1:
-            return _Outcome(SpfResult.PERMERROR, reason=f"{domain} publishes {len(texts)} SPF records")
-        if record_seen is not None:
-            record_seen.append(texts[0])
-        try:
-            record = parse_spf(texts[0])
-        except RecordSyntaxError as exc:
-            return _Outcome(
-                SpfResult.PERMERROR,
-                reason=f"the SPF record of {domain} is invalid: {exc.message} (character {exc.position + 1})",
-            )
+        fetched = await fetch_record(self._query, domain)
+        if fetched.status is RecordStatus.UNAVAILABLE:
+            assert fetched.answer is not None
+            raise self._unusable(fetched.answer)
+        if fetched.texts and record_seen is not None:
+            record_seen.append(fetched.texts[0])
+        if fetched.status is RecordStatus.NONE:
+            return _Outcome(SpfResult.NONE, reason=fetched.reason)
+        if fetched.record is None:
+            return _Outcome(SpfResult.PERMERROR, reason=fetched.reason)
+        record = fetched.record
         for mechanism in record.mechanisms:
             if await self._matches(mechanism, domain):
                 result = _QUALIFIED[mechanism.qualifier]

@@ -18,6 +18,7 @@ from inboxcheck.checks.dns.lookups import (
     report_unavailable,
     spf_texts,
 )
+from inboxcheck.dns.client import DnsAnswer
 from inboxcheck.dns.records._common import RecordSyntaxError
 from inboxcheck.dns.records.spf import (
     LOOKUP_LIMIT,
@@ -30,6 +31,7 @@ from inboxcheck.dns.records.spf import (
     SpfRecord,
     parse_spf,
 )
+from inboxcheck.dns.spf_eval import RecordStatus, fetch_record
 
 # --------------------------------------------------------------------------------------------------
 # SPF
@@ -103,6 +105,13 @@ class _SpfWalk:
         self.truncated = False
         self.resolved = 0
         self.unresolved = 0
+        self._seen: dict[tuple[str, str], Lookup] = {}
+
+    async def _resolve(self, name: str, rdtype: str) -> DnsAnswer:
+        """The check's lookups (CNAMEs followed, each kept for the evidence) as the evaluator asks."""
+        lookup = await self.lookups.get(name, rdtype)
+        self._seen[(name, rdtype)] = lookup
+        return lookup.answer
 
     def problem(self, code: str, severity: Severity, message: str, fix: str, **evidence: JsonValue) -> None:
         key = (code, str(sorted(evidence.items())))
@@ -179,12 +188,13 @@ class _SpfWalk:
             self.truncated = True
             return
         self.visited += 1
-        lookup = await self.lookups.get(target, "TXT")
-        if not lookup.definite:
+        fetched = await fetch_record(self._resolve, target)
+        lookup = self._seen.get((target, "TXT"))
+        evidence: JsonValue = lookup.evidence() if lookup is not None else {"name": target, "type": "TXT"}
+        if fetched.status is RecordStatus.UNAVAILABLE:
             return
-        texts = spf_texts(lookup)
-        if not texts:
-            if not lookup.answer.ok:
+        if fetched.status is RecordStatus.NONE:
+            if lookup is not None and not lookup.answer.ok:
                 self.void.append({"domain": domain, "term": term.text, "lookup": lookup.describe()})
             self.problem(
                 "dns.spf.include_missing",
@@ -195,23 +205,23 @@ class _SpfWalk:
                 domain=domain,
                 term=term.text,
                 target=target,
-                lookup=lookup.evidence(),
+                lookup=evidence,
             )
             return
-        if len(texts) > 1:
+        if fetched.status is RecordStatus.MULTIPLE:
             self.problem(
                 "dns.spf.multiple",
                 Severity.FAIL,
-                f"The domain {target}, {kind}d by the SPF record of {domain}, has {len(texts)} SPF records, "
-                "a permanent error for receivers.",
+                f"The domain {target}, {kind}d by the SPF record of {domain}, has {len(fetched.texts)} SPF "
+                "records, a permanent error for receivers.",
                 f"Ask the owner of {target} to publish a single SPF record, or remove {term.text}.",
                 domain=target,
-                records=list(texts),
+                records=list(fetched.texts),
             )
             return
-        try:
-            record = parse_spf(texts[0])
-        except RecordSyntaxError as exc:
+        if fetched.record is None:
+            exc = fetched.error
+            assert exc is not None
             self.problem(
                 "dns.spf.syntax",
                 Severity.FAIL,
@@ -219,11 +229,12 @@ class _SpfWalk:
                 f"(character {exc.position + 1}).",
                 f"Fix the record of {target}, or remove {term.text}.",
                 domain=target,
-                record=texts[0],
+                record=fetched.texts[0],
                 position=exc.position,
                 pointer=exc.pointer(),
             )
             return
+        record = fetched.record
         node.children = await self.cost_of(target, record, (*path, target))
         node.cost += sum(child.cost for child in node.children)
 
