@@ -31,7 +31,7 @@ from inboxcheck.dns.records.spf import (
     SpfRecord,
     parse_spf,
 )
-from inboxcheck.dns.spf_eval import RecordStatus, fetch_record
+from inboxcheck.dns.spf_eval import RecordStatus, SpfResult, evaluate, fetch_record
 
 # --------------------------------------------------------------------------------------------------
 # SPF
@@ -46,6 +46,9 @@ _MAX_SPF_RECORDS: Final = 60
 _MAX_RESOLVED_TERMS: Final = 2 * LOOKUP_LIMIT
 # Terms listed in the details and evidence (the count covers them all).
 _MAX_LISTED_TERMS: Final = 50
+# The client whose check_host() the DNS check asks for: an address no record lists (0.0.0.0/8 is
+# "this network", never a sender), so that the evaluation walks every term.
+_UNLISTED_CLIENT: Final = "0.0.0.1"
 
 
 @dataclass
@@ -107,7 +110,7 @@ class _SpfWalk:
         self.unresolved = 0
         self._seen: dict[tuple[str, str], Lookup] = {}
 
-    async def _resolve(self, name: str, rdtype: str) -> DnsAnswer:
+    async def resolve(self, name: str, rdtype: str) -> DnsAnswer:
         """The check's lookups (CNAMEs followed, each kept for the evidence) as the evaluator asks."""
         lookup = await self.lookups.get(name, rdtype)
         self._seen[(name, rdtype)] = lookup
@@ -188,7 +191,7 @@ class _SpfWalk:
             self.truncated = True
             return
         self.visited += 1
-        fetched = await fetch_record(self._resolve, target)
+        fetched = await fetch_record(self.resolve, target)
         lookup = self._seen.get((target, "TXT"))
         evidence: JsonValue = lookup.evidence() if lookup is not None else {"name": target, "type": "TXT"}
         if fetched.status is RecordStatus.UNAVAILABLE:
@@ -385,6 +388,7 @@ async def check_spf(ctx: CheckContext) -> Outcome:
             fix="Replace ptr with ip4:/ip6: ranges or a: names of the sending servers.",
             terms=list(walk.ptr),
         )
+    await _check_unlisted_client(out, walk, domain)
     _check_permissive(out, walk, domain, record, facts, ctx)
     _check_provider_include(ctx, out, walk, facts, record)
     facts.valid = not any(f.severity in (Severity.FAIL, Severity.ERROR) for f in out.findings)
@@ -395,6 +399,41 @@ async def check_spf(ctx: CheckContext) -> Outcome:
     else:
         out.summary = f"the SPF record of {domain} has problems ({total} of {LOOKUP_LIMIT} lookups)"
     return finish(out, lookups)
+
+
+async def _check_unlisted_client(out: Outcome, walk: _SpfWalk, domain: str) -> None:
+    """What a receiver's check_host() (the one evaluator) says for a server the record does not list.
+
+    Evaluating for such a client walks every term, expanding macros the audit can only count, so
+    it finds the permanent errors the audit cannot see: macro terms that find nothing (the void
+    limit), a macro include or redirect to no record, the MX limit behind a macro. Listed servers
+    may still pass if they match before the error, hence a warning; when the audit has already
+    reported a permanent error, this adds nothing.
+    """
+    if any(f.severity in (Severity.FAIL, Severity.ERROR) for f in out.findings):
+        return
+    verdict = await evaluate(walk.resolve, _UNLISTED_CLIENT, domain)
+    out.details["unlisted_client"] = {
+        "ip": _UNLISTED_CLIENT,
+        "result": verdict.result.value,
+        "mechanism": verdict.mechanism,
+        "reason": verdict.reason,
+    }
+    if verdict.result is SpfResult.PERMERROR:
+        out.add(
+            "dns.spf.permerror",
+            Severity.WARN,
+            f"For a server its SPF record does not list, evaluating {domain} ends in a permanent error "
+            f"({verdict.reason}), not in a fail: receivers cannot tell forged mail from broken DNS, and "
+            "a server listed after the error gets the same.",
+            fix="Fix the term named: remove macro terms that find nothing, and point include and "
+            "redirect at names that publish one SPF record.",
+            ip=_UNLISTED_CLIENT,
+            result=verdict.result.value,
+            reason=verdict.reason,
+            lookup_terms=verdict.lookup_terms,
+            void_lookups=verdict.void_lookups,
+        )
 
 
 def _strings_of(txt: Lookup, text: str) -> tuple[bytes, ...]:
