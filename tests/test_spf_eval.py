@@ -147,6 +147,11 @@ def test_sync_twin_raises_for_a_bad_address() -> None:
         inboxcheck.check_host_sync("not-an-ip", "example.com")
 
 
+async def test_sync_twin_refuses_inside_a_loop() -> None:
+    with pytest.raises(inboxcheck.InboxcheckError, match=r"await inboxcheck\.check_host"):
+        inboxcheck.check_host_sync("192.0.2.1", "example.com")
+
+
 # --- the command line ----------------------------------------------------------------------------
 
 

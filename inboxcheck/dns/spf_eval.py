@@ -644,7 +644,19 @@ def check_host_sync(
     timeout: float = _DEFAULT_TIMEOUT,
     receiver: str = "unknown",
 ) -> SpfEvaluation:
-    """:func:`check_host` outside an event loop."""
+    """:func:`check_host` for code that has no event loop running; inside one, raises
+    :class:`~inboxcheck.InboxcheckError` (before any coroutine is made, so nothing is left unawaited)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        from inboxcheck._errors import InboxcheckError
+
+        raise InboxcheckError(
+            "inboxcheck.check_host_sync() was called inside a running event loop, where it cannot run; "
+            "use `await inboxcheck.check_host(...)` there instead"
+        )
     return asyncio.run(
         check_host(
             ip, domain, sender=sender, helo=helo, nameservers=nameservers, timeout=timeout, receiver=receiver
