@@ -219,6 +219,33 @@ async def test_cli_escapes_text_from_dns(server: SuiteDnsServer) -> None:
     assert "\\x1b]0;pwned\\x07" in result.output
 
 
+async def test_cli_in_a_real_process(server: SuiteDnsServer) -> None:
+    import asyncio
+    import sys
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "inboxcheck",
+        "spf",
+        "::ffff:192.0.2.1",
+        "bob@v4.test",
+        "--helo",
+        "mx.v4.test",
+        "--nameserver",
+        server.nameserver,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr
+    assert stdout.decode().splitlines()[0] == "pass"
+    assert (
+        "Received-SPF: pass (inboxcheck: domain of bob@v4.test designates 192.0.2.1 as permitted sender) "
+        "client-ip=192.0.2.1; envelope-from=bob@v4.test; helo=mx.v4.test;"
+    ) in stdout.decode()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
