@@ -16,6 +16,8 @@ from typing import Any, Final
 import pytest
 
 import inboxcheck
+from inboxcheck.dns.records._common import RecordSyntaxError
+from inboxcheck.dns.records.spf import is_spf_record, parse_spf
 from tests.spf_suite import Case, SuiteDnsServer, load_suite, suite_file
 
 # Cases not evaluated, with the reason. Every other case must agree.
@@ -80,3 +82,34 @@ async def test_spf_suite_agrees(name: str, cases: int) -> None:
     count, problems = await _disagreements(name)
     assert problems == [], f"{len(problems)} of {count} cases disagree:\n" + "\n".join(problems)
     assert count == cases - len(LEFT_OUT)
+
+
+@pytest.mark.parametrize("name", ["rfc7208-tests.yml", "rfc4408-tests.yml"])
+def test_the_dns_checks_parser_calls_no_valid_record_broken(name: str) -> None:
+    """Every sender domain's record whose case does not end in permerror parses: the DNS check reads
+    records with the same parser and must not call a valid one broken (it called 4 broken before)."""
+    broken: list[str] = []
+    checked = 0
+    for scenario in load_suite(suite_file(name)):
+        zone = {key.lower().rstrip("."): entries for key, entries in scenario.zone.items()}
+        for case in scenario.cases:
+            if "permerror" in case.results:
+                continue
+            domain = (case.mailfrom.rpartition("@")[2] if case.mailfrom else case.helo).lower().rstrip(".")
+            texts = {
+                "".join(value) if isinstance(value, list) else str(value)
+                for entry in zone.get(domain, [])
+                if isinstance(entry, dict)
+                for rtype, value in entry.items()
+                if rtype in ("SPF", "TXT") and value != "NONE"
+            }
+            records = [text for text in texts if is_spf_record(text)]
+            if len(records) != 1:
+                continue
+            checked += 1
+            try:
+                parse_spf(records[0])
+            except RecordSyntaxError as exc:
+                broken.append(f"{case.id}: {records[0]!r}: {exc}")
+    assert broken == []
+    assert checked > 100
