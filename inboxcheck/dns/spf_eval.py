@@ -254,10 +254,10 @@ class SpfEvaluator:
         return isinstance(self.ip, ipaddress.IPv4Address)
 
     async def check_host(self, domain: str) -> SpfEvaluation:
-        domain = domain.strip().rstrip(".").lower() if domain.strip() != "." else ""
+        domain = domain.strip().rstrip(".").lower()
         record: list[str] = []
         try:
-            outcome = await self._check(domain, top=True, record_seen=record)
+            outcome = await self._check(domain, record_seen=record)
         except _Stop as stop:
             outcome = _Outcome(stop.result, reason=stop.reason)
         return SpfEvaluation(
@@ -328,12 +328,12 @@ class SpfEvaluator:
     # ----------------------------------------------------------------------------------------------
     # check_host
 
-    async def _check(self, domain: str, *, top: bool, record_seen: list[str] | None = None) -> _Outcome:
+    async def _check(self, domain: str, *, record_seen: list[str] | None = None) -> _Outcome:
         fetched = await fetch_record(self._query, domain)
         if fetched.status is RecordStatus.UNAVAILABLE:
             assert fetched.answer is not None
             raise self._unusable(fetched.answer)
-        if fetched.texts and record_seen is not None:
+        if len(fetched.texts) == 1 and record_seen is not None:
             record_seen.append(fetched.texts[0])
         if fetched.status is RecordStatus.NONE:
             return _Outcome(SpfResult.NONE, reason=fetched.reason)
@@ -355,7 +355,7 @@ class SpfEvaluator:
         if redirect is not None:
             self._count(redirect.text)
             target = await self._expand(redirect.value, domain)
-            outcome = await self._check(target, top=top)
+            outcome = await self._check(target)
             if outcome.result is SpfResult.NONE:
                 return _Outcome(
                     SpfResult.PERMERROR,
@@ -381,7 +381,7 @@ class SpfEvaluator:
         self._count(mechanism.text)
         target = await self._expand(mechanism.domain, domain) if mechanism.domain is not None else domain
         if kind is MechanismKind.INCLUDE:
-            outcome = await self._check(target, top=False)
+            outcome = await self._check(target)
             if outcome.result is SpfResult.PASS:
                 return True
             if outcome.result in (SpfResult.FAIL, SpfResult.SOFTFAIL, SpfResult.NEUTRAL):
