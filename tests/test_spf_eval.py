@@ -38,6 +38,7 @@ _ZONE: Final[dict[str, list[Any]]] = {
     "ptr.test": [{"TXT": "v=spf1 ptr -all"}],
     "1.2.0.192.in-addr.arpa": [{"PTR": "mail.ptr.test"}],
     "mail.ptr.test": [{"A": "192.0.2.1"}],
+    "xn--bcher-kva.test": [{"TXT": "v=spf1 ip4:192.0.2.1 exists:%{l}.idn.test -all"}],
     "exp.test": [{"TXT": "v=spf1 -all exp=why.exp.test"}],
     "why.exp.test": [{"TXT": "%{c} may not send for %{d} (%{i})"}],
     "slow.test": ["TIMEOUT"],
@@ -103,6 +104,19 @@ async def test_exists_with_sender_macros(server: SuiteDnsServer) -> None:
         "pass",
         "exists:%{ir}.%{l1r+-}.list.exists.test",
     )
+
+
+async def test_an_internationalised_domain_is_asked_as_a_labels(server: SuiteDnsServer) -> None:
+    result = await _check(server, "192.0.2.1", "bücher.test")
+    assert (result.result.value, result.domain) == ("pass", "xn--bcher-kva.test")
+
+
+async def test_a_macro_that_expands_to_utf8_names_nothing(server: SuiteDnsServer) -> None:
+    result = await inboxcheck.check_host(
+        "192.0.2.9", "bücher.test", sender="jörg@bücher.test", nameservers=[server.nameserver], timeout=1.0
+    )
+    assert (result.result.value, result.void_lookups) == ("fail", 1)
+    assert [q.name for q in result.queries] == ["xn--bcher-kva.test"]
 
 
 async def test_explanation_and_what_was_asked(server: SuiteDnsServer) -> None:

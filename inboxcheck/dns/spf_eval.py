@@ -17,6 +17,7 @@ REFUSED is ``temperror``, never "no record".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import time
@@ -28,6 +29,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
+from inboxcheck._models import ascii_domain
 from inboxcheck._options import Nameserver, parse_nameserver
 from inboxcheck.dns.client import DnsAnswer, DnsClient, DnsStatus, make_resolver
 from inboxcheck.dns.records._common import RecordSyntaxError
@@ -285,7 +287,11 @@ class SpfEvaluator:
         key = (name, rdtype)
         answer = self._answers.get(key)
         if answer is None:
-            if not valid_domain(name) and not (name.count(".") == 0 and 0 < len(name) <= 63):
+            # RFC 7208 4.3: names are looked up as A-labels; a macro that expands to other text
+            # (a UTF-8 local part) names nothing, like any other malformed name.
+            if not name.isascii() or (
+                not valid_domain(name) and not (name.count(".") == 0 and 0 < len(name) <= 63)
+            ):
                 answer = DnsAnswer(name, rdtype, DnsStatus.NXDOMAIN, error="not a valid domain name")
             else:
                 answer = await self.resolve(name, rdtype)
@@ -628,6 +634,8 @@ async def check_host(
     if "@" in domain:
         sender = sender or domain
         domain = domain.rpartition("@")[2]
+    with contextlib.suppress(UnicodeError, ValueError):
+        domain = ascii_domain(domain)  # an internationalised name as its A-labels (RFC 7208 4.3)
     client_address(ip)  # ValueError before any lookup
     servers = [s if isinstance(s, Nameserver) else parse_nameserver(s) for s in nameservers]
     client = DnsClient(make_resolver(servers, timeout=timeout), timeout=timeout)
