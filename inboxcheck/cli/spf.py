@@ -113,7 +113,7 @@ def render_text(result: SpfEvaluation) -> str:
         lines.append(f"  record:      {escape(result.record)}")
     if result.explanation is not None:
         lines.append(f"  explanation: {escape(result.explanation)}")
-    if result.reason:
+    if result.reason and result.mechanism is None:  # a match says it all in its mechanism line
         lines.append(f"  reason:      {escape(result.reason)}")
     lines.append(
         f"  lookups:     {result.lookup_terms} of 10 terms that query DNS, {result.void_lookups} of 2 void "
