@@ -26,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -166,6 +168,7 @@ class SuiteDnsServer(asyncio.DatagramProtocol):
         self.port = 0
         self.queries = 0
         self._transport: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
 
     def load(self, zonedata: dict[str, list[Any]]) -> None:
         zone: dict[tuple[bytes, ...], list[tuple[str, Any]]] = {}
@@ -193,6 +196,8 @@ class SuiteDnsServer(asyncio.DatagramProtocol):
         transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
         self._transport = transport
         self.port = transport.get_extra_info("sockname")[1]
+        # TCP on the same port, for answers too large for a datagram (sent truncated over UDP).
+        self._tcp = await asyncio.start_server(self._stream, "127.0.0.1", self.port)
         return self
 
     async def __aexit__(
@@ -200,6 +205,23 @@ class SuiteDnsServer(asyncio.DatagramProtocol):
     ) -> None:
         if self._transport is not None:
             self._transport.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            size = int.from_bytes(await reader.readexactly(2), "big")
+            query = dns.message.from_wire(await reader.readexactly(size))
+            response = self.answer(query)
+            if response is not None:
+                wire = response.to_wire(want_shuffle=False, max_size=65535)
+                writer.write(len(wire).to_bytes(2, "big") + wire)
+                await writer.drain()
+        except (OSError, EOFError, dns.exception.DNSException):
+            pass
+        finally:
+            writer.close()
 
     @property
     def nameserver(self) -> str:
@@ -212,8 +234,15 @@ class SuiteDnsServer(asyncio.DatagramProtocol):
             return
         self.queries += 1
         response = self.answer(query)
-        if response is not None and self._transport is not None:
-            self._transport.sendto(response.to_wire(want_shuffle=False), addr)
+        if response is None or self._transport is None:
+            return
+        try:
+            wire = response.to_wire(want_shuffle=False)
+        except dns.exception.TooBig:
+            response.answer.clear()
+            response.flags |= dns.flags.TC
+            wire = response.to_wire(want_shuffle=False)
+        self._transport.sendto(wire, addr)
 
     def answer(self, query: dns.message.Message) -> dns.message.Message | None:
         """The response, or None to stay silent (a timeout)."""

@@ -39,6 +39,9 @@ _ZONE: Final[dict[str, list[Any]]] = {
     "1.2.0.192.in-addr.arpa": [{"PTR": "mail.ptr.test"}],
     "mail.ptr.test": [{"A": "192.0.2.1"}],
     "xn--bcher-kva.test": [{"TXT": "v=spf1 ip4:192.0.2.1 exists:%{l}.idn.test -all"}],
+    "digits.test": [{"TXT": "v=spf1 a:%{d" + "9" * 5000 + "}.digits.test ip4:192.0.2.1 -all"}],
+    "digits.test.digits.test": [{"A": "192.0.2.7"}],
+    "zero.test": [{"TXT": "v=spf1 a:%{d00}.zero.test -all"}],
     "exp.test": [{"TXT": "v=spf1 -all exp=why.exp.test"}],
     "why.exp.test": [{"TXT": "%{c} may not send for %{d} (%{i})"}],
     "slow.test": ["TIMEOUT"],
@@ -86,6 +89,9 @@ async def _check(server: SuiteDnsServer, ip: str, domain: str) -> inboxcheck.Spf
         # A timeout is temperror, never "no record"; also through an include.
         ("192.0.2.1", "slow.test", "temperror"),
         ("192.0.2.1", "incslow.test", "temperror"),
+        # Thousands of digits in a macro keep every part (and crash nothing); zero parts is an error.
+        ("192.0.2.7", "digits.test", "pass"),
+        ("192.0.2.1", "zero.test", "permerror"),
         # A malformed domain is none (RFC 7208 4.3), without a lookup.
         ("192.0.2.1", "a..b.test", "none"),
         ("192.0.2.1", "x" * 64 + ".test", "none"),

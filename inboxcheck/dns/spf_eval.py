@@ -64,6 +64,7 @@ _MAX_NAME: Final = 253
 _MACRO: Final = re.compile(r"%(?:\{([^}]*)\}|(.))", re.DOTALL)
 _TRANSFORMERS: Final = re.compile(r"([A-Za-z])([0-9]*)([rR]?)([.\-+,/_=]*)\Z")
 _DEFAULT_TIMEOUT: Final = 5.0
+_ALL_PARTS: Final = 1000
 
 Resolve = Callable[[str, str], Awaitable[DnsAnswer]]
 
@@ -537,25 +538,31 @@ class SpfEvaluator:
     def _macro(self, body: str, domain: str, *, explanation: bool, ptr: str | None) -> str:
         parts = _TRANSFORMERS.match(body)
         if parts is None:
-            raise _Stop(SpfResult.PERMERROR, f"%{{{body}}} is no valid macro (RFC 7208 7.1)")
+            raise _Stop(SpfResult.PERMERROR, f"%{{{body[:40]}}} is no valid macro (RFC 7208 7.1)")
         letter, digits, reverse, delimiters = parts.groups()
         lower = letter.lower()
         if lower in "crt" and not explanation:
             raise _Stop(
                 SpfResult.PERMERROR,
-                f"the macro %{{{body}}} is only allowed in explanation strings (RFC 7208 7.3)",
+                f"the macro %{{{body[:40]}}} is only allowed in explanation strings (RFC 7208 7.3)",
             )
         value = self._letter(lower, domain, ptr)
         if value is None:
-            raise _Stop(SpfResult.PERMERROR, f"%{{{body}}} names no macro letter (RFC 7208 7.3)")
-        if digits and int(digits) == 0:
-            raise _Stop(SpfResult.PERMERROR, f"%{{{body}}}: the number of parts may not be 0 (RFC 7208 7.3)")
+            raise _Stop(SpfResult.PERMERROR, f"%{{{body[:40]}}} names no macro letter (RFC 7208 7.3)")
+        # A name has at most 127 labels: any count from 128 up keeps them all, and is never converted
+        # as a whole (a record may carry thousands of digits, past what int() accepts).
+        significant = digits.lstrip("0")
+        keep = _ALL_PARTS if len(significant) > 3 else int(significant or "0")
+        if digits and keep == 0:
+            raise _Stop(
+                SpfResult.PERMERROR, f"%{{{body[:40]}}}: the number of parts may not be 0 (RFC 7208 7.3)"
+            )
         if digits or reverse or delimiters:
             pieces = re.split("[" + re.escape(delimiters or ".") + "]", value)
             if reverse:
                 pieces.reverse()
             if digits:
-                pieces = pieces[-int(digits) :]
+                pieces = pieces[-keep:]
             value = ".".join(pieces)
         if letter.isupper():
             value = urllib.parse.quote(value, safe="~")
