@@ -15,6 +15,8 @@ every failure, and only then create the inbox on the sending platform::
 The public API (``__all__``), by task; modules with a leading underscore are private:
 
 - Check: check, check_sync, load_account, parse_account, run_batch, BatchLine, BatchSummary
+- SPF for a client address (RFC 7208 check_host): check_host, check_host_sync, SpfEvaluation,
+  SpfResult, SpfQuery
 - Find the settings from an address: discover, discover_sync, Discovery, Candidate
 - Troubleshoot: diagnose, diagnose_sync, Diagnosis, Cause, Alternative
 - Create the inbox: connect, connect_sync, connect_batch, ConnectResult, ConnectBatchSummary,
@@ -79,6 +81,7 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
     "inboxcheck._runner": ("check", "check_sync"),
     "inboxcheck._schema": ("report_schema",),
     "inboxcheck.discovery.model": ("Candidate", "Discovery"),
+    "inboxcheck.dns.spf_eval": ("SpfEvaluation", "SpfQuery", "SpfResult", "check_host", "check_host_sync"),
     "inboxcheck.discovery.run": ("discover", "discover_sync"),
     "inboxcheck.platform.batch": ("ConnectBatchSummary", "connect_batch"),
     "inboxcheck.platform.client": ("PlatformClient",),
@@ -186,6 +189,13 @@ if TYPE_CHECKING:
     from inboxcheck.discovery.run import (
         discover as discover,
         discover_sync as discover_sync,
+    )
+    from inboxcheck.dns.spf_eval import (
+        SpfEvaluation as SpfEvaluation,
+        SpfQuery as SpfQuery,
+        SpfResult as SpfResult,
+        check_host as check_host,
+        check_host_sync as check_host_sync,
     )
     from inboxcheck.platform.batch import (
         ConnectBatchSummary as ConnectBatchSummary,

@@ -1081,3 +1081,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             EXIT_BUG,
         )
     sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+
+cli.add_command(__import__("inboxcheck.cli.spf", fromlist=["spf"]).spf)  # issue 23; rewired at the split

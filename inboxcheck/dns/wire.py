@@ -364,9 +364,9 @@ def _parse(data: bytes, question: bytes, labels: tuple[bytes, ...], qtype: int) 
     owner_name = dns.name.Name((*current, b""))
     rdtype = dns.rdatatype.RdataType(qtype)
     rdatas = [
-        _rdata(data, qtype, start, end)
+        rdata
         for owner, rtype, _ttl, start, end in records
-        if owner == current and rtype == qtype
+        if owner == current and rtype == qtype and (rdata := _rdata(data, qtype, start, end)) is not None
     ]
     canonical = _text(current)
     if not rdatas:
@@ -378,10 +378,15 @@ def _parse(data: bytes, question: bytes, labels: tuple[bytes, ...], qtype: int) 
     return WireAnswer("ok", rrset=rrset, canonical_name=canonical, chain=tuple(chain))
 
 
-def _rdata(data: bytes, qtype: int, start: int, end: int) -> Rdata:
+def _rdata(data: bytes, qtype: int, start: int, end: int) -> Rdata | None:
+    """One record's data; None for a TXT record without strings, which holds no text (RFC 1035 asks
+    for at least one) and is skipped rather than make the whole answer unreadable (RFC 7208 4.5 reads
+    only the records that start with "v=spf1")."""
     body = data[start:end]
     try:
         if qtype == 16:
+            if not body:
+                return None
             strings: list[bytes] = []
             index = 0
             while index < len(body):

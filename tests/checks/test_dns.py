@@ -125,6 +125,7 @@ CASES = [
     ("a@spf-redirect.test", CUSTOM, "dns.spf", "dns.spf.permissive", Severity.WARN),
     ("a@nogoogle.test", GOOGLE, "dns.spf", "dns.spf.provider_not_included", Severity.FAIL),
     ("a@spf-ptr.test", CUSTOM, "dns.spf", "dns.spf.ptr", Severity.WARN),
+    ("a@spf-macro-void.test", CUSTOM, "dns.spf", "dns.spf.permerror", Severity.WARN),
     ("a@dkim512.test", CUSTOM, "dns.dkim", "dns.dkim.weak_key", Severity.FAIL),
     ("a@dkim1024.test", CUSTOM, "dns.dkim", "dns.dkim.weak_key", Severity.WARN),
     ("a@dkim-revoked.test", CUSTOM, "dns.dkim", "dns.dkim.revoked", Severity.FAIL),

@@ -18,6 +18,7 @@ from inboxcheck.checks.dns.lookups import (
     report_unavailable,
     spf_texts,
 )
+from inboxcheck.dns.client import DnsAnswer
 from inboxcheck.dns.records._common import RecordSyntaxError
 from inboxcheck.dns.records.spf import (
     LOOKUP_LIMIT,
@@ -30,6 +31,7 @@ from inboxcheck.dns.records.spf import (
     SpfRecord,
     parse_spf,
 )
+from inboxcheck.dns.spf_eval import RecordStatus, SpfResult, evaluate, fetch_record
 
 # --------------------------------------------------------------------------------------------------
 # SPF
@@ -44,6 +46,9 @@ _MAX_SPF_RECORDS: Final = 60
 _MAX_RESOLVED_TERMS: Final = 2 * LOOKUP_LIMIT
 # Terms listed in the details and evidence (the count covers them all).
 _MAX_LISTED_TERMS: Final = 50
+# The client whose check_host() the DNS check asks for: an address no record lists (0.0.0.0/8 is
+# "this network", never a sender), so that the evaluation walks every term.
+_UNLISTED_CLIENT: Final = "0.0.0.1"
 
 
 @dataclass
@@ -103,6 +108,13 @@ class _SpfWalk:
         self.truncated = False
         self.resolved = 0
         self.unresolved = 0
+        self._seen: dict[tuple[str, str], Lookup] = {}
+
+    async def resolve(self, name: str, rdtype: str) -> DnsAnswer:
+        """The check's lookups (CNAMEs followed, each kept for the evidence) as the evaluator asks."""
+        lookup = await self.lookups.get(name, rdtype)
+        self._seen[(name, rdtype)] = lookup
+        return lookup.answer
 
     def problem(self, code: str, severity: Severity, message: str, fix: str, **evidence: JsonValue) -> None:
         key = (code, str(sorted(evidence.items())))
@@ -179,12 +191,13 @@ class _SpfWalk:
             self.truncated = True
             return
         self.visited += 1
-        lookup = await self.lookups.get(target, "TXT")
-        if not lookup.definite:
+        fetched = await fetch_record(self.resolve, target)
+        lookup = self._seen.get((target, "TXT"))
+        evidence: JsonValue = lookup.evidence() if lookup is not None else {"name": target, "type": "TXT"}
+        if fetched.status is RecordStatus.UNAVAILABLE:
             return
-        texts = spf_texts(lookup)
-        if not texts:
-            if not lookup.answer.ok:
+        if fetched.status is RecordStatus.NONE:
+            if lookup is not None and not lookup.answer.ok:
                 self.void.append({"domain": domain, "term": term.text, "lookup": lookup.describe()})
             self.problem(
                 "dns.spf.include_missing",
@@ -195,23 +208,23 @@ class _SpfWalk:
                 domain=domain,
                 term=term.text,
                 target=target,
-                lookup=lookup.evidence(),
+                lookup=evidence,
             )
             return
-        if len(texts) > 1:
+        if fetched.status is RecordStatus.MULTIPLE:
             self.problem(
                 "dns.spf.multiple",
                 Severity.FAIL,
-                f"The domain {target}, {kind}d by the SPF record of {domain}, has {len(texts)} SPF records, "
-                "a permanent error for receivers.",
+                f"The domain {target}, {kind}d by the SPF record of {domain}, has {len(fetched.texts)} SPF "
+                "records, a permanent error for receivers.",
                 f"Ask the owner of {target} to publish a single SPF record, or remove {term.text}.",
                 domain=target,
-                records=list(texts),
+                records=list(fetched.texts),
             )
             return
-        try:
-            record = parse_spf(texts[0])
-        except RecordSyntaxError as exc:
+        if fetched.record is None:
+            exc = fetched.error
+            assert exc is not None
             self.problem(
                 "dns.spf.syntax",
                 Severity.FAIL,
@@ -219,11 +232,12 @@ class _SpfWalk:
                 f"(character {exc.position + 1}).",
                 f"Fix the record of {target}, or remove {term.text}.",
                 domain=target,
-                record=texts[0],
+                record=fetched.texts[0],
                 position=exc.position,
                 pointer=exc.pointer(),
             )
             return
+        record = fetched.record
         node.children = await self.cost_of(target, record, (*path, target))
         node.cost += sum(child.cost for child in node.children)
 
@@ -374,6 +388,7 @@ async def check_spf(ctx: CheckContext) -> Outcome:
             fix="Replace ptr with ip4:/ip6: ranges or a: names of the sending servers.",
             terms=list(walk.ptr),
         )
+    await _check_unlisted_client(out, walk, domain)
     _check_permissive(out, walk, domain, record, facts, ctx)
     _check_provider_include(ctx, out, walk, facts, record)
     facts.valid = not any(f.severity in (Severity.FAIL, Severity.ERROR) for f in out.findings)
@@ -384,6 +399,41 @@ async def check_spf(ctx: CheckContext) -> Outcome:
     else:
         out.summary = f"the SPF record of {domain} has problems ({total} of {LOOKUP_LIMIT} lookups)"
     return finish(out, lookups)
+
+
+async def _check_unlisted_client(out: Outcome, walk: _SpfWalk, domain: str) -> None:
+    """What a receiver's check_host() (the one evaluator) says for a server the record does not list.
+
+    Evaluating for such a client walks every term, expanding macros the audit can only count, so
+    it finds the permanent errors the audit cannot see: macro terms that find nothing (the void
+    limit), a macro include or redirect to no record, the MX limit behind a macro. Listed servers
+    may still pass if they match before the error, hence a warning; when the audit has already
+    reported a permanent error, this adds nothing.
+    """
+    if any(f.severity in (Severity.FAIL, Severity.ERROR) for f in out.findings):
+        return
+    verdict = await evaluate(walk.resolve, _UNLISTED_CLIENT, domain)
+    out.details["unlisted_client"] = {
+        "ip": _UNLISTED_CLIENT,
+        "result": verdict.result.value,
+        "mechanism": verdict.mechanism,
+        "reason": verdict.reason,
+    }
+    if verdict.result is SpfResult.PERMERROR:
+        out.add(
+            "dns.spf.permerror",
+            Severity.WARN,
+            f"For a server its SPF record does not list, evaluating {domain} ends in a permanent error "
+            f"({verdict.reason}), not in a fail: receivers cannot tell forged mail from broken DNS, and "
+            "a server listed after the error gets the same.",
+            fix="Fix the term named: remove macro terms that find nothing, and point include and "
+            "redirect at names that publish one SPF record.",
+            ip=_UNLISTED_CLIENT,
+            result=verdict.result.value,
+            reason=verdict.reason,
+            lookup_terms=verdict.lookup_terms,
+            void_lookups=verdict.void_lookups,
+        )
 
 
 def _strings_of(txt: Lookup, text: str) -> tuple[bytes, ...]:

@@ -2,12 +2,13 @@
 
 DKIM signatures are checked with dkimpy, whose DNS lookups are answered from keys this check
 fetched first through the run's DNS client (dkimpy's own resolver, the system's, is never asked).
-SPF is evaluated for the IP address of the first server-to-server hop in the ``Received`` chain; a
-message that never left the provider (submitted and delivered by the same system, as a message to
-oneself usually is) has no such hop, and the check says so rather than judge the submitting
-client's address. DMARC follows from those two, for the From domain's published policy (RFC 7489
-section 4.2: an aligned DKIM pass or an aligned SPF pass). The receiver's ``Authentication-Results``
-are shown and compared with these results, never taken as they are: a header is only text.
+SPF is evaluated (by the project's one evaluator, dns/spf_eval.py) for the IP address of the first
+server-to-server hop in the ``Received`` chain; a message that never left the provider (submitted
+and delivered by the same system, as a message to oneself usually is) has no such hop, and the check
+says so rather than judge the submitting client's address. DMARC follows from those two, for the
+From domain's published policy (RFC 7489 section 4.2: an aligned DKIM pass or an aligned SPF pass).
+The receiver's ``Authentication-Results`` are shown and compared with these results, never taken as
+they are: a header is only text.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import email.policy
 import ipaddress
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import parseaddr
@@ -29,8 +31,9 @@ from inboxcheck._models import Severity
 from inboxcheck.checks.dns.lookups import Lookups
 from inboxcheck.checks.dns.treewalk import discover_policy, organisational_domain
 from inboxcheck.checks.send.imap import LANDING_FACT, Landing
+from inboxcheck.dns.client import DnsAnswer
 from inboxcheck.dns.records.dmarc import Alignment, DmarcRecord, Policy, parse_dmarc
-from inboxcheck.dns.records.spf import Mechanism, MechanismKind, Qualifier, is_spf_record, parse_spf
+from inboxcheck.dns.spf_eval import evaluate
 
 __all__ = ["check_send_verify", "parse_authentication_results", "relay_hop"]
 
@@ -41,7 +44,6 @@ _RESULT: Final = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=\s*([A-Za-z]+)")
 # RFC 3848 / 8314: the protocols of a hop between two servers; an "A" suffix means an authenticated
 # submission, LMTP a local delivery.
 _RELAY_PROTOCOLS: Final = frozenset({"smtp", "esmtp", "esmtps", "utf8smtp", "utf8smtps"})
-_SPF_LOOKUP_LIMIT: Final = 10
 
 
 def _tags(header: str) -> dict[str, str]:
@@ -189,105 +191,19 @@ async def _tell_the_dkim_check(ctx: CheckContext, out: Outcome, passing: list[_D
     )
 
 
-class _Spf:
-    """RFC 7208 check_host() for one address, over the run's DNS client: enough of it for a verdict
-    (ip4, ip6, a, mx, include, redirect, all); a record that needs more (macros, exists, ptr) is
-    reported as not evaluated rather than guessed."""
+def _resolver(lookups: Lookups) -> Callable[[str, str], Awaitable[DnsAnswer]]:
+    """The run's lookups (CNAMEs followed, each remembered) as the SPF evaluator asks them."""
 
-    def __init__(self, ctx: CheckContext, ip: str) -> None:
-        self.ctx = ctx
-        self.ip = ipaddress.ip_address(ip)
-        self.lookups = 0
+    async def resolve(name: str, rdtype: str) -> DnsAnswer:
+        return (await lookups.get(name, rdtype)).answer
 
-    async def check(self, domain: str) -> str:
-        answer = await self.ctx.dns.query(domain, "TXT")
-        if not answer.definite:
-            return "temperror"
-        records = [text for text in answer.texts() if is_spf_record(text)]
-        if not records:
-            return "none"
-        if len(records) > 1:
-            return "permerror"
-        try:
-            record = parse_spf(records[0])
-        except ValueError:
-            return "permerror"
-        for mechanism in record.mechanisms:
-            matched = await self._matches(mechanism, domain)
-            if matched is None:
-                continue
-            if isinstance(matched, str):
-                return matched
-            if matched:
-                return _QUALIFIER_RESULT[mechanism.qualifier]
-        redirect = record.effective_redirect
-        if redirect is not None:
-            if redirect.has_macro or not self._count():
-                return "permerror" if not redirect.has_macro else "unsupported"
-            result = await self.check(redirect.value)
-            return "permerror" if result == "none" else result
-        return "neutral"
-
-    def _count(self) -> bool:
-        self.lookups += 1
-        return self.lookups <= _SPF_LOOKUP_LIMIT
-
-    async def _matches(self, mechanism: Mechanism, domain: str) -> bool | str | None:
-        kind = mechanism.kind
-        if mechanism.has_macro or kind in (MechanismKind.PTR, MechanismKind.EXISTS):
-            return "unsupported"
-        if kind is MechanismKind.ALL:
-            return True
-        if kind in (MechanismKind.IP4, MechanismKind.IP6):
-            prefix = mechanism.cidr4 if kind is MechanismKind.IP4 else mechanism.cidr6
-            network = ipaddress.ip_network(
-                f"{mechanism.network}/{prefix}" if prefix is not None else mechanism.network or "",
-                strict=False,
-            )
-            return self.ip.version == network.version and self.ip in network
-        if not self._count():
-            return "permerror"
-        target = mechanism.domain or domain
-        if kind is MechanismKind.INCLUDE:
-            result = await self.check(target)
-            if result == "pass":
-                return True
-            if result in ("temperror", "permerror", "unsupported"):
-                return result
-            if result == "none":
-                return "permerror"
-            return False
-        hosts = [target]
-        if kind is MechanismKind.MX:
-            answer = await self.ctx.dns.query(target, "MX")
-            if not answer.definite:
-                return "temperror"
-            hosts = [rdata.split()[-1].rstrip(".") for rdata in answer.records()][:10]
-        for host in hosts:
-            for rdtype in ("A", "AAAA"):
-                answer = await self.ctx.dns.query(host, rdtype)
-                if not answer.definite:
-                    return "temperror"
-                prefix = mechanism.cidr4 if rdtype == "A" else mechanism.cidr6
-                for address in answer.records():
-                    network = ipaddress.ip_network(
-                        f"{address}/{prefix}" if prefix is not None else address, strict=False
-                    )
-                    if self.ip.version == network.version and self.ip in network:
-                        return True
-        return False
+    return resolve
 
 
 _SPF_CODES: Final = {
     "fail": "send.spf.fail",
     "softfail": "send.spf.softfail",
     "permerror": "send.spf.permerror",
-}
-_QUALIFIER_RESULT: Final = {
-    Qualifier.PASS: "pass",
-    Qualifier.FAIL: "fail",
-    Qualifier.SOFTFAIL: "softfail",
-    Qualifier.NEUTRAL: "neutral",
 }
 
 
@@ -384,8 +300,17 @@ async def check_send_verify(ctx: CheckContext) -> Outcome:
         )
     else:
         ip, line = hop
-        spf_result = await _Spf(ctx, ip).check(envelope)
-        out.details["spf"] = {"ip": ip, "domain": envelope, "result": spf_result, "received": line}
+        sender = parseaddr(str(message.get("Return-Path", "")))[1] or f"postmaster@{envelope}"
+        evaluation = await evaluate(_resolver(lookups), ip, envelope, sender=sender)
+        spf_result = evaluation.result.value
+        out.details["spf"] = {
+            "ip": ip,
+            "domain": envelope,
+            "result": spf_result,
+            "received": line,
+            "mechanism": evaluation.mechanism,
+            "reason": evaluation.reason,
+        }
         if spf_result in ("fail", "softfail", "permerror"):
             out.add(
                 _SPF_CODES[spf_result],

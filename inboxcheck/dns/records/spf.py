@@ -154,6 +154,8 @@ _MECHANISM_NAME = re.compile(r"[A-Za-z0-9]*")
 _DUAL_CIDR = re.compile(r"(?:/(0|[1-9][0-9]{0,2}))?(?://(0|[1-9][0-9]{0,2}))?\Z")
 _MACRO_LETTERS: Final = frozenset("slodiphcrtvSLODIPHCRTV")
 _MACRO_DELIMITERS: Final = frozenset(".-+,/_=")
+# RFC 7208 7.3: c, r and t expand only in an explanation string, never in a domain-spec.
+_EXPLANATION_ONLY = re.compile(r"(?<!%)(?:%%)*%\{[cCrRtT][^}]*\}")
 _TOPLABEL = re.compile(r"(?=[A-Za-z0-9-]*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\Z")
 
 
@@ -262,11 +264,14 @@ def _parse_term(record: str, token: str, start: int) -> Term:
             raise RecordSyntaxError(
                 f"IPv6 prefix //{cidr6} is longer than 128", record=record, position=rest_start + cidr.start()
             )
-        if "/" in spec and "%" not in spec:
+        # A '/' inside the domain-spec is part of the name (RFC 7208 7.1: macro-literal allows it, as in
+        # "a:host/one.example.com"); one in the last label is a prefix length that did not parse.
+        last_label = spec.rfind(".") + 1
+        if "%" not in spec and "/" in spec[last_label:]:
             raise RecordSyntaxError(
                 f"'{kind.value}' has a malformed prefix length",
                 record=record,
-                position=rest_start + spec.index("/"),
+                position=rest_start + spec.index("/", last_label),
             )
         domain = _optional_domain(record, spec, rest_start, kind)
         return Mechanism(
@@ -389,6 +394,14 @@ def _check_domain_spec(record: str, spec: str, start: int, *, what: str) -> None
     if not spec:
         raise RecordSyntaxError(f"{what} needs a domain", record=record, position=start)
     _check_macro_string(record, spec, start)
+    explanation_only = _EXPLANATION_ONLY.search(spec)
+    if explanation_only is not None:
+        raise RecordSyntaxError(
+            f"the macro {explanation_only.group(0)} in {what} is only allowed in explanation strings "
+            "(RFC 7208 7.3: c, r and t)",
+            record=record,
+            position=start + explanation_only.start(),
+        )
     if spec.endswith("}") and "%{" in spec:
         return
     name = spec[:-1] if spec.endswith(".") else spec
