@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from inboxcheck._models import ascii_domain
 from inboxcheck._options import Nameserver, parse_nameserver
-from inboxcheck.dns.client import DnsAnswer, DnsClient, DnsStatus, make_resolver
+from inboxcheck.dns.client import DnsAnswer, DnsClient, DnsStatus
 from inboxcheck.dns.records._common import RecordSyntaxError
 from inboxcheck.dns.records.spf import (
     LOOKUP_LIMIT,
@@ -645,7 +645,7 @@ async def check_host(
         domain = ascii_domain(domain)  # an internationalised name as its A-labels (RFC 7208 4.3)
     client_address(ip)  # ValueError before any lookup
     servers = [s if isinstance(s, Nameserver) else parse_nameserver(s) for s in nameservers]
-    client = DnsClient(make_resolver(servers, timeout=timeout), timeout=timeout)
+    client = DnsClient(servers, timeout=timeout)
     return await evaluate(_following_cnames(client), ip, domain, sender=sender, helo=helo, receiver=receiver)
 
 
