@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeVar, cast
 
@@ -403,7 +404,7 @@ class LoggedCreate(BaseModel):
     email_address: str | None = None
     outcome: str | None = None
     idempotency_key: str | None = None
-    sent_at: str | None = None
+    sent_at: datetime | None = None
 
 
 _LOGGED: Final = TypeAdapter(LogHeader | LoggedCreate | LoggedCheck)
@@ -445,7 +446,6 @@ class LogState:
             f"the output file's {self.legacy} earlier result(s) cannot be matched to the accounts "
             f"now in the input ({why}): those accounts are checked again"
         )
-
 
     def add(self, record: LogHeader | LoggedCreate | LoggedCheck) -> None:
         """Take in the log's next record."""
@@ -740,7 +740,7 @@ async def run_batch(
                                 email_address=item.email,
                                 verdict="duplicate",
                                 duplicate_of=first,
-                                error=f"the same account as line {first}, which is checked (and created) once",
+                                error=f"the same account as line {first}, checked (and created) once",
                             )
                         )
                     continue

@@ -487,8 +487,9 @@ def _run_batch(
     colour, mark_unicode = _colour_wanted(sys.stdout), _unicode_ok(sys.stdout)
     progress = _Progress(count_accounts(path), clock=time.monotonic) if not quiet else None
     live = progress is not None and sys.stderr.isatty()
-    marks = {"pass": "✔", "warn": "!", "fail": "✘", "error": "?", "invalid": "✘"}
+    marks = {"pass": "✔", "warn": "!", "fail": "✘", "error": "?", "invalid": "✘", "duplicate": "="}
     colours = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "invalid": "red"}
+    colours["duplicate"] = "blue"
 
     def on_start(resumed: int) -> None:
         if progress is not None:
@@ -593,6 +594,11 @@ def _duration(seconds: float) -> str:
 @_option("output", help="With --batch: the results log (JSONL).")
 @_option("resume", help="With --batch: continue the run logged in --output.")
 @click.option("--bulk", is_flag=True, help="With --batch: create through the bulk endpoint, 100 a call.")
+@click.option(
+    "--retry-unknown",
+    is_flag=True,
+    help="With --resume: send again the creates whose outcome is unknown (same key); look first.",
+)
 @_option("concurrency")
 @_option("per-host")
 @click.option(
@@ -652,6 +658,7 @@ def connect(
     output: Path | None,
     resume: bool,
     bulk: bool,
+    retry_unknown: bool,
     concurrency: int,
     per_host: int,
     **params: Any,
@@ -683,6 +690,8 @@ def connect(
         raise click.UsageError("give either ACCOUNT or --batch FILE")
     base_url, path = api_url or DEFAULT_BASE_URL, api_path or DEFAULT_PATH
     _check_base_url(base_url, allow_insecure_http=False)
+    if retry_unknown and not resume:
+        raise click.UsageError("--retry-unknown goes with --batch --resume")
     if batch is not None:
         if dry_run or api_key is None:
             raise click.UsageError("--dry-run does not go with --batch")
@@ -693,6 +702,7 @@ def connect(
             output=output,
             resume=resume,
             bulk=bulk,
+            retry_unknown=retry_unknown,
             strict=strict,
             apply_recommended_limit=apply_recommended_limit,
             concurrency=concurrency,
@@ -754,6 +764,7 @@ def _connect_batch(
     output: Path | None,
     resume: bool,
     bulk: bool,
+    retry_unknown: bool,
     strict: bool,
     apply_recommended_limit: bool,
     concurrency: int,
@@ -781,9 +792,10 @@ def _connect_batch(
             )
         else:
             message = line.finding.message if line.finding else ""
+            what = line.finding.code if line.finding and line.state == "sent" else str(line.outcome)
+            fix = f" {line.finding.fix}" if line.finding and line.finding.fix and line.state == "sent" else ""
             click.echo(
-                f"NOT created line {line.line} {escape(line.email_address)}: {line.outcome.value}: "
-                f"{escape(message)}"
+                f"NOT created line {line.line} {escape(line.email_address)}: {what}: {escape(message + fix)}"
             )
 
     async def run() -> ConnectBatchSummary:
@@ -798,6 +810,7 @@ def _connect_batch(
                 resume=resume,
                 strict=strict,
                 bulk=bulk,
+                retry_unknown=retry_unknown,
                 apply_recommended_limit=apply_recommended_limit,
                 concurrency=concurrency,
                 per_host=per_host,
