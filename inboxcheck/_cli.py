@@ -722,22 +722,38 @@ def connect(
         quiet=quiet,
         doing="checking {address} before creating it",
     )
-    result = asyncio.run(
-        run_connect(
-            parsed,
-            api_key=api_key,
-            options=options,
-            strict=strict,
-            dry_run=dry_run,
-            apply_recommended_limit=apply_recommended_limit,
-            base_url=base_url,
-            path=path,
-            api_deadline=api_deadline,
-            on_wait=(lambda _: None) if quiet else _notice,
-            idempotency_key=idempotency_key,
-            leading=leading,
+    sending: list[str] = []
+    try:
+        result = asyncio.run(
+            run_connect(
+                parsed,
+                api_key=api_key,
+                options=options,
+                strict=strict,
+                dry_run=dry_run,
+                apply_recommended_limit=apply_recommended_limit,
+                base_url=base_url,
+                path=path,
+                api_deadline=api_deadline,
+                on_wait=(lambda _: None) if quiet else _notice,
+                idempotency_key=idempotency_key,
+                on_sending=sending.append,
+                leading=leading,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        if not sending:
+            raise
+        from inboxcheck._render import escape
+
+        # The request may have reached the platform: say so, with the key to look for it by.
+        address = escape(parsed.email_address)
+        _fail(
+            f"interrupted: the create of {address} was sent, no answer yet (Idempotency-Key "
+            f"{sending[0]}); look for {address} in the platform's sender-account list before running "
+            f"again, and if it is not there run again with --idempotency-key {sending[0]}",
+            EXIT_INTERRUPTED,
+        )
     if fmt == "json":
         click.echo(result.model_dump_json(indent=2))
     else:
@@ -785,7 +801,7 @@ def _connect_batch(
 
     def on_create(line: CreateLine) -> None:
         # The inbox id and the message come from the platform's answer: escaped like a server reply.
-        if line.outcome.value == "created":
+        if line.outcome == "created":
             click.echo(
                 f"created line {line.line} {escape(line.email_address)}: inbox {escape(str(line.inbox_id))} "
                 f"(daily_limit {line.daily_limit})"
