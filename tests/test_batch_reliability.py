@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -296,12 +297,12 @@ async def test_the_cli_reruns_only_the_errors_with_resume_and_retry_errors(tmp_p
 KEY = "cs_test_" + "r" * 24
 
 
-def _run_until(args: list[str], output: Path, lines: int, env: dict[str, str]) -> int:
-    """Run ``args``; SIGKILL it once ``output`` has ``lines`` lines (or let it finish); its exit code."""
+def _run_until(args: list[str], env: dict[str, str], stop: Callable[[], bool]) -> int:
+    """Run ``args``; SIGKILL it as soon as ``stop()`` holds (or let it finish); its exit code."""
     with subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env) as proc:
         deadline = time.monotonic() + 180
         while proc.poll() is None and time.monotonic() < deadline:
-            if output.exists() and output.read_bytes().count(b"\n") >= lines:
+            if stop():
                 proc.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.002)
@@ -348,8 +349,17 @@ def test_connect_batch_killed_at_random_points_sends_each_create_at_most_once_an
         ]
         kills = runs = 0
         while kills < 22 and runs < 80:
-            target = _log_lines(output) + rng.randint(1, 5)
-            code = _run_until([*args, *(["--resume"] if runs else [])], output, target, env)
+            # Half the kills at a random line of the log (either phase), half while a create is on
+            # the wire (the platform has the request and is taking its moment over it).
+            by_line = rng.random() < 0.5
+            target = (_log_lines(output) if by_line else api.connections) + rng.randint(
+                1, 5 if by_line else 3
+            )
+
+            def stop(by_line: bool = by_line, target: int = target) -> bool:
+                return (_log_lines(output) if by_line else api.connections) >= target
+
+            code = _run_until([*args, *(["--resume"] if runs else [])], env, stop)
             runs += 1
             assert code in (0, 8, -signal.SIGKILL), f"run {runs} exited {code}"
             kills += code == -signal.SIGKILL
