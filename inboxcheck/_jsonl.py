@@ -177,6 +177,11 @@ class ResultLog:
         except OSError:
             return
         ours = os.fstat(self._fd)
+        if (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino) and other == Path("-"):
+            raise ResultsLogError(
+                f"standard input is {self.path} itself: the run would read its own results back "
+                "without end; give the batch file by its name, or another --output"
+            )
         if (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino):
             raise ResultsLogError(
                 f"{self.path} is the batch file itself (the same file, a hard link or a symbolic "

@@ -358,7 +358,7 @@ def test_stdin_that_is_the_output_file_is_refused(tmp_path: Path) -> None:
             ["check", "--batch", "-", "--output", str(output), "--resume", "--only", "account"], stdin=stdin
         )
     assert result.returncode == 2, result.stderr
-    assert b"is the batch file itself" in result.stderr
+    assert b"standard input is " in result.stderr and b"itself" in result.stderr
     assert output.read_bytes() == before
 
 
@@ -423,3 +423,19 @@ def test_a_rewrite_names_its_temporary_so_the_next_run_finds_it(tmp_path: Path, 
         patch.setattr(tempfile, "mkstemp", spy)
         log.rewrite(parse_logged, lambda record: True)
     assert len(made) == 1 and made[0].startswith(f".{name}.inboxcheck-") and made[0].endswith(".tmp")
+
+
+async def test_a_line_edited_after_its_address_was_created_is_not_created_again(tmp_path: Path) -> None:
+    """The same shape one step on: a new digest for an address already created is not a new inbox."""
+    path = write_jsonl(tmp_path / "in.jsonl", [batch_user(1), batch_user(2)])
+    output = tmp_path / "out.jsonl"
+    async with ApiDouble(keys={KEY}) as api:
+        async with _client(api) as client:
+            await connect_batch(path, output=output, client=client, options=OFFLINE, env={})
+            _replace_line(path, 1, batch_user(1, daily_limit=20))
+            resumed = await connect_batch(
+                path, output=output, client=client, options=OFFLINE, resume=True, env={}
+            )
+        assert _posted(api) == Counter({"user1@example.test": 1, "user2@example.test": 1})
+    assert resumed.already == [(1, 1)] and resumed.exit_code == 6
+    assert "edited after their address was created" in resumed.describe()

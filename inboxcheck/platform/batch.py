@@ -98,6 +98,8 @@ class ConnectBatchSummary:
     pending: int = 0
     # Damaged log lines that may have been creates: they hold back every create not answered yet.
     held_by: list[int] = field(default_factory=list)
+    # (line, earlier line) of accounts edited after their address was created from that line.
+    already: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -108,6 +110,8 @@ class ConnectBatchSummary:
             codes.append(ApiOutcome.OUTCOME_UNKNOWN.exit_code)
         if self.pending and not codes:
             codes.append(ApiOutcome.UNREACHABLE.exit_code)
+        if self.already:
+            codes.append(ApiOutcome.DUPLICATE.exit_code)
         return max(codes) if codes else self.check.exit_code
 
     def describe(self) -> str:
@@ -131,6 +135,12 @@ class ConnectBatchSummary:
                 f"{len(self.unknown)} create(s) with an unknown outcome were not sent again (line(s) "
                 f"{shown}{more}): look for them in the platform's sender-account list; "
                 "--retry-unknown sends those not there again, with the same key"
+            )
+        if self.already:
+            shown = ", ".join(f"line {line} (created from line {first})" for line, first in self.already[:10])
+            lines.append(
+                f"{len(self.already)} account(s) were edited after their address was created, and were "
+                f"not created again: {shown}; change them on the platform instead"
             )
         if self.held_by:
             shown = ", ".join(map(str, self.held_by[:10]))
@@ -169,6 +179,8 @@ class _LogRead:
     # Creates of an older log (or one whose header was lost), bound to their line number.
     by_line: dict[int, _Logged] = field(default_factory=dict)
     held_by: list[int] = field(default_factory=list)
+    # Addresses created (or maybe created) by a logged create: (line, digest) of that create.
+    addresses: dict[str, tuple[int, str | None]] = field(default_factory=dict)
 
 
 _DIGEST: Final = re.compile(rb'"digest":"([0-9a-f]{64})"')
@@ -189,6 +201,7 @@ def _read_log(log: ResultLog) -> _LogRead:
     accounts: dict[str, _Logged] = {}
     by_line: dict[int, _Logged] = {}
     held_by: list[int] = []
+    addresses: dict[str, tuple[int, str | None]] = {}
     for line, entry in log.entries(parse_logged):
         if entry is None:
             data = line.data
@@ -213,6 +226,11 @@ def _read_log(log: ResultLog) -> _LogRead:
             else:
                 state = by_line.setdefault(entry.line, _Logged())
             state.create = "unknown" if entry.state == "sent" else _create_state(entry.outcome)
+            address = (entry.email_address or "").lower()
+            if state.create == "unknown" or entry.outcome == ApiOutcome.CREATED.value:
+                addresses[address] = (entry.line, entry.digest)
+            elif addresses.get(address, (0, None))[1] == entry.digest:
+                del addresses[address]
             state.attempt = CreateLine(
                 digest=entry.digest,
                 state=entry.state,
@@ -235,7 +253,7 @@ def _read_log(log: ResultLog) -> _LogRead:
         accounts.setdefault(entry.digest, _Logged()).report = report
     if header is None:
         raise InboxcheckError(f"{log.path}: the results log has no header (its first line)")
-    return _LogRead(header.key, accounts, by_line, held_by)
+    return _LogRead(header.key, accounts, by_line, held_by, addresses)
 
 
 @dataclass(frozen=True)
@@ -290,6 +308,12 @@ def _gated(
             continue
         if read.held_by and not retry_unknown:
             summary.pending += 1
+            continue
+        earlier = read.addresses.get(account.email_address.lower())
+        if earlier is not None and earlier[1] != item.digest:
+            # The line was edited after its address was created (or may have been): a second
+            # create of the address is a second inbox, or a 409 at best. Change it on the platform.
+            summary.already.append((item.line, earlier[0]))
             continue
         key = state.attempt.idempotency_key if state.attempt is not None else None
         yield _Send(item.line, item.digest, account, gate.daily_limit, key or None, state.create == "unknown")
