@@ -10,6 +10,9 @@
 - The output is the resume log (:class:`inboxcheck._jsonl.ResultLog`, locked for the whole run): a
   run killed at any moment and restarted with ``resume=True`` skips the accounts already written (a
   torn last line is cut off first, a damaged line is skipped and reported) and loses none.
+- Each record names the exact account it judged by its digest (:func:`item_digest`, keyed with the
+  random key in the log's header): a resume matches by digest, never by line number alone, so a
+  line edited since its check is checked again; the same account on two lines is checked once.
 - A bad line becomes a result with its line number; the rest goes on. Lines are read with a bound.
 - DNS lookups are shared across the batch (many accounts share a domain), within a bounded cache;
   per-host bounds exist only for the hosts in use. Both keep memory flat however many domains and
