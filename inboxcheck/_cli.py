@@ -814,6 +814,12 @@ def _connect_batch(
                 f"NOT created line {line.line} {escape(line.email_address)}: {what}: {escape(message + fix)}"
             )
 
+    in_flight: dict[int, CreateLine] = {}
+
+    def on_answer(line: CreateLine) -> None:
+        in_flight.pop(line.line, None)
+        on_create(line)
+
     async def run() -> ConnectBatchSummary:
         async with PlatformClient(
             api_key, base_url=base_url, path=api_path, deadline=api_deadline, on_wait=_notice
@@ -830,11 +836,21 @@ def _connect_batch(
                 apply_recommended_limit=apply_recommended_limit,
                 concurrency=concurrency,
                 per_host=per_host,
-                on_create=on_create,
+                on_create=on_answer,
+                on_sent=lambda line: in_flight.__setitem__(line.line, line),
                 discovery=discovery,
             )
 
-    summary = asyncio.run(run())
+    try:
+        summary = asyncio.run(run())
+    except KeyboardInterrupt:
+        for line in in_flight.values():
+            # The log says so too: a --resume reports these as unknown outcomes.
+            _notice(
+                f"line {line.line} {escape(line.email_address)}: the create was sent, no answer yet "
+                f"(Idempotency-Key {line.idempotency_key})"
+            )
+        raise
     for text in summary.describe().splitlines():
         _notice(text)
     sys.exit(summary.exit_code)

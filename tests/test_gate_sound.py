@@ -439,3 +439,59 @@ async def test_a_line_edited_after_its_address_was_created_is_not_created_again(
         assert _posted(api) == Counter({"user1@example.test": 1, "user2@example.test": 1})
     assert resumed.already == [(1, 1)] and resumed.exit_code == 6
     assert "edited after their address was created" in resumed.describe()
+
+
+async def test_an_old_logs_create_lines_still_stop_their_lines_being_created_again(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "in.jsonl", [batch_user(1), batch_user(2)])
+    output = tmp_path / "out.jsonl"
+    async with ApiDouble(keys={KEY}) as api:
+        async with _client(api) as client:
+            await connect_batch(path, output=output, client=client, options=OFFLINE, env={})
+            # As an older inboxcheck wrote it: no header, no digests, one create line per answer.
+            old = []
+            for record in read_results(output):
+                if record.get("state") == "sent":
+                    continue
+                old.append({k: v for k, v in record.items() if k not in ("digest", "state", "sent_at")})
+            output.write_text("".join(json.dumps(r) + "\n" for r in old), encoding="utf-8")
+            resumed = await connect_batch(
+                path, output=output, client=client, options=OFFLINE, resume=True, env={}
+            )
+        assert len(api.creates()) == 2
+    assert resumed.creates == Counter() and resumed.exit_code == 0
+    assert "older inboxcheck" in resumed.check.describe()
+
+
+def test_ctrl_c_during_connect_batch_names_the_create_in_flight(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "in.jsonl", [batch_user(1), batch_user(2)])
+    output = tmp_path / "out.jsonl"
+    with ApiDouble(keys={KEY}).running_in_thread() as api:
+        api.misbehave(Stall())
+        command = [
+            sys.executable,
+            "-m",
+            "inboxcheck",
+            "connect",
+            "--batch",
+            str(path),
+            "--output",
+            str(output),
+        ]
+        command += ["--only", "account", "--api-url", api.url]
+        env = {**os.environ, "COLDSEND_API_KEY": KEY}
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            for _ in range(3000):
+                if api.creates() or proc.poll() is not None:
+                    break
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.02)
+            assert api.creates(), "the create was never sent"
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        key = api.creates()[0].idempotency_key
+    assert proc.returncode == 130, stderr
+    assert f"line 1 user1@example.test: the create was sent, no answer yet (Idempotency-Key {key})" in stderr
+    assert "Traceback" not in stderr

@@ -376,13 +376,15 @@ async def connect_batch(
     per_host: int = 4,
     env: dict[str, str] | None = None,
     on_create: Callable[[CreateLine], None] | None = None,
+    on_sent: Callable[[CreateLine], None] | None = None,
     **batch_options: Any,
 ) -> ConnectBatchSummary:
     """Check every account of ``path`` into ``output``, then create those that passed.
 
     ``output`` is locked from the first check to the last create: a second run on it refuses. A
     create whose outcome is unknown is sent again only with ``retry_unknown``; ``on_create`` is
-    told of each answer, and of each unknown outcome left as it is.
+    told of each answer, and of each unknown outcome left as it is; ``on_sent`` of each create
+    about to leave (its ``sent`` line is on disk).
     """
     with ResultLog.open(output, not_same_as=path) as log:
         checked = await run_batch(
@@ -417,6 +419,8 @@ async def connect_batch(
             # A create is not undone by a crash: its line must survive one too, and the line saying
             # it was sent must be on disk before the request leaves.
             log.append((line.model_dump_json() + "\n").encode(), durable=True)
+            if line.state == "sent" and on_sent is not None:
+                on_sent(line)
 
         def record(line: CreateLine) -> None:
             write(line)
