@@ -38,9 +38,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal, TypeVar, cast
+from typing import IO, Annotated, Any, Final, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from inboxcheck._check import CheckSpec
 from inboxcheck._errors import AccountError, InboxcheckError, ResultsLogError
@@ -81,6 +81,9 @@ class BatchLine(BaseModel):
     report: Report | None = None
 
 
+_Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class LogHeader(BaseModel):
     """The first record of a results log: the key of its account digests (random, one per log).
 
@@ -91,7 +94,7 @@ class LogHeader(BaseModel):
 
     kind: Literal["header"] = "header"
     version: int = 2
-    digest_key: str
+    digest_key: _Hex64
 
     @classmethod
     def new(cls) -> LogHeader:
@@ -143,13 +146,18 @@ def item_digest(key: bytes, item: _Item) -> str:
     return hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
+def short(digest: str) -> bytes:
+    """What a run keeps of a digest in memory: 16 bytes tell a file's accounts apart (a collision
+    is a 1 in 2**64 chance at 2**32 accounts), and keep the state of a large log small."""
+    return bytes.fromhex(digest[:32])
+
+
 def digested(items: Iterator[_Item], key: bytes) -> Iterator[tuple[_Item, int | None]]:
     """Each item with its digest set, and the line of an earlier item holding the same account."""
-    # 16 bytes of each digest are plenty to tell a file's accounts apart, and keep memory small.
     first: dict[bytes, int] = {}
     for item in items:
         item.digest = item_digest(key, item)
-        line = first.setdefault(bytes.fromhex(item.digest[:32]), item.line)
+        line = first.setdefault(short(item.digest), item.line)
         yield item, (line if line != item.line else None)
 
 
@@ -379,7 +387,7 @@ class LoggedCheck(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     line: int
-    digest: str | None = None
+    digest: _Hex64 | None = None
     verdict: Verdict | Literal["invalid", "duplicate"]
     duplicate_of: int | None = None
     report: LoggedReport | None = None
@@ -402,7 +410,7 @@ class LoggedCreate(BaseModel):
 
     kind: Literal["create"]
     line: int
-    digest: str | None = None
+    digest: _Hex64 | None = None
     state: Literal["sent", "answered"] = "answered"
     email_address: str | None = None
     outcome: str | None = None
@@ -427,8 +435,9 @@ class LogState:
     log holds digests but no readable header (their key is gone)."""
 
     header: LogHeader | None = None
-    checks: dict[str, str] = field(default_factory=dict)
-    duplicates: set[tuple[int, str]] = field(default_factory=set)
+    # By :func:`short` digest.
+    checks: dict[bytes, str] = field(default_factory=dict)
+    duplicates: set[tuple[int, bytes]] = field(default_factory=set)
     legacy: int = 0
     key_lost: bool = False
 
@@ -462,9 +471,9 @@ class LogState:
         if record.digest is None or self.header is None:
             self.legacy += record.verdict != "duplicate"
         elif record.verdict == "duplicate":
-            self.duplicates.add((record.line, record.digest))
+            self.duplicates.add((record.line, short(record.digest)))
         else:
-            self.checks[record.digest] = str(record.verdict)
+            self.checks[short(record.digest)] = str(record.verdict)
 
 
 def read_state(records: Iterator[LogHeader | LoggedCreate | LoggedCheck]) -> LogState:
@@ -733,7 +742,7 @@ async def run_batch(
             async for item, first in _aiter(digested(read_batch(path, env=env), state.key)):
                 if first is not None:
                     summary.duplicates.append((item.line, first))
-                    if (item.line, item.digest) in state.duplicates:
+                    if (item.line, short(item.digest)) in state.duplicates:
                         summary.verdicts["duplicate"] += 1
                     else:
                         finish(
@@ -747,7 +756,7 @@ async def run_batch(
                             )
                         )
                     continue
-                verdict = state.checks.get(item.digest)
+                verdict = state.checks.get(short(item.digest))
                 if verdict is not None:
                     summary.skipped_done += 1
                     summary.verdicts[verdict] += 1
