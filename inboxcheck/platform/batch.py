@@ -184,6 +184,9 @@ class _LogRead:
 
 
 _DIGEST: Final = re.compile(rb'"digest":"([0-9a-f]{64})"')
+_LINE: Final = re.compile(rb'"line":([0-9]{1,12})[,}]')
+_KEY: Final = re.compile(rb'"idempotency_key":"([0-9a-f-]{36})"')
+_ADDRESS: Final = re.compile(rb'"email_address":"([^"\\]{1,255})"')
 
 
 def _create_state(outcome: str | None) -> Literal["final", "pending", "unknown"]:
@@ -214,8 +217,23 @@ def _read_log(log: ResultLog) -> _LogRead:
             if named is None or header is None:
                 held_by.append(line.number)
             else:
-                state = accounts.setdefault(named.group(1).decode(), _Logged())
+                # What is left of the line still says which key and address it was sent with.
+                digest = named.group(1).decode()
+                key, named_address = _KEY.search(data), _ADDRESS.search(data)
+                number = _LINE.search(data)
+                email = named_address.group(1).decode("utf-8", "replace") if named_address else ""
+                state = accounts.setdefault(digest, _Logged())
                 state.create = "unknown"
+                state.attempt = CreateLine(
+                    digest=digest,
+                    state="sent",
+                    line=int(number.group(1)) if number else 0,
+                    email_address=email,
+                    daily_limit=1,
+                    idempotency_key=key.group(1).decode() if key else "",
+                )
+                if email:
+                    addresses[email.lower()] = (state.attempt.line, digest)
             continue
         if isinstance(entry, LogHeader):
             header = header or entry
@@ -338,7 +356,7 @@ def _unknown(line: int, email: str, attempt: CreateLine | None) -> CreateLine:
             "exist on the platform. It was not sent again, so that it cannot be created twice.",
             fix=f"Look for {email} in the platform's sender-account list. If it is there, nothing "
             "is left to do; if not, run again with --resume --retry-unknown, which sends it again "
-            f"with the same Idempotency-Key ({key or 'a new one'}).",
+            f"with the same Idempotency-Key ({key or 'not readable in the damaged log line'}).",
             line=line,
             idempotency_key=key,
             sent_at=sent_at.isoformat() if sent_at else None,
