@@ -402,13 +402,13 @@ async def test_a_stale_rewrite_temporary_is_removed_by_the_next_run(tmp_path: Pa
     assert not stale.exists() and unrelated.exists()
 
 
-@pytest.mark.parametrize("name", ["out.jsonl"])
-def test_a_rewrite_names_its_temporary_so_the_next_run_finds_it(tmp_path: Path, name: str) -> None:
+def test_a_rewrite_names_its_temporary_so_the_next_run_finds_it(tmp_path: Path) -> None:
     import tempfile
 
     from inboxcheck._batch import parse_logged
     from inboxcheck._jsonl import ResultLog
 
+    name = "out.jsonl"
     output = tmp_path / name
     output.write_bytes(b"")
     made: list[str] = []
