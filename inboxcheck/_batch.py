@@ -10,6 +10,9 @@
 - The output is the resume log (:class:`inboxcheck._jsonl.ResultLog`, locked for the whole run): a
   run killed at any moment and restarted with ``resume=True`` skips the accounts already written (a
   torn last line is cut off first, a damaged line is skipped and reported) and loses none.
+- Each record names the exact account it judged by its digest (:func:`item_digest`, keyed with the
+  random key in the log's header): a resume matches by digest, never by line number alone, so a
+  line edited since its check is checked again; the same account on two lines is checked once.
 - A bad line becomes a result with its line number; the rest goes on. Lines are read with a bound.
 - DNS lookups are shared across the batch (many accounts share a domain), within a bounded cache;
   per-host bounds exist only for the hosts in use. Both keep memory flat however many domains and
@@ -21,19 +24,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import hashlib
+import hmac
 import io
 import json
 import os
+import secrets
 import ssl
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal, cast
+from typing import IO, Annotated, Any, Final, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from inboxcheck._check import CheckSpec
 from inboxcheck._errors import AccountError, InboxcheckError, ResultsLogError
@@ -57,15 +64,45 @@ _FALSE: Final = frozenset({"false", "0", "no", "n", "off"})
 
 
 class BatchLine(BaseModel):
-    """One line of the output file: an account's report, or why its input line was unusable."""
+    """One line of the output file: an account's report, or why its input line was unusable.
+
+    ``digest`` identifies the exact account judged (:func:`item_digest`); a line holding the same
+    account as an earlier line is not checked again but logged as ``duplicate`` of that line.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     line: int
+    digest: str | None = None
     email_address: str | None = None
-    verdict: Verdict | Literal["invalid"]
+    verdict: Verdict | Literal["invalid", "duplicate"]
+    duplicate_of: int | None = None
     error: str | None = None
     report: Report | None = None
+
+
+_Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class LogHeader(BaseModel):
+    """The first record of a results log: the key of its account digests (random, one per log).
+
+    The digests are keyed so that the log alone never lets anyone test a password guess against
+    them; the key is kept here, so it is no secret beyond the log itself."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["header"] = "header"
+    version: int = 2
+    digest_key: _Hex64
+
+    @classmethod
+    def new(cls) -> LogHeader:
+        return cls(digest_key=secrets.token_hex(32))
+
+    @property
+    def key(self) -> bytes:
+        return bytes.fromhex(self.digest_key)
 
 
 @dataclass
@@ -76,6 +113,52 @@ class _Item:
     error: str | None = None
     # A partial payload (email_address and what the user knows), completed by discovery when checked.
     partial: dict[str, Any] | None = None
+    digest: str = ""
+
+
+_CASELESS: Final = ("email_address", "smtp_host", "imap_host", "smtp_username", "imap_username")
+
+
+def _canonical(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Addresses, host names and usernames compare without case (an address typed twice with a
+    different case is the same account; the platform refuses it as a duplicate either way)."""
+    return {
+        name: value.lower().rstrip(".") if name in _CASELESS and isinstance(value, str) else value
+        for name, value in fields.items()
+    }
+
+
+def item_digest(key: bytes, item: _Item) -> str:
+    """HMAC-SHA256 of the line's canonical account, passwords included: what exactly was judged.
+
+    A full account digests its create payload (so a changed password, host or daily_limit is
+    another account); a partial one its fields; an unusable line its problem."""
+    if item.account is not None:
+        text = "account\n" + json.dumps(
+            _canonical(item.account.api_payload()), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        )
+    elif item.partial is not None:
+        text = "partial\n" + json.dumps(
+            _canonical(item.partial), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+        )
+    else:
+        text = f"invalid\n{item.line}\n{item.error}"
+    return hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def short(digest: str) -> bytes:
+    """What a run keeps of a digest in memory: 16 bytes tell a file's accounts apart (a collision
+    is a 1 in 2**64 chance at 2**32 accounts), and keep the state of a large log small."""
+    return bytes.fromhex(digest[:32])
+
+
+def digested(items: Iterator[_Item], key: bytes) -> Iterator[tuple[_Item, int | None]]:
+    """Each item with its digest set, and the line of an earlier item holding the same account."""
+    first: dict[bytes, int] = {}
+    for item in items:
+        item.digest = item_digest(key, item)
+        line = first.setdefault(short(item.digest), item.line)
+        yield item, (line if line != item.line else None)
 
 
 @dataclass
@@ -87,6 +170,9 @@ class BatchSummary:
     skipped_done: int = 0
     invalid_lines: list[int] = field(default_factory=list)
     damaged_log_lines: list[int] = field(default_factory=list)
+    # (line, the earlier line holding the same account)
+    duplicates: list[tuple[int, int]] = field(default_factory=list)
+    legacy_note: str | None = None
 
     @property
     def total(self) -> int:
@@ -116,6 +202,13 @@ class BatchSummary:
                 f"the output file's line(s) {shown}{more} could not be read and were skipped "
                 "(kept as they are; the accounts they held were checked again)"
             )
+        if self.legacy_note:
+            lines.append(self.legacy_note)
+        if self.duplicates:
+            pairs = sorted(self.duplicates)
+            shown = ", ".join(f"line {line} = line {first}" for line, first in pairs[:10])
+            more = "" if len(pairs) <= 10 else f" and {len(pairs) - 10} more"
+            lines.append(f"the same account on more than one line (checked once): {shown}{more}")
         if self.invalid_lines:
             shown = ", ".join(map(str, self.invalid_lines[:10]))
             more = "" if len(self.invalid_lines) <= 10 else f" and {len(self.invalid_lines) - 10} more"
@@ -294,31 +387,101 @@ class LoggedCheck(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     line: int
-    verdict: Verdict | Literal["invalid"]
+    digest: _Hex64 | None = None
+    verdict: Verdict | Literal["invalid", "duplicate"]
+    duplicate_of: int | None = None
     report: LoggedReport | None = None
 
     @model_validator(mode="after")
     def _checked_lines_have_a_report(self) -> LoggedCheck:
-        if self.verdict != "invalid" and self.report is None:
+        if self.verdict not in ("invalid", "duplicate") and self.report is None:
             raise ValueError("a checked account's line has no report")
         return self
 
 
 class LoggedCreate(BaseModel):
-    """What a resume reads back of a ``create`` line (written by ``connect --batch``)."""
+    """What a resume reads back of a ``create`` line (written by ``connect --batch``).
+
+    ``state`` ``sent`` is written (and on disk) before the request leaves; ``answered`` after, with
+    the outcome. A line of an older inboxcheck has neither ``digest`` nor ``state``: it was answered.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     kind: Literal["create"]
     line: int
+    digest: _Hex64 | None = None
+    state: Literal["sent", "answered"] = "answered"
+    email_address: str | None = None
+    outcome: str | None = None
+    idempotency_key: str | None = None
+    sent_at: datetime | None = None
 
 
-_LOGGED: Final = TypeAdapter(LoggedCreate | LoggedCheck)
+_LOGGED: Final = TypeAdapter(LogHeader | LoggedCreate | LoggedCheck)
 
 
-def parse_logged(raw: bytes) -> LoggedCreate | LoggedCheck:
+def parse_logged(raw: bytes) -> LogHeader | LoggedCreate | LoggedCheck:
     """One line of a results log; raises ValueError for a line that is not one inboxcheck wrote."""
     return _LOGGED.validate_json(raw)
+
+
+@dataclass
+class LogState:
+    """What a results log holds, by account digest: the key, the checks, and the duplicates logged.
+
+    ``legacy`` counts check lines with no digest the key can vouch for (a log of an older
+    inboxcheck, or one whose header was lost): their accounts are checked again. ``key_lost``: the
+    log holds digests but no readable header (their key is gone)."""
+
+    header: LogHeader | None = None
+    # By :func:`short` digest.
+    checks: dict[bytes, str] = field(default_factory=dict)
+    duplicates: set[tuple[int, bytes]] = field(default_factory=set)
+    legacy: int = 0
+    key_lost: bool = False
+
+    @property
+    def key(self) -> bytes:
+        assert self.header is not None
+        return self.header.key
+
+    def describe_legacy(self) -> str | None:
+        if not self.legacy:
+            return None
+        why = (
+            "its header, which holds the key of its account digests, could not be read"
+            if self.key_lost
+            else "it was written by an older inboxcheck, with no account digests"
+        )
+        return (
+            f"the output file's {self.legacy} earlier result(s) cannot be matched to the accounts "
+            f"now in the input ({why}): those accounts are checked again"
+        )
+
+    def add(self, record: LogHeader | LoggedCreate | LoggedCheck) -> None:
+        """Take in the log's next record."""
+        if isinstance(record, LogHeader):
+            self.header = self.header or record
+            return
+        if record.digest is not None and self.header is None:
+            self.key_lost = True
+        if isinstance(record, LoggedCreate):
+            return
+        if record.digest is None or self.header is None:
+            self.legacy += record.verdict != "duplicate"
+        elif record.verdict == "duplicate":
+            self.duplicates.add((record.line, short(record.digest)))
+        else:
+            self.checks[short(record.digest)] = str(record.verdict)
+
+
+def read_state(records: Iterator[LogHeader | LoggedCreate | LoggedCheck]) -> LogState:
+    """What the log's records say, by digest (see :class:`LogState`)."""
+    state = LogState()
+    for record in records:
+        state.add(record)
+    return state
 
 
 class _Output:
@@ -328,37 +491,36 @@ class _Output:
         self.log = log
         self.stream = stream
 
-    def done(self, *, resume: bool, retry_errors: bool) -> dict[int, str]:
+    def done(self, *, resume: bool, retry_errors: bool) -> LogState:
         """Refuse to add to earlier results unless resuming them; return what is already done.
 
         With ``retry_errors``, the results that could not tell are dropped from the log (rewritten)
-        so that they are checked again. ``create`` lines are not check results, but are kept.
+        so that they are checked again. ``create`` lines are not check results, but are kept. A log
+        with no header (a new one, or one of an older inboxcheck) gets one.
         """
         if self.log is None:
-            return {}
-        if not resume:
-            if not self.log.is_empty():
-                raise ResultsLogError(
-                    f"{self.log.path} already holds results; pass --resume to continue that run, "
-                    "or choose another file"
-                )
-            return {}
-        done: dict[int, str] = {}
+            return LogState(LogHeader.new())
+        if not resume and not self.log.is_empty():
+            raise ResultsLogError(
+                f"{self.log.path} already holds results; pass --resume to continue that run, "
+                "or choose another file"
+            )
+        state = LogState()
 
-        def note(record: LoggedCreate | LoggedCheck) -> bool:
-            if isinstance(record, LoggedCreate):
-                return True
-            if retry_errors and record.verdict == Verdict.ERROR.value:
+        def keep(record: LogHeader | LoggedCreate | LoggedCheck) -> bool:
+            if isinstance(record, LoggedCheck) and record.verdict == Verdict.ERROR.value:
                 return False
-            done[record.line] = str(record.verdict)
+            state.add(record)
             return True
 
         if retry_errors:
-            self.log.rewrite(parse_logged, note)
+            self.log.rewrite(parse_logged, keep)
         else:
-            for record in self.log.records(parse_logged):
-                note(record)
-        return done
+            state = read_state(self.log.records(parse_logged))
+        if state.header is None:
+            state.header = LogHeader.new()
+            self.log.append((state.header.model_dump_json() + "\n").encode(), durable=True)
+        return state
 
     def write(self, record: BatchLine) -> None:
         data = (record.model_dump_json() + "\n").encode()
@@ -411,6 +573,7 @@ class _HostBounds:
 
 
 ResultCallback = Callable[[BatchLine], None]
+_T = TypeVar("_T")
 STDIN: Final = Path("-")
 
 
@@ -472,9 +635,9 @@ async def run_batch(
         # The output is small appends and one scan at the start: blocking file I/O is cheaper here
         # than a thread hop per result.
         sink = _Output(log, stream)
-        done = sink.done(resume=resume, retry_errors=retry_errors)
+        state = sink.done(resume=resume, retry_errors=retry_errors)
         if on_start is not None:
-            on_start(len(done))
+            on_start(len(state.checks))
         presets = presets if presets is not None else load_presets()
         dns_client = DnsClient(
             options.nameservers, timeout=options.timeout, record=False, max_entries=BATCH_DNS_ENTRIES
@@ -485,10 +648,7 @@ async def run_batch(
         summary = BatchSummary()
         if log is not None:
             summary.damaged_log_lines = list(log.damaged)
-        for number, verdict in done.items():
-            summary.verdicts[verdict] += 1
-            if verdict == "invalid":
-                summary.invalid_lines.append(number)
+        summary.legacy_note = state.describe_legacy()
         host_bounds = _HostBounds(per_host)
         mailbox_bounds = _HostBounds(1)
         queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
@@ -530,7 +690,13 @@ async def run_batch(
             if item.account is None:
                 summary.invalid_lines.append(item.line)
                 finish(
-                    BatchLine(line=item.line, email_address=item.email, verdict="invalid", error=item.error)
+                    BatchLine(
+                        line=item.line,
+                        digest=item.digest,
+                        email_address=item.email,
+                        verdict="invalid",
+                        error=item.error,
+                    )
                 )
                 return
             account = item.account
@@ -559,7 +725,11 @@ async def run_batch(
                 )
             finish(
                 BatchLine(
-                    line=item.line, email_address=account.email_address, verdict=report.verdict, report=report
+                    line=item.line,
+                    digest=item.digest,
+                    email_address=account.email_address,
+                    verdict=report.verdict,
+                    report=report,
                 )
             )
 
@@ -568,9 +738,31 @@ async def run_batch(
                 await check_one(item)
 
         async def produce() -> None:
-            async for item in _aiter(read_batch(path, env=env)):
-                if item.line in done:
+            # Matched by digest, not by line: a line edited since it was checked is checked again,
+            # and one that moved is not.
+            async for item, first in _aiter(digested(read_batch(path, env=env), state.key)):
+                if first is not None:
+                    summary.duplicates.append((item.line, first))
+                    if (item.line, short(item.digest)) in state.duplicates:
+                        summary.verdicts["duplicate"] += 1
+                    else:
+                        finish(
+                            BatchLine(
+                                line=item.line,
+                                digest=item.digest,
+                                email_address=item.email,
+                                verdict="duplicate",
+                                duplicate_of=first,
+                                error=f"the same account as line {first}, checked (and created) once",
+                            )
+                        )
+                    continue
+                verdict = state.checks.get(short(item.digest))
+                if verdict is not None:
                     summary.skipped_done += 1
+                    summary.verdicts[verdict] += 1
+                    if verdict == "invalid":
+                        summary.invalid_lines.append(item.line)
                     continue
                 await queue.put(item)
             for _ in range(concurrency):
@@ -600,7 +792,7 @@ def _opened(output: Path | ResultLog | None, *, not_same_as: Path) -> Iterator[R
         yield output
 
 
-async def _aiter(items: Iterator[_Item]) -> AsyncIterator[_Item]:
+async def _aiter(items: Iterator[_T]) -> AsyncIterator[_T]:
     """Hand the event loop back between lines, so a huge file does not starve the workers."""
     for count, item in enumerate(items):
         yield item
@@ -609,11 +801,13 @@ async def _aiter(items: Iterator[_Item]) -> AsyncIterator[_Item]:
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """The complete, readable lines of a results file (for tests and tools)."""
+    """The complete, readable lines of a results file, less its header (for tests and tools)."""
     text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
     results = []
     for line in io.StringIO(text):
         if line.endswith("\n"):
             with contextlib.suppress(ValueError):
-                results.append(json.loads(line))
+                record = json.loads(line)
+                if not (isinstance(record, dict) and record.get("kind") == "header"):
+                    results.append(record)
     return results

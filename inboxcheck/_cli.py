@@ -487,8 +487,9 @@ def _run_batch(
     colour, mark_unicode = _colour_wanted(sys.stdout), _unicode_ok(sys.stdout)
     progress = _Progress(count_accounts(path), clock=time.monotonic) if not quiet else None
     live = progress is not None and sys.stderr.isatty()
-    marks = {"pass": "✔", "warn": "!", "fail": "✘", "error": "?", "invalid": "✘"}
+    marks = {"pass": "✔", "warn": "!", "fail": "✘", "error": "?", "invalid": "✘", "duplicate": "="}
     colours = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "invalid": "red"}
+    colours["duplicate"] = "blue"
 
     def on_start(resumed: int) -> None:
         if progress is not None:
@@ -593,6 +594,11 @@ def _duration(seconds: float) -> str:
 @_option("output", help="With --batch: the results log (JSONL).")
 @_option("resume", help="With --batch: continue the run logged in --output.")
 @click.option("--bulk", is_flag=True, help="With --batch: create through the bulk endpoint, 100 a call.")
+@click.option(
+    "--retry-unknown",
+    is_flag=True,
+    help="With --resume: send again the creates whose outcome is unknown (same key); look first.",
+)
 @_option("concurrency")
 @_option("per-host")
 @click.option(
@@ -652,6 +658,7 @@ def connect(
     output: Path | None,
     resume: bool,
     bulk: bool,
+    retry_unknown: bool,
     concurrency: int,
     per_host: int,
     **params: Any,
@@ -683,6 +690,8 @@ def connect(
         raise click.UsageError("give either ACCOUNT or --batch FILE")
     base_url, path = api_url or DEFAULT_BASE_URL, api_path or DEFAULT_PATH
     _check_base_url(base_url, allow_insecure_http=False)
+    if retry_unknown and not resume:
+        raise click.UsageError("--retry-unknown goes with --batch --resume")
     if batch is not None:
         if dry_run or api_key is None:
             raise click.UsageError("--dry-run does not go with --batch")
@@ -693,6 +702,7 @@ def connect(
             output=output,
             resume=resume,
             bulk=bulk,
+            retry_unknown=retry_unknown,
             strict=strict,
             apply_recommended_limit=apply_recommended_limit,
             concurrency=concurrency,
@@ -712,22 +722,38 @@ def connect(
         quiet=quiet,
         doing="checking {address} before creating it",
     )
-    result = asyncio.run(
-        run_connect(
-            parsed,
-            api_key=api_key,
-            options=options,
-            strict=strict,
-            dry_run=dry_run,
-            apply_recommended_limit=apply_recommended_limit,
-            base_url=base_url,
-            path=path,
-            api_deadline=api_deadline,
-            on_wait=(lambda _: None) if quiet else _notice,
-            idempotency_key=idempotency_key,
-            leading=leading,
+    sending: list[str] = []
+    try:
+        result = asyncio.run(
+            run_connect(
+                parsed,
+                api_key=api_key,
+                options=options,
+                strict=strict,
+                dry_run=dry_run,
+                apply_recommended_limit=apply_recommended_limit,
+                base_url=base_url,
+                path=path,
+                api_deadline=api_deadline,
+                on_wait=(lambda _: None) if quiet else _notice,
+                idempotency_key=idempotency_key,
+                on_sending=sending.append,
+                leading=leading,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        if not sending:
+            raise
+        from inboxcheck._render import escape
+
+        # The request may have reached the platform: say so, with the key to look for it by.
+        address = escape(parsed.email_address)
+        _fail(
+            f"interrupted: the create of {address} was sent, no answer yet (Idempotency-Key "
+            f"{sending[0]}); look for {address} in the platform's sender-account list before running "
+            f"again, and if it is not there run again with --idempotency-key {sending[0]}",
+            EXIT_INTERRUPTED,
+        )
     if fmt == "json":
         click.echo(result.model_dump_json(indent=2))
     else:
@@ -754,6 +780,7 @@ def _connect_batch(
     output: Path | None,
     resume: bool,
     bulk: bool,
+    retry_unknown: bool,
     strict: bool,
     apply_recommended_limit: bool,
     concurrency: int,
@@ -774,17 +801,24 @@ def _connect_batch(
 
     def on_create(line: CreateLine) -> None:
         # The inbox id and the message come from the platform's answer: escaped like a server reply.
-        if line.outcome.value == "created":
+        if line.outcome == "created":
             click.echo(
                 f"created line {line.line} {escape(line.email_address)}: inbox {escape(str(line.inbox_id))} "
                 f"(daily_limit {line.daily_limit})"
             )
         else:
             message = line.finding.message if line.finding else ""
+            what = line.finding.code if line.finding and line.state == "sent" else str(line.outcome)
+            fix = f" {line.finding.fix}" if line.finding and line.finding.fix and line.state == "sent" else ""
             click.echo(
-                f"NOT created line {line.line} {escape(line.email_address)}: {line.outcome.value}: "
-                f"{escape(message)}"
+                f"NOT created line {line.line} {escape(line.email_address)}: {what}: {escape(message + fix)}"
             )
+
+    in_flight: dict[int, CreateLine] = {}
+
+    def on_answer(line: CreateLine) -> None:
+        in_flight.pop(line.line, None)
+        on_create(line)
 
     async def run() -> ConnectBatchSummary:
         async with PlatformClient(
@@ -798,14 +832,25 @@ def _connect_batch(
                 resume=resume,
                 strict=strict,
                 bulk=bulk,
+                retry_unknown=retry_unknown,
                 apply_recommended_limit=apply_recommended_limit,
                 concurrency=concurrency,
                 per_host=per_host,
-                on_create=on_create,
+                on_create=on_answer,
+                on_sent=lambda line: in_flight.__setitem__(line.line, line),
                 discovery=discovery,
             )
 
-    summary = asyncio.run(run())
+    try:
+        summary = asyncio.run(run())
+    except KeyboardInterrupt:
+        for line in in_flight.values():
+            # The log says so too: a --resume reports these as unknown outcomes.
+            _notice(
+                f"line {line.line} {escape(line.email_address)}: the create was sent, no answer yet "
+                f"(Idempotency-Key {line.idempotency_key})"
+            )
+        raise
     for text in summary.describe().splitlines():
         _notice(text)
     sys.exit(summary.exit_code)

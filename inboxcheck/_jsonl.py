@@ -14,13 +14,19 @@ One reader and one writer serve ``check --batch`` and ``connect --batch``:
   after it are kept as they are.
 - A rewrite (``--retry-errors``) goes through a temporary file beside the log, with the log's mode
   and owner, fsynced, then renamed over it; the temporary file is locked before the rename, so the
-  lock never lapses.
+  lock never lapses. A log that is a symbolic link is rewritten through it: the link stays, its
+  target is replaced. The temporary file is named ``.<log>.inboxcheck-XXXX.tmp``: one left by a run
+  killed mid-rewrite is removed by the next run on that log.
+- The log is a regular file or a new path: a FIFO, a device or a directory is refused before it is
+  opened (a FIFO would block the open forever), and so is the batch file itself, standard input
+  included (``--batch -`` fed from the log would read its own appends without end).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import stat
 import tempfile
@@ -90,17 +96,61 @@ class ResultLog:
             log._fd = log._open_locked()
             if not_same_as is not None:
                 log._refuse_same_file(not_same_as)
+            log._remove_stale_temporaries()
         except BaseException:
             log.close()
             raise
         return log
 
+    @property
+    def _target(self) -> Path:
+        """The file the log's path names, through any symbolic link."""
+        return Path(os.path.realpath(self.path))
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove the temporary files of a rewrite killed midway (no run holds them: this one holds
+        the log, and a rewriting run holds both)."""
+        target = self._target
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.inboxcheck-*.tmp"):
+            with contextlib.suppress(OSError):
+                if not stale.is_symlink() and stale.is_file():
+                    fd = os.open(stale, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        stale.unlink()
+                    finally:
+                        os.close(fd)
+
+    def _refuse_special(self, mode: int) -> None:
+        if not stat.S_ISREG(mode):
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(mode)
+                else "a directory"
+                if stat.S_ISDIR(mode)
+                else "not a regular file"
+            )
+            raise ResultsLogError(
+                f"{self.path} is {kind}; the results log must be a regular file (or a new path), "
+                "since a run reads it back to resume"
+            )
+
     def _open_locked(self) -> int:
         while True:
+            with contextlib.suppress(OSError):
+                self._refuse_special(self.path.stat().st_mode)
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                # Non-blocking: a FIFO put there since the check above fails here instead of hanging.
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+                fd = os.open(self.path, flags, 0o600)
             except OSError as exc:
                 raise ResultsLogError(f"{self.path}: cannot open the results log: {_reason(exc)}") from None
+            try:
+                self._refuse_special(os.fstat(fd).st_mode)
+                os.set_blocking(fd, True)
+            except BaseException:
+                os.close(fd)
+                raise
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -123,10 +173,15 @@ class ResultLog:
     def _refuse_same_file(self, other: Path) -> None:
         assert self._fd is not None
         try:
-            theirs = other.stat()
+            theirs = os.fstat(0) if other == Path("-") else other.stat()
         except OSError:
             return
         ours = os.fstat(self._fd)
+        if (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino) and other == Path("-"):
+            raise ResultsLogError(
+                f"standard input is {self.path} itself: the run would read its own results back "
+                "without end; give the batch file by its name, or another --output"
+            )
         if (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino):
             raise ResultsLogError(
                 f"{self.path} is the batch file itself (the same file, a hard link or a symbolic "
@@ -170,12 +225,17 @@ class ResultLog:
         A damaged line is skipped and its number kept in :attr:`damaged`; a torn last line (a run
         killed mid-write) is cut off the file.
         """
+        for _line, record in self.entries(parse):
+            if record is not None:
+                yield record
+
+    def entries(self, parse: Callable[[bytes], Record]) -> Iterator[tuple[Line, Record | None]]:
+        """Every line in order with its record, or None for a damaged one (see :meth:`records`)."""
         self.damaged.clear()
         for line, record in self._scan(parse):
             if record is None:
                 self.damaged.append(line.number)
-            else:
-                yield record
+            yield line, record
 
     def _scan(self, parse: Callable[[bytes], Record]) -> Iterator[tuple[Line, Record | None]]:
         mode = os.fstat(self.fd).st_mode
@@ -211,8 +271,11 @@ class ResultLog:
         The new file takes the log's mode and owner, is fsynced and locked, then renamed over the log.
         """
         before = os.fstat(self.fd)
+        target = self._target
         try:
-            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            fd, name = tempfile.mkstemp(
+                dir=target.parent, prefix=f".{target.name}.inboxcheck-", suffix=".tmp"
+            )
         except OSError as exc:
             raise ResultsLogError(f"{self.path}: cannot rewrite the results log: {_reason(exc)}") from None
         temporary = Path(name)
@@ -230,7 +293,7 @@ class ResultLog:
                         continue
                     _copy(source, fd, line)
             os.fsync(fd)
-            temporary.replace(self.path)
+            temporary.replace(target)
         except BaseException as exc:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -239,7 +302,7 @@ class ResultLog:
                 reason = _reason(exc)
                 raise ResultsLogError(f"{self.path}: cannot rewrite the results log: {reason}") from None
             raise
-        _fsync_directory(self.path.parent)
+        _fsync_directory(target.parent)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
         old, self._fd = self._fd, fd
         if old is not None:

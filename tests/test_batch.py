@@ -98,8 +98,9 @@ async def test_resume_cuts_a_torn_line_and_checks_only_what_is_missing(tmp_path:
     output = tmp_path / "out.jsonl"
     await run_batch(path, options=OFFLINE, output=output, env={})
     lines = output.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [json.loads(line)["line"] for line in lines[:3]]
-    output.write_text("".join(lines[:3]) + lines[3][:40], encoding="utf-8")
+    assert json.loads(lines[0])["kind"] == "header"
+    kept = [json.loads(line)["line"] for line in lines[1:4]]
+    output.write_text("".join(lines[:4]) + lines[4][:40], encoding="utf-8")
     checked: list[int] = []
     summary = await run_batch(
         path, options=OFFLINE, output=output, resume=True, env={}, on_result=lambda r: checked.append(r.line)
@@ -168,12 +169,20 @@ async def test_concurrency_is_bounded_overall_and_per_host(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("one_per_mailbox", [True, False])
 async def test_two_checks_of_one_mailbox_never_run_at_once(tmp_path: Path, one_per_mailbox: bool) -> None:
-    # The same mailbox listed four times (an address in any case), among others on the same hosts.
-    same = [
-        custom_payload(email_address="user1@example.test", smtp_username=name, imap_username=name)
-        for name in ("user1@example.test", "USER1@example.test")
+    # The same mailbox listed four times (an address in any case; not the same account, or it would
+    # be checked once), among others on the same hosts.
+    rows = [
+        *(
+            custom_payload(
+                email_address="user1@example.test",
+                smtp_username=name,
+                imap_username=name,
+                display_name=f"User One {n}",
+            )
+            for n, name in enumerate(("user1@example.test", "USER1@example.test") * 2)
+        ),
+        *(batch_user(i) for i in range(2, 6)),
     ]
-    rows = [*same, *same, *(batch_user(i) for i in range(2, 6))]
     path = _jsonl(tmp_path, rows)
     active: Counter[str] = Counter()
     peak: Counter[str] = Counter()
@@ -237,7 +246,7 @@ def test_a_batch_killed_at_random_moments_ends_with_exactly_one_result_per_accou
         returncode = _kill_batch_after([*base, "--resume"], rng.uniform(0.4, 1.2) + kills * 0.1)
     assert returncode == 0
     assert kills >= 1, "the first run finished before it could be killed; raise the account count"
-    lines = [json.loads(line)["line"] for line in output.read_text(encoding="utf-8").splitlines()]
+    lines = [r["line"] for r in read_results(output)]
     assert Counter(lines) == Counter(range(1, count + 1))
 
 

@@ -10,7 +10,7 @@ from inboxcheck.discovery.run import AUTOCONFIG_PROBLEMS
 from inboxcheck.platform.outcomes import ApiOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
-_PREFIXES = "account|dns|smtp|imap|login|run|internal|diagnose|discover|send|input"
+_PREFIXES = "account|dns|smtp|imap|login|run|internal|diagnose|discover|send|input|create"
 CODE = re.compile(rf"\"((?:{_PREFIXES})\.[a-z0-9_]+(?:\.[a-z0-9_]+)*)\"")
 # Check names, not finding codes (they share the dotted form).
 CHECK_NAMES = {

@@ -6,6 +6,7 @@ The gate and the daily limit sent are decided in :mod:`inboxcheck.platform.gate`
 from __future__ import annotations
 
 import ssl
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -82,6 +83,7 @@ async def connect(
     api_deadline: float = DEFAULT_DEADLINE,
     on_wait: Callable[[str], None] | None = None,
     idempotency_key: str | None = None,
+    on_sending: Callable[[str], None] | None = None,
     presets: Presets | None = None,
     ssl_context: ssl.SSLContext | None = None,
     leading: Sequence[CheckResult] = (),
@@ -92,7 +94,9 @@ async def connect(
     Warnings do not block unless ``strict``; a check that could not tell blocks (nothing is created
     on a guess). ``dry_run`` stops before the request, which is returned with passwords masked. The
     API key is needed unless ``dry_run``. Returns a :class:`ConnectResult`; raises only for unusable
-    input (:class:`AccountError`, :class:`OptionsError`, :class:`ApiKeyError`).
+    input (:class:`AccountError`, :class:`OptionsError`, :class:`ApiKeyError`). ``on_sending`` is
+    told the create's Idempotency-Key just before the request leaves: a caller interrupted after
+    that can say that the create was sent, with no answer yet, and with which key.
     """
     from inboxcheck._errors import ApiKeyError, OptionsError
 
@@ -138,7 +142,10 @@ async def connect(
         deadline=api_deadline,
         on_wait=on_wait,
     ) as client:
-        outcome = await client.create_sender_account(payload, idempotency_key=idempotency_key)
+        key = idempotency_key or str(uuid.uuid4())
+        if on_sending is not None:
+            on_sending(key)
+        outcome = await client.create_sender_account(payload, idempotency_key=key)
     return ConnectResult(gate="passed", create=outcome, **common)
 
 
