@@ -202,6 +202,9 @@ class Account(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
+    # Credentials given with with_credentials (an OAuth2 token); none means the payload's passwords.
+    _credentials: tuple[Credential | None, Credential | None] = PrivateAttr(default=(None, None))
+
     email_address: Annotated[str, StringConstraints(min_length=5, max_length=255)]
     display_name: _Name255
     inbox_type: InboxType
@@ -237,13 +240,31 @@ class Account(BaseModel):
 
     @property
     def smtp_credential(self) -> Credential:
-        """What SMTP AUTH sends."""
-        return Credential(self.smtp_username, self.smtp_password)
+        """What SMTP AUTH sends: the password, or the credential given to :meth:`with_credentials`."""
+        return self._credentials[0] or Credential(self.smtp_username, self.smtp_password)
 
     @property
     def imap_credential(self) -> Credential:
         """What IMAP LOGIN or AUTHENTICATE sends."""
-        return Credential(self.imap_username, self.imap_password)
+        return self._credentials[1] or Credential(self.imap_username, self.imap_password)
+
+    def with_credentials(self, *, smtp: Credential | None = None, imap: Credential | None = None) -> Account:
+        """This account, logging in with ``smtp`` / ``imap`` (an OAuth2 token: :meth:`Credential.bearer`).
+
+        The payload's fields stay as they are: a credential replaces a password for the logins, it adds
+        no field. Each credential's username must be the payload's.
+        """
+        for given, username, name in ((smtp, self.smtp_username, "smtp"), (imap, self.imap_username, "imap")):
+            if given is not None and given.username != username:
+                raise ValueError(f"the {name} credential is for another username than {name}_username")
+        copy = self.model_copy()
+        copy._credentials = (smtp or self._credentials[0], imap or self._credentials[1])
+        return copy
+
+    @property
+    def uses_tokens(self) -> bool:
+        """Whether either login is an OAuth2 token."""
+        return self.smtp_credential.is_token or self.imap_credential.is_token
 
     def view(self) -> AccountView:
         """The account without its secrets, as the report shows it."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inboxcheck._check import CheckContext, CheckSpec
+from inboxcheck._credential import Credential
 from inboxcheck._models import Account, CheckResult, Report
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import load_presets
@@ -23,6 +24,8 @@ from inboxcheck._runner import run_checks
 from tests.peers import DnsPeer, Peer, PeerCerts, PeerConn, Script, secret_wire_forms
 
 PASSWORD = "correct horse battery"
+#: An OAuth2 access token, for token logins (Credential.bearer).
+TOKEN = "ya29.a0Af-token-for-the-peer.only_in_tests"
 USER = "sam@peer.test"
 TIMEOUT = 1.0
 # Generous for a loaded 2-core CI: every scenario must end well within this.
@@ -226,9 +229,16 @@ async def run_check(
     payload: dict[str, Any],
     *,
     certs: PeerCerts,
+    token: str | None = None,
     **options: Any,
 ) -> Run:
+    """Run one check; with ``token`` both logins use it as an OAuth2 access token."""
     account = Account.model_validate(payload)
+    if token is not None:
+        account = account.with_credentials(
+            smtp=Credential.bearer(account.smtp_username, token),
+            imap=Credential.bearer(account.imap_username, token),
+        )
     opts = CheckOptions(
         timeout=options.pop("timeout", TIMEOUT), deadline=options.pop("deadline", 20), **options
     )
@@ -244,7 +254,7 @@ def check_context(**changes: Any) -> CheckContext:
     return CheckContext(account, options=CheckOptions(), presets=load_presets(), match=None)
 
 
-_OPTION_KEYS = ("allow_plaintext", "nameservers", "timeout", "deadline")
+_OPTION_KEYS = ("allow_plaintext", "nameservers", "timeout", "deadline", "token")
 
 
 async def run_login(specs: list[CheckSpec], name: str, certs: PeerCerts, **changes: Any) -> Run:
@@ -280,6 +290,7 @@ __all__ = [
     "IMPLICIT_SMTP_PORT",
     "PASSWORD",
     "TIMEOUT",
+    "TOKEN",
     "USER",
     "DnsPeer",
     "ImapScript",

@@ -21,6 +21,7 @@ from typing import ClassVar, Final, Literal
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, EndpointRef, Outcome
+from inboxcheck._credential import CredentialKind
 from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
 from inboxcheck._models import Severity, host_port
 from inboxcheck._presets import TlsMode
@@ -140,10 +141,13 @@ class LoginProbe:
         *,
         reply_code: int | None = None,
         note: str = "",
+        credential: CredentialKind | str = CredentialKind.PASSWORD,
     ) -> bool:
         """Adds the knowledge base's finding for ``reply`` (``note`` follows its message); False when
-        it knows none."""
-        match = match_reply(self.PROTOCOL, reply, providers=self.provider_ids, reply_code=reply_code)
+        it knows none. ``credential`` is what was sent (a rule may be for a password or a token)."""
+        match = match_reply(
+            self.PROTOCOL, reply, providers=self.provider_ids, reply_code=reply_code, credential=credential
+        )
         if match is None:
             return False
         evidence = {**evidence, **self.rule_evidence(match)}
