@@ -50,6 +50,9 @@ class SmtpScript:
     extensions_after_tls: tuple[str, ...] = ("PIPELINING", "SIZE 10240000", "AUTH PLAIN LOGIN", "8BITMIME")
     starttls_reply: str = "220 2.0.0 Ready to start TLS"
     auth_reply: str = "235 2.7.0 Authentication successful"
+    #: A failure challenge (``334 <text>``) sent before ``auth_reply``; the client's answer is kept.
+    auth_challenge: str | None = None
+    challenge_answers: list[bytes] = field(default_factory=list)
     ehlo_hook: Callable[[PeerConn], Any] | None = None
     # Replies to sending (the send test): MAIL FROM, RCPT TO, and the end of DATA.
     mail_reply: str = "250 2.1.0 Ok"
@@ -88,6 +91,12 @@ class SmtpScript:
                     await conn.send(b"334 UGFzc3dvcmQ6\r\n")
                     if not await conn.line():
                         return
+                if self.auth_challenge is not None:
+                    await conn.send(_crlf(f"334 {self.auth_challenge}"))
+                    answer = await conn.reader.readline()
+                    if not answer:
+                        return
+                    self.challenge_answers.append(answer)
                 await conn.send(_crlf(self.auth_reply))
             elif verb == b"QUIT":
                 await conn.send(b"221 2.0.0 Bye\r\n")
@@ -129,6 +138,9 @@ class ImapScript:
         "* 3 EXISTS\n* 0 RECENT\n* OK [UIDVALIDITY 1700000000] UIDs valid\nOK [READ-ONLY] Examine completed"
     )
     implicit: bool = False
+    #: A failure challenge (``+ <text>``) sent after AUTHENTICATE's response, before ``login_reply``.
+    auth_challenge: str | None = None
+    challenge_answers: list[bytes] = field(default_factory=list)
     capability_hook: Callable[[PeerConn], Any] | None = None
     commands: list[bytes] = field(default_factory=list)
 
@@ -168,6 +180,12 @@ class ImapScript:
                     await conn.send(b"+ \r\n")
                     if not await conn.line():
                         return
+                if command == "AUTHENTICATE" and self.auth_challenge is not None:
+                    await conn.send(_crlf(f"+ {self.auth_challenge}"))
+                    answer = await conn.reader.readline()
+                    if not answer:
+                        return
+                    self.challenge_answers.append(answer)
                 if not await self._reply(conn, tag, self.login_reply):
                     return
             elif command == "EXAMINE":
