@@ -241,12 +241,14 @@ class Account(BaseModel):
     @property
     def smtp_credential(self) -> Credential:
         """What SMTP AUTH sends: the password, or the credential given to :meth:`with_credentials`."""
-        return self._credentials[0] or Credential(self.smtp_username, self.smtp_password)
+        given = self._credentials[0]
+        return Credential(self.smtp_username, self.smtp_password) if given is None else given
 
     @property
     def imap_credential(self) -> Credential:
         """What IMAP LOGIN or AUTHENTICATE sends."""
-        return self._credentials[1] or Credential(self.imap_username, self.imap_password)
+        given = self._credentials[1]
+        return Credential(self.imap_username, self.imap_password) if given is None else given
 
     def with_credentials(self, *, smtp: Credential | None = None, imap: Credential | None = None) -> Account:
         """This account, logging in with ``smtp`` / ``imap`` (an OAuth2 token: :meth:`Credential.bearer`).
@@ -258,7 +260,10 @@ class Account(BaseModel):
             if given is not None and given.username != username:
                 raise ValueError(f"the {name} credential is for another username than {name}_username")
         copy = self.model_copy()
-        copy._credentials = (smtp or self._credentials[0], imap or self._credentials[1])
+        copy._credentials = (
+            self._credentials[0] if smtp is None else smtp,
+            self._credentials[1] if imap is None else imap,
+        )
         return copy
 
     @property

@@ -204,6 +204,11 @@ class LoginProbe:
     # --- the check ---------------------------------------------------------------------------
 
     async def run(self) -> Outcome:
+        account = self.ctx.account
+        credential = account.smtp_credential if self.PROTOCOL == "smtp" else account.imap_credential
+        if credential.is_token and not credential.reveal():
+            # The token could not be got (the report's oauth.token result says why): nothing to send.
+            return Outcome.skip("no OAuth2 access token to log in with (see the OAuth2 token result)")
         out = self.out
         out.details["tls_mode"] = self.mode.value
         resolution = await resolve_host(self.ctx, self.host, self.port)
