@@ -14,6 +14,8 @@ sent, so a test picks the behaviour by the token it writes to the refresh-token 
 - ``no-consent``: ``invalid_grant`` with AADSTS65001 (consent missing);
 - ``narrow-scope:<user>``: a token that logs in, but whose ``scope`` lacks the mail scope;
 - ``flaky:<user>``: HTTP 503 on the first request, then a good refresh;
+- ``bad-scope``: ``invalid_scope``;
+- ``mfa``: Microsoft's ``interaction_required`` with AADSTS50076 (MFA needed), which has no code of its own;
 - a client id of ``wrong-client``: ``invalid_client``.
 
 Runs in a thread of the process that owns the lab, on a free loopback port.
@@ -154,6 +156,15 @@ class OAuthDouble:
                 "error_description": "AADSTS65001: The user or administrator has not consented to use the "
                 "application with ID 'lab-client'.",
                 "error_codes": [65001],
+            }
+        if refresh == "bad-scope":
+            return 400, {"error": "invalid_scope", "error_description": "The requested scope is invalid."}
+        if refresh == "mfa":
+            return 400, {
+                "error": "interaction_required",
+                "error_description": "AADSTS50076: Due to a configuration change made by your administrator, "
+                "you must use multi-factor authentication.",
+                "error_codes": [50076],
             }
         if kind == "narrow-scope" and user in self._tokens.values():
             return self._granted(user, "openid email")

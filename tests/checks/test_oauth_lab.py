@@ -87,6 +87,8 @@ async def test_a_refresh_gives_a_token_that_logs_in(lab: Any) -> None:
         ("revoked", "oauth.token.invalid_grant"),
         ("no-consent", "oauth.token.consent_missing"),
         (f"narrow-scope:{USER}", "oauth.token.scope_missing"),
+        ("bad-scope", "oauth.token.invalid_scope"),
+        ("mfa", "oauth.token.rejected"),
     ],
 )
 async def test_refresh_refusals_each_have_their_code(lab: Any, refresh_token: str, code: str) -> None:
@@ -117,3 +119,19 @@ async def test_a_refused_refresh_skips_the_logins_and_fails_the_report(lab: Any,
     assert report.check("smtp.login").status is Status.SKIPPED
     assert report.check("imap.login").status is Status.SKIPPED
     assert report.verdict.value == "fail"
+
+
+async def test_an_endpoint_that_does_not_answer_is_could_not_tell() -> None:
+    from tests.scenarios import free_port
+
+    request = RefreshRequest(
+        provider="microsoft",
+        client_id="lab-client",
+        refresh_token=SecretStr("lab-rt-unused"),
+        token_url=f"http://127.0.0.1:{free_port()}/token",
+    )
+    outcome = await refresh_access_token(request, step_timeout=2.0)
+    assert outcome.token is None
+    assert [f.code for f in outcome.result.findings] == ["oauth.token.unavailable"]
+    assert outcome.result.status is Status.ERROR
+    assert "lab-rt-unused" not in outcome.result.model_dump_json()
