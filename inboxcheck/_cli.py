@@ -430,12 +430,10 @@ def _oauth_tokens(
         return OAuthTokens.both(token, "--oauth-token-file"), ()
     if "oauth_provider" not in given:
         if given:
-            raise OAuthInputError(f"--{sorted(given)[0][6:].replace('_', '-')} goes with --oauth-provider")
+            raise OAuthInputError(f"--{sorted(given)[0].replace('_', '-')} goes with --oauth-provider")
         return None, ()
     missing = [
-        f"--{k[6:].replace('_', '-')}"
-        for k in ("oauth_client_id", "oauth_refresh_token_file")
-        if k not in given
+        f"--{k.replace('_', '-')}" for k in ("oauth_client_id", "oauth_refresh_token_file") if k not in given
     ]
     if missing:
         raise OAuthInputError(f"--oauth-provider needs {' and '.join(missing)}")

@@ -30,8 +30,8 @@ from typing import Any, Literal, Self
 from lab.certs import LabCerts, make_lab_certs
 from lab.dkim import DkimKey, OpenDkim, make_dkim_key
 from lab.dovecot import DovecotInstance, ImapListener, MailStore, write_users_file
-from lab.oauth_double import OAuthDouble
 from lab.nsd import NsdServer, Zone, check_zones, discover_zones, prepare_zones
+from lab.oauth_double import OAuthDouble
 from lab.ports import free_ports
 from lab.postfix import PostfixInstance, SmtpListener
 from lab.procs import (

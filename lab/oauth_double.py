@@ -78,10 +78,10 @@ class OAuthDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # tokens would reach stderr
 
-            def do_POST(self) -> None:  # noqa: N802 - the base's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {
                     k: v[0] for k, v in parse_qs(self.rfile.read(min(length, _MAX_BODY)).decode()).items()
