@@ -384,9 +384,15 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
         return Outcome.skip("no provider policy is known for custom hosts")
     out = Outcome(summary=f"{preset.name} allows password logins for SMTP and IMAP")
     smtp, imap = EndpointRef.of(ctx.account, "smtp"), EndpointRef.of(ctx.account, "imap")
+    # A login with an OAuth2 token is the way in that the password policy points to: none of it applies.
+    smtp_token = ctx.account.smtp_credential.is_token
+    imap_token = ctx.account.imap_credential.is_token
+    if smtp_token and imap_token:
+        return Outcome(summary=f"both logins use an OAuth2 token, which {preset.name} accepts")
     if preset.auth.oauth_only:
+        password_sides = tuple(ref for ref, token in ((smtp, smtp_token), (imap, imap_token)) if not token)
         out.predict(
-            (smtp, imap),
+            password_sides,
             "account.basic_auth_retired",
             Severity.FAIL,
             f"{preset.name} accepts only OAuth2 sign-in for SMTP and IMAP; no password works.",
@@ -395,7 +401,7 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
             provider=preset.id,
         )
     else:
-        if preset.auth.imap_basic_auth is BasicAuth.RETIRED:
+        if preset.auth.imap_basic_auth is BasicAuth.RETIRED and not imap_token:
             out.predict(
                 imap,
                 "account.basic_auth_retired",
@@ -407,7 +413,9 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
                 provider=preset.id,
                 protocol="imap",
             )
-        if preset.auth.smtp_basic_auth is BasicAuth.TENANT_SETTING:
+        if smtp_token:
+            pass
+        elif preset.auth.smtp_basic_auth is BasicAuth.TENANT_SETTING:
             out.add(
                 "account.smtp_auth_tenant_setting",
                 Severity.INFO,

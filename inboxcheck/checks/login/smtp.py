@@ -27,6 +27,7 @@ from inboxcheck._knowledge import ReplyMatch
 from inboxcheck._models import Severity
 from inboxcheck._options import Family
 from inboxcheck._presets import TlsMode
+from inboxcheck.checks.login.microsoft import add_basic_auth_notice
 from inboxcheck.checks.login.net import connect_any, local_address_literal
 from inboxcheck.checks.login.oauth import (
     TOKEN_MECHANISMS,
@@ -551,7 +552,9 @@ def _close(client: aiosmtplib.SMTP) -> None:
 
 async def check_smtp_login(ctx: CheckContext) -> Outcome:
     """Log in to the account's SMTP server the way the platform will, and explain what went wrong."""
-    return await _SmtpLogin(ctx).run()
+    out = await _SmtpLogin(ctx).run()
+    add_basic_auth_notice(ctx, out)
+    return out
 
 
 CHECKS = [CheckSpec("smtp.login", "SMTP login", Family.SMTP, check_smtp_login)]
