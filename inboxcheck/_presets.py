@@ -26,6 +26,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from functools import cache
 from importlib import resources
@@ -141,6 +142,17 @@ class Source(_Data):
     verified: bool = True
 
 
+class Checked(_Data):
+    """Where the preset's settings were compared, and when: every preset file has one."""
+
+    url: Annotated[str, Field(pattern=r"^https://")]
+    on: date
+    against: str
+    #: Whether the provider's page itself was read on that date (False: compared with a summary of
+    #: it, and the page is to be read again).
+    page_read: bool = False
+
+
 class Preset(_Data):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
     name: str
@@ -158,6 +170,7 @@ class Preset(_Data):
     limits: Limits = Limits()
     notes: tuple[str, ...] = ()
     sources: tuple[Source, ...] = ()
+    checked: Checked | None = None
 
     @field_validator("address_domains")
     @classmethod
@@ -398,6 +411,10 @@ def load_preset_file(path: Path) -> Preset:
         raise PresetError(f"{path}: invalid preset: {problems}") from None
     if path.stem != preset.id:
         raise PresetError(f"{path}: the file must be named after its id, {preset.id}.toml")
+    if preset.checked is None or not preset.sources:
+        raise PresetError(
+            f"{path}: a preset names its source: a [checked] table (url, on, against) and [[sources]]"
+        )
     return preset
 
 

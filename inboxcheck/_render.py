@@ -684,4 +684,8 @@ def describe_preset(preset: Preset, *, width: int | None = None) -> str:
     for source in preset.sources:
         mark = "" if source.verified else " (unverified)"
         add(f"source for {source.fact}: {source.source}{mark}")
+    if preset.checked is not None:
+        checked = preset.checked
+        read = "" if checked.page_read else " (page not re-read)"
+        add(f"checked {checked.on.isoformat()} against {checked.against}: {checked.url}{read}")
     return "\n".join(lines)

@@ -1126,3 +1126,42 @@ def test_remembered_matches_are_bounded_least_recently_used_first(monkeypatch: p
     assert len(presets._matches) == 4
     assert ask(0) is kept
     assert ask(1) is not second  # the least recently used went first
+
+
+# --- where each preset was checked -----------------------------------------------------------------
+
+
+def test_every_preset_file_says_where_and_when_it_was_checked(presets: Presets) -> None:
+    for preset in presets:
+        assert preset.checked is not None, preset.id
+        assert preset.checked.url.startswith("https://"), preset.id
+        assert preset.checked.on.year >= 2026, preset.id
+
+
+@pytest.mark.parametrize("drop", ["[checked]", "[[sources]]"])
+def test_a_preset_without_a_source_fails_to_load(tmp_path: Path, drop: str) -> None:
+    from inboxcheck._errors import PresetError
+    from inboxcheck._presets import load_preset_file
+
+    text = (PRESETS_DIR / "fastmail.toml").read_text(encoding="utf-8")
+    kept, skipping = [], False
+    for line in text.splitlines():
+        if line.startswith("["):
+            skipping = line.strip() == drop
+        if not skipping:
+            kept.append(line)
+    path = tmp_path / "fastmail.toml"
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    with pytest.raises(PresetError, match="names its source"):
+        load_preset_file(path)
+
+
+def test_presets_show_prints_the_source_and_date() -> None:
+    from click.testing import CliRunner
+
+    from inboxcheck._cli import cli
+
+    result = CliRunner().invoke(cli, ["presets", "show", "fastmail"])
+    assert result.exit_code == 0
+    assert "checked 2026-12-07 against" in result.output
+    assert "https://www.fastmail.help/" in result.output
