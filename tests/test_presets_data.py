@@ -44,7 +44,6 @@ REQUIRED_IDS = {
     "ovh",
     "rackspace",
     "amazon-workmail",
-    "yandex",
     "titan",
     "hostinger",
     "proton-bridge",
@@ -66,19 +65,21 @@ PLATFORM_MAX = {
 
 # Providers whose only SMTP submission port is 465 with implicit TLS.
 ONLY_465 = {
-    "aol",
-    "fastmail",
     "godaddy",
     "ovh",
     "rackspace",
     "amazon-workmail",
-    "yandex",
     "titan",
     "hostinger",
 }
 
 # Providers that offer both 587 STARTTLS and 465 implicit TLS for SMTP.
+# Fastmail, IONOS, Yandex and AOL: the providers' pages (provider-facts.md, "Provider settings corrections").
 BOTH_SMTP_PORTS = {
+    "aol",
+    "fastmail",
+    "ionos",
+    "yandex",
     "google-workspace",
     "yahoo",
     "zoho",
@@ -942,7 +943,7 @@ def test_providers_offering_both_smtp_ports(presets: Presets, preset_id: str) ->
     assert preferred.port == 587
 
 
-@pytest.mark.parametrize("preset_id", ["microsoft-365", "outlook-com", "icloud", "ionos"])
+@pytest.mark.parametrize("preset_id", ["microsoft-365", "outlook-com", "icloud"])
 def test_providers_offering_only_587(presets: Presets, preset_id: str) -> None:
     assert presets.get(preset_id).smtp.ports() == {587: TlsMode.STARTTLS}
 

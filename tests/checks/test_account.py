@@ -172,16 +172,40 @@ async def test_tls_off_on_a_provider_that_requires_it_fails() -> None:
 async def test_a_provider_that_offers_only_465_says_so() -> None:
     payload = custom_payload(
         email_address="a@example.com",
-        smtp_host="smtp.fastmail.com",
+        smtp_host="smtp.godaddy-test.invalid",
         smtp_port=587,
         smtp_username="a@example.com",
-        imap_host="imap.fastmail.com",
+        imap_host="imap.secureserver.net",
         imap_username="a@example.com",
     )
+    payload["smtp_host"] = "smtpout.secureserver.net"
     report = await _report(payload)
     [finding] = report.check("account.tls").findings
     assert "only on 465" in finding.message
-    assert finding.fix is not None and "smtp.fastmail.com:465" in finding.fix
+    assert finding.fix is not None and "smtpout.secureserver.net:465" in finding.fix
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "imap_host"),
+    [
+        ("smtp.fastmail.com", 587, "imap.fastmail.com"),
+        ("smtp.ionos.com", 465, "imap.ionos.com"),
+        ("smtp.yandex.com", 587, "imap.yandex.com"),
+        ("smtp.aol.com", 587, "imap.aol.com"),
+    ],
+)
+async def test_documented_settings_pass_offline(host: str, port: int, imap_host: str) -> None:
+    # Fastmail 587 STARTTLS, IONOS 465 implicit TLS, Yandex 587, AOL 587 (provider-facts.md corrections).
+    payload = custom_payload(
+        email_address="a@example.com",
+        smtp_host=host,
+        smtp_port=port,
+        smtp_username="a@example.com",
+        imap_host=imap_host,
+        imap_username="a@example.com",
+    )
+    report = await _report(payload)
+    assert report.check("account.tls").findings == (), report.check("account.tls")
 
 
 async def test_yahoo_587_with_starttls_is_fine() -> None:
