@@ -123,6 +123,9 @@ class AuthPolicy(_Data):
 
 class DnsExpectations(_Data):
     spf_includes: tuple[str, ...] = ()
+    #: A data centre's own SPF include, chosen by the account's SMTP host (a glob, lower-case): Zoho's
+    #: EU hosts want zohomail.eu, not zohomail.com. The first pattern that matches replaces spf_includes.
+    spf_includes_by_host: dict[str, tuple[str, ...]] = {}
     dkim_selectors: tuple[str, ...] = ()
     # True when the provider's selector is documented: nothing there is then a failure, not a warning.
     dkim_selectors_known: bool = False
@@ -171,6 +174,9 @@ class Preset(_Data):
     notes: tuple[str, ...] = ()
     sources: tuple[Source, ...] = ()
     checked: Checked | None = None
+    #: Presets whose MX hosts this provider's domains use too (Zoho personal uses zoho-org's): an MX
+    #: that names one of them is no mismatch.
+    mx_shared_with: tuple[str, ...] = ()
 
     @field_validator("address_domains")
     @classmethod

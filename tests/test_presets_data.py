@@ -1002,6 +1002,10 @@ def test_only_documented_dns_facts_are_claimed(presets: Presets) -> None:
         "fastmail",
         "migadu",
         "mailbox-org",
+        "zoho",
+        "zoho-org",
+        "icloud",
+        "proton-bridge",
     }
     assert {p.id for p in presets if p.dns.dkim_selectors_known} == {
         "google-workspace",
@@ -1166,3 +1170,34 @@ def test_presets_show_prints_the_source_and_date() -> None:
     assert result.exit_code == 0
     assert "checked 2026-12-07 against" in result.output
     assert "https://www.fastmail.help/" in result.output
+
+
+@pytest.mark.parametrize(
+    ("preset_id", "host", "includes"),
+    [
+        ("zoho", "smtp.zoho.com", ["zohomail.com"]),
+        ("zoho", "smtp.zoho.eu", ["zohomail.eu"]),
+        ("zoho-org", "smtppro.zoho.in", ["zohomail.in"]),
+        ("icloud", "smtp.mail.me.com", ["icloud.com"]),
+        ("proton-bridge", "127.0.0.1", ["_spf.protonmail.ch"]),
+    ],
+)
+def test_spf_includes_follow_the_data_centre(
+    presets: Presets, preset_id: str, host: str, includes: list[str]
+) -> None:
+    from inboxcheck._check import CheckContext
+    from inboxcheck._models import Account
+    from inboxcheck._options import CheckOptions
+    from inboxcheck._presets import PresetMatch
+    from inboxcheck.checks.dns.spf import _provider_includes
+    from tests.scenarios import base_payload
+
+    account = Account.model_validate(base_payload(email_address="jo@example.org", smtp_host=host))
+    preset = presets.get(preset_id)
+    match = PresetMatch(preset=preset, matched_by="smtp_host", candidates=(preset,))
+    ctx = CheckContext(account, options=CheckOptions(), presets=presets, match=match)
+    assert _provider_includes(ctx) == includes
+    own = Account.model_validate(base_payload(email_address="jo@icloud.com", smtp_host=host))
+    if preset_id == "icloud":
+        ctx = CheckContext(own, options=CheckOptions(), presets=presets, match=match)
+        assert _provider_includes(ctx) == [], "icloud.com's own SPF is Apple's business"

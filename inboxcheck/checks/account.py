@@ -51,7 +51,11 @@ async def check_usernames(ctx: CheckContext) -> Outcome:
     }
     for field, given in (("smtp_username", smtp_user), ("imap_username", imap_user)):
         expected = _expected_username(rules[field], account)
-        if expected is None or given.lower() == expected.lower():
+        if (
+            expected is None
+            or given.lower() == expected.lower()
+            or _full_address_works(rules[field], given, account)
+        ):
             continue
         provider = preset.name if preset else "the provider"
         server = EndpointRef.of(account, "smtp" if field == "smtp_username" else "imap")
@@ -93,6 +97,11 @@ async def check_usernames(ctx: CheckContext) -> Outcome:
     if out.findings:
         out.summary = "the usernames do not all name the mailbox being connected"
     return out
+
+
+def _full_address_works(rule: UsernameRule, given: str, account: Account) -> bool:
+    """A provider that documents the local part (iCloud IMAP) also takes the full address."""
+    return rule is UsernameRule.LOCAL_PART and given.lower() == account.email_address.lower()
 
 
 def _same_identity(smtp_user: str, imap_user: str, rules: dict[str, UsernameRule], account: Account) -> bool:

@@ -73,6 +73,19 @@ async def test_icloud_local_part_for_imap_is_not_a_mismatch() -> None:
     assert report.check("account.usernames").findings == ()
 
 
+async def test_icloud_full_address_for_imap_is_not_a_mismatch() -> None:
+    # Apple documents that the full address works; the old warning contradicted itself.
+    payload = custom_payload(
+        email_address="jane@icloud.com",
+        smtp_host="smtp.mail.me.com",
+        smtp_username="jane@icloud.com",
+        imap_host="imap.mail.me.com",
+        imap_username="jane@icloud.com",
+    )
+    report = await _report(payload)
+    assert report.check("account.usernames").findings == ()
+
+
 async def test_username_case_does_not_matter() -> None:
     report = await _report(google_payload(smtp_username="John@Company.com"))
     assert report.check("account.usernames").status is Status.PASS
