@@ -134,6 +134,8 @@ class DnsExpectations(_Data):
 
 class Limits(_Data):
     hard_daily_cap: Annotated[int, Field(ge=1)] | None = None
+    #: The cap of the provider's own consumer addresses (address_domains: gmail.com), where it differs.
+    consumer_daily_cap: Annotated[int, Field(ge=1)] | None = None
     platform_max: Annotated[int, Field(ge=1)] | None = None
     note: str | None = None
 
@@ -177,6 +179,14 @@ class Preset(_Data):
     #: Presets whose MX hosts this provider's domains use too (Zoho personal uses zoho-org's): an MX
     #: that names one of them is no mismatch.
     mx_shared_with: tuple[str, ...] = ()
+
+    def daily_cap(self, domain: str | None) -> int | None:
+        """The provider's hard daily cap for an address at ``domain``: a consumer address (gmail.com)
+        may have a lower one than the provider's business accounts."""
+        limits = self.limits
+        if domain is not None and domain in self.address_domains and limits.consumer_daily_cap is not None:
+            return limits.consumer_daily_cap
+        return limits.hard_daily_cap
 
     @field_validator("address_domains")
     @classmethod

@@ -104,7 +104,9 @@ async def run_checks(
         verdict=Report.verdict_of(results),
         counts=dict(Counter(result.status for result in results)),
         recommended_daily_limit=ctx.facts.get(RECOMMENDATION_FACT)
-        or recommend_daily_limit(stage=options.stage, preset=ctx.preset, findings=findings),
+        or recommend_daily_limit(
+            stage=options.stage, preset=ctx.preset, findings=findings, domain=account.domain
+        ),
     )
 
 

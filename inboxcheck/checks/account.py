@@ -461,7 +461,9 @@ async def check_daily_limit(ctx: CheckContext) -> Outcome:
         result = await ctx.result_of(name)
         if result is not None:
             findings.extend(result.findings)
-    recommendation = recommend_daily_limit(stage=stage, preset=ctx.preset, findings=findings)
+    recommendation = recommend_daily_limit(
+        stage=stage, preset=ctx.preset, findings=findings, domain=ctx.account.domain
+    )
     ctx.facts[RECOMMENDATION_FACT] = recommendation
     low, high = recommendation.stage_range
     recommended = recommendation.value
@@ -483,8 +485,9 @@ async def check_daily_limit(ctx: CheckContext) -> Outcome:
     caps = {}
     preset = ctx.preset
     if preset is not None:
-        if preset.limits.hard_daily_cap is not None:
-            caps["the provider's hard cap"] = preset.limits.hard_daily_cap
+        provider_cap = preset.daily_cap(ctx.account.domain)
+        if provider_cap is not None:
+            caps["the provider's hard cap"] = provider_cap
         if preset.limits.platform_max is not None:
             caps["the platform's maximum"] = preset.limits.platform_max
     over = {name: cap for name, cap in caps.items() if limit > cap}

@@ -298,6 +298,18 @@ async def test_limit_above_the_provider_cap_fails() -> None:
     assert finding.severity is Severity.FAIL and finding.evidence["cap"] == 2000
 
 
+async def test_a_consumer_gmail_address_gets_consumer_gmails_cap() -> None:
+    # About 500 a day for @gmail.com, not Workspace's 2,000.
+    payload = google_payload(
+        email_address="jo.doe@gmail.com", smtp_username="jo.doe@gmail.com", imap_username="jo.doe@gmail.com"
+    )
+    report = await _report({**payload, "daily_limit": 1000})
+    [finding] = report.check("account.daily_limit").findings
+    assert finding.severity is Severity.FAIL and finding.evidence["cap"] == 500
+    workspace = await _report(google_payload(daily_limit=1000))
+    assert all(f.evidence.get("cap") != 500 for f in workspace.check("account.daily_limit").findings)
+
+
 async def test_no_limit_given_passes_and_recommendation_applies() -> None:
     report = await _report(google_payload(daily_limit=...))
     assert report.check("account.daily_limit").status is Status.PASS
