@@ -682,7 +682,8 @@ def describe_preset(preset: Preset, *, width: int | None = None) -> str:
             f" ({limits.consumer_daily_cap} for its own addresses)" if limits.consumer_daily_cap else ""
         )
         add(
-            f"daily cap: provider {limits.hard_daily_cap or '-'}{consumer}, platform {limits.platform_max or '-'}"
+            f"daily cap: provider {limits.hard_daily_cap or '-'}{consumer}, "
+            f"platform {limits.platform_max or '-'}"
         )
     for note in [*auth.notes, *preset.notes]:
         add(f"note: {note}")
