@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -364,10 +365,12 @@ async def diagnose(
     resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     leading: Sequence[CheckResult] = (),
+    now: Callable[[], datetime] | None = None,
     **option_overrides: Any,
 ) -> Diagnosis:
     """Everything ``check`` does, then the ranked causes, what else is worth knowing, and the
-    alternates that work when the given configuration does not."""
+    alternates that work when the given configuration does not. ``now`` is the run's clock (dates in
+    findings: certificates, Microsoft's timeline)."""
     account = as_account(account)
     options = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
@@ -386,6 +389,7 @@ async def diagnose(
         ssl_context=ssl_context,
         dns_client=base.dns,
         leading=leading,
+        now=now if now is not None else (lambda: datetime.now(UTC)),
     )
     alternatives: list[Alternative] = []
     if try_alternates:

@@ -117,3 +117,22 @@ async def test_outlook_com_with_a_token_passes_the_login_policy() -> None:
     )
     assert (await _policy(account)).status is Status.FAIL, "a password at Outlook.com cannot work"
     assert (await _policy(with_tokens)).status is Status.PASS
+
+
+async def test_diagnose_names_the_microsoft_change_by_the_date(certs: PeerCerts) -> None:
+    from inboxcheck._diagnose import diagnose
+    from inboxcheck._options import Family
+
+    async with peer(SmtpScript(tls=certs.server_context())) as server:
+        payload = base_payload(inbox_type="OUTLOOK_365", smtp_port=server.port)
+        result = await diagnose(
+            payload,
+            options=CheckOptions(timeout=1.0, deadline=20, families=frozenset({Family.SMTP})),
+            try_alternates=False,
+            ssl_context=certs.client_context(),
+            now=lambda: AFTER,
+        )
+    codes = [cause.code for cause in result.causes]
+    assert "smtp.auth.basic_auth_ending" in codes
+    cause = next(c for c in result.causes if c.code == "smtp.auth.basic_auth_ending")
+    assert "Since the end of December 2026" in cause.message
