@@ -361,13 +361,12 @@ class LoginProbe:
     def _not_connected(self, failure: ConnectFailure, attempts: list[JsonValue]) -> None:
         hint = self.port_hint()
         if failure is ConnectFailure.REFUSED:
-            # A refusal is the server's state at this moment (stopped, restarting, or the wrong port):
-            # it proves nothing about the login, so it is "could not tell", and a batch rerun of its
-            # errors (--retry-errors) checks it again.
-            code, severity = "refused", Severity.ERROR
+            # A refusal is a definite answer: the host is up and nothing listens on that port (most
+            # often the wrong port), unlike a timeout, which may be a firewall or a slow network.
+            code, severity = "refused", Severity.FAIL
             message = (
-                f"Nothing accepts connections on {self.where}: every address refused, so inboxcheck "
-                f"could not tell whether the login works.{hint}"
+                f"Nothing listens on {self.where}: every address refused the connection, so this is "
+                f"not the port the server takes logins on (or the server is stopped).{hint}"
             )
             fix = self.REFUSED_FIX + hint
         elif failure is ConnectFailure.TIMEOUT:
