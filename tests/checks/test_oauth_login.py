@@ -202,3 +202,13 @@ async def test_imap_temporary_refusal_of_a_token_is_could_not_tell(certs: PeerCe
     )
     run = await _imap(script, certs)
     assert run.result.status is Status.ERROR, run.result
+
+
+async def test_a_server_that_echoes_the_token_has_it_redacted(certs: PeerCerts) -> None:
+    echoed = f"535 5.7.8 bad token {XOAUTH2.decode()} / Bearer {TOKEN}"
+    script = SmtpScript(tls=certs.server_context(), extensions_after_tls=("AUTH XOAUTH2",), auth_reply=echoed)
+    async with peer(script) as server:
+        run = await run_smtp(server.port, certs)
+    finding = run.finding("smtp.auth.token_rejected")
+    assert "[redacted]" in finding.evidence["reply"]
+    _no_token_in_the_report(run)
