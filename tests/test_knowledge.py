@@ -409,7 +409,8 @@ async def test_smtp_reply_served_by_a_peer_gives_the_rules_finding(rule: Rule, c
     assert finding.evidence["rule"] == rule.id
     assert finding.evidence["reply"] == rule.example, "the server's reply must be kept verbatim"
     assert finding.severity is rule.severity
-    assert finding.message == rule.message and finding.fix == rule.fix
+    # Microsoft's Basic-auth refusals carry its timeline after the rule's words (checks/login/microsoft.py).
+    assert finding.message.startswith(rule.message) and finding.fix == rule.fix
     assert run.elapsed < ELAPSED_BOUND
     if at_starttls:
         for form in secret_wire_forms("sam@peer.test", "correct horse battery"):

@@ -552,9 +552,7 @@ class _ImapLogin(LoginProbe):
         if challenge is not None:
             evidence["challenge"] = challenge.evidence()
         temporary = self.temporary(f"{result} {text}")
-        if (temporary or challenge is None) and self.known_reply(
-            f"{result} {text}", evidence, credential="oauth2"
-        ):
+        if self.known_token_reply(f"{result} {text}", evidence):
             return
         self.out.add(
             "imap.auth.token_rejected",

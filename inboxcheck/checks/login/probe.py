@@ -155,6 +155,24 @@ class LoginProbe:
         self.out.add(rule.code, rule.severity, rule.message + note, fix=rule.fix, **evidence)
         return True
 
+    def known_token_reply(
+        self, reply: str, evidence: dict[str, JsonValue], *, reply_code: int | None = None
+    ) -> bool:
+        """:meth:`known_reply` for a refused OAuth2 token: only a rule written for tokens, or a standard
+        temporary class ("could not tell"), explains it; a password rule ("check the password") does
+        not, and the caller reports the refused token instead."""
+        match = match_reply(
+            self.PROTOCOL, reply, providers=self.provider_ids, reply_code=reply_code, credential="oauth2"
+        )
+        if match is None:
+            return False
+        rule = match.rule
+        if rule.credential != "oauth2" and not (rule.standard and rule.severity is Severity.ERROR):
+            return False
+        evidence = {**evidence, **self.rule_evidence(match)}
+        self.out.add(rule.code, rule.severity, rule.message, fix=rule.fix, **evidence)
+        return True
+
     def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:
         """What a finding from the knowledge base adds to the evidence."""
         return {"rule": match.rule.id}

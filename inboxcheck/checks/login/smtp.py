@@ -477,9 +477,7 @@ class _SmtpLogin(LoginProbe):
         if challenge is not None:
             evidence["challenge"] = challenge.evidence()
         temporary = 400 <= code < 500
-        if (temporary or challenge is None) and self.known_reply(
-            text, evidence, reply_code=code, credential="oauth2"
-        ):
+        if self.known_token_reply(text, evidence, reply_code=code):
             return
         self.out.add(
             "smtp.auth.token_rejected",
