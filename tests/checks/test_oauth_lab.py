@@ -135,3 +135,26 @@ async def test_an_endpoint_that_does_not_answer_is_could_not_tell() -> None:
     assert [f.code for f in outcome.result.findings] == ["oauth.token.unavailable"]
     assert outcome.result.status is Status.ERROR
     assert "lab-rt-unused" not in outcome.result.model_dump_json()
+
+
+def test_oauthbearer_works_for_real_on_postfix_and_dovecot(lab: Any) -> None:
+    import base64
+    import imaplib
+    import smtplib
+
+    credential = Credential.bearer(USER, lab.oauth.access_token(USER))
+    smtp_ep = lab.smtp["submission"]
+    with smtplib.SMTP(smtp_ep.address, smtp_ep.port, timeout=10) as client:
+        client._host = smtp_ep.host  # the certificate's name, for STARTTLS
+        client.starttls(context=lab.ssl_context())
+        client.ehlo()
+        assert "OAUTHBEARER" in client.esmtp_features.get("auth", "").upper()
+        code, _ = client.docmd("AUTH", f"OAUTHBEARER {credential.oauthbearer()}")
+        assert code == 235
+    imap_ep = lab.imap["imaps"]
+    with imaplib.IMAP4_SSL(
+        imap_ep.address, imap_ep.port, ssl_context=lab.ssl_context(), timeout=10
+    ) as imap_client:
+        raw = base64.b64decode(credential.oauthbearer())
+        status, _ = imap_client.authenticate("OAUTHBEARER", lambda _challenge: raw)
+        assert status == "OK"
