@@ -375,9 +375,11 @@ def _load_account_for_cli(
         return str(click.prompt(label, hide_input=True, err=True, default="", show_default=False))
 
     sources = PasswordSource()
-    tokens, leading = _oauth_tokens(oauth or {}, options)
+    leading: tuple[CheckResult, ...] = ()
     try:
         data, name = read_json(source)
+        # After the file is read: bad input stops the run before a refresh token leaves the machine.
+        tokens, leading = _oauth_tokens(oauth or {}, options)
         if options is not None:
             from inboxcheck.discovery.complete import complete_payload, is_partial
 

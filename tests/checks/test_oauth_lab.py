@@ -145,7 +145,6 @@ def test_oauthbearer_works_for_real_on_postfix_and_dovecot(lab: Any) -> None:
     credential = Credential.bearer(USER, lab.oauth.access_token(USER))
     smtp_ep = lab.smtp["submission"]
     with smtplib.SMTP(smtp_ep.address, smtp_ep.port, timeout=10) as client:
-        client._host = smtp_ep.host  # the certificate's name, for STARTTLS
         client.starttls(context=lab.ssl_context())
         client.ehlo()
         assert "OAUTHBEARER" in client.esmtp_features.get("auth", "").upper()
