@@ -17,6 +17,8 @@ The public API (``__all__``), by task; modules with a leading underscore are pri
 - Check: check, check_sync, load_account, parse_account, run_batch, BatchLine, BatchSummary
 - SPF for a client address (RFC 7208 check_host): check_host, check_host_sync, SpfEvaluation,
   SpfResult, SpfQuery
+- Log in with an OAuth2 token: Credential (``Credential.bearer``, given to
+  ``Account.with_credentials``), CredentialKind
 - Find the settings from an address: discover, discover_sync, Discovery, Candidate
 - Troubleshoot: diagnose, diagnose_sync, Diagnosis, Cause, Alternative
 - Create the inbox: connect, connect_sync, connect_batch, ConnectResult, ConnectBatchSummary,
@@ -29,7 +31,8 @@ The public API (``__all__``), by task; modules with a leading underscore are pri
 - Servers: Endpoint (protocol, host, port, TlsMode; Account.endpoint), MailProtocol, TlsMode
 - Write a check: CheckContext, CheckSpec, Outcome
 - Errors (all under InboxcheckError): AccountError, FieldProblem, OptionsError, PresetError,
-  ApiError, ApiKeyError, CreateFailed, ResultsLogError; and the warning InsecureKeyFileWarning
+  ApiError, ApiKeyError, CreateFailed, ResultsLogError, OAuthInputError; and the warning
+  InsecureKeyFileWarning
 
 Models are pydantic v2 models: ``help()`` on one lists pydantic's own methods after its fields.
 """
@@ -45,6 +48,7 @@ from inboxcheck._version import __version__ as __version__
 _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
     "inboxcheck._batch": ("BatchLine", "BatchSummary", "run_batch"),
     "inboxcheck._check": ("CheckContext", "CheckSpec", "Outcome"),
+    "inboxcheck._credential": ("Credential", "CredentialKind"),
     "inboxcheck._diagnose": ("Alternative", "Cause", "Diagnosis", "diagnose", "diagnose_sync"),
     "inboxcheck._errors": (
         "AccountError",
@@ -53,6 +57,7 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "FieldProblem",
         "InboxcheckError",
         "InsecureKeyFileWarning",
+        "OAuthInputError",
         "OptionsError",
         "PresetError",
         "ResultsLogError",
@@ -115,6 +120,10 @@ if TYPE_CHECKING:
         CheckSpec as CheckSpec,
         Outcome as Outcome,
     )
+    from inboxcheck._credential import (
+        Credential as Credential,
+        CredentialKind as CredentialKind,
+    )
     from inboxcheck._diagnose import (
         Alternative as Alternative,
         Cause as Cause,
@@ -134,6 +143,7 @@ if TYPE_CHECKING:
         FieldProblem as FieldProblem,
         InboxcheckError as InboxcheckError,
         InsecureKeyFileWarning as InsecureKeyFileWarning,
+        OAuthInputError as OAuthInputError,
         OptionsError as OptionsError,
         PresetError as PresetError,
         ResultsLogError as ResultsLogError,

@@ -19,6 +19,7 @@ import click
 from inboxcheck._version import __version__
 
 if TYPE_CHECKING:
+    from inboxcheck._input import OAuthTokens
     from inboxcheck._models import Account, CheckResult
     from inboxcheck._options import CheckOptions
     from inboxcheck.platform.batch import ConnectBatchSummary
@@ -237,6 +238,56 @@ _CHECK_OPTIONS: Final = (
         "Ask this blocklist: an id from blocklists.toml or [ip:|domain:]ZONE (repeatable; implies "
         "--deliverability).",
     ),
+    # OAuth2: a token instead of the passwords (INBOXCHECK_SMTP_OAUTH_TOKEN / _IMAP_ also work).
+    *(
+        click.option(f"--oauth-{name}", f"oauth_{name.replace('-', '_')}", **attrs)
+        for name, attrs in (
+            (
+                "token-file",
+                {
+                    "type": click.Path(path_type=Path),
+                    "help": "Log in with the OAuth2 access token in this file.",
+                },
+            ),
+            (
+                "provider",
+                {
+                    "type": click.Choice(["google", "microsoft"]),
+                    "help": "Get a token by refresh from this provider.",
+                },
+            ),
+            ("client-id", {"metavar": "ID", "help": "With --oauth-provider: the app's client id."}),
+            (
+                "refresh-token-file",
+                {
+                    "type": click.Path(path_type=Path),
+                    "help": "With --oauth-provider: the refresh token's file.",
+                },
+            ),
+            (
+                "client-secret-file",
+                {
+                    "type": click.Path(path_type=Path),
+                    "help": "With --oauth-provider: the client secret's file.",
+                },
+            ),
+            (
+                "tenant",
+                {
+                    "default": "common",
+                    "show_default": True,
+                    "help": "With --oauth-provider microsoft: the tenant.",
+                },
+            ),
+            (
+                "token-url",
+                {
+                    "metavar": "URL",
+                    "help": "With --oauth-provider: this token endpoint instead of the provider's.",
+                },
+            ),
+        )
+    ),
     _option("verbose", help="Show informational findings, timings, and where each password came from."),
     click.option(
         "-q",
@@ -305,6 +356,7 @@ def _load_account_for_cli(
     verbose: bool,
     quiet: bool = False,
     doing: str | None = None,
+    oauth: dict[str, Any] | None = None,
 ) -> tuple[Account, tuple[CheckResult, ...]]:
     """The account, and the ``account.discovered`` result when a partial payload was completed.
 
@@ -326,6 +378,8 @@ def _load_account_for_cli(
     leading: tuple[CheckResult, ...] = ()
     try:
         data, name = read_json(source)
+        # After the file is read: bad input stops the run before a refresh token leaves the machine.
+        tokens, leading = _oauth_tokens(oauth or {}, options)
         if options is not None:
             from inboxcheck.discovery.complete import complete_payload, is_partial
 
@@ -337,10 +391,12 @@ def _load_account_for_cli(
                     complete_payload(data, options=options, source=name, **(discovery or {}))
                 )
                 data = completion.payload
-                leading = (completion.result(),)
+                leading = (*leading, completion.result())
                 if not quiet:
                     _notice(f"filled by discovery: {', '.join(completion.filled) or 'nothing'}")
-        account = parse_account(data, source=name, prompt=ask if interactive else None, sources=sources)
+        account = parse_account(
+            data, source=name, prompt=ask if interactive else None, sources=sources, tokens=tokens
+        )
     except AccountError as exc:
         if fmt == "json":
             from inboxcheck._render import render_input_error
@@ -354,6 +410,51 @@ def _load_account_for_cli(
     if doing is not None and sys.stderr.isatty() and not quiet:
         _notice(doing.format(address=account.email_address) + " ...")
     return account, leading
+
+
+def _oauth_tokens(
+    params: dict[str, Any], options: CheckOptions | None
+) -> tuple[OAuthTokens | None, tuple[CheckResult, ...]]:
+    """The tokens the --oauth-* options give (None: the environment's, if any), and the refresh's result."""
+    import asyncio
+
+    from inboxcheck._errors import OAuthInputError
+    from inboxcheck._input import OAuthTokens
+    from inboxcheck._oauth import RefreshRequest, read_secret_file, refresh_access_token
+
+    given = {k: v for k, v in params.items() if v is not None and k != "oauth_tenant"}
+    if given.get("oauth_token_file") is not None:
+        if len(given) > 1:
+            raise OAuthInputError(
+                "--oauth-token-file goes alone: a token, or a refresh (--oauth-provider ...)"
+            )
+        token = read_secret_file(params["oauth_token_file"], "access token")
+        return OAuthTokens.both(token, "--oauth-token-file"), ()
+    if "oauth_provider" not in given:
+        if given:
+            raise OAuthInputError(f"--{sorted(given)[0].replace('_', '-')} goes with --oauth-provider")
+        return None, ()
+    missing = [
+        f"--{k.replace('_', '-')}" for k in ("oauth_client_id", "oauth_refresh_token_file") if k not in given
+    ]
+    if missing:
+        raise OAuthInputError(f"--oauth-provider needs {' and '.join(missing)}")
+    secret_file = params.get("oauth_client_secret_file")
+    request = RefreshRequest(
+        provider=params["oauth_provider"],
+        client_id=params["oauth_client_id"],
+        refresh_token=read_secret_file(params["oauth_refresh_token_file"], "refresh token"),
+        client_secret=read_secret_file(secret_file, "client secret") if secret_file is not None else None,
+        tenant=params.get("oauth_tenant") or "common",
+        token_url=params.get("oauth_token_url"),
+    )
+    timeout = options.timeout if options is not None else 10.0
+    outcome = asyncio.run(refresh_access_token(request, step_timeout=timeout))
+    return OAuthTokens.both(outcome.token, "a refresh"), (outcome.result,)
+
+
+def _oauth_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {key: params.pop(key) for key in list(params) if key.startswith("oauth_")}
 
 
 def _discovery_options(function: _Command) -> _Command:
@@ -428,7 +529,10 @@ def check(
     if resume and output is None:
         raise click.UsageError("--resume needs --output: the output file is what a run resumes from")
     discovery = _discovery_params(params)
+    oauth = _oauth_params(params)
     options = _options_from(params)
+    if batch is not None and any(value is not None for key, value in oauth.items() if key != "oauth_tenant"):
+        raise click.UsageError("the --oauth-* options go with one ACCOUNT, not --batch")
     if batch is not None:
         _run_batch(
             batch,
@@ -444,7 +548,14 @@ def check(
         )
     assert account is not None
     parsed, leading = _load_account_for_cli(
-        account, options, discovery, fmt=fmt, verbose=verbose, quiet=quiet, doing="checking {address}"
+        account,
+        options,
+        discovery,
+        fmt=fmt,
+        verbose=verbose,
+        quiet=quiet,
+        doing="checking {address}",
+        oauth=oauth,
     )
     report = asyncio.run(run_checks(parsed, options=options, leading=leading))
     if _debug_enabled():
@@ -685,6 +796,7 @@ def connect(
         # Kept under --quiet: it is about the secret's own file, which the user has to fix.
         _notice(f"warning: {warning.message}")
     discovery = _discovery_params(params)
+    oauth = _oauth_params(params)
     options = _options_from(params)
     if (account is None) == (batch is None):
         raise click.UsageError("give either ACCOUNT or --batch FILE")
@@ -721,6 +833,7 @@ def connect(
         verbose=verbose,
         quiet=quiet,
         doing="checking {address} before creating it",
+        oauth=oauth,
     )
     sending: list[str] = []
     try:
@@ -896,9 +1009,17 @@ def diagnose(
                 f"--previous {previous}: not an inboxcheck JSON report ({type(exc).__name__})"
             ) from None
     discovery = _discovery_params(params)
+    oauth = _oauth_params(params)
     options = _options_from(params)
     parsed, leading = _load_account_for_cli(
-        account, options, discovery, fmt=fmt, verbose=verbose, quiet=quiet, doing="diagnosing {address}"
+        account,
+        options,
+        discovery,
+        fmt=fmt,
+        verbose=verbose,
+        quiet=quiet,
+        doing="diagnosing {address}",
+        oauth=oauth,
     )
     result = asyncio.run(
         run_diagnose(

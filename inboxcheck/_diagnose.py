@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final, Literal
 
@@ -345,10 +346,12 @@ async def diagnose(
     presets: Presets | None = None,
     ssl_context: ssl.SSLContext | None = None,
     leading: Sequence[CheckResult] = (),
+    now: Callable[[], datetime] | None = None,
     **option_overrides: Any,
 ) -> Diagnosis:
     """Everything ``check`` does, then the ranked causes, what else is worth knowing, and the
-    alternates that work when the given configuration does not."""
+    alternates that work when the given configuration does not. ``now`` is the run's clock (dates in
+    findings: certificates, Microsoft's timeline)."""
     account = as_account(account)
     options = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
@@ -364,6 +367,7 @@ async def diagnose(
         ssl_context=ssl_context,
         dns_client=base.dns,
         leading=leading,
+        now=now if now is not None else (lambda: datetime.now(UTC)),
     )
     alternatives: list[Alternative] = []
     if try_alternates:

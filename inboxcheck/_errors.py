@@ -41,6 +41,7 @@ __all__ = [
     "InboxcheckError",
     "InsecureKeyFileWarning",
     "KnowledgeError",
+    "OAuthInputError",
     "OptionsError",
     "PresetError",
     "ResultsLogError",
@@ -82,6 +83,10 @@ class AccountError(InboxcheckError, ValueError):
 
 class OptionsError(InboxcheckError, ValueError):
     """An option given to a check cannot be used."""
+
+
+class OAuthInputError(InboxcheckError, ValueError):
+    """The OAuth2 options or their files cannot be used (a token file missing, a bad token URL)."""
 
 
 class PresetError(InboxcheckError):

@@ -5,12 +5,18 @@ Passwords may be left out of the file. They then come from ``INBOXCHECK_SMTP_PAS
 password for both), or from a prompt when a terminal is there to answer it. The command line never
 carries them.
 
+An OAuth2 access token replaces the passwords for the logins: from ``INBOXCHECK_SMTP_OAUTH_TOKEN`` /
+``INBOXCHECK_IMAP_OAUTH_TOKEN`` (IMAP defaults to the SMTP token), or given by the caller (a token
+file, a refresh: :mod:`inboxcheck._oauth`). The payload gains no field: a password the file leaves out
+is the token, and the logins use :meth:`Account.with_credentials`.
+
 Every problem is reported at once, one line per field: what is wrong and what is allowed. Values of
 password fields are never echoed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -19,16 +25,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Final
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
+from inboxcheck._credential import Credential
 from inboxcheck._errors import AccountError, FieldProblem
 from inboxcheck._models import Account
 
 __all__ = [
+    "ENV_IMAP_OAUTH_TOKEN",
     "ENV_IMAP_PASSWORD",
+    "ENV_SMTP_OAUTH_TOKEN",
     "ENV_SMTP_PASSWORD",
     "FIELD_RULES",
     "LongInteger",
+    "OAuthTokens",
     "PasswordSource",
     "decode_json",
     "load_account",
@@ -37,6 +47,8 @@ __all__ = [
 
 ENV_SMTP_PASSWORD: Final = "INBOXCHECK_SMTP_PASSWORD"
 ENV_IMAP_PASSWORD: Final = "INBOXCHECK_IMAP_PASSWORD"
+ENV_SMTP_OAUTH_TOKEN: Final = "INBOXCHECK_SMTP_OAUTH_TOKEN"
+ENV_IMAP_OAUTH_TOKEN: Final = "INBOXCHECK_IMAP_OAUTH_TOKEN"
 MAX_FILE_BYTES: Final = 1_000_000
 PASSWORD_FIELDS: Final = frozenset({"smtp_password", "imap_password"})
 # No field takes an integer this long; converting a longer one costs quadratic time, and Python
@@ -157,12 +169,16 @@ def parse_account(
     env: Mapping[str, str] | None = None,
     prompt: Prompt | None = None,
     sources: PasswordSource | None = None,
+    tokens: OAuthTokens | None = None,
 ) -> Account:
     """Validate an account payload (already decoded from JSON), filling in passwords left out.
 
-    Raises :class:`AccountError` listing every problem, one per field.
+    ``tokens`` (else the environment's) log in instead of the passwords. Raises :class:`AccountError`
+    listing every problem, one per field.
     """
     env = os.environ if env is None else env
+    if tokens is None:
+        tokens = OAuthTokens.from_env(env)
     if not isinstance(data, dict):
         raise AccountError(
             source, message=f"expected a JSON object with the account's fields, got {_json_type(data)}"
@@ -175,9 +191,9 @@ def parse_account(
     problems += [
         FieldProblem(key, f"is {_json_type(payload[key])}; allowed: {FIELD_RULES[key]}") for key in long
     ]
-    _fill_passwords(
-        payload, env=env, prompt=prompt, sources=sources if sources is not None else PasswordSource()
-    )
+    sources = sources if sources is not None else PasswordSource()
+    _fill_from_tokens(payload, tokens, sources)
+    _fill_passwords(payload, env=env, prompt=prompt, sources=sources)
     try:
         account = Account.model_validate({k: v for k, v in payload.items() if k not in long})
     except ValidationError as exc:
@@ -190,7 +206,58 @@ def parse_account(
         raise AccountError(source, problems) from None
     if problems:
         raise AccountError(source, problems)
-    return account
+    return tokens.apply(account)
+
+
+@dataclasses.dataclass(frozen=True)
+class OAuthTokens:
+    """OAuth2 access tokens for the logins (None: that login uses its password). An empty token
+    stands for one that could not be got (a refused refresh): that login is then skipped."""
+
+    smtp: SecretStr | None = dataclasses.field(default=None, repr=False)
+    imap: SecretStr | None = dataclasses.field(default=None, repr=False)
+    origin: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OAuthTokens:
+        smtp = env.get(ENV_SMTP_OAUTH_TOKEN, "").strip()
+        imap = env.get(ENV_IMAP_OAUTH_TOKEN, "").strip() or smtp
+        return cls(
+            SecretStr(smtp) if smtp else None,
+            SecretStr(imap) if imap else None,
+            origin=ENV_SMTP_OAUTH_TOKEN if smtp else ENV_IMAP_OAUTH_TOKEN,
+        )
+
+    @classmethod
+    def both(cls, token: SecretStr | None, origin: str) -> OAuthTokens:
+        """One token for both logins; None (could not be got) skips both logins."""
+        value = token if token is not None else SecretStr("")
+        return cls(value, value, origin)
+
+    def apply(self, account: Account) -> Account:
+        # An empty token (one that could not be got) is still a token: its login is skipped, and the
+        # payload's password (if any) is never sent in its place. SecretStr("") is falsy: test for None.
+        smtp, imap = self.smtp, self.imap
+        if smtp is None and imap is None:
+            return account
+        return account.with_credentials(
+            smtp=None if smtp is None else Credential.bearer(account.smtp_username, smtp.get_secret_value()),
+            imap=None if imap is None else Credential.bearer(account.imap_username, imap.get_secret_value()),
+        )
+
+
+# What a payload password left out holds when its login uses a token that could not be got: the
+# login is skipped (nothing is sent), and a report with this account fails on the token's result.
+_NO_TOKEN: Final = "(no OAuth2 access token)"
+
+
+def _fill_from_tokens(payload: dict[str, Any], tokens: OAuthTokens, sources: PasswordSource) -> None:
+    for field_name, token in (("smtp_password", tokens.smtp), ("imap_password", tokens.imap)):
+        if token is None:
+            continue
+        if payload.get(field_name) in (None, ""):
+            payload[field_name] = token.get_secret_value() or _NO_TOKEN
+            sources[field_name] = f"the OAuth2 token ({tokens.origin})"
 
 
 def _with_password_hint(problem: FieldProblem) -> FieldProblem:
@@ -291,7 +358,8 @@ def load_account(
     prompt: Prompt | None = None,
     stdin: IO[str] | None = None,
     sources: PasswordSource | None = None,
+    tokens: OAuthTokens | None = None,
 ) -> Account:
     """Read an account from a JSON file (or ``-`` for standard input) and validate it."""
     data, name = read_json(source, stdin=stdin)
-    return parse_account(data, source=name, env=env, prompt=prompt, sources=sources)
+    return parse_account(data, source=name, env=env, prompt=prompt, sources=sources, tokens=tokens)

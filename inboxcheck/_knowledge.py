@@ -74,6 +74,9 @@ class Rule(BaseModel):
         description="Keys only on a standard code (SMTP reply class, RFC 5530 code) and decides first.",
     )
     refines: str | None = Field(default=None, description="The standard rule this text rule refines.")
+    credential: Literal["password", "oauth2"] | None = Field(
+        default=None, description="The rule reads a reply to this kind of login only (none: either)."
+    )
     reply_class: Literal[2, 3, 4, 5] | None = Field(
         default=None, description="SMTP: the reply code's first digit, or the enhanced status's class."
     )
@@ -208,9 +211,12 @@ class KnowledgeBase:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def match(self, reply: ParsedReply, *, providers: Sequence[str] = ()) -> ReplyMatch | None:
+    def match(
+        self, reply: ParsedReply, *, providers: Sequence[str] = (), credential: str = "password"
+    ) -> ReplyMatch | None:
         """The rule that explains ``reply`` for an account whose candidate providers (preset ids,
-        most likely first) are ``providers``; None when no rule knows the reply."""
+        most likely first) are ``providers``, to a login with a ``credential`` (``password`` or
+        ``oauth2``); None when no rule knows the reply."""
         if isinstance(providers, str):
             raise TypeError("providers is a sequence of preset ids, not one string")
         candidates = tuple(providers)
@@ -219,6 +225,7 @@ class KnowledgeBase:
             rule
             for rule in self.rules
             if not rule.standard
+            and rule.credential in (None, credential)
             and (decided is None or rule.refines == decided.id)
             and _applies(rule, reply, candidates)
         ]
@@ -269,6 +276,7 @@ def match_reply(
     providers: Sequence[str] = (),
     reply_code: int | None = None,
     knowledge: KnowledgeBase | None = None,
+    credential: str = "password",
 ) -> ReplyMatch | None:
     """The rule that explains ``reply``, if any, for an account whose candidate providers are
     ``providers`` (preset ids, most likely first; empty when none is known).
@@ -278,7 +286,7 @@ def match_reply(
     """
     kb = knowledge if knowledge is not None else load_knowledge()
     parsed = parse_smtp_reply(reply, reply_code) if protocol == "smtp" else parse_imap_reply(reply)
-    return kb.match(parsed, providers=providers)
+    return kb.match(parsed, providers=providers, credential=str(credential))
 
 
 def _escape(char: str) -> str:

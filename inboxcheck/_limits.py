@@ -39,7 +39,7 @@ _PENALTIES: Final[dict[str, tuple[float, str]]] = {
 
 
 def recommend_daily_limit(
-    *, stage: Stage, preset: Preset | None, findings: Iterable[Finding] = ()
+    *, stage: Stage, preset: Preset | None, findings: Iterable[Finding] = (), domain: str | None = None
 ) -> DailyLimitRecommendation:
     """The recommended limit for a mailbox at ``stage``, given its provider and what checks found.
 
@@ -53,7 +53,7 @@ def recommend_daily_limit(
         if code in codes:
             value = max(1, int(value * factor))
             reasons.append(f"lowered: {why}")
-    cap = _provider_cap(preset)
+    cap = _provider_cap(preset, domain)
     if cap is not None and value > cap:
         value = cap
         reasons.append(f"capped at the provider's limit of {cap} a day")
@@ -67,10 +67,10 @@ def recommend_daily_limit(
     )
 
 
-def _provider_cap(preset: Preset | None) -> int | None:
+def _provider_cap(preset: Preset | None, domain: str | None = None) -> int | None:
     if preset is None:
         return None
-    caps = [c for c in (preset.limits.hard_daily_cap, preset.limits.platform_max) if c is not None]
+    caps = [c for c in (preset.daily_cap(domain), preset.limits.platform_max) if c is not None]
     return min(caps) if caps else None
 
 

@@ -196,6 +196,9 @@ class Account(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
+    # Credentials given with with_credentials (an OAuth2 token); none means the payload's passwords.
+    _credentials: tuple[Credential | None, Credential | None] = PrivateAttr(default=(None, None))
+
     email_address: Annotated[str, StringConstraints(min_length=5, max_length=255)]
     display_name: _Name255
     inbox_type: InboxType
@@ -231,13 +234,36 @@ class Account(BaseModel):
 
     @property
     def smtp_credential(self) -> Credential:
-        """What SMTP AUTH sends."""
-        return Credential(self.smtp_username, self.smtp_password)
+        """What SMTP AUTH sends: the password, or the credential given to :meth:`with_credentials`."""
+        given = self._credentials[0]
+        return Credential(self.smtp_username, self.smtp_password) if given is None else given
 
     @property
     def imap_credential(self) -> Credential:
         """What IMAP LOGIN or AUTHENTICATE sends."""
-        return Credential(self.imap_username, self.imap_password)
+        given = self._credentials[1]
+        return Credential(self.imap_username, self.imap_password) if given is None else given
+
+    def with_credentials(self, *, smtp: Credential | None = None, imap: Credential | None = None) -> Account:
+        """This account, logging in with ``smtp`` / ``imap`` (an OAuth2 token: :meth:`Credential.bearer`).
+
+        The payload's fields stay as they are: a credential replaces a password for the logins, it adds
+        no field. Each credential's username must be the payload's.
+        """
+        for given, username, name in ((smtp, self.smtp_username, "smtp"), (imap, self.imap_username, "imap")):
+            if given is not None and given.username != username:
+                raise ValueError(f"the {name} credential is for another username than {name}_username")
+        copy = self.model_copy()
+        copy._credentials = (
+            self._credentials[0] if smtp is None else smtp,
+            self._credentials[1] if imap is None else imap,
+        )
+        return copy
+
+    @property
+    def uses_tokens(self) -> bool:
+        """Whether either login is an OAuth2 token."""
+        return self.smtp_credential.is_token or self.imap_credential.is_token
 
     def endpoint(self, protocol: MailProtocol | Literal["smtp", "imap"]) -> Endpoint:
         """The server the payload names for ``protocol``, its TLS mode by the one rule

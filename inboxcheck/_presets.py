@@ -25,6 +25,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -121,6 +122,9 @@ class AuthPolicy(_Data):
 
 class DnsExpectations(_Data):
     spf_includes: tuple[str, ...] = ()
+    #: A data centre's own SPF include, chosen by the account's SMTP host (a glob, lower-case): Zoho's
+    #: EU hosts want zohomail.eu, not zohomail.com. The first pattern that matches replaces spf_includes.
+    spf_includes_by_host: dict[str, tuple[str, ...]] = {}
     dkim_selectors: tuple[str, ...] = ()
     # True when the provider's selector is documented: nothing there is then a failure, not a warning.
     dkim_selectors_known: bool = False
@@ -129,6 +133,8 @@ class DnsExpectations(_Data):
 
 class Limits(_Data):
     hard_daily_cap: Annotated[int, Field(ge=1)] | None = None
+    #: The cap of the provider's own consumer addresses (address_domains: gmail.com), where it differs.
+    consumer_daily_cap: Annotated[int, Field(ge=1)] | None = None
     platform_max: Annotated[int, Field(ge=1)] | None = None
     note: str | None = None
 
@@ -138,6 +144,17 @@ class Source(_Data):
     source: str
     url: str | None = None
     verified: bool = True
+
+
+class Checked(_Data):
+    """Where the preset's settings were compared, and when: every preset file has one."""
+
+    url: Annotated[str, Field(pattern=r"^https://")]
+    on: date
+    against: str
+    #: Whether the provider's page itself was read on that date (False: compared with a summary of
+    #: it, and the page is to be read again).
+    page_read: bool = False
 
 
 class Preset(_Data):
@@ -157,6 +174,18 @@ class Preset(_Data):
     limits: Limits = Limits()
     notes: tuple[str, ...] = ()
     sources: tuple[Source, ...] = ()
+    checked: Checked | None = None
+    #: Presets whose MX hosts this provider's domains use too (Zoho personal uses zoho-org's): an MX
+    #: that names one of them is no mismatch.
+    mx_shared_with: tuple[str, ...] = ()
+
+    def daily_cap(self, domain: str | None) -> int | None:
+        """The provider's hard daily cap for an address at ``domain``: a consumer address (gmail.com)
+        may have a lower one than the provider's business accounts."""
+        limits = self.limits
+        if domain is not None and domain in self.address_domains and limits.consumer_daily_cap is not None:
+            return limits.consumer_daily_cap
+        return limits.hard_daily_cap
 
     @field_validator("address_domains")
     @classmethod
@@ -378,6 +407,10 @@ def load_preset_file(path: Path) -> Preset:
         raise PresetError(f"{path}: invalid preset: {problems}") from None
     if path.stem != preset.id:
         raise PresetError(f"{path}: the file must be named after its id, {preset.id}.toml")
+    if preset.checked is None or not preset.sources:
+        raise PresetError(
+            f"{path}: a preset names its source: a [checked] table (url, on, against) and [[sources]]"
+        )
     return preset
 
 

@@ -678,10 +678,20 @@ def describe_preset(preset: Preset, *, width: int | None = None) -> str:
         add(f"DKIM selectors ({known}): {', '.join(dns.dkim_selectors)}")
     limits = preset.limits
     if limits.hard_daily_cap or limits.platform_max:
-        add(f"daily cap: provider {limits.hard_daily_cap or '-'}, platform {limits.platform_max or '-'}")
+        consumer = (
+            f" ({limits.consumer_daily_cap} for its own addresses)" if limits.consumer_daily_cap else ""
+        )
+        add(
+            f"daily cap: provider {limits.hard_daily_cap or '-'}{consumer}, "
+            f"platform {limits.platform_max or '-'}"
+        )
     for note in [*auth.notes, *preset.notes]:
         add(f"note: {note}")
     for source in preset.sources:
         mark = "" if source.verified else " (unverified)"
         add(f"source for {source.fact}: {source.source}{mark}")
+    if preset.checked is not None:
+        checked = preset.checked
+        read = "" if checked.page_read else " (page not re-read)"
+        add(f"checked {checked.on.isoformat()} against {checked.against}: {checked.url}{read}")
     return "\n".join(lines)

@@ -86,7 +86,7 @@ async def run_checks(
     )
     generated_at = now()
     started = clock()
-    results = [*leading, *await _run_all(ctx, selected)]
+    results = _weigh_live_dkim([*leading, *await _run_all(ctx, selected)])
     redactor = _Redactor(ctx.scrubber)
     results = [redactor.result(result) for result in results]
     findings = [f for result in results for f in result.findings]
@@ -101,7 +101,9 @@ async def run_checks(
         verdict=Report.verdict_of(results),
         counts=dict(Counter(result.status for result in results)),
         recommended_daily_limit=ctx.facts.get(RECOMMENDATION_FACT)
-        or recommend_daily_limit(stage=options.stage, preset=ctx.preset, findings=findings),
+        or recommend_daily_limit(
+            stage=options.stage, preset=ctx.preset, findings=findings, domain=account.domain
+        ),
     )
 
 
@@ -163,6 +165,45 @@ def _weigh_live_evidence(
     if not changed:
         return result
     return result.model_copy(update={"findings": tuple(findings), "status": CheckResult.status_of(findings)})
+
+
+def _weigh_live_dkim(results: list[CheckResult]) -> list[CheckResult]:
+    """Live evidence outranks the guess: when the send test's message carried a valid DKIM signature at
+    a selector the DNS check never tried, the DNS check's "no key found" does not hold and is cleared."""
+    proof = next(
+        (f for r in results for f in r.findings if f.code == "send.dkim.selector_unknown"),
+        None,
+    )
+    if proof is None:
+        return results
+    out = []
+    for result in results:
+        if result.name == "dns.dkim" and any(f.code == "dns.dkim.missing" for f in result.findings):
+            selector = proof.evidence.get("selector")
+            findings = [
+                f
+                if f.code != "dns.dkim.missing"
+                else finding(
+                    "dns.dkim.seen_in_message",
+                    Severity.INFO,
+                    f"No key was found at the selectors tried, but the send test's message was signed with a "
+                    f"valid key at selector {selector}: DKIM works for this mailbox.",
+                    fix=f"Add --dkim-selector {selector} to later runs so the DNS check judges that key.",
+                    selector=selector,
+                    d=proof.evidence.get("d"),
+                    selectors_tried=f.evidence.get("selectors_tried"),
+                )
+                for f in result.findings
+            ]
+            result = result.model_copy(
+                update={
+                    "findings": tuple(findings),
+                    "status": CheckResult.status_of(findings),
+                    "summary": f"DKIM proved by the send test at selector {selector}",
+                }
+            )
+        out.append(result)
+    return out
 
 
 async def _run_one(

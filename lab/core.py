@@ -31,6 +31,7 @@ from lab.certs import LabCerts, make_lab_certs
 from lab.dkim import DkimKey, OpenDkim, make_dkim_key
 from lab.dovecot import DovecotInstance, ImapListener, MailStore, write_users_file
 from lab.nsd import NsdServer, Zone, check_zones, discover_zones, prepare_zones
+from lab.oauth_double import OAuthDouble
 from lab.ports import free_ports
 from lab.postfix import PostfixInstance, SmtpListener
 from lab.procs import (
@@ -122,6 +123,8 @@ class Lab:
         self._nsd: NsdServer | None = None
         self._dkim: OpenDkim | None = None
         self._web: WebServer | None = None
+        #: The OAuth2 double: Dovecot's token introspection, and a refresh endpoint for tests.
+        self.oauth: OAuthDouble | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._zones: list[Zone] = []
         self.users: dict[str, LabUser] = {}
@@ -182,6 +185,9 @@ class Lab:
         for daemon in self._daemons():
             daemon.reap()
         self._dismiss_watchdog()
+        if self.oauth is not None:
+            self.oauth.stop()
+            self.oauth = None
         self.started = False
         if survivors:
             names = ", ".join(f"{pid} ({process_name(pid)})" for pid in survivors)
@@ -335,6 +341,8 @@ class Lab:
             zone_check = pool.submit(check_zones, self._zones)
             self._certs = make_lab_certs(workdir / "certs", web_names=tls_names(sites))
             store = self._make_users(workdir)
+            self.oauth = OAuthDouble(self.users)
+            self.oauth.start()
             self._configure_dovecots(workdir, log_dir, store)
             self._dkim = OpenDkim(workdir / "dkim", log_dir)
             self._dkim.configure(self.dkim_key)
@@ -481,7 +489,13 @@ class Lab:
                 listeners=listeners,
                 main=instance_name == "main",
             )
-            instance.configure(certs=self._certs, store=store, instance_prefix=prefix)
+            assert self.oauth is not None
+            instance.configure(
+                certs=self._certs,
+                store=store,
+                instance_prefix=prefix,
+                introspection_url=self.oauth.introspection_url,
+            )
             self._dovecots.append(instance)
 
     def _start_postfix(self, workdir: Path, log_dir: Path) -> None:

@@ -98,9 +98,20 @@ class DovecotInstance:
         """LMTP delivery socket for Postfix (main instance only)."""
         return self.base_dir / "lmtp"
 
-    def configure(self, *, certs: LabCerts, store: MailStore, instance_prefix: str) -> None:
-        """Write this instance's dovecot.conf."""
+    def configure(
+        self, *, certs: LabCerts, store: MailStore, instance_prefix: str, introspection_url: str
+    ) -> None:
+        """Write this instance's dovecot.conf, and its oauth2 passdb's file."""
         self.root.mkdir(mode=0o755, exist_ok=True)
+        oauth2_conf = self.root / "dovecot-oauth2.conf.ext"
+        oauth2_conf.write_text(
+            "introspection_mode = post\n"
+            f"introspection_url = {introspection_url}\n"
+            "force_introspection = yes\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
         pair = certs.by_name(self.cert_role)
         values = {
             "instance": self.name,
@@ -112,6 +123,7 @@ class DovecotInstance:
             "cert": pair.cert,
             "key": pair.key,
             "users_file": store.users_file,
+            "oauth2_conf": oauth2_conf,
             "mail_uid": store.uid,
             "mail_gid": store.gid,
             "mail_root": store.mail_root,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inboxcheck._check import CheckContext, CheckSpec
+from inboxcheck._credential import Credential
 from inboxcheck._models import Account, CheckResult, Report
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import load_presets
@@ -23,6 +24,8 @@ from inboxcheck._runner import run_checks
 from tests.peers import DnsPeer, Peer, PeerCerts, PeerConn, Script, secret_wire_forms
 
 PASSWORD = "correct horse battery"
+#: An OAuth2 access token, for token logins (Credential.bearer).
+TOKEN = "ya29.a0Af-token-for-the-peer.only_in_tests"
 USER = "sam@peer.test"
 TIMEOUT = 1.0
 # Generous for a loaded 2-core CI: every scenario must end well within this.
@@ -47,6 +50,9 @@ class SmtpScript:
     extensions_after_tls: tuple[str, ...] = ("PIPELINING", "SIZE 10240000", "AUTH PLAIN LOGIN", "8BITMIME")
     starttls_reply: str = "220 2.0.0 Ready to start TLS"
     auth_reply: str = "235 2.7.0 Authentication successful"
+    #: A failure challenge (``334 <text>``) sent before ``auth_reply``; the client's answer is kept.
+    auth_challenge: str | None = None
+    challenge_answers: list[bytes] = field(default_factory=list)
     ehlo_hook: Callable[[PeerConn], Any] | None = None
     # Replies to sending (the send test): MAIL FROM, RCPT TO, and the end of DATA.
     mail_reply: str = "250 2.1.0 Ok"
@@ -85,6 +91,12 @@ class SmtpScript:
                     await conn.send(b"334 UGFzc3dvcmQ6\r\n")
                     if not await conn.line():
                         return
+                if self.auth_challenge is not None:
+                    await conn.send(_crlf(f"334 {self.auth_challenge}"))
+                    answer = await conn.reader.readline()
+                    if not answer:
+                        return
+                    self.challenge_answers.append(answer)
                 await conn.send(_crlf(self.auth_reply))
             elif verb == b"QUIT":
                 await conn.send(b"221 2.0.0 Bye\r\n")
@@ -126,6 +138,9 @@ class ImapScript:
         "* 3 EXISTS\n* 0 RECENT\n* OK [UIDVALIDITY 1700000000] UIDs valid\nOK [READ-ONLY] Examine completed"
     )
     implicit: bool = False
+    #: A failure challenge (``+ <text>``) sent after AUTHENTICATE's response, before ``login_reply``.
+    auth_challenge: str | None = None
+    challenge_answers: list[bytes] = field(default_factory=list)
     capability_hook: Callable[[PeerConn], Any] | None = None
     commands: list[bytes] = field(default_factory=list)
 
@@ -165,6 +180,12 @@ class ImapScript:
                     await conn.send(b"+ \r\n")
                     if not await conn.line():
                         return
+                if command == "AUTHENTICATE" and self.auth_challenge is not None:
+                    await conn.send(_crlf(f"+ {self.auth_challenge}"))
+                    answer = await conn.reader.readline()
+                    if not answer:
+                        return
+                    self.challenge_answers.append(answer)
                 if not await self._reply(conn, tag, self.login_reply):
                     return
             elif command == "EXAMINE":
@@ -226,9 +247,16 @@ async def run_check(
     payload: dict[str, Any],
     *,
     certs: PeerCerts,
+    token: str | None = None,
     **options: Any,
 ) -> Run:
+    """Run one check; with ``token`` both logins use it as an OAuth2 access token."""
     account = Account.model_validate(payload)
+    if token is not None:
+        account = account.with_credentials(
+            smtp=Credential.bearer(account.smtp_username, token),
+            imap=Credential.bearer(account.imap_username, token),
+        )
     opts = CheckOptions(
         timeout=options.pop("timeout", TIMEOUT), deadline=options.pop("deadline", 20), **options
     )
@@ -244,7 +272,7 @@ def check_context(**changes: Any) -> CheckContext:
     return CheckContext(account, options=CheckOptions(), presets=load_presets(), match=None)
 
 
-_OPTION_KEYS = ("allow_plaintext", "nameservers", "timeout", "deadline")
+_OPTION_KEYS = ("allow_plaintext", "nameservers", "timeout", "deadline", "token")
 
 
 async def run_login(specs: list[CheckSpec], name: str, certs: PeerCerts, **changes: Any) -> Run:
@@ -280,6 +308,7 @@ __all__ = [
     "IMPLICIT_SMTP_PORT",
     "PASSWORD",
     "TIMEOUT",
+    "TOKEN",
     "USER",
     "DnsPeer",
     "ImapScript",

@@ -8,14 +8,17 @@ called right after the N-th result is written, stops the servers synchronously, 
 after the N-th meets a stopped server, whatever the machine's load. No sleeps: each run is bounded
 by the checks' own timeout.
 
-A stopped server shows itself in three ways, and each is "could not tell" (``error``), which
+A stopped server shows itself in three ways. Two are "could not tell" (``error``), which
 ``--retry-errors`` reruns:
 
 - *hung* (the process stopped, e.g. SIGSTOP, or wedged): the kernel still accepts the connection
   but nothing answers; the check times out.
-- *refusing* (the daemon is gone, the host is up): ``smtp.connect.refused`` / ``imap.connect.refused``.
 - *dropping* (sessions cut at once): ``smtp.protocol.error`` / ``imap.protocol.error`` for a server
   that hung up, as opposed to one that answered nonsense (a failure).
+
+The third, *refusing* (nothing listens: the daemon is gone, or the port is wrong), is a definite fact,
+``smtp.connect.refused`` / ``imap.connect.refused`` (``fail``): a plain rerun checks those accounts
+again.
 """
 
 from __future__ import annotations
@@ -178,7 +181,6 @@ def _check_recovered(output: Path) -> None:
         ("hang", "smtp"),
         ("hang", "imap"),
         ("hang", "both"),
-        ("refuse", "both"),
         ("drop", "both"),
     ],
 )
@@ -234,6 +236,34 @@ async def test_stopped_servers_give_error_and_a_rerun_of_only_those_recovers_the
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+async def test_refusing_servers_are_a_definite_failure_of_the_accounts_after_the_stop(tmp_path: Path) -> None:
+    certs = PeerCerts()
+    smtp, imap = await _servers(certs)
+    try:
+        path = _batch_file(tmp_path, smtp, imap)
+        output = tmp_path / "results.jsonl"
+        on_result, seen = _stop_after(STOP_AFTER, [smtp, imap], how="refuse")
+        first = await run_batch(
+            path,
+            options=OPTIONS,
+            output=output,
+            concurrency=1,
+            ssl_context=certs.client_context(),
+            on_result=on_result,
+            env={},
+        )
+        assert len(seen) == ACCOUNTS
+        assert first.verdicts == Counter({"pass": STOP_AFTER, "fail": ACCOUNTS - STOP_AFTER})
+        by_line = {r["line"]: r for r in read_results(output)}
+        for line in range(STOP_AFTER + 1, ACCOUNTS + 1):
+            codes = {f["code"] for c in by_line[line]["report"]["checks"] for f in c["findings"]}
+            assert codes == {"smtp.connect.refused", "imap.connect.refused"}, line
+    finally:
+        await smtp.stop()
+        await imap.stop()
+
+
 async def test_the_cli_reruns_only_the_errors_with_resume_and_retry_errors(tmp_path: Path) -> None:
     """The same recovery through the real command line (a subprocess), with the peers' CA as --ca-file."""
     certs = PeerCerts()

@@ -214,3 +214,10 @@ def test_no_notices_for_a_comfortable_domain() -> None:
         ("dns.mx", {"mx": [{"preference": 10, "host": "mx.same.test"}]}),
     )
     assert look_further(report, report) == ()
+
+
+def test_oauth_and_the_microsoft_change_have_their_place_in_the_ranking() -> None:
+    assert weight_of("oauth.token.invalid_grant") > weight_of("smtp.auth.rejected")
+    assert weight_of("smtp.auth.token_rejected") == weight_of("smtp.auth.rejected")
+    assert weight_of("smtp.auth.basic_auth_retired") > weight_of("smtp.auth.basic_auth_ending")
+    assert weight_of("smtp.auth.basic_auth_ending") > weight_of("dns.dkim.missing")

@@ -49,7 +49,11 @@ async def check_usernames(ctx: CheckContext) -> Outcome:
     }
     for field, given in (("smtp_username", smtp_user), ("imap_username", imap_user)):
         expected = _expected_username(rules[field], account)
-        if expected is None or given.lower() == expected.lower():
+        if (
+            expected is None
+            or given.lower() == expected.lower()
+            or _full_address_works(rules[field], given, account)
+        ):
             continue
         provider = preset.name if preset else "the provider"
         server = account.endpoint("smtp" if field == "smtp_username" else "imap")
@@ -91,6 +95,11 @@ async def check_usernames(ctx: CheckContext) -> Outcome:
     if out.findings:
         out.summary = "the usernames do not all name the mailbox being connected"
     return out
+
+
+def _full_address_works(rule: UsernameRule, given: str, account: Account) -> bool:
+    """A provider that documents the local part (iCloud IMAP) also takes the full address."""
+    return rule is UsernameRule.LOCAL_PART and given.lower() == account.email_address.lower()
 
 
 def _same_identity(smtp_user: str, imap_user: str, rules: dict[str, UsernameRule], account: Account) -> bool:
@@ -382,9 +391,15 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
         return Outcome.skip("no provider policy is known for custom hosts")
     out = Outcome(summary=f"{preset.name} allows password logins for SMTP and IMAP")
     smtp, imap = ctx.account.endpoint("smtp"), ctx.account.endpoint("imap")
+    # A login with an OAuth2 token is the way in that the password policy points to: none of it applies.
+    smtp_token = ctx.account.smtp_credential.is_token
+    imap_token = ctx.account.imap_credential.is_token
+    if smtp_token and imap_token:
+        return Outcome(summary=f"both logins use an OAuth2 token, which {preset.name} accepts")
     if preset.auth.oauth_only:
+        password_sides = tuple(ref for ref, token in ((smtp, smtp_token), (imap, imap_token)) if not token)
         out.predict(
-            (smtp, imap),
+            password_sides,
             "account.basic_auth_retired",
             Severity.FAIL,
             f"{preset.name} accepts only OAuth2 sign-in for SMTP and IMAP; no password works.",
@@ -393,7 +408,7 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
             provider=preset.id,
         )
     else:
-        if preset.auth.imap_basic_auth is BasicAuth.RETIRED:
+        if preset.auth.imap_basic_auth is BasicAuth.RETIRED and not imap_token:
             out.predict(
                 imap,
                 "account.basic_auth_retired",
@@ -405,7 +420,9 @@ async def check_auth_policy(ctx: CheckContext) -> Outcome:
                 provider=preset.id,
                 protocol="imap",
             )
-        if preset.auth.smtp_basic_auth is BasicAuth.TENANT_SETTING:
+        if smtp_token:
+            pass
+        elif preset.auth.smtp_basic_auth is BasicAuth.TENANT_SETTING:
             out.add(
                 "account.smtp_auth_tenant_setting",
                 Severity.INFO,
@@ -442,7 +459,9 @@ async def check_daily_limit(ctx: CheckContext) -> Outcome:
         result = await ctx.result_of(name)
         if result is not None:
             findings.extend(result.findings)
-    recommendation = recommend_daily_limit(stage=stage, preset=ctx.preset, findings=findings)
+    recommendation = recommend_daily_limit(
+        stage=stage, preset=ctx.preset, findings=findings, domain=ctx.account.domain
+    )
     ctx.facts[RECOMMENDATION_FACT] = recommendation
     low, high = recommendation.stage_range
     recommended = recommendation.value
@@ -464,8 +483,9 @@ async def check_daily_limit(ctx: CheckContext) -> Outcome:
     caps = {}
     preset = ctx.preset
     if preset is not None:
-        if preset.limits.hard_daily_cap is not None:
-            caps["the provider's hard cap"] = preset.limits.hard_daily_cap
+        provider_cap = preset.daily_cap(ctx.account.domain)
+        if provider_cap is not None:
+            caps["the provider's hard cap"] = provider_cap
         if preset.limits.platform_max is not None:
             caps["the platform's maximum"] = preset.limits.platform_max
     over = {name: cap for name, cap in caps.items() if limit > cap}

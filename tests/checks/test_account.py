@@ -73,6 +73,19 @@ async def test_icloud_local_part_for_imap_is_not_a_mismatch() -> None:
     assert report.check("account.usernames").findings == ()
 
 
+async def test_icloud_full_address_for_imap_is_not_a_mismatch() -> None:
+    # Apple documents that the full address works; the old warning contradicted itself.
+    payload = custom_payload(
+        email_address="jane@icloud.com",
+        smtp_host="smtp.mail.me.com",
+        smtp_username="jane@icloud.com",
+        imap_host="imap.mail.me.com",
+        imap_username="jane@icloud.com",
+    )
+    report = await _report(payload)
+    assert report.check("account.usernames").findings == ()
+
+
 async def test_username_case_does_not_matter() -> None:
     report = await _report(google_payload(smtp_username="John@Company.com"))
     assert report.check("account.usernames").status is Status.PASS
@@ -172,16 +185,40 @@ async def test_tls_off_on_a_provider_that_requires_it_fails() -> None:
 async def test_a_provider_that_offers_only_465_says_so() -> None:
     payload = custom_payload(
         email_address="a@example.com",
-        smtp_host="smtp.fastmail.com",
+        smtp_host="smtp.godaddy-test.invalid",
         smtp_port=587,
         smtp_username="a@example.com",
-        imap_host="imap.fastmail.com",
+        imap_host="imap.secureserver.net",
         imap_username="a@example.com",
     )
+    payload["smtp_host"] = "smtpout.secureserver.net"
     report = await _report(payload)
     [finding] = report.check("account.tls").findings
     assert "only on 465" in finding.message
-    assert finding.fix is not None and "smtp.fastmail.com:465" in finding.fix
+    assert finding.fix is not None and "smtpout.secureserver.net:465" in finding.fix
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "imap_host"),
+    [
+        ("smtp.fastmail.com", 587, "imap.fastmail.com"),
+        ("smtp.ionos.com", 465, "imap.ionos.com"),
+        ("smtp.yandex.com", 587, "imap.yandex.com"),
+        ("smtp.aol.com", 587, "imap.aol.com"),
+    ],
+)
+async def test_documented_settings_pass_offline(host: str, port: int, imap_host: str) -> None:
+    # Fastmail 587 STARTTLS, IONOS 465 implicit TLS, Yandex 587, AOL 587 (provider-facts.md corrections).
+    payload = custom_payload(
+        email_address="a@example.com",
+        smtp_host=host,
+        smtp_port=port,
+        smtp_username="a@example.com",
+        imap_host=imap_host,
+        imap_username="a@example.com",
+    )
+    report = await _report(payload)
+    assert report.check("account.tls").findings == (), report.check("account.tls")
 
 
 async def test_yahoo_587_with_starttls_is_fine() -> None:
@@ -259,6 +296,18 @@ async def test_limit_above_the_provider_cap_fails() -> None:
     report = await _report(google_payload(daily_limit=5000))
     [finding] = report.check("account.daily_limit").findings
     assert finding.severity is Severity.FAIL and finding.evidence["cap"] == 2000
+
+
+async def test_a_consumer_gmail_address_gets_consumer_gmails_cap() -> None:
+    # About 500 a day for @gmail.com, not Workspace's 2,000.
+    payload = google_payload(
+        email_address="jo.doe@gmail.com", smtp_username="jo.doe@gmail.com", imap_username="jo.doe@gmail.com"
+    )
+    report = await _report({**payload, "daily_limit": 1000})
+    [finding] = report.check("account.daily_limit").findings
+    assert finding.severity is Severity.FAIL and finding.evidence["cap"] == 500
+    workspace = await _report(google_payload(daily_limit=1000))
+    assert all(f.evidence.get("cap") != 500 for f in workspace.check("account.daily_limit").findings)
 
 
 async def test_no_limit_given_passes_and_recommendation_applies() -> None:

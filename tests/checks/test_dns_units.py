@@ -90,3 +90,23 @@ def test_registered_checks() -> None:
     assert CHECKS[4].needs == ("dns.spf", "dns.dkim", "dns.dmarc")
     # The deliverability checks ask third parties: only when asked for.
     assert [spec.name for spec in CHECKS if spec.selected_by(CheckOptions())] == [s.name for s in CHECKS[:5]]
+
+
+def test_a_zoho_personal_account_with_zohos_mx_is_no_provider_mismatch() -> None:
+    # Zoho personal accounts use the MX hosts listed once, in the zoho-org preset.
+    from inboxcheck._check import CheckContext, Outcome
+    from inboxcheck._models import Account
+    from inboxcheck._options import CheckOptions
+    from inboxcheck._presets import PresetMatch, load_presets
+    from inboxcheck.checks.dns.mx import _check_provider
+    from tests.scenarios import base_payload
+
+    presets = load_presets()
+    zoho, org, google = presets.get("zoho"), presets.get("zoho-org"), presets.get("google-workspace")
+    account = Account.model_validate(base_payload(email_address="jo@example.org", smtp_host="smtp.zoho.eu"))
+    for expected, detected, mismatch in ((zoho, org, False), (zoho, google, True)):
+        match = PresetMatch(preset=expected, matched_by="smtp_host", candidates=(expected,))
+        ctx = CheckContext(account, options=CheckOptions(), presets=presets, match=match)
+        out = Outcome(summary="")
+        _check_provider(ctx, out, ["mx.zoho.eu"], detected)
+        assert [f.code for f in out.findings] == (["dns.mx.provider_mismatch"] if mismatch else [])

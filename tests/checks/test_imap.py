@@ -286,7 +286,7 @@ async def test_inbox_that_cannot_be_opened(certs: PeerCerts) -> None:
 
 async def test_refused(certs: PeerCerts) -> None:
     run = await run_imap(free_port(), certs)
-    assert run.finding("imap.connect.refused").severity is Severity.ERROR
+    assert run.finding("imap.connect.refused").severity is Severity.FAIL
     assert_bounded(run)
 
 

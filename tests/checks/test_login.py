@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -51,12 +52,18 @@ async def test_same_username_on_the_same_service_passes(certs: PeerCerts) -> Non
     assert run.detail("smtp")["username"] == run.detail("imap")["username"] == "sam@peer.test"
 
 
-async def test_different_usernames_warn_that_reply_tracking_breaks(certs: PeerCerts) -> None:
+async def test_different_usernames_fail_as_the_platform_requires_one_account(certs: PeerCerts) -> None:
     run = await run_both(certs, imap_username="other@peer.test")
     finding = run.finding("login.mailbox_mismatch")
-    assert finding.severity is Severity.WARN
+    assert finding.severity is Severity.FAIL
     assert "reply tracking breaks" in finding.message
     assert "'other@peer.test'" in finding.message
+    assert "--send-test" in (finding.fix or "")
+
+
+async def test_a_tag_on_one_username_is_the_same_mailbox(certs: PeerCerts) -> None:
+    run = await run_both(certs, imap_username="Sam+replies@peer.test")
+    assert run.result.status is Status.PASS, run.result
 
 
 async def test_skipped_unless_both_logins_succeed(certs: PeerCerts) -> None:
@@ -127,7 +134,54 @@ def test_same_service(smtp_fact: LoginFact, imap_fact: LoginFact, same: bool) ->
         ("sam@peer.test", "sam", True),  # iCloud: IMAP takes the local part, SMTP the address
         ("sam@other.test", "sam", False),
         ("sam@peer.test", "pat@peer.test", False),
+        ("sam+news@peer.test", "sam@peer.test", True),  # sub-addressing (RFC 5233)
+        ("jane.doe@gmail.com", "janedoe@googlemail.com", True),  # Gmail ignores dots
+        ("jane.doe@peer.test", "janedoe@peer.test", False),  # dots matter elsewhere
+        ("jane@me.com", "jane@icloud.com", True),  # iCloud aliases
     ],
 )
 def test_same_user(smtp_user: str, imap_user: str, same: bool) -> None:
     assert _same_user(smtp_user, imap_user, "peer.test") is same
+
+
+def _done(name: str, status: Status, *codes: str) -> asyncio.Future[Any]:
+    from inboxcheck._models import CheckResult, Finding
+
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    findings = tuple(Finding(code=c, severity=Severity.WARN, message="x") for c in codes)
+    future.set_result(
+        CheckResult(name=name, title=name, status=status, summary="", duration_ms=0, findings=findings)
+    )
+    return future
+
+
+@pytest.mark.parametrize(
+    ("find_status", "codes", "send_to", "proved"),
+    [
+        (Status.PASS, (), None, True),
+        (Status.WARN, ("send.find.junk",), None, True),
+        (Status.ERROR, ("send.find.timeout",), None, False),
+        (Status.PASS, (), "someone@else.test", False),
+    ],
+)
+async def test_the_send_test_proves_different_usernames_are_one_mailbox(
+    find_status: Status, codes: tuple[str, ...], send_to: str | None, proved: bool
+) -> None:
+    from inboxcheck._check import CheckContext
+    from inboxcheck._models import Account
+    from inboxcheck._options import CheckOptions
+    from inboxcheck._presets import load_presets
+    from inboxcheck.checks.login.same_mailbox import check_same_mailbox, fact_key
+
+    account = Account.model_validate(base_payload(imap_username="mailbox-17"))
+    options = CheckOptions(send_test=True, send_to=send_to)
+    ctx = CheckContext(account, options=options, presets=load_presets(), match=None)
+    ctx.facts[fact_key("smtp")] = _fact("smtp", "mail.peer.test")
+    ctx.facts[fact_key("imap")] = _fact("imap", "mail.peer.test", username="mailbox-17")
+    ctx._register("smtp.login", _done("smtp.login", Status.PASS))
+    ctx._register("imap.login", _done("imap.login", Status.PASS))
+    ctx._register("send.find", _done("send.find", find_status, *codes))
+    out = await check_same_mailbox(ctx)
+    assert [f.code for f in out.findings] == ([] if proved else ["login.mailbox_mismatch"])
+    if proved:
+        assert out.details["proved_by"] == "send test"

@@ -82,12 +82,15 @@ async def test_signed_message_lands_in_inbox_is_verified_and_deleted(lab: Any) -
     assert deleted == [{"folder": "INBOX", "messages": 1, "flagged": True, "expunged": True}]
 
 
-async def test_a_selector_the_dns_check_did_not_know_is_named(lab: Any) -> None:
+async def test_a_selector_the_dns_check_did_not_know_is_named_and_clears_missing(lab: Any) -> None:
     options = _options(lab)
     payload = lab.account("alice@lab.test", smtp="submission", imap="imaps")
     specs = [*(spec for spec in dns.CHECKS if spec.name == "dns.dkim"), *SPECS]
     report = await run_checks(Account.model_validate(payload), options=options, specs=specs)
-    assert "dns.dkim.missing" in _codes(report, "dns.dkim")
+    # Live evidence outranks the guess: the signed message clears "no key found".
+    assert _codes(report, "dns.dkim") == ["dns.dkim.seen_in_message"]
+    assert report.check("dns.dkim").status is Status.PASS
+    assert report.check("dns.dkim").findings[0].evidence["selector"] == lab.dkim_selector
     finding = next(f for f in report.check("send.verify").findings if f.code == "send.dkim.selector_unknown")
     assert finding.severity is Severity.INFO
     assert (finding.evidence["selector"], finding.evidence["d"]) == (lab.dkim_selector, "lab.test")

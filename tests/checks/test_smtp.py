@@ -234,8 +234,8 @@ async def test_no_usable_auth_mechanism(certs: PeerCerts, offered: tuple[str, ..
 async def test_refused_connection(certs: PeerCerts) -> None:
     run = await run_smtp(free_port(), certs)
     finding = run.finding("smtp.connect.refused")
-    # Nothing listening proves nothing about the login (a stopped server, a wrong port): could not tell.
-    assert finding.severity is Severity.ERROR
+    # A refusal is a definite fact: nothing listens there (the wrong port).
+    assert finding.severity is Severity.FAIL
     assert finding.evidence["attempts"][0]["result"] == "refused"
     assert_bounded(run)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -508,8 +509,13 @@ def _check_permissive(
 
 def _provider_includes(ctx: CheckContext) -> list[str]:
     preset = ctx.preset
-    if preset is None or preset.is_generic:
+    if preset is None or preset.is_generic or ctx.account.domain in preset.address_domains:
+        # The provider's own address domain (icloud.com, zoho.com): its SPF is the provider's business.
         return []
+    host = ctx.account.smtp_host.lower().rstrip(".")
+    for pattern, includes in preset.dns.spf_includes_by_host.items():
+        if fnmatch.fnmatchcase(host, pattern):
+            return list(includes)
     return list(preset.dns.spf_includes)
 
 

@@ -18,7 +18,11 @@ engine) directly, through :class:`_Protocol`, a minimal subclass that
 - bounds a line at :data:`MAX_LINE` bytes and a response at :data:`MAX_RESPONSE`, and turns
   anything the parser chokes on into a failure the check reports, instead of an exception escaping
   into the event loop;
-- quotes the username as well as the password in LOGIN (the library sends the username bare).
+- quotes the username as well as the password in LOGIN (the library sends the username bare);
+- drives the AUTHENTICATE exchange of a token login itself (:class:`_SaslExchange`): the initial
+  response after a ``+`` where the server has no SASL-IR, and the answer a failure challenge needs
+  (the library's own ``xoauth2`` never answers Google's base64 JSON challenge, and would wait for
+  ever); a server that keeps challenging gets ``*``, the cancel (RFC 9051 section 6.2.2).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import re
 import socket
 import ssl
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
 from aioimaplib import aioimaplib
@@ -41,6 +46,7 @@ from inboxcheck._models import Severity
 from inboxcheck._options import Family
 from inboxcheck._secrets import REDACTED, Scrubber
 from inboxcheck.checks.login.net import connect_any
+from inboxcheck.checks.login.oauth import TOKEN_MECHANISMS, TOKEN_REJECTED_FIX, TokenChallenge, dummy_response
 from inboxcheck.checks.login.probe import LoginProbe, Stop, transport_session
 from inboxcheck.checks.login.tls import (
     TlsFailure,
@@ -81,10 +87,34 @@ class _MaskedCommand(aioimaplib.Command):  # type: ignore[misc]
     __str__ = __repr__
 
 
+@dataclass
+class _SaslExchange:
+    """One AUTHENTICATE of a token login: what to answer each ``+`` continuation."""
+
+    mechanism: str
+    initial: str
+    scrub: Scrubber
+    sent_initial: bool = False
+    challenge: TokenChallenge | None = None
+    answers: int = 0
+
+    def answer(self, line: bytes) -> bytes:
+        text = line[1:].strip().decode("ascii", "replace")
+        if not self.sent_initial:
+            self.sent_initial = True
+            return self.initial.encode("ascii")
+        self.answers += 1
+        if self.answers == 1:
+            self.challenge = TokenChallenge.decode(text, self.scrub)
+            return dummy_response(self.mechanism).encode("ascii")
+        return b"*"
+
+
 class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     # The library is untyped; these are the attributes of its protocol that the check touches.
     incomplete_line: bytes
     current_command: Any
+    pending_sync_command: Any
     transport: Any
     capabilities: set[str]
     state: str
@@ -104,6 +134,15 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         self.greeted: asyncio.Future[str] = loop.create_future()
         self.greeting: str | None = None
         self._wire: dict[str, str] = {}
+        self.sasl: _SaslExchange | None = None
+
+    def _continuation(self, line: bytes) -> None:
+        command = self.pending_sync_command
+        if self.sasl is None or command is None or command.name != "AUTHENTICATE":
+            super()._continuation(line)
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.sasl.answer(line) + b"\r\n")
 
     def fail(self, reason: str) -> None:
         if not self.failed.done():
@@ -429,7 +468,12 @@ class _ImapLogin(LoginProbe):
             self._unsendable()
             return False
         try:
-            if "LOGINDISABLED" not in caps:
+            if credential.is_token:
+                found = await self._token_login(proto, caps)
+                if found is None:
+                    return False
+                mechanism, command, response = found
+            elif "LOGINDISABLED" not in caps:
                 mechanism = "LOGIN"
                 command, response = await self.wait(
                     proto.execute_masked("LOGIN", *credential.imap_login_arguments()), "login"
@@ -464,8 +508,59 @@ class _ImapLogin(LoginProbe):
             self.out.details["authenticated_as"] = username
             self.out.details["auth_mechanism"] = mechanism
             return True
-        self._rejected(command, response.result, text, verbatim)
+        if credential.is_token:
+            self._token_rejected(response.result, text, verbatim)
+        else:
+            self._rejected(command, response.result, text, verbatim)
         return False
+
+    async def _token_login(self, proto: _Protocol, caps: set[str]) -> tuple[str, _MaskedCommand, Any] | None:
+        """AUTHENTICATE with the token: XOAUTH2, else OAUTHBEARER; None (and a finding) when the
+        server offers neither."""
+        credential = self.ctx.account.imap_credential
+        name = next((m for m in TOKEN_MECHANISMS if f"AUTH={m}" in caps), None)
+        if name is None:
+            self.out.add(
+                "imap.auth.unsupported",
+                Severity.FAIL,
+                f"The server at {self.where} offers neither XOAUTH2 nor OAUTHBEARER, so an OAuth2 token "
+                "cannot log in here; inboxcheck sent no credentials.",
+                fix="Log in with the mailbox's app password instead of a token, or use the provider's "
+                "OAuth2 endpoint.",
+                host=self.host,
+                port=self.port,
+                capabilities=_sorted(caps),
+            )
+            return None
+        initial = credential.xoauth2() if name == "XOAUTH2" else credential.oauthbearer()
+        proto.sasl = _SaslExchange(name, initial, self.scrub, sent_initial="SASL-IR" in caps)
+        args = (name, initial) if "SASL-IR" in caps else (name,)
+        command, response = await self.wait(proto.execute_masked("AUTHENTICATE", *args), "login")
+        return f"AUTHENTICATE {name}", command, response
+
+    def _token_rejected(self, result: str, text: str, verbatim: str) -> None:
+        assert self.proto is not None
+        challenge = self.proto.sasl.challenge if self.proto.sasl is not None else None
+        evidence: dict[str, JsonValue] = {
+            "host": self.host,
+            "port": self.port,
+            "stage": "login",
+            "reply": verbatim,
+        }
+        if challenge is not None:
+            evidence["challenge"] = challenge.evidence()
+        temporary = self.temporary(f"{result} {text}")
+        if self.known_token_reply(f"{result} {text}", evidence):
+            return
+        self.out.add(
+            "imap.auth.token_rejected",
+            Severity.ERROR if temporary else Severity.FAIL,
+            f"The server at {self.where} refused the OAuth2 token ({result})"
+            + (challenge.reason() if challenge is not None else "")
+            + ".",
+            fix=TOKEN_REJECTED_FIX,
+            **evidence,
+        )
 
     def _unsendable(self) -> None:
         self.out.add(

@@ -21,6 +21,7 @@ from typing import ClassVar, Final, Literal
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._credential import CredentialKind
 from inboxcheck._endpoint import Endpoint, TlsMode
 from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
 from inboxcheck._models import Severity, host_port
@@ -141,15 +142,36 @@ class LoginProbe:
         *,
         reply_code: int | None = None,
         note: str = "",
+        credential: CredentialKind | str = CredentialKind.PASSWORD,
     ) -> bool:
         """Adds the knowledge base's finding for ``reply`` (``note`` follows its message); False when
-        it knows none."""
-        match = match_reply(self.PROTOCOL, reply, providers=self.provider_ids, reply_code=reply_code)
+        it knows none. ``credential`` is what was sent (a rule may be for a password or a token)."""
+        match = match_reply(
+            self.PROTOCOL, reply, providers=self.provider_ids, reply_code=reply_code, credential=credential
+        )
         if match is None:
             return False
         evidence = {**evidence, **self.rule_evidence(match)}
         rule = match.rule
         self.out.add(rule.code, rule.severity, rule.message + note, fix=rule.fix, **evidence)
+        return True
+
+    def known_token_reply(
+        self, reply: str, evidence: dict[str, JsonValue], *, reply_code: int | None = None
+    ) -> bool:
+        """:meth:`known_reply` for a refused OAuth2 token: only a rule written for tokens, or a standard
+        temporary class ("could not tell"), explains it; a password rule ("check the password") does
+        not, and the caller reports the refused token instead."""
+        match = match_reply(
+            self.PROTOCOL, reply, providers=self.provider_ids, reply_code=reply_code, credential="oauth2"
+        )
+        if match is None:
+            return False
+        rule = match.rule
+        if rule.credential != "oauth2" and not (rule.standard and rule.severity is Severity.ERROR):
+            return False
+        evidence = {**evidence, **self.rule_evidence(match)}
+        self.out.add(rule.code, rule.severity, rule.message, fix=rule.fix, **evidence)
         return True
 
     def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:
@@ -201,6 +223,11 @@ class LoginProbe:
     # --- the check ---------------------------------------------------------------------------
 
     async def run(self) -> Outcome:
+        account = self.ctx.account
+        credential = account.smtp_credential if self.PROTOCOL == "smtp" else account.imap_credential
+        if credential.is_token and not credential.reveal():
+            # The token could not be got (the report's oauth.token result says why): nothing to send.
+            return Outcome.skip("no OAuth2 access token to log in with (see the OAuth2 token result)")
         out = self.out
         out.details["tls_mode"] = self.mode.value
         resolution = await resolve_host(self.ctx, self.host, self.port)
@@ -351,13 +378,12 @@ class LoginProbe:
     def _not_connected(self, failure: ConnectFailure, attempts: list[JsonValue]) -> None:
         hint = self.port_hint()
         if failure is ConnectFailure.REFUSED:
-            # A refusal is the server's state at this moment (stopped, restarting, or the wrong port):
-            # it proves nothing about the login, so it is "could not tell", and a batch rerun of its
-            # errors (--retry-errors) checks it again.
-            code, severity = "refused", Severity.ERROR
+            # A refusal is a definite answer: the host is up and nothing listens on that port (most
+            # often the wrong port), unlike a timeout, which may be a firewall or a slow network.
+            code, severity = "refused", Severity.FAIL
             message = (
-                f"Nothing accepts connections on {self.where}: every address refused, so inboxcheck "
-                f"could not tell whether the login works.{hint}"
+                f"Nothing listens on {self.where}: every address refused the connection, so this is "
+                f"not the port the server takes logins on (or the server is stopped).{hint}"
             )
             fix = self.REFUSED_FIX + hint
         elif failure is ConnectFailure.TIMEOUT:

@@ -12,13 +12,18 @@ logins open the same mailbox. It compares what it does know:
   address, or the same organisational domain of the host names (found by the DMARC DNS Tree Walk,
   RFC 9989 4.10, so ``smtp.acme.co.uk`` and ``imap.other.co.uk`` are two organisations).
 
-Different usernames, or servers of unrelated services, mean the platform would send from one mailbox
-and watch another for replies: reply tracking and the unsubscribe/bounce handling break.
+The platform's API says the IMAP account "must be the same account as SMTP to ensure reply tracking
+works correctly". Different usernames are therefore a failure (the gate blocks the create), unless
+they name one mailbox by the provider's rules (:func:`mailbox_key`: case, a ``+tag``, Gmail's dots and
+googlemail.com, iCloud's bare local part and its me.com/mac.com aliases), or the send test proves it
+(the message the SMTP login sent to the address was found by the IMAP login). Servers of unrelated
+services with the same username are a warning.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from pydantic import JsonValue
 
@@ -30,7 +35,7 @@ from inboxcheck.checks.dns.lookups import Lookups
 from inboxcheck.checks.dns.treewalk import organisational_domain
 from inboxcheck.checks.login.net import _ip_literal
 
-__all__ = ["CHECKS", "LoginFact", "check_same_mailbox", "fact_key"]
+__all__ = ["CHECKS", "LoginFact", "check_same_mailbox", "fact_key", "mailbox_key"]
 
 
 @dataclass(frozen=True)
@@ -58,16 +63,40 @@ def fact_key(protocol: str) -> str:
     return f"{protocol}.login"
 
 
+_GMAIL: Final = frozenset({"gmail.com", "googlemail.com"})
+_ICLOUD: Final = frozenset({"icloud.com", "me.com", "mac.com"})
+
+
+def mailbox_key(username: str, domain: str) -> str:
+    """The mailbox a username names, by the providers' rules: case-insensitive; a ``+tag`` is the same
+    mailbox (sub-addressing, RFC 5233); Gmail ignores dots and googlemail.com is gmail.com; iCloud's
+    me.com and mac.com are icloud.com aliases; a bare local part is that local part at ``domain``."""
+    text = username.strip().lower()
+    local, at, dom = text.rpartition("@")
+    if not at:
+        local, dom = text, domain.lower().rstrip(".")
+    local = local.split("+", 1)[0] or local
+    if dom in _GMAIL:
+        local, dom = local.replace(".", ""), "gmail.com"
+    elif dom in _ICLOUD:
+        dom = "icloud.com"
+    return f"{local}@{dom}"
+
+
 def _same_user(smtp: str, imap: str, domain: str) -> bool:
-    a, b = smtp.strip().lower(), imap.strip().lower()
-    if a == b:
-        return True
-    for full, bare in ((a, b), (b, a)):
-        if "@" in full and "@" not in bare:
-            local, _, dom = full.rpartition("@")
-            if local == bare and dom == domain.lower():
-                return True
-    return False
+    return mailbox_key(smtp, domain) == mailbox_key(imap, domain)
+
+
+async def _proved_by_send_test(ctx: CheckContext) -> bool:
+    """Whether the send test found, through the IMAP login, the message the SMTP login sent to the
+    account's own address (not to --to, which proves nothing about this mailbox)."""
+    options = ctx.options
+    if not options.send_test or options.send_to is not None or options.send_to_account is not None:
+        return False
+    found = await ctx.result_of("send.find")
+    if found is None or found.status not in (Status.PASS, Status.WARN):
+        return False
+    return all(f.code == "send.find.junk" for f in found.findings)
 
 
 def _same_service(smtp: LoginFact, imap: LoginFact) -> tuple[bool, str]:
@@ -117,6 +146,13 @@ async def check_same_mailbox(ctx: CheckContext) -> Outcome:
         "service_reason": why,
     }
     out = Outcome(summary="")
+    if not same_user and same_service and await _proved_by_send_test(ctx):
+        out.summary = (
+            f"SMTP logs in as {smtp.username} and IMAP as {imap.username}, and the send test proved they "
+            "are one mailbox: the IMAP login found the message the SMTP login sent to the address"
+        )
+        out.details = {**evidence, "proved_by": "send test"}
+        return out
     if same_user and same_service:
         out.summary = (
             f"SMTP and IMAP both log in as {smtp.username} on the same service ({why}); inboxcheck "
@@ -133,11 +169,14 @@ async def check_same_mailbox(ctx: CheckContext) -> Outcome:
     out.summary = "the SMTP and IMAP logins may belong to different mailboxes"
     out.add(
         "login.mailbox_mismatch",
-        Severity.WARN,
+        # The platform requires one account for both; usernames that name two mailboxes block the gate.
+        Severity.WARN if same_user else Severity.FAIL,
         "The SMTP and IMAP logins both work, but " + " and ".join(reasons) + "; if they are different "
-        "mailboxes, the platform sends from one and watches the other, so reply tracking breaks.",
+        "mailboxes, the platform sends from one and watches the other, so reply tracking breaks"
+        + ("." if same_user else " (the platform requires the same account for both)."),
         fix="Use the credentials of one mailbox for both: the IMAP account must be the inbox that "
-        f"receives replies to {ctx.account.email_address}.",
+        f"receives replies to {ctx.account.email_address}"
+        + ("." if same_user else "; if they are one mailbox, run with --send-test to prove it."),
         **evidence,
     )
     return out

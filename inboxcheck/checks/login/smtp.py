@@ -27,7 +27,14 @@ from inboxcheck._endpoint import SMTP_IMPLICIT_PORT, TlsMode
 from inboxcheck._knowledge import ReplyMatch
 from inboxcheck._models import Severity
 from inboxcheck._options import Family
+from inboxcheck.checks.login.microsoft import add_basic_auth_notice
 from inboxcheck.checks.login.net import connect_any, local_address_literal
+from inboxcheck.checks.login.oauth import (
+    TOKEN_MECHANISMS,
+    TOKEN_REJECTED_FIX,
+    TokenChallenge,
+    dummy_response,
+)
 from inboxcheck.checks.login.probe import LoginProbe, Stop, transport_session
 from inboxcheck.checks.login.tls import (
     TlsFailure,
@@ -40,6 +47,8 @@ from inboxcheck.checks.login.tls import (
 __all__ = ["CHECKS", "check_smtp_login"]
 
 IMPLICIT_TLS_PORT: Final = SMTP_IMPLICIT_PORT
+SMTP_CONTINUE: Final = 334
+SMTP_AUTH_OK: Final = 235
 _MAX_REPLY_EVIDENCE: Final = 2000
 
 
@@ -344,7 +353,8 @@ class _SmtpLogin(LoginProbe):
     def _mechanism(self, client: aiosmtplib.SMTP) -> str | None:
         offered = [m.upper() for m in client.server_auth_methods]
         self.out.details["auth_mechanisms"] = list(offered)
-        for mechanism in ("PLAIN", "LOGIN"):
+        token = self.ctx.account.smtp_credential.is_token
+        for mechanism in TOKEN_MECHANISMS if token else ("PLAIN", "LOGIN"):
             if mechanism in offered:
                 return mechanism
         if not offered and self.session is None and client.supports_extension("starttls"):
@@ -359,12 +369,24 @@ class _SmtpLogin(LoginProbe):
                 "Use the provider's submission port (587 or 465): port 25 is for server-to-server "
                 "relay and rarely accepts logins."
             )
+        elif token:
+            message = (
+                f"The server at {self.where} offers {', '.join(offered)} but neither XOAUTH2 nor "
+                "OAUTHBEARER, so an OAuth2 token cannot log in here."
+            )
+            fix = (
+                "Log in with the mailbox's app password instead of a token, or use the provider's "
+                "OAuth2 endpoint."
+            )
         elif "XOAUTH2" in offered or "OAUTHBEARER" in offered:
             message = (
                 f"The server at {self.where} only accepts OAuth2 logins ({', '.join(offered)}), "
                 "not a password."
             )
-            fix = "Connect this mailbox with OAuth2 instead of a password."
+            fix = (
+                "Connect this mailbox with OAuth2 instead of a password (check it with a token: "
+                "INBOXCHECK_SMTP_OAUTH_TOKEN, --oauth-token-file or --oauth-refresh-token-file)."
+            )
         else:
             message = (
                 f"The server at {self.where} only offers {', '.join(offered)}, none of which "
@@ -390,13 +412,28 @@ class _SmtpLogin(LoginProbe):
             self._unsendable()
             return False
         client.timeout = self.ctx.step_timeout()
+        challenge: TokenChallenge | None = None
         try:
             if mechanism == "PLAIN":
                 response = await client.auth_plain(credential.username, credential.reveal())
-            else:
+            elif mechanism == "LOGIN":
                 response = await client.auth_login(credential.username, credential.reveal())
+            else:
+                initial = credential.xoauth2() if mechanism == "XOAUTH2" else credential.oauthbearer()
+                response = await client.execute_command(b"AUTH", mechanism.encode(), initial.encode("ascii"))
+                if response.code == SMTP_CONTINUE:
+                    # A failed token (Google; RFC 7628 3.2.3): a base64 JSON error as a challenge, which
+                    # the client answers (an empty line, OAUTHBEARER's ^A) to get the final reply.
+                    challenge = TokenChallenge.decode(response.message, self.scrub)
+                    self.step("auth_challenge", _Verbatim(response.code, response.message))
+                    response = await client.execute_command(dummy_response(mechanism).encode("ascii"))
+                if response.code != SMTP_AUTH_OK:
+                    raise aiosmtplib.SMTPAuthenticationError(response.code, response.message)
         except aiosmtplib.SMTPResponseException as exc:
             self.step(f"auth_{mechanism.lower()}", _Verbatim(exc.code, exc.message))
+            if credential.is_token:
+                self._token_rejected(exc.code, exc.message, challenge)
+                return False
             self.explain(
                 "auth",
                 exc.code,
@@ -423,6 +460,25 @@ class _SmtpLogin(LoginProbe):
         self.out.details["authenticated_as"] = credential.username
         self.out.details["auth_mechanism"] = mechanism
         return True
+
+    def _token_rejected(self, code: int, text: str, challenge: TokenChallenge | None) -> None:
+        """A refused token: a temporary class stays "could not tell"; a decoded challenge says why;
+        else the provider's rule for a token, else the generic finding."""
+        evidence = self.reply_evidence("auth", code, text)
+        if challenge is not None:
+            evidence["challenge"] = challenge.evidence()
+        temporary = 400 <= code < 500
+        if self.known_token_reply(text, evidence, reply_code=code):
+            return
+        self.out.add(
+            "smtp.auth.token_rejected",
+            Severity.ERROR if temporary else Severity.FAIL,
+            f"The server at {self.where} refused the OAuth2 token ({code})"
+            + (challenge.reason() if challenge is not None else "")
+            + ".",
+            fix=TOKEN_REJECTED_FIX,
+            **evidence,
+        )
 
     def _unsendable(self) -> None:
         self.out.add(
@@ -485,7 +541,9 @@ def _close(client: aiosmtplib.SMTP) -> None:
 
 async def check_smtp_login(ctx: CheckContext) -> Outcome:
     """Log in to the account's SMTP server the way the platform will, and explain what went wrong."""
-    return await _SmtpLogin(ctx).run()
+    out = await _SmtpLogin(ctx).run()
+    add_basic_auth_notice(ctx, out)
+    return out
 
 
 CHECKS = [CheckSpec("smtp.login", "SMTP login", Family.SMTP, check_smtp_login)]
