@@ -7,13 +7,13 @@ import pydantic
 from click.testing import CliRunner
 
 from inboxcheck import report_schema as public_report_schema
-from inboxcheck._cli import cli
 from inboxcheck._schema import (
     committed_report_schema,
     committed_report_schema_text,
     generated_report_schema,
     report_schema,
 )
+from inboxcheck.cli import cli
 
 PYDANTIC = tuple(int(part) for part in pydantic.VERSION.split(".")[:2])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from inboxcheck._models import Severity, Verdict, finding
 from inboxcheck._presets import TlsMode
-from inboxcheck._render import render_discovery
+from inboxcheck.cli.discover import render_discovery
 from inboxcheck.discovery.model import Candidate, Discovery, MailProtocol, ProbeResult, SourceKind
 
 

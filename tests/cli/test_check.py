@@ -13,9 +13,9 @@ import jsonschema
 import pytest
 from click.testing import CliRunner, Result
 
-from inboxcheck._cli import cli
 from inboxcheck._input import ENV_IMAP_PASSWORD, ENV_SMTP_PASSWORD
 from inboxcheck._schema import committed_report_schema
+from inboxcheck.cli import cli
 from tests.helpers import CANARY, custom_payload, google_payload
 
 OFFLINE = ["--only", "account"]
@@ -209,7 +209,7 @@ def test_batch_progress_after_a_resume_counts_only_what_is_left(tmp_path: Path) 
 
 
 def test_progress_shows_done_of_total_percentage_rate_and_eta() -> None:
-    from inboxcheck._cli import _Progress
+    from inboxcheck.cli.check import _Progress
 
     now = [100.0]
     progress = _Progress(1000, clock=lambda: now[0])
@@ -314,14 +314,14 @@ def test_the_installed_command_runs_as_a_subprocess(tmp_path: Path) -> None:
 
 
 def test_internal_errors_become_exit_70_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inboxcheck import _cli
+    from inboxcheck.cli import check, main
 
     def broken(**_: Any) -> None:
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr(_cli, "_options_from", lambda params: broken())
+    monkeypatch.setattr(check, "options_from", lambda params: broken())
     with pytest.raises(SystemExit) as info:
-        _cli.main(["check", "fixtures/accounts/google-bad.json"])
+        main(["check", "fixtures/accounts/google-bad.json"])
     assert info.value.code == 70
 
 

@@ -1,0 +1,111 @@
+"""``inboxcheck presets`` (a table of the provider presets) and ``presets show ID`` (one in full)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from inboxcheck.cli._options import option
+from inboxcheck.cli._terminal import ErrorGroup, escape, width_of, wrap
+
+if TYPE_CHECKING:
+    from inboxcheck._presets import Preset
+
+
+@click.group(cls=ErrorGroup, invoke_without_command=True)
+@option("format")
+@click.pass_context
+def presets(ctx: click.Context, fmt: str) -> None:
+    """List the provider presets (hosts, ports, TLS, DNS and policies per provider)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from inboxcheck._presets import load_presets
+
+    loaded = load_presets()
+    if fmt == "json":
+        click.echo(json.dumps([p.model_dump(mode="json") for p in loaded], indent=2))
+        return
+    rows = []
+    for preset in loaded:
+        smtp, imap = preset.smtp.preferred(), preset.imap.preferred()
+        rows.append(
+            (
+                preset.id,
+                preset.name + (" (unverified)" if preset.unverified else ""),
+                preset.inbox_type.value,
+                f"{smtp.host}:{smtp.port}" if smtp else "-",
+                f"{imap.host}:{imap.port}" if imap else "-",
+            )
+        )
+    header = ("ID", "NAME", "INBOX TYPE", "SMTP", "IMAP")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo(
+            "  ".join(escape(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+@presets.command("show")
+@click.argument("preset_id", metavar="ID")
+@option("format")
+def presets_show(preset_id: str, fmt: str) -> None:
+    """Print one preset in full."""
+    from inboxcheck._presets import load_presets
+
+    preset = load_presets().get(preset_id)
+    if fmt == "json":
+        click.echo(preset.model_dump_json(indent=2))
+        return
+    click.echo(describe_preset(preset, width=width_of(sys.stdout)))
+
+
+def describe_preset(preset: Preset, *, width: int | None = None) -> str:
+    """One preset in full, for ``inboxcheck presets show``."""
+    lines: list[str] = []
+
+    def add(line: str, indent: str = "  ", hang: str = "    ") -> None:
+        lines.extend(wrap(escape(line), width=width, indent=indent, hang=hang))
+
+    add(f"{preset.name} [{preset.id}]  inbox_type {preset.inbox_type.value}", "", "  ")
+    if preset.unverified:
+        add("(some facts come from a single weak source: unverified)")
+    if preset.status:
+        add(f"status: {preset.status}")
+    if preset.summary:
+        add(preset.summary)
+    for label, service in (("SMTP", preset.smtp), ("IMAP", preset.imap)):
+        add(f"{label} (username: {service.username.value})")
+        for endpoint in service.endpoints:
+            flag = "  preferred" if endpoint.preferred else ""
+            note = f"  ({endpoint.note})" if endpoint.note else ""
+            add(f"{endpoint.host}:{endpoint.port} {endpoint.tls.value}{flag}{note}", "    ", "      ")
+        if service.host_patterns:
+            add(f"also: {', '.join(service.host_patterns)}", "    ", "      ")
+    if preset.mx_patterns:
+        add(f"MX: {', '.join(preset.mx_patterns)}")
+    if preset.address_domains:
+        add(f"addresses: {', '.join(preset.address_domains)}")
+    auth = preset.auth
+    add(
+        f"login: app password {'required' if auth.app_password_required else 'not required'}; "
+        f"SMTP basic auth {auth.smtp_basic_auth.value}; IMAP basic auth {auth.imap_basic_auth.value}"
+        + ("; OAuth2 only" if auth.oauth_only else "")
+    )
+    dns = preset.dns
+    if dns.spf_includes:
+        add(f"SPF include: {', '.join(dns.spf_includes)}")
+    if dns.dkim_selectors:
+        known = "documented" if dns.dkim_selectors_known else "seen in the wild"
+        add(f"DKIM selectors ({known}): {', '.join(dns.dkim_selectors)}")
+    limits = preset.limits
+    if limits.hard_daily_cap or limits.platform_max:
+        add(f"daily cap: provider {limits.hard_daily_cap or '-'}, platform {limits.platform_max or '-'}")
+    for note in [*auth.notes, *preset.notes]:
+        add(f"note: {note}")
+    for source in preset.sources:
+        mark = "" if source.verified else " (unverified)"
+        add(f"source for {source.fact}: {source.source}{mark}")
+    return "\n".join(lines)
