@@ -148,6 +148,8 @@ class CheckOptions(BaseModel):
     @field_validator("blocklist_zones")
     @classmethod
     def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            return value  # nothing to look up: the blocklists' data is not loaded
         from inboxcheck._blocklists import select_blocklists
 
         try:
