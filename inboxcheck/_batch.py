@@ -43,7 +43,7 @@ from inboxcheck._models import Account, CheckResult, Report, Status, Verdict
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets, load_presets
 
-__all__ = ["BatchLine", "BatchSummary", "read_batch", "run_batch"]
+__all__ = ["BatchLine", "BatchSummary", "BatchSummaryDocument", "FieldIssue", "read_batch", "run_batch"]
 
 MAX_LINE_BYTES: Final = 1_000_000
 # Lookups a batch remembers, least recently used dropped first: 2,000-2,500 domains' worth of MX, SPF,
@@ -56,8 +56,21 @@ _TRUE: Final = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE: Final = frozenset({"false", "0", "no", "n", "off"})
 
 
+class FieldIssue(BaseModel):
+    """One thing wrong with an input line: the field (none when the line itself is unusable), the
+    problem, and what the platform allows there."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field: str | None
+    problem: str
+    allowed: str | None = None
+
+
 class BatchLine(BaseModel):
-    """One line of the output file: an account's report, or why its input line was unusable."""
+    """One line of the output file: an account's report, or why its input line was unusable.
+
+    ``error`` says it on one line; ``problems`` lists it per field, for programs."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -65,6 +78,7 @@ class BatchLine(BaseModel):
     email_address: str | None = None
     verdict: Verdict | Literal["invalid"]
     error: str | None = None
+    problems: tuple[FieldIssue, ...] = ()
     report: Report | None = None
 
 
@@ -74,8 +88,27 @@ class _Item:
     account: Account | None = None
     email: str | None = None
     error: str | None = None
+    problems: tuple[FieldIssue, ...] = ()
+    # The line is no account at all (not JSON, not UTF-8, too long, broken CSV): a bad line, not
+    # counted among the accounts.
+    bad_line: bool = False
     # A partial payload (email_address and what the user knows), completed by discovery when checked.
     partial: dict[str, Any] | None = None
+
+
+class BatchSummaryDocument(BaseModel):
+    """A batch's summary as JSON: the last line ``check --batch --format json`` prints."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["summary"] = "summary"
+    accounts: int
+    verdicts: dict[str, int]
+    resumed: int
+    invalid_lines: tuple[int, ...]
+    damaged_log_lines: tuple[int, ...]
+    most_frequent_findings: dict[str, int]
+    exit_code: int
 
 
 @dataclass
@@ -102,6 +135,17 @@ class BatchSummary:
         if self.verdicts.get(Verdict.ERROR.value):
             return 3
         return 0
+
+    def document(self, *, top: int = 10) -> BatchSummaryDocument:
+        return BatchSummaryDocument(
+            accounts=self.total,
+            verdicts=dict(sorted(self.verdicts.items())),
+            resumed=self.skipped_done,
+            invalid_lines=tuple(self.invalid_lines),
+            damaged_log_lines=tuple(self.damaged_log_lines),
+            most_frequent_findings=dict(self.codes.most_common(top)),
+            exit_code=self.exit_code,
+        )
 
     def describe(self, *, top: int = 5) -> str:
         parts = [f"{count} {verdict}" for verdict, count in sorted(self.verdicts.items())]
@@ -145,6 +189,25 @@ def _csv_value(name: str, text: str) -> object:
     return text
 
 
+def _bad_line(number: int, problem: str) -> _Item:
+    return _Item(number, error=problem, problems=(FieldIssue(field=None, problem=problem),), bad_line=True)
+
+
+def _issues(error: AccountError) -> tuple[FieldIssue, ...]:
+    """The account's problems, one per field, with what the platform allows there."""
+    issues = []
+    for item in error.problems:
+        allowed = FIELD_RULES.get(item.field)
+        problem = item.problem.removesuffix(f"; allowed: {allowed}") if allowed else item.problem
+        issues.append(FieldIssue(field=item.field, problem=problem, allowed=allowed))
+    return tuple(issues) or (FieldIssue(field=None, problem=error.message or str(error)),)
+
+
+def _one_line(error: AccountError) -> str:
+    """The error on one line: a log line holds no line breaks."""
+    return "; ".join(line.strip() for line in str(error).splitlines())
+
+
 def _parse(line: int, data: object, env: dict[str, str]) -> _Item:
     from inboxcheck.discovery.complete import is_partial
 
@@ -155,7 +218,9 @@ def _parse(line: int, data: object, env: dict[str, str]) -> _Item:
     try:
         account = parse_account(data, source=f"line {line}", env=env)
     except AccountError as exc:
-        return _Item(line, email=email if isinstance(email, str) else None, error=str(exc))
+        return _Item(
+            line, email=email if isinstance(email, str) else None, error=_one_line(exc), problems=_issues(exc)
+        )
     return _Item(line, account=account, email=account.email_address)
 
 
@@ -198,7 +263,7 @@ def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
         number = line.number
         text, problem = _text(line)
         if problem is not None:
-            yield _Item(number, error=problem)
+            yield _bad_line(number, problem)
             continue
         if not text.strip():
             continue
@@ -206,7 +271,7 @@ def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
             data = decode_json(text)
         except (json.JSONDecodeError, RecursionError) as exc:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            yield _Item(number, error=f"line {number}: not valid JSON: {reason}")
+            yield _bad_line(number, f"line {number}: not valid JSON: {reason}")
             continue
         yield _parse(number, data, env)
 
@@ -226,7 +291,7 @@ def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
 
     def pending(upto: int | None) -> Iterator[_Item]:
         for number in sorted(n for n in problems if upto is None or n <= upto):
-            yield _Item(number, error=problems.pop(number))
+            yield _bad_line(number, problems.pop(number))
 
     reader = csv.reader(texts())
     try:
@@ -252,14 +317,14 @@ def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
             return
         except csv.Error as exc:
             yield from pending(reader.line_num)
-            yield _Item(reader.line_num, error=f"line {reader.line_num}: not valid CSV: {exc}")
+            yield _bad_line(reader.line_num, f"line {reader.line_num}: not valid CSV: {exc}")
             continue
         yield from pending(reader.line_num)
         if not any(cell.strip() for cell in row):
             continue
         number = reader.line_num
         if len(row) != len(names):
-            yield _Item(number, error=f"line {number}: {len(row)} columns, the header has {len(names)}")
+            yield _bad_line(number, f"line {number}: {len(row)} columns, the header has {len(names)}")
             continue
         data = {name: _csv_value(name, cell) for name, cell in zip(names, row, strict=True) if cell != ""}
         yield _parse(number, data, env)
@@ -480,7 +545,7 @@ async def run_batch(
         dns_client = DnsClient(resolver, timeout=options.timeout, record=False, max_entries=BATCH_DNS_ENTRIES)
         tls = ssl_context or make_ssl_context(options)
         # What every account shares is made once: the registry, like the TLS context and DNS cache.
-        specs = specs if specs is not None else registered_checks()
+        specs = specs if specs is not None else registered_checks(options.families)
         summary = BatchSummary()
         if log is not None:
             summary.damaged_log_lines = list(log.damaged)
@@ -492,9 +557,10 @@ async def run_batch(
         mailbox_bounds = _HostBounds(1)
         queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
 
-        def finish(record: BatchLine) -> None:
+        def finish(record: BatchLine, *, bad_line: bool = False) -> None:
             sink.write(record)
-            summary.verdicts[str(record.verdict)] += 1
+            if not bad_line:
+                summary.verdicts[str(record.verdict)] += 1
             if record.report is not None:
                 summary.codes.update(f.code for f in record.report.findings() if f.severity.value != "info")
             if on_result is not None:
@@ -520,7 +586,7 @@ async def run_batch(
                     env=env if env is not None else dict(os.environ),
                 )
             except AccountError as exc:
-                item.error = str(exc)
+                item.error, item.problems = _one_line(exc), _issues(exc)
                 return ()
             return (completion.result(),)
 
@@ -529,7 +595,14 @@ async def run_batch(
             if item.account is None:
                 summary.invalid_lines.append(item.line)
                 finish(
-                    BatchLine(line=item.line, email_address=item.email, verdict="invalid", error=item.error)
+                    BatchLine(
+                        line=item.line,
+                        email_address=item.email,
+                        verdict="invalid",
+                        error=item.error,
+                        problems=item.problems,
+                    ),
+                    bad_line=item.bad_line,
                 )
                 return
             account = item.account

@@ -62,7 +62,7 @@ COMMANDS: Final[dict[str, Entry]] = {
     ),
     "schema": Entry(
         "inboxcheck.cli.schema:schema",
-        "Print the JSON Schema of the report that --format json writes.",
+        "Print the JSON Schema of a document the CLI prints (default: the check report).",
     ),
 }
 

@@ -172,6 +172,15 @@ CHECK_OPTIONS: Final = (
 )
 
 
+# Options that only mean something to the send test: without --send-test they are bad usage.
+_SEND_TEST_ONLY: Final = (
+    ("--to", "send_to"),
+    ("--to-account", "send_to_account"),
+    ("--keep-test-message", "keep_test_message"),
+    ("--test-header", "test_headers"),
+)
+
+
 def check_options(function: _Command) -> _Command:
     """The options every checking command shares."""
     return stacked(CHECK_OPTIONS, function)
@@ -181,6 +190,11 @@ def options_from(params: dict[str, Any]) -> CheckOptions:
     from inboxcheck._options import Family, parse_nameserver
     from inboxcheck._runner import build_options
 
+    if not params["send_test"]:
+        given = [flag for flag, name in _SEND_TEST_ONLY if params[name]]
+        if given:
+            verb = "goes" if len(given) == 1 else "go"
+            raise click.UsageError(f"{' and '.join(given)} {verb} with --send-test")
     families = set(params["only"] or FAMILIES) - set(params["skip"])
     # A deadline not given is left out, so that the options can make room for the send test.
     deadline = {} if params["deadline"] is None else {"deadline": params["deadline"]}

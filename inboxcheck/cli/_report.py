@@ -288,40 +288,9 @@ def renderer_for(
     return TextRenderer(colour=colour, unicode=unicode, verbose=verbose, width=width)
 
 
-INPUT_INVALID: Final = "input.invalid"
-
-
 def render_input_error(error: AccountError) -> str:
-    """An unusable account as the JSON document ``--format json`` prints instead of a report: one
-    ``input.invalid`` finding per field problem, so that a tool never has to parse the prose."""
-    from inboxcheck._models import finding
+    """An unusable account as the JSON document ``--format json`` prints instead of a report (see
+    :func:`inboxcheck._input.input_error_document`)."""
+    from inboxcheck._input import input_error_document
 
-    findings = [
-        finding(
-            INPUT_INVALID,
-            Severity.FAIL,
-            str(problem),
-            fix=f"Correct {problem.field} in the account payload (the README's field table lists "
-            "what the platform accepts).",
-            field=problem.field,
-            problem=problem.problem,
-        )
-        for problem in error.problems
-    ] or [
-        finding(
-            INPUT_INVALID,
-            Severity.FAIL,
-            error.message or str(error),
-            fix="Give a JSON object in the platform's create-inbox format.",
-            field=None,
-        )
-    ]
-    document = {
-        "kind": "input_error",
-        "verdict": "invalid",
-        "exit_code": error.exit_code,
-        "source": error.source,
-        "message": error.message or "the account is not valid",
-        "findings": [item.model_dump(mode="json") for item in findings],
-    }
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return input_error_document(error).model_dump_json(indent=2)

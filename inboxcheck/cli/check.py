@@ -158,7 +158,7 @@ def _run_batch(
         if progress is not None:
             progress.done += 1
         verdict = str(record.verdict)
-        if fmt == "text":
+        if fmt == "text" and not quiet:
             mark = marks[verdict] if mark_unicode else verdict.upper()
             mark = click.style(mark, fg=colours[verdict], bold=True) if colour else mark
             detail = record.error or ""
@@ -196,6 +196,12 @@ def _run_batch(
         notice(progress.describe(final=True))
         for line in summary.describe().splitlines():
             notice(line)
+    if fmt == "json":
+        # The summary closes the JSON lines (a document of its own kind: "summary").
+        click.echo(summary.document().model_dump_json())
+    elif quiet:
+        # -q: the summary alone, on stdout, instead of a line per account.
+        click.echo(summary.describe())
     sys.exit(summary.exit_code)
 
 

@@ -1,4 +1,4 @@
-"""``inboxcheck schema``: the committed JSON Schema of a document the CLI prints."""
+"""``inboxcheck schema [NAME]``: the committed JSON Schema of a document the CLI prints."""
 
 from __future__ import annotations
 
@@ -6,11 +6,27 @@ import json
 
 import click
 
+from inboxcheck._schema import DOCUMENTS
 
-@click.command()
-@click.option("--discover", "of_discover", is_flag=True, help="The schema of discover --format json instead.")
-def schema(of_discover: bool) -> None:
-    """Print the JSON Schema of the report that --format json writes."""
-    from inboxcheck._schema import discovery_schema, report_schema
 
-    click.echo(json.dumps(discovery_schema() if of_discover else report_schema(), indent=2))
+@click.command(
+    epilog="Documents: "
+    + "; ".join(f"{name} ({document.printed_by})" for name, document in DOCUMENTS.items())
+)
+@click.argument("name", metavar="[NAME]", required=False, type=click.Choice(list(DOCUMENTS)))
+@click.option(
+    "--discover",
+    "of_discover",
+    is_flag=True,
+    help="The schema of discover --format json (as NAME discovery).",
+)
+def schema(name: str | None, of_discover: bool) -> None:
+    """Print the JSON Schema of a document the CLI prints (default: the check report).
+
+    NAME is one of the documents listed below; without it, the report that check --format json writes.
+    """
+    from inboxcheck._schema import schema as committed
+
+    if of_discover and name not in (None, "discovery"):
+        raise click.UsageError(f"--discover and {name} name two documents: give one")
+    click.echo(json.dumps(committed("discovery" if of_discover else name or "report"), indent=2))

@@ -436,3 +436,51 @@ def test_a_dkim_selector_that_is_no_dns_name_is_bad_input(tmp_path: Path, select
 def test_dkim_selectors_that_are_dns_names_are_accepted(tmp_path: Path, selector: str) -> None:
     result = _run(["check", _file(tmp_path, google_payload()), *OFFLINE, "--dkim-selector", selector])
     assert result.exit_code == 0, result.output
+
+
+def test_batch_line_errors_are_listed_per_field(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    path, output = tmp_path / "accounts.jsonl", tmp_path / "results.jsonl"
+    bad = batch_user(1) | {"smtp_port": "587", "inbox_type": "GMAIL"}
+    path.write_text(json.dumps(bad) + "\n", encoding="utf-8")
+    result = _run(["check", "--batch", str(path), "--output", str(output), *OFFLINE])
+    assert result.exit_code == 2, result.output
+    record = json.loads(output.read_text(encoding="utf-8"))
+    assert "\n" not in record["error"]
+    problems = {p["field"]: p for p in record["problems"]}
+    assert set(problems) == {"smtp_port", "inbox_type"}
+    assert problems["smtp_port"]["problem"].startswith("is a string")
+    assert problems["smtp_port"]["allowed"] and problems["inbox_type"]["allowed"]
+    assert all("allowed:" not in p["problem"] for p in record["problems"])
+
+
+def test_a_batch_line_that_is_no_json_is_a_bad_line_not_an_account(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    lines = "\n".join([json.dumps(batch_user(1)), json.dumps(batch_user(2)), "{broken"]) + "\n"
+    result = _run(["check", "--batch", "-", *OFFLINE], input=lines)
+    assert result.exit_code == 2, result.output
+    assert "inboxcheck: 2 accounts: 2 pass" in result.stderr
+    assert "unusable input lines: 3" in result.stderr
+
+
+def test_quiet_batch_prints_only_the_summary(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    path = tmp_path / "accounts.jsonl"
+    path.write_text("\n".join(json.dumps(batch_user(i)) for i in range(3)) + "\n", encoding="utf-8")
+    result = _run(["check", "--batch", str(path), *OFFLINE, "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "3 accounts: 3 pass\n"
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--to", "someone@example.com"], ["--keep-test-message"], ["--test-header", "X-A: b"]],
+)
+def test_send_test_options_without_send_test_are_bad_usage(tmp_path: Path, extra: list[str]) -> None:
+    result = _run(["check", _file(tmp_path, google_payload()), *OFFLINE, *extra])
+    assert result.exit_code == 2, result.output
+    assert f"{extra[0]} goes with --send-test" in result.stderr
