@@ -134,7 +134,7 @@ def render_discovery(
     asked, then the findings. ``width`` wraps prose as in the report."""
     from inboxcheck._models import Severity, Status
     from inboxcheck.cli._report import VERDICT_COLOUR, TextRenderer
-    from inboxcheck.discovery.model import MailProtocol, ProbeResult
+    from inboxcheck.discovery.model import CredentialUse, MailProtocol, ProbeResult
 
     renderer = TextRenderer(colour=colour, unicode=unicode, verbose=verbose, width=width)
 
@@ -147,12 +147,26 @@ def render_discovery(
         lines.append(bold("Settings:"))
         column = max(len(key) for key in result.account)
         for key, value in result.account.items():
-            source = result.filled.get(key)
             text = escape(value if isinstance(value, str) else json.dumps(value))
-            line = f"  {key.ljust(column)}  {text}" + (f"   <- {escape(source)}" if source else "")
-            lines.extend(wrap(line, width=width, hang=" " * (column + 7)))
+            lines.extend(wrap(f"  {key.ljust(column)}  {text}", width=width, hang=" " * (column + 4)))
+        # Each source named once, with the fields it filled.
+        by_source: dict[str, list[str]] = {}
+        for key, source in result.filled.items():
+            by_source.setdefault(source, []).append(key)
+        for source, keys in by_source.items():
+            lines.extend(wrap(f"  <- {escape(source)}: {', '.join(keys)}", width=width, hang="       "))
     else:
         lines.append(bold("Settings: none found that work."))
+    probed = [c for c in result.candidates if c.result is not ProbeResult.NOT_PROBED]
+    if probed and all(c.credential is CredentialUse.NOT_GIVEN for c in result.candidates):
+        lines.append("")
+        lines.extend(
+            wrap(
+                "No password was given: each endpoint was probed without logging in, so a working "
+                "login is not proven (set INBOXCHECK_SMTP_PASSWORD, or --ask-password, to log in).",
+                width=width,
+            )
+        )
     lines.append("")
     lines.append(bold("Candidates tried (best first):"))
     works = {ProbeResult.LOGGED_IN, ProbeResult.AUTH_OFFERED}

@@ -35,3 +35,53 @@ def test_terminal_escapes_from_outside_are_shown_escaped() -> None:
     assert "\x1b" not in text and "\x07" not in text
     assert "\\x1b[2J" in text and "\\x1b[31mred" in text
     assert "Settings: none found that work." in text and "Verdict: FAIL" in text
+
+
+def _found(credential: str) -> Discovery:
+    from inboxcheck.discovery.model import CredentialUse
+
+    source = "autoconfig https://autoconfig.example.com/mail/config-v1.1.xml"
+    fields = ("smtp_host", "smtp_port", "imap_host", "imap_port")
+    return Discovery(
+        email_address="jane@example.com",
+        duration_ms=1.0,
+        account={
+            "email_address": "jane@example.com",
+            "smtp_host": "mail.example.com",
+            "smtp_port": 587,
+            "imap_host": "mail.example.com",
+            "imap_port": 993,
+        },
+        filled=dict.fromkeys(fields, source),
+        candidates=(
+            Candidate(
+                protocol=MailProtocol.SMTP,
+                host="mail.example.com",
+                port=587,
+                tls=TlsMode.STARTTLS,
+                source=SourceKind.AUTOCONFIG,
+                sources=(source,),
+                result=ProbeResult.AUTH_OFFERED,
+                credential=CredentialUse(credential),
+                chosen=True,
+            ),
+        ),
+        findings=(),
+        verdict=Verdict.PASS,
+    )
+
+
+def test_the_settings_name_each_source_once() -> None:
+    text = render_discovery(_found("not_given"), colour=False, unicode=True, verbose=False)
+    settings = text.split("Settings:")[1].split("Candidates tried")[0]
+    assert settings.count("autoconfig https://autoconfig.example.com") == 1
+    assert (
+        "<- autoconfig https://autoconfig.example.com/mail/config-v1.1.xml: smtp_host, smtp_port" in settings
+    )
+
+
+def test_the_text_says_when_it_ran_without_a_password() -> None:
+    without = render_discovery(_found("not_given"), colour=False, unicode=True, verbose=False)
+    assert "No password was given: each endpoint was probed without logging in" in without
+    given = render_discovery(_found("sent"), colour=False, unicode=True, verbose=False)
+    assert "No password was given" not in given
