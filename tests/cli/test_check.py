@@ -238,23 +238,6 @@ def test_notices_and_batch_lines_escape_what_came_from_outside(tmp_path: Path) -
     assert "\x1b" not in failed.stderr and "a\\x1b[2Jb.json" in failed.stderr
 
 
-def test_presets_list_and_show() -> None:
-    listing = _run(["presets"])
-    assert listing.exit_code == 0
-    assert "google-workspace" in listing.stdout and "microsoft-365" in listing.stdout
-    shown = _run(["presets", "show", "microsoft-365"])
-    assert "outlook.office365.com:993" in shown.stdout
-    assert "IMAP basic auth retired" in shown.stdout
-    as_json = json.loads(_run(["presets", "show", "google-workspace", "--format", "json"]).stdout)
-    assert as_json["dns"]["spf_includes"] == ["_spf.google.com"]
-    missing = _run(["presets", "show", "nope"])
-    assert missing.exit_code == 2 and "known presets" in missing.stderr
-
-
-def test_schema_command_prints_the_committed_schema() -> None:
-    assert json.loads(_run(["schema"]).stdout) == committed_report_schema()
-
-
 def test_no_colour_without_a_terminal(tmp_path: Path) -> None:
     result = _run(["check", _file(tmp_path, google_payload(imap_port=143)), *OFFLINE])
     assert "\x1b[" not in result.stdout
@@ -325,26 +308,6 @@ def test_internal_errors_become_exit_70_without_a_traceback(monkeypatch: pytest.
     assert info.value.code == 70
 
 
-def test_discover_text_wraps_to_columns_at_word_boundaries() -> None:
-    # gmail.com is answered from the presets and --no-probe connects nowhere: offline.
-    args = ["discover", "jane@gmail.com", "--no-probe", "-v"]
-    flat = _run(args)
-    result = _run(args, env={"COLUMNS": "80"})
-    assert result.exit_code == flat.exit_code == 3, result.output
-    assert _words(result.stdout) == _words(flat.stdout)
-    assert max(len(line) for line in flat.stdout.splitlines()) > 80, "the test needs long lines"
-    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
-
-
-def test_connect_gate_line_wraps_to_columns(tmp_path: Path) -> None:
-    payload = google_payload(imap_port=143, smtp_username="someone.else@company.com", daily_limit=10000)
-    args = ["connect", _file(tmp_path, payload), *OFFLINE, "--dry-run"]
-    result = _run(args, env={"COLUMNS": "60"})
-    assert result.exit_code == 1, result.output
-    assert "Gate: BLOCKED by" in result.stdout
-    assert all(len(line) <= 60 for line in result.stdout.splitlines()), result.stdout
-
-
 def _interrupted(tmp_path: Path, args: list[str], before: Any = None) -> subprocess.CompletedProcess[str]:
     """Run the command against a server that accepts and never greets; Ctrl-C it once it connected."""
     import signal
@@ -403,25 +366,6 @@ def test_ctrl_c_in_a_batch_leaves_the_log_usable_for_resume(tmp_path: Path) -> N
     assert log.read_text(encoding="utf-8") == kept  # nothing torn, nothing lost
     again = _run([*args, "--resume"])  # the log's lock went with the process
     assert again.exit_code == 0, again.output
-
-
-@pytest.mark.parametrize(
-    ("address", "problem"),
-    [("bad", "must contain exactly one @"), ("a@b", "its domain needs at least one dot")],
-)
-def test_discover_names_what_is_wrong_with_the_address(address: str, problem: str) -> None:
-    result = _run(["discover", address])
-    assert result.exit_code == 2
-    assert f"error: address: {address!r} is not an email address: {problem}" in result.stderr
-    assert "Traceback" not in result.output
-
-
-def test_connect_dry_run_line_wraps_to_columns(tmp_path: Path) -> None:
-    args = ["connect", _file(tmp_path, custom_payload()), *OFFLINE, "--dry-run"]
-    result = _run(args, env={"COLUMNS": "60"})
-    assert result.exit_code == 0, result.output
-    assert "Dry run: would POST" in result.stdout
-    assert all(len(line) <= 60 for line in result.stdout.splitlines()), result.stdout
 
 
 @pytest.mark.parametrize("selector", ["bad selector", "s1..mail", "-s1", "s1._domainkey\n", "a" * 64, ""])

@@ -1,11 +1,15 @@
-"""The text form of a discovery: what a server or a DNS record said is shown, never obeyed."""
+"""inboxcheck discover: its text form (what a server or a DNS record said is shown, never obeyed), and
+the command offline (the lab and scripted peers: tests/discovery/)."""
 
 from __future__ import annotations
+
+import pytest
 
 from inboxcheck._models import Severity, Verdict, finding
 from inboxcheck._presets import TlsMode
 from inboxcheck.cli.discover import render_discovery
 from inboxcheck.discovery.model import Candidate, Discovery, MailProtocol, ProbeResult, SourceKind
+from tests.cli.runner import run, words
 
 
 def test_terminal_escapes_from_outside_are_shown_escaped() -> None:
@@ -85,3 +89,25 @@ def test_the_text_says_when_it_ran_without_a_password() -> None:
     assert "No password was given: each endpoint was probed without logging in" in without
     given = render_discovery(_found("sent"), colour=False, unicode=True, verbose=False)
     assert "No password was given" not in given
+
+
+def test_discover_text_wraps_to_columns_at_word_boundaries() -> None:
+    # gmail.com is answered from the presets and --no-probe connects nowhere: offline.
+    args = ["discover", "jane@gmail.com", "--no-probe", "-v"]
+    flat = run(args)
+    result = run(args, env={"COLUMNS": "80"})
+    assert result.exit_code == flat.exit_code == 3, result.output
+    assert words(result.stdout) == words(flat.stdout)
+    assert max(len(line) for line in flat.stdout.splitlines()) > 80, "the test needs long lines"
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [("bad", "must contain exactly one @"), ("a@b", "its domain needs at least one dot")],
+)
+def test_discover_names_what_is_wrong_with_the_address(address: str, problem: str) -> None:
+    result = run(["discover", address])
+    assert result.exit_code == 2
+    assert f"error: address: {address!r} is not an email address: {problem}" in result.stderr
+    assert "Traceback" not in result.output
