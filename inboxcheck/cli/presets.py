@@ -3,16 +3,53 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import TYPE_CHECKING
 
 import click
 
 from inboxcheck.cli._options import option
-from inboxcheck.cli._terminal import ErrorGroup, escape, width_of, wrap
+from inboxcheck.cli._terminal import ErrorGroup, Terminal, emit, escape, wrap
 
 if TYPE_CHECKING:
-    from inboxcheck._presets import Preset
+    from inboxcheck._presets import Preset, Presets
+
+
+class PresetTableOutput:
+    """The presets as a table (id, name, inbox type, preferred SMTP and IMAP), or a JSON list."""
+
+    def text(self, result: Presets, terminal: Terminal, *, verbose: bool, quiet: bool) -> str:
+        rows = []
+        for preset in result:
+            smtp, imap = preset.smtp.preferred(), preset.imap.preferred()
+            rows.append(
+                (
+                    preset.id,
+                    preset.name + (" (unverified)" if preset.unverified else ""),
+                    preset.inbox_type.value,
+                    f"{smtp.host}:{smtp.port}" if smtp else "-",
+                    f"{imap.host}:{imap.port}" if imap else "-",
+                )
+            )
+        header = ("ID", "NAME", "INBOX TYPE", "SMTP", "IMAP")
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        return "".join(
+            "  ".join(escape(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            + "\n"
+            for row in [header, *rows]
+        )
+
+    def json(self, result: Presets) -> str:
+        return json.dumps([p.model_dump(mode="json") for p in result], indent=2) + "\n"
+
+
+class PresetOutput:
+    """One preset in full, or as JSON."""
+
+    def text(self, result: Preset, terminal: Terminal, *, verbose: bool, quiet: bool) -> str:
+        return describe_preset(result, width=terminal.width) + "\n"
+
+    def json(self, result: Preset) -> str:
+        return result.model_dump_json(indent=2) + "\n"
 
 
 @click.group(cls=ErrorGroup, invoke_without_command=True)
@@ -24,28 +61,7 @@ def presets(ctx: click.Context, fmt: str) -> None:
         return
     from inboxcheck._presets import load_presets
 
-    loaded = load_presets()
-    if fmt == "json":
-        click.echo(json.dumps([p.model_dump(mode="json") for p in loaded], indent=2))
-        return
-    rows = []
-    for preset in loaded:
-        smtp, imap = preset.smtp.preferred(), preset.imap.preferred()
-        rows.append(
-            (
-                preset.id,
-                preset.name + (" (unverified)" if preset.unverified else ""),
-                preset.inbox_type.value,
-                f"{smtp.host}:{smtp.port}" if smtp else "-",
-                f"{imap.host}:{imap.port}" if imap else "-",
-            )
-        )
-    header = ("ID", "NAME", "INBOX TYPE", "SMTP", "IMAP")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo(
-            "  ".join(escape(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    emit(PresetTableOutput(), load_presets(), fmt=fmt)
 
 
 @presets.command("show")
@@ -55,11 +71,7 @@ def presets_show(preset_id: str, fmt: str) -> None:
     """Print one preset in full."""
     from inboxcheck._presets import load_presets
 
-    preset = load_presets().get(preset_id)
-    if fmt == "json":
-        click.echo(preset.model_dump_json(indent=2))
-        return
-    click.echo(describe_preset(preset, width=width_of(sys.stdout)))
+    emit(PresetOutput(), load_presets().get(preset_id), fmt=fmt)
 
 
 def describe_preset(preset: Preset, *, width: int | None = None) -> str:
