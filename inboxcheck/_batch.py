@@ -97,7 +97,8 @@ class _Item:
 
 
 class BatchSummaryDocument(BaseModel):
-    """A batch's summary as JSON: the last line ``check --batch --format json`` prints."""
+    """A batch's summary as JSON: the last line ``check --batch --format json`` prints on stdout
+    (without ``--output``)."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -48,10 +48,12 @@ DOCUMENTS: Final = {
     "discovery": Document("inboxcheck.discovery.model:Discovery", "discover --format json"),
     "connect": Document("inboxcheck.platform.connect:ConnectResult", "connect --format json"),
     "batch-line": Document(
-        "inboxcheck._batch:BatchLine", "check --batch --format json (each line; also the --output file)"
+        "inboxcheck._batch:BatchLine",
+        "check --batch --format json (each line on stdout, or of the --output file)",
     ),
     "batch-summary": Document(
-        "inboxcheck._batch:BatchSummaryDocument", "check --batch --format json (the last line)"
+        "inboxcheck._batch:BatchSummaryDocument",
+        "check --batch --format json without --output (the last line)",
     ),
     "error": Document(
         "inboxcheck._input:InputErrorDocument", "check, diagnose, connect --format json: an unusable account"

@@ -196,8 +196,9 @@ def _run_batch(
         notice(progress.describe(final=True))
         for line in summary.describe().splitlines():
             notice(line)
-    if fmt == "json":
-        # The summary closes the JSON lines (a document of its own kind: "summary").
+    if stream is not None:
+        # The summary closes the JSON lines on stdout (a document of its own kind: "summary"); with
+        # --output the results, and so the summary, stay out of stdout.
         click.echo(summary.document().model_dump_json())
     elif quiet:
         # -q: the summary alone, on stdout, instead of a line per account.
