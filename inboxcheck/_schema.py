@@ -48,11 +48,11 @@ DOCUMENTS: Final = {
     "discovery": Document("inboxcheck.discovery.model:Discovery", "discover --format json"),
     "connect": Document("inboxcheck.platform.connect:ConnectResult", "connect --format json"),
     "batch-line": Document(
-        "inboxcheck._batch:BatchLine",
+        "inboxcheck._batch_results:BatchLine",
         "check --batch --format json (each line on stdout, or of the --output file)",
     ),
     "batch-summary": Document(
-        "inboxcheck._batch:BatchSummaryDocument",
+        "inboxcheck._batch_results:BatchSummaryDocument",
         "check --batch --format json without --output (the last line)",
     ),
     "error": Document(
