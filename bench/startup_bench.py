@@ -1,6 +1,15 @@
 """Benchmark: how long ``inboxcheck --version`` takes to start, against ``checkdmarc --help``.
 
     python bench/startup_bench.py [--runs 40] [--warmup 3]
+    python bench/startup_bench.py --account [--runs 20] [--before TREE] [--importtime]
+
+``--account`` (issue 22): one lab account, whole process: ``inboxcheck check ACCOUNT`` (every check,
+and the two logins only) against swaks + curl doing the same two logins, one after another, in
+alternating rounds; wall time and CPU time (user + sys of the child and its children, from
+``wait4``), with the machine's load average. ``--before TREE`` also runs ``python -m inboxcheck``
+from another source tree (the code before a change) in the same rounds. ``--importtime`` prints the
+largest imports of one ``check`` run. Target: at most 2.5 times swaks + curl. Needs the lab's
+packages and swaks and curl (``scripts/install-system-deps.sh``).
 
 Both are the console scripts of the running interpreter's environment (``sys.executable``'s bin
 dir), run directly as a shell would, not through pyenv's shims (a shim is a bash script that runs
@@ -16,6 +25,8 @@ Only runs when invoked; not part of the test suite. Needs ``pip install -e '.[be
 from __future__ import annotations
 
 import argparse
+import compileall
+import functools
 import json
 import os
 import statistics
@@ -71,8 +82,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "startup.json")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--account", action="store_true", help="one lab account against swaks + curl")
+    parser.add_argument("--before", type=Path, default=None, help="with --account: another source tree")
+    parser.add_argument("--importtime", action="store_true", help="with --account: the largest imports")
     args = parser.parse_args()
+    if args.account:
+        return account_main(args)
+    args.json = args.json or REPO / "bench" / "results" / "startup.json"
     commands = {
         "inboxcheck --version": [str(BIN / "inboxcheck"), "--version"],
         "checkdmarc --help": [str(BIN / "checkdmarc"), "--help"],
@@ -124,6 +141,178 @@ def main() -> int:
     print("largest imports at start (cumulative):", ", ".join(result["inboxcheck_imports_cumulative"][:6]))
     print(f"raw figures: {args.json}")
     return 0 if result["met"] else 1
+
+
+def _time_child(
+    argv: list[str], *, stdin: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, float, int]:
+    """Wall seconds and CPU seconds (user + sys of the child and whatever it waited for), exit code."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+    )
+    if stdin is not None and process.stdin is not None:
+        process.stdin.write(stdin.encode())
+        process.stdin.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_utime + usage.ru_stime, process.returncode
+
+
+def _tools_once(payload: dict[str, Any], ca_file: Path) -> tuple[float, float, int]:
+    """swaks (SMTP STARTTLS, AUTH PLAIN, quit) then curl (IMAPS login, LIST), as a person would."""
+    swaks = _time_child(
+        [
+            "swaks",
+            "--server",
+            f"{payload['smtp_host']}:{payload['smtp_port']}",
+            "--tls",
+            "--tls-verify",
+            "--tls-ca-path",
+            str(ca_file),
+            "--auth",
+            "PLAIN",
+            f"--auth-user={payload['smtp_username']}",
+            "--quit-after",
+            "AUTH",
+            "--hide-all",
+            "--auth-password",
+        ],
+        stdin=payload["smtp_password"] + "\n",
+    )
+    curl = _time_child(
+        [
+            "curl",
+            "--silent",
+            "--show-error",
+            "--cacert",
+            str(ca_file),
+            "--user",
+            f"{payload['imap_username']}:{payload['imap_password']}",
+            f"imaps://{payload['imap_host']}:{payload['imap_port']}/",
+        ]
+    )
+    return swaks[0] + curl[0], swaks[1] + curl[1], swaks[2] or curl[2]
+
+
+def _largest_imports(argv: list[str], env: dict[str, str] | None = None) -> list[str]:
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, check=False, env=env
+    )
+    rows: list[tuple[int, int, str]] = []
+    for line in completed.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((int(parts[1]), int(parts[0].split(":")[1]), parts[2].rstrip()))
+    top = [row for row in rows if not row[2].startswith("    ")]  # top-level imports only
+    top.sort(reverse=True)
+    return [f"{name.strip()} {cumulative / 1000:.1f} ms" for cumulative, _, name in top[:15]]
+
+
+def account_main(args: argparse.Namespace) -> int:
+    import tempfile
+
+    sys.path.insert(0, str(REPO))
+    from lab import Lab
+
+    with Lab(users=["bench1"]) as lab, tempfile.TemporaryDirectory(prefix="icstart-") as tmp:
+        payload = lab.account("bench1", smtp="submission", imap="imaps")
+        by_address = lab.account("bench1", smtp="submission", imap="imaps", host_style="address")
+        account = Path(tmp) / "account.json"  # a private temp dir: the file holds the passwords
+        account.write_text(json.dumps(payload), encoding="utf-8")
+        common = [
+            str(account),
+            "--nameserver",
+            f"{lab.nameserver[0]}:{lab.nameserver[1]}",
+            "--ca-file",
+            str(lab.ca_file),
+            "--format",
+            "json",
+        ]
+        logins = ["--only", "smtp", "--only", "imap"]
+        trees = {"": REPO} if args.before is None else {"": REPO, "before: ": args.before.resolve()}
+        runs: dict[str, Any] = {}
+        for tree in trees.values():
+            # Bytecode written as installing a wheel does: this sandbox sets PYTHONDONTWRITEBYTECODE,
+            # and every start would otherwise compile inboxcheck's modules again (0.25 s of CPU).
+            compileall.compile_dir(str(tree / "inboxcheck"), quiet=1)
+        for label, tree in trees.items():
+            # Both trees the same way: python -m inboxcheck run in the tree (its own package first).
+            env = dict(os.environ, PYTHONPATH=str(tree))
+            check = [sys.executable, "-m", "inboxcheck", "check", *common]
+            every = functools.partial(_time_child, check, env=env, cwd=tree)
+            runs[f"{label}inboxcheck check (every check)"] = every
+            logins_only = functools.partial(_time_child, [*check, *logins], env=env, cwd=tree)
+            runs[f"{label}inboxcheck check --only smtp --only imap"] = logins_only
+        # The tools use the system resolver, which does not know the lab's names: its addresses.
+        runs["swaks + curl"] = functools.partial(_tools_once, by_address, lab.ca_file)
+        if args.importtime:
+            print("largest top-level imports of `inboxcheck check` (every check):")
+            for line in _largest_imports(["-m", "inboxcheck", "check", *common]):
+                print("  " + line)
+        for run in runs.values():
+            for _ in range(max(1, args.warmup)):
+                run()
+        names = list(runs)
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+        loads: list[float] = []
+        for round_no in range(max(1, args.runs)):
+            shift = round_no % len(names)
+            for name in names[shift:] + names[:shift]:
+                wall, cpu, code = runs[name]()
+                if code not in (0, 3) and not name.startswith("swaks"):
+                    raise RuntimeError(f"{name} exited {code}")
+                if name.startswith("swaks") and code != 0:
+                    raise RuntimeError(f"swaks or curl failed ({code})")
+                samples[name].append((wall, cpu))
+            loads.append(os.getloadavg()[0])
+    tools_wall = statistics.median(w for w, _ in samples["swaks + curl"])
+    tools_cpu = statistics.median(c for _, c in samples["swaks + curl"])
+    result = {
+        "python": sys.version.split()[0],
+        "runs": args.runs,
+        "cpus": os.cpu_count(),
+        "load_average_median": statistics.median(loads),
+        "medians": {
+            name: {
+                "wall_ms": 1000 * statistics.median(w for w, _ in values),
+                "cpu_ms": 1000 * statistics.median(c for _, c in values),
+                "wall_x_tools": statistics.median(w for w, _ in values) / tools_wall,
+                "cpu_x_tools": statistics.median(c for _, c in values) / tools_cpu,
+                # The best run of each: what load on the machine added least to.
+                "best_wall_ms": 1000 * min(w for w, _ in values),
+                "best_cpu_ms": 1000 * min(c for _, c in values),
+            }
+            for name, values in samples.items()
+        },
+    }
+    path = args.json or REPO / "bench" / "results" / "startup-account.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(
+        f"{args.runs} rounds, load average (1 min) median {result['load_average_median']:.1f} "
+        f"on {os.cpu_count()} CPUs\n"
+    )
+    print(
+        "| command | wall (median) | CPU user+sys (median) | wall / swaks+curl | CPU / swaks+curl "
+        "| best wall | best CPU |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, row in result["medians"].items():
+        print(
+            f"| {name} | {row['wall_ms']:.0f} ms | {row['cpu_ms']:.0f} ms | "
+            f"{row['wall_x_tools']:.2f}x | {row['cpu_x_tools']:.2f}x | "
+            f"{row['best_wall_ms']:.0f} ms | {row['best_cpu_ms']:.0f} ms |"
+        )
+    print(f"raw figures: {path}")
+    every = result["medians"]["inboxcheck check (every check)"]
+    return 0 if every["wall_x_tools"] <= 2.5 else 1
 
 
 if __name__ == "__main__":

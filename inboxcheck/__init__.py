@@ -82,7 +82,7 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
     ),
     "inboxcheck._options": ("CheckOptions", "Family", "Nameserver"),
     "inboxcheck._presets": ("Preset", "Presets", "load_presets"),
-    "inboxcheck._render": ("Format", "JsonRenderer", "TextRenderer"),
+    "inboxcheck.cli._report": ("Format", "JsonRenderer", "TextRenderer"),
     "inboxcheck._runner": ("check", "check_sync"),
     "inboxcheck._schema": ("report_schema",),
     "inboxcheck.discovery.model": ("Candidate", "Discovery"),
@@ -180,17 +180,17 @@ if TYPE_CHECKING:
         Presets as Presets,
         load_presets as load_presets,
     )
-    from inboxcheck._render import (
-        Format as Format,
-        JsonRenderer as JsonRenderer,
-        TextRenderer as TextRenderer,
-    )
     from inboxcheck._runner import (
         check as check,
         check_sync as check_sync,
     )
     from inboxcheck._schema import (
         report_schema as report_schema,
+    )
+    from inboxcheck.cli._report import (
+        Format as Format,
+        JsonRenderer as JsonRenderer,
+        TextRenderer as TextRenderer,
     )
     from inboxcheck.discovery.model import (
         Candidate as Candidate,

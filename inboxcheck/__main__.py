@@ -1,3 +1,3 @@
-from inboxcheck._cli import main
+from inboxcheck.cli import main
 
 main()

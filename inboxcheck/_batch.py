@@ -29,28 +29,34 @@ import hmac
 import io
 import json
 import os
-import secrets
 import ssl
 import sys
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Annotated, Any, Final, Literal, TypeVar, cast
+from typing import IO, Any, Final, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
 
+from inboxcheck._batch_results import (
+    BatchLine,
+    BatchSummary,
+    BatchSummaryDocument,
+    FieldIssue,
+    Hex64,
+    LogHeader,
+)
 from inboxcheck._check import CheckSpec
 from inboxcheck._errors import AccountError, InboxcheckError, ResultsLogError
 from inboxcheck._input import FIELD_RULES, decode_json, long_integer_or_int, parse_account
 from inboxcheck._jsonl import Line, ResultLog, read_lines
-from inboxcheck._models import Account, CheckResult, Report, Status, Verdict
+from inboxcheck._models import Account, CheckResult, Status, Verdict
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets, load_presets
 
-__all__ = ["BatchLine", "BatchSummary", "read_batch", "run_batch"]
+__all__ = ["BatchLine", "BatchSummary", "BatchSummaryDocument", "FieldIssue", "read_batch", "run_batch"]
 
 MAX_LINE_BYTES: Final = 1_000_000
 # Lookups a batch remembers, least recently used dropped first: 2,000-2,500 domains' worth of MX, SPF,
@@ -63,54 +69,16 @@ _TRUE: Final = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE: Final = frozenset({"false", "0", "no", "n", "off"})
 
 
-class BatchLine(BaseModel):
-    """One line of the output file: an account's report, or why its input line was unusable.
-
-    ``digest`` identifies the exact account judged (:func:`item_digest`); a line holding the same
-    account as an earlier line is not checked again but logged as ``duplicate`` of that line.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    line: int
-    digest: str | None = None
-    email_address: str | None = None
-    verdict: Verdict | Literal["invalid", "duplicate"]
-    duplicate_of: int | None = None
-    error: str | None = None
-    report: Report | None = None
-
-
-_Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-
-
-class LogHeader(BaseModel):
-    """The first record of a results log: the key of its account digests (random, one per log).
-
-    The digests are keyed so that the log alone never lets anyone test a password guess against
-    them; the key is kept here, so it is no secret beyond the log itself."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: Literal["header"] = "header"
-    version: int = 2
-    digest_key: _Hex64
-
-    @classmethod
-    def new(cls) -> LogHeader:
-        return cls(digest_key=secrets.token_hex(32))
-
-    @property
-    def key(self) -> bytes:
-        return bytes.fromhex(self.digest_key)
-
-
 @dataclass
 class _Item:
     line: int
     account: Account | None = None
     email: str | None = None
     error: str | None = None
+    problems: tuple[FieldIssue, ...] = ()
+    # The line is no account at all (not JSON, not UTF-8, too long, broken CSV): a bad line, not
+    # counted among the accounts.
+    bad_line: bool = False
     # A partial payload (email_address and what the user knows), completed by discovery when checked.
     partial: dict[str, Any] | None = None
     digest: str = ""
@@ -161,64 +129,6 @@ def digested(items: Iterator[_Item], key: bytes) -> Iterator[tuple[_Item, int | 
         yield item, (line if line != item.line else None)
 
 
-@dataclass
-class BatchSummary:
-    """What a batch did: accounts per verdict, the most frequent finding codes, bad lines."""
-
-    verdicts: Counter[str] = field(default_factory=Counter)
-    codes: Counter[str] = field(default_factory=Counter)
-    skipped_done: int = 0
-    invalid_lines: list[int] = field(default_factory=list)
-    damaged_log_lines: list[int] = field(default_factory=list)
-    # (line, the earlier line holding the same account)
-    duplicates: list[tuple[int, int]] = field(default_factory=list)
-    legacy_note: str | None = None
-
-    @property
-    def total(self) -> int:
-        return sum(self.verdicts.values())
-
-    @property
-    def exit_code(self) -> int:
-        """1 if an account failed, else 2 if a line was unusable, else 3 if a check could not tell."""
-        if self.verdicts.get(Verdict.FAIL.value):
-            return 1
-        if self.invalid_lines:
-            return 2
-        if self.verdicts.get(Verdict.ERROR.value):
-            return 3
-        return 0
-
-    def describe(self, *, top: int = 5) -> str:
-        parts = [f"{count} {verdict}" for verdict, count in sorted(self.verdicts.items())]
-        lines = [f"{self.total} accounts: " + (", ".join(parts) or "none")]
-        if self.skipped_done:
-            lines.append(f"{self.skipped_done} of them were already in the output file (resumed)")
-        if self.damaged_log_lines:
-            damaged = self.damaged_log_lines
-            shown = ", ".join(map(str, damaged[:10]))
-            more = "" if len(damaged) <= 10 else f" and {len(damaged) - 10} more"
-            lines.append(
-                f"the output file's line(s) {shown}{more} could not be read and were skipped "
-                "(kept as they are; the accounts they held were checked again)"
-            )
-        if self.legacy_note:
-            lines.append(self.legacy_note)
-        if self.duplicates:
-            pairs = sorted(self.duplicates)
-            shown = ", ".join(f"line {line} = line {first}" for line, first in pairs[:10])
-            more = "" if len(pairs) <= 10 else f" and {len(pairs) - 10} more"
-            lines.append(f"the same account on more than one line (checked once): {shown}{more}")
-        if self.invalid_lines:
-            shown = ", ".join(map(str, self.invalid_lines[:10]))
-            more = "" if len(self.invalid_lines) <= 10 else f" and {len(self.invalid_lines) - 10} more"
-            lines.append(f"unusable input lines: {shown}{more}")
-        if self.codes:
-            common = ", ".join(f"{code} ({n})" for code, n in self.codes.most_common(top))
-            lines.append(f"most frequent findings: {common}")
-        return "\n".join(lines)
-
-
 def _detect_format(path: Path, head: str) -> Literal["jsonl", "csv"]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
@@ -238,6 +148,25 @@ def _csv_value(name: str, text: str) -> object:
     return text
 
 
+def _bad_line(number: int, problem: str) -> _Item:
+    return _Item(number, error=problem, problems=(FieldIssue(field=None, problem=problem),), bad_line=True)
+
+
+def _issues(error: AccountError) -> tuple[FieldIssue, ...]:
+    """The account's problems, one per field, with what the platform allows there."""
+    issues = []
+    for item in error.problems:
+        allowed = FIELD_RULES.get(item.field)
+        problem = item.problem.removesuffix(f"; allowed: {allowed}") if allowed else item.problem
+        issues.append(FieldIssue(field=item.field, problem=problem, allowed=allowed))
+    return tuple(issues) or (FieldIssue(field=None, problem=error.message or str(error)),)
+
+
+def _one_line(error: AccountError) -> str:
+    """The error on one line: a log line holds no line breaks."""
+    return "; ".join(line.strip() for line in str(error).splitlines())
+
+
 def _parse(line: int, data: object, env: dict[str, str]) -> _Item:
     from inboxcheck.discovery.complete import is_partial
 
@@ -248,7 +177,9 @@ def _parse(line: int, data: object, env: dict[str, str]) -> _Item:
     try:
         account = parse_account(data, source=f"line {line}", env=env)
     except AccountError as exc:
-        return _Item(line, email=email if isinstance(email, str) else None, error=str(exc))
+        return _Item(
+            line, email=email if isinstance(email, str) else None, error=_one_line(exc), problems=_issues(exc)
+        )
     return _Item(line, account=account, email=account.email_address)
 
 
@@ -291,7 +222,7 @@ def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
         number = line.number
         text, problem = _text(line)
         if problem is not None:
-            yield _Item(number, error=problem)
+            yield _bad_line(number, problem)
             continue
         if not text.strip():
             continue
@@ -299,7 +230,7 @@ def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
             data = decode_json(text)
         except (json.JSONDecodeError, RecursionError) as exc:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            yield _Item(number, error=f"line {number}: not valid JSON: {reason}")
+            yield _bad_line(number, f"line {number}: not valid JSON: {reason}")
             continue
         yield _parse(number, data, env)
 
@@ -319,7 +250,7 @@ def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
 
     def pending(upto: int | None) -> Iterator[_Item]:
         for number in sorted(n for n in problems if upto is None or n <= upto):
-            yield _Item(number, error=problems.pop(number))
+            yield _bad_line(number, problems.pop(number))
 
     reader = csv.reader(texts())
     try:
@@ -345,14 +276,14 @@ def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
             return
         except csv.Error as exc:
             yield from pending(reader.line_num)
-            yield _Item(reader.line_num, error=f"line {reader.line_num}: not valid CSV: {exc}")
+            yield _bad_line(reader.line_num, f"line {reader.line_num}: not valid CSV: {exc}")
             continue
         yield from pending(reader.line_num)
         if not any(cell.strip() for cell in row):
             continue
         number = reader.line_num
         if len(row) != len(names):
-            yield _Item(number, error=f"line {number}: {len(row)} columns, the header has {len(names)}")
+            yield _bad_line(number, f"line {number}: {len(row)} columns, the header has {len(names)}")
             continue
         data = {name: _csv_value(name, cell) for name, cell in zip(names, row, strict=True) if cell != ""}
         yield _parse(number, data, env)
@@ -387,7 +318,7 @@ class LoggedCheck(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     line: int
-    digest: _Hex64 | None = None
+    digest: Hex64 | None = None
     verdict: Verdict | Literal["invalid", "duplicate"]
     duplicate_of: int | None = None
     report: LoggedReport | None = None
@@ -410,7 +341,7 @@ class LoggedCreate(BaseModel):
 
     kind: Literal["create"]
     line: int
-    digest: _Hex64 | None = None
+    digest: Hex64 | None = None
     state: Literal["sent", "answered"] = "answered"
     email_address: str | None = None
     outcome: str | None = None
@@ -644,7 +575,7 @@ async def run_batch(
         )
         tls = ssl_context or make_ssl_context(options)
         # What every account shares is made once: the registry, like the TLS context and DNS cache.
-        specs = specs if specs is not None else registered_checks()
+        specs = specs if specs is not None else registered_checks(options.families)
         summary = BatchSummary()
         if log is not None:
             summary.damaged_log_lines = list(log.damaged)
@@ -653,9 +584,10 @@ async def run_batch(
         mailbox_bounds = _HostBounds(1)
         queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
 
-        def finish(record: BatchLine) -> None:
+        def finish(record: BatchLine, *, bad_line: bool = False) -> None:
             sink.write(record)
-            summary.verdicts[str(record.verdict)] += 1
+            if not bad_line:
+                summary.verdicts[str(record.verdict)] += 1
             if record.report is not None:
                 summary.codes.update(f.code for f in record.report.findings() if f.severity.value != "info")
             if on_result is not None:
@@ -681,7 +613,7 @@ async def run_batch(
                     env=env if env is not None else dict(os.environ),
                 )
             except AccountError as exc:
-                item.error = str(exc)
+                item.error, item.problems = _one_line(exc), _issues(exc)
                 return ()
             return (completion.result(),)
 
@@ -696,7 +628,9 @@ async def run_batch(
                         email_address=item.email,
                         verdict="invalid",
                         error=item.error,
-                    )
+                        problems=item.problems,
+                    ),
+                    bad_line=item.bad_line,
                 )
                 return
             account = item.account

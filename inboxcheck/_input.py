@@ -23,13 +23,13 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from inboxcheck._credential import Credential
 from inboxcheck._errors import AccountError, FieldProblem
-from inboxcheck._models import Account
+from inboxcheck._models import Account, Finding, Severity, finding
 
 __all__ = [
     "ENV_IMAP_OAUTH_TOKEN",
@@ -37,10 +37,12 @@ __all__ = [
     "ENV_SMTP_OAUTH_TOKEN",
     "ENV_SMTP_PASSWORD",
     "FIELD_RULES",
+    "InputErrorDocument",
     "LongInteger",
     "OAuthTokens",
     "PasswordSource",
     "decode_json",
+    "input_error_document",
     "load_account",
     "parse_account",
 ]
@@ -363,3 +365,50 @@ def load_account(
     """Read an account from a JSON file (or ``-`` for standard input) and validate it."""
     data, name = read_json(source, stdin=stdin)
     return parse_account(data, source=name, env=env, prompt=prompt, sources=sources, tokens=tokens)
+
+
+INPUT_INVALID: Final = "input.invalid"
+
+
+class InputErrorDocument(BaseModel):
+    """An unusable account as JSON (what ``--format json`` prints instead of a report): one
+    ``input.invalid`` finding per field problem, so that a tool never has to parse the prose."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["input_error"] = "input_error"
+    verdict: Literal["invalid"] = "invalid"
+    exit_code: int
+    source: str
+    message: str
+    findings: tuple[Finding, ...]
+
+
+def input_error_document(error: AccountError) -> InputErrorDocument:
+    """The JSON document of an unusable account."""
+    findings = [
+        finding(
+            INPUT_INVALID,
+            Severity.FAIL,
+            str(problem),
+            fix=f"Correct {problem.field} in the account payload (the README's field table lists "
+            "what the platform accepts).",
+            field=problem.field,
+            problem=problem.problem,
+        )
+        for problem in error.problems
+    ] or [
+        finding(
+            INPUT_INVALID,
+            Severity.FAIL,
+            error.message or str(error),
+            fix="Give a JSON object in the platform's create-inbox format.",
+            field=None,
+        )
+    ]
+    return InputErrorDocument(
+        exit_code=error.exit_code,
+        source=error.source,
+        message=error.message or "the account is not valid",
+        findings=tuple(findings),
+    )

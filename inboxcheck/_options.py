@@ -148,6 +148,8 @@ class CheckOptions(BaseModel):
     @field_validator("blocklist_zones")
     @classmethod
     def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            return value  # nothing to look up: the blocklists' data is not loaded
         from inboxcheck._blocklists import select_blocklists
 
         try:
@@ -192,7 +194,9 @@ class CheckOptions(BaseModel):
             # Loaded once here, so a file that is no CA fails the run as bad input, not every TLS
             # check as a bug.
             try:
-                ssl.create_default_context().load_verify_locations(cafile=str(value))
+                # A bare client context: the system's CAs (tens of milliseconds to load) are not
+                # what is being checked.
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(value))
             except (ssl.SSLError, OSError, ValueError) as exc:
                 reason = getattr(exc, "reason", None) or exc.__class__.__name__
                 message = f"CA file {value} holds no PEM certificate that can be loaded ({reason})"

@@ -73,7 +73,7 @@ async def run_checks(
     if specs is None:
         from inboxcheck.checks import registered_checks
 
-        specs = registered_checks()
+        specs = registered_checks(options.families)
     selected = [spec for spec in specs if spec.selected_by(options)]
     ctx = CheckContext.for_account(
         account,

@@ -22,10 +22,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from inboxcheck._batch import read_batch, read_results, run_batch
-from inboxcheck._cli import cli
 from inboxcheck._errors import ResultsLogError
 from inboxcheck._jsonl import ResultLog, read_lines
 from inboxcheck._options import CheckOptions, Family
+from inboxcheck.cli import cli
 from inboxcheck.platform.batch import CreateLine, connect_batch
 from inboxcheck.platform.client import PlatformClient
 from inboxcheck.platform.key import ApiKey

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from inboxcheck._cli import cli
 from inboxcheck._errors import OptionsError
 from inboxcheck._options import CheckOptions, Family
+from inboxcheck.cli import cli
 from inboxcheck.platform.connect import connect
 from inboxcheck.platform.gate import choose_daily_limit
 from inboxcheck.platform.key import ApiKey

@@ -9,8 +9,8 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from inboxcheck._cli import cli
 from inboxcheck._options import CheckOptions, Family
+from inboxcheck.cli import cli
 from inboxcheck.platform.batch import connect_batch, idempotency_key
 from inboxcheck.platform.client import PlatformClient
 from inboxcheck.platform.key import ApiKey

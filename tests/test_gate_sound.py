@@ -25,8 +25,8 @@ import pytest
 from click.testing import CliRunner
 
 from inboxcheck._batch import read_results, run_batch
-from inboxcheck._cli import cli
 from inboxcheck._options import CheckOptions, Family
+from inboxcheck.cli import cli
 from inboxcheck.platform.batch import connect_batch
 from inboxcheck.platform.client import PlatformClient
 from inboxcheck.platform.key import ApiKey

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from click.testing import CliRunner
 
-from inboxcheck._cli import cli
 from inboxcheck._models import Account, Report, Severity, Stage, Status
 from inboxcheck._options import CheckOptions, Family, Nameserver
 from inboxcheck._runner import run_checks
+from inboxcheck.cli import cli
 from tests.helpers import custom_payload
 
 if TYPE_CHECKING:

@@ -1170,7 +1170,7 @@ def test_a_preset_without_a_source_fails_to_load(tmp_path: Path, drop: str) -> N
 def test_presets_show_prints_the_source_and_date() -> None:
     from click.testing import CliRunner
 
-    from inboxcheck._cli import cli
+    from inboxcheck.cli import cli
 
     result = CliRunner().invoke(cli, ["presets", "show", "fastmail"])
     assert result.exit_code == 0

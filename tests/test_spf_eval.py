@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import inboxcheck
-from inboxcheck._cli import cli
+from inboxcheck.cli import cli
 from inboxcheck.dns.records._common import RecordSyntaxError
 from inboxcheck.dns.records.spf import parse_spf
 from tests.spf_suite import SuiteDnsServer

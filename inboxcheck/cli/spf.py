@@ -72,7 +72,7 @@ def spf(
 
     from inboxcheck._errors import OptionsError
     from inboxcheck._options import parse_nameserver
-    from inboxcheck._render import escape
+    from inboxcheck.cli._terminal import escape
     from inboxcheck.dns.spf_eval import check_host, client_address, valid_domain
 
     try:
@@ -103,7 +103,7 @@ def spf(
 
 
 def render_text(result: SpfEvaluation) -> str:
-    from inboxcheck._render import escape
+    from inboxcheck.cli._terminal import escape
 
     lines = [result.result.value]
     if result.mechanism is not None:

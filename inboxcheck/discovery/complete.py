@@ -17,12 +17,12 @@ from pydantic import JsonValue
 from inboxcheck._errors import AccountError, FieldProblem
 from inboxcheck._models import CheckResult, Finding, Severity, Status, finding
 from inboxcheck._options import CheckOptions
-from inboxcheck.discovery.model import Discovery
 
 if TYPE_CHECKING:
     import ssl
 
     from inboxcheck._presets import Presets
+    from inboxcheck.discovery.model import Discovery
     from inboxcheck.dns.client import DnsClient
 
 __all__ = ["FILLABLE", "Completion", "complete_payload", "is_partial"]

@@ -41,15 +41,14 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict
 
 from inboxcheck._batch import (
-    BatchSummary,
     LoggedCreate,
     LoggedReport,
-    LogHeader,
     digested,
     parse_logged,
     read_batch,
     run_batch,
 )
+from inboxcheck._batch_results import BatchSummary, LogHeader
 from inboxcheck._errors import InboxcheckError
 from inboxcheck._jsonl import ResultLog
 from inboxcheck._models import Account, Finding, Severity, Status, finding

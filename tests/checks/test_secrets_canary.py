@@ -22,9 +22,9 @@ from inboxcheck._knowledge import load_knowledge
 from inboxcheck._models import Account, Report
 from inboxcheck._options import CheckOptions, parse_nameserver
 from inboxcheck._presets import load_presets
-from inboxcheck._render import JsonRenderer, TextRenderer
 from inboxcheck._runner import run_checks
 from inboxcheck.checks.login import imap, same_mailbox, smtp
+from inboxcheck.cli._report import JsonRenderer, TextRenderer
 from tests.checks import test_imap as imap_tests, test_smtp as smtp_tests
 from tests.helpers import CANARY
 from tests.peers import DnsPeer, PeerCerts, PeerConn, Script

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from inboxcheck._cli import cli
 from inboxcheck._models import Account, Report, Severity, Status
 from inboxcheck._options import CheckOptions, parse_nameserver
 from inboxcheck._runner import run_checks
 from inboxcheck.checks import dns, send
 from inboxcheck.checks.login import imap, smtp
+from inboxcheck.cli import cli
 
 pytestmark = pytest.mark.lab
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import jsonschema
 from click.testing import CliRunner, Result
 
-from inboxcheck._cli import cli
 from inboxcheck._schema import committed_discovery_schema
+from inboxcheck.cli import cli
 from tests.discovery.conftest import ADDRESS, PASSWORD, Mail, config_xml, ok, web_peer
 from tests.peers import DnsPeer, PeerCerts
 

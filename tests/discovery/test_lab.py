@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from inboxcheck._cli import cli
 from inboxcheck._endpoint import TlsMode
 from inboxcheck._models import Verdict
+from inboxcheck.cli import cli
 from inboxcheck.discovery import CredentialUse, Discovery, MailProtocol, ProbeResult, SourceKind, discover
 from lab import Lab
 from lab.api_double import ApiDouble

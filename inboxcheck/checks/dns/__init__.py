@@ -29,16 +29,20 @@ from typing import Final
 
 from inboxcheck._check import CheckSpec
 from inboxcheck._options import CheckOptions, Family
-from inboxcheck.checks.dns.blocklists import check_blocklists
+from inboxcheck.checks import deferred
 from inboxcheck.checks.dns.dkim import COMMON_DKIM_SELECTORS, check_dkim
 from inboxcheck.checks.dns.dmarc import check_dmarc
-from inboxcheck.checks.dns.fcrdns import check_fcrdns
 from inboxcheck.checks.dns.mx import check_mx
 from inboxcheck.checks.dns.receivers import check_receivers
 from inboxcheck.checks.dns.spf import check_spf, merged_spf_record
 from inboxcheck.checks.dns.treewalk import organisational_domain, walk_targets
 
 __all__ = ["CHECKS", "COMMON_DKIM_SELECTORS", "merged_spf_record", "organisational_domain", "walk_targets"]
+
+
+# Asked for with --deliverability: their code (and the blocklists' data) is loaded only then.
+check_fcrdns = deferred("inboxcheck.checks.dns.fcrdns:check_fcrdns")
+check_blocklists = deferred("inboxcheck.checks.dns.blocklists:check_blocklists")
 
 
 def _deliverability(options: CheckOptions) -> bool:

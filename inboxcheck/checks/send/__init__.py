@@ -13,9 +13,7 @@ from typing import Final
 
 from inboxcheck._check import CheckSpec
 from inboxcheck._options import CheckOptions, Family
-from inboxcheck.checks.send.imap import check_send_cleanup, check_send_find
-from inboxcheck.checks.send.smtp import check_send_message, check_send_permission
-from inboxcheck.checks.send.verify import check_send_verify
+from inboxcheck.checks import deferred
 
 __all__ = ["CHECKS"]
 
@@ -23,6 +21,13 @@ __all__ = ["CHECKS"]
 def _asked(options: CheckOptions) -> bool:
     return options.send_test
 
+
+# The steps' code is loaded only by a run that asks for the send test.
+check_send_permission = deferred("inboxcheck.checks.send.smtp:check_send_permission")
+check_send_message = deferred("inboxcheck.checks.send.smtp:check_send_message")
+check_send_find = deferred("inboxcheck.checks.send.imap:check_send_find")
+check_send_verify = deferred("inboxcheck.checks.send.verify:check_send_verify")
+check_send_cleanup = deferred("inboxcheck.checks.send.imap:check_send_cleanup")
 
 # Every step is in the SMTP family: without SMTP there is nothing to find, and --skip smtp
 # turns the whole send test off.

@@ -7,13 +7,14 @@ import pydantic
 from click.testing import CliRunner
 
 from inboxcheck import report_schema as public_report_schema
-from inboxcheck._cli import cli
 from inboxcheck._schema import (
     committed_report_schema,
     committed_report_schema_text,
     generated_report_schema,
     report_schema,
 )
+from inboxcheck.cli import cli
+from tests.cli.runner import run
 
 PYDANTIC = tuple(int(part) for part in pydantic.VERSION.split(".")[:2])
 
@@ -104,3 +105,7 @@ def test_discovery_schema_has_the_issue_fields_and_no_password() -> None:
     candidate = schema["$defs"]["Candidate"]["properties"]
     assert {"protocol", "host", "port", "tls", "source", "result", "evidence"} <= set(candidate)
     assert "smtp_password" not in json.dumps(schema)
+
+
+def test_schema_command_prints_the_committed_schema() -> None:
+    assert json.loads(run(["schema"]).stdout) == committed_report_schema()

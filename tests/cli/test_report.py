@@ -14,8 +14,10 @@ import pytest
 
 from inboxcheck._models import Finding, InboxType, Report, Severity
 from inboxcheck._options import CheckOptions, Family, Nameserver
-from inboxcheck._render import TextRenderer, escape, render_diagnosis, wrap
 from inboxcheck._runner import run_checks
+from inboxcheck.cli._report import TextRenderer
+from inboxcheck.cli._terminal import escape, wrap
+from inboxcheck.cli.diagnose import render_diagnosis
 from tests.checks.test_dns import account
 
 if TYPE_CHECKING:
@@ -46,14 +48,14 @@ async def _reports(lab: Lab) -> list[Report]:
 
 def _records(report: Report) -> list[str]:
     """The records the report's findings ask to publish or quote (the renderer's own reading)."""
-    from inboxcheck._render import _records_in
+    from inboxcheck.cli._report import records_in as _records_in
 
     return [record for f in report.findings() for record in _records_in(f) if " " in record]
 
 
 def _to_publish(report: Report) -> list[str]:
     """The records the fixes ask to publish: each must stand alone on its line, ready to copy."""
-    from inboxcheck._render import _records_in
+    from inboxcheck.cli._report import records_in as _records_in
 
     found = [(record, f.fix or "") for f in report.findings() for record in _records_in(f)]
     return [record for record, fix in found if " " in record and record in fix]
@@ -225,7 +227,7 @@ def test_a_finding_built_by_hand_is_escaped_in_message_fix_and_evidence() -> Non
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_preset_at_80_and_100_columns_breaks_no_word(width: int) -> None:
     from inboxcheck._presets import load_presets
-    from inboxcheck._render import describe_preset
+    from inboxcheck.cli.presets import describe_preset
 
     longest = 0
     for preset in load_presets():

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from inboxcheck._cli import cli
+from inboxcheck.cli import cli
 
 USER = "alice@lab.test"
 

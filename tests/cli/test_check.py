@@ -13,9 +13,9 @@ import jsonschema
 import pytest
 from click.testing import CliRunner, Result
 
-from inboxcheck._cli import cli
 from inboxcheck._input import ENV_IMAP_PASSWORD, ENV_SMTP_PASSWORD
 from inboxcheck._schema import committed_report_schema
+from inboxcheck.cli import cli
 from tests.helpers import CANARY, custom_payload, google_payload
 
 OFFLINE = ["--only", "account"]
@@ -209,7 +209,7 @@ def test_batch_progress_after_a_resume_counts_only_what_is_left(tmp_path: Path) 
 
 
 def test_progress_shows_done_of_total_percentage_rate_and_eta() -> None:
-    from inboxcheck._cli import _Progress
+    from inboxcheck.cli.check import _Progress
 
     now = [100.0]
     progress = _Progress(1000, clock=lambda: now[0])
@@ -236,23 +236,6 @@ def test_notices_and_batch_lines_escape_what_came_from_outside(tmp_path: Path) -
     failed = _run(["check", str(weird)])
     assert failed.exit_code == 2
     assert "\x1b" not in failed.stderr and "a\\x1b[2Jb.json" in failed.stderr
-
-
-def test_presets_list_and_show() -> None:
-    listing = _run(["presets"])
-    assert listing.exit_code == 0
-    assert "google-workspace" in listing.stdout and "microsoft-365" in listing.stdout
-    shown = _run(["presets", "show", "microsoft-365"])
-    assert "outlook.office365.com:993" in shown.stdout
-    assert "IMAP basic auth retired" in shown.stdout
-    as_json = json.loads(_run(["presets", "show", "google-workspace", "--format", "json"]).stdout)
-    assert as_json["dns"]["spf_includes"] == ["_spf.google.com"]
-    missing = _run(["presets", "show", "nope"])
-    assert missing.exit_code == 2 and "known presets" in missing.stderr
-
-
-def test_schema_command_prints_the_committed_schema() -> None:
-    assert json.loads(_run(["schema"]).stdout) == committed_report_schema()
 
 
 def test_no_colour_without_a_terminal(tmp_path: Path) -> None:
@@ -314,35 +297,15 @@ def test_the_installed_command_runs_as_a_subprocess(tmp_path: Path) -> None:
 
 
 def test_internal_errors_become_exit_70_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inboxcheck import _cli
+    from inboxcheck.cli import check, main
 
     def broken(**_: Any) -> None:
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr(_cli, "_options_from", lambda params: broken())
+    monkeypatch.setattr(check, "options_from", lambda params: broken())
     with pytest.raises(SystemExit) as info:
-        _cli.main(["check", "fixtures/accounts/google-bad.json"])
+        main(["check", "fixtures/accounts/google-bad.json"])
     assert info.value.code == 70
-
-
-def test_discover_text_wraps_to_columns_at_word_boundaries() -> None:
-    # gmail.com is answered from the presets and --no-probe connects nowhere: offline.
-    args = ["discover", "jane@gmail.com", "--no-probe", "-v"]
-    flat = _run(args)
-    result = _run(args, env={"COLUMNS": "80"})
-    assert result.exit_code == flat.exit_code == 3, result.output
-    assert _words(result.stdout) == _words(flat.stdout)
-    assert max(len(line) for line in flat.stdout.splitlines()) > 80, "the test needs long lines"
-    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
-
-
-def test_connect_gate_line_wraps_to_columns(tmp_path: Path) -> None:
-    payload = google_payload(imap_port=143, smtp_username="someone.else@company.com", daily_limit=10000)
-    args = ["connect", _file(tmp_path, payload), *OFFLINE, "--dry-run"]
-    result = _run(args, env={"COLUMNS": "60"})
-    assert result.exit_code == 1, result.output
-    assert "Gate: BLOCKED by" in result.stdout
-    assert all(len(line) <= 60 for line in result.stdout.splitlines()), result.stdout
 
 
 def _interrupted(tmp_path: Path, args: list[str], before: Any = None) -> subprocess.CompletedProcess[str]:
@@ -405,25 +368,6 @@ def test_ctrl_c_in_a_batch_leaves_the_log_usable_for_resume(tmp_path: Path) -> N
     assert again.exit_code == 0, again.output
 
 
-@pytest.mark.parametrize(
-    ("address", "problem"),
-    [("bad", "must contain exactly one @"), ("a@b", "its domain needs at least one dot")],
-)
-def test_discover_names_what_is_wrong_with_the_address(address: str, problem: str) -> None:
-    result = _run(["discover", address])
-    assert result.exit_code == 2
-    assert f"error: address: {address!r} is not an email address: {problem}" in result.stderr
-    assert "Traceback" not in result.output
-
-
-def test_connect_dry_run_line_wraps_to_columns(tmp_path: Path) -> None:
-    args = ["connect", _file(tmp_path, custom_payload()), *OFFLINE, "--dry-run"]
-    result = _run(args, env={"COLUMNS": "60"})
-    assert result.exit_code == 0, result.output
-    assert "Dry run: would POST" in result.stdout
-    assert all(len(line) <= 60 for line in result.stdout.splitlines()), result.stdout
-
-
 @pytest.mark.parametrize("selector", ["bad selector", "s1..mail", "-s1", "s1._domainkey\n", "a" * 64, ""])
 def test_a_dkim_selector_that_is_no_dns_name_is_bad_input(tmp_path: Path, selector: str) -> None:
     # RFC 6376 3.1: a selector is one or more DNS labels; anything else is refused before any lookup.
@@ -436,3 +380,51 @@ def test_a_dkim_selector_that_is_no_dns_name_is_bad_input(tmp_path: Path, select
 def test_dkim_selectors_that_are_dns_names_are_accepted(tmp_path: Path, selector: str) -> None:
     result = _run(["check", _file(tmp_path, google_payload()), *OFFLINE, "--dkim-selector", selector])
     assert result.exit_code == 0, result.output
+
+
+def test_batch_line_errors_are_listed_per_field(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    path, output = tmp_path / "accounts.jsonl", tmp_path / "results.jsonl"
+    bad = batch_user(1) | {"smtp_port": "587", "inbox_type": "GMAIL"}
+    path.write_text(json.dumps(bad) + "\n", encoding="utf-8")
+    result = _run(["check", "--batch", str(path), "--output", str(output), *OFFLINE])
+    assert result.exit_code == 2, result.output
+    record = json.loads(output.read_text(encoding="utf-8"))
+    assert "\n" not in record["error"]
+    problems = {p["field"]: p for p in record["problems"]}
+    assert set(problems) == {"smtp_port", "inbox_type"}
+    assert problems["smtp_port"]["problem"].startswith("is a string")
+    assert problems["smtp_port"]["allowed"] and problems["inbox_type"]["allowed"]
+    assert all("allowed:" not in p["problem"] for p in record["problems"])
+
+
+def test_a_batch_line_that_is_no_json_is_a_bad_line_not_an_account(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    lines = "\n".join([json.dumps(batch_user(1)), json.dumps(batch_user(2)), "{broken"]) + "\n"
+    result = _run(["check", "--batch", "-", *OFFLINE], input=lines)
+    assert result.exit_code == 2, result.output
+    assert "inboxcheck: 2 accounts: 2 pass" in result.stderr
+    assert "unusable input lines: 3" in result.stderr
+
+
+def test_quiet_batch_prints_only_the_summary(tmp_path: Path) -> None:
+    from tests.helpers import batch_user
+
+    path = tmp_path / "accounts.jsonl"
+    path.write_text("\n".join(json.dumps(batch_user(i)) for i in range(3)) + "\n", encoding="utf-8")
+    result = _run(["check", "--batch", str(path), *OFFLINE, "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "3 accounts: 3 pass\n"
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--to", "someone@example.com"], ["--keep-test-message"], ["--test-header", "X-A: b"]],
+)
+def test_send_test_options_without_send_test_are_bad_usage(tmp_path: Path, extra: list[str]) -> None:
+    result = _run(["check", _file(tmp_path, google_payload()), *OFFLINE, *extra])
+    assert result.exit_code == 2, result.output
+    assert f"{extra[0]} goes with --send-test" in result.stderr

@@ -1,0 +1,77 @@
+"""Start-up: a command loads only what it and the account need (how fast is in bench/, not here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import Lab
+from tests.helpers import google_payload
+
+# Run the CLI in a fresh interpreter and list the inboxcheck modules it loaded.
+_PROBE = (
+    "import sys\n"
+    "from inboxcheck.cli import main\n"
+    "try:\n"
+    "    main(sys.argv[1:])\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "print(json.dumps(sorted(m for m in sys.modules if m.startswith('inboxcheck'))), file=sys.stderr)\n"
+)
+
+# Loaded only by what asks for them: discovery (a partial payload, discover), the send test
+# (--send-test), the blocklists (--deliverability), the platform client (connect), other commands.
+_NEVER_FOR_A_PLAIN_CHECK = (
+    "inboxcheck.discovery.run",
+    "inboxcheck.discovery.sources",
+    "inboxcheck.discovery.model",
+    "inboxcheck.checks.send.smtp",
+    "inboxcheck.checks.send.imap",
+    "inboxcheck.checks.send.verify",
+    "inboxcheck.checks.send.message",
+    "inboxcheck._blocklists",
+    "inboxcheck.checks.dns.blocklists",
+    "inboxcheck.checks.dns.fcrdns",
+    "inboxcheck.platform.client",
+    "inboxcheck._diagnose",
+    "inboxcheck.cli.connect",
+    "inboxcheck.cli.diagnose",
+    "inboxcheck.cli.discover",
+)
+
+
+def _loaded(*args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import json\n" + _PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+def test_an_offline_check_loads_no_network_check_nor_discovery(tmp_path: Path) -> None:
+    account = tmp_path / "account.json"
+    account.write_text(json.dumps(google_payload()), encoding="utf-8")
+    loaded = _loaded("check", str(account), "--only", "account", "--format", "json")
+    assert "inboxcheck.checks.account" in loaded
+    unwanted = {*_NEVER_FOR_A_PLAIN_CHECK, "inboxcheck.checks.dns", "inboxcheck.checks.login.smtp"}
+    assert not loaded & unwanted, loaded & unwanted
+
+
+@pytest.mark.lab
+def test_a_full_check_of_a_lab_account_loads_only_what_it_runs(lab: Lab, tmp_path: Path) -> None:
+    account = tmp_path / "account.json"
+    account.write_text(json.dumps(lab.account("alice@lab.test", smtp="submission", imap="imaps")))
+    host, port = lab.nameserver
+    common = ["check", str(account), "--nameserver", f"{host}:{port}", "--ca-file", str(lab.ca_file)]
+    loaded = _loaded(*common, "--format", "json")
+    assert {"inboxcheck.checks.dns", "inboxcheck.checks.login.smtp", "inboxcheck.checks.login.imap"} <= loaded
+    assert not loaded & set(_NEVER_FOR_A_PLAIN_CHECK), loaded & set(_NEVER_FOR_A_PLAIN_CHECK)
+    deliverability = _loaded(*common, "--only", "dns", "--deliverability", "--format", "json")
+    assert {"inboxcheck._blocklists", "inboxcheck.checks.dns.blocklists"} <= deliverability
