@@ -274,10 +274,12 @@ class CheckContext:
         if self._scrubber is None:
             # The recipient mailbox of the send test (--to-account) has passwords too.
             recipient = self.options.send_to_account
-            forms = Scrubber.for_account(self.account).forms
+            scrubber = Scrubber.for_account(self.account)
             if recipient is not None:
-                forms = [*forms, *Scrubber.for_account(recipient).forms]
-            self._scrubber = Scrubber(forms)
+                scrubber = scrubber.with_secrets(
+                    credentials=(recipient.smtp_credential, recipient.imap_credential)
+                )
+            self._scrubber = scrubber
         return self._scrubber
 
     @property

@@ -12,7 +12,8 @@ import asyncio
 import base64
 import contextlib
 import ssl
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -26,6 +27,7 @@ __all__ = [
     "Script",
     "TcpForwarder",
     "secret_wire_forms",
+    "serving_in_thread",
 ]
 
 LINE_LIMIT = 1 << 20
@@ -162,6 +164,41 @@ class Peer:
             await asyncio.wait(list(self._tasks))
         if self._server is not None:
             await self._server.wait_closed()
+
+
+@contextlib.contextmanager
+def serving_in_thread(make: Callable[[], Peer]) -> Iterator[Peer]:
+    """A peer served from a background thread with its own event loop, for a synchronous caller (the
+    CLI through click's runner, a subprocess). ``make`` builds the peer inside that loop."""
+    ready = threading.Event()
+    started: list[Peer] = []
+    failure: list[BaseException] = []
+    stop: list[Callable[[], None]] = []
+
+    async def serve() -> None:
+        done = asyncio.Event()
+        try:
+            async with make() as server:
+                started.append(server)
+                loop = asyncio.get_running_loop()
+                stop.append(lambda: loop.call_soon_threadsafe(done.set))
+                ready.set()
+                await done.wait()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="peer", daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        if failure:
+            raise failure[0]
+        yield started[0]
+    finally:
+        if stop:
+            stop[0]()
+        thread.join()
 
 
 class TcpForwarder:

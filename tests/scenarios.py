@@ -31,7 +31,8 @@ IMPLICIT_SMTP_PORT = 465
 
 
 def _crlf(text: str) -> bytes:
-    return (text.replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n").encode()
+    # surrogateescape: a test writes a raw byte (a Latin-1 \xfc) as "\udcfc" in a reply.
+    return (text.replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n").encode("utf-8", "surrogateescape")
 
 
 # --- SMTP ----------------------------------------------------------------------------------------

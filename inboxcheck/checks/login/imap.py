@@ -87,6 +87,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     current_command: Any
     transport: Any
     capabilities: set[str]
+    imap_version: str
     state: str
     loop: asyncio.AbstractEventLoop
     tasks: set[asyncio.Future[Any]]
@@ -171,6 +172,18 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
                 self.state = aioimaplib.AUTH
             self.state_condition.notify_all()
         return command, response
+
+    async def capability(self) -> None:
+        """The library's CAPABILITY, reading the reply as server text: its strict decode would turn
+        one byte that is not UTF-8 into a crash of the check."""
+        response = await self.execute(aioimaplib.Command("CAPABILITY", self.new_tag(), loop=self.loop))
+        lines = _lines(response)
+        listed = lines[0].split() if lines else []
+        self.capabilities = set(listed)
+        versions = [item.upper() for item in listed if item.upper() in aioimaplib.AllowedVersions]
+        if not versions:
+            raise aioimaplib.Error("server not IMAP4 compliant")
+        self.imap_version = versions[-1]
 
     def cancel_tasks(self) -> None:
         for task in list(self.tasks):

@@ -24,7 +24,7 @@ from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
 from inboxcheck._knowledge import ReplyMatch
-from inboxcheck._models import Severity
+from inboxcheck._models import Severity, undecodable_hex
 from inboxcheck._options import Family
 from inboxcheck._presets import TlsMode
 from inboxcheck.checks.login.net import connect_any, local_address_literal
@@ -94,7 +94,14 @@ class _SmtpLogin(LoginProbe):
     # --- helpers ---------------------------------------------------------------------------
 
     def step(self, name: str, reply: _Verbatim | str) -> None:
-        self.steps.append({"step": name, "reply": self.scrub(str(reply))})
+        if isinstance(reply, _Verbatim):  # scrubbed whole, then cut to the evidence's length
+            reply = _Verbatim(reply.code, self.scrub(reply.text))
+        text = self.scrub(str(reply))
+        step: dict[str, JsonValue] = {"step": name, "reply": text}
+        raw = undecodable_hex(text)  # bytes that are not UTF-8: the text shows U+FFFD, the hex the bytes
+        if raw is not None:
+            step["reply_hex"] = raw
+        self.steps.append(step)
 
     def port_hint(self) -> str:
         """What the preset knows about this provider's ports, for messages about a failed connect."""
