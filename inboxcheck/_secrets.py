@@ -126,6 +126,10 @@ class Scrubber:
 
     def _redact_long(self, text: str) -> str:
         assert self._long is not None
+        if text.isascii():  # the common case, answered by substring search: no anchor, nothing to do
+            lowered = text.lower()
+            if not any(anchor in lowered for anchor in self._extend):
+                return text
         out: list[str] = []
         pos = 0
         while (match := self._long.search(text, pos)) is not None:
@@ -218,6 +222,13 @@ def _prefix_anchors(username: str, secret: str) -> Iterable[tuple[str, str]]:
         whole = base64.b64encode((lead + secret).encode("utf-8", "surrogatepass")).decode("ascii")
         need = -(-(lead_bytes + six) * 4 // 3)
         yield whole[:need], whole
+        # Re-encoded after the cut: a prefix that ends inside a base64 group is padded, and its last
+        # character differs from the whole string's; each such boundary is a form of its own.
+        for end in range(SUBSTRING_MIN, len(secret)):
+            data = (lead + secret[:end]).encode("utf-8", "surrogatepass")
+            if len(data) % 3:
+                form = base64.b64encode(data).decode("ascii")
+                yield form, form
 
 
 def _common_prefix(text: str, start: int, form: str) -> int:
