@@ -173,7 +173,7 @@ def serving_in_thread(make: Callable[[], Peer]) -> Iterator[Peer]:
     ready = threading.Event()
     started: list[Peer] = []
     failure: list[BaseException] = []
-    stop: list[Callable[[], None]] = []
+    stop: list[Callable[[], object]] = []
 
     async def serve() -> None:
         done = asyncio.Event()

@@ -22,8 +22,8 @@ from inboxcheck._render import escape
 from inboxcheck.checks.login import imap, smtp
 from inboxcheck.platform.outcomes import ApiOutcome
 from lab.api_double import ApiDouble, Respond
-from tests.peers import PeerCerts, serving_in_thread
-from tests.scenarios import PASSWORD, USER, ImapScript, Peer, SmtpScript, base_payload, peer, run_login
+from tests.peers import Peer, PeerCerts, serving_in_thread
+from tests.scenarios import PASSWORD, USER, ImapScript, SmtpScript, base_payload, peer, run_login
 
 # What a German mail server's greeting looks like when its name is written in Latin-1.
 LATIN1_GREETING = "220 mail M\udcfcller GmbH ESMTP"
