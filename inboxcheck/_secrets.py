@@ -71,9 +71,18 @@ class Scrubber:
     ``AUTH PLAIN`` cut short quotes base64 that decodes to the password's first characters).
     """
 
-    def __init__(self, secrets: Iterable[str] = (), *, credentials: Iterable[Credential] = ()) -> None:
+    def __init__(
+        self,
+        secrets: Iterable[str] = (),
+        *,
+        credentials: Iterable[Credential] = (),
+        public_prefixes: Iterable[str] = (),
+    ) -> None:
+        """``public_prefixes``: leads of a secret that are no secret (an API key's ``cs_live_``); a
+        prefix of such a secret counts from the end of its lead."""
         self._secrets = tuple(secrets)
         self._credentials = tuple(credentials)
+        self._public = tuple(p for p in public_prefixes if p)
         wire: set[str] = set()
         pairs = [("", secret) for secret in self._secrets]
         for secret in self._secrets:
@@ -89,7 +98,8 @@ class Scrubber:
             if len(form) >= SUBSTRING_MIN:
                 self._extend.setdefault(form.lower(), set()).add(form)
         for username, secret in pairs:
-            for anchor, form in _prefix_anchors(username, secret):
+            public = max((len(p) for p in self._public if secret.startswith(p)), default=0)
+            for anchor, form in _prefix_anchors(username, secret, public):
                 self._extend.setdefault(anchor.lower(), set()).add(form)
         anchors = sorted(self._extend, key=len, reverse=True)
         self._long = (
@@ -109,11 +119,15 @@ class Scrubber:
         secrets = [api_key.reveal()]
         for payload in payloads:
             secrets.extend(v for k, v in payload.items() if isinstance(v, str) and is_secret_name(k))
-        return cls(secrets)
+        return cls(secrets, public_prefixes=(api_key.prefix,))
 
     def with_secrets(self, *secrets: str, credentials: Iterable[Credential] = ()) -> Scrubber:
         """A scrubber for everything this one hides, and ``secrets`` and ``credentials`` too."""
-        return Scrubber((*self._secrets, *secrets), credentials=(*self._credentials, *credentials))
+        return Scrubber(
+            (*self._secrets, *secrets),
+            credentials=(*self._credentials, *credentials),
+            public_prefixes=self._public,
+        )
 
     def __call__(self, text: str) -> str:
         if self._long is not None:
@@ -208,23 +222,23 @@ class Scrubber:
         return _ScrubbingFilter(self)
 
 
-def _prefix_anchors(username: str, secret: str) -> Iterable[tuple[str, str]]:
+def _prefix_anchors(username: str, secret: str, public: int = 0) -> Iterable[tuple[str, str]]:
     """For each form whose prefixes must go too: the shortest prefix that holds
-    :data:`SUBSTRING_MIN` characters of the secret, and the whole form."""
-    if len(secret) < SUBSTRING_MIN:
+    :data:`SUBSTRING_MIN` characters of the secret (after its ``public`` lead), and the whole form."""
+    if len(secret) - public < SUBSTRING_MIN:
         return
-    yield secret[:SUBSTRING_MIN], secret
+    yield secret[: public + SUBSTRING_MIN], secret
     # The AUTH strings a login sends (AUTH LOGIN: the secret; PLAIN: with an empty and with a repeated
     # authorization identity), base64: a prefix of the encoding that covers the lead and 6 characters.
     for lead in ("", f"\0{username}\0", f"{username}\0{username}\0"):
         lead_bytes = len(lead.encode("utf-8", "surrogatepass"))
-        six = len(secret[:SUBSTRING_MIN].encode("utf-8", "surrogatepass"))
+        six = len(secret[: public + SUBSTRING_MIN].encode("utf-8", "surrogatepass"))
         whole = base64.b64encode((lead + secret).encode("utf-8", "surrogatepass")).decode("ascii")
         need = -(-(lead_bytes + six) * 4 // 3)
         yield whole[:need], whole
         # Re-encoded after the cut: a prefix that ends inside a base64 group is padded, and its last
         # character differs from the whole string's; each such boundary is a form of its own.
-        for end in range(SUBSTRING_MIN, len(secret)):
+        for end in range(public + SUBSTRING_MIN, len(secret)):
             data = (lead + secret[:end]).encode("utf-8", "surrogatepass")
             if len(data) % 3:
                 form = base64.b64encode(data).decode("ascii")

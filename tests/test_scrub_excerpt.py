@@ -152,3 +152,10 @@ async def test_platform_text_cut_at_a_secret_shows_no_fragment_of_it(
     texts = [*strings(outcome.model_dump(mode="json")), repr(outcome), str(outcome)]
     assert any("yyyyyy" in text for text in texts), texts  # the text was there, cut
     assert leaked(texts, secret) == [], texts
+
+
+def test_an_api_keys_public_prefix_stays_and_any_longer_prefix_goes() -> None:
+    scrub = Scrubber.for_request(ApiKey.parse(KEY))
+    assert scrub("used cs_test_…RTY, a cs_test_ key") == "used cs_test_…RTY, a cs_test_ key"
+    assert leaked([scrub(f"used {KEY[:14]}")], KEY.removeprefix("cs_test_")) == []
+    assert leaked([scrub(f"USED {KEY.upper()[:20]}")], KEY.removeprefix("cs_test_")) == []
