@@ -368,16 +368,13 @@ class _ImapLogin(LoginProbe):
                     capabilities=_sorted(caps),
                 )
                 return False
-            self.out.add(
+            self.clear_text(
                 "imap.tls.disabled",
-                Severity.FAIL,
                 f"The connection to {self.where} is not encrypted (imap_use_ssl is off and the server "
-                "offers no STARTTLS); the password was sent in clear text because --allow-plaintext "
-                "was given.",
-                fix="Turn imap_use_ssl on and use the provider's implicit-TLS port (usually 993).",
+                "offers no STARTTLS)",
+                "Turn imap_use_ssl on and use the provider's implicit-TLS port (usually 993).",
                 host=self.host,
                 port=self.port,
-                credentials_sent=True,
             )
             return True
         self.out.details["capabilities_before_tls"] = _sorted(caps)
@@ -446,11 +443,13 @@ class _ImapLogin(LoginProbe):
         try:
             if "LOGINDISABLED" not in caps:
                 mechanism = "LOGIN"
+                self.sending_credentials()
                 command, response = await self.wait(
                     proto.execute_masked("LOGIN", *credential.imap_login_arguments()), "login"
                 )
             elif "AUTH=PLAIN" in caps and "SASL-IR" in caps:
                 mechanism = "AUTHENTICATE PLAIN"
+                self.sending_credentials()
                 command, response = await self.wait(
                     proto.execute_masked("AUTHENTICATE", "PLAIN", credential.sasl_plain()), "login"
                 )

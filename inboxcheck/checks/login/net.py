@@ -32,6 +32,7 @@ __all__ = [
     "first_line",
     "local_address_literal",
     "resolve_host",
+    "TlsAnswer",
     "tls_answers",
     "wait_readable",
 ]
@@ -264,13 +265,27 @@ async def wait_readable(sock: socket.socket, within: float) -> bool:
         loop.remove_reader(sock.fileno())
 
 
+@dataclass(frozen=True)
+class TlsAnswer:
+    """What a TLS handshake on a port got: the session (``ssl_object``), or the TLS alert the peer
+    refused it with (``alert``: the peer speaks TLS all the same), or neither (no TLS there)."""
+
+    ssl_object: ssl.SSLObject | None = None
+    alert: str | None = None
+
+    @property
+    def speaks_tls(self) -> bool:
+        return self.ssl_object is not None or self.alert is not None
+
+
 async def tls_answers(
     sock: socket.socket, context: ssl.SSLContext, *, server_name: str, within: float
-) -> ssl.SSLObject | None:
+) -> TlsAnswer:
     """Run a TLS handshake on ``sock`` (which this call owns and closes) and nothing else.
 
-    Returns the handshake's TLS object (its version and certificate are readable after the close),
-    or None when the peer does not complete a handshake within ``within`` seconds.
+    The answer holds the handshake's TLS object (its version and certificate are readable after the
+    close), or the alert a TLS server refused the handshake with; neither when the peer does not
+    answer like TLS within ``within`` seconds.
     """
     loop = asyncio.get_running_loop()
     transport: asyncio.BaseTransport | None = None
@@ -285,9 +300,14 @@ async def tls_answers(
                 ssl_handshake_timeout=within,
             )
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
-        return ssl_object
+        return TlsAnswer(ssl_object)
+    except ssl.SSLError as exc:
+        # OpenSSL names an alert received from the peer "...ALERT..." (TLSV1_ALERT_PROTOCOL_VERSION,
+        # SSLV3_ALERT_HANDSHAKE_FAILURE): a TLS record came back, so the port speaks TLS.
+        reason = exc.reason or ""
+        return TlsAnswer(alert=reason.lower()) if "ALERT" in reason else TlsAnswer()
     except (OSError, TimeoutError, ValueError):
-        return None
+        return TlsAnswer()
     finally:
         if isinstance(transport, asyncio.Transport):
             transport.abort()

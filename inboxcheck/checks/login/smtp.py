@@ -337,25 +337,16 @@ class _SmtpLogin(LoginProbe):
     def _plaintext(self, client: aiosmtplib.SMTP) -> bool:
         """The finding for a clear-text connection; True when the password may still be sent."""
         offers = client.supports_extension("starttls")
-        allowed = self.ctx.options.allow_plaintext
-        self.out.add(
+        self.clear_text(
             "smtp.tls.disabled",
-            Severity.FAIL,
             "smtp_use_tls is off, so the connection (and the password) would cross the network "
-            "unencrypted"
-            + ("; the server offers STARTTLS" if offers else "")
-            + (
-                "; the password was sent in clear text because --allow-plaintext was given."
-                if allowed
-                else "; inboxcheck did not send the password."
-            ),
-            fix="Turn smtp_use_tls on (STARTTLS on 587, implicit TLS on 465).",
+            "unencrypted" + ("; the server offers STARTTLS" if offers else ""),
+            "Turn smtp_use_tls on (STARTTLS on 587, implicit TLS on 465).",
             host=self.host,
             port=self.port,
             server_offers_starttls=offers,
-            credentials_sent=allowed,
         )
-        return allowed
+        return self.ctx.options.allow_plaintext
 
     def _mechanism(self, client: aiosmtplib.SMTP) -> str | None:
         offered = [m.upper() for m in client.server_auth_methods]
@@ -406,6 +397,7 @@ class _SmtpLogin(LoginProbe):
             self._unsendable()
             return False
         client.timeout = self.ctx.step_timeout()
+        self.sending_credentials()
         try:
             if mechanism == "PLAIN":
                 response = await client.auth_plain(credential.username, credential.reveal())
