@@ -345,13 +345,21 @@ class PeerCerts:
 
 class DnsPeer(asyncio.DatagramProtocol):
     """A UDP DNS server on loopback: every name has the A records ``addresses`` (127.0.0.1), except
-    the names in ``nxdomain``."""
+    the names in ``nxdomain``; ``records`` adds answers by (name, type), as zone-file text
+    (``{("_dmarc.test", "TXT"): ['"v=DMARC1; p=none"'], ("victim.test", "MX"): ["10 test."]}``)."""
 
     def __init__(
-        self, *, nxdomain: tuple[str, ...] = (), addresses: tuple[str, ...] = ("127.0.0.1",)
+        self,
+        *,
+        nxdomain: tuple[str, ...] = (),
+        addresses: tuple[str, ...] = ("127.0.0.1",),
+        records: dict[tuple[str, str], list[str]] | None = None,
     ) -> None:
         self.nxdomain = {name.rstrip(".").lower() for name in nxdomain}
         self.addresses = addresses
+        self.records = {
+            (name.rstrip(".").lower(), kind.upper()): texts for (name, kind), texts in (records or {}).items()
+        }
         self.port = 0
         self.queries: list[tuple[str, str]] = []
         self._transport: asyncio.DatagramTransport | None = None
@@ -390,8 +398,13 @@ class DnsPeer(asyncio.DatagramProtocol):
         question = query.question[0]
         name = question.name.to_text(omit_final_dot=True).lower()
         self.queries.append((name, dns.rdatatype.to_text(question.rdtype)))
+        kind = dns.rdatatype.to_text(question.rdtype)
         if name in self.nxdomain:
             response.set_rcode(dns.rcode.NXDOMAIN)
+        elif (name, kind) in self.records:
+            response.answer.append(
+                dns.rrset.from_text(question.name, 60, "IN", kind, *self.records[name, kind])
+            )
         elif question.rdtype == dns.rdatatype.A:
             response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", *self.addresses))
         assert self._transport is not None

@@ -28,11 +28,11 @@ __all__ = [
     "Connected",
     "Resolution",
     "ResolveFailure",
+    "TlsAnswer",
     "connect_any",
     "first_line",
     "local_address_literal",
     "resolve_host",
-    "TlsAnswer",
     "tls_answers",
     "wait_readable",
 ]
