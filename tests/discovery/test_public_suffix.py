@@ -10,12 +10,25 @@ from __future__ import annotations
 
 import pytest
 
+from inboxcheck._check import CheckContext
+from inboxcheck._models import Account
 from inboxcheck._options import CheckOptions
+from inboxcheck._presets import load_presets
 from inboxcheck.checks.dns.lookups import Lookups
 from inboxcheck.checks.dns.treewalk import is_public_suffix, organisational_domain, same_organisation
 from inboxcheck.discovery import MailProtocol, discover
 from tests.peers import DnsPeer
-from tests.scenarios import check_context
+from tests.scenarios import base_payload
+
+
+def _lookups(dns: DnsPeer) -> Lookups:
+    options = CheckOptions.model_validate({"nameservers": [dns.nameserver], "timeout": 2})
+    return Lookups(
+        CheckContext(
+            Account.model_validate(base_payload()), options=options, presets=load_presets(), match=None
+        )
+    )
+
 
 DMARC_AT_THE_TLD = {("_dmarc.test", "TXT"): ['"v=DMARC1; p=none"']}
 
@@ -37,9 +50,7 @@ def test_public_suffixes(name: str, suffix: bool) -> None:
 
 async def test_a_dmarc_record_at_a_top_level_name_makes_no_organisation_of_it() -> None:
     async with DnsPeer(records=DMARC_AT_THE_TLD) as dns:
-        ctx = check_context()
-        ctx.options = CheckOptions(nameservers=[dns.nameserver], timeout=2)
-        lookups = Lookups(ctx)
+        lookups = _lookups(dns)
         mine = await organisational_domain(lookups, "mail.victim.test")
         theirs = await organisational_domain(lookups, "imap.evil.test")
     assert ("_dmarc.test", "TXT") in dns.queries
@@ -51,9 +62,7 @@ async def test_a_dmarc_record_at_a_top_level_name_makes_no_organisation_of_it() 
 async def test_a_psd_record_at_a_top_level_name_still_marks_its_children() -> None:
     records = {("_dmarc.test", "TXT"): ['"v=DMARC1; p=reject; psd=y"']}
     async with DnsPeer(records=records) as dns:
-        ctx = check_context()
-        ctx.options = CheckOptions(nameservers=[dns.nameserver], timeout=2)
-        lookups = Lookups(ctx)
+        lookups = _lookups(dns)
         assert await organisational_domain(lookups, "mail.victim.test") == "victim.test"
 
 
