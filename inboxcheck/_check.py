@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from pydantic import JsonValue
 
@@ -40,9 +40,14 @@ if TYPE_CHECKING:
 
     from inboxcheck.dns.client import DnsClient
 
-__all__ = ["CheckContext", "CheckFunction", "CheckSpec", "EndpointRef", "Outcome"]
+__all__ = ["LEFTOVER_BOUND", "CheckContext", "CheckFunction", "CheckSpec", "EndpointRef", "Outcome"]
 
 _T = TypeVar("_T")
+
+
+#: Seconds the runner gives the work checks left behind (a test message to delete) when the run ends
+#: before the check that undoes it: one login and a deletion, short enough after a Ctrl-C.
+LEFTOVER_BOUND: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,11 @@ class CheckContext:
         self._owned: set[asyncio.Future[Any]] = set()
         #: The servers a live login of this run got into, by protocol.
         self.logins: dict[str, EndpointRef] = {}
+        #: Work a check left for a later one to undo (a test message in a mailbox), by the name of
+        #: the check that undoes it, which removes the entry when it has run. The runner runs what is
+        #: left when the run ends first (cancelled, or its deadline passed): bounded and shielded. A
+        #: job returns a finding for that check's result when it could not undo the work.
+        self.leftovers: dict[str, Callable[[], Awaitable[Finding | None]]] = {}
 
     @classmethod
     def for_account(

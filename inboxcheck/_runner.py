@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from inboxcheck._check import CheckContext, CheckSpec, EndpointRef, Outcome
+from inboxcheck._check import LEFTOVER_BOUND, CheckContext, CheckSpec, EndpointRef, Outcome
 from inboxcheck._errors import InboxcheckError, OptionsError
 from inboxcheck._input import parse_account
 from inboxcheck._limits import RECOMMENDATION_FACT, recommend_daily_limit
@@ -128,17 +128,49 @@ async def _run_all(ctx: CheckContext, specs: Sequence[CheckSpec]) -> list[CheckR
         if pending:
             await asyncio.wait(pending)
         await ctx.stop_started()
+        left = await _undo_leftovers(ctx)
     results = []
     for spec in specs:
         task = tasks[spec.name]
         if task.cancelled() or task in pending:
-            results.append(_deadline_result(ctx, spec))
+            result = _deadline_result(ctx, spec)
+            if spec.name in left:
+                findings = (*result.findings, left[spec.name])
+                result = result.model_copy(
+                    update={"findings": findings, "status": CheckResult.status_of(findings)}
+                )
+            results.append(result)
         else:
             results.append(_weigh_live_evidence(ctx, task.result(), predictions.get(spec.name, [])))
     return results
 
 
 _Prediction = tuple[Finding, tuple[EndpointRef, ...]]
+
+
+async def _undo_leftovers(ctx: CheckContext) -> dict[str, Finding]:
+    """Run what checks left to undo (:attr:`CheckContext.leftovers`), shielded from the run's own
+    cancellation and within :data:`LEFTOVER_BOUND`; the findings of what could not be undone, by check.
+
+    A second cancellation (a second Ctrl-C) stops waiting: each job then says itself what it left."""
+    jobs = dict(ctx.leftovers)
+    ctx.leftovers.clear()
+    if not jobs:
+        return {}
+
+    async def undo() -> dict[str, Finding]:
+        names = list(jobs)
+        outcomes = await asyncio.gather(*(jobs[name]() for name in names), return_exceptions=True)
+        return {name: out for name, out in zip(names, outcomes, strict=True) if isinstance(out, Finding)}
+
+    task = asyncio.ensure_future(undo())
+    try:
+        async with asyncio.timeout(LEFTOVER_BOUND + 1):
+            return await asyncio.shield(task)
+    except TimeoutError:
+        task.cancel()
+        await asyncio.wait({task})
+        return {}
 
 
 def _weigh_live_evidence(

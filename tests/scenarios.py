@@ -49,6 +49,8 @@ class SmtpScript:
     starttls_reply: str = "220 2.0.0 Ready to start TLS"
     auth_reply: str = "235 2.7.0 Authentication successful"
     ehlo_hook: Callable[[PeerConn], Any] | None = None
+    #: Runs instead of the reply to the end of DATA (the message is in ``messages`` already).
+    data_hook: Callable[[PeerConn], Any] | None = None
     # Replies to sending (the send test): MAIL FROM, RCPT TO, and the end of DATA.
     mail_reply: str = "250 2.1.0 Ok"
     rcpt_reply: str = "250 2.1.5 Ok"
@@ -103,6 +105,9 @@ class SmtpScript:
                 while (data := await conn.reader.readline()) not in (b".\r\n", b""):
                     body += data
                 self.messages.append(bytes(body))
+                if self.data_hook is not None:
+                    await self.data_hook(conn)
+                    return
                 await conn.send(_crlf(self.data_reply))
             else:
                 await conn.send(b"502 5.5.2 Error: command not recognized\r\n")

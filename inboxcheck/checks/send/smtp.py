@@ -123,6 +123,9 @@ class _SmtpSend(_SmtpLogin):
                 reply = await client.rset()
                 self.step("rset", _Verbatim(reply.code, reply.message))
                 return True
+            from inboxcheck.checks.send.imap import leave_for_cleanup  # imap.py imports this module
+
+            leave_for_cleanup(self.ctx, self.message)
             reply = await client.data(self.message.data)
         except aiosmtplib.SMTPTimeoutError:
             self.timed_out("rset" if self.stage == "permission" else "data")
