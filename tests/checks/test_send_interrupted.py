@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import json
 import logging
 import re
+import signal
 import ssl
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -154,3 +159,46 @@ async def test_a_run_past_its_deadline_reports_the_message_left_behind(certs: Pe
     assert match is not None and left.evidence["token"] == match.group(1).decode()
     assert left.evidence["recipient"] == account.email_address
     assert cleanup.status is Status.ERROR  # the deadline's could-not-tell, with the warning beside it
+
+
+@pytest.mark.lab
+def test_sigterm_to_the_cli_deletes_the_message_and_exits_as_interrupted(lab: Any, tmp_path: Path) -> None:
+    user = "alice@lab.test"
+    before = _held_tokens(lab, user)
+    account = tmp_path / "account.json"
+    account.write_text(json.dumps(lab.account(user, smtp="submission", imap="imaps")), encoding="utf-8")
+    address, port = lab.nameserver
+    command = [
+        sys.executable,
+        "-m",
+        "inboxcheck",
+        "check",
+        str(account),
+        "--send-test",
+        "--send-timeout",
+        "120",
+        "--deadline",
+        "180",
+        "--timeout",
+        "5",
+        "--nameserver",
+        f"{address}:{port}",
+        "--ca-file",
+        str(lab.ca_file),
+        "--only",
+        "smtp",
+        "--only",
+        "imap",
+        "--test-header",
+        "X-Lab-Hold:yes",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        token = _wait_for_held(lab, user, before)
+        proc.send_signal(signal.SIGTERM)
+        _stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr  # killed by the signal (-15) before, message left in Held
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert token not in _held_tokens(lab, user)
