@@ -17,12 +17,14 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Final
 
 from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext
 
 __all__ = [
+    "LOCAL_SHORTAGE",
     "Attempt",
     "ConnectFailure",
     "Connected",
@@ -73,6 +75,8 @@ class ConnectFailure(StrEnum):
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
     OTHER = "other"
+    #: This machine ran short (too many open files, no buffer space): nothing about the server.
+    LOCAL = "local_resources"
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,12 @@ class Connected:
     def failure(self) -> ConnectFailure:
         """The failure that best describes why no address connected."""
         kinds = {attempt.failure for attempt in self.attempts}
-        for kind in (ConnectFailure.TIMEOUT, ConnectFailure.UNREACHABLE, ConnectFailure.OTHER):
+        for kind in (
+            ConnectFailure.LOCAL,
+            ConnectFailure.TIMEOUT,
+            ConnectFailure.UNREACHABLE,
+            ConnectFailure.OTHER,
+        ):
             if kind in kinds:
                 return kind
         return ConnectFailure.REFUSED
@@ -184,6 +193,8 @@ async def _resolve_with_system(ctx: CheckContext, host: str, port: int) -> Resol
 
 _REFUSED = {errno.ECONNREFUSED}
 _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
+#: A shortage on this machine: too many open files (the process's, the system's), no buffer space.
+LOCAL_SHORTAGE: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 async def connect_any(ctx: CheckContext, addresses: tuple[str, ...], port: int) -> Connected:
@@ -198,7 +209,8 @@ async def connect_any(ctx: CheckContext, addresses: tuple[str, ...], port: int) 
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as exc:
-            result.attempts.append(Attempt(address, port, ConnectFailure.UNREACHABLE, str(exc)))
+            kind = ConnectFailure.LOCAL if exc.errno in LOCAL_SHORTAGE else ConnectFailure.UNREACHABLE
+            result.attempts.append(Attempt(address, port, kind, exc.strerror or str(exc)))
             continue
         sock.setblocking(False)
         timeout = ctx.step_timeout()
@@ -213,7 +225,9 @@ async def connect_any(ctx: CheckContext, addresses: tuple[str, ...], port: int) 
             continue
         except OSError as exc:
             sock.close()
-            if exc.errno in _REFUSED:
+            if exc.errno in LOCAL_SHORTAGE:
+                kind = ConnectFailure.LOCAL
+            elif exc.errno in _REFUSED:
                 kind = ConnectFailure.REFUSED
             elif exc.errno in _UNREACHABLE:
                 kind = ConnectFailure.UNREACHABLE

@@ -410,6 +410,20 @@ class LoginProbe:
 
     def _not_connected(self, failure: ConnectFailure, attempts: list[JsonValue]) -> None:
         hint = self.port_hint()
+        if failure is ConnectFailure.LOCAL:
+            self.out.add(
+                "run.resources",
+                Severity.ERROR,
+                f"This machine could not open a connection to {self.where}: it ran short of resources "
+                "(too many open files), a limit of this machine and not the account's fault, so "
+                "inboxcheck could not tell whether the login works.",
+                fix="Check fewer accounts at once (--concurrency), or raise this machine's limit on open "
+                "files (ulimit -n), then run again (--retry-errors checks only these).",
+                host=self.host,
+                port=self.port,
+                attempts=attempts,
+            )
+            return
         if failure is ConnectFailure.REFUSED:
             # A refusal is the server's state at this moment (stopped, restarting, or the wrong port):
             # it proves nothing about the login, so it is "could not tell", and a batch rerun of its
