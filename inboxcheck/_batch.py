@@ -88,6 +88,8 @@ def descriptor_bound(concurrency: int) -> int:
         soft,
     )
     return bound
+
+
 _INT_FIELDS: Final = frozenset({"smtp_port", "imap_port", "daily_limit"})
 _BOOL_FIELDS: Final = frozenset({"smtp_use_tls", "imap_use_ssl"})
 _TRUE: Final = frozenset({"true", "1", "yes", "y", "on"})

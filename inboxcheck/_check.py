@@ -21,6 +21,7 @@ the prediction as it was.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,15 @@ if TYPE_CHECKING:
 
     from inboxcheck.dns.client import DnsClient
 
-__all__ = ["LEFTOVER_BOUND", "CheckContext", "CheckFunction", "CheckSpec", "EndpointRef", "Outcome"]
+__all__ = [
+    "LEFTOVER_BOUND",
+    "LOCAL_SHORTAGE",
+    "CheckContext",
+    "CheckFunction",
+    "CheckSpec",
+    "EndpointRef",
+    "Outcome",
+]
 
 _T = TypeVar("_T")
 
@@ -48,6 +57,9 @@ _T = TypeVar("_T")
 #: Seconds the runner gives the work checks left behind (a test message to delete) when the run ends
 #: before the check that undoes it: one login and a deletion, short enough after a Ctrl-C.
 LEFTOVER_BOUND: Final = 5.0
+#: A shortage on this machine: too many open files (the process's, the system's), no buffer space,
+#: no memory. An OSError with one of these is never a finding about the account (``run.resources``).
+LOCAL_SHORTAGE: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from inboxcheck._check import LEFTOVER_BOUND, CheckContext, CheckSpec, EndpointRef, Outcome
+from inboxcheck._check import LEFTOVER_BOUND, LOCAL_SHORTAGE, CheckContext, CheckSpec, EndpointRef, Outcome
 from inboxcheck._errors import InboxcheckError, OptionsError
 from inboxcheck._input import parse_account
 from inboxcheck._limits import RECOMMENDATION_FACT, recommend_daily_limit
@@ -211,6 +211,9 @@ async def _run_one(
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the whole point: a bug in one check must not sink the run
+        if isinstance(exc, OSError) and exc.errno in LOCAL_SHORTAGE:
+            # This machine ran short (too many open files): no bug, and nothing about the account.
+            return _resources_result(spec, exc, _ms(ctx.clock() - start))
         result = _bug_result(spec, exc, _ms(ctx.clock() - start))
         result._traceback = "".join(traceback.format_exception(exc))
         return result
@@ -229,6 +232,29 @@ def _result(spec: CheckSpec, outcome: Outcome, duration_ms: float) -> CheckResul
         duration_ms=duration_ms,
         findings=tuple(outcome.findings),
         details=outcome.details,
+    )
+
+
+def _resources_result(spec: CheckSpec, exc: OSError, duration_ms: float) -> CheckResult:
+    return CheckResult(
+        name=spec.name,
+        title=spec.title,
+        status=Status.ERROR,
+        summary="this machine ran short of resources, so the check could not tell",
+        duration_ms=duration_ms,
+        findings=(
+            finding(
+                "run.resources",
+                Severity.ERROR,
+                f"The {spec.title} check stopped because this machine ran short of resources "
+                f"({exc.strerror or type(exc).__name__}): a limit of this machine, not the account's "
+                "fault, so it could not tell.",
+                fix="Check fewer accounts at once (--concurrency), or raise this machine's limit on open "
+                "files (ulimit -n), then run again (--retry-errors checks only these).",
+                check=spec.name,
+                errno=exc.errno,
+            ),
+        ),
     )
 
 

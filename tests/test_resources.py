@@ -152,3 +152,30 @@ def test_no_descriptor_left_is_run_resources_not_the_accounts_fault() -> None:
     assert result.returncode == 0, result.stderr
     findings = json.loads(result.stdout)
     assert findings == [["run.resources", "error"]]  # smtp.connect.failed ("no route") before
+
+
+async def test_a_check_stopped_by_a_local_shortage_is_run_resources_not_a_bug() -> None:
+    import errno
+    import os
+
+    from inboxcheck._check import CheckContext, CheckSpec, Outcome
+    from inboxcheck._models import Account, Status
+    from inboxcheck._options import Family
+    from inboxcheck._runner import run_checks
+
+    async def out_of_files(ctx: CheckContext) -> Outcome:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    async def other_os_error(ctx: CheckContext) -> Outcome:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    specs = [
+        CheckSpec("test.files", "Files", Family.ACCOUNT, out_of_files),
+        CheckSpec("test.other", "Other", Family.ACCOUNT, other_os_error),
+    ]
+    report = await run_checks(Account.model_validate(base_payload()), specs=specs)
+    files = report.check("test.files")
+    assert files.status is Status.ERROR
+    assert [f.code for f in files.findings] == ["run.resources"]  # internal.bug before
+    assert files.traceback is None
+    assert [f.code for f in report.check("test.other").findings] == ["internal.bug"]

@@ -17,11 +17,10 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
 
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext
+from inboxcheck._check import LOCAL_SHORTAGE, CheckContext
 
 __all__ = [
     "LOCAL_SHORTAGE",
@@ -193,8 +192,6 @@ async def _resolve_with_system(ctx: CheckContext, host: str, port: int) -> Resol
 
 _REFUSED = {errno.ECONNREFUSED}
 _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
-#: A shortage on this machine: too many open files (the process's, the system's), no buffer space.
-LOCAL_SHORTAGE: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 async def connect_any(ctx: CheckContext, addresses: tuple[str, ...], port: int) -> Connected:
