@@ -729,21 +729,31 @@ def connect(
             leading=leading,
         )
     )
-    if fmt == "json":
-        click.echo(result.model_dump_json(indent=2))
-    else:
-        from inboxcheck._render import render_connect
+    try:
+        if fmt == "json":
+            click.echo(result.model_dump_json(indent=2))
+        else:
+            from inboxcheck._render import render_connect
 
-        stdout = sys.stdout
-        text = render_connect(
-            result,
-            colour=_colour_wanted(stdout),
-            unicode=_unicode_ok(stdout),
-            verbose=verbose,
-            width=_width(stdout),
-            quiet=quiet,
-        )
-        click.echo(text, nl=False)
+            stdout = sys.stdout
+            text = render_connect(
+                result,
+                colour=_colour_wanted(stdout),
+                unicode=_unicode_ok(stdout),
+                verbose=verbose,
+                width=_width(stdout),
+                quiet=quiet,
+            )
+            click.echo(text, nl=False)
+    except Exception:
+        inbox = result.create.inbox if result.create is not None else None
+        if inbox is not None:  # the inbox exists: its id must reach the user whatever failed after
+            from inboxcheck._render import escape
+
+            _notice(
+                f"created inbox {escape(inbox.id)} for {escape(inbox.email_address)}; do not create it again"
+            )
+        raise
     sys.exit(result.exit_code)
 
 
