@@ -97,10 +97,20 @@ class Scrubber:
         for form in self.forms:
             if len(form) >= SUBSTRING_MIN:
                 self._extend.setdefault(form.lower(), set()).add(form)
+        whole = set(self._extend)
+        # The start of a secret as typed counts where a text ends (it was cut there), and inside a
+        # text where it holds more than letters (an echo cut short): a password "Password1!" must
+        # not take the word "Password" out of "Username and Password not accepted".
+        self._word_prefixes: set[str] = set()
         for username, secret in pairs:
             public = max((len(p) for p in self._public if secret.startswith(p)), default=0)
             for anchor, form in _prefix_anchors(username, secret, public):
                 self._extend.setdefault(anchor.lower(), set()).add(form)
+            if (
+                len(secret) - public >= SUBSTRING_MIN
+                and secret[: public + SUBSTRING_MIN].lower() not in whole
+            ):
+                self._word_prefixes.add(secret[: public + SUBSTRING_MIN].lower())
         anchors = sorted(self._extend, key=len, reverse=True)
         self._long = (
             re.compile("|".join(re.escape(anchor) for anchor in anchors), re.IGNORECASE) if anchors else None
@@ -145,13 +155,17 @@ class Scrubber:
             if not any(anchor in lowered for anchor in self._extend):
                 return text
         out: list[str] = []
-        pos = 0
-        while (match := self._long.search(text, pos)) is not None:
+        pos = after = 0
+        while (match := self._long.search(text, after)) is not None:
             start, end = match.span()
-            for form in self._extend.get(match.group().lower(), ()):
+            key = match.group().lower()
+            for form in self._extend.get(key, ()):
                 end = max(end, start + _common_prefix(text, start, form))
+            if key in self._word_prefixes and end < len(text) and text[start:end].isalpha():
+                after = start + 1  # a word that begins like the secret, not the secret cut short
+                continue
             out += (text[pos:start], REDACTED)
-            pos = end
+            pos = after = end
         if not out:
             return text
         out.append(text[pos:])

@@ -159,3 +159,12 @@ def test_an_api_keys_public_prefix_stays_and_any_longer_prefix_goes() -> None:
     assert scrub("used cs_test_…RTY, a cs_test_ key") == "used cs_test_…RTY, a cs_test_ key"
     assert leaked([scrub(f"used {KEY[:14]}")], KEY.removeprefix("cs_test_")) == []
     assert leaked([scrub(f"USED {KEY.upper()[:20]}")], KEY.removeprefix("cs_test_")) == []
+
+
+def test_a_word_that_starts_like_the_password_stays_unless_more_of_it_is_there() -> None:
+    scrub = Scrubber(credentials=[Credential(USER, SecretStr("Password-7x!q"))])
+    kept = "535 5.7.8 Username and Password not accepted"
+    assert scrub(kept) == kept
+    assert scrub("you sent Password-7 as the password.") == f"you sent {REDACTED} as the password."
+    assert scrub("the text was cut at Passwor") == f"the text was cut at {REDACTED}"  # a cut edge
+    assert scrub("PASSWORD-7X!Q echoed") == f"{REDACTED} echoed"
