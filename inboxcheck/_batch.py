@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import os
 import ssl
 import sys
@@ -63,6 +64,45 @@ MAX_LINE_BYTES: Final = 1_000_000
 # DMARC and DKIM answers, about 12 MB. Accounts of one domain share them within that window; provider
 # hosts that every account asks for stay at the recent end.
 BATCH_DNS_ENTRIES: Final = 10_000
+# Descriptors one account may hold at once: the SMTP and IMAP connections, and a second connection
+# each (the TLS-mode probe, the certificate inspection). DNS has its own bound (MAX_IN_FLIGHT).
+_FILES_PER_ACCOUNT: Final = 4
+# Kept for everything else: the results log, the CA store being read, the event loop, stdio.
+_FILES_RESERVED: Final = 32
+_log = logging.getLogger("inboxcheck.batch")
+
+
+def descriptor_bound(concurrency: int) -> int:
+    """``concurrency``, lowered to what this process may have open at once (RLIMIT_NOFILE): past it,
+    connections fail with "too many open files", which is no fault of the accounts. Said once, as a
+    warning on the ``inboxcheck.batch`` logger (stderr, unless the caller routes it)."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return concurrency
+    if soft == resource.RLIM_INFINITY:
+        return concurrency
+    from inboxcheck.dns.client import MAX_IN_FLIGHT
+
+    try:
+        open_now = sum(1 for _ in Path("/dev/fd").iterdir())
+    except OSError:
+        open_now = _FILES_RESERVED
+    bound = max(1, (soft - open_now - MAX_IN_FLIGHT - _FILES_RESERVED) // _FILES_PER_ACCOUNT)
+    if bound >= concurrency:
+        return concurrency
+    _log.warning(
+        "inboxcheck: checking %d accounts at once, not %d: this process may open %d files (ulimit -n); "
+        "raise that limit to check more at once",
+        bound,
+        concurrency,
+        soft,
+    )
+    return bound
+
+
 _INT_FIELDS: Final = frozenset({"smtp_port", "imap_port", "daily_limit"})
 _BOOL_FIELDS: Final = frozenset({"smtp_use_tls", "imap_use_ssl"})
 _TRUE: Final = frozenset({"true", "1", "yes", "y", "on"})
@@ -562,6 +602,7 @@ async def run_batch(
 
     if concurrency < 1 or per_host < 1:
         raise InboxcheckError("--concurrency and --per-host must be at least 1")
+    concurrency = descriptor_bound(concurrency)
     with _opened(output, not_same_as=path) as log:
         # The output is small appends and one scan at the start: blocking file I/O is cheaper here
         # than a thread hop per result.

@@ -21,12 +21,13 @@ the prediction as it was.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import JsonValue
 
@@ -39,9 +40,17 @@ from inboxcheck._secrets import Scrubber
 if TYPE_CHECKING:
     from inboxcheck.dns.client import DnsClient
 
-__all__ = ["CheckContext", "CheckFunction", "CheckSpec", "Outcome"]
+__all__ = ["LEFTOVER_BOUND", "LOCAL_SHORTAGE", "CheckContext", "CheckFunction", "CheckSpec", "Outcome"]
 
 _T = TypeVar("_T")
+
+
+#: Seconds the runner gives the work checks left behind (a test message to delete) when the run ends
+#: before the check that undoes it: one login and a deletion, short enough after a Ctrl-C.
+LEFTOVER_BOUND: Final = 5.0
+#: A shortage on this machine: too many open files (the process's, the system's), no buffer space,
+#: no memory. An OSError with one of these is never a finding about the account (``run.resources``).
+LOCAL_SHORTAGE: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 @dataclass
@@ -143,6 +152,11 @@ class CheckContext:
         self._owned: set[asyncio.Future[Any]] = set()
         #: The servers a live login of this run got into, by protocol.
         self.logins: dict[str, Endpoint] = {}
+        #: Work a check left for a later one to undo (a test message in a mailbox), by the name of
+        #: the check that undoes it, which removes the entry when it has run. The runner runs what is
+        #: left when the run ends first (cancelled, or its deadline passed): bounded and shielded. A
+        #: job returns a finding for that check's result when it could not undo the work.
+        self.leftovers: dict[str, Callable[[], Awaitable[Finding | None]]] = {}
 
     @classmethod
     def for_account(
@@ -230,10 +244,12 @@ class CheckContext:
         if self._scrubber is None:
             # The recipient mailbox of the send test (--to-account) has passwords too.
             recipient = self.options.send_to_account
-            forms = Scrubber.for_account(self.account).forms
+            scrubber = Scrubber.for_account(self.account)
             if recipient is not None:
-                forms = [*forms, *Scrubber.for_account(recipient).forms]
-            self._scrubber = Scrubber(forms)
+                scrubber = scrubber.with_secrets(
+                    credentials=(recipient.smtp_credential, recipient.imap_credential)
+                )
+            self._scrubber = scrubber
         return self._scrubber
 
     @property

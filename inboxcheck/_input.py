@@ -60,7 +60,7 @@ MAX_INTEGER_DIGITS: Final = 100
 # What the platform allows for each field, as a person would say it.
 FIELD_RULES: Final[dict[str, str]] = {
     "email_address": "an email address of 5-255 characters",
-    "display_name": "text of 1-255 characters",
+    "display_name": "text of 1-255 characters, on one line, without control characters",
     "inbox_type": "one of GOOGLE_WORKSPACE, OUTLOOK_365, CUSTOM_SMTP",
     "smtp_host": "a host name of 1-255 characters, e.g. smtp.gmail.com",
     "smtp_port": "an integer from 1 to 65535 (587 for STARTTLS, 465 for implicit TLS)",

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -37,12 +38,15 @@ __all__ = [
     "PresetRef",
     "RampStep",
     "Report",
+    "ServerStr",
     "Severity",
     "Stage",
     "Status",
     "Verdict",
     "finding",
     "host_port",
+    "server_text",
+    "undecodable_hex",
 ]
 
 
@@ -111,6 +115,58 @@ _DOMAIN_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}\.?$)(?:(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\.)*(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\.?$"
 )
+
+
+# A lone surrogate: what Python makes of a byte that is not UTF-8 (``surrogateescape``, as aiosmtplib
+# decodes replies) or of a ``\\udcfc`` escape in a JSON body. No JSON writer can write one.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def server_text(value: str | bytes) -> str:
+    """Text from outside (a server's reply, a body, an exception about it) as it may enter a model:
+    bytes decoded as UTF-8 and every byte that is not UTF-8 (or a lone surrogate) replaced by U+FFFD.
+
+    Every model that holds outside text (findings, check results, the platform's replies) passes its
+    strings through this, so one Latin-1 byte in a greeting is data in the report, never a crash of
+    the JSON writer."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if value.isascii() or _SURROGATE.search(value) is None:
+        return value
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def undecodable_hex(text: str) -> str | None:
+    """The raw bytes of ``text`` as hex when it holds bytes that are not UTF-8 (as decoded with
+    ``surrogateescape``), for evidence; None when it is clean text."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return None
+    return text.encode("utf-8", "surrogateescape").hex() if _only_escapes(text) else None
+
+
+def _only_escapes(text: str) -> bool:
+    return all("\udc80" <= char <= "\udcff" for char in _SURROGATE.findall(text))
+
+
+def _clean_json(value: Any) -> Any:
+    """:func:`server_text` over every string (keys too) of a JSON value."""
+    if isinstance(value, str):
+        return server_text(value)
+    if isinstance(value, dict):
+        return {server_text(str(k)): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(item) for item in value]
+    return value
+
+
+#: A string that may hold outside text: lone surrogates become U+FFFD as it enters the model.
+ServerStr = Annotated[str, AfterValidator(server_text)]
+_ServerJson = Annotated[dict[str, JsonValue], AfterValidator(_clean_json)]
+
+
+# Control characters a display name may not hold: C0 (CR, LF, NUL, TAB...), DEL, C1 (NEL) and the
+# Unicode line and paragraph separators.
+_NAME_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def ascii_domain(name: str) -> str:
@@ -227,6 +283,20 @@ class Account(BaseModel):
     def _valid_host(cls, value: str) -> str:
         return _check_host(value)
 
+    @field_validator("display_name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        # The name goes into the From header of every message: a line break there starts a header
+        # of the sender's choosing (RFC 5322 2.2), and other controls are no part of a name.
+        bad = _NAME_CONTROL.search(value)
+        if bad is not None:
+            char = bad.group()
+            what = {"\r": "a carriage return (CR)", "\n": "a line break (LF)"}.get(
+                char, f"the control character U+{ord(char):04X}"
+            )
+            raise ValueError(f"holds {what}, which would break the message headers it goes into")
+        return value
+
     @property
     def domain(self) -> str:
         """The sending domain: the part of ``email_address`` after the @, lower-cased."""
@@ -317,9 +387,9 @@ class Finding(BaseModel):
 
     code: Annotated[str, Field(pattern=_CODE_PATTERN, description="Stable identifier, e.g. dns.spf.multiple")]
     severity: Severity
-    message: str = Field(description="One sentence a person understands.")
-    fix: str | None = Field(default=None, description="What to do about it, as an action.")
-    evidence: dict[str, JsonValue] = Field(
+    message: ServerStr = Field(description="One sentence a person understands.")
+    fix: ServerStr | None = Field(default=None, description="What to do about it, as an action.")
+    evidence: _ServerJson = Field(
         default_factory=dict,
         description="What was seen: a server reply, a DNS record, a certificate date.",
     )
@@ -333,10 +403,10 @@ class CheckResult(BaseModel):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$")]
     title: str
     status: Status
-    summary: str = Field(description="One line: what was checked and what came of it.")
+    summary: ServerStr = Field(description="One line: what was checked and what came of it.")
     duration_ms: float = Field(ge=0)
     findings: tuple[Finding, ...] = ()
-    details: dict[str, JsonValue] = Field(default_factory=dict)
+    details: _ServerJson = Field(default_factory=dict)
 
     _traceback: str | None = PrivateAttr(default=None)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from inboxcheck._check import CheckContext, CheckSpec, Outcome
+from inboxcheck._check import LEFTOVER_BOUND, LOCAL_SHORTAGE, CheckContext, CheckSpec, Outcome
 from inboxcheck._endpoint import Endpoint
 from inboxcheck._errors import InboxcheckError, OptionsError
 from inboxcheck._input import parse_account
@@ -127,17 +127,49 @@ async def _run_all(ctx: CheckContext, specs: Sequence[CheckSpec]) -> list[CheckR
         if pending:
             await asyncio.wait(pending)
         await ctx.stop_started()
+        left = await _undo_leftovers(ctx)
     results = []
     for spec in specs:
         task = tasks[spec.name]
         if task.cancelled() or task in pending:
-            results.append(_deadline_result(ctx, spec))
+            result = _deadline_result(ctx, spec)
+            if spec.name in left:
+                findings = (*result.findings, left[spec.name])
+                result = result.model_copy(
+                    update={"findings": findings, "status": CheckResult.status_of(findings)}
+                )
+            results.append(result)
         else:
             results.append(_weigh_live_evidence(ctx, task.result(), predictions.get(spec.name, [])))
     return results
 
 
 _Prediction = tuple[Finding, tuple[Endpoint, ...]]
+
+
+async def _undo_leftovers(ctx: CheckContext) -> dict[str, Finding]:
+    """Run what checks left to undo (:attr:`CheckContext.leftovers`), shielded from the run's own
+    cancellation and within :data:`LEFTOVER_BOUND`; the findings of what could not be undone, by check.
+
+    A second cancellation (a second Ctrl-C) stops waiting: each job then says itself what it left."""
+    jobs = dict(ctx.leftovers)
+    ctx.leftovers.clear()
+    if not jobs:
+        return {}
+
+    async def undo() -> dict[str, Finding]:
+        names = list(jobs)
+        outcomes = await asyncio.gather(*(jobs[name]() for name in names), return_exceptions=True)
+        return {name: out for name, out in zip(names, outcomes, strict=True) if isinstance(out, Finding)}
+
+    task = asyncio.ensure_future(undo())
+    try:
+        async with asyncio.timeout(LEFTOVER_BOUND + 1):
+            return await asyncio.shield(task)
+    except TimeoutError:
+        task.cancel()
+        await asyncio.wait({task})
+        return {}
 
 
 def _weigh_live_evidence(
@@ -217,6 +249,9 @@ async def _run_one(
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the whole point: a bug in one check must not sink the run
+        if isinstance(exc, OSError) and exc.errno in LOCAL_SHORTAGE:
+            # This machine ran short (too many open files): no bug, and nothing about the account.
+            return _resources_result(spec, exc, _ms(ctx.clock() - start))
         result = _bug_result(spec, exc, _ms(ctx.clock() - start))
         result._traceback = "".join(traceback.format_exception(exc))
         return result
@@ -235,6 +270,29 @@ def _result(spec: CheckSpec, outcome: Outcome, duration_ms: float) -> CheckResul
         duration_ms=duration_ms,
         findings=tuple(outcome.findings),
         details=outcome.details,
+    )
+
+
+def _resources_result(spec: CheckSpec, exc: OSError, duration_ms: float) -> CheckResult:
+    return CheckResult(
+        name=spec.name,
+        title=spec.title,
+        status=Status.ERROR,
+        summary="this machine ran short of resources, so the check could not tell",
+        duration_ms=duration_ms,
+        findings=(
+            finding(
+                "run.resources",
+                Severity.ERROR,
+                f"The {spec.title} check stopped because this machine ran short of resources "
+                f"({exc.strerror or type(exc).__name__}): a limit of this machine, not the account's "
+                "fault, so it could not tell.",
+                fix="Check fewer accounts at once (--concurrency), or raise this machine's limit on open "
+                "files (ulimit -n), then run again (--retry-errors checks only these).",
+                check=spec.name,
+                errno=exc.errno,
+            ),
+        ),
     )
 
 

@@ -17,6 +17,7 @@ shown to a person (``connect --dry-run``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -61,17 +62,59 @@ def _encodings(form: str) -> set[str]:
 
 
 class Scrubber:
-    """Replaces every form of the given secrets and credentials in a text with ``[redacted]``."""
+    """Replaces every form of the given secrets and credentials in a text with ``[redacted]``.
 
-    def __init__(self, secrets: Iterable[str] = (), *, credentials: Iterable[Credential] = ()) -> None:
+    Beyond the exact forms it also removes (case-insensitively, since a server may echo a password
+    upper-cased) any *prefix* of a form that holds at least :data:`SUBSTRING_MIN` characters of the
+    secret: the start of a password where a text was cut (a bounded read, a server's truncated echo),
+    and the base64 of every prefix boundary of the AUTH strings a login sent (a server that echoes
+    ``AUTH PLAIN`` cut short quotes base64 that decodes to the password's first characters).
+    """
+
+    def __init__(
+        self,
+        secrets: Iterable[str] = (),
+        *,
+        credentials: Iterable[Credential] = (),
+        public_prefixes: Iterable[str] = (),
+    ) -> None:
+        """``public_prefixes``: leads of a secret that are no secret (an API key's ``cs_live_``); a
+        prefix of such a secret counts from the end of its lead."""
+        self._secrets = tuple(secrets)
+        self._credentials = tuple(credentials)
+        self._public = tuple(p for p in public_prefixes if p)
         wire: set[str] = set()
-        for secret in secrets:
+        pairs = [("", secret) for secret in self._secrets]
+        for secret in self._secrets:
             wire |= Credential("", SecretStr(secret)).wire_forms()
-        for credential in credentials:
+        for credential in self._credentials:
             wire |= credential.wire_forms()
+            pairs.append((credential.username, credential.reveal()))
         forms = {encoded for form in wire for encoded in _encodings(form) if encoded}
         self.forms: list[str] = sorted(forms, key=len, reverse=True)
-        self._long = [f for f in self.forms if len(f) >= SUBSTRING_MIN]
+        # anchor (lower-cased) -> the forms it starts; a match of the anchor extends along them
+        self._extend: dict[str, set[str]] = {}
+        for form in self.forms:
+            if len(form) >= SUBSTRING_MIN:
+                self._extend.setdefault(form.lower(), set()).add(form)
+        whole = set(self._extend)
+        # The start of a secret as typed counts where a text ends (it was cut there), and inside a
+        # text where it holds more than letters (an echo cut short): a password "Password1!" must
+        # not take the word "Password" out of "Username and Password not accepted".
+        self._word_prefixes: set[str] = set()
+        for username, secret in pairs:
+            public = max((len(p) for p in self._public if secret.startswith(p)), default=0)
+            for anchor, form in _prefix_anchors(username, secret, public):
+                self._extend.setdefault(anchor.lower(), set()).add(form)
+            if (
+                len(secret) - public >= SUBSTRING_MIN
+                and secret[: public + SUBSTRING_MIN].lower() not in whole
+            ):
+                self._word_prefixes.add(secret[: public + SUBSTRING_MIN].lower())
+        anchors = sorted(self._extend, key=len, reverse=True)
+        self._long = (
+            re.compile("|".join(re.escape(anchor) for anchor in anchors), re.IGNORECASE) if anchors else None
+        )
         short = [re.escape(f) for f in self.forms if len(f) < SUBSTRING_MIN]
         self._short = re.compile(rf"(?<!\w)(?:{'|'.join(short)})(?!\w)") if short else None
         self._needles: list[str] | None = None
@@ -86,17 +129,63 @@ class Scrubber:
         secrets = [api_key.reveal()]
         for payload in payloads:
             secrets.extend(v for k, v in payload.items() if isinstance(v, str) and is_secret_name(k))
-        return cls(secrets)
+        return cls(secrets, public_prefixes=(api_key.prefix,))
+
+    def with_secrets(self, *secrets: str, credentials: Iterable[Credential] = ()) -> Scrubber:
+        """A scrubber for everything this one hides, and ``secrets`` and ``credentials`` too."""
+        return Scrubber(
+            (*self._secrets, *secrets),
+            credentials=(*self._credentials, *credentials),
+            public_prefixes=self._public,
+        )
 
     def __call__(self, text: str) -> str:
-        for form in self._long:
-            if form in text:
-                text = text.replace(form, REDACTED)
+        if self._long is not None:
+            text = self._redact_long(text)
         if self._short is not None:
             text = self._short.sub(REDACTED, text)
         return text
 
     text = __call__
+
+    def _redact_long(self, text: str) -> str:
+        assert self._long is not None
+        if text.isascii():  # the common case, answered by substring search: no anchor, nothing to do
+            lowered = text.lower()
+            if not any(anchor in lowered for anchor in self._extend):
+                return text
+        out: list[str] = []
+        pos = after = 0
+        while (match := self._long.search(text, after)) is not None:
+            start, end = match.span()
+            key = match.group().lower()
+            for form in self._extend.get(key, ()):
+                end = max(end, start + _common_prefix(text, start, form))
+            if key in self._word_prefixes and end < len(text) and text[start:end].isalpha():
+                after = start + 1  # a word that begins like the secret, not the secret cut short
+                continue
+            out += (text[pos:start], REDACTED)
+            pos = after = end
+        if not out:
+            return text
+        out.append(text[pos:])
+        return "".join(out)
+
+    def excerpt(self, text: str, limit: int) -> str:
+        """At most ``limit`` characters of ``text`` with no secret in them: scrubbed whole first, then
+        cut (a secret cut in half would no longer be recognised), and a ``[redacted]`` cut in half
+        dropped rather than left looking like text."""
+        clean = self(text)
+        if len(clean) <= limit:
+            return clean
+        cut = clean[:limit]
+        for size in range(len(REDACTED) - 1, 0, -1):
+            if (
+                cut.endswith(REDACTED[:size])
+                and clean[limit - size : limit - size + len(REDACTED)] == REDACTED
+            ):
+                return cut[:-size]
+        return cut
 
     def bytes(self, data: bytes) -> bytes:
         """:meth:`text` on raw bytes (undecodable bytes kept as they are)."""
@@ -118,8 +207,12 @@ class Scrubber:
             for form in self.forms:
                 with contextlib.suppress(PydanticSerializationError):
                     needles.add(to_json(form).decode()[1:-1])
+            for anchor in self._extend:
+                with contextlib.suppress(PydanticSerializationError):
+                    needles.add(to_json(anchor).decode()[1:-1].lower())
             self._needles = sorted(needles, key=len)
-        return any(needle in document for needle in self._needles)
+        folded = document.lower()
+        return any(needle in document or needle in folded for needle in self._needles)
 
     def json(self, value: Any, *, identifiers: Collection[str] | None = None) -> JsonValue:
         """A JSON value with every secret removed.
@@ -141,6 +234,39 @@ class Scrubber:
         header would show there. Attach this to the handler that shows ``--debug`` output.
         """
         return _ScrubbingFilter(self)
+
+
+def _prefix_anchors(username: str, secret: str, public: int = 0) -> Iterable[tuple[str, str]]:
+    """For each form whose prefixes must go too: the shortest prefix that holds
+    :data:`SUBSTRING_MIN` characters of the secret (after its ``public`` lead), and the whole form."""
+    if len(secret) - public < SUBSTRING_MIN:
+        return
+    yield secret[: public + SUBSTRING_MIN], secret
+    # The AUTH strings a login sends (AUTH LOGIN: the secret; PLAIN: with an empty and with a repeated
+    # authorization identity), base64: a prefix of the encoding that covers the lead and 6 characters.
+    for lead in ("", f"\0{username}\0", f"{username}\0{username}\0"):
+        lead_bytes = len(lead.encode("utf-8", "surrogatepass"))
+        six = len(secret[: public + SUBSTRING_MIN].encode("utf-8", "surrogatepass"))
+        whole = base64.b64encode((lead + secret).encode("utf-8", "surrogatepass")).decode("ascii")
+        need = -(-(lead_bytes + six) * 4 // 3)
+        yield whole[:need], whole
+        # Re-encoded after the cut: a prefix that ends inside a base64 group is padded, and its last
+        # character differs from the whole string's; each such boundary is a form of its own.
+        for end in range(public + SUBSTRING_MIN, len(secret)):
+            data = (lead + secret[:end]).encode("utf-8", "surrogatepass")
+            if len(data) % 3:
+                form = base64.b64encode(data).decode("ascii")
+                yield form, form
+
+
+def _common_prefix(text: str, start: int, form: str) -> int:
+    """How many characters of ``form`` (ignoring case) ``text`` holds from ``start``."""
+    size = 0
+    for char, want in zip(text[start : start + len(form)], form, strict=False):
+        if char != want and char.lower() != want.lower():
+            break
+        size += 1
+    return size
 
 
 def masked(payload: Mapping[str, Any]) -> dict[str, JsonValue]:

@@ -799,7 +799,7 @@ class _DripWriter:
 
 async def _write(writer: asyncio.StreamWriter | _DripWriter, answer: _Answer, request_id: str) -> None:
     if isinstance(answer.body, str):
-        payload = answer.body.encode()
+        payload = answer.body.encode("utf-8", "surrogateescape")  # "\udcfc": a raw byte, not UTF-8
         content_type = "text/plain; charset=utf-8"
     else:
         payload = json.dumps(answer.body).encode()

@@ -12,7 +12,8 @@ import asyncio
 import base64
 import contextlib
 import ssl
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -26,6 +27,7 @@ __all__ = [
     "Script",
     "TcpForwarder",
     "secret_wire_forms",
+    "serving_in_thread",
 ]
 
 LINE_LIMIT = 1 << 20
@@ -162,6 +164,41 @@ class Peer:
             await asyncio.wait(list(self._tasks))
         if self._server is not None:
             await self._server.wait_closed()
+
+
+@contextlib.contextmanager
+def serving_in_thread(make: Callable[[], Peer]) -> Iterator[Peer]:
+    """A peer served from a background thread with its own event loop, for a synchronous caller (the
+    CLI through click's runner, a subprocess). ``make`` builds the peer inside that loop."""
+    ready = threading.Event()
+    started: list[Peer] = []
+    failure: list[BaseException] = []
+    stop: list[Callable[[], object]] = []
+
+    async def serve() -> None:
+        done = asyncio.Event()
+        try:
+            async with make() as server:
+                started.append(server)
+                loop = asyncio.get_running_loop()
+                stop.append(lambda: loop.call_soon_threadsafe(done.set))
+                ready.set()
+                await done.wait()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="peer", daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        if failure:
+            raise failure[0]
+        yield started[0]
+    finally:
+        if stop:
+            stop[0]()
+        thread.join()
 
 
 class TcpForwarder:
@@ -308,13 +345,21 @@ class PeerCerts:
 
 class DnsPeer(asyncio.DatagramProtocol):
     """A UDP DNS server on loopback: every name has the A records ``addresses`` (127.0.0.1), except
-    the names in ``nxdomain``."""
+    the names in ``nxdomain``; ``records`` adds answers by (name, type), as zone-file text
+    (``{("_dmarc.test", "TXT"): ['"v=DMARC1; p=none"'], ("victim.test", "MX"): ["10 test."]}``)."""
 
     def __init__(
-        self, *, nxdomain: tuple[str, ...] = (), addresses: tuple[str, ...] = ("127.0.0.1",)
+        self,
+        *,
+        nxdomain: tuple[str, ...] = (),
+        addresses: tuple[str, ...] = ("127.0.0.1",),
+        records: dict[tuple[str, str], list[str]] | None = None,
     ) -> None:
         self.nxdomain = {name.rstrip(".").lower() for name in nxdomain}
         self.addresses = addresses
+        self.records = {
+            (name.rstrip(".").lower(), kind.upper()): texts for (name, kind), texts in (records or {}).items()
+        }
         self.port = 0
         self.queries: list[tuple[str, str]] = []
         self._transport: asyncio.DatagramTransport | None = None
@@ -353,8 +398,13 @@ class DnsPeer(asyncio.DatagramProtocol):
         question = query.question[0]
         name = question.name.to_text(omit_final_dot=True).lower()
         self.queries.append((name, dns.rdatatype.to_text(question.rdtype)))
+        kind = dns.rdatatype.to_text(question.rdtype)
         if name in self.nxdomain:
             response.set_rcode(dns.rcode.NXDOMAIN)
+        elif (name, kind) in self.records:
+            response.answer.append(
+                dns.rrset.from_text(question.name, 60, "IN", kind, *self.records[name, kind])
+            )
         elif question.rdtype == dns.rdatatype.A:
             response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", *self.addresses))
         assert self._transport is not None

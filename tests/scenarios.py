@@ -34,7 +34,8 @@ IMPLICIT_SMTP_PORT = 465
 
 
 def _crlf(text: str) -> bytes:
-    return (text.replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n").encode()
+    # surrogateescape: a test writes a raw byte (a Latin-1 \xfc) as "\udcfc" in a reply.
+    return (text.replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n").encode("utf-8", "surrogateescape")
 
 
 # --- SMTP ----------------------------------------------------------------------------------------
@@ -54,6 +55,8 @@ class SmtpScript:
     auth_challenge: str | None = None
     challenge_answers: list[bytes] = field(default_factory=list)
     ehlo_hook: Callable[[PeerConn], Any] | None = None
+    #: Runs instead of the reply to the end of DATA (the message is in ``messages`` already).
+    data_hook: Callable[[PeerConn], Any] | None = None
     # Replies to sending (the send test): MAIL FROM, RCPT TO, and the end of DATA.
     mail_reply: str = "250 2.1.0 Ok"
     rcpt_reply: str = "250 2.1.5 Ok"
@@ -114,6 +117,9 @@ class SmtpScript:
                 while (data := await conn.reader.readline()) not in (b".\r\n", b""):
                     body += data
                 self.messages.append(bytes(body))
+                if self.data_hook is not None:
+                    await self.data_hook(conn)
+                    return
                 await conn.send(_crlf(self.data_reply))
             else:
                 await conn.send(b"502 5.5.2 Error: command not recognized\r\n")

@@ -119,8 +119,25 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM takes Ctrl-C's way: the running command is cancelled and tidies up (a send test
+    deletes its message), instead of the process dying where it stands."""
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):  # Python's (KeyboardInterrupt), or asyncio's (cancel the running command)
+        handler(signal.SIGINT, frame)  # type: ignore[arg-type]
+    else:  # SIGINT ignored (started in the background): a SIGTERM still ends the command
+        raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``inboxcheck`` command: turns every error into a message and an exit code."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None, prog_name="inboxcheck", standalone_mode=False

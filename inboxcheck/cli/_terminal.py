@@ -42,9 +42,16 @@ __all__ = [
 # Below this, indents would leave no room for words.
 MIN_WIDTH: Final = 40
 
-# C0 and C1 controls and DEL (ESC sequences, CR, backspace, BEL), and the invisible characters that
-# reorder or hide text on a terminal (bidirectional overrides, line and paragraph separators).
-_UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls and DEL (ESC sequences, CR, backspace, BEL); every Unicode format character
+# (category Cf: zero-width spaces and joiners, bidirectional marks, overrides and isolates, the BOM,
+# tag characters) and the line and paragraph separators, which hide or reorder text on a terminal;
+# and lone surrogates, which are bytes that were not UTF-8 (written as the byte, \xfc).
+_UNSAFE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f]"
+)
 _NAMED: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b"}
 
 
@@ -53,7 +60,12 @@ def _escaped(match: re.Match[str]) -> str:
     named = _NAMED.get(char)
     if named is not None:
         return named
-    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape): shown as that byte
+        return f"\\x{code - 0xDC00:02x}"
+    if code > 0xFFFF:
+        return f"\\U{code:08x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def escape(text: str) -> str:

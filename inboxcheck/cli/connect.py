@@ -231,7 +231,15 @@ def connect(
             f"again, and if it is not there run again with --idempotency-key {sending[0]}",
             EXIT_INTERRUPTED,
         )
-    emit(ConnectOutput(), result, fmt=fmt, verbose=verbose, quiet=quiet)
+    try:
+        emit(ConnectOutput(), result, fmt=fmt, verbose=verbose, quiet=quiet)
+    except Exception:
+        inbox = result.create.inbox if result.create is not None else None
+        if inbox is not None:  # the inbox exists: its id must reach the user whatever failed after
+            notice(
+                f"created inbox {escape(inbox.id)} for {escape(inbox.email_address)}; do not create it again"
+            )
+        raise
     sys.exit(result.exit_code)
 
 

@@ -19,13 +19,22 @@ from pydantic import JsonValue, SecretStr
 from inboxcheck._check import CheckContext
 from inboxcheck._endpoint import TlsMode
 from inboxcheck._errors import AccountError
-from inboxcheck._models import Account, Finding, InboxType, Severity, Verdict, email_problem, finding
+from inboxcheck._models import (
+    Account,
+    Finding,
+    InboxType,
+    Severity,
+    Verdict,
+    ascii_domain,
+    email_problem,
+    finding,
+)
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Preset, Presets, load_presets
 from inboxcheck._runner import build_options
 from inboxcheck._secrets import Scrubber
 from inboxcheck.checks.dns.lookups import Lookups
-from inboxcheck.checks.dns.treewalk import organisational_domain
+from inboxcheck.checks.dns.treewalk import is_public_suffix, load_public_suffixes, organisational_domain
 from inboxcheck.discovery.choose import (
     merge,
     payload_fields,
@@ -99,7 +108,9 @@ class _Run:
 
     def trusted(self, candidate: Candidate) -> bool:
         host = candidate.host.lower().rstrip(".")
-        if candidate.source is SourceKind.PRESET or host in self.trust_hosts or under(host, self.domain):
+        if candidate.source is SourceKind.PRESET or host in self.trust_hosts:
+            return True
+        if under(host, self.domain) and not is_public_suffix(self.domain):
             return True
         return self.mx_domain is not None and under(host, self.mx_domain)
 
@@ -127,7 +138,10 @@ class _Run:
         # uses; a walk that could not tell leaves only the host itself (a password is withheld, never
         # sent further).
         organisation = await organisational_domain(Lookups(self.ctx), hosts[0])
-        self.mx_domain = organisation or hosts[0]
+        mx_domain = organisation or hosts[0]
+        # A suffix-level answer (an MX host "test.", "co.uk") is no organisation: nothing under it is
+        # trusted for being under it.
+        self.mx_domain = None if is_public_suffix(mx_domain) else mx_domain
         preset = self.presets.by_mx(hosts)
         known = preset.name if preset is not None else "no preset knows these hosts"
         self.asked(
@@ -140,7 +154,7 @@ class _Run:
             self.preset = preset
             self.candidates += preset_candidates(preset, self.address, how=f"MX {hosts[0]}")
             return
-        if self.mx_domain != self.domain:
+        if self.mx_domain is not None and self.mx_domain != self.domain:
             await self.autoconfig(self.mx_domain)
 
     async def srv(self) -> None:
@@ -251,6 +265,8 @@ class _Run:
             asyncio.ensure_future(self.mx_and_followers()),
             asyncio.ensure_future(self.srv()),
             asyncio.ensure_future(self.autoconfig(self.domain)),
+            # read while the sources ask: what may be trusted for being under a domain needs it
+            asyncio.ensure_future(load_public_suffixes()),
         ]
         pending = await _gather_within(tasks, self.ctx.remaining())
         if pending:
@@ -289,11 +305,13 @@ async def _gather_within(tasks: Sequence[asyncio.Future[Any]], seconds: float) -
 
 
 def _ascii_domain(address: str) -> str:
-    """The address's domain as DNS, TLS and HTTP carry it (IDNA for an internationalised name)."""
+    """The address's domain as DNS, TLS and HTTP carry it: its A-labels by IDNA 2008 (the one
+    conversion every check uses, :func:`~inboxcheck._models.ascii_domain`), so ``faß.de`` stays
+    ``xn--fa-hia.de`` and never becomes ``fass.de``, another owner's domain."""
     domain = address.rsplit("@", 1)[1].lower().rstrip(".")
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        return ascii_domain(domain)
+    except (UnicodeError, ValueError):
         return domain  # email_problem() already refused a name IDNA cannot encode
 
 

@@ -411,19 +411,32 @@ class PlatformClient:
         status = response.status_code
         if status in (200, 201):
             try:
-                data = json.loads(attempt.body)
+                data = _json_or_none(attempt.body)
                 inbox = CreatedInbox.model_validate(data)
             except (ValueError, ValidationError) as exc:
-                return ctx.outcome(*_bad_response(_json_or_none(attempt.body), exc, ctx))
-            return ctx.outcome(
-                ApiOutcome.CREATED,
-                Severity.INFO,
-                f"The platform created the inbox {inbox.email_address} (id {inbox.id}, status "
-                f"{inbox.status.value}).",
-                None,
-                {"inbox_id": inbox.id, "inbox_status": inbox.status.value},
-                inbox=inbox,
-            )
+                return ctx.outcome(*_bad_response(data, exc, ctx))
+            try:
+                return ctx.outcome(
+                    ApiOutcome.CREATED,
+                    Severity.INFO,
+                    f"The platform created the inbox {inbox.email_address} (id {inbox.id}, status "
+                    f"{inbox.status.value}).",
+                    None,
+                    {"inbox_id": inbox.id, "inbox_status": inbox.status.value},
+                    inbox=inbox,
+                )
+            except Exception:  # noqa: BLE001 - the inbox exists: its id must reach the caller whatever failed
+                _log.exception("describing the created inbox failed")
+                return CreateOutcome(
+                    outcome=ApiOutcome.CREATED,
+                    finding=finding(
+                        ApiOutcome.CREATED.code, Severity.INFO, "The platform created the inbox."
+                    ),
+                    inbox=inbox,
+                    attempts=result.attempts,
+                    idempotency_key=key,
+                    status_code=status,
+                )
         return ctx.outcome(*_error_status(response, attempt.body, ctx))
 
     def _bulk_outcome(self, result: _Result, scrub: Scrubber, key: str) -> BulkOutcome:
@@ -492,8 +505,10 @@ def _email_of(payload: Mapping[str, Any]) -> str | None:
 
 
 def _json_or_none(body: bytes) -> Any:
+    """The JSON of a body, None when it is none. A byte that is not UTF-8 is data (U+FFFD), never a
+    reason to lose a created inbox's id."""
     try:
-        return json.loads(body)
+        return json.loads(body.decode("utf-8", "replace"))
     except ValueError:
         return None
 
@@ -575,7 +590,7 @@ def _request_id(response: httpx.Response, scrub: Scrubber) -> str | None:
     for name in REQUEST_ID_HEADERS:
         value = response.headers.get(name)
         if value:
-            return scrub.text(value[:128])
+            return scrub.excerpt(value, 128)
     return None
 
 
@@ -636,17 +651,17 @@ def _why_retried(reason: str) -> str:
 
 def _exc_text(error: BaseException, scrub: Scrubber) -> str:
     text = str(error) or type(error).__name__
-    return scrub.text(text[:MESSAGE_MAX])
+    return scrub.excerpt(text, MESSAGE_MAX)
 
 
 def _bad_response(data: Any, exc: Exception | None, ctx: _Context, *, bulk: bool = False) -> _Made:
     evidence: dict[str, JsonValue] = {}
     if isinstance(data, dict) and isinstance(data.get("id"), str | int):
-        evidence["inbox_id"] = ctx.scrub.text(str(data["id"]))[:128]
+        evidence["inbox_id"] = ctx.scrub.excerpt(str(data["id"]), 128)
     if data is None:
         evidence["problem"] = "the body is not JSON"
         body = ctx.result.attempt.body
-        evidence["body_excerpt"] = ctx.scrub.text(body[:_BODY_EXCERPT].decode("utf-8", "replace"))
+        evidence["body_excerpt"] = ctx.scrub.excerpt(body.decode("utf-8", "replace"), _BODY_EXCERPT)
     elif isinstance(exc, ValidationError):
         evidence["problem"] = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
@@ -670,10 +685,12 @@ def _error_status(response: httpx.Response, body: bytes, ctx: _Context) -> _Made
     data = _json_or_none(body)
     problems = parse_error_body(data) if data is not None else []
     if data is None and body.strip():
-        text = body[:_BODY_EXCERPT].decode("utf-8", "replace").strip()
+        # Whole: cut before it is scrubbed, a secret cut in half would no longer be recognised.
+        text = body.decode("utf-8", "replace").strip()
         problems = [FieldError(None, text)] if text else []
     clean = [
-        FieldError(p.field, ctx.scrub.text(p.message[:MESSAGE_MAX]) if p.message else None) for p in problems
+        FieldError(p.field, ctx.scrub.excerpt(p.message, MESSAGE_MAX) if p.message else None)
+        for p in problems
     ]
     fields = [p.field for p in clean if p.field]
     message = "; ".join(
@@ -761,7 +778,7 @@ def _error_status(response: httpx.Response, body: bytes, ctx: _Context) -> _Made
         )
     location = response.headers.get("Location")
     if location:
-        evidence["location"] = ctx.scrub.text(location[:MESSAGE_MAX])
+        evidence["location"] = ctx.scrub.excerpt(location, MESSAGE_MAX)
     return (
         ApiOutcome.UNEXPECTED_STATUS,
         Severity.ERROR,
@@ -800,7 +817,7 @@ def _parse_bulk(data: Any, scrub: Scrubber) -> tuple[str, tuple[BulkItem, ...]] 
                 if isinstance(inbox_id, str | int) and not isinstance(inbox_id, bool)
                 else None,
                 field=first.field,
-                message=scrub.text(first.message[:MESSAGE_MAX]) if first.message else None,
+                message=scrub.excerpt(first.message, MESSAGE_MAX) if first.message else None,
             )
         )
     return str(job), tuple(items)

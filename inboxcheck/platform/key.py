@@ -138,6 +138,11 @@ class ApiKey:
         """The key itself, for the request header. Never log or print it."""
         return self._value
 
+    @property
+    def prefix(self) -> str:
+        """``cs_live_`` or ``cs_test_``: the part of the key that is public (shown in the mask)."""
+        return self._value[:8]
+
     def masked(self) -> str:
         """``cs_live_…abcd``: the prefix, and the last four characters when enough stay hidden."""
         prefix, token = self._value[:8], self._value[8:]

@@ -10,7 +10,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inboxcheck._errors import ApiError
-from inboxcheck._models import Finding
+from inboxcheck._models import Finding, ServerStr
 
 # --------------------------------------------------------------------------------------------------
 # Results
@@ -34,10 +34,10 @@ class CreatedInbox(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    id: str
-    email_address: str
-    display_name: str
-    inbox_type: str
+    id: ServerStr
+    email_address: ServerStr
+    display_name: ServerStr
+    inbox_type: ServerStr
     daily_limit: int
     status: InboxStatus
     created_at: datetime
@@ -125,7 +125,7 @@ class CreateOutcome(BaseModel):
     attempts: int = Field(ge=0)
     idempotency_key: str
     status_code: int | None = None
-    request_id: str | None = None
+    request_id: ServerStr | None = None
 
     @property
     def ok(self) -> bool:
@@ -160,11 +160,11 @@ class BulkItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     index: int
-    email_address: str | None = None
+    email_address: ServerStr | None = None
     created: bool
-    inbox_id: str | None = None
-    field: str | None = None
-    message: str | None = None
+    inbox_id: ServerStr | None = None
+    field: ServerStr | None = None
+    message: ServerStr | None = None
 
 
 class BulkOutcome(BaseModel):
@@ -177,12 +177,12 @@ class BulkOutcome(BaseModel):
 
     outcome: ApiOutcome
     finding: Finding
-    job_id: str | None = None
+    job_id: ServerStr | None = None
     items: tuple[BulkItem, ...] = ()
     attempts: int = Field(ge=0)
     idempotency_key: str
     status_code: int | None = None
-    request_id: str | None = None
+    request_id: ServerStr | None = None
 
     @property
     def exit_code(self) -> int:

@@ -85,8 +85,11 @@ async def test_dovecots_connection_limit_is_not_a_wrong_password(lab: Any) -> No
 
 # --- the TLS mode on the wrong port: real Postfix and Dovecot ------------------------------------
 
-MISMATCH_TIMEOUT = 10.0
-#: Issue 9: found "within 5 s with --timeout 10" (about 2 s of grace, then one handshake).
+#: Issue 9 found the mismatch within 5 s with --timeout 10 (2 s of grace, then one handshake). Since
+#: issue 17 a port other than 465/993 (the lab's are free loopback ports) is given the step timeout to
+#: greet, less the probe's end, before it is sent a handshake: a slow but working server is never
+#: bothered. So the step timeout here is 4 s: found after about 3 s, within the same bound.
+MISMATCH_TIMEOUT = 4.0
 MISMATCH_BOUND = 5.0
 
 

@@ -11,7 +11,7 @@ from pydantic import JsonValue
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Severity
 from inboxcheck.checks.dns.lookups import Lookups, finish, report_unavailable
-from inboxcheck.checks.dns.treewalk import discover_policy, organisational_domain
+from inboxcheck.checks.dns.treewalk import discover_policy, organisational_domain, same_organisation
 from inboxcheck.dns.records._common import RecordSyntaxError
 from inboxcheck.dns.records.dmarc import DmarcRecord, Policy, is_dmarc_record, parse_dmarc
 
@@ -142,7 +142,9 @@ async def _check_report_destinations(
             out, lookups, "whether the DMARC report addresses are in the policy's organisation"
         )
         return
-    external = [dest for dest, org in zip(destinations, orgs[1:], strict=True) if org != orgs[0]]
+    external = [
+        dest for dest, org in zip(destinations, orgs[1:], strict=True) if not same_organisation(org, orgs[0])
+    ]
     if not external:
         return
     answers = await asyncio.gather(

@@ -6,19 +6,57 @@ A walk asks ``_dmarc.<domain>``, then each parent up to the top-level domain; a 
 more jumps to its last seven first, so a walk costs at most eight queries. Every query goes through the
 run's DNS client, so walks for related names (the author domain, its report destinations, two login
 hosts) share their answers.
+
+The organisational domain is never a public suffix: a record at a top-level name, or at a name the
+bundled Public Suffix List (``publicsuffixlist``, read once, without network) calls a suffix, marks
+the suffix only with ``psd=y``, and otherwise counts for nothing. Without that floor, a ``_dmarc.test``
+record (or an MX host ``test.``) would make every ``*.test`` host "the same organisation".
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from inboxcheck.checks.dns.lookups import Lookup, Lookups
 from inboxcheck.dns.records._common import RecordSyntaxError
 from inboxcheck.dns.records.dmarc import is_dmarc_record, parse_dmarc
 
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
+
 MAX_WALK_QUERIES: Final = 8
 _SKIP_FROM: Final = 8  # names with this many labels or more jump to their last seven
+
+
+@functools.cache
+def _suffix_list() -> PublicSuffixList:
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()  # the list the package bundles (ICANN and private sections)
+
+
+async def load_public_suffixes() -> None:
+    """Reads the bundled Public Suffix List once (a quarter of a second), off the event loop."""
+    if _suffix_list.cache_info().currsize == 0:
+        await asyncio.to_thread(_suffix_list)
+
+
+def is_public_suffix(name: str) -> bool:
+    """Whether ``name`` (A-labels) is a public suffix: a top-level name (``test``, ``com``), or a
+    suffix of the bundled list (``co.uk``, ``github.io``). No organisation is one."""
+    name = name.strip().rstrip(".").lower()
+    if "." not in name:
+        return True
+    return bool(_suffix_list().is_public(name))
+
+
+def same_organisation(first: str | None, second: str | None) -> bool:
+    """Two organisational domains name one organisation: known, equal, and not a public suffix (a
+    suffix-level answer means "not the same organisation")."""
+    return first is not None and first == second and not is_public_suffix(first)
 
 
 def walk_targets(domain: str) -> list[str]:
@@ -90,11 +128,14 @@ async def organisational_domain(lookups: Lookups, domain: str) -> str | None:
     A record with ``psd=n`` marks its own domain; one with ``psd=y`` (other than at ``domain``
     itself) marks a public suffix, whose child on the way to ``domain`` is the organisational domain;
     otherwise the record with the fewest labels decides, and with no record at all ``domain`` is its
-    own organisational domain.
+    own organisational domain. A record at a public suffix (:func:`is_public_suffix`) counts only
+    with ``psd=y``: the answer is a public suffix only when ``domain`` itself is one (which
+    :func:`same_organisation` then reads as "no organisation").
     """
     targets = walk_targets(domain)
     if not targets:
         return None
+    await load_public_suffixes()
     labels = targets[0].split(".")
     highest: str | None = None
     for target in targets:
@@ -103,10 +144,12 @@ async def organisational_domain(lookups: Lookups, domain: str) -> str | None:
             return None
         if found is None:
             continue
-        highest = target
         psd = found.psd
-        if psd == "n":
-            return target
         if psd == "y" and target != targets[0]:
             return ".".join(labels[-(target.count(".") + 2) :])
+        if is_public_suffix(target) and target != targets[0]:
+            continue  # a suffix's own record: no organisation spans a suffix
+        highest = target
+        if psd == "n":
+            return target
     return highest or targets[0]

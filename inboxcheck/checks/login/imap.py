@@ -117,6 +117,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     pending_sync_command: Any
     transport: Any
     capabilities: set[str]
+    imap_version: str
     state: str
     loop: asyncio.AbstractEventLoop
     tasks: set[asyncio.Future[Any]]
@@ -210,6 +211,18 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
                 self.state = aioimaplib.AUTH
             self.state_condition.notify_all()
         return command, response
+
+    async def capability(self) -> None:
+        """The library's CAPABILITY, reading the reply as server text: its strict decode would turn
+        one byte that is not UTF-8 into a crash of the check."""
+        response = await self.execute(aioimaplib.Command("CAPABILITY", self.new_tag(), loop=self.loop))
+        lines = _lines(response)
+        listed = lines[0].split() if lines else []
+        self.capabilities = set(listed)
+        versions = [item.upper() for item in listed if item.upper() in aioimaplib.AllowedVersions]
+        if not versions:
+            raise aioimaplib.Error("server not IMAP4 compliant")
+        self.imap_version = versions[-1]
 
     def cancel_tasks(self) -> None:
         for task in list(self.tasks):
@@ -392,16 +405,13 @@ class _ImapLogin(LoginProbe):
                     capabilities=_sorted(caps),
                 )
                 return False
-            self.out.add(
+            self.clear_text(
                 "imap.tls.disabled",
-                Severity.FAIL,
                 f"The connection to {self.where} is not encrypted (imap_use_ssl is off and the server "
-                "offers no STARTTLS); the password was sent in clear text because --allow-plaintext "
-                "was given.",
-                fix="Turn imap_use_ssl on and use the provider's implicit-TLS port (usually 993).",
+                "offers no STARTTLS)",
+                "Turn imap_use_ssl on and use the provider's implicit-TLS port (usually 993).",
                 host=self.host,
                 port=self.port,
-                credentials_sent=True,
             )
             return True
         self.out.details["capabilities_before_tls"] = _sorted(caps)
@@ -475,11 +485,13 @@ class _ImapLogin(LoginProbe):
                 mechanism, command, response = found
             elif "LOGINDISABLED" not in caps:
                 mechanism = "LOGIN"
+                self.sending_credentials()
                 command, response = await self.wait(
                     proto.execute_masked("LOGIN", *credential.imap_login_arguments()), "login"
                 )
             elif "AUTH=PLAIN" in caps and "SASL-IR" in caps:
                 mechanism = "AUTHENTICATE PLAIN"
+                self.sending_credentials()
                 command, response = await self.wait(
                     proto.execute_masked("AUTHENTICATE", "PLAIN", credential.sasl_plain()), "login"
                 )
@@ -535,6 +547,7 @@ class _ImapLogin(LoginProbe):
         initial = credential.xoauth2() if name == "XOAUTH2" else credential.oauthbearer()
         proto.sasl = _SaslExchange(name, initial, self.scrub, sent_initial="SASL-IR" in caps)
         args = (name, initial) if "SASL-IR" in caps else (name,)
+        self.sending_credentials()
         command, response = await self.wait(proto.execute_masked("AUTHENTICATE", *args), "login")
         return f"AUTHENTICATE {name}", command, response
 

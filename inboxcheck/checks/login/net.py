@@ -20,14 +20,16 @@ from enum import StrEnum
 
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext
+from inboxcheck._check import LOCAL_SHORTAGE, CheckContext
 
 __all__ = [
+    "LOCAL_SHORTAGE",
     "Attempt",
     "ConnectFailure",
     "Connected",
     "Resolution",
     "ResolveFailure",
+    "TlsAnswer",
     "connect_any",
     "first_line",
     "local_address_literal",
@@ -72,6 +74,8 @@ class ConnectFailure(StrEnum):
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
     OTHER = "other"
+    #: This machine ran short (too many open files, no buffer space): nothing about the server.
+    LOCAL = "local_resources"
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,12 @@ class Connected:
     def failure(self) -> ConnectFailure:
         """The failure that best describes why no address connected."""
         kinds = {attempt.failure for attempt in self.attempts}
-        for kind in (ConnectFailure.TIMEOUT, ConnectFailure.UNREACHABLE, ConnectFailure.OTHER):
+        for kind in (
+            ConnectFailure.LOCAL,
+            ConnectFailure.TIMEOUT,
+            ConnectFailure.UNREACHABLE,
+            ConnectFailure.OTHER,
+        ):
             if kind in kinds:
                 return kind
         return ConnectFailure.REFUSED
@@ -200,7 +209,8 @@ async def connect_any(ctx: CheckContext, addresses: tuple[str, ...], port: int) 
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as exc:
-            result.attempts.append(Attempt(address, port, ConnectFailure.UNREACHABLE, str(exc)))
+            kind = ConnectFailure.LOCAL if exc.errno in LOCAL_SHORTAGE else ConnectFailure.UNREACHABLE
+            result.attempts.append(Attempt(address, port, kind, exc.strerror or str(exc)))
             continue
         sock.setblocking(False)
         timeout = ctx.step_timeout()
@@ -215,7 +225,9 @@ async def connect_any(ctx: CheckContext, addresses: tuple[str, ...], port: int) 
             continue
         except OSError as exc:
             sock.close()
-            if exc.errno in _REFUSED:
+            if exc.errno in LOCAL_SHORTAGE:
+                kind = ConnectFailure.LOCAL
+            elif exc.errno in _REFUSED:
                 kind = ConnectFailure.REFUSED
             elif exc.errno in _UNREACHABLE:
                 kind = ConnectFailure.UNREACHABLE
@@ -267,13 +279,27 @@ async def wait_readable(sock: socket.socket, within: float) -> bool:
         loop.remove_reader(sock.fileno())
 
 
+@dataclass(frozen=True)
+class TlsAnswer:
+    """What a TLS handshake on a port got: the session (``ssl_object``), or the TLS alert the peer
+    refused it with (``alert``: the peer speaks TLS all the same), or neither (no TLS there)."""
+
+    ssl_object: ssl.SSLObject | None = None
+    alert: str | None = None
+
+    @property
+    def speaks_tls(self) -> bool:
+        return self.ssl_object is not None or self.alert is not None
+
+
 async def tls_answers(
     sock: socket.socket, context: ssl.SSLContext, *, server_name: str, within: float
-) -> ssl.SSLObject | None:
+) -> TlsAnswer:
     """Run a TLS handshake on ``sock`` (which this call owns and closes) and nothing else.
 
-    Returns the handshake's TLS object (its version and certificate are readable after the close),
-    or None when the peer does not complete a handshake within ``within`` seconds.
+    The answer holds the handshake's TLS object (its version and certificate are readable after the
+    close), or the alert a TLS server refused the handshake with; neither when the peer does not
+    answer like TLS within ``within`` seconds.
     """
     loop = asyncio.get_running_loop()
     transport: asyncio.BaseTransport | None = None
@@ -288,9 +314,14 @@ async def tls_answers(
                 ssl_handshake_timeout=within,
             )
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
-        return ssl_object
+        return TlsAnswer(ssl_object)
+    except ssl.SSLError as exc:
+        # OpenSSL names an alert received from the peer "...ALERT..." (TLSV1_ALERT_PROTOCOL_VERSION,
+        # SSLV3_ALERT_HANDSHAKE_FAILURE): a TLS record came back, so the port speaks TLS.
+        reason = exc.reason or ""
+        return TlsAnswer(alert=reason.lower()) if "ALERT" in reason else TlsAnswer()
     except (OSError, TimeoutError, ValueError):
-        return None
+        return TlsAnswer()
     finally:
         if isinstance(transport, asyncio.Transport):
             transport.abort()

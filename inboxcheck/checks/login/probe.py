@@ -24,7 +24,7 @@ from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._credential import CredentialKind
 from inboxcheck._endpoint import Endpoint, TlsMode
 from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
-from inboxcheck._models import Severity, host_port
+from inboxcheck._models import Finding, Severity, finding, host_port
 from inboxcheck.checks.login.net import (
     ConnectFailure,
     ResolveFailure,
@@ -101,6 +101,10 @@ class LoginProbe:
         self.tls_context: ssl.SSLContext | None = None
         # Seconds of the greeting's wait spent before the protocol library takes the socket over.
         self.greeting_waited = 0.0
+        # The clear-text finding (its place among the findings, and what it says) until the
+        # conversation shows whether a credential crossed: it says only what happened.
+        self._clear_text: tuple[int, str, str, str, dict[str, JsonValue]] | None = None
+        self.credentials_sent = False
 
     # --- what a protocol provides ------------------------------------------------------------
 
@@ -177,6 +181,40 @@ class LoginProbe:
     def rule_evidence(self, match: ReplyMatch) -> dict[str, JsonValue]:
         """What a finding from the knowledge base adds to the evidence."""
         return {"rule": match.rule.id}
+
+    def clear_text(self, code: str, unencrypted: str, fix: str, **evidence: JsonValue) -> None:
+        """The finding for a login on a connection that is not encrypted; ``unencrypted`` says so. It
+        says that no credential was sent until :meth:`sending_credentials` is called."""
+        self._clear_text = (len(self.out.findings), code, unencrypted, fix, evidence)
+        self.out.findings.append(self._clear_text_finding())
+
+    def sending_credentials(self) -> None:
+        """Called just before a credential is written: on a clear-text connection, the finding now
+        says that the password crossed unencrypted."""
+        self.credentials_sent = True
+        if self._clear_text is not None:
+            self.out.findings[self._clear_text[0]] = self._clear_text_finding()
+
+    def _clear_text_finding(self) -> Finding:
+        assert self._clear_text is not None
+        _, code, unencrypted, fix, evidence = self._clear_text
+        if self.credentials_sent:
+            tail = "; the password was sent in clear text because --allow-plaintext was given."
+        elif self.ctx.options.allow_plaintext:
+            tail = (
+                "; --allow-plaintext was given, but inboxcheck sent no password: the conversation ended "
+                "before any login (the next finding says why)."
+            )
+        else:
+            tail = "; inboxcheck did not send the password."
+        return finding(
+            code,
+            Severity.FAIL,
+            unencrypted + tail,
+            fix=fix,
+            **evidence,
+            credentials_sent=self.credentials_sent,
+        )
 
     def timed_out(self, stage: str) -> None:
         timeout = self.ctx.options.timeout
@@ -276,36 +314,57 @@ class LoginProbe:
     # --- a port that speaks the other TLS mode (each probe sends a handshake or nothing) ----------
 
     def greeting_timeout(self) -> float:
-        """What is left of the step timeout for the greeting, after the grace and the TLS probe."""
+        """What is left of the step timeout for the greeting, after the wait and the TLS probe."""
         return max(0.001, self.ctx.step_timeout() - self.greeting_waited)
 
     def _grace(self) -> float:
         return min(GREETING_GRACE, self.ctx.step_timeout() / 2)
 
+    def _probe_times(self) -> tuple[float, float]:
+        """How long to wait for the greeting before the TLS probe, and how long the probe may take.
+
+        On the protocol's implicit-TLS port (465, 993) a clear-text greeting is the exception and a
+        silent server is the common mismatch: the probe comes after the grace, so that it is named in
+        seconds. On any other port a slow greeting is a working server's right: it is awaited for
+        the step timeout, less the end kept for the probe.
+        """
+        if self.port == self.IMPLICIT_PORT:
+            return self._grace(), self._grace()
+        allowance = min(GREETING_GRACE, self.ctx.step_timeout() / 4)
+        return self.ctx.step_timeout() - allowance, allowance
+
     async def _speaks_implicit_tls(self, sock: socket.socket) -> bool:
         """True (the finding recorded) when a port configured for a clear-text greeting stays silent
-        for the grace and answers a TLS handshake instead: both sides would wait for the other."""
+        and answers a TLS handshake instead: both sides would wait for the other.
+
+        The greeting is awaited first (:meth:`_probe_times`): a slow but working server is never sent
+        a TLS handshake, which it would log as a syntax error. Only a port that did not greet is
+        probed, on a second connection; an answer there in TLS (a session, or a TLS alert refusing
+        it) is the mismatch.
+        """
         if self.port in _NO_PROBE_PORTS or self.address is None:
             return False
-        grace = self._grace()
+        wait, allowance = self._probe_times()
         started = time.perf_counter()
-        if await wait_readable(sock, grace):
-            return False
         try:
+            if await wait_readable(sock, wait):
+                return False
             connected = await connect_any(self.ctx, (self.address,), self.port)
             if connected.sock is None:
                 return False
-            ssl_object = await tls_answers(
-                connected.sock, inspecting_context(), server_name=self.host, within=grace
+            answer = await tls_answers(
+                connected.sock, inspecting_context(), server_name=self.host, within=allowance
             )
         finally:
             self.greeting_waited = time.perf_counter() - started
-        if ssl_object is None:
+        if not answer.speaks_tls:
             return False
-        session = session_of(ssl_object)
         evidence: dict[str, JsonValue] = {"waited_s": round(self.greeting_waited, 2)}
+        session = session_of(answer.ssl_object) if answer.ssl_object is not None else None
         if session is not None and session.version:
             evidence["tls_version"] = session.version
+        if answer.alert is not None:
+            evidence["tls_alert"] = answer.alert
         self._mode_mismatch("implicit", **evidence)
         return True
 
@@ -377,6 +436,20 @@ class LoginProbe:
 
     def _not_connected(self, failure: ConnectFailure, attempts: list[JsonValue]) -> None:
         hint = self.port_hint()
+        if failure is ConnectFailure.LOCAL:
+            self.out.add(
+                "run.resources",
+                Severity.ERROR,
+                f"This machine could not open a connection to {self.where}: it ran short of resources "
+                "(too many open files), a limit of this machine and not the account's fault, so "
+                "inboxcheck could not tell whether the login works.",
+                fix="Check fewer accounts at once (--concurrency), or raise this machine's limit on open "
+                "files (ulimit -n), then run again (--retry-errors checks only these).",
+                host=self.host,
+                port=self.port,
+                attempts=attempts,
+            )
+            return
         if failure is ConnectFailure.REFUSED:
             # A refusal is a definite answer: the host is up and nothing listens on that port (most
             # often the wrong port), unlike a timeout, which may be a firewall or a slow network.

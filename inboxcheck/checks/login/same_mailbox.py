@@ -32,7 +32,7 @@ from inboxcheck._endpoint import Endpoint
 from inboxcheck._models import Severity, Status
 from inboxcheck._options import Family
 from inboxcheck.checks.dns.lookups import Lookups
-from inboxcheck.checks.dns.treewalk import organisational_domain
+from inboxcheck.checks.dns.treewalk import organisational_domain, same_organisation
 from inboxcheck.checks.login.net import _ip_literal
 
 __all__ = ["CHECKS", "LoginFact", "check_same_mailbox", "fact_key", "mailbox_key"]
@@ -118,7 +118,7 @@ async def _same_organisation(ctx: CheckContext, smtp: LoginFact, imap: LoginFact
         return False, "the two hosts share no domain, address, certificate name or provider"
     lookups = Lookups(ctx)
     orgs = [await organisational_domain(lookups, host) for host in (smtp.endpoint.host, imap.endpoint.host)]
-    if orgs[0] is not None and orgs[0] == orgs[1]:
+    if same_organisation(orgs[0], orgs[1]):
         return True, f"both hosts belong to {orgs[0]}"
     if None in orgs:
         return False, (

@@ -25,7 +25,7 @@ from pydantic import JsonValue
 from inboxcheck._check import CheckContext, CheckSpec, Outcome
 from inboxcheck._endpoint import SMTP_IMPLICIT_PORT, TlsMode
 from inboxcheck._knowledge import ReplyMatch
-from inboxcheck._models import Severity
+from inboxcheck._models import Severity, undecodable_hex
 from inboxcheck._options import Family
 from inboxcheck.checks.login.microsoft import add_basic_auth_notice
 from inboxcheck.checks.login.net import connect_any, local_address_literal
@@ -94,7 +94,14 @@ class _SmtpLogin(LoginProbe):
     # --- helpers ---------------------------------------------------------------------------
 
     def step(self, name: str, reply: _Verbatim | str) -> None:
-        self.steps.append({"step": name, "reply": self.scrub(str(reply))})
+        if isinstance(reply, _Verbatim):  # scrubbed whole, then cut to the evidence's length
+            reply = _Verbatim(reply.code, self.scrub(reply.text))
+        text = self.scrub(str(reply))
+        step: dict[str, JsonValue] = {"step": name, "reply": text}
+        raw = undecodable_hex(text)  # bytes that are not UTF-8: the text shows U+FFFD, the hex the bytes
+        if raw is not None:
+            step["reply_hex"] = raw
+        self.steps.append(step)
 
     def port_hint(self) -> str:
         """What the preset knows about this provider's ports, for messages about a failed connect."""
@@ -330,25 +337,16 @@ class _SmtpLogin(LoginProbe):
     def _plaintext(self, client: aiosmtplib.SMTP) -> bool:
         """The finding for a clear-text connection; True when the password may still be sent."""
         offers = client.supports_extension("starttls")
-        allowed = self.ctx.options.allow_plaintext
-        self.out.add(
+        self.clear_text(
             "smtp.tls.disabled",
-            Severity.FAIL,
             "smtp_use_tls is off, so the connection (and the password) would cross the network "
-            "unencrypted"
-            + ("; the server offers STARTTLS" if offers else "")
-            + (
-                "; the password was sent in clear text because --allow-plaintext was given."
-                if allowed
-                else "; inboxcheck did not send the password."
-            ),
-            fix="Turn smtp_use_tls on (STARTTLS on 587, implicit TLS on 465).",
+            "unencrypted" + ("; the server offers STARTTLS" if offers else ""),
+            "Turn smtp_use_tls on (STARTTLS on 587, implicit TLS on 465).",
             host=self.host,
             port=self.port,
             server_offers_starttls=offers,
-            credentials_sent=allowed,
         )
-        return allowed
+        return self.ctx.options.allow_plaintext
 
     def _mechanism(self, client: aiosmtplib.SMTP) -> str | None:
         offered = [m.upper() for m in client.server_auth_methods]
@@ -412,6 +410,7 @@ class _SmtpLogin(LoginProbe):
             self._unsendable()
             return False
         client.timeout = self.ctx.step_timeout()
+        self.sending_credentials()
         challenge: TokenChallenge | None = None
         try:
             if mechanism == "PLAIN":

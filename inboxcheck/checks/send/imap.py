@@ -19,20 +19,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from aioimaplib import aioimaplib
 
-from inboxcheck._check import CheckContext, Outcome
-from inboxcheck._models import Severity
+from inboxcheck._check import LEFTOVER_BOUND, CheckContext, Outcome
+from inboxcheck._models import Finding, Severity, finding
 from inboxcheck.checks.login.imap import _ImapLogin, _lines, _PeerFailed, _Protocol
 from inboxcheck.checks.login.probe import transport_session
-from inboxcheck.checks.send.message import TOKEN_HEADER
+from inboxcheck.checks.send.message import TOKEN_HEADER, TestMessage
 from inboxcheck.checks.send.smtp import SENT_FACT, Sent
 
-__all__ = ["LANDING_FACT", "Folders", "Landing", "check_send_cleanup", "check_send_find", "parse_list"]
+__all__ = [
+    "CLEANUP",
+    "LANDING_FACT",
+    "Folders",
+    "Landing",
+    "check_send_cleanup",
+    "check_send_find",
+    "leave_for_cleanup",
+    "parse_list",
+]
 
 LANDING_FACT: Final = "send.landing"
 #: Names providers give the spam folder when the server does not mark it ``\Junk``.
@@ -49,6 +59,8 @@ JUNK_NAMES: Final = (
 SENT_NAMES: Final = ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "[Gmail]/Sent Mail", "INBOX.Sent")
 #: The largest test message read back: ours is under 2 KB, with the receiver's headers a few more.
 MAX_MESSAGE: Final = 256 * 1024
+#: The folders searched for a message not yet found, when a run cut short deletes it on the way out.
+_MAX_FOLDERS_SEARCHED: Final = 20
 _FIRST_WAIT: Final = 0.5
 _LONGEST_WAIT: Final = 10.0
 
@@ -65,6 +77,8 @@ class Folders:
     junk: str | None
     sent: str | None
     junk_by: Literal["special-use", "name", "none"] = "none"
+    #: Every folder that can be selected, in LIST order (where a message not yet found may be).
+    selectable: tuple[str, ...] = ()
 
 
 def _unquote(name: str) -> str:
@@ -93,7 +107,8 @@ def parse_list(lines: list[str]) -> Folders:
 
     junk, junk_by = pick("\\junk", JUNK_NAMES)
     sent, _ = pick("\\sent", SENT_NAMES)
-    return Folders(junk=junk, sent=sent, junk_by=junk_by)
+    selectable = tuple(name for name, flags in names.items() if "\\noselect" not in flags)
+    return Folders(junk=junk, sent=sent, junk_by=junk_by, selectable=selectable)
 
 
 def parse_search(lines: list[str]) -> list[int]:
@@ -251,7 +266,11 @@ class _ImapSend(_ImapLogin):
 
     async def _cleanup(self, proto: _Protocol) -> bool:
         landing = self.ctx.facts.get(LANDING_FACT)
-        folders = [landing.folder] if isinstance(landing, Landing) else []
+        # Not found yet (a run cut short while it searched, or a rule filed it away): INBOX, the
+        # spam folder, then every other folder, up to a bound.
+        unfound = ["INBOX", *([self.folders.junk] if self.folders.junk else []), *self.folders.selectable]
+        unfound = list(dict.fromkeys(f for f in unfound if f != self.folders.sent))[:_MAX_FOLDERS_SEARCHED]
+        folders = [landing.folder] if isinstance(landing, Landing) else unfound
         if self.folders.sent and self.folders.sent not in folders:
             folders.append(self.folders.sent)
         uidplus = "UIDPLUS" in {c.upper() for c in proto.capabilities}
@@ -364,8 +383,87 @@ async def check_send_find(ctx: CheckContext) -> Outcome:
     return out
 
 
+_log = logging.getLogger("inboxcheck.send")
+#: The key of the test message's deletion in :attr:`CheckContext.leftovers`: the cleanup check's name.
+CLEANUP: Final = "send.cleanup"
+
+
+def leave_for_cleanup(ctx: CheckContext, message: TestMessage) -> None:
+    """Called before the message goes out: should the run end before ``send.cleanup`` has run
+    (Ctrl-C, SIGTERM, a cancelled call, the deadline), the runner deletes it on the way out, or
+    says where it is."""
+    if ctx.options.keep_test_message or message.recipient.lower() not in _mailboxes(ctx):
+        return
+    ctx.leftovers[CLEANUP] = lambda: _delete_on_the_way_out(ctx, message)
+
+
+def _mailboxes(ctx: CheckContext) -> set[str]:
+    """The mailboxes this run has an IMAP login for: the account's, and --to-account's."""
+    other = ctx.options.send_to_account
+    return {ctx.account.email_address.lower(), *([other.email_address.lower()] if other else [])}
+
+
+async def _delete_on_the_way_out(ctx: CheckContext, message: TestMessage) -> Finding | None:
+    """Delete the test message within :data:`LEFTOVER_BOUND` (a context of its own: the run's
+    deadline may have passed); the finding of where it was left when that did not work."""
+    sent = _sent(ctx) or Sent(message, ctx.clock(), "")
+    budget = ctx.options.model_copy(
+        update={"deadline": LEFTOVER_BOUND, "timeout": min(ctx.options.timeout, LEFTOVER_BOUND)}
+    )
+    tidy = CheckContext.for_account(
+        ctx.account,
+        options=budget,
+        presets=ctx.presets,
+        ssl_context=ctx.ssl_context,
+        dns_client=ctx.dns,
+        clock=ctx.clock,
+        now=ctx.now,
+    )
+    tidy.facts = ctx.facts
+    tidy.logins = ctx.logins
+    deleted = False
+    try:
+        async with asyncio.timeout(LEFTOVER_BOUND):
+            _out, probe = await _probe(tidy, "cleanup", sent)
+        deleted = any(d["flagged"] for d in probe.deleted)
+    except Exception:  # noqa: BLE001 - whatever stopped it, the message's place is told below
+        _log.debug("deleting the test message on the way out failed", exc_info=True)
+    finally:
+        if not deleted:
+            left = _left_behind(ctx, message)
+            _log.warning("inboxcheck: %s %s", left.message, left.fix)
+        await tidy.stop_started()
+    if deleted:
+        _log.info("the run ended early: the test message %s was deleted on the way out", message.token)
+        return None
+    return left
+
+
+def _left_behind(ctx: CheckContext, message: TestMessage) -> Finding:
+    landing = ctx.facts.get(LANDING_FACT)
+    where = landing.folder if isinstance(landing, Landing) else "INBOX (or the spam folder)"
+    return finding(
+        "send.cleanup.left_behind",
+        Severity.WARN,
+        f"The run ended before the test message could be deleted: it is in {where} of "
+        f"{message.recipient}, subject 'inboxcheck test message {message.token}', header "
+        f"{TOKEN_HEADER}: {message.token}.",
+        fix="Delete that message by hand (search the mailbox for the token).",
+        recipient=message.recipient,
+        folder=where,
+        token=message.token,
+        message_id=message.message_id,
+    )
+
+
 async def check_send_cleanup(ctx: CheckContext) -> Outcome:
     """Delete the test message where it landed, and its copy in Sent."""
+    out = await _cleanup_now(ctx)
+    ctx.leftovers.pop(CLEANUP, None)  # it ran: what it did not delete, its own findings say
+    return out
+
+
+async def _cleanup_now(ctx: CheckContext) -> Outcome:
     await ctx.result_of("send.find")
     if ctx.options.keep_test_message:
         return Outcome.skip("kept: --keep-test-message was given")

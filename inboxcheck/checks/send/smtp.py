@@ -17,7 +17,6 @@ from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Severity, Status
-from inboxcheck._secrets import Scrubber
 from inboxcheck.checks.login.probe import transport_session
 from inboxcheck.checks.login.smtp import _SmtpLogin, _Verbatim
 from inboxcheck.checks.send.message import TestMessage, compose, new_token
@@ -82,7 +81,7 @@ class _SmtpSend(_SmtpLogin):
         self.stage = stage
         self.message = test_message(ctx)
         # A server may echo the message's headers; the token stays out of every reply kept.
-        self.scrub = Scrubber([*self.scrub.forms, self.message.token])
+        self.scrub = self.scrub.with_secrets(self.message.token)
         self.sent: Sent | None = None
 
     def take_session(self, transport: asyncio.BaseTransport | None) -> None:
@@ -124,6 +123,9 @@ class _SmtpSend(_SmtpLogin):
                 reply = await client.rset()
                 self.step("rset", _Verbatim(reply.code, reply.message))
                 return True
+            from inboxcheck.checks.send.imap import leave_for_cleanup  # imap.py imports this module
+
+            leave_for_cleanup(self.ctx, self.message)
             reply = await client.data(self.message.data)
         except aiosmtplib.SMTPTimeoutError:
             self.timed_out("rset" if self.stage == "permission" else "data")

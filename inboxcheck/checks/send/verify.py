@@ -29,7 +29,7 @@ from pydantic import JsonValue
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Severity
 from inboxcheck.checks.dns.lookups import Lookups
-from inboxcheck.checks.dns.treewalk import discover_policy, organisational_domain
+from inboxcheck.checks.dns.treewalk import discover_policy, organisational_domain, same_organisation
 from inboxcheck.checks.send.imap import LANDING_FACT, Landing
 from inboxcheck.dns.client import DnsAnswer
 from inboxcheck.dns.records.dmarc import Alignment, DmarcRecord, Policy, parse_dmarc
@@ -120,7 +120,7 @@ async def _aligned(lookups: Lookups, domain: str, from_domain: str, mode: Alignm
     if domain == from_domain or mode is Alignment.STRICT:
         return domain == from_domain
     ours = await organisational_domain(lookups, domain)
-    return ours is not None and ours == await organisational_domain(lookups, from_domain)
+    return same_organisation(ours, await organisational_domain(lookups, from_domain))
 
 
 class _Keep(logging.Handler):

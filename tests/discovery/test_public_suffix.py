@@ -1,0 +1,97 @@
+"""Discovery's trust never widens to a public suffix, and an address's domain is asked in IDNA 2008.
+
+A DMARC record at a top-level name without psd=y, or an MX host that is a bare top-level name, must
+not make every name under that suffix "the same organisation" (and so a host a password may go to);
+and ``faß.de`` is ``xn--fa-hia.de`` in every lookup, never ``fass.de`` (IDNA 2003), another owner's
+domain.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from inboxcheck._check import CheckContext
+from inboxcheck._models import Account
+from inboxcheck._options import CheckOptions
+from inboxcheck._presets import load_presets
+from inboxcheck.checks.dns.lookups import Lookups
+from inboxcheck.checks.dns.treewalk import is_public_suffix, organisational_domain, same_organisation
+from inboxcheck.discovery import MailProtocol, discover
+from tests.peers import DnsPeer
+from tests.scenarios import base_payload
+
+
+def _lookups(dns: DnsPeer) -> Lookups:
+    options = CheckOptions.model_validate({"nameservers": [dns.nameserver], "timeout": 2})
+    return Lookups(
+        CheckContext(
+            Account.model_validate(base_payload()), options=options, presets=load_presets(), match=None
+        )
+    )
+
+
+DMARC_AT_THE_TLD = {("_dmarc.test", "TXT"): ['"v=DMARC1; p=none"']}
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    [
+        ("test", True),
+        ("com", True),
+        ("co.uk", True),
+        ("github.io", True),
+        ("acme.co.uk", False),
+        ("x.test", False),
+    ],
+)
+def test_public_suffixes(name: str, suffix: bool) -> None:
+    assert is_public_suffix(name) is suffix
+
+
+async def test_a_dmarc_record_at_a_top_level_name_makes_no_organisation_of_it() -> None:
+    async with DnsPeer(records=DMARC_AT_THE_TLD) as dns:
+        lookups = _lookups(dns)
+        mine = await organisational_domain(lookups, "mail.victim.test")
+        theirs = await organisational_domain(lookups, "imap.evil.test")
+    assert ("_dmarc.test", "TXT") in dns.queries
+    assert mine == "mail.victim.test" and theirs == "imap.evil.test"  # both "test" before
+    assert not same_organisation(mine, theirs)
+    assert not same_organisation("test", "test")  # a suffix-level answer is no organisation
+
+
+async def test_a_psd_record_at_a_top_level_name_still_marks_its_children() -> None:
+    records = {("_dmarc.test", "TXT"): ['"v=DMARC1; p=reject; psd=y"']}
+    async with DnsPeer(records=records) as dns:
+        lookups = _lookups(dns)
+        assert await organisational_domain(lookups, "mail.victim.test") == "victim.test"
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        {("victim.test", "MX"): ["10 test."]},  # the MX host is a bare top-level name
+        {("victim.test", "MX"): ["10 mx.victim-mail.test."], **DMARC_AT_THE_TLD},  # _dmarc.test, no psd
+    ],
+    ids=["mx-is-a-tld", "dmarc-at-the-tld"],
+)
+async def test_no_srv_host_under_the_suffix_is_trusted(records: dict[tuple[str, str], list[str]]) -> None:
+    records = {
+        **records,
+        ("_imaps._tcp.victim.test", "SRV"): ["0 1 993 imap.evil.test."],
+        ("_submissions._tcp.victim.test", "SRV"): ["0 1 465 smtp.evil.test."],
+    }
+    async with DnsPeer(records=records) as dns:
+        result = await discover(
+            "jane@victim.test", nameservers=[dns.nameserver], timeout=2, autoconfig_port=9, probe=False
+        )
+    evil = [c for c in result.candidates if c.host.endswith("evil.test")]
+    assert {c.protocol for c in evil} == {MailProtocol.SMTP, MailProtocol.IMAP}
+    assert not any(c.trusted for c in evil)  # every *.test host was trusted before
+
+
+async def test_an_address_domain_is_asked_in_idna_2008() -> None:
+    async with DnsPeer() as dns:
+        await discover("jane@faß.de", nameservers=[dns.nameserver], timeout=2, autoconfig_port=9, probe=False)
+    asked = {name for name, _ in dns.queries}
+    assert "xn--fa-hia.de" in asked
+    assert not any("fass.de" in name for name in asked), sorted(asked)  # IDNA 2003: fass.de before

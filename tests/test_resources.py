@@ -1,0 +1,181 @@
+"""A local resource shortage is never the account's fault.
+
+With few files allowed (RLIMIT_NOFILE, ``ulimit -n``) and a large --concurrency, a batch checks only
+as many accounts at once as the limit allows, and says so once; a connection that still cannot be
+opened for want of descriptors is ``run.resources`` (error, could not tell), never "no route". Both
+run in a subprocess whose limit is lowered, so that this test process keeps its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.peers import Peer, PeerCerts, PeerConn, serving_in_thread
+from tests.scenarios import ImapScript, SmtpScript, base_payload, free_port
+
+ACCOUNTS = 200
+# Files the subprocess may open: fewer than the SMTP and IMAP connections of the 100 accounts that
+# --per-host 100 lets run at once.
+LIMIT = 160
+
+
+@pytest.fixture(scope="module")
+def certs() -> PeerCerts:
+    return PeerCerts()
+
+
+_WITH_LIMIT = """
+import resource, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, hard))
+from inboxcheck._cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_batch_beyond_the_file_limit_is_bounded_and_no_account_is_blamed(
+    tmp_path: Path, certs: PeerCerts
+) -> None:
+    script = SmtpScript(tls=certs.server_context())
+    mailbox = ImapScript(tls=certs.server_context(), implicit=True)
+
+    async def slow_greeting(conn: PeerConn) -> None:
+        await asyncio.sleep(0.3)  # connections pile up, as against a real server far away
+        await script(conn)
+
+    batch = tmp_path / "accounts.jsonl"
+    ca_file = tmp_path / "ca.pem"
+    certs.ca.cert_pem.write_to_path(str(ca_file))
+    log = tmp_path / "results.jsonl"
+    with (
+        serving_in_thread(lambda: Peer(slow_greeting)) as server,
+        serving_in_thread(lambda: Peer(mailbox, tls=certs.server_context())) as imap_server,
+    ):
+        user = "u{}@peer.test".format
+        lines = [
+            json.dumps(
+                base_payload(
+                    email_address=user(n),
+                    smtp_username=user(n),
+                    imap_username=user(n),
+                    smtp_port=server.port,
+                    imap_port=imap_server.port,
+                )
+            )
+            for n in range(ACCOUNTS)
+        ]
+        batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        command = [
+            sys.executable,
+            "-c",
+            _WITH_LIMIT.format(limit=LIMIT),
+            "check",
+            "--batch",
+            str(batch),
+            "--output",
+            str(log),
+            "--only",
+            "smtp",
+            "--only",
+            "imap",
+            "--concurrency",
+            "1000",
+            "--per-host",
+            "100",
+            "--ca-file",
+            str(ca_file),
+            "--timeout",
+            "20",
+            "--deadline",
+            "120",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("not 1000") == 1, result.stderr  # said once
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    codes = [
+        finding["code"]
+        for record in records
+        if record.get("report")
+        for check in record["report"]["checks"]
+        for finding in check["findings"]
+    ]
+    assert len([r for r in records if r.get("report")]) == ACCOUNTS
+    assert "smtp.connect.failed" not in codes  # "no route" for accounts beyond the limit before
+    assert "imap.connect.failed" not in codes
+    assert "run.resources" not in codes
+
+
+_EXHAUSTED = """
+import asyncio, json, os, resource, ssl, sys
+from inboxcheck._models import Account
+from inboxcheck._options import CheckOptions
+from inboxcheck._presets import load_presets
+from inboxcheck._runner import run_checks
+from inboxcheck.checks.login import smtp
+
+
+async def main():
+    account = Account.model_validate(json.loads(sys.argv[1]))
+    context, presets = ssl.create_default_context(), load_presets()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    options = CheckOptions(timeout=2, deadline=10)
+    report = await run_checks(
+        account, options=options, ssl_context=context, presets=presets, specs=smtp.CHECKS
+    )
+    for fd in held:
+        os.close(fd)
+    print(json.dumps([[f.code, f.severity.value] for f in report.findings()]))
+
+
+asyncio.run(main())
+"""
+
+
+def test_no_descriptor_left_is_run_resources_not_the_accounts_fault() -> None:
+    payload = base_payload(smtp_port=free_port())
+    command = [sys.executable, "-c", _EXHAUSTED, json.dumps(payload)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    findings = json.loads(result.stdout)
+    assert findings == [["run.resources", "error"]]  # smtp.connect.failed ("no route") before
+
+
+async def test_a_check_stopped_by_a_local_shortage_is_run_resources_not_a_bug() -> None:
+    import errno
+    import os
+
+    from inboxcheck._check import CheckContext, CheckSpec, Outcome
+    from inboxcheck._models import Account, Status
+    from inboxcheck._options import Family
+    from inboxcheck._runner import run_checks
+
+    async def out_of_files(ctx: CheckContext) -> Outcome:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    async def other_os_error(ctx: CheckContext) -> Outcome:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    specs = [
+        CheckSpec("test.files", "Files", Family.ACCOUNT, out_of_files),
+        CheckSpec("test.other", "Other", Family.ACCOUNT, other_os_error),
+    ]
+    report = await run_checks(Account.model_validate(base_payload()), specs=specs)
+    files = report.check("test.files")
+    assert files.status is Status.ERROR
+    assert [f.code for f in files.findings] == ["run.resources"]  # internal.bug before
+    assert files.traceback is None
+    assert [f.code for f in report.check("test.other").findings] == ["internal.bug"]
