@@ -1081,3 +1081,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             EXIT_BUG,
         )
     sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+# inboxcheck serve lives in its own module (inboxcheck/cli/serve.py); loaded when the CLI starts,
+# it imports FastAPI only when the command runs.
+from inboxcheck.cli.serve import serve as _serve  # noqa: E402
+
+cli.add_command(_serve)

@@ -1,0 +1,93 @@
+"""The service without a server: its committed OpenAPI document, its start-up refusals, its settings,
+and that the CLI starts without FastAPI. (The served behaviour is in tests/test_service.py.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pydantic import SecretStr
+
+from inboxcheck._cli import cli
+from inboxcheck._errors import InboxcheckError
+from inboxcheck.service.openapi import committed_openapi, generated_openapi
+from inboxcheck.service.settings import ServiceSettings, is_loopback, read_tokens
+
+
+def test_the_committed_openapi_document_is_current() -> None:
+    generated = json.loads(json.dumps(generated_openapi()))
+    assert generated == committed_openapi(), (
+        "regenerate: python -m inboxcheck.service.openapi > inboxcheck/openapi.json"
+    )
+
+
+def test_the_openapi_document_uses_the_librarys_models() -> None:
+    document = committed_openapi()
+    schemas = document["components"]["schemas"]
+    assert {"Report", "Diagnosis", "Discovery", "AccountPayload", "InputErrorDocument"} <= set(schemas)
+    check = document["paths"]["/v1/check"]["post"]
+    assert check["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Report"
+    }
+    assert set(check["responses"]) >= {"200", "401", "413", "422", "429", "503"}
+    assert schemas["AccountPayload"]["properties"]["smtp_password"]["writeOnly"] is True
+
+
+def test_the_cli_starts_without_loading_fastapi() -> None:
+    code = "import sys, inboxcheck._cli; sys.exit('fastapi' in sys.modules or 'uvicorn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        ([], {}, "no API token"),
+        (["--no-auth", "--host", "192.0.2.1"], {}, "only on a loopback address"),
+        (["--no-auth"], {"INBOXCHECK_API_TOKENS": "a"}, "choose one"),
+    ],
+)
+def test_the_server_refuses_to_start_without_auth_unless_loopback_and_no_auth(
+    args: list[str], env: dict[str, str], said: str
+) -> None:
+    result = CliRunner().invoke(cli, ["serve", *args], env={"INBOXCHECK_API_TOKENS": "", **env})
+    assert result.exit_code == 2
+    assert said in result.output
+
+
+def test_tokens_come_from_the_environment_and_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("# ops\nfile-one\n\n  file-two  \nenv-b\n", encoding="utf-8")
+    tokens = read_tokens(" env-a , env-b,,", path)
+    assert [t.get_secret_value() for t in tokens] == ["env-a", "env-b", "file-one", "file-two"]
+    settings = ServiceSettings(tokens=tokens)
+    assert settings.token_matches("file-two") and settings.token_matches("env-a")
+    assert not settings.token_matches("file-tw") and not settings.token_matches("")
+    assert "env-a" not in repr(settings)
+
+
+def test_a_request_may_add_checks_but_keeps_the_servers_options() -> None:
+    from inboxcheck._options import CheckOptions
+
+    settings = ServiceSettings(options=CheckOptions(timeout=3, allow_plaintext=False))
+    options = settings.check_options({"send_test": True, "dkim_selectors": ("s1",)})
+    assert options.timeout == 3 and options.send_test and options.dkim_selectors == ("s1",)
+    # The deadline was not chosen, so the send test makes room for itself as on the command line.
+    assert options.deadline > CheckOptions().deadline
+    assert settings.check_options({}) is settings.options
+    with pytest.raises(InboxcheckError, match="no spaces"):
+        ServiceSettings(tokens=(SecretStr("a b"),))
+
+
+ANY_ADDRESS = "0.0.0." + "0"  # every interface: refused with --no-auth
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("::1", True), ("localhost", True), (ANY_ADDRESS, False), ("192.0.2.1", False)],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
