@@ -8,23 +8,21 @@ every run). A real uvicorn on loopback; every DNS lookup goes to the lab's serve
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
-from schemathesis.checks import not_a_server_error  # noqa: E402
 
-from lab import Lab  # noqa: E402
-from tests.test_service import TOKEN, Service  # noqa: E402
+from lab import Lab
+from tests.test_service import TOKEN, Service
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
