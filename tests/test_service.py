@@ -221,6 +221,26 @@ async def test_a_body_over_64_kib_is_413_while_it_is_read(client: httpx.AsyncCli
     assert declared.status_code == 413
 
 
+async def test_diagnose_and_discover_answer_with_the_clis_documents(
+    lab: Lab, client: httpx.AsyncClient
+) -> None:
+    from inboxcheck._diagnose import Diagnosis
+    from inboxcheck.discovery.model import Discovery
+
+    wrong = lab.account() | {"smtp_password": CANARY, "imap_password": CANARY}
+    diagnosed = await client.post("/v1/diagnose", json=wrong)
+    assert diagnosed.status_code == 200, diagnosed.text
+    diagnosis = Diagnosis.model_validate_json(diagnosed.text)
+    assert diagnosis.report.verdict == "fail" and CANARY not in diagnosed.text
+    found = await client.post("/v1/discover", json={"email_address": lab.user().email, "password": CANARY})
+    assert found.status_code == 200, found.text
+    assert Discovery.model_validate_json(found.text).email_address == lab.user().email
+    assert CANARY not in found.text
+    bad = await client.post("/v1/discover", json={"email_address": "x", "pasword": CANARY})
+    assert bad.status_code == 422 and bad.json()["kind"] == "input_error"
+    assert CANARY not in bad.text
+
+
 # --- in flight: limits, disconnects ---------------------------------------------------------------
 
 
