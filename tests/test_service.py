@@ -184,7 +184,8 @@ async def test_an_invalid_payload_is_422_with_the_clis_error_document(
 
 
 async def test_a_bad_query_value_is_422_with_the_error_document(lab: Lab, client: httpx.AsyncClient) -> None:
-    for query in ("send_test=maybe", "dkim_selector=bad_selector!"):
+    too_many = "&".join(f"dkim_selector=s{i}" for i in range(17))
+    for query in ("send_test=maybe", "dkim_selector=bad_selector!", too_many):
         response = await client.post(f"/v1/check?{query}", json=lab.account())
         assert response.status_code == 422, (query, response.text)
         assert response.json()["kind"] == "input_error"

@@ -16,13 +16,16 @@ from inboxcheck._cli import cli
 from inboxcheck._errors import InboxcheckError
 from inboxcheck.service.openapi import committed_openapi, generated_openapi
 from inboxcheck.service.settings import ServiceSettings, is_loopback, read_tokens
+from tests.test_schema import PYDANTIC, _denoised
 
 
 def test_the_committed_openapi_document_is_current() -> None:
     generated = json.loads(json.dumps(generated_openapi()))
-    assert generated == committed_openapi(), (
-        "regenerate: python -m inboxcheck.service.openapi > inboxcheck/openapi.json"
-    )
+    regenerate = "regenerate: python -m inboxcheck.service.openapi > inboxcheck/openapi.json"
+    if PYDANTIC >= (2, 10):
+        assert generated == committed_openapi(), regenerate
+    else:  # the lowest run: pydantic writes the same models a little differently (see test_schema)
+        assert _denoised(generated) == _denoised(committed_openapi()), regenerate
 
 
 def test_the_openapi_document_uses_the_librarys_models() -> None:

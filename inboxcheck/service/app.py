@@ -28,6 +28,7 @@ from inboxcheck.service.engine import Busy, Engine, ShuttingDown
 from inboxcheck.service.http import (
     ClientGone,
     TooLarge,
+    TooSlow,
     decode_body,
     error_response,
     input_error,
@@ -47,6 +48,7 @@ CLIENT_CLOSED: Final = 499
 
 _REFUSALS: Final[dict[int | str, dict[str, Any]]] = {
     401: {"model": Problem, "description": "No valid bearer token."},
+    408: {"model": Problem, "description": "The body did not arrive in time (30 s)."},
     413: {"model": Problem, "description": "The body is over the limit (64 KiB for one account)."},
     422: {"model": InputErrorDocument, "description": "The payload or a query value is unusable."},
     429: {"model": Problem, "description": "Every slot and the wait queue are taken; see Retry-After."},
@@ -67,7 +69,7 @@ def _body(schema: str, *, jsonl: bool = False) -> dict[str, Any]:
 def create_app(settings: ServiceSettings) -> FastAPI:
     """A new app serving the checks with ``settings``; its shared state lives and dies with it."""
     engine = Engine(settings)
-    batches = BatchStore(engine, limit=settings.max_batches)
+    batches = BatchStore(engine, limit=settings.max_batches, keep_seconds=settings.batch_keep_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -148,6 +150,9 @@ def _refusal(exc: Exception, engine: Engine) -> Response:
     if isinstance(exc, TooLarge):
         engine.metrics.refused["too_large"] += 1
         return error_response(413, str(exc))
+    if isinstance(exc, TooSlow):
+        engine.metrics.refused["too_slow"] += 1
+        return error_response(408, str(exc), headers={"Connection": "close"})
     engine.metrics.refused["shutting_down"] += 1
     return error_response(503, "the server is shutting down; try another instance or later")
 
@@ -160,6 +165,8 @@ def _options_for(
         overrides["send_test"] = True
     if deliverability:
         overrides["deliverability"] = True
+    if dkim_selector and len(dkim_selector) > engine.settings.max_selectors:
+        raise OptionsError(f"dkim_selector: at most {engine.settings.max_selectors} selectors a request")
     if dkim_selector:
         overrides["dkim_selectors"] = (*engine.settings.options.dkim_selectors, *dkim_selector)
     return engine.settings.check_options(overrides)
@@ -168,7 +175,8 @@ def _options_for(
 async def _payload(request: Request, engine: Engine) -> object:
     if engine.draining:
         raise ShuttingDown
-    return decode_body(await read_body(request, engine.settings.max_body))
+    settings = engine.settings
+    return decode_body(await read_body(request, settings.max_body, seconds=settings.body_seconds))
 
 
 _Selectors = Annotated[list[str] | None, Query(description="Also try this DKIM selector (repeatable).")]
@@ -187,7 +195,7 @@ def _checks_router() -> APIRouter:
         try:
             data = await _payload(request, engine)
             options = _options_for(engine, send_test, deliverability, dkim_selector)
-        except (TooLarge, ShuttingDown) as exc:
+        except (TooLarge, TooSlow, ShuttingDown) as exc:
             return _refusal(exc, engine)
         except AccountError as exc:
             return input_error(exc)
@@ -297,7 +305,7 @@ def _checks_router() -> APIRouter:
         try:
             data = await _payload(request, engine)
             wanted = DiscoverRequest.model_validate(data)
-        except (TooLarge, ShuttingDown) as exc:
+        except (TooLarge, TooSlow, ShuttingDown) as exc:
             return _refusal(exc, engine)
         except AccountError as exc:
             return input_error(exc)
@@ -348,11 +356,13 @@ def _batches_router() -> APIRouter:
         try:
             if engine.draining:
                 raise ShuttingDown
-            raw = await read_body(request, engine.settings.max_batch_body)
+            raw = await read_body(
+                request, engine.settings.max_batch_body, seconds=engine.settings.body_seconds
+            )
             items = parse_batch(raw, limit=engine.settings.max_batch_accounts)
             options = _options_for(engine, False, deliverability, dkim_selector)
             batch = store.start(items, options)
-        except (TooLarge, ShuttingDown) as exc:
+        except (TooLarge, TooSlow, ShuttingDown) as exc:
             return _refusal(exc, engine)
         except AccountError as exc:
             return input_error(exc)

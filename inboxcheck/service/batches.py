@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from collections import Counter, OrderedDict, deque
@@ -199,18 +200,38 @@ class Batch:
         self._finish(BatchState.DONE)
 
 
+def _note_failure(task: asyncio.Task[None]) -> None:
+    """A batch that ended on a bug: logged by the exception's type only (its text could hold input)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logging.getLogger("inboxcheck.service").error(
+            "a batch stopped on an internal error (%s)", type(exc).__name__
+        )
+
+
 class BatchStore:
     """The batches of one app, at most ``limit``; started, cancelled and dropped here."""
 
-    def __init__(self, engine: Engine, *, limit: int) -> None:
+    def __init__(self, engine: Engine, *, limit: int, keep_seconds: float) -> None:
         self.engine = engine
         self.limit = limit
+        self.keep_seconds = keep_seconds
         self._batches: OrderedDict[str, Batch] = OrderedDict()
 
     def get(self, batch_id: str) -> Batch | None:
+        self._expire()
         return self._batches.get(batch_id)
 
+    def _expire(self) -> None:
+        now = datetime.now(UTC)
+        for batch in list(self._batches.values()):
+            if (
+                batch.finished_at is not None
+                and (now - batch.finished_at).total_seconds() > self.keep_seconds
+            ):
+                del self._batches[batch.id]
+
     def start(self, items: list[_Item], options: CheckOptions) -> Batch:
+        self._expire()
         if len(self._batches) >= self.limit:
             oldest = next((b for b in self._batches.values() if b.finished), None)
             if oldest is None:
@@ -221,6 +242,7 @@ class BatchStore:
         batch.task = asyncio.ensure_future(
             batch.run(self.engine, options, workers=self.engine.settings.concurrency)
         )
+        batch.task.add_done_callback(_note_failure)
         return batch
 
     async def cancel(self, batch: Batch) -> None:

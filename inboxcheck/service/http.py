@@ -32,23 +32,33 @@ class TooLarge(Exception):
         super().__init__(f"the request body is larger than {limit:,} bytes")
 
 
+class TooSlow(Exception):  # a state, answered 408
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive within {seconds:g} s")
+
+
 class ClientGone(Exception):
     pass
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, *, seconds: float) -> bytes:
     """The body, refused with :class:`TooLarge` as soon as it passes ``limit`` bytes (a declared
-    Content-Length over it is refused before a byte is read): never held whole past the bound."""
+    Content-Length over it is refused before a byte is read): never held whole past the bound; and
+    with :class:`TooSlow` when it takes longer than ``seconds`` to arrive."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise TooLarge(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise TooSlow(seconds) from None
     return b"".join(chunks)
 
 

@@ -44,8 +44,14 @@ class ServiceSettings:
     max_body: int = MAX_BODY
     max_batch_body: int = MAX_BATCH_BODY
     max_batch_accounts: int = MAX_BATCH_ACCOUNTS
-    #: Batches kept (running or finished, with their results); the oldest finished one goes first.
-    max_batches: int = 32
+    #: Batches kept (running or finished, with their result lines, about 8 KB an account); past it
+    #: the oldest finished one goes first, and a finished one goes after ``batch_keep_seconds``.
+    max_batches: int = 8
+    batch_keep_seconds: float = 3600.0
+    #: Seconds a client has to send its body: a client trickling bytes must not hold a connection.
+    body_seconds: float = 30.0
+    #: DKIM selectors a request may add (each is a lookup).
+    max_selectors: int = 16
     #: Seconds a shared DNS answer is reused: a record fixed by the user shows within this time.
     dns_cache_seconds: float = 60.0
     #: Seconds in-flight requests are given to finish after SIGTERM before they are cancelled.
