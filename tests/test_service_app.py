@@ -16,6 +16,7 @@ from inboxcheck._cli import cli
 from inboxcheck._errors import InboxcheckError
 from inboxcheck.service.openapi import committed_openapi, generated_openapi
 from inboxcheck.service.settings import ServiceSettings, is_loopback, read_tokens
+from tests.helpers import google_payload
 from tests.test_schema import PYDANTIC, _denoised
 
 
@@ -94,3 +95,20 @@ ANY_ADDRESS = "0.0.0." + "0"  # every interface: refused with --no-auth
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+async def test_while_draining_new_checks_and_batches_are_503() -> None:
+    import httpx
+
+    from inboxcheck.service.app import create_app
+
+    app = create_app(ServiceSettings(tokens=(SecretStr("t"),)))
+    app.state.engine.draining = True  # as after SIGTERM, before the last connection closes
+    headers = {"Authorization": "Bearer t"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as client:
+        for path in ("/v1/check", "/v1/diagnose", "/v1/batches"):
+            response = await client.post(path, json=google_payload(), headers=headers)
+            assert response.status_code == 503, path
+        assert (await client.get("/healthz")).status_code == 503
+        metrics = (await client.get("/metrics", headers=headers)).text
+        assert 'inboxcheck_refused_total{reason="shutting_down"}' in metrics
