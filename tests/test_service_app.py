@@ -112,3 +112,12 @@ async def test_while_draining_new_checks_and_batches_are_503() -> None:
         assert (await client.get("/healthz")).status_code == 503
         metrics = (await client.get("/metrics", headers=headers)).text
         assert 'inboxcheck_refused_total{reason="shutting_down"}' in metrics
+
+
+def test_without_the_serve_extra_it_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m.startswith("inboxcheck.service")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if it were not installed
+    result = CliRunner().invoke(cli, ["serve", "--no-auth"], env={"INBOXCHECK_API_TOKENS": ""})
+    assert result.exit_code == 2
+    assert "pip install 'inboxcheck[serve]'" in result.output
