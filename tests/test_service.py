@@ -189,6 +189,7 @@ async def test_a_bad_query_value_is_422_with_the_error_document(lab: Lab, client
         response = await client.post(f"/v1/check?{query}", json=lab.account())
         assert response.status_code == 422, (query, response.text)
         assert response.json()["kind"] == "input_error"
+        assert "query parameter" in response.json()["findings"][0]["fix"]
 
 
 async def test_without_a_valid_token_it_is_401_before_the_body_is_read(lab: Lab, service: Service) -> None:

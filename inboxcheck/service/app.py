@@ -33,6 +33,7 @@ from inboxcheck.service.http import (
     error_response,
     input_error,
     json_response,
+    query_error,
     read_body,
     while_connected,
 )
@@ -94,7 +95,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             FieldProblem(".".join(str(p) for p in error.get("loc", ())[1:]) or "query", str(error.get("msg")))
             for error in exc.errors()
         ]
-        return input_error(AccountError("query", problems))
+        return query_error(problems)
 
     app.add_exception_handler(RequestValidationError, on_bad_query)
     guarded = [Depends(authorized)]
@@ -200,7 +201,7 @@ def _checks_router() -> APIRouter:
         except AccountError as exc:
             return input_error(exc)
         except OptionsError as exc:
-            return input_error(AccountError("query", [FieldProblem("query", str(exc))]))
+            return query_error([FieldProblem("query", str(exc))])
         if not is_partial(data):
             try:
                 data = parse_account(data, source=SOURCE, env={})
@@ -367,7 +368,7 @@ def _batches_router() -> APIRouter:
         except AccountError as exc:
             return input_error(exc)
         except OptionsError as exc:
-            return input_error(AccountError("query", [FieldProblem("query", str(exc))]))
+            return query_error([FieldProblem("query", str(exc))])
         except TooManyBatches:
             return error_response(
                 429, "too many batches are running; wait for one to finish", {"Retry-After": "30"}

@@ -90,8 +90,15 @@ def input_error(exc: AccountError) -> Response:
     return Response(render_input_error(exc), status_code=422, media_type=JSON)
 
 
-def query_error(source: str, problems: list[FieldProblem]) -> Response:
-    return input_error(AccountError(source, problems))
+def query_error(problems: list[FieldProblem]) -> Response:
+    """422 for a bad query value: the same document, its fixes naming the query, not the payload."""
+    from inboxcheck._render import render_input_error
+
+    document = json.loads(render_input_error(AccountError("query", problems)))
+    document["message"] = "a query parameter is not valid"
+    for item in document["findings"]:
+        item["fix"] = "Correct this query parameter (the service's OpenAPI document lists what it accepts)."
+    return Response(json.dumps(document, indent=2, ensure_ascii=False), status_code=422, media_type=JSON)
 
 
 def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
