@@ -179,6 +179,11 @@ async def test_an_invalid_payload_is_422_with_the_clis_error_document(
     assert response.json() == json.loads(render_input_error(raised.value))
     assert {f["evidence"]["field"] for f in response.json()["findings"]} >= {"smtp_port", "imap_use_ssl"}
     assert CANARY not in response.text
+    no_password = {k: v for k, v in lab.account().items() if not k.endswith("_password")}
+    missing = await client.post("/v1/check", json=no_password)
+    assert missing.status_code == 422
+    told = {f["evidence"]["field"]: f["message"] for f in missing.json()["findings"]}
+    assert told["smtp_password"] == "smtp_password: is missing: give it in the request body"
     not_json = await client.post("/v1/check", content=b"{nope", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 422 and not_json.json()["kind"] == "input_error"
 

@@ -84,9 +84,21 @@ def decode_body(raw: bytes, *, source: str = "request body") -> object:
 
 
 def input_error(exc: AccountError) -> Response:
-    """422 with the CLI's JSON error document (``check --format json`` on an unusable payload)."""
+    """422 with the CLI's JSON error document (``check --format json`` on an unusable payload).
+
+    A missing password is told as the service reads one: from the body only (the CLI's hint names
+    its environment variables and prompt, which a request has neither of)."""
+    from inboxcheck._input import PASSWORD_FIELDS
     from inboxcheck._render import render_input_error
 
+    problems = [
+        FieldProblem(p.field, "is missing: give it in the request body")
+        if p.field in PASSWORD_FIELDS and p.problem.startswith("is missing")
+        else p
+        for p in exc.problems
+    ]
+    if problems != exc.problems:
+        exc = AccountError(exc.source, problems, message=exc.message)
     return Response(render_input_error(exc), status_code=422, media_type=JSON)
 
 
