@@ -33,6 +33,8 @@ from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, 
 if TYPE_CHECKING:
     import dns.asyncresolver
 
+    from inboxcheck.dns.client import DnsClient
+
 __all__ = ["Alternative", "Cause", "Diagnosis", "diagnose", "diagnose_sync", "rank_causes"]
 
 CERT_EXPIRY_NOTICE_DAYS: Final = 30
@@ -364,10 +366,12 @@ async def diagnose(
     resolver: dns.asyncresolver.Resolver | None = None,
     ssl_context: ssl.SSLContext | None = None,
     leading: Sequence[CheckResult] = (),
+    dns_client: DnsClient | None = None,
     **option_overrides: Any,
 ) -> Diagnosis:
     """Everything ``check`` does, then the ranked causes, what else is worth knowing, and the
-    alternates that work when the given configuration does not."""
+    alternates that work when the given configuration does not. ``dns_client`` is a cache shared
+    with other runs (a batch's, a service's); by default the run has its own."""
     account = as_account(account)
     options = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
@@ -375,7 +379,12 @@ async def diagnose(
     # One resolver, DNS client and TLS context for the run and every alternate tried after it, so a
     # host the checks already resolved is not looked up again.
     base = CheckContext.for_account(
-        account, options=options, presets=presets, resolver=resolver, ssl_context=ssl_context
+        account,
+        options=options,
+        presets=presets,
+        resolver=resolver,
+        ssl_context=ssl_context,
+        dns_client=dns_client,
     )
     preset = base.preset
     report = await run_checks(

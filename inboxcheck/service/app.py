@@ -284,6 +284,7 @@ def _checks_router() -> APIRouter:
                     resolver=engine.resolver,
                     ssl_context=engine.tls,
                     leading=leading,
+                    dns_client=engine.dns(),
                 )
             engine.metrics.observe(result.report, result.report.duration_ms / 1000)
             return Response(result.model_dump_json(), media_type="application/json")
