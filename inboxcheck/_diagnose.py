@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
@@ -30,6 +30,9 @@ from inboxcheck._options import CheckOptions, Family
 from inboxcheck._packaged import packaged, read_toml
 from inboxcheck._presets import Preset, Presets, load_presets
 from inboxcheck._runner import as_account, build_options, refuse_inside_a_loop, run_checks
+
+if TYPE_CHECKING:
+    from inboxcheck.dns.client import DnsClient
 
 __all__ = ["Alternative", "Cause", "Diagnosis", "diagnose", "diagnose_sync", "rank_causes"]
 
@@ -347,18 +350,22 @@ async def diagnose(
     ssl_context: ssl.SSLContext | None = None,
     leading: Sequence[CheckResult] = (),
     now: Callable[[], datetime] | None = None,
+    dns_client: DnsClient | None = None,
     **option_overrides: Any,
 ) -> Diagnosis:
     """Everything ``check`` does, then the ranked causes, what else is worth knowing, and the
     alternates that work when the given configuration does not. ``now`` is the run's clock (dates in
-    findings: certificates, Microsoft's timeline)."""
+    findings: certificates, Microsoft's timeline); ``dns_client`` is a cache shared with other runs
+    (a batch's, a service's); by default the run has its own."""
     account = as_account(account)
     options = build_options(options, option_overrides)
     presets = presets if presets is not None else load_presets()
     ssl_context = ssl_context or make_ssl_context(options)
     # One DNS client and TLS context for the run and every alternate tried after it, so a
     # host the checks already resolved is not looked up again.
-    base = CheckContext.for_account(account, options=options, presets=presets, ssl_context=ssl_context)
+    base = CheckContext.for_account(
+        account, options=options, presets=presets, ssl_context=ssl_context, dns_client=dns_client
+    )
     preset = base.preset
     report = await run_checks(
         account,

@@ -25,8 +25,17 @@ else
   [ -x "$venv/bin/python" ] || "$uv" venv --quiet --python .venv/bin/python "$venv"
   # Lowest for the direct dependencies (what pyproject declares), newest below them; the test tools
   # stay at their pins. Resolved to a file and synced, so an existing venv is moved to exactly it.
+  # The floors are constraints too: uv's lowest-direct is a preference that a test tool's tree can
+  # outweigh (FastAPI with schemathesis lifted pydantic from 2.7 to 2.9), and this run is for them.
+  python3 - > "$venv/floors.txt" <<'PY'
+import re
+import tomllib
+for requirement in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]:
+    name, floor = re.match(r"([A-Za-z0-9_.-]+)\s*>=\s*([^,;\s]+)", requirement).groups()
+    print(f"{name}=={floor}")
+PY
   "$uv" pip compile --quiet --no-header --resolution lowest-direct --python "$venv/bin/python" \
-    -c constraints/test.txt --extra test pyproject.toml -o "$venv/requirements.txt"
+    -c constraints/test.txt -c "$venv/floors.txt" --extra test pyproject.toml -o "$venv/requirements.txt"
   "$uv" pip sync --quiet --python "$venv/bin/python" "$venv/requirements.txt"
   # pip too: the packaging tests build and install wheels with it, as .venv's pip does.
   "$uv" pip install --quiet --python "$venv/bin/python" --no-deps -e . pip

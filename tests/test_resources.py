@@ -34,7 +34,7 @@ _WITH_LIMIT = """
 import resource, sys
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, hard))
-from inboxcheck._cli import main
+from inboxcheck.cli import main
 main(sys.argv[1:])
 """
 

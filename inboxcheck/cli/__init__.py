@@ -64,6 +64,10 @@ COMMANDS: Final[dict[str, Entry]] = {
         "inboxcheck.cli.presets:presets",
         "List the provider presets (hosts, ports, TLS, DNS and policies per provider).",
     ),
+    "serve": Entry(
+        "inboxcheck.cli.serve:serve",
+        "Serve the checks over HTTP: POST /v1/check, /v1/diagnose, /v1/discover, /v1/batches.",
+    ),
     "schema": Entry(
         "inboxcheck.cli.schema:schema",
         "Print the JSON Schema of a document the CLI prints (default: the check report).",
