@@ -139,4 +139,9 @@ def serve(
         per_host=per_host,
         drain_seconds=drain,
     )
+    import signal
+
+    # The CLI turns SIGTERM into Ctrl-C for the commands that run once; a server drains on SIGTERM
+    # instead (uvicorn's own handler), and uvicorn hands the signal back to the default on its way out.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     run_server(settings, host=host, port=port)
