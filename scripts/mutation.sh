@@ -2,7 +2,7 @@
 # Mutation testing of the pure modules with the offline tests that exercise them (mutmut 3).
 #   scripts/mutation.sh                 every module in the table below
 #   scripts/mutation.sh MODULE [...]    some of them, e.g. scripts/mutation.sh inboxcheck/_limits.py
-# Runs in a throwaway copy of the working tree (mutmut rewrites the files it mutates), so the
+# Runs in a copy of the working tree under .mutation/ (mutmut rewrites the files it mutates), so the
 # checkout is never touched; prints each module's score and its surviving mutants. Slow (minutes
 # per module): not part of CI's default run. The figures are recorded in TESTING.md.
 set -euo pipefail
@@ -32,8 +32,10 @@ for module in "${modules[@]}"; do
     status=2
     continue
   fi
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
+  # Kept between runs (git-ignored): mutmut then re-tests only what changed.
+  work=$root/.mutation/$(echo "$module" | tr / _)
+  rm -rf "$work/inboxcheck" "$work/tests"
+  mkdir -p "$work"
   # The working tree as it is (tracked and new files), without ignored state.
   git ls-files -z --cached --others --exclude-standard | tar --null -cf - -T - | tar -xf - -C "$work"
   tests_toml=$(printf '"%s", ' $selection)
@@ -49,13 +51,18 @@ TOML
   echo "== $module (tests: $selection)"
   (cd "$work" && "$root/.venv/bin/mutmut" run >"$work/run.log" 2>&1) || { tail -20 "$work/run.log"; status=1; }
   (cd "$work" && "$root/.venv/bin/mutmut" results --all true 2>/dev/null || "$root/.venv/bin/mutmut" results) \
-    | tee "$work/results.txt" | grep -E 'survived|no tests' || true
+    >"$work/results.txt" || true
+  # Each survivor's diff, to read: .mutation/<module>/survivors.diff
+  : >"$work/survivors.diff"
+  for name in $(grep -E ': (survived|no tests)' "$work/results.txt" | sed 's/:.*//'); do
+    (cd "$work" && "$root/.venv/bin/mutmut" show "$name") >>"$work/survivors.diff" 2>&1 || true
+  done
+  grep -E ': (survived|no tests)' "$work/results.txt" || true
   total=$(grep -cE ': (killed|survived|timeout|no tests|suspicious|segfault)' "$work/results.txt" || true)
   survived=$(grep -cE ': (survived|no tests)' "$work/results.txt" || true)
   if [ "${total:-0}" -gt 0 ]; then
     echo "score $module: $((total - survived))/$total killed ($(( (total - survived) * 1000 / total / 10 )).$(( (total - survived) * 1000 / total % 10 ))%)"
   fi
-  rm -rf "$work"
-  trap - EXIT
+  echo "survivors' diffs: ${work#$root/}/survivors.diff"
 done
 exit "$status"

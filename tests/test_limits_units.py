@@ -124,7 +124,9 @@ def test_the_value_never_drops_below_one() -> None:
     assert got.value == 1
 
 
-@pytest.mark.parametrize(("stage", "has_ramp"), [(Stage.NEW, True), (Stage.WARMING, True), (Stage.ESTABLISHED, False)])
+@pytest.mark.parametrize(
+    ("stage", "has_ramp"), [(Stage.NEW, True), (Stage.WARMING, True), (Stage.ESTABLISHED, False)]
+)
 def test_the_ramp_leads_to_the_value_except_for_established_mailboxes(stage: Stage, has_ramp: bool) -> None:
     got = recommend_daily_limit(stage=stage, preset=None)
     assert bool(got.ramp) is has_ramp
