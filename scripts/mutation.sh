@@ -32,9 +32,10 @@ for module in "${modules[@]}"; do
     status=2
     continue
   fi
-  # Kept between runs (git-ignored): mutmut then re-tests only what changed.
+  # A fresh copy each run (mutmut's cache would keep verdicts from before a test changed); left
+  # in place afterwards (git-ignored) for reading the survivors.
   work=$root/.mutation/$(echo "$module" | tr / _)
-  rm -rf "$work/inboxcheck" "$work/tests"
+  rm -rf "$work"
   mkdir -p "$work"
   # The working tree as it is (tracked and new files), without ignored state.
   git ls-files -z --cached --others --exclude-standard | tar --null -cf - -T - | tar -xf - -C "$work"
