@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import dns.asyncresolver
+import pytest
 
 from inboxcheck.dns.client import DnsClient, DnsStatus
 
 
+@pytest.mark.lab
 async def test_concurrent_asks_share_one_query_and_answers_are_remembered(
     lab_resolver: dns.asyncresolver.Resolver,
 ) -> None:
@@ -20,6 +22,7 @@ async def test_concurrent_asks_share_one_query_and_answers_are_remembered(
     assert again is answers[0] and client.sent == 1
 
 
+@pytest.mark.lab
 async def test_the_memory_is_bounded_oldest_first(lab_resolver: dns.asyncresolver.Resolver) -> None:
     client = DnsClient(lab_resolver, timeout=2, max_entries=2, record=False)
     for name in ("lab.test", "mail.lab.test", "smtp.lab.test"):
@@ -31,6 +34,7 @@ async def test_the_memory_is_bounded_oldest_first(lab_resolver: dns.asyncresolve
     assert client.sent == 4  # forgotten: the oldest went first
 
 
+@pytest.mark.lab
 async def test_an_idn_is_looked_up_by_its_idna_2008_a_labels(
     lab_resolver: dns.asyncresolver.Resolver,
 ) -> None:
@@ -53,6 +57,7 @@ async def test_a_resolver_with_encrypted_servers_gets_could_not_tell() -> None:
     assert answer.error is not None and "DNS over TLS" in answer.error
 
 
+@pytest.mark.lab
 async def test_srv_and_ptr_are_read_through_the_same_transport(
     lab_resolver: dns.asyncresolver.Resolver,
 ) -> None:
