@@ -17,6 +17,7 @@ declare -A tests=(
   [inboxcheck/_limits.py]="tests/test_limits_units.py"
   [inboxcheck/_secrets.py]="tests/test_secrets.py"
   [inboxcheck/_knowledge.py]="tests/test_knowledge_units.py"
+  [inboxcheck/platform/gate.py]="tests/test_gate_units.py"
 )
 modules=("$@")
 if [ ${#modules[@]} -eq 0 ]; then

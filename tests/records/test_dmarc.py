@@ -14,7 +14,7 @@ def test_defaults() -> None:
     assert record.subdomain_policy is Policy.REJECT  # sp defaults to p
     assert record.nonexistent_policy is Policy.REJECT  # np defaults to sp (RFC 9989)
     assert record.adkim is Alignment.RELAXED and record.aspf is Alignment.RELAXED
-    assert record.pct == 100 and not record.testing and record.psd == "u"
+    assert record.pct == 100 and record.testing is False and record.psd == "u"
     assert record.rua == () and record.ruf == () and record.fo == ("0",)
     assert record.notes == ()
 
@@ -31,7 +31,7 @@ def test_every_tag() -> None:
         Policy.REJECT,
     )
     assert record.adkim is Alignment.STRICT and record.aspf.label == "strict"
-    assert record.pct == 50 and record.testing and record.psd == "n"
+    assert record.pct == 50 and record.testing is True and record.psd == "n"
     assert [(u.address, u.domain, u.size_limit) for u in record.rua] == [
         ("agg@example.com", "example.com", None),
         ("big@reports.example.net", "reports.example.net", "10m"),
@@ -117,6 +117,12 @@ _LONG = "x" * 30
     ("record", "message", "position"),
     [
         ("p=none; v=DMARC1", "the record must start with v=DMARC1", 0),
+        ("v=DMARC1; p=none; P=reject", "the DMARC record has the tag 'P' twice", 18),
+        (
+            f"v=DMARC1; p=none; rua=reports{'x' * 70}",
+            f"rua address {('reports' + 'x' * 70)[:60]!r} is not a URI; write mailto:reports@example.com",
+            22,
+        ),
         (f"v=DMARC2{_LONG}; p=none", f"the version is {('DMARC2' + _LONG)[:20]!r}, not DMARC1", 2),
         ("v=DMARC1; sp=none", "the record has no p= (policy) tag, which is required", 17),
         (f"v=DMARC1; p=no{_LONG}", f"p=no{_LONG[:18]} is not a policy; use none, quarantine or reject", 12),
@@ -211,3 +217,9 @@ def test_a_note_points_out_p_not_directly_after_the_version() -> None:
 )
 def test_what_counts_as_a_dmarc_record(text: str, expected: bool) -> None:
     assert is_dmarc_record(text) is expected
+
+
+def test_a_report_domain_loses_only_its_final_dot_and_its_case() -> None:
+    record = parse_dmarc("v=DMARC1; p=none; rua=mailto:agg@Reports.Example.XX.")
+    assert record.rua[0].domain == "reports.example.xx"
+    assert record.rua[0].address == "agg@Reports.Example.XX."
