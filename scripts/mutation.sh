@@ -15,7 +15,7 @@ declare -A tests=(
   [inboxcheck/dns/records/dkim.py]="tests/records/test_dkim.py tests/records/test_properties.py"
   [inboxcheck/dns/records/_common.py]="tests/records"
   [inboxcheck/_limits.py]="tests/test_limits_units.py"
-  [inboxcheck/_secrets.py]="tests/test_secrets.py"
+  [inboxcheck/_secrets.py]="tests/test_secrets.py tests/test_secrets_units.py"
   [inboxcheck/_knowledge.py]="tests/test_knowledge_units.py"
   [inboxcheck/platform/gate.py]="tests/test_gate_units.py"
 )
