@@ -87,6 +87,9 @@ def test_the_json_precheck_finds_every_escaped_form_and_only_those() -> None:
     base64_only = to_json({"reply": b64('p\u00e4"ss-word')}).decode()
     assert scrub.could_be_in_json(base64_only) is True
     assert Scrubber().could_be_in_json(document) is False
+    # A part of a form is no form: the needles are whole escaped forms.
+    assert scrub.could_be_in_json(to_json({"reply": '\u00e4"ss-word'}).decode()) is False
+    assert scrub.could_be_in_json(to_json({"reply": 'p\u00e4"ss-wor'}).decode()) is False
 
 
 def test_the_walker_on_our_own_json_scrubs_values_only() -> None:
@@ -114,6 +117,8 @@ def test_the_walker_on_foreign_json_scrubs_keys_and_drops_secret_named_values() 
         "none": None,
     }
     assert scrub.json({3: "secret-value"}) == {"3": REDACTED}
+    nested = {"a": {"secret-value": 1}, "l": [{"secret-value": 2}]}
+    assert scrub.json(nested) == {"a": {REDACTED: 1}, "l": [{REDACTED: 2}]}
 
 
 def test_the_mask_keeps_every_other_value_as_it_is() -> None:
