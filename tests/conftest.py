@@ -4,10 +4,11 @@ Two rules for the whole suite live here too:
 
 - A test that uses the lab (the ``lab`` fixture, directly or through another fixture) carries
   ``@pytest.mark.lab``, so ``-m "not lab"`` really leaves the servers out; collection fails otherwise.
-- Property tests are replayable. CI (``CI`` set, as ``.ci/run`` does) runs Hypothesis derandomized:
-  each test's examples follow from its own source, so a failure in CI fails the same way on any
-  machine (``HYPOTHESIS_PROFILE=ci``). Every profile prints the failing example and its
-  ``@reproduce_failure`` blob. Elsewhere the examples stay random, to keep finding new ones.
+- Property tests are replayable. CI (``.ci/run`` sets ``HYPOTHESIS_PROFILE=ci``; a ``CI`` variable
+  does too) runs Hypothesis derandomized: each test's examples follow from the test itself, so a
+  failure in CI fails the same way on any machine with ``HYPOTHESIS_PROFILE=ci``, and no run fails
+  by the luck of its draw. Every profile prints the failing example and its ``@reproduce_failure``
+  blob. Elsewhere the examples stay random (and remembered in .hypothesis/), to keep finding new ones.
 """
 
 from __future__ import annotations
