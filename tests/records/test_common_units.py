@@ -64,3 +64,13 @@ def test_each_error_says_what_and_where(text: str, message: str, position: int) 
     assert caught.value.message == message
     assert caught.value.position == position
     assert caught.value.record == text
+
+
+def test_only_spaces_tabs_and_line_breaks_are_whitespace_between_tags() -> None:
+    # RFC 6376 3.2: FWS is spaces, tabs and CRLF; a vertical tab or a no-break space is data.
+    assert parse_tag_list("a=1\x0b", what="list")[0].value == "1\x0b"
+    assert parse_tag_list("a=\u00a01", what="list")[0].value == "\u00a01"
+    with pytest.raises(RecordSyntaxError, match="invalid tag name"):
+        parse_tag_list("\x0ba=1", what="list")
+    with pytest.raises(RecordSyntaxError, match="without '='"):
+        parse_tag_list("a=1;\x0c", what="list")
