@@ -32,8 +32,10 @@ class Checked:
     recommended_daily_limit: Limit
 
 
-def report(recommended: int = 30, **statuses: Status) -> Checked:
-    return Checked(tuple(Check(name, status) for name, status in statuses.items()), Limit(recommended))
+def report(statuses: dict[str, Status] | None = None, recommended: int = 30) -> Checked:
+    return Checked(
+        tuple(Check(name, status) for name, status in (statuses or {}).items()), Limit(recommended)
+    )
 
 
 def account(daily_limit: int | None = None) -> Account:
@@ -44,13 +46,13 @@ EVERY_STATUS = {f"check_{status.value}": status for status in Status}
 
 
 def test_failures_and_could_not_tell_block_and_nothing_else_does() -> None:
-    decision = decide(account(), report(**EVERY_STATUS), strict=False, apply_recommended=False)
+    decision = decide(account(), report(EVERY_STATUS), strict=False, apply_recommended=False)
     assert decision.blocked_by == ("check_fail", "check_error")
     assert decision.passed is False
 
 
 def test_strict_also_blocks_on_warnings() -> None:
-    decision = decide(account(), report(**EVERY_STATUS), strict=True, apply_recommended=False)
+    decision = decide(account(), report(EVERY_STATUS), strict=True, apply_recommended=False)
     assert decision.blocked_by == ("check_warn", "check_fail", "check_error")
     assert decision.passed is False
 
@@ -58,13 +60,13 @@ def test_strict_also_blocks_on_warnings() -> None:
 @pytest.mark.parametrize("strict", [False, True])
 def test_passing_skipped_and_no_checks_let_the_create_go_ahead(strict: bool) -> None:
     for checks in ({}, {"a": Status.PASS, "b": Status.SKIPPED}):
-        decision = decide(account(), report(**checks), strict=strict, apply_recommended=False)
+        decision = decide(account(), report(checks), strict=strict, apply_recommended=False)
         assert decision.blocked_by == ()
         assert decision.passed is True
 
 
 def test_a_warning_alone_passes_unless_strict() -> None:
-    warned = report(dns_spf=Status.WARN, smtp_login=Status.PASS)
+    warned = report({"dns_spf": Status.WARN, "smtp_login": Status.PASS})
     assert decide(account(), warned, strict=False, apply_recommended=False).passed is True
     assert decide(account(), warned, strict=True, apply_recommended=False).blocked_by == ("dns_spf",)
 
@@ -75,12 +77,15 @@ def test_blocking_checks_keep_the_reports_order_and_repeats() -> None:
 
 
 def test_the_decision_carries_the_daily_limit_from_the_account_and_the_report() -> None:
-    decision = decide(account(80), report(25), strict=False, apply_recommended=True)
+    decision = decide(account(80), report(recommended=25), strict=False, apply_recommended=True)
     assert decision.daily_limit == choose_daily_limit(80, 25, apply_recommended=True)
     assert decision.daily_limit.value == 25
-    kept = decide(account(80), report(25), strict=False, apply_recommended=False)
+    kept = decide(account(80), report(recommended=25), strict=False, apply_recommended=False)
     assert kept.daily_limit.value == 80
-    assert decide(account(), report(25), strict=False, apply_recommended=False).daily_limit.value == 25
+    assert (
+        decide(account(), report(recommended=25), strict=False, apply_recommended=False).daily_limit.value
+        == 25
+    )
 
 
 # --- the daily limit ------------------------------------------------------------------------------
