@@ -70,6 +70,7 @@ def test_a_given_smtp_code_wins_over_the_lines_code() -> None:
 def test_a_bare_smtp_code_line_is_a_code_and_digits_in_words_are_not() -> None:
     bare = parse_smtp_reply("421")
     assert (bare.reply_code, bare.text) == (421, "")
+    assert parse_smtp_reply("421\r\n").reply_code == 421, "a CRLF ends a line, it is not text"
     words = parse_smtp_reply("2024 was a year")
     assert (words.reply_code, words.text) == (None, "2024 was a year")
     glued = parse_smtp_reply("535text")
@@ -99,6 +100,12 @@ def test_an_enhanced_status_needs_its_own_word_and_a_valid_class() -> None:
 def test_imap_status_is_the_tagged_lines_and_untagged_lines_do_not_override_it() -> None:
     assert parse_imap_reply("* NO [ALERT] x\r\nA2 BAD nonsense").status == "BAD"
     assert parse_imap_reply("A1 NO failed\n* BYE closing").status == "NO"
+    crlf = parse_imap_reply("A1 NO failed\r\n* BYE closing")
+    assert (crlf.status, crlf.text, crlf.verbatim) == (
+        "NO",
+        "failed closing",
+        "A1 NO failed\r\n* BYE closing",
+    )
     assert parse_imap_reply("* BYE going").status == "BYE"
     assert parse_imap_reply("a1 no lower case").status == "NO"
     assert parse_imap_reply("just words").status is None
@@ -144,6 +151,8 @@ def test_reply_class_reads_the_code_or_the_enhanced_status() -> None:
     assert chosen(kb, "smtp", "535 5.7.8 no") is None
     assert chosen(kb, "smtp", "no codes at all") is None
     assert chosen(kb, "smtp", "554 5.4.0 no") is None, "5.4.0 is not of class 4"
+    assert chosen(kb, "smtp", "503 bad sequence") is None
+    assert chosen(kb, "smtp", "421 closing") == "temporary"
 
 
 def test_a_provider_rule_needs_its_provider_among_the_candidates_unless_unambiguous() -> None:
@@ -163,7 +172,7 @@ def test_a_provider_rule_needs_its_provider_among_the_candidates_unless_unambigu
 
 def test_providers_must_be_ids_not_one_string() -> None:
     kb = KnowledgeBase([rule("any")])
-    with pytest.raises(TypeError, match="not one string"):
+    with pytest.raises(TypeError, match=r"^providers is a sequence of preset ids, not one string$"):
         kb.match(parse_smtp_reply("535 x"), providers="acme")
 
 
@@ -337,7 +346,8 @@ def test_load_rules_reads_every_rule_in_order_and_names_a_bad_one_by_position() 
         load_rules(bad, source="t.toml")
     message = str(caught.value)
     assert message.startswith("t.toml: rule 3 is invalid: ")
-    assert "protocol: " in message and "code: Field required" in message and "; " in message
+    assert "protocol: " in message
+    assert "; code: Field required; message: Field required; fix: Field required; " in message
     assert caught.value.__cause__ is None
     nested = "[[rule]]\n" + _GOOD.format(id="four") + 'providers = ["a", 3]\n'
     with pytest.raises(KnowledgeError, match=r"rule 1 is invalid: providers\.1: "):
