@@ -19,7 +19,7 @@ def _finding(code: str, severity: Severity = Severity.FAIL) -> Finding:
 
 def _preset(**limits: int | None) -> Preset:
     base = load_presets().get("custom")
-    return base.model_copy(update={"limits": Limits(**limits)})
+    return base.model_copy(update={"limits": Limits.model_validate(limits)})
 
 
 def test_the_stage_ranges_are_the_platforms_guidance() -> None:

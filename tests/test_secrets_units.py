@@ -30,6 +30,8 @@ def test_each_encoding_of_a_secret_is_a_form_exactly() -> None:
         "a%20b%2F%C3%A4%22xyz",  # percent-encoded, "/" too
         "a+b%2F%C3%A4%22xyz",  # form-encoded, "/" too
     } <= forms
+    # A tab is where the UTF-8 JSON form differs from every other form (IMAP quoting keeps it as is).
+    assert "p\u00e4ss\\tw\u00f6rd" in Scrubber(["p\u00e4ss\tw\u00f6rd"]).forms
 
 
 def test_a_lone_surrogate_in_a_secret_is_percent_encoded_not_an_error() -> None:
