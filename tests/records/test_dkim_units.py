@@ -69,6 +69,21 @@ def test_a_bad_character_is_pointed_at_even_after_whitespace() -> None:
     with pytest.raises(RecordSyntaxError) as caught:
         parse_dkim("p=AB CD\tE*F")
     assert caught.value.position == 9
+    with pytest.raises(RecordSyntaxError) as lower:
+        parse_dkim("p=ab+/z*c")
+    assert lower.value.position == 7
+
+
+def test_base64_without_its_padding_is_decoded() -> None:
+    # Two or three characters past a multiple of four are whole bytes; only one is not.
+    with pytest.raises(RecordSyntaxError, match="p= holds 1 bytes"):
+        parse_dkim("k=ed25519; p=AB")
+    with pytest.raises(RecordSyntaxError, match="p= holds 2 bytes"):
+        parse_dkim("k=ed25519; p=ABC")
+    unpadded = b64(bytes(37)).rstrip("=")
+    assert len(unpadded) == 50
+    with pytest.raises(RecordSyntaxError, match="p= holds 37 bytes"):
+        parse_dkim(f"k=ed25519; p={unpadded}")
 
 
 def test_tag_names_keep_their_case() -> None:
