@@ -26,4 +26,3 @@ def test_a_test_using_the_lab_without_the_marker_is_named() -> None:
         FakeItem("t.py::marked_offline", [], {"lab"}),
     ]
     assert unmarked_lab_tests(items) == ["t.py::direct", "t.py::through_a_fixture"]  # type: ignore[arg-type]
-
