@@ -53,7 +53,7 @@ _ENHANCED: Final = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 _SMTP_LINE: Final = re.compile(r"^(\d{3})([ -]?)(.*)$")
 _IMAP_TAGGED: Final = re.compile(r"^(?:\S+\s+)?(OK|NO|BAD|BYE|PREAUTH)\b\s*(.*)$", re.IGNORECASE)
 _RESPONSE_CODE: Final = re.compile(r"\[([A-Za-z][A-Za-z0-9-]*)")
-_ALERT: Final = re.compile(r"\[ALERT\]\s*([^\r\n]*)", re.IGNORECASE)
+_ALERT: Final = re.compile(r"\[ALERT\][ \t]*([^\r\n]*)", re.IGNORECASE)
 MAX_ALERT: Final = 500
 
 
@@ -96,7 +96,10 @@ class Rule(BaseModel):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            re.compile(value)
+            try:
+                re.compile(value)
+            except re.error as exc:  # not a ValueError: pydantic would let it escape unexplained
+                raise ValueError(f"the pattern does not compile: {exc}") from None
         return value
 
     @model_validator(mode="after")

@@ -312,6 +312,16 @@ class _ScrubbingFilter(logging.Filter):
         clean = self._scrub(message)
         if clean != message:
             record.msg, record.args = clean, None
+        # A handler's formatter renders the traceback only after the filters ran, and keeps what it
+        # finds in exc_text: render it here, so that the text it prints is the scrubbed one.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self._scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._scrub(record.stack_info)
         return True
+
+
+# Only its formatException is used: the same rendering logging.Formatter gives a traceback.
+_TRACEBACKS: Final = logging.Formatter()

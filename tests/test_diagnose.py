@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from inboxcheck._diagnose import _candidates, diagnose, look_further, weight_of
 from inboxcheck._endpoint import Endpoint, MailProtocol, TlsMode
 from inboxcheck._models import Account, InboxType, Report, Severity
@@ -53,6 +55,7 @@ def _account(lab: Lab, **changes: Any) -> Account:
     return Account.model_validate(payload)
 
 
+@pytest.mark.lab
 async def test_a_port_without_starttls_finds_the_port_that_works(lab: Lab) -> None:
     account = _account(lab, smtp_port=lab.smtp["nostarttls"].port)
     result = await diagnose(account, options=_options(lab, Family.SMTP), presets=_lab_presets(lab))
@@ -70,6 +73,7 @@ async def test_a_port_without_starttls_finds_the_port_that_works(lab: Lab) -> No
     assert result.exit_code == 1
 
 
+@pytest.mark.lab
 async def test_imap_implicit_tls_on_a_starttls_port_is_fixed_by_the_alternate(lab: Lab) -> None:
     account = _account(lab, imap_port=lab.imap["imap_starttls"].port, imap_use_ssl=True)
     result = await diagnose(account, options=_options(lab, Family.IMAP), presets=_lab_presets(lab))
@@ -79,6 +83,7 @@ async def test_imap_implicit_tls_on_a_starttls_port_is_fixed_by_the_alternate(la
     assert result.suggested_changes["imap_port"] in (lab.imap["imaps"].port, lab.imap["imap_starttls"].port)
 
 
+@pytest.mark.lab
 async def test_the_same_port_in_the_other_tls_mode_is_tried_first(lab: Lab) -> None:
     port = lab.imap["imap_starttls"].port
     account = _account(lab, imap_port=port, imap_use_ssl=True)
@@ -93,6 +98,7 @@ async def test_the_same_port_in_the_other_tls_mode_is_tried_first(lab: Lab) -> N
     }
 
 
+@pytest.mark.lab
 async def test_a_mode_mismatch_on_a_port_no_preset_knows_is_fixed_on_that_port(lab: Lab) -> None:
     # The bundled presets only: nothing but the account's own port can work (the lab's ports are not
     # 993/143), so only the same port in the other mode finds the fix.
@@ -104,6 +110,7 @@ async def test_a_mode_mismatch_on_a_port_no_preset_knows_is_fixed_on_that_port(l
     assert result.suggested_changes == {"imap_host": "mail.lab.test", "imap_port": port, "imap_use_ssl": True}
 
 
+@pytest.mark.lab
 async def test_smtp_use_tls_false_is_no_tls_and_starttls_on_the_same_port_is_tried_first(lab: Lab) -> None:
     # smtp_use_tls false means no TLS at all (the one rule, Account.endpoint), so STARTTLS on the
     # account's own port is another endpoint worth trying, and the fix is to turn the flag on.
@@ -129,6 +136,7 @@ def test_the_alternates_start_from_the_payloads_own_endpoint() -> None:
     assert ("smtp", "mail.example.test", 587, "starttls") in keys
 
 
+@pytest.mark.lab
 async def test_a_wrong_password_is_ranked_first_and_no_alternate_is_tried(lab: Lab) -> None:
     account = _account(lab, smtp_password="wrong-password-1", imap_password="wrong-password-1")
     result = await diagnose(account, options=_options(lab), presets=_lab_presets(lab))
@@ -139,6 +147,7 @@ async def test_a_wrong_password_is_ranked_first_and_no_alternate_is_tried(lab: L
     assert "wrong-password-1" not in result.model_dump_json()
 
 
+@pytest.mark.lab
 async def test_a_healthy_account_has_no_causes_and_tries_nothing(lab: Lab) -> None:
     result = await diagnose(_account(lab), options=_options(lab), presets=_lab_presets(lab))
     assert [c.code for c in result.causes if c.severity is Severity.FAIL] == []
@@ -146,6 +155,7 @@ async def test_a_healthy_account_has_no_causes_and_tries_nothing(lab: Lab) -> No
     assert result.exit_code == 0
 
 
+@pytest.mark.lab
 async def test_a_dkim_key_that_changed_since_an_earlier_report_is_noticed(lab: Lab) -> None:
     options = _options(lab, Family.DNS).model_copy(update={"dkim_selectors": ("lab",)})
     first = await diagnose(_account(lab), options=options, try_alternates=False)

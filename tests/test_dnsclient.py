@@ -18,6 +18,7 @@ def lab_servers(lab: Lab) -> list[Nameserver]:
     return [Nameserver(host=host, port=port)]
 
 
+@pytest.mark.lab
 async def test_concurrent_asks_share_one_query_and_answers_are_remembered(
     lab_servers: list[Nameserver],
 ) -> None:
@@ -29,6 +30,7 @@ async def test_concurrent_asks_share_one_query_and_answers_are_remembered(
     assert again is answers[0] and client.sent == 1
 
 
+@pytest.mark.lab
 async def test_the_memory_is_bounded_oldest_first(lab_servers: list[Nameserver]) -> None:
     client = DnsClient(lab_servers, timeout=2, max_entries=2, record=False)
     for name in ("lab.test", "mail.lab.test", "smtp.lab.test"):
@@ -40,6 +42,7 @@ async def test_the_memory_is_bounded_oldest_first(lab_servers: list[Nameserver])
     assert client.sent == 4  # forgotten: the oldest went first
 
 
+@pytest.mark.lab
 async def test_an_idn_is_looked_up_by_its_idna_2008_a_labels(
     lab_servers: list[Nameserver],
 ) -> None:
@@ -52,6 +55,7 @@ async def test_an_idn_is_looked_up_by_its_idna_2008_a_labels(
     assert snowman.status is DnsStatus.ERROR
 
 
+@pytest.mark.lab
 async def test_srv_and_ptr_are_read_through_the_same_transport(
     lab_servers: list[Nameserver],
 ) -> None:

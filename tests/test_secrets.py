@@ -6,12 +6,13 @@ import base64
 import json
 from urllib.parse import quote, quote_plus
 
+import pytest
 from hypothesis import given, settings, strategies as st
 from pydantic import SecretStr
 from pydantic_core import PydanticSerializationError, to_json
 
 from inboxcheck._credential import Credential
-from inboxcheck._secrets import MASK, REDACTED, Scrubber, masked
+from inboxcheck._secrets import MASK, REDACTED, Scrubber, is_secret_name, masked
 
 
 def secret_forms(username: str, password: str) -> Scrubber:
@@ -125,3 +126,95 @@ def test_a_json_text_of_ordinary_words_holds_no_form() -> None:
     scrub = secret_forms("sam@x.test", 'pa"ss\\word-long')
     assert not scrub.could_be_in_json('{"reply":"235 2.7.0 Authentication successful","n":3}')
     assert scrub.could_be_in_json(to_json({"reply": 'echo pa"ss\\word-long'}).decode())
+
+
+def test_a_logged_exception_carrying_a_secret_is_scrubbed_by_a_real_handler() -> None:
+    # The formatter renders the traceback after the handler's filters ran: the filter must render
+    # and scrub it itself, or logger.exception() prints the secret.
+    import io
+    import logging
+
+    scrub = secret_forms("sam@x.test", "hunter2-long-secret")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(scrub.logging_filter())
+    logger = logging.getLogger("inboxcheck.tests.leak")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise RuntimeError("server said: hunter2-long-secret")
+        except RuntimeError:
+            logger.exception("login failed for %s", "sam@x.test")
+        logger.error("stack", stack_info=True, extra={"x": 1})
+    finally:
+        logger.removeHandler(handler)
+    shown = stream.getvalue()
+    assert "RuntimeError" in shown and "login failed for sam@x.test" in shown
+    assert "hunter2-long-secret" not in shown
+    assert REDACTED in shown
+
+
+def test_two_different_passwords_are_both_removed() -> None:
+    scrub = Scrubber(
+        credentials=[
+            Credential("sam@x.test", SecretStr("smtp-secret-one")),
+            Credential("sam@x.test", SecretStr("imap-secret-two")),
+        ]
+    )
+    cleaned = scrub("smtp-secret-one then imap-secret-two")
+    assert cleaned == f"{REDACTED} then {REDACTED}"
+    smtp_plain = Credential("sam@x.test", SecretStr("smtp-secret-one")).sasl_plain()
+    assert scrub(f"echo {smtp_plain}") == f"echo {REDACTED}"
+
+
+def test_a_long_secret_goes_even_inside_a_word_and_a_short_one_does_not() -> None:
+    assert secret_forms("u", "abcdef")("xxabcdefyy") == f"xx{REDACTED}yy"
+    assert secret_forms("u", "abcde")("xxabcdeyy") == "xxabcdeyy"
+
+
+def test_a_utf8_json_echo_of_a_password_with_a_tab_and_a_non_ascii_letter_is_removed() -> None:
+    password = "p\u00e4ss\tw\u00f6rd"
+    scrub = secret_forms("sam@x.test", password)
+    echo = json.dumps({"echo": password}, ensure_ascii=False)
+    assert "p\u00e4ss" not in scrub(echo)
+    assert REDACTED in scrub(echo)
+
+
+def test_the_walker_reaches_nested_keys_keys_in_lists_and_values_that_are_not_json() -> None:
+    scrub = secret_forms("u", "secret-value-9")
+    foreign = {
+        "outer": {"inner": {"api_key": "anything", "note": "it was secret-value-9"}},
+        "list": [{"token": "t"}, "secret-value-9", 5, None, True],
+        "odd": {"set": b"secret-value-9"},
+    }
+    assert scrub.json(foreign) == {
+        "outer": {"inner": {"api_key": REDACTED, "note": f"it was {REDACTED}"}},
+        "list": [{"token": REDACTED}, REDACTED, 5, None, True],
+        "odd": {"set": f"b'{REDACTED}'"},
+    }
+    assert masked({"nested": {"imap_password": "p", "keep": 1}, "Authorization": "Bearer x"}) == {
+        "nested": {"imap_password": MASK, "keep": 1},
+        "Authorization": MASK,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("smtp_password", True),
+        ("pass", True),
+        ("client_secret", True),
+        ("apiKey", True),
+        ("api-key", True),
+        ("API_KEY", True),
+        ("refresh_token", True),
+        ("Authorization", True),
+        ("smtp_username", False),
+        ("email_address", False),
+        ("daily_limit", False),
+        ("apikeeper", False),
+    ],
+)
+def test_secret_names(name: str, secret: bool) -> None:
+    assert is_secret_name(name) is secret

@@ -39,7 +39,7 @@ def test_real_1024_bit_key() -> None:
     key = parse_dkim(f"v=DKIM1; k=rsa; p={RSA_1024}")
     assert key.key_type is KeyType.RSA
     assert key.bits == 1024
-    assert not key.revoked and not key.testing and key.usable_for_email
+    assert key.revoked is False and key.testing is False and key.usable_for_email is True
     assert key.version == "DKIM1"
 
 
@@ -69,20 +69,20 @@ def test_whitespace_inside_the_key_is_ignored() -> None:
 
 def test_revoked() -> None:
     key = parse_dkim("v=DKIM1; k=rsa; p=")
-    assert key.revoked and key.bits is None and not key.usable_for_email
+    assert key.revoked is True and key.bits is None and key.usable_for_email is False
 
 
 def test_flags_hashes_services() -> None:
     key = parse_dkim(f"v=DKIM1; h=sha1; s=email; t=y:s; n=notes here; p={RSA_1024}")
-    assert key.testing and key.strict_subdomains
+    assert key.testing is True and key.strict_subdomains is True
     assert key.hash_algorithms == ("sha1",)
     assert any("RFC 8301" in note for note in key.notes)
     assert key.service_types == ("email",)
-    assert key.usable_for_email
+    assert key.usable_for_email is True
 
 
 def test_service_other_than_email_is_not_usable() -> None:
-    assert not parse_dkim(f"s=other; p={RSA_1024}").usable_for_email
+    assert parse_dkim(f"s=other; p={RSA_1024}").usable_for_email is False
 
 
 def test_ed25519() -> None:

@@ -1,0 +1,165 @@
+"""The scrubber's parts, exactly: each encoding of a secret, plain secrets beside credentials, the
+account and request constructors, bytes, the JSON pre-check, the walker's two modes and the logging
+filter on a record. Fast enough for mutation testing (scripts/mutation.sh inboxcheck/_secrets.py)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sys
+
+from pydantic_core import to_json
+
+from inboxcheck._models import Account
+from inboxcheck._secrets import MASK, REDACTED, Scrubber, masked
+from inboxcheck.platform.key import ApiKey
+from tests.helpers import custom_payload
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8", "surrogatepass")).decode()
+
+
+def test_each_encoding_of_a_secret_is_a_form_exactly() -> None:
+    password = 'a b/\u00e4"xyz'
+    forms = set(Scrubber([password]).forms)
+    assert {
+        password,
+        'a b/\\u00e4\\"xyz',  # JSON, ASCII-escaped
+        'a b/\u00e4\\"xyz',  # JSON as UTF-8
+        "a%20b%2F%C3%A4%22xyz",  # percent-encoded, "/" too
+        "a+b%2F%C3%A4%22xyz",  # form-encoded, "/" too
+    } <= forms
+    # A tab is where the UTF-8 JSON form differs from every other form (IMAP quoting keeps it as is).
+    assert "p\u00e4ss\\tw\u00f6rd" in Scrubber(["p\u00e4ss\tw\u00f6rd"]).forms
+
+
+def test_a_lone_surrogate_in_a_secret_is_percent_encoded_not_an_error() -> None:
+    scrub = Scrubber(["abc\ud800defg"])
+    assert "abc%ED%A0%80defg" in scrub.forms
+    assert scrub("echo abc%ED%A0%80defg") == f"echo {REDACTED}"
+    assert scrub.could_be_in_json('{"reply":"nothing"}') is False
+
+
+def test_plain_secrets_are_removed_in_their_wire_forms_too() -> None:
+    scrub = Scrubber(["first-secret", "second-secret"])
+    assert scrub("first-secret and second-secret") == f"{REDACTED} and {REDACTED}"
+    # AUTH LOGIN sends the secret alone in base64; SASL PLAIN with empty identities.
+    assert scrub(f"got {b64('first-secret')}") == f"got {REDACTED}"
+    assert scrub(f"got {b64(chr(0) + chr(0) + 'second-secret')}") == f"got {REDACTED}"
+    assert b64("\0XXXX\0first-secret") not in scrub.forms
+
+
+def test_the_account_scrubber_covers_both_passwords() -> None:
+    account = Account.model_validate(
+        custom_payload(smtp_password="smtp-pass-one", imap_password="imap-pass-two")
+    )
+    scrub = Scrubber.for_account(account)
+    assert scrub("smtp-pass-one imap-pass-two") == f"{REDACTED} {REDACTED}"
+    plain = account.smtp_credential.sasl_plain()
+    assert scrub(plain) == REDACTED
+
+
+def test_the_request_scrubber_covers_the_key_and_the_secret_named_strings_only() -> None:
+    key = "cs_test_" + "k" * 24
+    scrub = Scrubber.for_request(
+        ApiKey.parse(key),
+        {"smtp_password": "pw-first-long", "smtp_username": "sam@example.test", "api_token": 123456},
+        {"imap_password": "pw-second-long"},
+    )
+    assert scrub(f"{key} pw-first-long pw-second-long") == f"{REDACTED} {REDACTED} {REDACTED}"
+    assert scrub("sam@example.test 123456") == "sam@example.test 123456"
+
+
+def test_bytes_are_scrubbed_and_undecodable_bytes_kept() -> None:
+    scrub = Scrubber(["hunter2-long"])
+    data = b"x hunter2-long \xff\xfe"
+    assert scrub.bytes(data) == b"x " + REDACTED.encode() + b" \xff\xfe"
+    clean = b"nothing here \xff"
+    assert scrub.bytes(clean) is clean
+    assert scrub.bytes("h\u00e9 hunter2-long".encode()) == "h\u00e9 ".encode() + REDACTED.encode()
+
+
+def test_the_json_precheck_finds_every_escaped_form_and_only_those() -> None:
+    scrub = Scrubber(['p\u00e4"ss-word'])
+    document = to_json({"reply": 'echo p\u00e4"ss-word'}).decode()
+    assert scrub.could_be_in_json(document) is True
+    assert scrub.could_be_in_json(document) is True, "the needles are kept between calls"
+    assert scrub.could_be_in_json('{"reply":"p\u00e4ss-word"}') is False
+    base64_only = to_json({"reply": b64('p\u00e4"ss-word')}).decode()
+    assert scrub.could_be_in_json(base64_only) is True
+    assert Scrubber().could_be_in_json(document) is False
+    # The end of a form is no form; its start, of 6 characters or more, is (a reply cut short).
+    assert scrub.could_be_in_json(to_json({"reply": '\u00e4"ss-word'}).decode()) is False
+    assert scrub.could_be_in_json(to_json({"reply": 'p\u00e4"ss-wor'}).decode()) is True
+
+
+def test_the_walker_on_our_own_json_scrubs_values_only() -> None:
+    scrub = Scrubber(["secret-value"])
+    ours = {"secret-value": "secret-value", "password": "secret-value", "list": ("secret-value", 1)}
+    assert scrub.json(ours, identifiers=()) == {
+        "secret-value": REDACTED,
+        "password": REDACTED,
+        "list": [REDACTED, 1],
+    }
+    assert scrub.json({"code": "secret-value"}, identifiers={"code"}) == {"code": "secret-value"}
+    assert scrub.json({"x": {"code": "secret-value"}}, identifiers={"code"}) == {
+        "x": {"code": "secret-value"}
+    }
+
+
+def test_the_walker_on_foreign_json_scrubs_keys_and_drops_secret_named_values() -> None:
+    scrub = Scrubber(["secret-value"])
+    foreign = {"secret-value": "x", "my_password": {"deep": 1}, "n": 1.5, "ok": False, "none": None}
+    assert scrub.json(foreign) == {
+        REDACTED: "x",
+        "my_password": REDACTED,
+        "n": 1.5,
+        "ok": False,
+        "none": None,
+    }
+    assert scrub.json({3: "secret-value"}) == {"3": REDACTED}
+    nested = {"a": {"secret-value": 1}, "l": [{"secret-value": 2}]}
+    assert scrub.json(nested) == {"a": {REDACTED: 1}, "l": [{REDACTED: 2}]}
+
+
+def test_the_mask_keeps_every_other_value_as_it_is() -> None:
+    payload = {"password": 5, "list": ["a", {"token": "t"}], "n": None, "obj": b"raw", "x": 1.5}
+    assert masked(payload) == {
+        "password": MASK,
+        "list": ["a", {"token": MASK}],
+        "n": None,
+        "obj": "b'raw'",
+        "x": 1.5,
+    }
+
+
+def test_the_filter_leaves_a_clean_record_as_it_was() -> None:
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "user %s", ("sam",), None)
+    assert Scrubber(["hunter2-long"]).logging_filter().filter(record) is True
+    assert (record.msg, record.args, record.exc_text, record.stack_info) == ("user %s", ("sam",), None, None)
+
+
+def test_the_filter_scrubs_the_message_the_traceback_text_and_the_stack() -> None:
+    scrub_filter = Scrubber(["hunter2-long"]).logging_filter()
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "sent %s", ("hunter2-long",), None)
+    record.exc_text = "Traceback: hunter2-long"
+    record.stack_info = "Stack: hunter2-long"
+    assert scrub_filter.filter(record) is True
+    assert (record.msg, record.args) == (f"sent {REDACTED}", None)
+    assert record.getMessage() == f"sent {REDACTED}"
+    assert record.exc_text == f"Traceback: {REDACTED}"
+    assert record.stack_info == f"Stack: {REDACTED}"
+
+
+def test_the_filter_renders_an_exception_itself_and_scrubs_it() -> None:
+    try:
+        raise ValueError("hunter2-long")
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed", None, exc_info)
+    assert Scrubber(["hunter2-long"]).logging_filter().filter(record) is True
+    assert record.exc_text is not None
+    assert record.exc_text.startswith("Traceback (most recent call last):")
+    assert record.exc_text.endswith(f"ValueError: {REDACTED}")
+    assert record.msg == "failed"
