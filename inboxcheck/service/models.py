@@ -5,25 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from inboxcheck._models import Finding
+from inboxcheck._input import InputErrorDocument
 
 __all__ = ["BatchCreated", "BatchState", "BatchStatus", "DiscoverRequest", "InputErrorDocument", "Problem"]
-
-
-class InputErrorDocument(BaseModel):
-    """An unusable payload: the document ``check --format json`` prints for one, one ``input.invalid``
-    finding per field problem."""
-
-    kind: Literal["input_error"]
-    verdict: Literal["invalid"]
-    exit_code: int
-    source: str
-    message: str
-    findings: list[Finding]
 
 
 class Problem(BaseModel):
