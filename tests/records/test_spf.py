@@ -37,7 +37,8 @@ def test_google_style_record() -> None:
     include, all_ = record.mechanisms
     assert include.kind is MechanismKind.INCLUDE
     assert include.domain == "_spf.google.com"
-    assert include.qualifier is Qualifier.PASS and not include.explicit_qualifier
+    assert include.qualifier is Qualifier.PASS
+    assert include.explicit_qualifier is False
     assert all_.kind is MechanismKind.ALL and all_.qualifier is Qualifier.SOFTFAIL
     assert record.all is all_
     assert record.redirect is None
