@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import click
 
@@ -325,6 +325,10 @@ def _connect_batch(
     sys.exit(summary.exit_code)
 
 
+# Findings of a login that works today but will not for long: told beside a passing gate.
+_PASSES_BUT_ENDS: Final = frozenset({"smtp.auth.basic_auth_ending"})
+
+
 def render_connect(
     result: ConnectResult,
     *,
@@ -356,6 +360,12 @@ def render_connect(
             lines.append("  (--strict makes warnings block; fix them or run without --strict)")
         return "\n".join(lines) + "\n"
     lines.append(f"Gate: {style('PASSED', 'green')}: no check failed.")
+    # A login that works today but that its provider is switching off (Microsoft's SMTP AUTH Basic
+    # authentication) passes the gate; the inbox it creates would break later, so the gate says so.
+    for check in result.report.checks:
+        for found in check.findings:
+            if found.code in _PASSES_BUT_ENDS:
+                add(f"Gate note: {escape(found.message)}", hang="    ")
     add(f"Daily limit: {result.daily_limit.value} ({escape(result.daily_limit.note)})")
     if result.create is None:
         add(f"Dry run: would POST {escape(result.url)} with (passwords masked):")

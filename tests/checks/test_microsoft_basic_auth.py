@@ -136,3 +136,25 @@ async def test_diagnose_names_the_microsoft_change_by_the_date(certs: PeerCerts)
     assert "smtp.auth.basic_auth_ending" in codes
     cause = next(c for c in result.causes if c.code == "smtp.auth.basic_auth_ending")
     assert "Since the end of December 2026" in cause.message
+
+
+async def test_a_passing_gate_says_the_microsoft_password_login_is_ending(certs: PeerCerts) -> None:
+    # The gate lets a working password login through; the inbox it creates breaks when the tenant's
+    # SMTP AUTH is switched off, so the gate's own lines say so (a dry run: nothing is sent).
+    from inboxcheck.cli.connect import render_connect
+    from inboxcheck.platform.connect import ConnectResult
+    from inboxcheck.platform.gate import choose_daily_limit
+
+    report = await _smtp(certs, SmtpScript(tls=certs.server_context()), BEFORE)
+    result = ConnectResult(
+        report=report,
+        gate="passed",
+        dry_run=True,
+        url="https://api.example.test/api/public/v1/sender-accounts",
+        payload={},
+        daily_limit=choose_daily_limit(None, 20, apply_recommended=False),
+    )
+    text = render_connect(result, colour=False, unicode=False, verbose=False)
+    gate = text[text.index("Gate: PASSED") :]
+    assert "Gate note: " in gate
+    assert "end of December 2026" in gate and "move to OAuth2" in gate
