@@ -38,6 +38,7 @@ _NEVER_FOR_A_PLAIN_CHECK = (
     "inboxcheck.checks.dns.blocklists",
     "inboxcheck.checks.dns.fcrdns",
     "inboxcheck.platform.client",
+    "inboxcheck.platform.classify",
     "inboxcheck._diagnose",
     "inboxcheck.cli.connect",
     "inboxcheck.cli.diagnose",
