@@ -86,7 +86,8 @@ _PUBLIC: Final[dict[str, tuple[str, ...]]] = {
     "inboxcheck._runner": ("check", "check_sync"),
     "inboxcheck._schema": ("report_schema",),
     "inboxcheck.discovery.model": ("Candidate", "Discovery"),
-    "inboxcheck.dns.spf_eval": ("SpfEvaluation", "SpfQuery", "SpfResult", "check_host", "check_host_sync"),
+    "inboxcheck.dns.spf_eval": ("SpfEvaluation", "SpfQuery", "SpfResult"),
+    "inboxcheck.dns.spf_entry": ("check_host", "check_host_sync"),
     "inboxcheck.discovery.run": ("discover", "discover_sync"),
     "inboxcheck.platform.batch": ("ConnectBatchSummary", "connect_batch"),
     "inboxcheck.platform.client": ("PlatformClient",),
@@ -200,12 +201,14 @@ if TYPE_CHECKING:
         discover as discover,
         discover_sync as discover_sync,
     )
+    from inboxcheck.dns.spf_entry import (
+        check_host as check_host,
+        check_host_sync as check_host_sync,
+    )
     from inboxcheck.dns.spf_eval import (
         SpfEvaluation as SpfEvaluation,
         SpfQuery as SpfQuery,
         SpfResult as SpfResult,
-        check_host as check_host,
-        check_host_sync as check_host_sync,
     )
     from inboxcheck.platform.batch import (
         ConnectBatchSummary as ConnectBatchSummary,

@@ -22,8 +22,8 @@ and how to fix it, and none ever carries a secret.
 Exceptions that never leave the module that raises them stay beside their code: the pure parsers'
 :class:`~inboxcheck.dns.records._common.RecordSyntaxError` and :class:`~inboxcheck._der.DerError`
 become findings where they are caught, and the login conversations' own control flow
-(``checks.login.probe.Stop``, ``checks.login.imap._PeerFailed``, ``dns.wire._Unusual``) ends inside
-the check.
+(``checks.login.probe.Stop``, ``checks.login.imap_protocol._PeerFailed``, ``dns.wire._Unusual``)
+ends inside the check.
 
 This module imports nothing from the package, so every module may import it (no import circle):
 an exception that carries one of the package's types lives beside that type and subclasses one here.

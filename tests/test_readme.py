@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from inboxcheck.checks.login.tls import TlsFailureKind
-from inboxcheck.discovery.run import AUTOCONFIG_PROBLEMS
+from inboxcheck.discovery.gather import AUTOCONFIG_PROBLEMS
 from inboxcheck.platform.outcomes import ApiOutcome
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -73,7 +73,8 @@ def spf(
     from inboxcheck._errors import OptionsError
     from inboxcheck._options import parse_nameserver
     from inboxcheck.cli._terminal import escape
-    from inboxcheck.dns.spf_eval import check_host, client_address, valid_domain
+    from inboxcheck.dns.spf_entry import check_host
+    from inboxcheck.dns.spf_record import client_address, valid_domain
 
     try:
         client_address(ip)

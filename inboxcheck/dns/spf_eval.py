@@ -1,10 +1,11 @@
 """SPF evaluation: ``check_host()`` exactly as RFC 7208 section 4 defines it, over the run's DNS client.
 
-The one SPF evaluator of the project: the public :func:`check_host`, the send test's verdict for the
-relay hop (checks/send/verify.py) and the DNS check's audit (checks/dns/spf.py) all go through
-:class:`SpfEvaluator`. It sits in ``dns/`` beside the client it asks, below ``checks/``, so that the
-checks and the public API use it without reaching into each other; the record itself is read by
-the one pure parser, :mod:`inboxcheck.dns.records.spf`.
+The one SPF evaluator of the project: the public :func:`~inboxcheck.dns.spf_entry.check_host`
+(dns/spf_entry.py), the send test's verdict for the relay hop (checks/send/verify.py) and the DNS
+check's audit (checks/dns/spf.py) all go through :class:`SpfEvaluator`. It sits in ``dns/`` beside
+the client it asks, below ``checks/``, so that the checks and the public API use it without reaching
+into each other; which record a domain publishes is :mod:`inboxcheck.dns.spf_record`'s rule, and
+the record itself is read by the one pure parser, :mod:`inboxcheck.dns.records.spf`.
 
 What it implements: every mechanism (all, include, a, mx, ptr, ip4, ip6, exists) and modifier
 (redirect, exp), macro expansion (section 7; c, r and t only in explanation strings), the limits
@@ -16,23 +17,18 @@ REFUSED is ``temperror``, never "no record".
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import re
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
-from inboxcheck._models import ascii_domain
-from inboxcheck._options import Nameserver, parse_nameserver
-from inboxcheck.dns.client import DnsAnswer, DnsClient, DnsStatus
-from inboxcheck.dns.records._common import RecordSyntaxError
+from inboxcheck.dns.client import DnsAnswer, DnsStatus
 from inboxcheck.dns.records.spf import (
     LOOKUP_LIMIT,
     MX_NAMES_LIMIT,
@@ -41,8 +37,15 @@ from inboxcheck.dns.records.spf import (
     MechanismKind,
     Qualifier,
     SpfRecord,
-    is_spf_record,
-    parse_spf,
+)
+from inboxcheck.dns.spf_record import (
+    MAX_NAME,
+    RecordStatus,
+    Resolve,
+    SpfFetch,
+    client_address,
+    fetch_record,
+    valid_domain,
 )
 
 __all__ = [
@@ -52,21 +55,14 @@ __all__ = [
     "SpfFetch",
     "SpfQuery",
     "SpfResult",
-    "check_host",
-    "check_host_sync",
     "fetch_record",
 ]
 
 # RFC 7208 4.6.4: the names of one PTR answer looked at (the rest are ignored).
 PTR_NAMES_LIMIT: Final = 10
-# RFC 7208 7.3: an expanded domain name longer than this loses labels from the left.
-_MAX_NAME: Final = 253
 _MACRO: Final = re.compile(r"%(?:\{([^}]*)\}|(.))", re.DOTALL)
 _TRANSFORMERS: Final = re.compile(r"([A-Za-z])([0-9]*)([rR]?)([.\-+,/_=]*)\Z")
-_DEFAULT_TIMEOUT: Final = 5.0
 _ALL_PARTS: Final = 1000
-
-Resolve = Callable[[str, str], Awaitable[DnsAnswer]]
 
 
 class SpfResult(StrEnum):
@@ -142,81 +138,6 @@ class _Outcome:
     domain: str | None = None
     explanation: str | None = None
     reason: str = ""
-
-
-def valid_domain(name: str) -> bool:
-    """RFC 7208 4.3: a multi-label name, no label empty or over 63 octets, 253 octets at most."""
-    name = name[:-1] if name.endswith(".") else name
-    labels = name.split(".")
-    return (
-        len(labels) >= 2
-        and len(name.encode("utf-8", "replace")) <= _MAX_NAME
-        and all(0 < len(label.encode("utf-8", "replace")) <= 63 for label in labels)
-    )
-
-
-def client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """The client's address as SPF sees it: an IPv4-mapped IPv6 address is its IPv4 address (RFC 7208
-    section 5: "IPv4-mapped IPv6 addresses ... MUST be evaluated as IPv4"). Raises ValueError."""
-    address = ipaddress.ip_address(ip.strip().strip("[]"))
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-class RecordStatus(StrEnum):
-    """What a domain publishes, as RFC 7208 4.3-4.6 reads it."""
-
-    FOUND = "found"  # one SPF record, valid
-    NONE = "none"  # a malformed name, NXDOMAIN, or no TXT record that starts with v=spf1
-    MULTIPLE = "multiple"  # more than one SPF record: permerror
-    INVALID = "invalid"  # one SPF record with a syntax error: permerror
-    UNAVAILABLE = "unavailable"  # the TXT lookup got no usable answer: temperror
-
-
-@dataclass(frozen=True)
-class SpfFetch:
-    """One domain's SPF record as evaluation and the DNS check's audit both read it."""
-
-    domain: str
-    status: RecordStatus
-    reason: str
-    answer: DnsAnswer | None = None
-    texts: tuple[str, ...] = ()
-    record: SpfRecord | None = None
-    error: RecordSyntaxError | None = None
-
-
-async def fetch_record(resolve: Resolve, domain: str) -> SpfFetch:
-    """The SPF record of ``domain`` (RFC 7208 4.3 to 4.6): the one rule for "which record, if any"."""
-    if not valid_domain(domain):
-        return SpfFetch(domain, RecordStatus.NONE, f"{domain!r} is not a valid domain name (RFC 7208 4.3)")
-    answer = await resolve(domain, "TXT")
-    if answer.status is DnsStatus.NXDOMAIN:
-        return SpfFetch(domain, RecordStatus.NONE, f"the domain {domain} does not exist", answer)
-    if not answer.definite:
-        return SpfFetch(domain, RecordStatus.UNAVAILABLE, f"the TXT lookup of {domain} failed", answer)
-    texts = tuple(text for text in answer.texts() if is_spf_record(text))
-    if not texts:
-        return SpfFetch(domain, RecordStatus.NONE, f"{domain} publishes no SPF record", answer)
-    if len(texts) > 1:
-        return SpfFetch(
-            domain, RecordStatus.MULTIPLE, f"{domain} publishes {len(texts)} SPF records", answer, texts
-        )
-    try:
-        record = parse_spf(texts[0])
-    except RecordSyntaxError as exc:
-        return SpfFetch(
-            domain,
-            RecordStatus.INVALID,
-            f"the SPF record of {domain} is invalid: {exc.message} (character {exc.position + 1})",
-            answer,
-            texts,
-            error=exc,
-        )
-    return SpfFetch(
-        domain, RecordStatus.FOUND, f"{domain} publishes one valid SPF record", answer, texts, record
-    )
 
 
 class SpfEvaluator:
@@ -499,7 +420,7 @@ class SpfEvaluator:
         ptr = await self._p(domain) if _p_needed(spec) else None
         expanded = self._substitute(spec, domain, explanation=False, ptr=ptr)
         expanded = expanded.rstrip(".")
-        while len(expanded) > _MAX_NAME and "." in expanded:
+        while len(expanded) > MAX_NAME and "." in expanded:
             expanded = expanded.split(".", 1)[1]
         return expanded.lower()
 
@@ -601,7 +522,7 @@ def _p_needed(spec: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
-# The public entry points
+# The checks' entry point (the public check_host, with a DNS client of its own, is in spf_entry.py)
 
 
 async def evaluate(
@@ -618,87 +539,3 @@ async def evaluate(
         resolve, ip, sender=sender or f"postmaster@{domain}", helo=helo, receiver=receiver
     )
     return await evaluator.check_host(domain)
-
-
-async def check_host(
-    ip: str,
-    domain: str,
-    *,
-    sender: str | None = None,
-    helo: str | None = None,
-    nameservers: Sequence[str | Nameserver] = (),
-    timeout: float = _DEFAULT_TIMEOUT,  # noqa: ASYNC109 - each lookup's timeout, not the call's
-    receiver: str = "unknown",
-) -> SpfEvaluation:
-    """Evaluate SPF for a client at ``ip`` sending as ``domain`` (RFC 7208 ``check_host()``).
-
-    ``domain`` is a domain, or a sender address whose domain is taken (``sender`` defaults to it,
-    or to ``postmaster@domain``); ``helo`` fills the ``%{h}`` macro. The lookups go to
-    ``nameservers`` (``"HOST[:PORT]"`` or :class:`Nameserver`), or to the system's resolver when none
-    are given, each with ``timeout`` seconds. Raises ValueError for an ``ip`` that is no IP address;
-    every answer about the domain, including a failed lookup, is a result.
-    """
-    if "@" in domain:
-        sender = sender or domain
-        domain = domain.rpartition("@")[2]
-    with contextlib.suppress(UnicodeError, ValueError):
-        domain = ascii_domain(domain)  # an internationalised name as its A-labels (RFC 7208 4.3)
-    client_address(ip)  # ValueError before any lookup
-    servers = [s if isinstance(s, Nameserver) else parse_nameserver(s) for s in nameservers]
-    client = DnsClient(servers, timeout=timeout)
-    return await evaluate(_following_cnames(client), ip, domain, sender=sender, helo=helo, receiver=receiver)
-
-
-def check_host_sync(
-    ip: str,
-    domain: str,
-    *,
-    sender: str | None = None,
-    helo: str | None = None,
-    nameservers: Sequence[str | Nameserver] = (),
-    timeout: float = _DEFAULT_TIMEOUT,
-    receiver: str = "unknown",
-) -> SpfEvaluation:
-    """:func:`check_host` for code that has no event loop running; inside one, raises
-    :class:`~inboxcheck.InboxcheckError` (before any coroutine is made, so nothing is left unawaited)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        from inboxcheck._errors import InboxcheckError
-
-        raise InboxcheckError(
-            "inboxcheck.check_host_sync() was called inside a running event loop, where it cannot run; "
-            "use `await inboxcheck.check_host(...)` there instead"
-        )
-    return asyncio.run(
-        check_host(
-            ip, domain, sender=sender, helo=helo, nameservers=nameservers, timeout=timeout, receiver=receiver
-        )
-    )
-
-
-_MAX_CNAME_HOPS: Final = 8
-
-
-def _following_cnames(client: DnsClient) -> Resolve:
-    """The client's lookups, following a CNAME an authoritative server answered alone (into another
-    zone), as a recursive resolver would; a chain that returns to a name passed is a loop."""
-
-    async def resolve(name: str, rdtype: str) -> DnsAnswer:
-        answer = await client.query(name, rdtype)
-        visited = {name.lower().rstrip("."), *(c.lower() for c in answer.cname_chain)}
-        for _ in range(_MAX_CNAME_HOPS):
-            if answer.status is not DnsStatus.NODATA or not answer.cname_chain:
-                break
-            answer = await client.query(answer.cname_chain[-1], rdtype)
-            hops = {c.lower() for c in answer.cname_chain}
-            if visited & hops:
-                return DnsAnswer(
-                    name, rdtype, DnsStatus.CNAME_LOOP, error="the CNAME chain leads back to itself"
-                )
-            visited |= hops
-        return answer
-
-    return resolve

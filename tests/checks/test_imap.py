@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from inboxcheck._models import Severity, Status
-from inboxcheck.checks.login import imap
+from inboxcheck.checks.login import imap, imap_protocol
 from inboxcheck.checks.login.net import ConnectFailure
 from tests.peers import DnsPeer, PeerCerts, PeerConn
 from tests.scenarios import (
@@ -405,7 +405,9 @@ async def test_a_check_cut_by_the_run_deadline_closes_its_connection(certs: Peer
 
 
 async def test_a_login_commands_text_never_shows_the_password() -> None:
-    command = imap._MaskedCommand("LOGIN", "A1", '"sam"', '"s3cret-pw"', loop=asyncio.get_running_loop())
+    command = imap_protocol._MaskedCommand(
+        "LOGIN", "A1", '"sam"', '"s3cret-pw"', loop=asyncio.get_running_loop()
+    )
     assert "s3cret-pw" not in repr(command)
     assert "s3cret-pw" not in str(command)
     assert "s3cret-pw" not in f"{command} {command!r} %s" % command
@@ -514,11 +516,12 @@ async def test_a_finished_login_frees_its_connection_without_the_cycle_collector
         for _ in range(3):
             await asyncio.sleep(0)  # the aborted transport's close callbacks
         # The peer's own server-side connection may still be closing: only the check's is counted.
-        alive: list[object] = [o for o in gc.get_objects() if isinstance(o, imap._Protocol)]
+        alive: list[object] = [o for o in gc.get_objects() if isinstance(o, imap_protocol._Protocol)]
         alive += [
             o
             for o in gc.get_objects()
-            if isinstance(o, asyncio.sslproto.SSLProtocol) and isinstance(o._app_protocol, imap._Protocol)
+            if isinstance(o, asyncio.sslproto.SSLProtocol)
+            and isinstance(o._app_protocol, imap_protocol._Protocol)
         ]
     finally:
         gc.enable()

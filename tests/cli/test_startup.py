@@ -27,6 +27,7 @@ _PROBE = (
 # (--send-test), the blocklists (--deliverability), the platform client (connect), other commands.
 _NEVER_FOR_A_PLAIN_CHECK = (
     "inboxcheck.discovery.run",
+    "inboxcheck.discovery.gather",
     "inboxcheck.discovery.sources",
     "inboxcheck.discovery.model",
     "inboxcheck.checks.send.smtp",
@@ -37,6 +38,7 @@ _NEVER_FOR_A_PLAIN_CHECK = (
     "inboxcheck.checks.dns.blocklists",
     "inboxcheck.checks.dns.fcrdns",
     "inboxcheck.platform.client",
+    "inboxcheck.platform.classify",
     "inboxcheck._diagnose",
     "inboxcheck.cli.connect",
     "inboxcheck.cli.diagnose",

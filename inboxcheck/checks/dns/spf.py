@@ -32,7 +32,8 @@ from inboxcheck.dns.records.spf import (
     SpfRecord,
     parse_spf,
 )
-from inboxcheck.dns.spf_eval import RecordStatus, SpfResult, evaluate, fetch_record
+from inboxcheck.dns.spf_eval import SpfResult, evaluate
+from inboxcheck.dns.spf_record import RecordStatus, fetch_record
 
 # --------------------------------------------------------------------------------------------------
 # SPF

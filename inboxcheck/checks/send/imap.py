@@ -28,7 +28,8 @@ from aioimaplib import aioimaplib
 
 from inboxcheck._check import LEFTOVER_BOUND, CheckContext, Outcome
 from inboxcheck._models import Finding, Severity, finding
-from inboxcheck.checks.login.imap import _ImapLogin, _lines, _PeerFailed, _Protocol
+from inboxcheck.checks.login.imap import _ImapLogin
+from inboxcheck.checks.login.imap_protocol import _lines, _PeerFailed, _Protocol
 from inboxcheck.checks.login.probe import transport_session
 from inboxcheck.checks.send.message import TOKEN_HEADER, TestMessage
 from inboxcheck.checks.send.smtp import SENT_FACT, Sent
