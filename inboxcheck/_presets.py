@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -205,6 +205,12 @@ def _normal_domain(domain: str) -> str:
 def is_shared_host(host: str) -> bool:
     """A host that many unrelated services share, so that it alone says nothing about the provider:
     any IP literal (loopback, private or public, v4 or v6) and ``localhost`` (RFC 6761)."""
+    return _is_shared_host(host)
+
+
+@lru_cache(maxsize=4096)
+def _is_shared_host(host: str) -> bool:
+    # Remembered: matching asks it once per preset for the same host.
     name = host.strip().strip("[]").lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return True
@@ -224,8 +230,18 @@ def _service_matches(spec: ServiceSpec, host: str, port: int | None) -> bool:
 
 
 def _glob_any(host: str, patterns: Iterable[str]) -> bool:
-    name = host.lower().rstrip(".")
-    return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in patterns)
+    """Whether ``host`` matches one of the globs, case-insensitively (:func:`fnmatch.fnmatchcase`)."""
+    globs = _globs(tuple(patterns))
+    return globs is not None and globs.match(host.lower().rstrip(".")) is not None
+
+
+@lru_cache(maxsize=1024)
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One expression for a preset's globs (each :func:`fnmatch.translate` ends in ``\\Z``), compiled
+    once: a glob at a time was most of a batch's preset matching."""
+    if not patterns:
+        return None
+    return re.compile("|".join(fnmatch.translate(pattern.lower()) for pattern in patterns))
 
 
 #: The (hosts, ports, inbox type) keys whose match a :class:`Presets` remembers: a few hundred KB.
