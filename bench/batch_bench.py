@@ -224,13 +224,18 @@ def run_inboxcheck(
     accounts: int,
     logins_only: bool,
     source: Path | None = None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """One ``check --batch`` run; ``source``: the source tree whose ``inboxcheck`` runs (``python -m``
-    from that tree; the code before a change is one), else the installed console script."""
+    from that tree; the code before a change is one), else the installed console script. ``profile``:
+    run it under cProfile counting CPU time (``python -m cProfile`` counts the wall clock, which the
+    machine's other load inflates), stats to that file."""
     output = workdir / f"out-{concurrency}-{per_host}-{'logins' if logins_only else 'all'}.jsonl"
     output.unlink(missing_ok=True)
     only = ["--only", "smtp", "--only", "imap"] if logins_only else []
     command = [str(BIN / "inboxcheck")] if source is None else [sys.executable, "-m", "inboxcheck"]
+    if profile is not None:
+        command = [sys.executable, "-c", _PROFILE, str(profile)]
     env = None if source is None else dict(os.environ, PYTHONPATH=str(source))
     argv = [
         *command,
@@ -281,6 +286,30 @@ def run_inboxcheck(
         "exit_code": code,
         "summary": stderr.strip().splitlines()[-3:],
     }
+
+
+_PROFILE = """
+import cProfile, runpy, sys, time
+out = sys.argv.pop(1)
+profiler = cProfile.Profile(time.process_time)
+profiler.enable()
+try:
+    runpy.run_module("inboxcheck", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    profiler.disable()
+    profiler.dump_stats(out)
+"""
+
+
+def _print_profile(path: Path) -> None:
+    import pstats
+
+    print(f"profile of one inboxcheck run (CPU time): {path}", file=sys.stderr)
+    stats = pstats.Stats(str(path), stream=sys.stderr)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(r"inboxcheck|pydantic", 50)
 
 
 def run_tools(payloads: list[dict[str, Any]], ca_file: Path, accounts: int) -> dict[str, Any]:
@@ -542,6 +571,10 @@ def _rounds(args: argparse.Namespace) -> dict[str, Any]:
             warm = run()
             if not _all_logged_in(warm):
                 raise RuntimeError(f"the warm-up of {name} did not log every account in: {warm}")
+        if args.profile is not None:
+            assert isinstance(methods[1][1], functools.partial)
+            methods[1][1](profile=args.profile)
+            _print_profile(args.profile)
         rows: list[dict[str, Any]] = []
         for index in range(args.rounds):
             for name, run in methods if index % 2 == 0 else methods[::-1]:
@@ -702,6 +735,9 @@ def main() -> int:
     parser.add_argument(
         "--long-lines", type=int, default=0, help="with --rounds: then one run of each on a file this long"
     )
+    parser.add_argument(
+        "--profile", type=Path, help="with --rounds: one inboxcheck run under cProfile (CPU) first"
+    )
     args = parser.parse_args()
     if args.bare:
         payloads = [json.loads(line) for line in args.batch.read_text(encoding="utf-8").splitlines() if line]
@@ -723,6 +759,7 @@ def main() -> int:
             "--long-lines",
             str(args.long_lines),
             *(["--before", str(args.before.resolve())] if args.before else []),
+            *(["--profile", str(args.profile.resolve())] if args.profile else []),
             *(["--tools-all"] if args.tools_all else []),
         ]
         return in_namespace("icbatch", __file__, passthrough)

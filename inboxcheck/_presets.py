@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -234,6 +234,12 @@ def _normal_domain(domain: str) -> str:
 def is_shared_host(host: str) -> bool:
     """A host that many unrelated services share, so that it alone says nothing about the provider:
     any IP literal (loopback, private or public, v4 or v6) and ``localhost`` (RFC 6761)."""
+    return _is_shared_host(host)
+
+
+@lru_cache(maxsize=4096)
+def _is_shared_host(host: str) -> bool:
+    # Remembered: matching asks it once per preset for the same host.
     name = host.strip().strip("[]").lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return True

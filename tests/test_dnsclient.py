@@ -43,6 +43,25 @@ async def test_the_memory_is_bounded_oldest_first(lab_servers: list[Nameserver])
 
 
 @pytest.mark.lab
+async def test_cached_gives_a_finished_answer_only_and_keeps_it_recent(
+    lab_servers: list[Nameserver],
+) -> None:
+    client = DnsClient(lab_servers, timeout=2, max_entries=2)
+    assert client.cached("lab.test", "MX") is None  # never asked: nothing is sent either
+    pending = asyncio.ensure_future(client.query("lab.test", "MX"))
+    await asyncio.sleep(0)
+    assert client.cached("lab.test", "MX") is None  # in flight: only query() may wait for it
+    answer = await pending
+    assert client.cached("LAB.test.", "mx") is answer and client.sent == 1
+    await client.query("mail.lab.test", "A")
+    assert client.cached("lab.test", "MX") is answer  # now the most recent of the two
+    await client.query("smtp.lab.test", "A")
+    assert client.cached("lab.test", "MX") is answer
+    assert client.cached("mail.lab.test", "A") is None  # the least recently used went
+    assert client.sent == 3
+
+
+@pytest.mark.lab
 async def test_an_idn_is_looked_up_by_its_idna_2008_a_labels(
     lab_servers: list[Nameserver],
 ) -> None:

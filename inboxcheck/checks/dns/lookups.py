@@ -92,12 +92,17 @@ class Lookups:
         """One question to the run's shared client, given up (as "could not tell") at the deadline.
 
         The client bounds each lookup by ``--timeout``; the run's deadline may come sooner, and a
-        lookup waits no longer than a connect does."""
+        lookup waits no longer than a connect does. An answer the client already has is returned
+        as it is, without arming the deadline's timer (it could not fire before the return anyway)."""
+        client = self.ctx.dns
+        answer = client.cached(name, rdtype)
+        if answer is not None:
+            return answer
         left = self.ctx.remaining()
         start = time.perf_counter()
         try:
             async with asyncio.timeout(left):
-                return await self.ctx.dns.query(name, rdtype)
+                return await client.query(name, rdtype)
         except TimeoutError:
             return DnsAnswer(
                 name,
