@@ -198,12 +198,20 @@ class SuiteDnsServer(asyncio.DatagramProtocol):
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
-        self._transport = transport
-        self.port = transport.get_extra_info("sockname")[1]
-        # TCP on the same port, for answers too large for a datagram (sent truncated over UDP).
-        self._tcp = await asyncio.start_server(self._stream, "127.0.0.1", self.port)
-        return self
+        for _ in range(50):
+            transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
+            port = transport.get_extra_info("sockname")[1]
+            # TCP on the same port, for answers too large for a datagram (sent truncated over UDP). The
+            # kernel chose the UDP port alone: its TCP twin may be taken (another test's connection),
+            # so on a clash both are let go and another pair is tried.
+            try:
+                self._tcp = await asyncio.start_server(self._stream, "127.0.0.1", port)
+            except OSError:
+                transport.close()
+                continue
+            self._transport, self.port = transport, port
+            return self
+        raise OSError("no free UDP+TCP port pair on 127.0.0.1")
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
