@@ -15,6 +15,7 @@ facts) is or holds an :class:`Endpoint`. This module imports nothing from the pa
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from typing import Final
 
@@ -146,3 +147,14 @@ class Endpoint(BaseModel):
             f"{prefix}_port": self.port,
             tls_setting(prefix): self.tls_flag(),
         }
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` is this machine by its spelling alone: a loopback address (127.0.0.0/8, ::1,
+    bracketed or not) or ``localhost``. No lookup: a name that merely resolves to loopback is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

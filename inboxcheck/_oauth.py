@@ -19,7 +19,6 @@ line), kept as :class:`~pydantic.SecretStr`, and scrubbed from every text the en
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl
 import time
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 
 from pydantic import JsonValue, SecretStr
 
+from inboxcheck._endpoint import is_loopback_host
 from inboxcheck._errors import OAuthInputError
 from inboxcheck._models import CheckResult, Finding, Severity, Status, finding
 from inboxcheck._secrets import Scrubber
@@ -113,14 +113,6 @@ def read_secret_file(path: Path, what: str) -> SecretStr:
     return SecretStr(text)
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
 
 @dataclass(frozen=True)
 class RefreshRequest:
@@ -143,7 +135,7 @@ class RefreshRequest:
         parts = urlsplit(self.url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise OAuthInputError(f"--oauth-token-url {self.url!r}: give an https:// URL")
-        if parts.scheme == "http" and not _loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             # A refresh token is a long-lived secret: it crosses no network unencrypted.
             raise OAuthInputError(
                 f"--oauth-token-url {self.url!r}: the refresh token is sent only over https (plain http "

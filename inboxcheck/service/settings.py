@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Final
 
 from pydantic import SecretStr
 
+from inboxcheck._endpoint import is_loopback_host as is_loopback
 from inboxcheck._errors import InboxcheckError
 from inboxcheck._options import CheckOptions
 
@@ -108,11 +108,3 @@ def _unique(tokens: Iterable[SecretStr]) -> tuple[SecretStr, ...]:
     return tuple(seen.values())
 
 
-def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
