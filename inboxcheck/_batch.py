@@ -27,7 +27,7 @@ import os
 import ssl
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ from inboxcheck._models import Account, CheckResult, Report, Status, Verdict
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets, load_presets
 
-__all__ = ["BatchLine", "BatchSummary", "read_batch", "run_batch"]
+__all__ = ["BatchItem", "BatchLine", "BatchSummary", "read_batch", "run_batch"]
 
 MAX_LINE_BYTES: Final = 1_000_000
 # Lookups a batch remembers, least recently used dropped first: 2,000-2,500 domains' worth of MX, SPF,
@@ -69,7 +69,7 @@ class BatchLine(BaseModel):
 
 
 @dataclass
-class _Item:
+class BatchItem:
     line: int
     account: Account | None = None
     email: str | None = None
@@ -145,21 +145,21 @@ def _csv_value(name: str, text: str) -> object:
     return text
 
 
-def _parse(line: int, data: object, env: dict[str, str]) -> _Item:
+def _parse(line: int, data: object, env: dict[str, str]) -> BatchItem:
     from inboxcheck.discovery.complete import is_partial
 
     email = data.get("email_address") if isinstance(data, dict) else None
     if is_partial(data):
         assert isinstance(data, dict) and isinstance(email, str)
-        return _Item(line, email=email, partial=dict(data))
+        return BatchItem(line, email=email, partial=dict(data))
     try:
         account = parse_account(data, source=f"line {line}", env=env)
     except AccountError as exc:
-        return _Item(line, email=email if isinstance(email, str) else None, error=str(exc))
-    return _Item(line, account=account, email=account.email_address)
+        return BatchItem(line, email=email if isinstance(email, str) else None, error=str(exc))
+    return BatchItem(line, account=account, email=account.email_address)
 
 
-def read_batch(path: Path, *, env: dict[str, str] | None = None) -> Iterator[_Item]:
+def read_batch(path: Path, *, env: dict[str, str] | None = None) -> Iterator[BatchItem]:
     """Yield each account of a JSONL or CSV file lazily, with its line number, or the line's problem.
 
     Lines are read with a bound (:data:`MAX_LINE_BYTES`): a longer one is that line's problem, and is
@@ -193,12 +193,12 @@ def _text(line: Line) -> tuple[str, str | None]:
     return (text.removeprefix("\ufeff") if line.number == 1 else text), None
 
 
-def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
+def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[BatchItem]:
     for line in lines:
         number = line.number
         text, problem = _text(line)
         if problem is not None:
-            yield _Item(number, error=problem)
+            yield BatchItem(number, error=problem)
             continue
         if not text.strip():
             continue
@@ -206,12 +206,12 @@ def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
             data = decode_json(text)
         except (json.JSONDecodeError, RecursionError) as exc:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            yield _Item(number, error=f"line {number}: not valid JSON: {reason}")
+            yield BatchItem(number, error=f"line {number}: not valid JSON: {reason}")
             continue
         yield _parse(number, data, env)
 
 
-def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
+def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[BatchItem]:
     # The csv module reads text lines; a line that has none (too long, not UTF-8) reaches it as an
     # empty line, which keeps its numbering, and comes out here as that line's problem.
     problems: dict[int, str] = {}
@@ -224,9 +224,9 @@ def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
                 text = "\n"
             yield text
 
-    def pending(upto: int | None) -> Iterator[_Item]:
+    def pending(upto: int | None) -> Iterator[BatchItem]:
         for number in sorted(n for n in problems if upto is None or n <= upto):
-            yield _Item(number, error=problems.pop(number))
+            yield BatchItem(number, error=problems.pop(number))
 
     reader = csv.reader(texts())
     try:
@@ -252,14 +252,14 @@ def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
             return
         except csv.Error as exc:
             yield from pending(reader.line_num)
-            yield _Item(reader.line_num, error=f"line {reader.line_num}: not valid CSV: {exc}")
+            yield BatchItem(reader.line_num, error=f"line {reader.line_num}: not valid CSV: {exc}")
             continue
         yield from pending(reader.line_num)
         if not any(cell.strip() for cell in row):
             continue
         number = reader.line_num
         if len(row) != len(names):
-            yield _Item(number, error=f"line {number}: {len(row)} columns, the header has {len(names)}")
+            yield BatchItem(number, error=f"line {number}: {len(row)} columns, the header has {len(names)}")
             continue
         data = {name: _csv_value(name, cell) for name, cell in zip(names, row, strict=True) if cell != ""}
         yield _parse(number, data, env)
@@ -411,6 +411,8 @@ class _HostBounds:
 
 
 ResultCallback = Callable[[BatchLine], None]
+# Called with each checked account's line before it counts as done (the fleet records it in its store).
+RecordCallback = Callable[[BatchLine], Awaitable[None]]
 STDIN: Final = Path("-")
 
 
@@ -433,7 +435,7 @@ def count_accounts(path: Path) -> int | None:
 
 
 async def run_batch(
-    path: Path,
+    path: Path | Iterable[BatchItem],
     *,
     options: CheckOptions,
     output: Path | ResultLog | None = None,
@@ -450,6 +452,7 @@ async def run_batch(
     specs: Sequence[CheckSpec] | None = None,
     discovery: Mapping[str, Any] | None = None,
     on_start: Callable[[int], None] | None = None,
+    record: RecordCallback | None = None,
 ) -> BatchSummary:
     """Check every account in ``path``; write each result as it finishes; return the summary.
 
@@ -460,6 +463,9 @@ async def run_batch(
     :class:`~inboxcheck._jsonl.ResultLog` already open is used as it is (``connect --batch`` holds
     one from its first check to its last create). ``on_start`` is told how many accounts the output
     already holds (resumed), before the first check starts: a progress display counts the rest.
+
+    ``path`` may instead be the accounts themselves (the fleet's, from its store); ``record`` is
+    awaited with each checked account's line before it is counted, so a store write is part of it.
     """
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks
@@ -468,7 +474,7 @@ async def run_batch(
 
     if concurrency < 1 or per_host < 1:
         raise InboxcheckError("--concurrency and --per-host must be at least 1")
-    with _opened(output, not_same_as=path) as log:
+    with _opened(output, not_same_as=path if isinstance(path, Path) else None) as log:
         # The output is small appends and one scan at the start: blocking file I/O is cheaper here
         # than a thread hop per result.
         sink = _Output(log, stream)
@@ -490,7 +496,7 @@ async def run_batch(
                 summary.invalid_lines.append(number)
         host_bounds = _HostBounds(per_host)
         mailbox_bounds = _HostBounds(1)
-        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
+        queue: asyncio.Queue[BatchItem | None] = asyncio.Queue(maxsize=concurrency * 2)
 
         def finish(record: BatchLine) -> None:
             sink.write(record)
@@ -500,7 +506,7 @@ async def run_batch(
             if on_result is not None:
                 on_result(record)
 
-        async def complete(item: _Item) -> tuple[CheckResult, ...]:
+        async def complete(item: BatchItem) -> tuple[CheckResult, ...]:
             from inboxcheck.discovery.complete import complete_payload
 
             assert item.partial is not None
@@ -524,7 +530,7 @@ async def run_batch(
                 return ()
             return (completion.result(),)
 
-        async def check_one(item: _Item) -> None:
+        async def check_one(item: BatchItem) -> None:
             leading = await complete(item) if item.partial is not None else ()
             if item.account is None:
                 summary.invalid_lines.append(item.line)
@@ -556,18 +562,20 @@ async def run_batch(
                     specs=specs,
                     leading=leading,
                 )
-            finish(
-                BatchLine(
-                    line=item.line, email_address=account.email_address, verdict=report.verdict, report=report
-                )
+            line = BatchLine(
+                line=item.line, email_address=account.email_address, verdict=report.verdict, report=report
             )
+            if record is not None:
+                await record(line)
+            finish(line)
 
         async def worker() -> None:
             while (item := await queue.get()) is not None:
                 await check_one(item)
 
         async def produce() -> None:
-            async for item in _aiter(read_batch(path, env=env)):
+            items = read_batch(path, env=env) if isinstance(path, Path) else iter(path)
+            async for item in _aiter(items):
                 if item.line in done:
                     summary.skipped_done += 1
                     continue
@@ -591,7 +599,7 @@ async def run_batch(
 
 
 @contextlib.contextmanager
-def _opened(output: Path | ResultLog | None, *, not_same_as: Path) -> Iterator[ResultLog | None]:
+def _opened(output: Path | ResultLog | None, *, not_same_as: Path | None) -> Iterator[ResultLog | None]:
     if isinstance(output, Path):
         with ResultLog.open(output, not_same_as=not_same_as) as log:
             yield log
@@ -599,7 +607,7 @@ def _opened(output: Path | ResultLog | None, *, not_same_as: Path) -> Iterator[R
         yield output
 
 
-async def _aiter(items: Iterator[_Item]) -> AsyncIterator[_Item]:
+async def _aiter(items: Iterator[BatchItem]) -> AsyncIterator[BatchItem]:
     """Hand the event loop back between lines, so a huge file does not starve the workers."""
     for count, item in enumerate(items):
         yield item

@@ -1081,3 +1081,4 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             EXIT_BUG,
         )
     sys.exit(result if isinstance(result, int) else EXIT_OK)
+cli.add_command(__import__("inboxcheck.cli.fleet", fromlist=["fleet"]).fleet)  # the lead rewires it (issue 22)
