@@ -39,7 +39,13 @@ _Fn = TypeVar("_Fn", bound=Callable[..., Any])
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SPAN: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _MARKS: Final = {"pass": "✔", "warn": "!", "degraded": "~", "broken": "✘", "unknown": "?"}
-_COLOURS: Final = {"pass": "green", "warn": "yellow", "degraded": "magenta", "broken": "red", "unknown": "white"}
+_COLOURS: Final = {
+    "pass": "green",
+    "warn": "yellow",
+    "degraded": "magenta",
+    "broken": "red",
+    "unknown": "white",
+}
 
 
 def _span(text: str, *, what: str) -> float:
@@ -483,7 +489,9 @@ def history(address: str, limit: int, db: str | None, fmt: str) -> None:
         return
     for row in rows:
         codes = ", ".join(row["codes"])
-        click.echo(f"{row['checked_at']} {row['verdict']} ({row['state']}){escape(': ' + codes) if codes else ''}")
+        click.echo(
+            f"{row['checked_at']} {row['verdict']} ({row['state']}){escape(': ' + codes) if codes else ''}"
+        )
 
 
 def _change_text(change: dict[str, Any]) -> str:
@@ -615,7 +623,9 @@ def diagnose_command(
 
         async with engine.connect() as conn:
             found = (
-                await conn.execute(sa.select(accounts.c.id).where(accounts.c.address == address.strip().lower()))
+                await conn.execute(
+                    sa.select(accounts.c.id).where(accounts.c.address == address.strip().lower())
+                )
             ).scalar_one_or_none()
         if found is None:
             raise store.UnknownAccountError(address)
@@ -635,7 +645,9 @@ def diagnose_command(
     else:
         out = sys.stdout
         click.echo(
-            render_diagnosis(result, colour=_colour_wanted(out), unicode=_unicode_ok(out), verbose=verbose, width=None),
+            render_diagnosis(
+                result, colour=_colour_wanted(out), unicode=_unicode_ok(out), verbose=verbose, width=None
+            ),
             nl=False,
         )
         if since is None:

@@ -34,7 +34,9 @@ class WrongKeyError(InboxcheckError):
     """Some accounts' passwords were encrypted under another key (they are named)."""
 
     def __init__(self, addresses: list[str]) -> None:
-        shown = ", ".join(addresses[:10]) + (f" and {len(addresses) - 10} more" if len(addresses) > 10 else "")
+        shown = ", ".join(addresses[:10]) + (
+            f" and {len(addresses) - 10} more" if len(addresses) > 10 else ""
+        )
         super().__init__(
             f"the fleet key does not open the passwords of {len(addresses)} account(s): {shown}. "
             f"Give the key they were stored with ({KEY_ENV} or --key-file); nothing was decrypted "

@@ -8,6 +8,7 @@ finishes the same round, and no account gets two reports in it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
 import time
@@ -56,7 +57,9 @@ class FleetRunSummary:
             return "no account is due"
         what = "resumed" if self.resumed else "ran"
         counts = ", ".join(f"{n} {v}" for v, n in sorted(self.verdicts.items())) or "none checked"
-        lines = [f"{what} round {self.round_id}: {self.remaining} of {self.planned} accounts to check: {counts}"]
+        lines = [
+            f"{what} round {self.round_id}: {self.remaining} of {self.planned} accounts to check: {counts}"
+        ]
         for change in self.changes:
             lines.append(f"{change['email_address']}: {change['from']} -> {change['to']}")
         if self.delivered or self.undelivered:
@@ -90,10 +93,9 @@ async def run_fleet(
     are retried first; they need ``webhook_secret``.
     """
     from inboxcheck._batch import BatchItem, run_batch
-    from inboxcheck._secrets import Scrubber
     from inboxcheck.fleet.webhooks import deliver
 
-    rng = rng or random.Random()  # noqa: S311 - jitter on schedules, not a secret
+    rng = rng or random.Random()
     summary = FleetRunSummary()
     own_client = http_client is None and webhook_secret is not None
     client = http_client
@@ -102,6 +104,7 @@ async def run_fleet(
 
         client = httpx.AsyncClient(timeout=10.0)
     sending: list[asyncio.Task[tuple[int, int]]] = []
+    tasks: list[asyncio.Future[None]] = []
     try:
         if webhook_secret is not None and client is not None:
             done, failed = await deliver(engine, secret=webhook_secret, client=client, clock=clock)
@@ -116,24 +119,23 @@ async def run_fleet(
         if on_plan is not None:
             on_plan(len(loaded))
         by_id: dict[int, Account] = dict(loaded)
-        lock = asyncio.Lock()
+        writer = _Writer(engine, schedule=schedule, webhook_urls=webhook_urls)
+        writing = asyncio.ensure_future(writer.run())
+        tasks.append(writing)
 
         async def record(line: BatchLine) -> None:
             account = by_id[line.line]
             assert line.report is not None
-            # One writer at a time: SQLite has one anyway, and the order of changes stays the order of reports.
-            async with lock:
-                recorded = await store.record_report(
-                    engine,
+            recorded = await writer.write(
+                store.ReportEntry(
                     account_id=line.line,
                     round_id=plan.round_id,
                     report=line.report,
-                    scrub=Scrubber.for_account(account),
+                    scrub=_plain_scrubber(account),
                     now=clock(),
-                    schedule=schedule,
                     draw=rng.random(),
-                    webhook_urls=webhook_urls,
                 )
+            )
             summary.verdicts[str(line.verdict)] += 1
             if recorded is not None and recorded.change is not None:
                 summary.changes.append(recorded.change["change"])
@@ -151,7 +153,10 @@ async def run_fleet(
                     )
 
         await run_batch(
-            [BatchItem(line=account_id, account=account, email=account.email_address) for account_id, account in loaded],
+            [
+                BatchItem(line=account_id, account=account, email=account.email_address)
+                for account_id, account in loaded
+            ],
             options=options,
             concurrency=concurrency,
             per_host=per_host,
@@ -160,18 +165,104 @@ async def run_fleet(
             on_result=on_result,
             record=record,
         )
+        await writer.close()
+        await writing
         summary.finished = await store.finish_round(engine, plan.round_id, now=clock())
         for done, failed in await asyncio.gather(*sending):
             summary.delivered += done
             summary.undelivered += failed
         return summary
     finally:
-        for task in sending:
+        for task in [*sending, *tasks]:
             task.cancel()
-        if sending:
-            await asyncio.gather(*sending, return_exceptions=True)
+        if sending or tasks:
+            await asyncio.gather(*sending, *tasks, return_exceptions=True)
         if own_client and client is not None:
             await client.aclose()
+
+
+def _plain_scrubber(account: Account) -> Callable[[str], str]:
+    """A second guard over a report the runner has already scrubbed (every wire form of every
+    secret, with the run's one Scrubber): the passwords and their base64, replaced again before
+    they could reach the store. Cheap, where a second full Scrubber per account is not."""
+    import base64
+
+    forms = {
+        form
+        for secret in (account.smtp_password.get_secret_value(), account.imap_password.get_secret_value())
+        for form in (secret, base64.b64encode(secret.encode()).decode())
+        if len(secret) >= 4
+    }
+
+    def scrub(text: str) -> str:
+        for form in forms:
+            text = text.replace(form, "***")
+        return text
+
+    return scrub
+
+
+class _Writer:
+    """Records reports in groups: whatever has arrived while the last group was being written goes
+    in the next transaction (each report still with its round, state and change), so the store
+    keeps up with the checks; each caller waits until its own report is committed."""
+
+    MAX_GROUP = 200
+
+    def __init__(
+        self, engine: AsyncEngine, *, schedule: Schedule | None, webhook_urls: Sequence[str]
+    ) -> None:
+        self.engine = engine
+        self.schedule = schedule
+        self.webhook_urls = webhook_urls
+        self.failed: Exception | None = None
+        self.queue: asyncio.Queue[tuple[store.ReportEntry, asyncio.Future[store.Recorded | None]] | None] = (
+            asyncio.Queue()
+        )
+
+    async def write(self, entry: store.ReportEntry) -> store.Recorded | None:
+        if self.failed is not None:
+            raise self.failed
+        done: asyncio.Future[store.Recorded | None] = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((entry, done))
+        return await done
+
+    async def close(self) -> None:
+        await self.queue.put(None)
+
+    async def run(self) -> None:
+        closing = False
+        while not closing:
+            first = await self.queue.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < self.MAX_GROUP and not self.queue.empty():
+                item = self.queue.get_nowait()
+                if item is None:
+                    closing = True
+                    break
+                group.append(item)
+            try:
+                recorded = await store.record_reports(
+                    self.engine,
+                    [entry for entry, _ in group],
+                    schedule=self.schedule,
+                    webhook_urls=self.webhook_urls,
+                )
+            except Exception as exc:
+                # Every caller waiting, now or later, learns that the store failed; none waits forever.
+                self.failed = exc
+                while not self.queue.empty():
+                    if (item := self.queue.get_nowait()) is not None:
+                        group.append(item)
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+                raise
+            for (_, done), result in zip(group, recorded, strict=True):
+                if not done.done():
+                    done.set_result(result)
 
 
 async def next_due(engine: AsyncEngine) -> float | None:
@@ -181,7 +272,9 @@ async def next_due(engine: AsyncEngine) -> float | None:
 
     async with engine.connect() as conn:
         value = (
-            await conn.execute(sa.select(sa.func.min(accounts.c.next_due)).where(accounts.c.paused.is_(False)))
+            await conn.execute(
+                sa.select(sa.func.min(accounts.c.next_due)).where(accounts.c.paused.is_(False))
+            )
         ).scalar_one_or_none()
     return float(value) if value is not None else None
 
@@ -220,8 +313,6 @@ async def watch_fleet(
         wait = max_sleep if due is None else min(max(due - clock(), 0.5), max_sleep)
         if summary.round_id is not None and not summary.finished:
             wait = 0.5
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=wait)
-        except TimeoutError:
-            pass
     return rounds

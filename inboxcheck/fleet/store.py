@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from inboxcheck._errors import InboxcheckError
 from inboxcheck.fleet._crypto import FleetKey, WrongKeyError
 from inboxcheck.fleet._schema import accounts, changes, deliveries, reports, round_accounts, rounds, webhooks
-from inboxcheck.fleet.changes import Kind, Schedule, Standing, State, classify, diff_reports, event_type, step
+from inboxcheck.fleet.changes import Schedule, Standing, State, classify, diff_reports, event_type, step
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -40,6 +40,7 @@ __all__ = [
     "load_accounts",
     "prune",
     "record_report",
+    "record_reports",
     "rekey",
     "remove_account",
     "set_paused",
@@ -87,48 +88,63 @@ async def add_accounts(
     key: FleetKey,
     interval: float,
     now: float,
-    provider_of: Any = None,
 ) -> AddResult:
     """Insert or update (by address) every account, passwords encrypted; one transaction.
 
     Refused when any stored account was encrypted under another key: a fleet has one key.
     """
     result = AddResult()
+    latest: dict[str, Account] = {}
+    for account in items:
+        # The same address twice in one file: the last one counts, as a second `fleet add` would.
+        latest.pop(_normal(account.email_address), None)
+        latest[_normal(account.email_address)] = account
     async with engine.begin() as conn:
         await _refuse_other_keys(conn, key)
-        for account in items:
-            address = _normal(account.email_address)
+        addresses = list(latest)
+        existing: dict[str, int] = {}
+        for start in range(0, len(addresses), 1000):
+            chunk = addresses[start : start + 1000]
+            rows = await conn.execute(
+                sa.select(accounts.c.id, accounts.c.address).where(accounts.c.address.in_(chunk))
+            )
+            existing.update({row.address: row.id for row in rows})
+        inserts, updates = [], []
+        for address, account in latest.items():
             values = {
                 "payload": account.view().model_dump_json(),
-                "smtp_password": key.encrypt(address, "smtp_password", account.smtp_password.get_secret_value()),
-                "imap_password": key.encrypt(address, "imap_password", account.imap_password.get_secret_value()),
+                "smtp_password": key.encrypt(
+                    address, "smtp_password", account.smtp_password.get_secret_value()
+                ),
+                "imap_password": key.encrypt(
+                    address, "imap_password", account.imap_password.get_secret_value()
+                ),
                 "key_id": key.id,
-                "provider": provider_of(account) if provider_of is not None else None,
                 "interval_s": int(interval),
                 "updated_at": now,
+                # A new or changed payload is checked at the next run, whatever its schedule said.
+                "next_due": now,
             }
-            existing = (
-                await conn.execute(sa.select(accounts.c.id).where(accounts.c.address == address))
-            ).scalar_one_or_none()
-            if existing is None:
-                await conn.execute(
-                    accounts.insert().values(
-                        address=address,
-                        paused=False,
-                        next_due=now,
-                        state=State.UNKNOWN.value,
-                        backoff=0,
-                        created_at=now,
+            if address in existing:
+                updates.append({"b_id": existing[address], **values})
+                result.updated.append(address)
+            else:
+                inserts.append(
+                    {
+                        "address": address,
+                        "paused": False,
+                        "state": State.UNKNOWN.value,
+                        "backoff": 0,
+                        "created_at": now,
+                        "provider": None,
                         **values,
-                    )
+                    }
                 )
                 result.added.append(address)
-            else:
-                # A changed payload is checked at the next run, whatever its schedule said.
-                await conn.execute(
-                    accounts.update().where(accounts.c.id == existing).values(next_due=now, **values)
-                )
-                result.updated.append(address)
+        if inserts:
+            await conn.execute(accounts.insert(), inserts)
+        if updates:
+            await conn.execute(accounts.update().where(accounts.c.id == sa.bindparam("b_id")), updates)
     return result
 
 
@@ -201,13 +217,19 @@ async def begin_round(engine: AsyncEngine, *, all_accounts: bool, now: float) ->
         where = accounts.c.paused.is_(False)
         if not all_accounts:
             where = sa.and_(where, accounts.c.next_due <= now)
-        ids = [row.id for row in await conn.execute(sa.select(accounts.c.id).where(where).order_by(accounts.c.id))]
+        ids = [
+            row.id
+            for row in await conn.execute(sa.select(accounts.c.id).where(where).order_by(accounts.c.id))
+        ]
         if not ids:
             return None
-        round_id = (await conn.execute(rounds.insert().values(started_at=now, planned=len(ids)))).inserted_primary_key[0]
+        round_id = (
+            await conn.execute(rounds.insert().values(started_at=now, planned=len(ids)))
+        ).inserted_primary_key[0]
         for start in range(0, len(ids), 1000):
             await conn.execute(
-                round_accounts.insert(), [{"round_id": round_id, "account_id": i} for i in ids[start : start + 1000]]
+                round_accounts.insert(),
+                [{"round_id": round_id, "account_id": i} for i in ids[start : start + 1000]],
             )
         return RoundPlan(int(round_id), False, len(ids), tuple(ids))
 
@@ -236,7 +258,9 @@ async def finish_round(engine: AsyncEngine, round_id: int, *, now: float) -> boo
         return True
 
 
-async def load_accounts(engine: AsyncEngine, ids: Sequence[int], *, key: FleetKey) -> list[tuple[int, Account]]:
+async def load_accounts(
+    engine: AsyncEngine, ids: Sequence[int], *, key: FleetKey
+) -> list[tuple[int, Account]]:
     """The accounts ``ids`` with their passwords, or WrongKeyError naming every one ``key`` does not
     open (then none is returned)."""
     from inboxcheck._models import Account
@@ -278,7 +302,9 @@ async def rekey(engine: AsyncEngine, *, old: FleetKey, new: FleetKey, now: float
     async with engine.begin() as conn:
         rows = list(
             await conn.execute(
-                sa.select(accounts.c.id, accounts.c.address, accounts.c.smtp_password, accounts.c.imap_password)
+                sa.select(
+                    accounts.c.id, accounts.c.address, accounts.c.smtp_password, accounts.c.imap_password
+                )
             )
         )
         plain: dict[int, list[str | None]] = {
@@ -294,7 +320,9 @@ async def rekey(engine: AsyncEngine, *, old: FleetKey, new: FleetKey, now: float
                 if secret is not None
             }
             await conn.execute(
-                accounts.update().where(accounts.c.id == row.id).values(key_id=new.id, updated_at=now, **values)
+                accounts.update()
+                .where(accounts.c.id == row.id)
+                .values(key_id=new.id, updated_at=now, **values)
             )
         return len(rows)
 
@@ -326,6 +354,22 @@ class Recorded:
     deliveries: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class ReportEntry:
+    """One report to record: whose, in which round, and how to scrub it.
+
+    ``scrub`` turns the report's JSON into text with no secret (the account's :class:`Scrubber`);
+    ``draw`` is a number in [0, 1) for the schedule's jitter.
+    """
+
+    account_id: int
+    round_id: int | None
+    report: Report
+    scrub: Any
+    now: float
+    draw: float = 0.0
+
+
 async def record_report(
     engine: AsyncEngine,
     *,
@@ -338,134 +382,233 @@ async def record_report(
     draw: float = 0.0,
     webhook_urls: Sequence[str] = (),
 ) -> Recorded | None:
-    """Record ``report`` for the account in ``round_id`` with everything it changes, in one
-    transaction. ``None`` when the round already holds a report of this account (recorded by an
-    earlier, interrupted run or by another worker): nothing is written twice.
+    """Record one report with everything it changes, in one transaction (see :func:`record_reports`)."""
+    entry = ReportEntry(account_id, round_id, report, scrub, now, draw)
+    [recorded] = await record_reports(engine, [entry], schedule=schedule, webhook_urls=webhook_urls)
+    return recorded
 
-    ``scrub`` turns the report's JSON into text with no secret (the account's :class:`Scrubber`).
+
+async def record_reports(
+    engine: AsyncEngine,
+    entries: Sequence[ReportEntry],
+    *,
+    schedule: Schedule | None = None,
+    webhook_urls: Sequence[str] = (),
+) -> list[Recorded | None]:
+    """Record each report with its round, the account's new state, its change and that change's
+    webhook deliveries, all in one transaction (a few statements for the whole group, so a run
+    writes as fast as it checks).
+
+    An entry comes back ``None`` when its round already holds a report of that account (recorded by
+    an earlier, interrupted run or by another worker) or the account is gone: nothing is written
+    twice. ``schedule`` defaults to each account's own interval.
     """
-    body = scrub(report.model_dump_json())
-    failing = [f.code for f in report.findings() if f.severity.value in ("fail", "error")]
-    codes = sorted({f.code for f in report.findings() if f.severity.value in ("warn", "fail", "error")})
-    kind = classify(report.verdict.value, failing)
-    cause_code, cause_message = top_cause(report)
+    if not entries:
+        return []
+    prepared = []
+    for entry in entries:
+        body = entry.scrub(entry.report.model_dump_json())
+        findings = entry.report.findings()
+        failing = [f.code for f in findings if f.severity.value in ("fail", "error")]
+        codes = sorted({f.code for f in findings if f.severity.value in ("warn", "fail", "error")})
+        prepared.append(
+            (entry, body, codes, classify(entry.report.verdict.value, failing), top_cause(entry.report))
+        )
+    ids = sorted({entry.account_id for entry in entries})
     async with engine.begin() as conn:
-        row = (
-            await conn.execute(sa.select(accounts).where(accounts.c.id == account_id).with_for_update())
-        ).first()
-        if row is None:
-            return None  # removed while it was being checked
-        if round_id is not None:
-            seen = await conn.execute(
-                sa.select(reports.c.id).where(reports.c.account_id == account_id, reports.c.round_id == round_id)
+        rows = {
+            row.id: row
+            for row in await conn.execute(
+                sa.select(accounts).where(accounts.c.id.in_(ids)).order_by(accounts.c.id).with_for_update()
             )
-            if seen.first() is not None:
-                return None
-        standing = Standing(
-            state=State(row.state),
-            since=row.state_since,
-            state_report=row.state_report_id,
-            pending_report=row.pending_report_id,
-            backoff=row.backoff,
-        )
-        # The report's id is needed by the state machine: insert it first, its state set after.
-        report_id = int(
-            (
-                await conn.execute(
-                    reports.insert().values(
-                        account_id=account_id,
-                        round_id=round_id,
-                        checked_at=now,
-                        verdict=report.verdict.value,
-                        state=standing.state.value,
-                        codes=" ".join(codes),
-                        body=pack(body),
-                    )
-                )
-            ).inserted_primary_key[0]
-        )
-        moved = step(
-            standing, kind, report_id, now=now, schedule=schedule or Schedule(interval=row.interval_s), draw=draw
-        )
-        new = moved.standing
-        await conn.execute(reports.update().where(reports.c.id == report_id).values(state=new.state.value))
-        await conn.execute(
-            accounts.update()
-            .where(accounts.c.id == account_id)
-            .values(
-                state=new.state.value,
-                state_since=new.since,
-                state_report_id=new.state_report,
-                pending_report_id=new.pending_report,
-                backoff=new.backoff,
-                next_due=moved.next_due,
-                last_report_id=report_id,
-                last_checked=now,
-                cause_code=cause_code,
-                cause_message=cause_message,
-                provider=report.preset.id if report.preset is not None else row.provider,
-            )
-        )
-        if moved.change is None:
-            return Recorded(report_id, new.state)
-        change = moved.change
-        before = await _body(conn, change.before_report)
-        after = json.loads(body) if change.after_report == report_id else await _body(conn, change.after_report)
-        assert after is not None
-        diff = diff_reports(before, after).as_json()
-        kind_of_event = event_type(change)
-        event_id = f"evt_{uuid.uuid4().hex}"
-        change_id = int(
-            (
-                await conn.execute(
-                    changes.insert().values(
-                        account_id=account_id,
-                        at=now,
-                        from_state=change.from_state.value,
-                        to_state=change.to_state.value,
-                        before_report_id=change.before_report,
-                        after_report_id=change.after_report,
-                        event_id=event_id,
-                        event_type=kind_of_event,
-                        diff=json.dumps(diff),
-                    )
-                )
-            ).inserted_primary_key[0]
-        )
-        described = {
-            "email_address": row.address,
-            "from": change.from_state.value,
-            "to": change.to_state.value,
-            "at": iso(now),
-            **diff,
         }
-        delivery_ids: list[int] = []
-        if kind_of_event is not None:
-            stored = [r.url for r in await conn.execute(sa.select(webhooks.c.url))]
-            for url in dict.fromkeys([*stored, *webhook_urls]):
-                delivery_ids.append(
-                    int(
-                        (
-                            await conn.execute(
-                                deliveries.insert().values(
-                                    change_id=change_id, url=url, status="pending", attempts=0, next_attempt_at=now
-                                )
-                            )
-                        ).inserted_primary_key[0]
+        round_ids = {entry.round_id for entry in entries if entry.round_id is not None}
+        seen: set[tuple[int, int]] = set()
+        if round_ids:
+            seen = {
+                (r.account_id, r.round_id)
+                for r in await conn.execute(
+                    sa.select(reports.c.account_id, reports.c.round_id).where(
+                        reports.c.round_id.in_(round_ids), reports.c.account_id.in_(ids)
                     )
                 )
-        return Recorded(
-            report_id,
-            new.state,
-            {"event_id": event_id, "type": kind_of_event, "change": described},
-            tuple(delivery_ids),
+            }
+        todo = []
+        for item in prepared:
+            entry = item[0]
+            key = (entry.account_id, entry.round_id)
+            if entry.account_id not in rows or (entry.round_id is not None and key in seen):
+                continue
+            if entry.round_id is not None:
+                seen.add((entry.account_id, entry.round_id))
+            todo.append(item)
+        if not todo:
+            return [None] * len(entries)
+        # The reports' ids are needed by the state machine: inserted first, their state set after.
+        inserted = await conn.execute(
+            reports.insert().returning(reports.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "account_id": entry.account_id,
+                    "round_id": entry.round_id,
+                    "checked_at": entry.now,
+                    "verdict": entry.report.verdict.value,
+                    "state": State.UNKNOWN.value,
+                    "codes": " ".join(codes),
+                    "body": pack(body),
+                }
+                for entry, body, codes, _kind, _cause in todo
+            ],
         )
+        report_ids = [int(r[0]) for r in inserted]
+        results: dict[int, Recorded] = {}
+        report_states = []
+        account_values = []
+        stored_hooks: list[str] | None = None
+        for (entry, body, _codes, kind, (cause_code, cause_message)), report_id in zip(
+            todo, report_ids, strict=True
+        ):
+            row = rows[entry.account_id]
+            standing = Standing(
+                state=State(row.state),
+                since=row.state_since,
+                state_report=row.state_report_id,
+                pending_report=row.pending_report_id,
+                backoff=row.backoff,
+            )
+            moved = step(
+                standing,
+                kind,
+                report_id,
+                now=entry.now,
+                schedule=schedule or Schedule(interval=row.interval_s),
+                draw=entry.draw,
+            )
+            new = moved.standing
+            report_states.append({"b_id": report_id, "b_state": new.state.value})
+            account_values.append(
+                {
+                    "b_id": entry.account_id,
+                    "state": new.state.value,
+                    "state_since": new.since,
+                    "state_report_id": new.state_report,
+                    "pending_report_id": new.pending_report,
+                    "backoff": new.backoff,
+                    "next_due": moved.next_due,
+                    "last_report_id": report_id,
+                    "last_checked": entry.now,
+                    "cause_code": cause_code,
+                    "cause_message": cause_message,
+                    "provider": entry.report.preset.id if entry.report.preset is not None else row.provider,
+                }
+            )
+            # The same account twice in one group: the second sees the first's standing.
+            rows[entry.account_id] = _Row(row, new)
+            if moved.change is None:
+                results[report_id] = Recorded(report_id, new.state)
+                continue
+            if stored_hooks is None:
+                stored_hooks = [
+                    r.url for r in await conn.execute(sa.select(webhooks.c.url).order_by(webhooks.c.id))
+                ]
+            results[report_id] = await _record_change(
+                conn,
+                row.address,
+                entry.account_id,
+                moved.change,
+                report_id,
+                body,
+                entry.now,
+                [*stored_hooks, *webhook_urls],
+                new.state,
+            )
+        await conn.execute(
+            reports.update()
+            .where(reports.c.id == sa.bindparam("b_id"))
+            .values(state=sa.bindparam("b_state")),
+            report_states,
+        )
+        await conn.execute(accounts.update().where(accounts.c.id == sa.bindparam("b_id")), account_values)
+    by_entry = dict(zip([id(item[0]) for item in todo], report_ids, strict=True))
+    return [results[by_entry[id(entry)]] if id(entry) in by_entry else None for entry in entries]
+
+
+class _Row:
+    """An account row as the next report of the same group must see it."""
+
+    def __init__(self, row: Any, standing: Standing) -> None:
+        self._row = row
+        self.state = standing.state.value
+        self.state_since = standing.since
+        self.state_report_id = standing.state_report
+        self.pending_report_id = standing.pending_report
+        self.backoff = standing.backoff
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
+
+
+async def _record_change(
+    conn: AsyncConnection,
+    address: str,
+    account_id: int,
+    change: Any,
+    report_id: int,
+    body: str,
+    now: float,
+    urls: Sequence[str],
+    state: State,
+) -> Recorded:
+    before = await _body(conn, change.before_report)
+    after = json.loads(body) if change.after_report == report_id else await _body(conn, change.after_report)
+    assert after is not None
+    diff = diff_reports(before, after).as_json()
+    kind_of_event = event_type(change)
+    event_id = f"evt_{uuid.uuid4().hex}"
+    inserted = await conn.execute(
+        changes.insert().values(
+            account_id=account_id,
+            at=now,
+            from_state=change.from_state.value,
+            to_state=change.to_state.value,
+            before_report_id=change.before_report,
+            after_report_id=change.after_report,
+            event_id=event_id,
+            event_type=kind_of_event,
+            diff=json.dumps(diff),
+        )
+    )
+    change_id = int(inserted.inserted_primary_key[0])
+    described = {
+        "email_address": address,
+        "from": change.from_state.value,
+        "to": change.to_state.value,
+        "at": iso(now),
+        **diff,
+    }
+    delivery_ids: list[int] = []
+    if kind_of_event is not None:
+        for url in dict.fromkeys(urls):
+            done = await conn.execute(
+                deliveries.insert().values(
+                    change_id=change_id, url=url, status="pending", attempts=0, next_attempt_at=now
+                )
+            )
+            delivery_ids.append(int(done.inserted_primary_key[0]))
+    return Recorded(
+        report_id,
+        state,
+        {"event_id": event_id, "type": kind_of_event, "change": described},
+        tuple(delivery_ids),
+    )
 
 
 async def _body(conn: AsyncConnection, report_id: int | None) -> dict[str, Any] | None:
     if report_id is None:
         return None
-    body = (await conn.execute(sa.select(reports.c.body).where(reports.c.id == report_id))).scalar_one_or_none()
+    body = (
+        await conn.execute(sa.select(reports.c.body).where(reports.c.id == report_id))
+    ).scalar_one_or_none()
     return unpack(body) if body is not None else None
 
 

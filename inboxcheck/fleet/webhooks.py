@@ -119,8 +119,10 @@ async def deliver(
         .where(deliveries.c.status == "pending")
         .order_by(deliveries.c.id)
     )
-    query = query.where(deliveries.c.id.in_(only)) if only is not None else query.where(
-        deliveries.c.next_attempt_at <= clock()
+    query = (
+        query.where(deliveries.c.id.in_(only))
+        if only is not None
+        else query.where(deliveries.c.next_attempt_at <= clock())
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
@@ -160,7 +162,15 @@ async def _deliver_one(
         else:
             status, error = response.status_code, None
             if 200 <= status < 300:
-                await _mark(engine, row.id, status="delivered", attempts=attempts, code=status, error=None, now=clock())
+                await _mark(
+                    engine,
+                    row.id,
+                    status="delivered",
+                    attempts=attempts,
+                    code=status,
+                    error=None,
+                    now=clock(),
+                )
                 return True
             error = f"HTTP {status}"
             if status < 500 and status not in _RETRYABLE:
@@ -194,7 +204,12 @@ async def _mark(
     now: float,
     next_at: float | None = None,
 ) -> None:
-    values: dict[str, Any] = {"status": status, "attempts": attempts, "last_status": code, "last_error": error}
+    values: dict[str, Any] = {
+        "status": status,
+        "attempts": attempts,
+        "last_status": code,
+        "last_error": error,
+    }
     if status == "delivered":
         values["delivered_at"] = now
     if next_at is not None:

@@ -63,7 +63,18 @@ def postgres() -> Iterator[Postgres]:
     )
     options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
     subprocess.run(
-        [*run_as, str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
+        [
+            *run_as,
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "start",
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )

@@ -6,8 +6,7 @@ import itertools
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from inboxcheck.fleet.changes import (
     Kind,
@@ -47,7 +46,9 @@ def _run(kinds: list[Kind], start: Standing | None = None) -> list[tuple[State, 
         ("fail", ["imap.connections.limit", "smtp.auth.rejected"], Kind.TEMPORARY),
     ],
 )
-def test_reports_are_classified_by_verdict_and_temporary_codes(verdict: str, codes: list[str], kind: Kind) -> None:
+def test_reports_are_classified_by_verdict_and_temporary_codes(
+    verdict: str, codes: list[str], kind: Kind
+) -> None:
     assert classify(verdict, codes) is kind
 
 
@@ -146,7 +147,9 @@ def test_every_pair_of_states_has_the_expected_event() -> None:
             assert event is None
 
 
-def _report(*findings: tuple[str, str, str, dict[str, Any]], details: dict[str, Any] | None = None) -> dict[str, Any]:
+def _report(
+    *findings: tuple[str, str, str, dict[str, Any]], details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     checks: dict[str, dict[str, Any]] = {}
     for check, code, severity, evidence in findings:
         checks.setdefault(check, {"name": check, "details": {}, "findings": []})["findings"].append(
@@ -185,7 +188,13 @@ def test_info_findings_are_not_codes_and_a_first_report_has_no_before() -> None:
     assert diff_reports(after, after).evidence == ()
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5), lambda c: st.dictionaries(st.text(max_size=4), c, max_size=3), max_leaves=10))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda c: st.dictionaries(st.text(max_size=4), c, max_size=3),
+        max_leaves=10,
+    )
+)
 def test_any_details_diff_against_themselves_to_nothing(details: Any) -> None:
     report = {"checks": [{"name": "x", "details": {"d": details}, "findings": []}]}
     assert diff_reports(report, report).evidence == ()

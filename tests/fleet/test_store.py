@@ -38,7 +38,9 @@ async def _report(account: Account, **changes: Any) -> Report:
     return report.model_copy(update=changes) if changes else report
 
 
-async def _record(engine: Any, account_id: int, account: Account, report: Report, now: float, round_id: int | None = None) -> Any:
+async def _record(
+    engine: Any, account_id: int, account: Account, report: Report, now: float, round_id: int | None = None
+) -> Any:
     return await store.record_report(
         engine,
         account_id=account_id,
@@ -127,7 +129,9 @@ def test_a_ciphertext_opens_only_in_its_own_row_and_field() -> None:
     assert KEY.encrypt("a@x.test", "smtp_password", CANARY) != blob  # a fresh nonce each time
 
 
-async def test_accounts_upsert_by_address_and_their_passwords_stay_encrypted(engine: Any, fleet_db: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+async def test_accounts_upsert_by_address_and_their_passwords_stay_encrypted(
+    engine: Any, fleet_db: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     first = await store.add_accounts(engine, _accounts(3), key=KEY, interval=3600, now=NOW)
     assert first.added == [f"user{i}@example.test" for i in range(3)] and first.updated == []
     again = await store.add_accounts(engine, _accounts(2), key=KEY, interval=7200, now=NOW)
@@ -150,7 +154,9 @@ def _stored_bytes(fleet_db: str, request: pytest.FixtureRequest) -> bytes:
     server: Postgres = request.getfixturevalue("postgres")
     database = fleet_db.rsplit("/", 1)[1]
     return subprocess.run(
-        server.command(str(PG_BIN / "pg_dump"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", database),
+        server.command(
+            str(PG_BIN / "pg_dump"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", database
+        ),
         check=True,
         capture_output=True,
     ).stdout
@@ -160,7 +166,7 @@ async def test_a_wrong_key_names_the_accounts_and_opens_or_changes_nothing(engin
     await store.add_accounts(engine, _accounts(2), key=KEY, interval=3600, now=NOW)
     async with engine.connect() as conn:
         before = (await conn.execute(sa.select(accounts.c.smtp_password))).all()
-    with pytest.raises(WrongKeyError, match="user0@example.test, user1@example.test") as caught:
+    with pytest.raises(WrongKeyError, match=r"user0@example\.test, user1@example\.test") as caught:
         await store.load_accounts(engine, [1, 2], key=OTHER)
     assert CANARY not in str(caught.value)
     with pytest.raises(WrongKeyError):
@@ -226,7 +232,9 @@ async def test_a_confirmed_failure_is_a_change_with_its_evidence_and_a_delivery(
     [change] = changes
     assert change["from"] == "pass" and change["to"] == "broken"
     assert change["appeared"] == ["smtp.auth.rejected"]
-    assert {"what": "smtp.login:smtp.auth.rejected.reply", "before": None, "after": "535 5.7.8 no"} in change["evidence"]
+    assert {"what": "smtp.login:smtp.auth.rejected.reply", "before": None, "after": "535 5.7.8 no"} in change[
+        "evidence"
+    ]
     recovered = await _record(engine, 1, account, good, NOW + 4000)
     assert recovered.change is not None and recovered.change["type"] == "inbox.recovered"
     assert [c["to"] for c in await store.change_list(engine)] == ["pass", "broken", "pass"]
@@ -262,7 +270,7 @@ async def test_prune_keeps_every_change_and_the_reports_around_it(engine: Any) -
 
 
 async def test_status_history_and_unknown_addresses(engine: Any) -> None:
-    with pytest.raises(store.UnknownAccountError, match="nobody@example.test"):
+    with pytest.raises(store.UnknownAccountError, match=r"nobody@example\.test"):
         await store.history(engine, "nobody@example.test")
     with pytest.raises(store.UnknownAccountError):
         await store.set_paused(engine, "nobody@example.test", True, now=NOW)

@@ -52,7 +52,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "round_accounts",
-        sa.Column("round_id", sa.BigInteger, sa.ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "round_id", sa.BigInteger, sa.ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column(
             "account_id", sa.BigInteger, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
         ),
