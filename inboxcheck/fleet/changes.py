@@ -174,7 +174,7 @@ class Diff:
 
 # Evidence that differs between any two runs and says nothing about the account.
 _VOLATILE: Final = re.compile(
-    r"(?:_ms|_s|_seconds)$|^(?:days_to_expiry|duration|elapsed|waited_with|token|message_id|date)$"
+    r"(?:^|_)(?:ms|s|seconds)$|^(?:days_to_expiry|duration|elapsed|waited_with|token|message_id|date|at)$"
 )
 MAX_EVIDENCE: Final = 40
 
@@ -218,9 +218,11 @@ def diff_reports(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> 
     new_codes = codes_of(after)
     old = evidence_of(before) if before is not None else {}
     new = evidence_of(after)
+    # The findings' evidence (the server's reply that refused, the record that went) before the
+    # details of the checks (every step of a conversation), each group in path order.
     differing = [
         Evidence(path, old.get(path), new.get(path))
-        for path in sorted(old.keys() | new.keys())
+        for path in sorted(old.keys() | new.keys(), key=lambda path: (":" not in path, path))
         if _canonical(old.get(path)) != _canonical(new.get(path))
     ]
     return Diff(
