@@ -104,7 +104,7 @@ async def run_fleet(
 
         client = httpx.AsyncClient(timeout=10.0)
     sending: list[asyncio.Task[tuple[int, int]]] = []
-    tasks: list[asyncio.Future[None]] = []
+    tasks: list[asyncio.Task[None]] = []
     try:
         if webhook_secret is not None and client is not None:
             done, failed = await deliver(engine, secret=webhook_secret, client=client, clock=clock)
@@ -120,7 +120,7 @@ async def run_fleet(
             on_plan(len(loaded))
         by_id: dict[int, Account] = dict(loaded)
         writer = _Writer(engine, schedule=schedule, webhook_urls=webhook_urls)
-        writing = asyncio.ensure_future(writer.run())
+        writing = asyncio.create_task(writer.run())
         tasks.append(writing)
 
         async def record(line: BatchLine) -> None:

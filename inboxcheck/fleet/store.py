@@ -214,7 +214,7 @@ async def begin_round(engine: AsyncEngine, *, all_accounts: bool, now: float) ->
         ).first()
         if open_round is not None:
             return RoundPlan(open_round.id, True, open_round.planned, await _remaining(conn, open_round.id))
-        where = accounts.c.paused.is_(False)
+        where: sa.ColumnElement[bool] = accounts.c.paused.is_(False)
         if not all_accounts:
             where = sa.and_(where, accounts.c.next_due <= now)
         ids = [
@@ -223,9 +223,7 @@ async def begin_round(engine: AsyncEngine, *, all_accounts: bool, now: float) ->
         ]
         if not ids:
             return None
-        round_id = (
-            await conn.execute(rounds.insert().values(started_at=now, planned=len(ids)))
-        ).inserted_primary_key[0]
+        round_id = _new_id(await conn.execute(rounds.insert().values(started_at=now, planned=len(ids))))
         for start in range(0, len(ids), 1000):
             await conn.execute(
                 round_accounts.insert(),
@@ -327,6 +325,13 @@ async def rekey(engine: AsyncEngine, *, old: FleetKey, new: FleetKey, now: float
         return len(rows)
 
 
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key an INSERT of one row made."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def pack(report_json: str) -> bytes:
     return zlib.compress(report_json.encode(), 6)
 
@@ -416,7 +421,7 @@ async def record_reports(
         )
     ids = sorted({entry.account_id for entry in entries})
     async with engine.begin() as conn:
-        rows = {
+        rows: dict[int, Any] = {
             row.id: row
             for row in await conn.execute(
                 sa.select(accounts).where(accounts.c.id.in_(ids)).order_by(accounts.c.id).with_for_update()
@@ -578,7 +583,7 @@ async def _record_change(
             diff=json.dumps(diff),
         )
     )
-    change_id = int(inserted.inserted_primary_key[0])
+    change_id = _new_id(inserted)
     described = {
         "email_address": address,
         "from": change.from_state.value,
@@ -594,7 +599,7 @@ async def _record_change(
                     change_id=change_id, url=url, status="pending", attempts=0, next_attempt_at=now
                 )
             )
-            delivery_ids.append(int(done.inserted_primary_key[0]))
+            delivery_ids.append(_new_id(done))
     return Recorded(
         report_id,
         state,

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fleet.receiver import Receiver
+
 PG_BIN = Path(os.environ.get("INBOXCHECK_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
@@ -124,3 +126,14 @@ async def engine(fleet_db: str) -> AsyncIterator[object]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    running.thread.start()
+    try:
+        yield running
+    finally:
+        running.server.shutdown()
+        running.server.server_close()

@@ -4,10 +4,6 @@ reply before and after, one signed webhook, and recovered after the fix. SQLite 
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,54 +12,10 @@ from click.testing import CliRunner, Result
 
 from inboxcheck._cli import cli
 from inboxcheck.fleet._crypto import new_key_text
-from inboxcheck.fleet.webhooks import HEADER, verify
+from tests.fleet.receiver import SECRET, Receiver
 from tests.helpers import write_jsonl
 
 pytestmark = pytest.mark.lab
-
-SECRET = "whsec_test_Zq81"
-
-
-class Receiver:
-    """A webhook endpoint on loopback: records each POST; answers the statuses queued, then 200."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        self.statuses: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.posts.append((dict(self.headers), body))
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/inboxcheck"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def events(self) -> list[dict[str, Any]]:
-        out = []
-        for headers, body in self.posts:
-            assert verify(headers[HEADER], body, secret=SECRET.encode(), now=time.time())
-            out.append(json.loads(body))
-        return out
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver()
-    running.thread.start()
-    try:
-        yield running
-    finally:
-        running.server.shutdown()
-        running.server.server_close()
 
 
 def _invoke(args: list[str], env: dict[str, str]) -> Result:
