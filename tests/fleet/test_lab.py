@@ -83,6 +83,14 @@ def test_a_broken_account_is_named_with_what_changed_signalled_once_and_recovers
     assert event["type"] == "inbox.broken" and event["data"]["email_address"] == "bob@lab.test"
     assert event["id"].startswith("evt_") and event["data"]["appeared"] == change["appeared"]
 
+    diagnosed = run("diagnose", "bob@lab.test", *check[:-1], "--no-alternates", "--format", "json")
+    assert diagnosed.exit_code == 1, diagnosed.stderr
+    diagnosis = json.loads(diagnosed.stdout)
+    assert "auth" in diagnosis["causes"][0]["code"]
+    assert diagnosis["since_last_pass"]["appeared"] == change["appeared"]
+    text = run("diagnose", "bob@lab.test", *check[:-1], "--no-alternates").stdout
+    assert "What changed since the last passing report:" in text and "535" in text
+
     # Fixed: the next run recovers it, and says so once.
     run("add", str(write_jsonl(tmp_path / "fixed.jsonl", [bob])), code=0)
     run("run", *check)
