@@ -1081,4 +1081,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             EXIT_BUG,
         )
     sys.exit(result if isinstance(result, int) else EXIT_OK)
-cli.add_command(__import__("inboxcheck.cli.fleet", fromlist=["fleet"]).fleet)  # the lead rewires it (issue 22)
+
+
+cli.add_command(__import__("inboxcheck.cli.fleet", fromlist=["fleet"]).fleet)  # rewired by issue 22

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -160,10 +159,9 @@ def test_watch_stops_cleanly_on_sigterm_with_nothing_half_recorded(
     first = proc.stdout.readline()
     assert "@example.test" in first
     proc.send_signal(signal.SIGTERM)
-    stopped = time.monotonic()
-    out, err = proc.communicate(timeout=60)
+    # Within the timeout, or the test fails: a stop that hangs is the bug this catches.
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert time.monotonic() - stopped < 30  # generous for a loaded CI machine; the stop itself is prompt
     assert "stopped after" in err
     status = json.loads(_invoke(["status", "--format", "json"], env).stdout)["accounts"]
     checked = [row for row in status if row["checked_at"] is not None]
