@@ -453,6 +453,7 @@ async def run_batch(
     discovery: Mapping[str, Any] | None = None,
     on_start: Callable[[int], None] | None = None,
     record: RecordCallback | None = None,
+    gate: Callable[[Account], contextlib.AbstractAsyncContextManager[None]] | None = None,
 ) -> BatchSummary:
     """Check every account in ``path``; write each result as it finishes; return the summary.
 
@@ -466,6 +467,8 @@ async def run_batch(
 
     ``path`` may instead be the accounts themselves (the fleet's, from its store); ``record`` is
     awaited with each checked account's line before it is counted, so a store write is part of it.
+    ``gate`` (the fleet's pace per provider) is entered around each account's checks, inside its
+    host bounds.
     """
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks
@@ -552,6 +555,7 @@ async def run_batch(
             async with (
                 mailbox_bounds.hold(mailboxes),
                 host_bounds.hold({account.smtp_host.lower(), account.imap_host.lower()}),
+                gate(account) if gate is not None else contextlib.nullcontext(),
             ):
                 report = await run_checks(
                     account,

@@ -93,6 +93,7 @@ async def run_fleet(
     are retried first; they need ``webhook_secret``.
     """
     from inboxcheck._batch import BatchItem, run_batch
+    from inboxcheck.fleet.pace import ProviderPace
     from inboxcheck.fleet.webhooks import deliver
 
     rng = rng or random.Random()
@@ -152,6 +153,10 @@ async def run_fleet(
                         )
                     )
 
+        if presets is None:
+            from inboxcheck._presets import load_presets
+
+            presets = load_presets()
         await run_batch(
             [
                 BatchItem(line=account_id, account=account, email=account.email_address)
@@ -164,6 +169,7 @@ async def run_fleet(
             ssl_context=ssl_context,
             on_result=on_result,
             record=record,
+            gate=ProviderPace(presets).hold,
         )
         await writer.close()
         await writing
