@@ -457,10 +457,10 @@ def status(db: str | None, fmt: str) -> None:
     from inboxcheck._render import escape
     from inboxcheck.fleet import store
 
-    rows = _with_store(db, store.status)
     if fmt == "json":
-        _json_out({"accounts": rows})
+        click.echo(_with_store(db, store.status_document))
         return
+    rows = _with_store(db, store.status)
     lines = []
     for row in rows:
         cause = row["cause"]

@@ -45,6 +45,9 @@ accounts = sa.Table(
     # The top cause of the last report, so that `fleet status` reads one table.
     sa.Column("cause_code", sa.String(128)),
     sa.Column("cause_message", sa.Text),
+    # The account's entry of `fleet status --format json`, kept with every change of the fields it
+    # shows: the whole fleet's status is then one string concatenation in the database.
+    sa.Column("status_json", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )

@@ -7,6 +7,7 @@ change and that change's webhook deliveries are recorded together or not at all.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 import zlib
@@ -45,6 +46,7 @@ __all__ = [
     "remove_account",
     "set_paused",
     "status",
+    "status_document",
 ]
 
 _FIELDS: Final = ("smtp_password", "imap_password")
@@ -57,9 +59,21 @@ class UnknownAccountError(InboxcheckError):
 
 
 def iso(moment: float | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC to the second (``2026-12-07T08:00:00Z``).
+
+    ``status`` writes two per account: the date part is remembered per day and the time of day is
+    arithmetic, ten times faster than a datetime per call.
+    """
     if moment is None:
         return None
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    day, seconds = divmod(int(moment), 86_400)
+    hours, rest = divmod(seconds, 3600)
+    return f"{_date_of_day(day)}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_of_day(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, UTC).date().isoformat()
 
 
 def _normal(address: str) -> str:
@@ -131,6 +145,7 @@ async def add_accounts(
             else:
                 inserts.append(
                     {
+                        "status_json": status_entry(address, State.UNKNOWN.value, None, None, None, None),
                         "address": address,
                         "paused": False,
                         "state": State.UNKNOWN.value,
@@ -504,6 +519,9 @@ async def record_reports(
                     "last_checked": entry.now,
                     "cause_code": cause_code,
                     "cause_message": cause_message,
+                    "status_json": status_entry(
+                        row.address, new.state.value, new.since, entry.now, cause_code, cause_message
+                    ),
                     "provider": entry.report.preset.id if entry.report.preset is not None else row.provider,
                 }
             )
@@ -617,28 +635,47 @@ async def _body(conn: AsyncConnection, report_id: int | None) -> dict[str, Any] 
     return unpack(body) if body is not None else None
 
 
-async def status(engine: AsyncEngine) -> list[dict[str, Any]]:
-    """One row per account: its verdict now, since when, last checked, and the top cause."""
-    query = sa.select(
-        accounts.c.address,
-        accounts.c.state,
-        accounts.c.state_since,
-        accounts.c.last_checked,
-        accounts.c.cause_code,
-        accounts.c.cause_message,
-    ).order_by(accounts.c.address)
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    return [
+def status_entry(
+    address: str,
+    state: str,
+    since: float | None,
+    checked: float | None,
+    code: str | None,
+    message: str | None,
+) -> str:
+    """One account's entry of ``fleet status --format json``, as stored in ``accounts.status_json``."""
+    return json.dumps(
         {
             "email_address": address,
             "verdict": state,
             "since": iso(since),
             "checked_at": iso(checked),
             "cause": {"code": code, "message": message} if code is not None else None,
-        }
-        for address, state, since, checked, code, message in rows
-    ]
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+# The whole fleet's status is the stored entries joined, in address order (byte order on both).
+_STATUS_SQL: Final = {
+    "sqlite": "SELECT group_concat(status_json, ',')"
+    " FROM (SELECT status_json FROM accounts ORDER BY address)",
+    "postgresql": """SELECT string_agg(status_json, ',' ORDER BY address COLLATE "C") FROM accounts""",
+}
+
+
+async def status_document(engine: AsyncEngine) -> str:
+    """``{"accounts": [{"email_address", "verdict", "since", "checked_at", "cause"}]}`` as JSON text."""
+    async with engine.connect() as conn:
+        joined = (await conn.execute(sa.text(_STATUS_SQL[engine.dialect.name]))).scalar_one()
+    return '{"accounts":[' + (joined or "") + "]}"
+
+
+async def status(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """One row per account: its verdict now, since when, last checked, and the top cause."""
+    rows: list[dict[str, Any]] = json.loads(await status_document(engine))["accounts"]
+    return rows
 
 
 async def _account_id(conn: AsyncConnection, address: str) -> int:

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("last_checked", sa.Float),
         sa.Column("cause_code", sa.String(128)),
         sa.Column("cause_message", sa.Text),
+        sa.Column("status_json", sa.Text, nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("updated_at", sa.Float, nullable=False),
     )
