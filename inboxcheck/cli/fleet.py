@@ -224,7 +224,10 @@ def add(source: Path, interval: str, db: str | None, key_file: Path | None) -> N
         click.echo(f"updated {escape(address)}")
     for _line, problem in refused:
         click.echo(f"refused {escape_lines(problem)}")
-    _notice(f"{len(done.added)} added, {len(done.updated)} updated, {len(refused)} refused")
+    _notice(
+        f"{len(done.added)} added, {len(done.updated)} updated, {len(done.unchanged)} unchanged, "
+        f"{len(refused)} refused"
+    )
     sys.exit(2 if refused else 0)
 
 

@@ -52,6 +52,9 @@ accounts = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 sa.Index("ix_accounts_due", accounts.c.paused, accounts.c.next_due)
+# SQLite reads `fleet status` in address order from this index alone (a scan, not 100,000 lookups);
+# PostgreSQL sorts in memory instead, and would refuse index entries over 2.7 kB.
+sa.Index("ix_accounts_status", accounts.c.address, accounts.c.status_json).ddl_if(dialect="sqlite")
 
 rounds = sa.Table(
     "rounds",

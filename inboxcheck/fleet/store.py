@@ -84,6 +84,7 @@ def _normal(address: str) -> str:
 class AddResult:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
 
 
 async def _refuse_other_keys(conn: AsyncConnection, key: FleetKey) -> None:
@@ -116,17 +117,34 @@ async def add_accounts(
     async with engine.begin() as conn:
         await _refuse_other_keys(conn, key)
         addresses = list(latest)
-        existing: dict[str, int] = {}
+        existing: dict[str, Any] = {}
         for start in range(0, len(addresses), 1000):
             chunk = addresses[start : start + 1000]
             rows = await conn.execute(
-                sa.select(accounts.c.id, accounts.c.address).where(accounts.c.address.in_(chunk))
+                sa.select(
+                    accounts.c.id,
+                    accounts.c.address,
+                    accounts.c.payload,
+                    accounts.c.smtp_password,
+                    accounts.c.imap_password,
+                    accounts.c.interval_s,
+                ).where(accounts.c.address.in_(chunk))
             )
-            existing.update({row.address: row.id for row in rows})
-        inserts, updates = [], []
+            existing.update({row.address: row for row in rows})
+        inserts, updates, reschedules = [], [], []
         for address, account in latest.items():
+            payload = account.view().model_dump_json()
+            old = existing.get(address)
+            if old is not None and _same(old, key, payload, account):
+                # The same account again (a whole file re-added): its schedule and history stand.
+                if old.interval_s == int(interval):
+                    result.unchanged.append(address)
+                else:
+                    reschedules.append({"b_id": old.id, "interval_s": int(interval), "updated_at": now})
+                    result.updated.append(address)
+                continue
             values = {
-                "payload": account.view().model_dump_json(),
+                "payload": payload,
                 "smtp_password": key.encrypt(
                     address, "smtp_password", account.smtp_password.get_secret_value()
                 ),
@@ -139,8 +157,8 @@ async def add_accounts(
                 # A new or changed payload is checked at the next run, whatever its schedule said.
                 "next_due": now,
             }
-            if address in existing:
-                updates.append({"b_id": existing[address], **values})
+            if old is not None:
+                updates.append({"b_id": old.id, **values})
                 result.updated.append(address)
             else:
                 inserts.append(
@@ -158,9 +176,18 @@ async def add_accounts(
                 result.added.append(address)
         if inserts:
             await conn.execute(accounts.insert(), inserts)
-        if updates:
-            await conn.execute(accounts.update().where(accounts.c.id == sa.bindparam("b_id")), updates)
+        for changed in (updates, reschedules):
+            if changed:
+                await conn.execute(accounts.update().where(accounts.c.id == sa.bindparam("b_id")), changed)
     return result
+
+
+def _same(row: Any, key: FleetKey, payload: str, account: Account) -> bool:
+    """Whether the stored account is ``account``: the same payload and the same passwords."""
+    return row.payload == payload and all(
+        key.decrypt(row.address, name, getattr(row, name)) == getattr(account, name).get_secret_value()
+        for name in _FIELDS
+    )
 
 
 async def list_accounts(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -361,7 +388,8 @@ def top_cause(report: Report) -> tuple[str | None, str | None]:
     from inboxcheck._diagnose import rank_causes
 
     causes = rank_causes(report)
-    return (causes[0].code, causes[0].message) if causes else (None, None)
+    # One line: a message quoting a long server reply is cut, the whole of it stays in the report.
+    return (causes[0].code, causes[0].message[:300]) if causes else (None, None)
 
 
 @dataclass(frozen=True)

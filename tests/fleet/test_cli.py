@@ -52,7 +52,7 @@ def test_add_reads_stdin_and_csv_like_check_batch_and_says_what_it_did(
     assert result.stdout.splitlines()[0] == "added user1@example.test"
     assert "refused line 2" in result.stdout and "smtp_port" in result.stdout
     assert "refused line 3" in result.stdout and "partial" in result.stdout
-    assert "1 added, 0 updated, 2 refused" in result.stderr
+    assert "1 added, 0 updated, 0 unchanged, 2 refused" in result.stderr
     csv = tmp_path / "a.csv"
     payload = batch_user(1)
     with csv.open("w", newline="", encoding="utf-8") as handle:
@@ -60,7 +60,7 @@ def test_add_reads_stdin_and_csv_like_check_batch_and_says_what_it_did(
         writer.writerow(payload)
         writer.writerow(str(v).lower() if isinstance(v, bool) else v for v in payload.values())
     again = _invoke(["add", str(csv)], env)
-    assert again.exit_code == 0 and again.stdout == "updated user1@example.test\n"
+    assert again.exit_code == 0 and again.stdout == "updated user1@example.test\n"  # its interval
     listed = json.loads(_invoke(["list", "--format", "json"], env).stdout)["accounts"]
     assert [(a["email_address"], a["interval_s"]) for a in listed] == [("user1@example.test", 86400)]
     assert CANARY not in result.output + again.output

@@ -136,12 +136,21 @@ async def test_accounts_upsert_by_address_and_their_passwords_stay_encrypted(
     assert first.added == [f"user{i}@example.test" for i in range(3)] and first.updated == []
     again = await store.add_accounts(engine, _accounts(2), key=KEY, interval=7200, now=NOW)
     assert again.updated == ["user0@example.test", "user1@example.test"]
+    same = await store.add_accounts(engine, _accounts(2), key=KEY, interval=7200, now=NOW)
+    assert same.unchanged == ["user0@example.test", "user1@example.test"] and same.updated == []
+    changed = [Account.model_validate(batch_user(0, smtp_password="Another-pw-991"))]
+    assert (await store.add_accounts(engine, changed, key=KEY, interval=7200, now=NOW)).updated == [
+        "user0@example.test"
+    ]
     listed = await store.list_accounts(engine)
     assert [row["interval_s"] for row in listed] == [7200, 7200, 3600]
     loaded = await store.load_accounts(engine, [1, 2, 3], key=KEY)
-    assert [a.smtp_password.get_secret_value() for _, a in loaded] == [CANARY] * 3
+    assert [a.smtp_password.get_secret_value() for _, a in loaded] == ["Another-pw-991", CANARY, CANARY]
     # Nothing of the password, in any encoding, is in the stored bytes.
     dump = _stored_bytes(fleet_db, request)
+    for secret in (CANARY, "Another-pw-991"):
+        for form in (secret, base64.b64encode(secret.encode()).decode(), secret.encode().hex()):
+            assert form.encode() not in dump
     for form in (CANARY, base64.b64encode(CANARY.encode()).decode(), CANARY.encode().hex()):
         assert form.encode() not in dump
     assert b"user0@example.test" in dump  # the dump is of the right database

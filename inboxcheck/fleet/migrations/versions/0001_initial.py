@@ -44,6 +44,8 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Float, nullable=False),
     )
     op.create_index("ix_accounts_due", "accounts", ["paused", "next_due"])
+    if op.get_bind().dialect.name == "sqlite":
+        op.create_index("ix_accounts_status", "accounts", ["address", "status_json"])
     op.create_table(
         "rounds",
         sa.Column("id", _Id, primary_key=True, autoincrement=True),
