@@ -1,6 +1,7 @@
 """Benchmark: ``fleet status`` and ``fleet changes`` over a large synthetic fleet, SQLite and PostgreSQL.
 
     python bench/fleet_bench.py [--accounts 100000] [--reports 30] [--runs 7] [--backends sqlite,postgresql]
+    python bench/fleet_bench.py --vs-batch 200 [--rounds 3] [--concurrency 20]
 
 What it does (see bench/README.md, "Fleet"):
 
@@ -19,6 +20,10 @@ What it does (see bench/README.md, "Fleet"):
    a full check of a lab account: DNS, SMTP, IMAP) recorded through ``record_reports``, the growth of
    the database divided by 2,000 (SQLite: file size after a checkpoint; PostgreSQL:
    ``pg_total_relation_size('reports')``).
+
+5. With ``--vs-batch N``, instead: a lab of N users, and ``fleet run --all`` against ``check --batch``
+   on the same accounts (SMTP and IMAP logins, after a warm-up), alternating for ``--rounds``; the
+   median of the per-round ratio of their rates (target >= 0.95).
 
 Target: status and changes under 200 ms on both. Figures to stdout and bench/results/fleet.json.
 """
@@ -339,6 +344,65 @@ async def storage_per_report(url: str, size: Callable[[], int], count: int = 200
     }
 
 
+def versus_batch(accounts: int, rounds: int, concurrency: int) -> dict[str, Any]:
+    """``fleet run --all`` against ``check --batch`` on the same lab accounts, alternating, timed
+    from spawn to exit (interpreter start-up included): SMTP and IMAP logins, as batch_bench.py."""
+    from lab import Lab
+
+    names = [f"u{i}" for i in range(accounts)]
+    with Lab(users=names) as lab, tempfile.TemporaryDirectory(prefix="icfleet-") as tmp:
+        workdir = Path(tmp)
+        batch = workdir / "accounts.jsonl"
+        batch.write_text("".join(json.dumps(lab.account(x)) + "\n" for x in names), encoding="utf-8")
+        host, port = lab.nameserver
+        common = [
+            "--only",
+            "smtp",
+            "--only",
+            "imap",
+            "--nameserver",
+            f"{host}:{port}",
+            "--ca-file",
+            str(lab.ca_file),
+            "--concurrency",
+            str(concurrency),
+            "--per-host",
+            str(concurrency),
+            "-q",
+        ]
+        env = {
+            **os.environ,
+            "INBOXCHECK_FLEET_KEY": __import__("base64").b64encode(b"f" * 32).decode(),
+            "INBOXCHECK_FLEET_DB": f"sqlite:///{workdir / 'fleet.db'}",
+        }
+        cli = [sys.executable, "-m", "inboxcheck"]
+        subprocess.run([*cli, "fleet", "add", str(batch)], env=env, check=True, capture_output=True)
+        # Warm-up: Dovecot makes each Maildir at the first login.
+        subprocess.run([*cli, "fleet", "run", "--all", *common], env=env, check=False, capture_output=True)
+        times: dict[str, list[float]] = {"check --batch": [], "fleet run": []}
+        for n in range(rounds):
+            order = [
+                ("check --batch", [*cli, "check", "--batch", str(batch), *common]),
+                ("fleet run", [*cli, "fleet", "run", "--all", *common]),
+            ]
+            for name, command in order if n % 2 == 0 else order[::-1]:
+                began = time.perf_counter()
+                done = subprocess.run(command, env=env, check=False, capture_output=True, text=True)
+                times[name].append(time.perf_counter() - began)
+                if done.returncode not in (0, 3):
+                    raise SystemExit(f"{name} failed ({done.returncode}): {done.stderr[-500:]}")
+        rates = {name: round(accounts / statistics.median(values), 1) for name, values in times.items()}
+        ratios = [b / f for b, f in zip(times["check --batch"], times["fleet run"], strict=True)]
+        return {
+            "accounts": accounts,
+            "rounds": rounds,
+            "concurrency": concurrency,
+            "accounts_per_s": rates,
+            "fleet_over_batch_median": round(statistics.median(ratios), 3),
+            "seconds": {k: [round(v, 2) for v in vals] for k, vals in times.items()},
+        }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -347,7 +411,18 @@ def main() -> int:
     parser.add_argument("--reports", type=int, default=30)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--vs-batch", type=int, metavar="ACCOUNTS", help="Instead: fleet run vs check --batch."
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=20)
     args = parser.parse_args()
+    if args.vs_batch:
+        figures = versus_batch(args.vs_batch, args.rounds, args.concurrency)
+        print(json.dumps(figures, indent=1))
+        (HERE / "results").mkdir(exist_ok=True)
+        (HERE / "results" / "fleet-vs-batch.json").write_text(json.dumps(figures, indent=1) + "\n")
+        return 0 if figures["fleet_over_batch_median"] >= 0.95 else 1
     now = time.time()
     results: dict[str, Any] = {"accounts": args.accounts, "reports_per_account": args.reports}
     for backend in args.backends.split(","):
