@@ -111,9 +111,17 @@ def _with_store(db: str | None, work: Callable[[AsyncEngine], Awaitable[_T]], *,
         ) from None
 
     async def go() -> _T:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from inboxcheck.fleet._db import FleetDbError, reason, shown
+
         engine = await connect(db, auto_migrate=migrate)
         try:
             return await work(engine)
+        except SQLAlchemyError as exc:
+            # The database failed under us (gone, full, locked too long): what a transaction wrote
+            # was rolled back whole; say why, without a traceback.
+            raise FleetDbError(f"the fleet database {shown(str(engine.url))} failed: {reason(exc)}") from None
         finally:
             await engine.dispose()
 
