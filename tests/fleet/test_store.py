@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from inboxcheck.fleet._db import async_url, connect, migrate, schema_state
 from inboxcheck.fleet._schema import METADATA, accounts
 from inboxcheck.fleet.changes import Schedule
 from tests.fleet.conftest import PG_BIN, Postgres
-from tests.helpers import CANARY, batch_user
+from tests.helpers import CANARY, batch_user, custom_payload
 
 KEY = FleetKey(b"k" * 32)
 OTHER = FleetKey(b"o" * 32)
@@ -289,3 +290,24 @@ async def test_status_history_and_unknown_addresses(engine: Any) -> None:
     assert plan is not None and plan.remaining == (1,)
     await store.remove_account(engine, "user0@example.test")
     assert [row["email_address"] for row in await store.status(engine)] == ["user1@example.test"]
+
+
+async def test_the_status_document_is_valid_json_in_byte_order_on_both_stores(engine: Any) -> None:
+    addresses = ["zed@example.test", "ábel@example.test", "amy@example.test", "Bob@example.test"]
+    items = [
+        Account.model_validate(custom_payload(email_address=a, smtp_username=a, imap_username=a))
+        for a in addresses
+    ]
+    await store.add_accounts(engine, items, key=KEY, interval=3600, now=NOW)
+    report = _failed(await _report(items[0]))
+    cause = report.checks[-1].findings[0].model_copy(update={"message": 'A "quoted"\nreply, \\ and ünïcode'})
+    failing = report.checks[-1].model_copy(update={"findings": (cause,)})
+    await _record(
+        engine, 1, items[0], report.model_copy(update={"checks": (*report.checks[:-1], failing)}), NOW
+    )
+    document = json.loads(await store.status_document(engine))
+    order = [row["email_address"] for row in document["accounts"]]
+    assert order == sorted((a.lower() for a in addresses), key=str.encode)
+    [zed] = [row for row in document["accounts"] if row["email_address"] == "zed@example.test"]
+    assert zed["cause"] == {"code": "smtp.auth.rejected", "message": 'A "quoted"\nreply, \\ and ünïcode'}
+    assert document["accounts"] == await store.status(engine)
