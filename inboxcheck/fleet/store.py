@@ -493,29 +493,42 @@ async def record_reports(
         if not todo:
             return [None] * len(entries)
         # The reports' ids are needed by the state machine: inserted first, their state set after.
-        inserted = await conn.execute(
-            reports.insert().returning(reports.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "account_id": entry.account_id,
-                    "round_id": entry.round_id,
-                    "checked_at": entry.now,
-                    "verdict": entry.report.verdict.value,
-                    "state": State.UNKNOWN.value,
-                    "codes": " ".join(codes),
-                    "body": pack(body),
-                }
-                for entry, body, codes, _kind, _cause in todo
-            ],
-        )
-        report_ids = [int(r[0]) for r in inserted]
+        # One multi-row INSERT per wave, each account at most once in a wave so that the ids come
+        # back by account (asking for them in parameter order makes SQLAlchemy insert row by row).
+        waves: list[list[Any]] = []
+        occurrences: dict[int, int] = {}
+        for item in todo:
+            n = occurrences[item[0].account_id] = occurrences.get(item[0].account_id, -1) + 1
+            if n == len(waves):
+                waves.append([])
+            waves[n].append(item)
+        report_ids: dict[int, int] = {}
+        for wave in waves:
+            inserted = await conn.execute(
+                reports.insert().returning(reports.c.id, reports.c.account_id),
+                [
+                    {
+                        "account_id": entry.account_id,
+                        "round_id": entry.round_id,
+                        "checked_at": entry.now,
+                        "verdict": entry.report.verdict.value,
+                        "state": State.UNKNOWN.value,
+                        "codes": " ".join(codes),
+                        "body": pack(body),
+                    }
+                    for entry, body, codes, _kind, _cause in wave
+                ],
+            )
+            by_account = {int(r[1]): int(r[0]) for r in inserted}
+            report_ids.update({id(item[0]): by_account[item[0].account_id] for item in wave})
+        todo = [item for wave in waves for item in wave]
         results: dict[int, Recorded] = {}
         report_states = []
         account_values = []
         stored_hooks: list[str] | None = None
-        for (entry, body, _codes, kind, (cause_code, cause_message)), report_id in zip(
-            todo, report_ids, strict=True
-        ):
+        quiet: list[dict[str, Any]] = []
+        for entry, body, _codes, kind, (cause_code, cause_message) in todo:
+            report_id = report_ids[id(entry)]
             row = rows[entry.account_id]
             standing = Standing(
                 state=State(row.state),
@@ -572,7 +585,10 @@ async def record_reports(
                 entry.now,
                 [*stored_hooks, *webhook_urls],
                 new.state,
+                quiet,
             )
+        if quiet:
+            await conn.execute(changes.insert(), quiet)
         await conn.execute(
             reports.update()
             .where(reports.c.id == sa.bindparam("b_id"))
@@ -580,8 +596,7 @@ async def record_reports(
             report_states,
         )
         await conn.execute(accounts.update().where(accounts.c.id == sa.bindparam("b_id")), account_values)
-    by_entry = dict(zip([id(item[0]) for item in todo], report_ids, strict=True))
-    return [results[by_entry[id(entry)]] if id(entry) in by_entry else None for entry in entries]
+    return [results[report_ids[id(entry)]] if id(entry) in report_ids else None for entry in entries]
 
 
 class _Row:
@@ -609,27 +624,31 @@ async def _record_change(
     now: float,
     urls: Sequence[str],
     state: State,
+    quiet: list[dict[str, Any]],
 ) -> Recorded:
+    """Record a change; one with no event (a first check, pass <-> warn) is left in ``quiet`` for
+    the group's one multi-row insert, as nothing needs its id."""
     before = await _body(conn, change.before_report)
     after = json.loads(body) if change.after_report == report_id else await _body(conn, change.after_report)
     assert after is not None
     diff = diff_reports(before, after).as_json()
     kind_of_event = event_type(change)
     event_id = f"evt_{uuid.uuid4().hex}"
-    inserted = await conn.execute(
-        changes.insert().values(
-            account_id=account_id,
-            at=now,
-            from_state=change.from_state.value,
-            to_state=change.to_state.value,
-            before_report_id=change.before_report,
-            after_report_id=change.after_report,
-            event_id=event_id,
-            event_type=kind_of_event,
-            diff=json.dumps(diff),
-        )
-    )
-    change_id = _new_id(inserted)
+    values = {
+        "account_id": account_id,
+        "at": now,
+        "from_state": change.from_state.value,
+        "to_state": change.to_state.value,
+        "before_report_id": change.before_report,
+        "after_report_id": change.after_report,
+        "event_id": event_id,
+        "event_type": kind_of_event,
+        "diff": json.dumps(diff),
+    }
+    if kind_of_event is None:
+        quiet.append(values)
+    else:
+        change_id = _new_id(await conn.execute(changes.insert().values(**values)))
     described = {
         "email_address": address,
         "from": change.from_state.value,
