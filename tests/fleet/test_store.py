@@ -311,3 +311,17 @@ async def test_the_status_document_is_valid_json_in_byte_order_on_both_stores(en
     [zed] = [row for row in document["accounts"] if row["email_address"] == "zed@example.test"]
     assert zed["cause"] == {"code": "smtp.auth.rejected", "message": 'A "quoted"\nreply, \\ and ünïcode'}
     assert document["accounts"] == await store.status(engine)
+
+
+async def test_one_group_may_hold_one_account_twice_and_the_second_sees_the_first(engine: Any) -> None:
+    [account] = _accounts(1)
+    await store.add_accounts(engine, [account], key=KEY, interval=3600, now=NOW)
+    bad = _failed(await _report(account))
+    entries = [store.ReportEntry(1, None, bad, str, NOW + n) for n in range(2)]
+    first, second = await store.record_reports(engine, entries)
+    assert first is not None and first.change is None  # suspected
+    assert second is not None and second.change is not None and second.change["type"] == "inbox.broken"
+    assert [row["state"] for row in await store.history(engine, account.email_address)] == [
+        "broken",
+        "unknown",
+    ]
