@@ -57,8 +57,17 @@ class ProviderPace:
         self.presets = presets
         self._windows: dict[str, RateWindow] = {}
         self._at_once: dict[str, asyncio.Semaphore] = {}
+        self._providers: dict[tuple[str, int, str, int], str | None] = {}
 
     def provider(self, account: Account) -> str | None:
+        # A fleet has few distinct servers and many accounts on each: each pair is matched once
+        # (matching walks every preset's host patterns).
+        servers = (account.smtp_host, account.smtp_port, account.imap_host, account.imap_port)
+        if servers not in self._providers:
+            self._providers[servers] = self._match(account)
+        return self._providers[servers]
+
+    def _match(self, account: Account) -> str | None:
         preset = self.presets.by_smtp_host(account.smtp_host, account.smtp_port) or self.presets.by_imap_host(
             account.imap_host, account.imap_port
         )
