@@ -51,7 +51,7 @@ async def _reports_per_round(db: str) -> tuple[Counter[tuple[int, int]], list[An
 def test_a_run_killed_at_random_moments_ends_with_one_report_per_account_in_its_round(
     tmp_path: Path, fleet_db: str
 ) -> None:
-    count = 600
+    count = 3000
     key = new_key_text()
     env = _env(key, fleet_db)
     path = write_jsonl(tmp_path / "in.jsonl", [batch_user(i) for i in range(count)])
@@ -68,6 +68,9 @@ def test_a_run_killed_at_random_moments_ends_with_one_report_per_account_in_its_
     while returncode == -signal.SIGKILL and time.monotonic() < deadline:
         kills += 1
         returncode = _run_killed_after(run, env, rng.uniform(1.0, 2.0) + kills * 0.2)
+    if returncode == -signal.SIGKILL:
+        # Out of time for kills (a very loaded machine): the last run is left to finish.
+        returncode = subprocess.run(run, env=env, capture_output=True, check=False).returncode
     assert returncode == 0
     assert kills >= 1, "the first run finished before it could be killed; raise the account count"
     per_round, all_rounds = asyncio.run(_reports_per_round(fleet_db))
