@@ -32,7 +32,7 @@ import logging
 import os
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,7 +57,15 @@ from inboxcheck._models import Account, CheckResult, Status, Verdict
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets, load_presets
 
-__all__ = ["BatchLine", "BatchSummary", "BatchSummaryDocument", "FieldIssue", "read_batch", "run_batch"]
+__all__ = [
+    "BatchItem",
+    "BatchLine",
+    "BatchSummary",
+    "BatchSummaryDocument",
+    "FieldIssue",
+    "read_batch",
+    "run_batch",
+]
 
 MAX_LINE_BYTES: Final = 1_000_000
 # Lookups a batch remembers, least recently used dropped first: 2,000-2,500 domains' worth of MX, SPF,
@@ -110,7 +118,7 @@ _FALSE: Final = frozenset({"false", "0", "no", "n", "off"})
 
 
 @dataclass
-class _Item:
+class BatchItem:
     line: int
     account: Account | None = None
     email: str | None = None
@@ -136,7 +144,7 @@ def _canonical(fields: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def item_digest(key: bytes, item: _Item) -> str:
+def item_digest(key: bytes, item: BatchItem) -> str:
     """HMAC-SHA256 of the line's canonical account, passwords included: what exactly was judged.
 
     A full account digests its create payload (so a changed password, host or daily_limit is
@@ -160,7 +168,7 @@ def short(digest: str) -> bytes:
     return bytes.fromhex(digest[:32])
 
 
-def digested(items: Iterator[_Item], key: bytes) -> Iterator[tuple[_Item, int | None]]:
+def digested(items: Iterator[BatchItem], key: bytes) -> Iterator[tuple[BatchItem, int | None]]:
     """Each item with its digest set, and the line of an earlier item holding the same account."""
     first: dict[bytes, int] = {}
     for item in items:
@@ -188,8 +196,10 @@ def _csv_value(name: str, text: str) -> object:
     return text
 
 
-def _bad_line(number: int, problem: str) -> _Item:
-    return _Item(number, error=problem, problems=(FieldIssue(field=None, problem=problem),), bad_line=True)
+def _bad_line(number: int, problem: str) -> BatchItem:
+    return BatchItem(
+        number, error=problem, problems=(FieldIssue(field=None, problem=problem),), bad_line=True
+    )
 
 
 def _issues(error: AccountError) -> tuple[FieldIssue, ...]:
@@ -207,23 +217,23 @@ def _one_line(error: AccountError) -> str:
     return "; ".join(line.strip() for line in str(error).splitlines())
 
 
-def _parse(line: int, data: object, env: dict[str, str]) -> _Item:
+def _parse(line: int, data: object, env: dict[str, str]) -> BatchItem:
     from inboxcheck.discovery.complete import is_partial
 
     email = data.get("email_address") if isinstance(data, dict) else None
     if is_partial(data):
         assert isinstance(data, dict) and isinstance(email, str)
-        return _Item(line, email=email, partial=dict(data))
+        return BatchItem(line, email=email, partial=dict(data))
     try:
         account = parse_account(data, source=f"line {line}", env=env)
     except AccountError as exc:
-        return _Item(
+        return BatchItem(
             line, email=email if isinstance(email, str) else None, error=_one_line(exc), problems=_issues(exc)
         )
-    return _Item(line, account=account, email=account.email_address)
+    return BatchItem(line, account=account, email=account.email_address)
 
 
-def read_batch(path: Path, *, env: dict[str, str] | None = None) -> Iterator[_Item]:
+def read_batch(path: Path, *, env: dict[str, str] | None = None) -> Iterator[BatchItem]:
     """Yield each account of a JSONL or CSV file lazily, with its line number, or the line's problem.
 
     Lines are read with a bound (:data:`MAX_LINE_BYTES`): a longer one is that line's problem, and is
@@ -257,7 +267,7 @@ def _text(line: Line) -> tuple[str, str | None]:
     return (text.removeprefix("\ufeff") if line.number == 1 else text), None
 
 
-def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
+def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[BatchItem]:
     for line in lines:
         number = line.number
         text, problem = _text(line)
@@ -275,7 +285,7 @@ def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
         yield _parse(number, data, env)
 
 
-def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
+def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[BatchItem]:
     # The csv module reads text lines; a line that has none (too long, not UTF-8) reaches it as an
     # empty line, which keeps its numbering, and comes out here as that line's problem.
     problems: dict[int, str] = {}
@@ -288,7 +298,7 @@ def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[_Item]:
                 text = "\n"
             yield text
 
-    def pending(upto: int | None) -> Iterator[_Item]:
+    def pending(upto: int | None) -> Iterator[BatchItem]:
         for number in sorted(n for n in problems if upto is None or n <= upto):
             yield _bad_line(number, problems.pop(number))
 
@@ -545,6 +555,8 @@ class _HostBounds:
 
 ResultCallback = Callable[[BatchLine], None]
 _T = TypeVar("_T")
+# Called with each checked account's line before it counts as done (the fleet records it in its store).
+RecordCallback = Callable[[BatchLine], Awaitable[None]]
 STDIN: Final = Path("-")
 
 
@@ -567,7 +579,7 @@ def count_accounts(path: Path) -> int | None:
 
 
 async def run_batch(
-    path: Path,
+    path: Path | Iterable[BatchItem],
     *,
     options: CheckOptions,
     output: Path | ResultLog | None = None,
@@ -584,6 +596,8 @@ async def run_batch(
     specs: Sequence[CheckSpec] | None = None,
     discovery: Mapping[str, Any] | None = None,
     on_start: Callable[[int], None] | None = None,
+    record: RecordCallback | None = None,
+    gate: Callable[[Account], contextlib.AbstractAsyncContextManager[None]] | None = None,
 ) -> BatchSummary:
     """Check every account in ``path``; write each result as it finishes; return the summary.
 
@@ -594,6 +608,11 @@ async def run_batch(
     :class:`~inboxcheck._jsonl.ResultLog` already open is used as it is (``connect --batch`` holds
     one from its first check to its last create). ``on_start`` is told how many accounts the output
     already holds (resumed), before the first check starts: a progress display counts the rest.
+
+    ``path`` may instead be the accounts themselves (the fleet's, from its store); ``record`` is
+    awaited with each checked account's line before it is counted, so a store write is part of it.
+    ``gate`` (the fleet's pace per provider) is entered around each account's checks, inside its
+    host bounds.
     """
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks
@@ -603,7 +622,7 @@ async def run_batch(
     if concurrency < 1 or per_host < 1:
         raise InboxcheckError("--concurrency and --per-host must be at least 1")
     concurrency = descriptor_bound(concurrency)
-    with _opened(output, not_same_as=path) as log:
+    with _opened(output, not_same_as=path if isinstance(path, Path) else None) as log:
         # The output is small appends and one scan at the start: blocking file I/O is cheaper here
         # than a thread hop per result.
         sink = _Output(log, stream)
@@ -623,7 +642,7 @@ async def run_batch(
         summary.legacy_note = state.describe_legacy()
         host_bounds = _HostBounds(per_host)
         mailbox_bounds = _HostBounds(1)
-        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=concurrency * 2)
+        queue: asyncio.Queue[BatchItem | None] = asyncio.Queue(maxsize=concurrency * 2)
 
         def finish(record: BatchLine, *, bad_line: bool = False) -> None:
             sink.write(record)
@@ -634,7 +653,7 @@ async def run_batch(
             if on_result is not None:
                 on_result(record)
 
-        async def complete(item: _Item) -> tuple[CheckResult, ...]:
+        async def complete(item: BatchItem) -> tuple[CheckResult, ...]:
             from inboxcheck.discovery.complete import complete_payload
 
             assert item.partial is not None
@@ -658,7 +677,7 @@ async def run_batch(
                 return ()
             return (completion.result(),)
 
-        async def check_one(item: _Item) -> None:
+        async def check_one(item: BatchItem) -> None:
             leading = await complete(item) if item.partial is not None else ()
             if item.account is None:
                 summary.invalid_lines.append(item.line)
@@ -688,6 +707,7 @@ async def run_batch(
             async with (
                 mailbox_bounds.hold(mailboxes),
                 host_bounds.hold({account.smtp_host.lower(), account.imap_host.lower()}),
+                gate(account) if gate is not None else contextlib.nullcontext(),
             ):
                 report = await run_checks(
                     account,
@@ -698,15 +718,16 @@ async def run_batch(
                     specs=specs,
                     leading=leading,
                 )
-            finish(
-                BatchLine(
-                    line=item.line,
-                    digest=item.digest,
-                    email_address=account.email_address,
-                    verdict=report.verdict,
-                    report=report,
-                )
+            line = BatchLine(
+                line=item.line,
+                digest=item.digest,
+                email_address=account.email_address,
+                verdict=report.verdict,
+                report=report,
             )
+            if record is not None:
+                await record(line)
+            finish(line)
 
         async def worker() -> None:
             while (item := await queue.get()) is not None:
@@ -715,7 +736,8 @@ async def run_batch(
         async def produce() -> None:
             # Matched by digest, not by line: a line edited since it was checked is checked again,
             # and one that moved is not.
-            async for item, first in _aiter(digested(read_batch(path, env=env), state.key)):
+            items = read_batch(path, env=env) if isinstance(path, Path) else iter(path)
+            async for item, first in _aiter(digested(items, state.key)):
                 if first is not None:
                     summary.duplicates.append((item.line, first))
                     if (item.line, short(item.digest)) in state.duplicates:
@@ -759,7 +781,7 @@ async def run_batch(
 
 
 @contextlib.contextmanager
-def _opened(output: Path | ResultLog | None, *, not_same_as: Path) -> Iterator[ResultLog | None]:
+def _opened(output: Path | ResultLog | None, *, not_same_as: Path | None) -> Iterator[ResultLog | None]:
     if isinstance(output, Path):
         with ResultLog.open(output, not_same_as=not_same_as) as log:
             yield log

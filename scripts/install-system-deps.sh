@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the lab needs (Postfix, Dovecot with sieve, NSD, OpenDKIM, nginx,
-# openssl, swaks, dig).
+# openssl, swaks, dig) and PostgreSQL (the fleet tests start a throwaway cluster).
 # Safe to run again: it installs only what is missing, and never starts the system daemons.
 set -euo pipefail
 pkgs=(postfix dovecot-core dovecot-imapd dovecot-lmtpd nsd openssl bind9-dnsutils iproute2
       swaks libio-socket-ssl-perl libnet-ssleay-perl ca-certificates
-      dovecot-sieve opendkim opendkim-tools nginx-light)
+      dovecot-sieve opendkim opendkim-tools nginx-light postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

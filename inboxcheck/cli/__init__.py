@@ -60,6 +60,10 @@ COMMANDS: Final[dict[str, Entry]] = {
         "inboxcheck.cli.spf:spf",
         "Evaluate SPF (RFC 7208 check_host) for a client at IP sending as ADDRESS or DOMAIN.",
     ),
+    "fleet": Entry(
+        "inboxcheck.cli.fleet:fleet",
+        "Watch a fleet of inboxes: re-check them on a schedule, keep every report, say what changed.",
+    ),
     "presets": Entry(
         "inboxcheck.cli.presets:presets",
         "List the provider presets (hosts, ports, TLS, DNS and policies per provider).",

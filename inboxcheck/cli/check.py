@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -19,6 +18,7 @@ from inboxcheck.cli._options import (
     read_account,
 )
 from inboxcheck.cli._terminal import (
+    Progress,
     Terminal,
     colour_wanted,
     debug_enabled,
@@ -156,7 +156,7 @@ def _run_batch(
     from inboxcheck.cli._terminal import escape
 
     colour, mark_unicode = colour_wanted(sys.stdout), unicode_ok(sys.stdout)
-    progress = _Progress(count_accounts(path), clock=time.monotonic) if not quiet else None
+    progress = Progress(count_accounts(path), clock=time.monotonic) if not quiet else None
     live = progress is not None and sys.stderr.isatty()
     marks = {"pass": "✔", "warn": "!", "fail": "✘", "error": "?", "invalid": "✘", "duplicate": "="}
     colours = {
@@ -222,45 +222,3 @@ def _run_batch(
         # -q: the summary alone, on stdout, instead of a line per account.
         click.echo(summary.describe())
     sys.exit(summary.exit_code)
-
-
-class _Progress:
-    """A batch's progress: done of total, percentage, rate and time left."""
-
-    def __init__(self, total: int | None, *, clock: Callable[[], float]) -> None:
-        self.total = total
-        self.clock = clock
-        self.started = clock()
-        self.done = 0
-
-    def start(self, resumed: int) -> None:
-        """Accounts already in the output when resuming are not this run's work."""
-        if self.total is not None:
-            self.total = max(self.total - resumed, 0)
-        self.started = self.clock()
-
-    def describe(self, *, final: bool = False) -> str:
-        elapsed = max(self.clock() - self.started, 1e-6)
-        rate = self.done / elapsed
-        # The count is of lines and may miss a CSV record spanning several: never show more than 100%.
-        total = max(self.total, self.done) if self.total is not None else None
-        parts = [f"{self.done}/{total} checked" if total is not None else f"{self.done} checked"]
-        if total:
-            parts.append(f"{100 * self.done // total}%")
-        parts.append(f"{rate:.1f}/s")
-        if final:
-            parts.append(f"in {_duration(elapsed)}")
-        elif total is not None and rate > 0:
-            parts.append(f"ETA {_duration((total - self.done) / rate)}")
-        return ", ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from inboxcheck._batch import BatchLine, _HostBounds, _Item, _parse
+from inboxcheck._batch import BatchItem, BatchLine, _HostBounds, _parse
 from inboxcheck._errors import AccountError
 from inboxcheck._input import parse_account
 from inboxcheck._models import CheckResult
@@ -35,7 +35,7 @@ class TooManyBatches(Exception):
     pass
 
 
-def parse_batch(raw: bytes, *, limit: int) -> list[_Item]:
+def parse_batch(raw: bytes, *, limit: int) -> list[BatchItem]:
     """The accounts of a JSON array or JSONL body, one item each with its line (or position) number;
     an unusable one is an item with its problem, as ``check --batch`` reads a file.
 
@@ -48,7 +48,7 @@ def parse_batch(raw: bytes, *, limit: int) -> list[_Item]:
     except UnicodeDecodeError as exc:
         raise AccountError(source, message=f"not UTF-8 text (bad byte at offset {exc.start})") from None
     stripped = text.lstrip()
-    items: list[_Item] = []
+    items: list[BatchItem] = []
     if stripped.startswith("["):
         try:
             rows = decode_json(stripped)
@@ -71,7 +71,7 @@ def parse_batch(raw: bytes, *, limit: int) -> list[_Item]:
             try:
                 data = decode_json(line)
             except (json.JSONDecodeError, RecursionError) as exc:
-                items.append(_Item(number, error=f"line {number}: not valid JSON ({type(exc).__name__})"))
+                items.append(BatchItem(number, error=f"line {number}: not valid JSON ({type(exc).__name__})"))
                 continue
             items.append(_parse(number, data, {}))
     if not items:
@@ -82,10 +82,10 @@ def parse_batch(raw: bytes, *, limit: int) -> list[_Item]:
 class Batch:
     """One batch: its pending accounts (dropped as they are taken), its result lines, its state."""
 
-    def __init__(self, items: list[_Item]) -> None:
+    def __init__(self, items: list[BatchItem]) -> None:
         self.id = secrets.token_urlsafe(12)
         self.total = len(items)
-        self._pending: deque[_Item] = deque(items)
+        self._pending: deque[BatchItem] = deque(items)
         self.lines: list[str] = []
         self.counts: Counter[str] = Counter()
         self.created_at = datetime.now(UTC)
@@ -148,7 +148,7 @@ class Batch:
         hosts = _HostBounds(engine.settings.per_host)
         mailboxes = _HostBounds(1)
 
-        async def check_one(item: _Item) -> None:
+        async def check_one(item: BatchItem) -> None:
             leading: tuple[CheckResult, ...] = ()
             if item.partial is not None:
                 try:
@@ -230,7 +230,7 @@ class BatchStore:
             ):
                 del self._batches[batch.id]
 
-    def start(self, items: list[_Item], options: CheckOptions) -> Batch:
+    def start(self, items: list[BatchItem], options: CheckOptions) -> Batch:
         self._expire()
         if len(self._batches) >= self.limit:
             oldest = next((b for b in self._batches.values() if b.finished), None)

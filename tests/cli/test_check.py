@@ -209,10 +209,10 @@ def test_batch_progress_after_a_resume_counts_only_what_is_left(tmp_path: Path) 
 
 
 def test_progress_shows_done_of_total_percentage_rate_and_eta() -> None:
-    from inboxcheck.cli.check import _Progress
+    from inboxcheck.cli._terminal import Progress
 
     now = [100.0]
-    progress = _Progress(1000, clock=lambda: now[0])
+    progress = Progress(1000, clock=lambda: now[0])
     progress.start(resumed=200)
     now[0] += 100
     progress.done = 200

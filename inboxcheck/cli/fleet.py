@@ -1,0 +1,678 @@
+"""``inboxcheck fleet``: watch a fleet of inboxes (the store, scheduled re-checks, changes, webhooks).
+
+Everything heavy (SQLAlchemy, the checks) is imported inside the commands: ``inboxcheck --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import click
+
+from inboxcheck.cli._options import (
+    check_options as _check_options,
+    option as _option,
+    options_from as _options_from,
+)
+from inboxcheck.cli._terminal import (
+    Progress as _Progress,
+    colour_wanted as _colour_wanted,
+    notice as _notice,
+    unicode_ok as _unicode_ok,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from inboxcheck._batch import BatchLine
+    from inboxcheck.fleet._crypto import FleetKey
+
+_T = TypeVar("_T")
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SPAN: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_MARKS: Final = {"pass": "✔", "warn": "!", "degraded": "~", "broken": "✘", "unknown": "?"}
+_COLOURS: Final = {
+    "pass": "green",
+    "warn": "yellow",
+    "degraded": "magenta",
+    "broken": "red",
+    "unknown": "white",
+}
+
+
+def _span(text: str, *, what: str) -> float:
+    """Seconds from ``90s``, ``30m``, ``24h``, ``7d``, ``2w`` or a bare number of seconds."""
+    match = _SPAN.match(text)
+    if not match:
+        raise click.BadParameter(f"{text!r}: give a duration such as 30m, 24h or 7d", param_hint=what)
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def _moment(text: str, *, now: float) -> float:
+    """A point in time: an ISO 8601 time (UTC unless it says), or a span back from now (``24h``)."""
+    if _SPAN.match(text):
+        return now - _span(text, what="--since")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: give an ISO 8601 time (2026-01-31T08:00Z) or a span back from now (24h)",
+            param_hint="--since",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _db_option(function: _Fn) -> _Fn:
+    return click.option(
+        "--db",
+        "db",
+        envvar="INBOXCHECK_FLEET_DB",
+        metavar="URL",
+        help="The fleet's database: sqlite:///PATH or postgresql://USER@HOST/NAME "
+        "[env INBOXCHECK_FLEET_DB; default: sqlite:///inboxcheck-fleet.db]",
+    )(function)
+
+
+def _key_option(function: _Fn) -> _Fn:
+    return click.option(
+        "--key-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The fleet's key (base64 of 32 bytes) [default: env INBOXCHECK_FLEET_KEY].",
+    )(function)
+
+
+def _key(key_file: Path | None) -> FleetKey:
+    from inboxcheck.fleet._crypto import load_key
+
+    return load_key(key_file=key_file)
+
+
+def _with_store(db: str | None, work: Callable[[AsyncEngine], Awaitable[_T]], *, migrate: bool = True) -> _T:
+    import asyncio
+
+    try:
+        from inboxcheck.fleet._db import connect
+    except ImportError as exc:
+        from inboxcheck._errors import InboxcheckError
+
+        raise InboxcheckError(
+            f"the fleet needs the `fleet` extra ({exc.name or 'a module'} is missing): "
+            "pip install 'inboxcheck[fleet]'"
+        ) from None
+
+    async def go() -> _T:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from inboxcheck.fleet._db import FleetDbError, reason, shown
+
+        engine = await connect(db, auto_migrate=migrate)
+        try:
+            return await work(engine)
+        except SQLAlchemyError as exc:
+            # The database failed under us (gone, full, locked too long): what a transaction wrote
+            # was rolled back whole; say why, without a traceback.
+            raise FleetDbError(f"the fleet database {shown(str(engine.url))} failed: {reason(exc)}") from None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def _json_out(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _mark(state: str) -> str:
+    out = sys.stdout
+    mark = _MARKS.get(state, "?") if _unicode_ok(out) else state.upper()
+    return click.style(mark, fg=_COLOURS.get(state, "white"), bold=True) if _colour_wanted(out) else mark
+
+
+@click.group()
+def fleet() -> None:
+    """Watch a fleet of inboxes: re-check them on a schedule, keep every report, say what changed.
+
+    Passwords are stored encrypted (AES-256-GCM) under the key in INBOXCHECK_FLEET_KEY or
+    --key-file; make one with `inboxcheck fleet key new`.
+    """
+
+
+@fleet.command()
+@_db_option
+def migrate(db: str | None) -> None:
+    """Create the fleet's tables, or bring them to this version's schema."""
+    from inboxcheck.fleet._db import migrate as run_migrate
+
+    before, after = _with_store(db, run_migrate, migrate=False)
+    _notice(f"schema {'created' if before is None else 'at ' + str(before)}; now at {after}")
+
+
+@fleet.group()
+def key() -> None:
+    """The fleet's encryption key."""
+
+
+@key.command("new")
+def key_new() -> None:
+    """Print a new random key (base64 of 32 bytes): keep it in INBOXCHECK_FLEET_KEY or a key file."""
+    from inboxcheck.fleet._crypto import new_key_text
+
+    click.echo(new_key_text())
+
+
+@fleet.command()
+@_db_option
+@_key_option
+@click.option(
+    "--new-key-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The key to encrypt every password under from now on.",
+)
+def rekey(db: str | None, key_file: Path | None, new_key_file: Path) -> None:
+    """Re-encrypt every stored password under a new key, in one transaction."""
+    from inboxcheck.fleet import store
+    from inboxcheck.fleet._crypto import key_from_file
+
+    old, new = _key(key_file), key_from_file(new_key_file)
+    count = _with_store(db, lambda engine: store.rekey(engine, old=old, new=new, now=time.time()))
+    _notice(f"{count} account(s) re-encrypted under key {new.id}")
+
+
+@fleet.command()
+@click.argument("source", metavar="FILE|-", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option(
+    "--interval", default="24h", show_default=True, help="How often to check these accounts (30m, 24h, 7d)."
+)
+@_db_option
+@_key_option
+def add(source: Path, interval: str, db: str | None, key_file: Path | None) -> None:
+    """Add accounts (JSON, JSONL or CSV like check --batch; - for stdin), or update them by address.
+
+    Passwords left out of the file come from INBOXCHECK_SMTP_PASSWORD and INBOXCHECK_IMAP_PASSWORD.
+    """
+    from inboxcheck._batch import read_batch
+    from inboxcheck.cli._terminal import escape, escape_lines
+    from inboxcheck.fleet import store
+
+    seconds = _span(interval, what="--interval")
+    if seconds < 60:
+        raise click.BadParameter("at least 60 seconds between checks", param_hint="--interval")
+    fleet_key = _key(key_file)
+    if source != Path("-") and not source.exists():
+        raise click.BadParameter(f"{source}: no such file", param_hint="FILE")
+    good = []
+    refused: list[tuple[int, str]] = []
+    for item in read_batch(source):
+        if item.partial is not None:
+            refused.append(
+                (item.line, f"line {item.line}: a partial payload; complete it first (inboxcheck discover)")
+            )
+        elif item.account is None:
+            refused.append((item.line, item.error or f"line {item.line}: unusable"))
+        else:
+            good.append(item.account)
+    done = _with_store(
+        db,
+        lambda engine: store.add_accounts(engine, good, key=fleet_key, interval=seconds, now=time.time()),
+    )
+    for address in done.added:
+        click.echo(f"added {escape(address)}")
+    for address in done.updated:
+        click.echo(f"updated {escape(address)}")
+    for _line, problem in refused:
+        click.echo(f"refused {escape_lines(problem)}")
+    _notice(
+        f"{len(done.added)} added, {len(done.updated)} updated, {len(done.unchanged)} unchanged, "
+        f"{len(refused)} refused"
+    )
+    sys.exit(2 if refused else 0)
+
+
+@fleet.command("list")
+@_db_option
+@_option("format", help="Output format on stdout.")
+def list_(db: str | None, fmt: str) -> None:
+    """Every account: its schedule, whether it is paused, its verdict."""
+    from inboxcheck.cli._terminal import escape
+    from inboxcheck.fleet import store
+
+    rows = _with_store(db, store.list_accounts)
+    if fmt == "json":
+        _json_out({"accounts": rows})
+        return
+    for row in rows:
+        paused = " (paused)" if row["paused"] else ""
+        click.echo(
+            f"{_mark(row['verdict'])} {escape(row['email_address'])} {row['verdict']}{paused}  "
+            f"every {_human(row['interval_s'])}, next {row['next_due']}"
+        )
+
+
+def _human(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+@fleet.command()
+@click.argument("address")
+@_db_option
+def remove(address: str, db: str | None) -> None:
+    """Remove ADDRESS and its history."""
+    from inboxcheck.cli._terminal import escape
+    from inboxcheck.fleet import store
+
+    _with_store(db, lambda engine: store.remove_account(engine, address))
+    _notice(f"removed {escape(address)}")
+
+
+def _pause_command(name: str, paused: bool, text: str) -> None:
+    @fleet.command(name, help=text)
+    @click.argument("address")
+    @_db_option
+    def command(address: str, db: str | None) -> None:
+        from inboxcheck.cli._terminal import escape
+        from inboxcheck.fleet import store
+
+        _with_store(db, lambda engine: store.set_paused(engine, address, paused, now=time.time()))
+        _notice(f"{escape(address)} {'paused' if paused else 'resumed'}")
+
+
+_pause_command("pause", True, "Stop checking ADDRESS until it is resumed.")
+_pause_command("resume", False, "Check ADDRESS again (at the next run).")
+
+
+def _run_options(function: _Fn) -> _Fn:
+    for decorator in reversed(
+        (
+            _db_option,
+            _key_option,
+            _option("concurrency", help="Accounts checked at once."),
+            _option("per-host", help="Accounts checked at once against one server host."),
+            click.option(
+                "--webhook",
+                "webhooks",
+                multiple=True,
+                metavar="URL",
+                help="Also POST each change of verdict here (repeatable; signed with "
+                "INBOXCHECK_WEBHOOK_SECRET).",
+            ),
+        )
+    ):
+        function = decorator(function)
+    return _check_options(function)
+
+
+def _run_kwargs(params: dict[str, Any], webhooks: tuple[str, ...], *, needs_secret: bool) -> dict[str, Any]:
+    from inboxcheck.fleet.webhooks import webhook_secret
+
+    options = _options_from(params)
+    secret = webhook_secret() if (webhooks or needs_secret) else None
+    return {"options": options, "webhook_urls": webhooks, "webhook_secret": secret}
+
+
+def _printer(fmt: str, quiet: bool, progress: _Progress | None) -> Callable[[BatchLine], None]:
+    from inboxcheck.cli._terminal import escape
+
+    live = progress is not None and sys.stderr.isatty()
+
+    def on_result(line: BatchLine) -> None:
+        if progress is not None:
+            progress.done += 1
+        if fmt == "json":
+            click.echo(line.model_dump_json())
+        elif not quiet:
+            codes = (
+                sorted({f.code for f in line.report.findings() if f.severity.value in ("fail", "error")})
+                if line.report is not None
+                else []
+            )
+            if live:
+                click.echo("\r\x1b[K", nl=False, err=True)
+            detail = f": {escape(', '.join(codes))}" if codes else ""
+            click.echo(f"{escape(line.email_address or '-')} {line.verdict}{detail}")
+        if live and progress is not None:
+            click.echo(f"\r[{progress.describe()}]\x1b[K", nl=False, err=True)
+
+    return on_result
+
+
+async def _stored_webhooks(engine: AsyncEngine) -> bool:
+    from inboxcheck.fleet import store
+
+    return bool(await store.list_webhooks(engine))
+
+
+@fleet.command()
+@click.option("--all", "all_accounts", is_flag=True, help="Check every account, not only those due.")
+@_run_options
+def run(
+    all_accounts: bool,
+    db: str | None,
+    key_file: Path | None,
+    concurrency: int,
+    per_host: int,
+    webhooks: tuple[str, ...],
+    fmt: str,
+    verbose: bool,
+    quiet: bool,
+    **params: Any,
+) -> None:
+    """Check every account that is due (--all: every account) and record each report.
+
+    Interrupted and run again, it finishes the same round: one report per account per round.
+    """
+    from inboxcheck.fleet.run import run_fleet
+
+    fleet_key = _key(key_file)
+    progress = _Progress(None, clock=time.monotonic) if not quiet and fmt == "text" else None
+
+    def on_plan(count: int) -> None:
+        if progress is not None:
+            progress.total = count
+            progress.start(0)
+
+    async def work(engine: AsyncEngine) -> Any:
+        kwargs = _run_kwargs(params, webhooks, needs_secret=await _stored_webhooks(engine))
+        return await run_fleet(
+            engine,
+            key=fleet_key,
+            all_accounts=all_accounts,
+            concurrency=concurrency,
+            per_host=per_host,
+            on_plan=on_plan,
+            on_result=_printer(fmt, quiet, progress),
+            **kwargs,
+        )
+
+    summary = _with_store(db, work)
+    if progress is not None and sys.stderr.isatty():
+        click.echo("\r\x1b[K", nl=False, err=True)
+    if not quiet:
+        for line in summary.describe().splitlines():
+            _notice(line)
+    sys.exit(summary.exit_code)
+
+
+@fleet.command()
+@_run_options
+def watch(
+    db: str | None,
+    key_file: Path | None,
+    concurrency: int,
+    per_host: int,
+    webhooks: tuple[str, ...],
+    fmt: str,
+    verbose: bool,
+    quiet: bool,
+    **params: Any,
+) -> None:
+    """Run the due accounts as they fall due, until SIGTERM or SIGINT (a clean stop within seconds)."""
+    import asyncio
+    import signal
+
+    from inboxcheck.fleet.run import FleetRunSummary, watch_fleet
+
+    fleet_key = _key(key_file)
+
+    def on_round(summary: FleetRunSummary) -> None:
+        if not quiet:
+            for line in summary.describe().splitlines():
+                _notice(line)
+
+    async def work(engine: AsyncEngine) -> int:
+        kwargs = _run_kwargs(params, webhooks, needs_secret=await _stored_webhooks(engine))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            return await watch_fleet(
+                engine,
+                stop=stop,
+                key=fleet_key,
+                concurrency=concurrency,
+                per_host=per_host,
+                on_result=_printer(fmt, quiet, None),
+                on_round=on_round,
+                **kwargs,
+            )
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    if not quiet:
+        _notice("watching the fleet; stop with Ctrl-C or SIGTERM")
+    rounds = _with_store(db, work)
+    if not quiet:
+        _notice(f"stopped after {rounds} round(s)")
+
+
+@fleet.command()
+@_db_option
+@_option("format", help="Output format on stdout.")
+def status(db: str | None, fmt: str) -> None:
+    """One line per account: its verdict now, since when, last checked, the top cause."""
+    from inboxcheck.cli._terminal import escape
+    from inboxcheck.fleet import store
+
+    if fmt == "json":
+        click.echo(_with_store(db, store.status_document))
+        return
+    rows = _with_store(db, store.status)
+    lines = []
+    for row in rows:
+        cause = row["cause"]
+        tail = f"  {cause['code']}: {cause['message']}" if cause else ""
+        lines.append(
+            f"{_mark(row['verdict'])} {escape(row['email_address'])} {row['verdict']} since "
+            f"{row['since'] or '-'}, checked {row['checked_at'] or 'never'}{escape(tail)}"
+        )
+    if lines:
+        click.echo("\n".join(lines))
+
+
+@fleet.command()
+@click.argument("address")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True)
+@_db_option
+@_option("format", help="Output format on stdout.")
+def history(address: str, limit: int, db: str | None, fmt: str) -> None:
+    """ADDRESS's reports over time, newest first: verdict, state, codes."""
+    from inboxcheck.cli._terminal import escape
+    from inboxcheck.fleet import store
+
+    rows = _with_store(db, lambda engine: store.history(engine, address, limit=limit))
+    if fmt == "json":
+        _json_out({"email_address": address.strip().lower(), "reports": rows})
+        return
+    for row in rows:
+        codes = ", ".join(row["codes"])
+        click.echo(
+            f"{row['checked_at']} {row['verdict']} ({row['state']}){escape(': ' + codes) if codes else ''}"
+        )
+
+
+def _change_text(change: dict[str, Any]) -> str:
+    from inboxcheck.cli._terminal import escape
+
+    lines = [f"{change['at']} {escape(change['email_address'])}: {change['from']} -> {change['to']}"]
+    if change["appeared"]:
+        lines.append(f"  appeared: {escape(', '.join(change['appeared']))}")
+    if change["disappeared"]:
+        lines.append(f"  disappeared: {escape(', '.join(change['disappeared']))}")
+    for item in change["evidence"]:
+        before = json.dumps(item["before"], ensure_ascii=False)
+        after = json.dumps(item["after"], ensure_ascii=False)
+        lines.append(f"  {escape(item['what'])}: {escape(before)} -> {escape(after)}")
+    return "\n".join(lines)
+
+
+@fleet.command()
+@click.option("--since", metavar="TIME", help="Only changes since TIME (ISO 8601, or a span back: 24h, 7d).")
+@click.option("--address", metavar="ADDRESS", help="Only this account's changes.")
+@_db_option
+@_option("format", help="Output format on stdout.")
+def changes(since: str | None, address: str | None, db: str | None, fmt: str) -> None:
+    """Every change of verdict, with what changed: findings that appeared and went, and evidence
+    before and after (the server's reply, the certificate, TLS version, MX, SPF/DMARC/DKIM records)."""
+    from inboxcheck.fleet import store
+
+    start = _moment(since, now=time.time()) if since else None
+    rows = _with_store(db, lambda engine: store.change_list(engine, since=start, address=address))
+    if fmt == "json":
+        _json_out({"changes": rows})
+        return
+    for row in rows:
+        click.echo(_change_text(row))
+
+
+@fleet.command()
+@click.option("--keep-days", type=click.FloatRange(min=0), required=True, help="Keep reports this recent.")
+@_db_option
+def prune(keep_days: float, db: str | None) -> None:
+    """Delete older reports; every change, and the last report before and after it, stay."""
+    from inboxcheck.fleet import store
+
+    count = _with_store(db, lambda engine: store.prune(engine, keep_days=keep_days, now=time.time()))
+    _notice(f"{count} report(s) deleted")
+
+
+@fleet.group()
+def webhook() -> None:
+    """The URLs each change of verdict is POSTed to (signed with INBOXCHECK_WEBHOOK_SECRET)."""
+
+
+@webhook.command("add")
+@click.argument("url")
+@_db_option
+def webhook_add(url: str, db: str | None) -> None:
+    """POST each change of verdict to URL from now on."""
+    from inboxcheck.fleet import store
+
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise click.BadParameter(f"{url!r}: give an http:// or https:// URL", param_hint="URL")
+    added = _with_store(db, lambda engine: store.add_webhook(engine, url, now=time.time()))
+    _notice("webhook added" if added else "that webhook was already there")
+
+
+@webhook.command("list")
+@_db_option
+def webhook_list(db: str | None) -> None:
+    from inboxcheck.cli._terminal import escape
+    from inboxcheck.fleet import store
+
+    for url in _with_store(db, store.list_webhooks):
+        click.echo(escape(url))
+
+
+@webhook.command("remove")
+@click.argument("url")
+@_db_option
+def webhook_remove(url: str, db: str | None) -> None:
+    from inboxcheck.fleet import store
+
+    if not _with_store(db, lambda engine: store.remove_webhook(engine, url)):
+        _notice("no such webhook")
+        sys.exit(2)
+
+
+@webhook.command("log")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@_db_option
+def webhook_log(limit: int, db: str | None) -> None:
+    """The delivery log, newest first (JSON lines)."""
+    from inboxcheck.fleet.webhooks import delivery_log
+
+    for row in _with_store(db, lambda engine: delivery_log(engine, limit=limit)):
+        click.echo(json.dumps(row, ensure_ascii=False))
+
+
+@fleet.command("diagnose")
+@click.argument("address")
+@_db_option
+@_key_option
+@_check_options
+@click.option("--no-alternates", is_flag=True, help="Do not try the provider's other hosts and ports.")
+def diagnose_command(
+    address: str,
+    db: str | None,
+    key_file: Path | None,
+    no_alternates: bool,
+    fmt: str,
+    verbose: bool,
+    quiet: bool,
+    **params: Any,
+) -> None:
+    """Troubleshoot ADDRESS from the fleet: the ranked causes, and what changed since its last
+    passing report."""
+    from inboxcheck._diagnose import diagnose
+    from inboxcheck._models import Report
+    from inboxcheck.cli.diagnose import render_diagnosis
+    from inboxcheck.fleet import store
+    from inboxcheck.fleet.changes import diff_reports
+
+    fleet_key = _key(key_file)
+    options = _options_from(params)
+
+    async def work(engine: AsyncEngine) -> tuple[Any, dict[str, Any] | None]:
+        import sqlalchemy as sa
+
+        from inboxcheck.fleet._schema import accounts
+
+        async with engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    sa.select(accounts.c.id).where(accounts.c.address == address.strip().lower())
+                )
+            ).scalar_one_or_none()
+        if found is None:
+            raise store.UnknownAccountError(address)
+        [(_, account)] = await store.load_accounts(engine, [int(found)], key=fleet_key)
+        previous = await store.last_passing_report(engine, address)
+        earlier = Report.model_validate(previous) if previous is not None else None
+        result = await diagnose(account, options=options, previous=earlier, try_alternates=not no_alternates)
+        return result, previous
+
+    result, previous = _with_store(db, work)
+    report = json.loads(result.report.model_dump_json())
+    since = diff_reports(previous, report).as_json() if previous is not None else None
+    if fmt == "json":
+        data = json.loads(result.model_dump_json())
+        data["since_last_pass"] = since
+        _json_out(data)
+    else:
+        out = sys.stdout
+        click.echo(
+            render_diagnosis(
+                result, colour=_colour_wanted(out), unicode=_unicode_ok(out), verbose=verbose, width=None
+            ),
+            nl=False,
+        )
+        if since is None:
+            click.echo("No passing report of this account is stored: nothing to compare with.")
+        else:
+            change = {
+                "at": previous.get("generated_at", "?") if previous else "?",
+                "email_address": address,
+                "from": "last pass",
+                "to": "now",
+                **since,
+            }
+            click.echo("What changed since the last passing report:")
+            click.echo(_change_text(change))
+    sys.exit(result.exit_code)

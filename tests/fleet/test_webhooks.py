@@ -1,0 +1,109 @@
+"""Webhook deliveries to a receiver on loopback: signed, retried on 5xx and timeouts, never twice."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import socket
+from typing import Any
+
+import httpx
+import pytest
+
+from inboxcheck._models import Account
+from inboxcheck.fleet import store
+from inboxcheck.fleet.webhooks import (
+    SECRET_ENV,
+    WebhookSecretError,
+    deliver,
+    delivery_log,
+    sign,
+    verify,
+    webhook_secret,
+)
+from tests.fleet.receiver import SECRET, Receiver
+from tests.fleet.test_store import KEY, NOW, _failed, _record, _report
+from tests.helpers import CANARY, batch_user
+
+
+def test_the_signature_is_an_hmac_of_time_and_body_and_verifies() -> None:
+    header = sign(b'{"a":1}', secret=b"s", timestamp=1700000000)
+    mac = hmac.new(b"s", b'1700000000.{"a":1}', hashlib.sha256).hexdigest()
+    assert header == f"t=1700000000,v1={mac}"
+    assert verify(header, b'{"a":1}', secret=b"s", now=1700000100)
+    assert not verify(header, b'{"a":2}', secret=b"s", now=1700000100)
+    assert not verify(header, b'{"a":1}', secret=b"t", now=1700000100)
+    assert not verify(header, b'{"a":1}', secret=b"s", now=1700009999)  # too old: a replay
+    assert not verify("v1=abc", b"", secret=b"s", now=0)
+
+
+def test_webhooks_need_their_secret() -> None:
+    with pytest.raises(WebhookSecretError, match=SECRET_ENV):
+        webhook_secret({})
+    assert webhook_secret({SECRET_ENV: "x"}) == b"x"
+
+
+async def _broken(engine: Any, url: str) -> tuple[int, ...]:
+    account = Account.model_validate(batch_user(0))
+    await store.add_accounts(engine, [account], key=KEY, interval=3600, now=NOW)
+    assert await store.add_webhook(engine, "http://127.0.0.1:9/hook", now=NOW)  # nothing listens there
+    good = await _report(account)
+    await _record(engine, 1, account, good, NOW)
+    await _record(engine, 1, account, _failed(good), NOW + 1)
+    recorded = await store.record_report(
+        engine,
+        account_id=1,
+        round_id=None,
+        report=_failed(good),
+        scrub=str,
+        now=NOW + 300,
+        webhook_urls=[url],
+    )
+    assert recorded is not None and recorded.change is not None
+    return recorded.deliveries
+
+
+async def test_a_5xx_is_retried_and_a_delivered_change_is_never_sent_again(
+    engine: Any, receiver: Receiver
+) -> None:
+    deliveries = await _broken(engine, receiver.url)
+    assert len(deliveries) == 2  # the stored URL and this run's
+    receiver.statuses = [500, 503]
+    async with httpx.AsyncClient() as client:
+        sent = await deliver(
+            engine, secret=SECRET.encode(), client=client, clock=lambda: NOW + 400, delays=(0, 0, 0)
+        )
+        assert sent == (1, 1)  # the receiver's, after two 5xx; the closed port of _record's URL is pending
+        again = await deliver(
+            engine, secret=SECRET.encode(), client=client, clock=lambda: NOW + 401, delays=(0,)
+        )
+    assert again == (0, 0)  # the failed one waits for its backoff; the delivered one is done
+    events = receiver.events(now=NOW + 400)
+    assert len(events) == 3 and {e["id"] for e in events} == {events[0]["id"]}
+    assert events[0]["type"] == "inbox.broken" and events[0]["data"]["to"] == "broken"
+    assert all(CANARY not in body.decode() for _, body in receiver.posts)
+    log = {row["url"]: row for row in await delivery_log(engine)}
+    assert log[receiver.url]["status"] == "delivered" and log[receiver.url]["attempts"] == 3
+    assert log["http://127.0.0.1:9/hook"]["status"] == "pending"
+
+
+async def test_a_4xx_is_not_retried_and_a_timeout_is(engine: Any, receiver: Receiver) -> None:
+    await _broken(engine, receiver.url)
+    receiver.statuses = [400]
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        await store.add_webhook(engine, url, now=NOW)
+        account = Account.model_validate(batch_user(0))
+        good = await _report(account)
+        await _record(engine, 1, account, good, NOW + 500)  # recovered: to the stored URL too
+        async with httpx.AsyncClient(timeout=0.5) as client:
+            await deliver(engine, secret=SECRET.encode(), client=client, clock=lambda: NOW + 600, delays=(0,))
+    log = await delivery_log(engine)
+    by = {(row["event"], row["url"]): row for row in log}
+    assert by[("inbox.broken", receiver.url)]["status"] == "failed"
+    assert by[("inbox.broken", receiver.url)]["attempts"] == 1
+    assert by[("inbox.recovered", url)]["status"] == "pending"
+    assert by[("inbox.recovered", url)]["attempts"] == 2
+    assert "Timeout" in (by[("inbox.recovered", url)]["last_error"] or "")
