@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import click
 
+from inboxcheck.cli._terminal import run_async
+
 if TYPE_CHECKING:
     from inboxcheck._input import OAuthTokens
     from inboxcheck._models import CheckResult
@@ -67,7 +69,6 @@ def oauth_tokens(
     params: dict[str, Any], options: CheckOptions | None
 ) -> tuple[OAuthTokens | None, tuple[CheckResult, ...]]:
     """The tokens the --oauth-* options give (None: the environment's, if any), and the refresh's result."""
-    import asyncio
 
     from inboxcheck._errors import OAuthInputError
     from inboxcheck._input import OAuthTokens
@@ -100,5 +101,5 @@ def oauth_tokens(
         token_url=params.get("oauth_token_url"),
     )
     timeout = options.timeout if options is not None else 10.0
-    outcome = asyncio.run(refresh_access_token(request, step_timeout=timeout))
+    outcome = run_async(refresh_access_token(request, step_timeout=timeout))
     return OAuthTokens.both(outcome.token, "a refresh"), (outcome.result,)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import click
 
 from inboxcheck.cli._oauth import OAUTH_OPTIONS, oauth_tokens
-from inboxcheck.cli._terminal import notice
+from inboxcheck.cli._terminal import notice, run_async
 
 if TYPE_CHECKING:
     from inboxcheck._models import Account, CheckResult
@@ -254,7 +254,6 @@ def read_account(
     unusable account is also a JSON document on stdout, so that a tool never parses the prose.
     ``doing`` (with ``{address}`` in it) is what the command goes on to do, told on a terminal.
     """
-    import asyncio
 
     from inboxcheck._errors import AccountError
     from inboxcheck._input import PasswordSource, parse_account, read_json
@@ -277,7 +276,7 @@ def read_account(
                 assert isinstance(data, dict)
                 if sys.stderr.isatty() and not quiet:
                     notice(f"discovering the settings {name} leaves out ...")
-                completion = asyncio.run(
+                completion = run_async(
                     complete_payload(data, options=options, source=name, **(discovery or {}))
                 )
                 data = completion.payload

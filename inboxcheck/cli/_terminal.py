@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, Protocol, TextIO, TypeVar
 
@@ -280,3 +280,61 @@ def _duration(seconds: float) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+_T = TypeVar("_T")
+
+#: Seconds a command has to tidy up after Ctrl-C (the runner gives a test message's deletion 5 s,
+#: ``_check.LEFTOVER_BOUND``) before the cancellation is repeated.
+INTERRUPT_GRACE: Final = 8.0
+
+
+def run_async(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run`` for a command, where Ctrl-C (and SIGTERM, which ``main()`` turns into one)
+    always ends it as interrupted: :class:`KeyboardInterrupt`, whatever the command returned.
+
+    The first Ctrl-C cancels the command so that it tidies up, as ``asyncio.run`` does. A library on
+    the way can lose that cancellation (a timeout and a cancel that meet, under load) and let the
+    command run on to its own end, reporting what it saw as if nobody had asked it to stop: so the
+    cancellation is repeated each second once the grace is over, and the end is an interruption
+    either way. A second Ctrl-C stops at once.
+    """
+    import asyncio
+    import signal
+    import threading
+
+    async def supervised() -> _T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main)
+        interrupted = False
+
+        def again() -> None:
+            if not task.done():
+                task.cancel()
+                loop.call_later(1.0, again)
+
+        def on_sigint() -> None:
+            nonlocal interrupted
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted = True
+            task.cancel()
+            loop.call_later(INTERRUPT_GRACE, again)
+
+        watching = threading.current_thread() is threading.main_thread()
+        if watching:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        try:
+            result = await task
+        except asyncio.CancelledError:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            if watching:
+                loop.remove_signal_handler(signal.SIGINT)
+        if interrupted:
+            raise KeyboardInterrupt
+        return result
+
+    return asyncio.run(supervised())

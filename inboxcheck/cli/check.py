@@ -24,6 +24,7 @@ from inboxcheck.cli._terminal import (
     debug_enabled,
     emit,
     notice,
+    run_async,
     unicode_ok,
 )
 
@@ -86,7 +87,6 @@ def check(
     Passwords may be left out of the file: they are then read from INBOXCHECK_SMTP_PASSWORD and
     INBOXCHECK_IMAP_PASSWORD (IMAP defaults to the SMTP password), or asked for on a terminal.
     """
-    import asyncio
 
     from inboxcheck._runner import run_checks
 
@@ -127,7 +127,7 @@ def check(
         doing="checking {address}",
         oauth=oauth,
     )
-    report = asyncio.run(run_checks(parsed, options=options, leading=leading))
+    report = run_async(run_checks(parsed, options=options, leading=leading))
     if debug_enabled():
         for result in report.checks:
             if result.traceback:
@@ -149,7 +149,6 @@ def _run_batch(
     discovery: dict[str, Any],
     quiet: bool,
 ) -> NoReturn:
-    import asyncio
     import time
 
     from inboxcheck._batch import BatchLine, count_accounts, run_batch
@@ -193,7 +192,7 @@ def _run_batch(
             click.echo(f"\r[{progress.describe()}]\x1b[K", nl=False, err=True)
 
     stream = sys.stdout if (fmt == "json" and output is None) else None
-    summary = asyncio.run(
+    summary = run_async(
         run_batch(
             path,
             options=options,

@@ -19,7 +19,7 @@ from inboxcheck.cli._options import (
     options_from,
     read_account,
 )
-from inboxcheck.cli._terminal import Terminal, emit, escape, fail, notice, wrap
+from inboxcheck.cli._terminal import Terminal, emit, escape, fail, notice, run_async, wrap
 
 if TYPE_CHECKING:
     from inboxcheck._options import CheckOptions
@@ -131,7 +131,6 @@ def connect(
     The API key comes from COLDSEND_API_KEY or --api-key-file, never from the command line; its
     format is checked before anything else runs.
     """
-    import asyncio
     import warnings
 
     from inboxcheck._errors import InsecureKeyFileWarning
@@ -201,7 +200,7 @@ def connect(
         )
     sending: list[str] = []
     try:
-        result = asyncio.run(
+        result = run_async(
             run_connect(
                 parsed,
                 api_key=api_key,
@@ -261,7 +260,6 @@ def _connect_batch(
     discovery: dict[str, Any],
     api_deadline: float,
 ) -> NoReturn:
-    import asyncio
 
     from inboxcheck.platform.batch import CreateLine, connect_batch, require_output
     from inboxcheck.platform.client import PlatformClient
@@ -311,7 +309,7 @@ def _connect_batch(
             )
 
     try:
-        summary = asyncio.run(run())
+        summary = run_async(run())
     except KeyboardInterrupt:
         for line in in_flight.values():
             # The log says so too: a --resume reports these as unknown outcomes.

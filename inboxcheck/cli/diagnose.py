@@ -18,7 +18,7 @@ from inboxcheck.cli._options import (
     options_from,
     read_account,
 )
-from inboxcheck.cli._terminal import Terminal, emit, escape, wrap
+from inboxcheck.cli._terminal import Terminal, emit, escape, run_async, wrap
 
 if TYPE_CHECKING:
     from inboxcheck._diagnose import Diagnosis
@@ -69,7 +69,6 @@ def diagnose(
     --previous), and when a login fails for a reason another endpoint could avoid, tries the
     provider's other hosts, ports and TLS modes and names the payload fields to change.
     """
-    import asyncio
 
     from inboxcheck._diagnose import diagnose as run_diagnose
     from inboxcheck._models import Report
@@ -95,7 +94,7 @@ def diagnose(
         doing="diagnosing {address}",
         oauth=oauth,
     )
-    result = asyncio.run(
+    result = run_async(
         run_diagnose(
             parsed, options=options, previous=earlier, try_alternates=not no_alternates, leading=leading
         )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from inboxcheck.cli._options import option
-from inboxcheck.cli._terminal import Terminal, emit, escape, notice, wrap
+from inboxcheck.cli._terminal import Terminal, emit, escape, notice, run_async, wrap
 
 if TYPE_CHECKING:
     from inboxcheck.discovery.model import Discovery
@@ -79,7 +79,6 @@ def discover(
     is logged in to, but only on a preset's host or one under the address's domain or its MX host's
     domain (or a --trust-host). Exit 0: a working pair; 1: nothing works; 3: could not tell.
     """
-    import asyncio
 
     from inboxcheck._input import ENV_IMAP_PASSWORD, ENV_SMTP_PASSWORD
     from inboxcheck._options import parse_nameserver
@@ -106,7 +105,7 @@ def discover(
         smtp_password = str(click.prompt(f"Password for {address}", hide_input=True, err=True)) or None
     if smtp_password or imap_password:
         notice("a password is sent only over verified TLS to a host it may go to")
-    result = asyncio.run(
+    result = run_async(
         run_discover(
             address,
             smtp_password=smtp_password,

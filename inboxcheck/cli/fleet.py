@@ -26,6 +26,7 @@ from inboxcheck.cli._terminal import (
     Progress as _Progress,
     colour_wanted as _colour_wanted,
     notice as _notice,
+    run_async,
     unicode_ok as _unicode_ok,
 )
 
@@ -100,7 +101,6 @@ def _key(key_file: Path | None) -> FleetKey:
 
 
 def _with_store(db: str | None, work: Callable[[AsyncEngine], Awaitable[_T]], *, migrate: bool = True) -> _T:
-    import asyncio
 
     try:
         from inboxcheck.fleet._db import connect
@@ -127,7 +127,7 @@ def _with_store(db: str | None, work: Callable[[AsyncEngine], Awaitable[_T]], *,
         finally:
             await engine.dispose()
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def _json_out(data: Any) -> None:

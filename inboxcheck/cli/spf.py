@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Final
 
 import click
 
+from inboxcheck.cli._terminal import run_async
+
 if TYPE_CHECKING:
     from inboxcheck.dns.spf_eval import SpfEvaluation
 
@@ -68,7 +70,6 @@ def spf(
     the sender is postmaster@DOMAIN. Exit 0: pass; 1: fail, softfail or permerror; 3: temperror
     (could not tell); 4: neutral or none; 2: bad input.
     """
-    import asyncio
 
     from inboxcheck._errors import OptionsError
     from inboxcheck._options import parse_nameserver
@@ -93,9 +94,7 @@ def spf(
         servers = [parse_nameserver(n) for n in nameservers]
     except OptionsError as exc:
         raise click.BadParameter(str(exc), param_hint="--nameserver") from None
-    result = asyncio.run(
-        check_host(ip, domain, sender=sender, helo=helo, nameservers=servers, timeout=timeout)
-    )
+    result = run_async(check_host(ip, domain, sender=sender, helo=helo, nameservers=servers, timeout=timeout))
     if fmt == "json":
         click.echo(result.model_dump_json(indent=2))
     else:

@@ -434,3 +434,42 @@ def test_send_test_options_without_send_test_are_bad_usage(tmp_path: Path, extra
     result = _run(["check", _file(tmp_path, google_payload()), *OFFLINE, *extra])
     assert result.exit_code == 2, result.output
     assert f"{extra[0]} goes with --send-test" in result.stderr
+
+
+_SWALLOWS_THE_CANCEL = """
+import asyncio, sys
+from inboxcheck.cli._terminal import run_async
+
+async def stubborn():
+    # A library that loses the cancellation (a timeout and a cancel that meet): it runs on.
+    print("ready", flush=True)
+    for _ in range(100):
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            pass
+    return "finished as if nobody asked"
+
+try:
+    print(run_async(stubborn()))
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_ends_a_command_as_interrupted_even_where_a_library_lost_the_cancellation() -> None:
+    import signal
+
+    command = [sys.executable, "-c", _SWALLOWS_THE_CANCEL]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert stdout == "interrupted\n"
