@@ -23,37 +23,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import hashlib
-import hmac
-import io
-import json
 import logging
 import os
 import ssl
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal, TypeVar, cast
+from typing import IO, Any, Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
-
+from inboxcheck._batch_input import (
+    MAX_LINE_BYTES as MAX_LINE_BYTES,
+    STDIN as STDIN,
+    BatchItem as BatchItem,
+    _issues,
+    _one_line,
+    count_accounts as count_accounts,
+    read_batch as read_batch,
+)
+from inboxcheck._batch_log import (
+    LoggedCheck as LoggedCheck,
+    LoggedCreate as LoggedCreate,
+    LoggedReport as LoggedReport,
+    LogState as LogState,
+    digested as digested,
+    item_digest as item_digest,
+    parse_logged as parse_logged,
+    read_results as read_results,
+    read_state as read_state,
+    short as short,
+)
 from inboxcheck._batch_results import (
     BatchLine,
     BatchSummary,
     BatchSummaryDocument,
     FieldIssue,
-    Hex64,
     LogHeader,
 )
 from inboxcheck._check import CheckSpec
 from inboxcheck._errors import AccountError, InboxcheckError, ResultsLogError
-from inboxcheck._input import FIELD_RULES, decode_json, long_integer_or_int, parse_account
-from inboxcheck._jsonl import Line, ResultLog, read_lines
-from inboxcheck._models import Account, CheckResult, Status, Verdict
+from inboxcheck._input import parse_account
+from inboxcheck._jsonl import ResultLog
+from inboxcheck._models import Account, CheckResult, Verdict
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import Presets, load_presets
 
@@ -67,7 +77,6 @@ __all__ = [
     "run_batch",
 ]
 
-MAX_LINE_BYTES: Final = 1_000_000
 # Lookups a batch remembers, least recently used dropped first: 2,000-2,500 domains' worth of MX, SPF,
 # DMARC and DKIM answers, about 12 MB. Accounts of one domain share them within that window; provider
 # hosts that every account asks for stay at the recent end.
@@ -109,360 +118,6 @@ def descriptor_bound(concurrency: int) -> int:
         soft,
     )
     return bound
-
-
-_INT_FIELDS: Final = frozenset({"smtp_port", "imap_port", "daily_limit"})
-_BOOL_FIELDS: Final = frozenset({"smtp_use_tls", "imap_use_ssl"})
-_TRUE: Final = frozenset({"true", "1", "yes", "y", "on"})
-_FALSE: Final = frozenset({"false", "0", "no", "n", "off"})
-
-
-@dataclass
-class BatchItem:
-    line: int
-    account: Account | None = None
-    email: str | None = None
-    error: str | None = None
-    problems: tuple[FieldIssue, ...] = ()
-    # The line is no account at all (not JSON, not UTF-8, too long, broken CSV): a bad line, not
-    # counted among the accounts.
-    bad_line: bool = False
-    # A partial payload (email_address and what the user knows), completed by discovery when checked.
-    partial: dict[str, Any] | None = None
-    digest: str = ""
-
-
-_CASELESS: Final = ("email_address", "smtp_host", "imap_host", "smtp_username", "imap_username")
-
-
-def _canonical(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Addresses, host names and usernames compare without case (an address typed twice with a
-    different case is the same account; the platform refuses it as a duplicate either way)."""
-    return {
-        name: value.lower().rstrip(".") if name in _CASELESS and isinstance(value, str) else value
-        for name, value in fields.items()
-    }
-
-
-def item_digest(key: bytes, item: BatchItem) -> str:
-    """HMAC-SHA256 of the line's canonical account, passwords included: what exactly was judged.
-
-    A full account digests its create payload (so a changed password, host or daily_limit is
-    another account); a partial one its fields; an unusable line its problem."""
-    if item.account is not None:
-        text = "account\n" + json.dumps(
-            _canonical(item.account.api_payload()), sort_keys=True, ensure_ascii=False, separators=(",", ":")
-        )
-    elif item.partial is not None:
-        text = "partial\n" + json.dumps(
-            _canonical(item.partial), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
-        )
-    else:
-        text = f"invalid\n{item.line}\n{item.error}"
-    return hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-
-
-def short(digest: str) -> bytes:
-    """What a run keeps of a digest in memory: 16 bytes tell a file's accounts apart (a collision
-    is a 1 in 2**64 chance at 2**32 accounts), and keep the state of a large log small."""
-    return bytes.fromhex(digest[:32])
-
-
-def digested(items: Iterator[BatchItem], key: bytes) -> Iterator[tuple[BatchItem, int | None]]:
-    """Each item with its digest set, and the line of an earlier item holding the same account."""
-    first: dict[bytes, int] = {}
-    for item in items:
-        item.digest = item_digest(key, item)
-        line = first.setdefault(short(item.digest), item.line)
-        yield item, (line if line != item.line else None)
-
-
-def _detect_format(path: Path, head: str) -> Literal["jsonl", "csv"]:
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    if suffix == ".csv":
-        return "csv"
-    return "jsonl" if head.lstrip().startswith("{") else "csv"
-
-
-def _csv_value(name: str, text: str) -> object:
-    """CSV cells are text; give them the JSON type the platform expects, or leave them to be refused."""
-    value = text.strip()
-    if name in _INT_FIELDS and value.lstrip("-").isdigit():
-        return long_integer_or_int(value)
-    if name in _BOOL_FIELDS and value.lower() in _TRUE | _FALSE:
-        return value.lower() in _TRUE
-    return text
-
-
-def _bad_line(number: int, problem: str) -> BatchItem:
-    return BatchItem(
-        number, error=problem, problems=(FieldIssue(field=None, problem=problem),), bad_line=True
-    )
-
-
-def _issues(error: AccountError) -> tuple[FieldIssue, ...]:
-    """The account's problems, one per field, with what the platform allows there."""
-    issues = []
-    for item in error.problems:
-        allowed = FIELD_RULES.get(item.field)
-        problem = item.problem.removesuffix(f"; allowed: {allowed}") if allowed else item.problem
-        issues.append(FieldIssue(field=item.field, problem=problem, allowed=allowed))
-    return tuple(issues) or (FieldIssue(field=None, problem=error.message or str(error)),)
-
-
-def _one_line(error: AccountError) -> str:
-    """The error on one line: a log line holds no line breaks."""
-    return "; ".join(line.strip() for line in str(error).splitlines())
-
-
-def _parse(line: int, data: object, env: dict[str, str]) -> BatchItem:
-    from inboxcheck.discovery.complete import is_partial
-
-    email = data.get("email_address") if isinstance(data, dict) else None
-    if is_partial(data):
-        assert isinstance(data, dict) and isinstance(email, str)
-        return BatchItem(line, email=email, partial=dict(data))
-    try:
-        account = parse_account(data, source=f"line {line}", env=env)
-    except AccountError as exc:
-        return BatchItem(
-            line, email=email if isinstance(email, str) else None, error=_one_line(exc), problems=_issues(exc)
-        )
-    return BatchItem(line, account=account, email=account.email_address)
-
-
-def read_batch(path: Path, *, env: dict[str, str] | None = None) -> Iterator[BatchItem]:
-    """Yield each account of a JSONL or CSV file lazily, with its line number, or the line's problem.
-
-    Lines are read with a bound (:data:`MAX_LINE_BYTES`): a longer one is that line's problem, and is
-    never held whole.
-    """
-    env = env if env is not None else dict(os.environ)
-    try:
-        # `-` is standard input, read as it comes (a pipe cannot be counted or rewound).
-        handle = (
-            io.BufferedReader(cast("io.RawIOBase", sys.stdin.buffer)) if path == STDIN else path.open("rb")
-        )
-    except OSError as exc:
-        raise InboxcheckError(f"{path}: cannot read the batch file: {exc.strerror or exc}") from None
-    with handle:
-        head = handle.peek(4096)[:4096].decode("utf-8", errors="replace").removeprefix("\ufeff")
-        lines = read_lines(handle, limit=MAX_LINE_BYTES)
-        if _detect_format(path, head) == "jsonl":
-            yield from _read_jsonl(lines, env)
-        else:
-            yield from _read_csv(lines, env)
-
-
-def _text(line: Line) -> tuple[str, str | None]:
-    """The line's text, or why it has none."""
-    if line.data is None:
-        return "", f"line {line.number}: longer than {MAX_LINE_BYTES:,} bytes"
-    try:
-        text = line.data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return "", f"line {line.number}: not UTF-8 text (bad byte at column {exc.start + 1})"
-    return (text.removeprefix("\ufeff") if line.number == 1 else text), None
-
-
-def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[BatchItem]:
-    for line in lines:
-        number = line.number
-        text, problem = _text(line)
-        if problem is not None:
-            yield _bad_line(number, problem)
-            continue
-        if not text.strip():
-            continue
-        try:
-            data = decode_json(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            yield _bad_line(number, f"line {number}: not valid JSON: {reason}")
-            continue
-        yield _parse(number, data, env)
-
-
-def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[BatchItem]:
-    # The csv module reads text lines; a line that has none (too long, not UTF-8) reaches it as an
-    # empty line, which keeps its numbering, and comes out here as that line's problem.
-    problems: dict[int, str] = {}
-
-    def texts() -> Iterator[str]:
-        for line in lines:
-            text, problem = _text(line)
-            if problem is not None:
-                problems[line.number] = problem
-                text = "\n"
-            yield text
-
-    def pending(upto: int | None) -> Iterator[BatchItem]:
-        for number in sorted(n for n in problems if upto is None or n <= upto):
-            yield _bad_line(number, problems.pop(number))
-
-    reader = csv.reader(texts())
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    except csv.Error as exc:
-        raise InboxcheckError(f"the CSV header cannot be read: {exc}") from None
-    if problems:
-        raise InboxcheckError(f"the CSV header cannot be read: {problems.popitem()[1]}")
-    names = [name.strip() for name in header]
-    unknown = [name for name in names if name and name not in FIELD_RULES]
-    if unknown:
-        raise InboxcheckError(
-            f"the CSV header has columns that are not account fields: {', '.join(unknown)}; "
-            f"expected the platform's field names ({', '.join(FIELD_RULES)})"
-        )
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            yield from pending(None)
-            return
-        except csv.Error as exc:
-            yield from pending(reader.line_num)
-            yield _bad_line(reader.line_num, f"line {reader.line_num}: not valid CSV: {exc}")
-            continue
-        yield from pending(reader.line_num)
-        if not any(cell.strip() for cell in row):
-            continue
-        number = reader.line_num
-        if len(row) != len(names):
-            yield _bad_line(number, f"line {number}: {len(row)} columns, the header has {len(names)}")
-            continue
-        data = {name: _csv_value(name, cell) for name, cell in zip(names, row, strict=True) if cell != ""}
-        yield _parse(number, data, env)
-
-
-class _LoggedCheckResult(BaseModel):
-    name: str
-    status: Status
-
-
-class _LoggedLimit(BaseModel):
-    value: int
-
-
-class LoggedReport(BaseModel):
-    """The parts of a logged report that the gate reads (and, for a line whose partial payload
-    discovery completed, the account that was checked: ``connect --batch`` creates exactly that)."""
-
-    checks: tuple[_LoggedCheckResult, ...]
-    recommended_daily_limit: _LoggedLimit
-    account: dict[str, Any] | None = None
-
-    @property
-    def discovered(self) -> bool:
-        return any(check.name == "account.discovered" for check in self.checks)
-
-
-class LoggedCheck(BaseModel):
-    """What a resume reads back of a check line: enough to skip it, gate it and limit it, no more
-    (a whole report per line would make a resume of a large log slow)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    line: int
-    digest: Hex64 | None = None
-    verdict: Verdict | Literal["invalid", "duplicate"]
-    duplicate_of: int | None = None
-    report: LoggedReport | None = None
-
-    @model_validator(mode="after")
-    def _checked_lines_have_a_report(self) -> LoggedCheck:
-        if self.verdict not in ("invalid", "duplicate") and self.report is None:
-            raise ValueError("a checked account's line has no report")
-        return self
-
-
-class LoggedCreate(BaseModel):
-    """What a resume reads back of a ``create`` line (written by ``connect --batch``).
-
-    ``state`` ``sent`` is written (and on disk) before the request leaves; ``answered`` after, with
-    the outcome. A line of an older inboxcheck has neither ``digest`` nor ``state``: it was answered.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: Literal["create"]
-    line: int
-    digest: Hex64 | None = None
-    state: Literal["sent", "answered"] = "answered"
-    email_address: str | None = None
-    outcome: str | None = None
-    idempotency_key: str | None = None
-    sent_at: datetime | None = None
-
-
-_LOGGED: Final = TypeAdapter(LogHeader | LoggedCreate | LoggedCheck)
-
-
-def parse_logged(raw: bytes) -> LogHeader | LoggedCreate | LoggedCheck:
-    """One line of a results log; raises ValueError for a line that is not one inboxcheck wrote."""
-    return _LOGGED.validate_json(raw)
-
-
-@dataclass
-class LogState:
-    """What a results log holds, by account digest: the key, the checks, and the duplicates logged.
-
-    ``legacy`` counts check lines with no digest the key can vouch for (a log of an older
-    inboxcheck, or one whose header was lost): their accounts are checked again. ``key_lost``: the
-    log holds digests but no readable header (their key is gone)."""
-
-    header: LogHeader | None = None
-    # By :func:`short` digest.
-    checks: dict[bytes, str] = field(default_factory=dict)
-    duplicates: set[tuple[int, bytes]] = field(default_factory=set)
-    legacy: int = 0
-    key_lost: bool = False
-
-    @property
-    def key(self) -> bytes:
-        assert self.header is not None
-        return self.header.key
-
-    def describe_legacy(self) -> str | None:
-        if not self.legacy:
-            return None
-        why = (
-            "its header, which holds the key of its account digests, could not be read"
-            if self.key_lost
-            else "it was written by an older inboxcheck, with no account digests"
-        )
-        return (
-            f"the output file's {self.legacy} earlier result(s) cannot be matched to the accounts "
-            f"now in the input ({why}): those accounts are checked again"
-        )
-
-    def add(self, record: LogHeader | LoggedCreate | LoggedCheck) -> None:
-        """Take in the log's next record."""
-        if isinstance(record, LogHeader):
-            self.header = self.header or record
-            return
-        if record.digest is not None and self.header is None:
-            self.key_lost = True
-        if isinstance(record, LoggedCreate):
-            return
-        if record.digest is None or self.header is None:
-            self.legacy += record.verdict != "duplicate"
-        elif record.verdict == "duplicate":
-            self.duplicates.add((record.line, short(record.digest)))
-        else:
-            self.checks[short(record.digest)] = str(record.verdict)
-
-
-def read_state(records: Iterator[LogHeader | LoggedCreate | LoggedCheck]) -> LogState:
-    """What the log's records say, by digest (see :class:`LogState`)."""
-    state = LogState()
-    for record in records:
-        state.add(record)
-    return state
 
 
 class _Output:
@@ -557,25 +212,6 @@ ResultCallback = Callable[[BatchLine], None]
 _T = TypeVar("_T")
 # Called with each checked account's line before it counts as done (the fleet records it in its store).
 RecordCallback = Callable[[BatchLine], Awaitable[None]]
-STDIN: Final = Path("-")
-
-
-def count_accounts(path: Path) -> int | None:
-    """How many accounts ``path`` holds (its non-blank lines, less a CSV header), for a progress
-    display; ``None`` for standard input. Counting is a read of the file: cheap next to one login."""
-    if path == STDIN:
-        return None
-    try:
-        with path.open("rb") as handle:
-            head = handle.peek(4096)[:4096].decode("utf-8", errors="replace").removeprefix("\ufeff")
-            count = sum(
-                1
-                for line in read_lines(handle, limit=MAX_LINE_BYTES)
-                if line.data is None or line.data.strip()
-            )
-    except OSError:
-        return None
-    return max(count - (_detect_format(path, head) == "csv"), 0)
 
 
 async def run_batch(
@@ -795,16 +431,3 @@ async def _aiter(items: Iterator[_T]) -> AsyncIterator[_T]:
         yield item
         if count % 64 == 0:
             await asyncio.sleep(0)
-
-
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """The complete, readable lines of a results file, less its header (for tests and tools)."""
-    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    results = []
-    for line in io.StringIO(text):
-        if line.endswith("\n"):
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if not (isinstance(record, dict) and record.get("kind") == "header"):
-                    results.append(record)
-    return results

@@ -113,7 +113,6 @@ def read_secret_file(path: Path, what: str) -> SecretStr:
     return SecretStr(text)
 
 
-
 @dataclass(frozen=True)
 class RefreshRequest:
     """What a refresh sends (RFC 6749 section 6), and where."""

@@ -10,13 +10,24 @@ import json
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from inboxcheck.cli._fleet_common import (
+    _T as _T,
+    _db_option as _db_option,
+    _Fn as _Fn,
+    _json_out as _json_out,
+    _key as _key,
+    _key_option as _key_option,
+    _mark as _mark,
+    _moment as _moment,
+    _span as _span,
+    _with_store as _with_store,
+)
 from inboxcheck.cli._options import (
     check_options as _check_options,
     option as _option,
@@ -24,120 +35,14 @@ from inboxcheck.cli._options import (
 )
 from inboxcheck.cli._terminal import (
     Progress as _Progress,
-    colour_wanted as _colour_wanted,
     notice as _notice,
-    run_async,
-    unicode_ok as _unicode_ok,
 )
+from inboxcheck.cli.fleet_reports import changes, diagnose_command, history, status
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from inboxcheck._batch import BatchLine
-    from inboxcheck.fleet._crypto import FleetKey
-
-_T = TypeVar("_T")
-_Fn = TypeVar("_Fn", bound=Callable[..., Any])
-
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SPAN: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_MARKS: Final = {"pass": "✔", "warn": "!", "degraded": "~", "broken": "✘", "unknown": "?"}
-_COLOURS: Final = {
-    "pass": "green",
-    "warn": "yellow",
-    "degraded": "magenta",
-    "broken": "red",
-    "unknown": "white",
-}
-
-
-def _span(text: str, *, what: str) -> float:
-    """Seconds from ``90s``, ``30m``, ``24h``, ``7d``, ``2w`` or a bare number of seconds."""
-    match = _SPAN.match(text)
-    if not match:
-        raise click.BadParameter(f"{text!r}: give a duration such as 30m, 24h or 7d", param_hint=what)
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
-def _moment(text: str, *, now: float) -> float:
-    """A point in time: an ISO 8601 time (UTC unless it says), or a span back from now (``24h``)."""
-    if _SPAN.match(text):
-        return now - _span(text, what="--since")
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r}: give an ISO 8601 time (2026-01-31T08:00Z) or a span back from now (24h)",
-            param_hint="--since",
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _db_option(function: _Fn) -> _Fn:
-    return click.option(
-        "--db",
-        "db",
-        envvar="INBOXCHECK_FLEET_DB",
-        metavar="URL",
-        help="The fleet's database: sqlite:///PATH or postgresql://USER@HOST/NAME "
-        "[env INBOXCHECK_FLEET_DB; default: sqlite:///inboxcheck-fleet.db]",
-    )(function)
-
-
-def _key_option(function: _Fn) -> _Fn:
-    return click.option(
-        "--key-file",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="The fleet's key (base64 of 32 bytes) [default: env INBOXCHECK_FLEET_KEY].",
-    )(function)
-
-
-def _key(key_file: Path | None) -> FleetKey:
-    from inboxcheck.fleet._crypto import load_key
-
-    return load_key(key_file=key_file)
-
-
-def _with_store(db: str | None, work: Callable[[AsyncEngine], Awaitable[_T]], *, migrate: bool = True) -> _T:
-
-    try:
-        from inboxcheck.fleet._db import connect
-    except ImportError as exc:
-        from inboxcheck._errors import InboxcheckError
-
-        raise InboxcheckError(
-            f"the fleet needs the `fleet` extra ({exc.name or 'a module'} is missing): "
-            "pip install 'inboxcheck[fleet]'"
-        ) from None
-
-    async def go() -> _T:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from inboxcheck.fleet._db import FleetDbError, reason, shown
-
-        engine = await connect(db, auto_migrate=migrate)
-        try:
-            return await work(engine)
-        except SQLAlchemyError as exc:
-            # The database failed under us (gone, full, locked too long): what a transaction wrote
-            # was rolled back whole; say why, without a traceback.
-            raise FleetDbError(f"the fleet database {shown(str(engine.url))} failed: {reason(exc)}") from None
-        finally:
-            await engine.dispose()
-
-    return run_async(go())
-
-
-def _json_out(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _mark(state: str) -> str:
-    out = sys.stdout
-    mark = _MARKS.get(state, "?") if _unicode_ok(out) else state.upper()
-    return click.style(mark, fg=_COLOURS.get(state, "white"), bold=True) if _colour_wanted(out) else mark
 
 
 @click.group()
@@ -147,6 +52,11 @@ def fleet() -> None:
     Passwords are stored encrypted (AES-256-GCM) under the key in INBOXCHECK_FLEET_KEY or
     --key-file; make one with `inboxcheck fleet key new`.
     """
+
+
+# Reading the reports (status, history, changes, diagnose): inboxcheck/cli/fleet_reports.py.
+for _command in (status, history, changes, diagnose_command):
+    fleet.add_command(_command)
 
 
 @fleet.command()
@@ -463,85 +373,6 @@ def watch(
 
 
 @fleet.command()
-@_db_option
-@_option("format", help="Output format on stdout.")
-def status(db: str | None, fmt: str) -> None:
-    """One line per account: its verdict now, since when, last checked, the top cause."""
-    from inboxcheck.cli._terminal import escape
-    from inboxcheck.fleet import store
-
-    if fmt == "json":
-        click.echo(_with_store(db, store.status_document))
-        return
-    rows = _with_store(db, store.status)
-    lines = []
-    for row in rows:
-        cause = row["cause"]
-        tail = f"  {cause['code']}: {cause['message']}" if cause else ""
-        lines.append(
-            f"{_mark(row['verdict'])} {escape(row['email_address'])} {row['verdict']} since "
-            f"{row['since'] or '-'}, checked {row['checked_at'] or 'never'}{escape(tail)}"
-        )
-    if lines:
-        click.echo("\n".join(lines))
-
-
-@fleet.command()
-@click.argument("address")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True)
-@_db_option
-@_option("format", help="Output format on stdout.")
-def history(address: str, limit: int, db: str | None, fmt: str) -> None:
-    """ADDRESS's reports over time, newest first: verdict, state, codes."""
-    from inboxcheck.cli._terminal import escape
-    from inboxcheck.fleet import store
-
-    rows = _with_store(db, lambda engine: store.history(engine, address, limit=limit))
-    if fmt == "json":
-        _json_out({"email_address": address.strip().lower(), "reports": rows})
-        return
-    for row in rows:
-        codes = ", ".join(row["codes"])
-        click.echo(
-            f"{row['checked_at']} {row['verdict']} ({row['state']}){escape(': ' + codes) if codes else ''}"
-        )
-
-
-def _change_text(change: dict[str, Any]) -> str:
-    from inboxcheck.cli._terminal import escape
-
-    lines = [f"{change['at']} {escape(change['email_address'])}: {change['from']} -> {change['to']}"]
-    if change["appeared"]:
-        lines.append(f"  appeared: {escape(', '.join(change['appeared']))}")
-    if change["disappeared"]:
-        lines.append(f"  disappeared: {escape(', '.join(change['disappeared']))}")
-    for item in change["evidence"]:
-        before = json.dumps(item["before"], ensure_ascii=False)
-        after = json.dumps(item["after"], ensure_ascii=False)
-        lines.append(f"  {escape(item['what'])}: {escape(before)} -> {escape(after)}")
-    return "\n".join(lines)
-
-
-@fleet.command()
-@click.option("--since", metavar="TIME", help="Only changes since TIME (ISO 8601, or a span back: 24h, 7d).")
-@click.option("--address", metavar="ADDRESS", help="Only this account's changes.")
-@_db_option
-@_option("format", help="Output format on stdout.")
-def changes(since: str | None, address: str | None, db: str | None, fmt: str) -> None:
-    """Every change of verdict, with what changed: findings that appeared and went, and evidence
-    before and after (the server's reply, the certificate, TLS version, MX, SPF/DMARC/DKIM records)."""
-    from inboxcheck.fleet import store
-
-    start = _moment(since, now=time.time()) if since else None
-    rows = _with_store(db, lambda engine: store.change_list(engine, since=start, address=address))
-    if fmt == "json":
-        _json_out({"changes": rows})
-        return
-    for row in rows:
-        click.echo(_change_text(row))
-
-
-@fleet.command()
 @click.option("--keep-days", type=click.FloatRange(min=0), required=True, help="Keep reports this recent.")
 @_db_option
 def prune(keep_days: float, db: str | None) -> None:
@@ -600,79 +431,3 @@ def webhook_log(limit: int, db: str | None) -> None:
 
     for row in _with_store(db, lambda engine: delivery_log(engine, limit=limit)):
         click.echo(json.dumps(row, ensure_ascii=False))
-
-
-@fleet.command("diagnose")
-@click.argument("address")
-@_db_option
-@_key_option
-@_check_options
-@click.option("--no-alternates", is_flag=True, help="Do not try the provider's other hosts and ports.")
-def diagnose_command(
-    address: str,
-    db: str | None,
-    key_file: Path | None,
-    no_alternates: bool,
-    fmt: str,
-    verbose: bool,
-    quiet: bool,
-    **params: Any,
-) -> None:
-    """Troubleshoot ADDRESS from the fleet: the ranked causes, and what changed since its last
-    passing report."""
-    from inboxcheck._diagnose import diagnose
-    from inboxcheck._models import Report
-    from inboxcheck.cli.diagnose import render_diagnosis
-    from inboxcheck.fleet import store
-    from inboxcheck.fleet.changes import diff_reports
-
-    fleet_key = _key(key_file)
-    options = _options_from(params)
-
-    async def work(engine: AsyncEngine) -> tuple[Any, dict[str, Any] | None]:
-        import sqlalchemy as sa
-
-        from inboxcheck.fleet._schema import accounts
-
-        async with engine.connect() as conn:
-            found = (
-                await conn.execute(
-                    sa.select(accounts.c.id).where(accounts.c.address == address.strip().lower())
-                )
-            ).scalar_one_or_none()
-        if found is None:
-            raise store.UnknownAccountError(address)
-        [(_, account)] = await store.load_accounts(engine, [int(found)], key=fleet_key)
-        previous = await store.last_passing_report(engine, address)
-        earlier = Report.model_validate(previous) if previous is not None else None
-        result = await diagnose(account, options=options, previous=earlier, try_alternates=not no_alternates)
-        return result, previous
-
-    result, previous = _with_store(db, work)
-    report = json.loads(result.report.model_dump_json())
-    since = diff_reports(previous, report).as_json() if previous is not None else None
-    if fmt == "json":
-        data = json.loads(result.model_dump_json())
-        data["since_last_pass"] = since
-        _json_out(data)
-    else:
-        out = sys.stdout
-        click.echo(
-            render_diagnosis(
-                result, colour=_colour_wanted(out), unicode=_unicode_ok(out), verbose=verbose, width=None
-            ),
-            nl=False,
-        )
-        if since is None:
-            click.echo("No passing report of this account is stored: nothing to compare with.")
-        else:
-            change = {
-                "at": previous.get("generated_at", "?") if previous else "?",
-                "email_address": address,
-                "from": "last pass",
-                "to": "now",
-                **since,
-            }
-            click.echo("What changed since the last passing report:")
-            click.echo(_change_text(change))
-    sys.exit(result.exit_code)

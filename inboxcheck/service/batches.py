@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from inboxcheck._batch import BatchItem, BatchLine, _HostBounds, _parse
+from inboxcheck._batch import BatchItem, BatchLine, _HostBounds
+from inboxcheck._batch_input import _parse
 from inboxcheck._errors import AccountError
 from inboxcheck._input import parse_account
 from inboxcheck._models import CheckResult

@@ -106,5 +106,3 @@ def _unique(tokens: Iterable[SecretStr]) -> tuple[SecretStr, ...]:
     for token in tokens:
         seen.setdefault(token.get_secret_value(), token)
     return tuple(seen.values())
-
-

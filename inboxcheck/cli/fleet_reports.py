@@ -1,0 +1,178 @@
+"""``inboxcheck fleet status|history|changes|diagnose``: reading the fleet's reports (registered on
+the ``fleet`` group in :mod:`inboxcheck.cli.fleet`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from inboxcheck.cli._fleet_common import _db_option, _json_out, _key, _key_option, _mark, _moment, _with_store
+from inboxcheck.cli._options import (
+    check_options as _check_options,
+    option as _option,
+    options_from as _options_from,
+)
+from inboxcheck.cli._terminal import colour_wanted as _colour_wanted, unicode_ok as _unicode_ok
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@click.command()
+@_db_option
+@_option("format", help="Output format on stdout.")
+def status(db: str | None, fmt: str) -> None:
+    """One line per account: its verdict now, since when, last checked, the top cause."""
+    from inboxcheck.cli._terminal import escape
+    from inboxcheck.fleet import store
+
+    if fmt == "json":
+        click.echo(_with_store(db, store.status_document))
+        return
+    rows = _with_store(db, store.status)
+    lines = []
+    for row in rows:
+        cause = row["cause"]
+        tail = f"  {cause['code']}: {cause['message']}" if cause else ""
+        lines.append(
+            f"{_mark(row['verdict'])} {escape(row['email_address'])} {row['verdict']} since "
+            f"{row['since'] or '-'}, checked {row['checked_at'] or 'never'}{escape(tail)}"
+        )
+    if lines:
+        click.echo("\n".join(lines))
+
+
+@click.command()
+@click.argument("address")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True)
+@_db_option
+@_option("format", help="Output format on stdout.")
+def history(address: str, limit: int, db: str | None, fmt: str) -> None:
+    """ADDRESS's reports over time, newest first: verdict, state, codes."""
+    from inboxcheck.cli._terminal import escape
+    from inboxcheck.fleet import store
+
+    rows = _with_store(db, lambda engine: store.history(engine, address, limit=limit))
+    if fmt == "json":
+        _json_out({"email_address": address.strip().lower(), "reports": rows})
+        return
+    for row in rows:
+        codes = ", ".join(row["codes"])
+        click.echo(
+            f"{row['checked_at']} {row['verdict']} ({row['state']}){escape(': ' + codes) if codes else ''}"
+        )
+
+
+def _change_text(change: dict[str, Any]) -> str:
+    from inboxcheck.cli._terminal import escape
+
+    lines = [f"{change['at']} {escape(change['email_address'])}: {change['from']} -> {change['to']}"]
+    if change["appeared"]:
+        lines.append(f"  appeared: {escape(', '.join(change['appeared']))}")
+    if change["disappeared"]:
+        lines.append(f"  disappeared: {escape(', '.join(change['disappeared']))}")
+    for item in change["evidence"]:
+        before = json.dumps(item["before"], ensure_ascii=False)
+        after = json.dumps(item["after"], ensure_ascii=False)
+        lines.append(f"  {escape(item['what'])}: {escape(before)} -> {escape(after)}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--since", metavar="TIME", help="Only changes since TIME (ISO 8601, or a span back: 24h, 7d).")
+@click.option("--address", metavar="ADDRESS", help="Only this account's changes.")
+@_db_option
+@_option("format", help="Output format on stdout.")
+def changes(since: str | None, address: str | None, db: str | None, fmt: str) -> None:
+    """Every change of verdict, with what changed: findings that appeared and went, and evidence
+    before and after (the server's reply, the certificate, TLS version, MX, SPF/DMARC/DKIM records)."""
+    from inboxcheck.fleet import store
+
+    start = _moment(since, now=time.time()) if since else None
+    rows = _with_store(db, lambda engine: store.change_list(engine, since=start, address=address))
+    if fmt == "json":
+        _json_out({"changes": rows})
+        return
+    for row in rows:
+        click.echo(_change_text(row))
+
+
+@click.command("diagnose")
+@click.argument("address")
+@_db_option
+@_key_option
+@_check_options
+@click.option("--no-alternates", is_flag=True, help="Do not try the provider's other hosts and ports.")
+def diagnose_command(
+    address: str,
+    db: str | None,
+    key_file: Path | None,
+    no_alternates: bool,
+    fmt: str,
+    verbose: bool,
+    quiet: bool,
+    **params: Any,
+) -> None:
+    """Troubleshoot ADDRESS from the fleet: the ranked causes, and what changed since its last
+    passing report."""
+    from inboxcheck._diagnose import diagnose
+    from inboxcheck._models import Report
+    from inboxcheck.cli.diagnose import render_diagnosis
+    from inboxcheck.fleet import store
+    from inboxcheck.fleet.changes import diff_reports
+
+    fleet_key = _key(key_file)
+    options = _options_from(params)
+
+    async def work(engine: AsyncEngine) -> tuple[Any, dict[str, Any] | None]:
+        import sqlalchemy as sa
+
+        from inboxcheck.fleet._schema import accounts
+
+        async with engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    sa.select(accounts.c.id).where(accounts.c.address == address.strip().lower())
+                )
+            ).scalar_one_or_none()
+        if found is None:
+            raise store.UnknownAccountError(address)
+        [(_, account)] = await store.load_accounts(engine, [int(found)], key=fleet_key)
+        previous = await store.last_passing_report(engine, address)
+        earlier = Report.model_validate(previous) if previous is not None else None
+        result = await diagnose(account, options=options, previous=earlier, try_alternates=not no_alternates)
+        return result, previous
+
+    result, previous = _with_store(db, work)
+    report = json.loads(result.report.model_dump_json())
+    since = diff_reports(previous, report).as_json() if previous is not None else None
+    if fmt == "json":
+        data = json.loads(result.model_dump_json())
+        data["since_last_pass"] = since
+        _json_out(data)
+    else:
+        out = sys.stdout
+        click.echo(
+            render_diagnosis(
+                result, colour=_colour_wanted(out), unicode=_unicode_ok(out), verbose=verbose, width=None
+            ),
+            nl=False,
+        )
+        if since is None:
+            click.echo("No passing report of this account is stored: nothing to compare with.")
+        else:
+            change = {
+                "at": previous.get("generated_at", "?") if previous else "?",
+                "email_address": address,
+                "from": "last pass",
+                "to": "now",
+                **since,
+            }
+            click.echo("What changed since the last passing report:")
+            click.echo(_change_text(change))
+    sys.exit(result.exit_code)

@@ -1,0 +1,244 @@
+"""The fleet store's accounts: add (passwords encrypted), list, remove, pause, load (passwords
+decrypted: the one way out), rekey."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from inboxcheck.fleet._crypto import FleetKey, WrongKeyError
+from inboxcheck.fleet._schema import accounts
+from inboxcheck.fleet._store_base import _FIELDS, UnknownAccountError, _normal, iso, status_entry
+from inboxcheck.fleet.changes import State
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from inboxcheck._models import Account
+
+
+@dataclass
+class AddResult:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+async def _refuse_other_keys(conn: AsyncConnection, key: FleetKey) -> None:
+    rows = await conn.execute(
+        sa.select(accounts.c.address).where(accounts.c.key_id != key.id).order_by(accounts.c.address)
+    )
+    other = [row.address for row in rows]
+    if other:
+        raise WrongKeyError(other)
+
+
+async def add_accounts(
+    engine: AsyncEngine,
+    items: Iterable[Account],
+    *,
+    key: FleetKey,
+    interval: float,
+    now: float,
+) -> AddResult:
+    """Insert or update (by address) every account, passwords encrypted; one transaction.
+
+    Refused when any stored account was encrypted under another key: a fleet has one key.
+    """
+    result = AddResult()
+    latest: dict[str, Account] = {}
+    for account in items:
+        # The same address twice in one file: the last one counts, as a second `fleet add` would.
+        latest.pop(_normal(account.email_address), None)
+        latest[_normal(account.email_address)] = account
+    async with engine.begin() as conn:
+        await _refuse_other_keys(conn, key)
+        addresses = list(latest)
+        existing: dict[str, Any] = {}
+        for start in range(0, len(addresses), 1000):
+            chunk = addresses[start : start + 1000]
+            rows = await conn.execute(
+                sa.select(
+                    accounts.c.id,
+                    accounts.c.address,
+                    accounts.c.payload,
+                    accounts.c.smtp_password,
+                    accounts.c.imap_password,
+                    accounts.c.interval_s,
+                ).where(accounts.c.address.in_(chunk))
+            )
+            existing.update({row.address: row for row in rows})
+        inserts, updates, reschedules = [], [], []
+        for address, account in latest.items():
+            payload = account.view().model_dump_json()
+            old = existing.get(address)
+            if old is not None and _same(old, key, payload, account):
+                # The same account again (a whole file re-added): its schedule and history stand.
+                if old.interval_s == int(interval):
+                    result.unchanged.append(address)
+                else:
+                    reschedules.append({"b_id": old.id, "interval_s": int(interval), "updated_at": now})
+                    result.updated.append(address)
+                continue
+            values = {
+                "payload": payload,
+                "smtp_password": key.encrypt(
+                    address, "smtp_password", account.smtp_password.get_secret_value()
+                ),
+                "imap_password": key.encrypt(
+                    address, "imap_password", account.imap_password.get_secret_value()
+                ),
+                "key_id": key.id,
+                "interval_s": int(interval),
+                "updated_at": now,
+                # A new or changed payload is checked at the next run, whatever its schedule said.
+                "next_due": now,
+            }
+            if old is not None:
+                updates.append({"b_id": old.id, **values})
+                result.updated.append(address)
+            else:
+                inserts.append(
+                    {
+                        "status_json": status_entry(address, State.UNKNOWN.value, None, None, None, None),
+                        "address": address,
+                        "paused": False,
+                        "state": State.UNKNOWN.value,
+                        "backoff": 0,
+                        "created_at": now,
+                        "provider": None,
+                        **values,
+                    }
+                )
+                result.added.append(address)
+        if inserts:
+            await conn.execute(accounts.insert(), inserts)
+        for changed in (updates, reschedules):
+            if changed:
+                await conn.execute(accounts.update().where(accounts.c.id == sa.bindparam("b_id")), changed)
+    return result
+
+
+def _same(row: Any, key: FleetKey, payload: str, account: Account) -> bool:
+    """Whether the stored account is ``account``: the same payload and the same passwords."""
+    return row.payload == payload and all(
+        key.decrypt(row.address, name, getattr(row, name)) == getattr(account, name).get_secret_value()
+        for name in _FIELDS
+    )
+
+
+async def list_accounts(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(
+                accounts.c.address,
+                accounts.c.provider,
+                accounts.c.interval_s,
+                accounts.c.paused,
+                accounts.c.next_due,
+                accounts.c.state,
+            ).order_by(accounts.c.address)
+        )
+        return [
+            {
+                "email_address": row.address,
+                "provider": row.provider,
+                "interval_s": row.interval_s,
+                "paused": bool(row.paused),
+                "next_due": iso(row.next_due),
+                "verdict": row.state,
+            }
+            for row in rows
+        ]
+
+
+async def remove_account(engine: AsyncEngine, address: str) -> None:
+    async with engine.begin() as conn:
+        done = await conn.execute(accounts.delete().where(accounts.c.address == _normal(address)))
+        if done.rowcount == 0:
+            raise UnknownAccountError(address)
+
+
+async def set_paused(engine: AsyncEngine, address: str, paused: bool, *, now: float) -> None:
+    async with engine.begin() as conn:
+        values: dict[str, Any] = {"paused": paused, "updated_at": now}
+        if not paused:
+            values["next_due"] = now
+        done = await conn.execute(
+            accounts.update().where(accounts.c.address == _normal(address)).values(**values)
+        )
+        if done.rowcount == 0:
+            raise UnknownAccountError(address)
+
+
+async def load_accounts(
+    engine: AsyncEngine, ids: Sequence[int], *, key: FleetKey
+) -> list[tuple[int, Account]]:
+    """The accounts ``ids`` with their passwords, or WrongKeyError naming every one ``key`` does not
+    open (then none is returned)."""
+    from inboxcheck._models import Account
+
+    out: list[tuple[int, Account]] = []
+    wrong: list[str] = []
+    async with engine.connect() as conn:
+        for start in range(0, len(ids), 1000):
+            rows = await conn.execute(
+                sa.select(
+                    accounts.c.id,
+                    accounts.c.address,
+                    accounts.c.payload,
+                    accounts.c.smtp_password,
+                    accounts.c.imap_password,
+                    accounts.c.key_id,
+                ).where(accounts.c.id.in_(ids[start : start + 1000]))
+            )
+            for row in rows:
+                secrets = [key.decrypt(row.address, name, getattr(row, name)) for name in _FIELDS]
+                if row.key_id != key.id or None in secrets:
+                    wrong.append(row.address)
+                    continue
+                data = json.loads(row.payload)
+                data.update(zip(_FIELDS, secrets, strict=True))
+                out.append((row.id, Account.model_validate(data)))
+    if wrong:
+        raise WrongKeyError(sorted(wrong))
+    order = {account_id: n for n, account_id in enumerate(ids)}
+    out.sort(key=lambda item: order[item[0]])
+    return out
+
+
+async def rekey(engine: AsyncEngine, *, old: FleetKey, new: FleetKey, now: float) -> int:
+    """Re-encrypt every account's passwords under ``new``, in one transaction; how many accounts.
+
+    Every row is decrypted before any is written: one that ``old`` does not open leaves all as they were.
+    """
+    async with engine.begin() as conn:
+        rows = list(
+            await conn.execute(
+                sa.select(
+                    accounts.c.id, accounts.c.address, accounts.c.smtp_password, accounts.c.imap_password
+                )
+            )
+        )
+        plain: dict[int, list[str | None]] = {
+            row.id: [old.decrypt(row.address, name, getattr(row, name)) for name in _FIELDS] for row in rows
+        }
+        wrong = sorted(row.address for row in rows if None in plain[row.id])
+        if wrong:
+            raise WrongKeyError(wrong)
+        for row in rows:
+            values = {
+                name: new.encrypt(row.address, name, secret)
+                for name, secret in zip(_FIELDS, plain[row.id], strict=True)
+                if secret is not None
+            }
+            await conn.execute(
+                accounts.update()
+                .where(accounts.c.id == row.id)
+                .values(key_id=new.id, updated_at=now, **values)
+            )
+        return len(rows)
