@@ -132,11 +132,12 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
     deletes its message), instead of the process dying where it stands."""
     import signal
 
-    handler = signal.getsignal(signal.SIGINT)
-    if callable(handler):  # Python's (KeyboardInterrupt), or asyncio's (cancel the running command)
-        handler(signal.SIGINT, frame)  # type: ignore[arg-type]
-    else:  # SIGINT ignored (started in the background): a SIGTERM still ends the command
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # SIGINT ignored (started in the background): a SIGTERM still ends the command.
         raise KeyboardInterrupt
+    # Whoever handles Ctrl-C now (Python's KeyboardInterrupt, or a running command's event loop,
+    # which cancels the command) handles this one.
+    signal.raise_signal(signal.SIGINT)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
