@@ -306,7 +306,9 @@ def test_ctrl_c_during_one_connect_prints_the_key_and_that_it_was_sent(tmp_path:
             proc.send_signal(signal.SIGINT)
             _, stderr = proc.communicate(timeout=60)
         finally:
-            proc.kill()
+            if proc.poll() is None:  # reaped, pipes closed: nothing leaks into the next test
+                proc.kill()
+                proc.communicate()
         key = api.creates()[0].idempotency_key
     assert proc.returncode == 130, stderr
     assert "sent, no answer yet" in stderr and f"Idempotency-Key {key}" in stderr
@@ -490,7 +492,9 @@ def test_ctrl_c_during_connect_batch_names_the_create_in_flight(tmp_path: Path) 
             proc.send_signal(signal.SIGINT)
             _, stderr = proc.communicate(timeout=60)
         finally:
-            proc.kill()
+            if proc.poll() is None:  # reaped, pipes closed: nothing leaks into the next test
+                proc.kill()
+                proc.communicate()
         key = api.creates()[0].idempotency_key
     assert proc.returncode == 130, stderr
     assert f"line 1 user1@example.test: the create was sent, no answer yet (Idempotency-Key {key})" in stderr

@@ -198,7 +198,9 @@ def test_sigterm_to_the_cli_deletes_the_message_and_exits_as_interrupted(lab: An
         proc.send_signal(signal.SIGTERM)
         _stdout, stderr = proc.communicate(timeout=60)
     finally:
-        proc.kill()
+        if proc.poll() is None:  # reaped, pipes closed: nothing leaks into the next test
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, stderr  # killed by the signal (-15) before, message left in Held
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert token not in _held_tokens(lab, user)
