@@ -132,7 +132,6 @@ async def test_unreadable_answers_are_errors(
 
 
 async def test_a_truncated_answer_is_asked_again_over_tcp(scripted: Callable[[Responder], object]) -> None:
-    protocol, address = await scripted(lambda q: [reply(q, flags=0x8380)])  # type: ignore[misc]
     big = b"x" * 250
 
     async def over_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -143,7 +142,17 @@ async def test_a_truncated_answer_is_asked_again_over_tcp(scripted: Callable[[Re
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(over_tcp, *address)
+    # The kernel chose the UDP port alone: its TCP twin may be taken (another test's connection), so
+    # on a clash another UDP port is tried.
+    for _ in range(50):
+        protocol, address = await scripted(lambda q: [reply(q, flags=0x8380)])  # type: ignore[misc]
+        try:
+            server = await asyncio.start_server(over_tcp, *address)
+            break
+        except OSError:
+            continue
+    else:
+        raise OSError("no free UDP+TCP port pair on 127.0.0.1")
     try:
         answer = await WireTransport([address], timeout=1.0).resolve("example.test", "TXT")
     finally:
