@@ -674,3 +674,13 @@ def diagnose_command(
             click.echo("What changed since the last passing report:")
             click.echo(_change_text(change))
     sys.exit(result.exit_code)
+
+
+def _register_queue() -> None:
+    # The queue's commands (issue 19) live in their own module; Procrastinate loads only when run.
+    from inboxcheck.cli.fleet_queue import register
+
+    register(fleet)
+
+
+_register_queue()
