@@ -180,7 +180,9 @@ async def schedule_round(
         # One scheduler at a time (held until this one has queued its jobs): two at once would
         # otherwise both see no open round and begin two.
         await held.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULER_LOCK})
-        plan = await store.begin_round(engine, all_accounts=all_accounts, now=time.time() if now is None else now)
+        plan = await store.begin_round(
+            engine, all_accounts=all_accounts, now=time.time() if now is None else now
+        )
         if plan is None:
             return summary
         summary.round_id, summary.resumed, summary.planned = plan.round_id, plan.resumed, plan.planned
@@ -236,7 +238,9 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int) -> st
     async with engine.connect() as conn:
         done = (
             await conn.execute(
-                sa.select(reports.c.id).where(reports.c.account_id == account_id, reports.c.round_id == round_id)
+                sa.select(reports.c.id).where(
+                    reports.c.account_id == account_id, reports.c.round_id == round_id
+                )
             )
         ).first()
     if done is not None:
@@ -324,7 +328,7 @@ async def run_worker(
         try:
             await app.run_worker_async(
                 queues=[QUEUE],
-                name=name,
+                name=name or "worker",
                 concurrency=concurrency,
                 additional_context={"fleet": state},
                 shutdown_graceful_timeout=graceful,
