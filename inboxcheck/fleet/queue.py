@@ -11,7 +11,7 @@ Guarantees and where they come from:
 - one queued job per account per round: Procrastinate's queueing lock (``round:account``), and
   ``schedule`` skips accounts whose job is waiting or running;
 - one check per mailbox at a time across all workers: Procrastinate's ``lock``, keyed by a digest
-  of the address (the address itself never goes into the queue's tables);
+  of the IMAP login and host (no address goes into the queue's tables);
 - a worker killed mid-check: its heartbeat stops, and any worker retries the jobs of workers not
   seen for ``stalled_after`` seconds; the retried job finds the report if the dead worker had
   recorded it, so the account ends the round with exactly one report;
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import random
 import time
@@ -92,9 +93,13 @@ def conninfo(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def mailbox_lock(address: str) -> str:
-    """The lock of one mailbox across all workers: a digest, so the queue holds no address."""
-    return "mailbox:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
+def mailbox_lock(payload: str) -> str:
+    """The lock of one mailbox across all workers, from an account's stored payload (no password
+    in it): its IMAP login and host, as ``check --batch`` keys a mailbox, so two accounts that log
+    in to the same mailbox wait for each other. A digest: the queue holds no address."""
+    data = json.loads(payload)
+    login = f"imap {str(data.get('imap_username', '')).lower()} {str(data.get('imap_host', '')).lower()}"
+    return "mailbox:" + hashlib.sha256(login.encode()).hexdigest()[:32]
 
 
 def queueing_lock(round_id: int, account_id: int) -> str:
@@ -191,10 +196,10 @@ async def schedule_round(
             ids = plan.remaining[start : start + 1000]
             locks = {queueing_lock(plan.round_id, i): i for i in ids}
             async with engine.connect() as conn:
-                addresses = {
-                    row.id: row.address
+                payloads = {
+                    row.id: row.payload
                     for row in await conn.execute(
-                        sa.select(accounts.c.id, accounts.c.address).where(accounts.c.id.in_(ids))
+                        sa.select(accounts.c.id, accounts.c.payload).where(accounts.c.id.in_(ids))
                     )
                 }
                 busy = {
@@ -209,11 +214,11 @@ async def schedule_round(
                 }
             summary.already += len(busy)
             for lock_name, account_id in locks.items():
-                if lock_name in busy or account_id not in addresses:
+                if lock_name in busy or account_id not in payloads:
                     continue
                 try:
                     await task.configure(
-                        lock=mailbox_lock(addresses[account_id]), queueing_lock=lock_name
+                        lock=mailbox_lock(payloads[account_id]), queueing_lock=lock_name
                     ).defer_async(account_id=account_id, round_id=plan.round_id)
                 except exceptions.AlreadyEnqueued:
                     # Another scheduler queued it a moment ago.

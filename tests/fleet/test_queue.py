@@ -191,6 +191,9 @@ def test_worker_processes_check_lab_accounts_and_sigterm_puts_running_checks_bac
     assert verdicts["bob@lab.test"] in ("pass", "warn"), verdicts
     statuses = dict(_rows(queue_db, "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"))
     assert statuses == {"succeeded": len(accounts)}, statuses
+    # Seven accounts log in to alice's mailbox: one lock, so never two of them at once.
+    [(locks,)] = _rows(queue_db, "SELECT count(DISTINCT lock) FROM procrastinate_jobs")
+    assert locks == 2
     assert CANARY not in workers.logs()
     shown = _fleet(["queue"], env).stdout
     assert f"{len(accounts)} done" in shown
@@ -202,9 +205,10 @@ def test_workers_sigkilled_at_random_moments_leave_one_report_per_account_per_ro
     lab: Any, queue_db: str, tmp_path: Path, workers_dir: Path
 ) -> None:
     env = _env(queue_db)
-    users = ("alice", "bob")
+    # Three mailboxes (the lab's users), ten accounts each: at most three checks at once in all.
+    users = ("alice@lab.test", "bob@lab.test", "carol@unsigned.test")
     accounts = [
-        lab.account(users[i % 2]) | {"email_address": f"{users[i % 2]}+k{i}@lab.test"} for i in range(30)
+        lab.account(users[i % 3]) | {"email_address": users[i % 3].replace("@", f"+k{i}@")} for i in range(30)
     ]
     _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
     args = ["--concurrency", "3", "--stalled-after", "3", "--graceful", "5", *_lab_check_args(lab)]
