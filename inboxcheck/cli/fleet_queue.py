@@ -155,6 +155,7 @@ def worker(
     with the fleet's key (INBOXCHECK_FLEET_KEY or --key-file). SIGTERM: no new job is taken,
     running checks get --graceful seconds, the rest go back on the queue; exit 0.
     """
+    from inboxcheck._check import make_ssl_context
     from inboxcheck._presets import load_presets
     from inboxcheck.fleet.pace import ProviderPace
     from inboxcheck.fleet.queue import WorkerState, run_worker
@@ -171,6 +172,7 @@ def worker(
             options=options,
             presets=presets,
             webhook_secret=secret.encode() if secret else None,
+            ssl_context=make_ssl_context(options),
             pace=ProviderPace(presets),
         )
         await run_worker(

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -115,8 +116,8 @@ class WorkerState:
     options: CheckOptions
     presets: Presets
     webhook_secret: bytes | None = None
-    # Tests and the benchmark only: replaces the check (``None``: the real one).
-    stub: Any = None
+    # One for the worker's life: building it (the system's CA store) costs more than a job.
+    ssl_context: ssl.SSLContext | None = None
     clock: Any = time.time
     rng: random.Random = field(default_factory=random.Random)
     pace: Any = None
@@ -231,10 +232,31 @@ async def schedule_round(
 async def check_account(context: JobContext, *, account_id: int, round_id: int) -> str:
     """The queue's task: check one account of one round and record its report (once)."""
     state: WorkerState = (context.additional_context or {})["fleet"]
-    return await check_one(state, account_id=account_id, round_id=round_id)
+    return await check_one(state, account_id=account_id, round_id=round_id, job_id=context.job.id)
 
 
-async def check_one(state: WorkerState, *, account_id: int, round_id: int) -> str:
+async def _close_round_if_last(state: WorkerState, round_id: int, job_id: int | None) -> None:
+    """Close the round if every account of it has its report. Asked only once no job of the round
+    waits (a cheap question to the queue): then the jobs still running each ask after their own
+    report is committed, and the last of them closes the round. A round whose last job failed is
+    closed by the jobs of the next ``schedule``."""
+    if job_id is not None:
+        async with state.engine.connect() as conn:
+            waiting = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT 1 FROM procrastinate_jobs WHERE status = 'todo'"
+                        " AND queueing_lock LIKE :prefix AND id <> :job LIMIT 1"
+                    ),
+                    {"prefix": f"round:{round_id}:%", "job": job_id},
+                )
+            ).first()
+        if waiting is not None:
+            return
+    await store.finish_round(state.engine, round_id, now=state.clock())
+
+
+async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_id: int | None = None) -> str:
     """What the job did: the verdict recorded, ``recorded before`` or ``gone``."""
     from inboxcheck._batch import BatchItem, run_batch
     from inboxcheck.fleet.run import _plain_scrubber
@@ -250,7 +272,7 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int) -> st
         ).first()
     if done is not None:
         # The job ran before and its report was committed (the worker then died or was stopped).
-        await store.finish_round(engine, round_id, now=state.clock())
+        await _close_round_if_last(state, round_id, job_id)
         return "recorded before"
     loaded = await store.load_accounts(engine, [account_id], key=state.key)
     if not loaded:
@@ -273,19 +295,17 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int) -> st
         if recorded is not None and recorded.deliveries and state.webhook_secret is not None:
             await _deliver(state, recorded.deliveries)
 
-    if state.stub is not None:
-        await state.stub(account, record)
-    else:
-        await run_batch(
-            [BatchItem(line=account_id, account=account, email=account.email_address)],
-            options=state.options,
-            concurrency=1,
-            per_host=1,
-            presets=state.presets,
-            record=record,
-            gate=state.pace.hold if state.pace is not None else None,
-        )
-    await store.finish_round(engine, round_id, now=state.clock())
+    await run_batch(
+        [BatchItem(line=account_id, account=account, email=account.email_address)],
+        options=state.options,
+        concurrency=1,
+        per_host=1,
+        presets=state.presets,
+        ssl_context=state.ssl_context,
+        record=record,
+        gate=state.pace.hold if state.pace is not None else None,
+    )
+    await _close_round_if_last(state, round_id, job_id)
     return outcome[0] if outcome else "not checked"
 
 
@@ -327,6 +347,9 @@ async def run_worker(
     name: str | None = None,
 ) -> None:
     """Take and run the fleet's jobs until SIGTERM or SIGINT; then finish or put back the running ones."""
+    async with state.engine.connect() as conn:
+        # A worker with the wrong key would fail every job it takes: refused before it takes one.
+        await store._refuse_other_keys(conn, state.key)
     async with app.open_async():
         await _require_schema(app)
         recovering = asyncio.ensure_future(_recover_stalled(app, stalled_after=stalled_after))
