@@ -136,18 +136,13 @@ class _Workers:
         self.running.append(proc)
         # Started one at a time: the new row in the queue's workers is this process.
         new: set[int] = set()
-        _wait_for(
-            "registered",
-            lambda: (
-                new.update(
-                    row[0]
-                    for row in _rows(self.url, "SELECT id FROM procrastinate_workers")
-                    if row[0] not in before
-                )
-                or new
-            ),
-            self,
-        )
+
+        def registered() -> bool:
+            rows = _rows(self.url, "SELECT id FROM procrastinate_workers")
+            new.update(row[0] for row in rows if row[0] not in before)
+            return bool(new)
+
+        _wait_for("registered", registered, self)
         self.queue_ids[min(new)] = proc
         return proc
 
