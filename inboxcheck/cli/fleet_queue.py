@@ -46,11 +46,16 @@ def _queue_db(db: str | None) -> str:
     return url
 
 
-def _with_queue(db: str | None, work: Callable[[AsyncEngine, procrastinate.App], Awaitable[_T]]) -> _T:
+def _with_queue(
+    db: str | None,
+    work: Callable[[AsyncEngine, procrastinate.App], Awaitable[_T]],
+    *,
+    schedule_every: int | None = None,
+) -> _T:
     from inboxcheck.fleet.queue import make_app
 
     url = _queue_db(db)
-    app = make_app(url)
+    app = make_app(url, schedule_every=schedule_every)
 
     async def go(engine: AsyncEngine) -> _T:
         from psycopg import Error as PsycopgError
@@ -135,6 +140,19 @@ def schedule(all_accounts: bool, db: str | None, fmt: str) -> None:
     show_default=True,
     help="On SIGTERM: seconds to let running checks finish before they are stopped and re-queued.",
 )
+@click.option(
+    "--schedule",
+    is_flag=True,
+    help="Also queue the due accounts periodically (one scheduler runs at a time, whatever the "
+    "number of workers started with --schedule).",
+)
+@click.option(
+    "--schedule-every",
+    type=click.IntRange(1, 3600),
+    default=60,
+    show_default=True,
+    help="With --schedule: seconds between two looks for due accounts.",
+)
 @click.option("--name", help="This worker's name, as the queue shows it.")
 @_check_options
 def worker(
@@ -143,6 +161,8 @@ def worker(
     concurrency: int,
     stalled_after: float,
     graceful: float,
+    schedule: bool,
+    schedule_every: int,
     name: str | None,
     fmt: str,
     verbose: bool,
@@ -176,12 +196,18 @@ def worker(
             pace=ProviderPace(presets),
         )
         await run_worker(
-            app, state, concurrency=concurrency, stalled_after=stalled_after, graceful=graceful, name=name
+            app,
+            state,
+            concurrency=concurrency,
+            stalled_after=stalled_after,
+            graceful=graceful,
+            name=name,
+            schedule=schedule,
         )
 
     if not quiet:
         _notice(f"worker started (pid {os.getpid()}, {concurrency} at once); SIGTERM stops it")
-    _with_queue(db, work)
+    _with_queue(db, work, schedule_every=schedule_every if schedule else None)
     if not quiet:
         _notice("worker stopped")
     sys.exit(0)

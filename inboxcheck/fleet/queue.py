@@ -66,6 +66,8 @@ __all__ = [
 
 QUEUE: Final = "inboxcheck-fleet"
 TASK: Final = "inboxcheck.fleet.check_account"
+SCHEDULE_QUEUE: Final = "inboxcheck-fleet-schedule"
+SCHEDULE_TASK: Final = "inboxcheck.fleet.schedule"
 STALLED_AFTER: Final = 30.0
 GRACEFUL: Final = 30.0
 # pg_advisory_xact_lock key of `fleet schedule` ("inboxchk" in ASCII).
@@ -137,11 +139,28 @@ class _Retry(BaseRetryStrategy):
         return RetryDecision(retry_in={"seconds": min(2**job.attempts, 60)})
 
 
-def make_app(url: str) -> procrastinate.App:
-    """A Procrastinate app on the fleet's PostgreSQL database, with the fleet's check task."""
+def make_app(url: str, *, schedule_every: int | None = None) -> procrastinate.App:
+    """A Procrastinate app on the fleet's PostgreSQL database, with the fleet's check task; with
+    ``schedule_every`` (seconds) also the periodic scheduler, which Procrastinate defers once per
+    tick whatever the number of workers that have it."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
     app.task(name=TASK, queue=QUEUE, pass_context=True, retry=_Retry())(check_account)
+    if schedule_every is not None:
+        cron = (
+            f"*/{schedule_every} * * * * *"
+            if schedule_every < 60
+            else f"*/{max(schedule_every // 60, 1)} * * * *"
+        )
+        task = app.task(name=SCHEDULE_TASK, queue=SCHEDULE_QUEUE, pass_context=True)(schedule_task)
+        app.periodic(cron=cron, periodic_id="fleet")(task)
     return app
+
+
+async def schedule_task(context: JobContext, timestamp: int) -> str:
+    """The periodic task of ``fleet worker --schedule``: queue the accounts that are due."""
+    state: WorkerState = (context.additional_context or {})["fleet"]
+    summary = await schedule_round(state.engine, context.app, open_app=False)
+    return summary.describe()
 
 
 async def apply_schema(app: procrastinate.App) -> bool:
@@ -177,11 +196,19 @@ class ScheduleSummary:
 
 
 async def schedule_round(
-    engine: AsyncEngine, app: procrastinate.App, *, all_accounts: bool = False, now: float | None = None
+    engine: AsyncEngine,
+    app: procrastinate.App,
+    *,
+    all_accounts: bool = False,
+    now: float | None = None,
+    open_app: bool = True,
 ) -> ScheduleSummary:
-    """Begin a round (or take the open one) and queue a job for each of its accounts still to check."""
+    """Begin a round (or take the open one) and queue a job for each of its accounts still to check.
+
+    ``open_app=False``: the app is open already (inside a worker), and stays so."""
     summary = ScheduleSummary()
-    async with app.open_async(), engine.begin() as held:
+    opened = app.open_async() if open_app else contextlib.nullcontext()
+    async with opened, engine.begin() as held:
         await _require_schema(app)
         # One scheduler at a time (held until this one has queued its jobs): two at once would
         # otherwise both see no open round and begin two.
@@ -345,8 +372,11 @@ async def run_worker(
     stalled_after: float = STALLED_AFTER,
     graceful: float = GRACEFUL,
     name: str | None = None,
+    schedule: bool = False,
 ) -> None:
-    """Take and run the fleet's jobs until SIGTERM or SIGINT; then finish or put back the running ones."""
+    """Take and run the fleet's jobs until SIGTERM or SIGINT; then finish or put back the running ones.
+
+    ``schedule``: also run the periodic scheduler (an app made with ``schedule_every``)."""
     async with state.engine.connect() as conn:
         # A worker with the wrong key would fail every job it takes: refused before it takes one.
         await store._refuse_other_keys(conn, state.key)
@@ -355,7 +385,7 @@ async def run_worker(
         recovering = asyncio.ensure_future(_recover_stalled(app, stalled_after=stalled_after))
         try:
             await app.run_worker_async(
-                queues=[QUEUE],
+                queues=[QUEUE, SCHEDULE_QUEUE] if schedule else [QUEUE],
                 name=name or "worker",
                 concurrency=concurrency,
                 additional_context={"fleet": state},

@@ -305,3 +305,43 @@ def test_schedule_is_safe_against_two_schedulers_at_once(queue_db: str, tmp_path
     assert asyncio.run(both()) == [0, 0]
     counts = _rows(queue_db, "SELECT args->>'account_id', count(*) FROM procrastinate_jobs GROUP BY 1")
     assert len(counts) == 40 and {n for _, n in counts} == {1}
+
+
+def test_workers_with_schedule_queue_due_accounts_once_per_tick_and_one_round_at_a_time(
+    queue_db: str, tmp_path: Path, workers_dir: Path
+) -> None:
+    env = _env(queue_db)
+    accounts = [batch_user(i) for i in range(6)]
+    _fleet(["add", "--interval", "24h", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
+    # Two schedulers (offline checks: the payload only); each tick is deferred once in all.
+    args = ["--schedule", "--schedule-every", "1", "--only", "account", "-q"]
+    workers = _Workers(args, env, workers_dir, queue_db)
+    try:
+        for _ in range(2):
+            workers.start()
+        _wait_for(
+            "a finished round", lambda: any(r[2] is not None for r in _round_state(queue_db)[1]), workers
+        )
+        ticks_query = (
+            "SELECT count(*) FROM procrastinate_jobs"
+            " WHERE task_name = 'inboxcheck.fleet.schedule' AND status = 'succeeded'"
+        )
+        before = _rows(queue_db, ticks_query)[0][0]
+        _wait_for("three more ticks", lambda: _rows(queue_db, ticks_query)[0][0] >= before + 3, workers)
+        running = list(workers.running)
+        for proc in running:
+            workers.stop(proc, signal.SIGTERM)
+        for proc in running:
+            assert proc.wait(timeout=60) == 0, workers.logs()
+    finally:
+        workers.close()
+    per, rounds = _round_state(queue_db)
+    # The accounts fell due once (then in 24 h): one round, one report each, however many ticks.
+    assert len(rounds) == 1 and rounds[0][2] is not None
+    assert set(per.values()) == {1} and len(per) == len(accounts)
+    ticks = _rows(
+        queue_db,
+        "SELECT args->>'timestamp', count(*) FROM procrastinate_jobs"
+        " WHERE task_name = 'inboxcheck.fleet.schedule' GROUP BY 1",
+    )
+    assert len(ticks) >= 3 and {n for _, n in ticks} == {1}, ticks
