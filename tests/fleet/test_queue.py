@@ -345,3 +345,9 @@ def test_workers_with_schedule_queue_due_accounts_once_per_tick_and_one_round_at
         " WHERE task_name = 'inboxcheck.fleet.schedule' GROUP BY 1",
     )
     assert len(ticks) >= 3 and {n for _, n in ticks} == {1}, ticks
+
+
+def test_the_cli_loads_procrastinate_only_when_a_queue_command_runs() -> None:
+    probe = "import sys, inboxcheck._cli, inboxcheck.cli.fleet; print('procrastinate' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
