@@ -224,6 +224,8 @@ def test_worker_processes_check_lab_accounts_and_sigterm_puts_running_checks_bac
     [(locks,)] = _rows(queue_db, "SELECT count(DISTINCT lock) FROM procrastinate_jobs")
     assert locks == 2
     assert CANARY not in workers.logs()
+    # Nothing went wrong on the way (a LISTEN connection that fails leaves the workers polling).
+    assert "Traceback" not in workers.logs() and "error" not in workers.logs(), workers.logs()[-3000:]
     shown = _fleet(["queue"], env).stdout
     assert f"{len(accounts)} done" in shown
 
@@ -345,6 +347,7 @@ def test_workers_with_schedule_queue_due_accounts_once_per_tick_and_one_round_at
         " WHERE task_name = 'inboxcheck.fleet.schedule' GROUP BY 1",
     )
     assert len(ticks) >= 3 and {n for _, n in ticks} == {1}, ticks
+    assert "Traceback" not in workers.logs(), workers.logs()[-3000:]
 
 
 def test_the_cli_loads_procrastinate_only_when_a_queue_command_runs() -> None:
