@@ -431,3 +431,13 @@ def webhook_log(limit: int, db: str | None) -> None:
 
     for row in _with_store(db, lambda engine: delivery_log(engine, limit=limit)):
         click.echo(json.dumps(row, ensure_ascii=False))
+
+
+def _register_queue() -> None:
+    # The queue's commands (issue 19) live in their own module; Procrastinate loads only when run.
+    from inboxcheck.cli.fleet_queue import register
+
+    register(fleet)
+
+
+_register_queue()

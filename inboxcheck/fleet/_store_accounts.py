@@ -28,7 +28,7 @@ class AddResult:
     unchanged: list[str] = field(default_factory=list)
 
 
-async def _refuse_other_keys(conn: AsyncConnection, key: FleetKey) -> None:
+async def refuse_other_keys(conn: AsyncConnection, key: FleetKey) -> None:
     rows = await conn.execute(
         sa.select(accounts.c.address).where(accounts.c.key_id != key.id).order_by(accounts.c.address)
     )
@@ -56,7 +56,7 @@ async def add_accounts(
         latest.pop(_normal(account.email_address), None)
         latest[_normal(account.email_address)] = account
     async with engine.begin() as conn:
-        await _refuse_other_keys(conn, key)
+        await refuse_other_keys(conn, key)
         addresses = list(latest)
         existing: dict[str, Any] = {}
         for start in range(0, len(addresses), 1000):

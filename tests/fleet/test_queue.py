@@ -1,0 +1,356 @@
+"""The fleet on the job queue (Procrastinate) against a real PostgreSQL and real worker processes.
+
+A job holds ids only; one job per account per round however often the round is scheduled; workers
+check lab accounts and record one report each; SIGTERM exits 0 and puts the running checks back;
+workers SIGKILLed at random moments: every account still ends each round with exactly one report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from inboxcheck.fleet._crypto import new_key_text
+from tests.fleet.conftest import Postgres, _create_database
+from tests.helpers import CANARY, batch_user, write_jsonl
+
+INBOXCHECK = [sys.executable, "-m", "inboxcheck", "fleet"]
+
+
+@pytest.fixture
+def queue_db(postgres: Postgres) -> str:
+    """A new PostgreSQL database with the fleet's schema and the queue's."""
+    url = postgres.url(_create_database(postgres))
+    for step in ("migrate", "migrate-queue"):
+        done = subprocess.run([*INBOXCHECK, step, "--db", url], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+    return url
+
+
+def _fleet(args: list[str], env: dict[str, str], code: int = 0) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*INBOXCHECK, *args], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == code, done.stdout + done.stderr
+    assert CANARY not in done.stdout + done.stderr
+    return done
+
+
+def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return list(conn.execute(query.encode()).fetchall())
+
+
+def _env(url: str) -> dict[str, str]:
+    return {**os.environ, "INBOXCHECK_FLEET_KEY": new_key_text(), "INBOXCHECK_FLEET_DB": url}
+
+
+def test_a_job_holds_ids_only_and_a_round_queues_each_account_once(queue_db: str, tmp_path: Path) -> None:
+    env = _env(queue_db)
+    accounts = [batch_user(i) for i in range(5)]
+    _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
+
+    first = json.loads(_fleet(["schedule", "--format", "json"], env).stdout)
+    assert (first["queued"], first["already"], first["resumed"]) == (5, 0, False)
+    again = json.loads(_fleet(["schedule", "--format", "json"], env).stdout)
+    assert (again["round_id"], again["queued"], again["already"], again["resumed"]) == (
+        first["round_id"],
+        0,
+        5,
+        True,
+    )
+
+    jobs = _rows(queue_db, "SELECT args, lock, queueing_lock, status::text FROM procrastinate_jobs")
+    assert len(jobs) == 5
+    assert {status for *_, status in jobs} == {"todo"}
+    ids = {row[0] for row in _rows(queue_db, "SELECT id FROM accounts")}
+    assert sorted(args["account_id"] for args, *_ in jobs) == sorted(ids)
+    for args, lock, queueing_lock, _ in jobs:
+        assert set(args) == {"account_id", "round_id"} and args["round_id"] == first["round_id"]
+        assert lock.startswith("mailbox:") and queueing_lock.startswith("round:")
+    assert len({lock for _, lock, _, _ in jobs}) == 5, "one lock per mailbox"
+    # Nothing of an account is in the queue's tables but its id: no password, no address.
+    dump = json.dumps(_rows(queue_db, "SELECT to_jsonb(j)::text FROM procrastinate_jobs j"))
+    assert CANARY not in dump and "example.test" not in dump and "user0" not in dump
+
+
+def test_the_queue_refuses_a_sqlite_fleet_and_a_database_without_its_schema(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    env = _env(f"sqlite:///{tmp_path / 'fleet.db'}")
+    refused = _fleet(["schedule"], env, code=2)
+    assert "PostgreSQL" in refused.stderr and "fleet run" in refused.stderr
+    env = _env(postgres.url(_create_database(postgres)))
+    _fleet(["migrate"], env)
+    missing = _fleet(["worker"], env, code=2)
+    assert "migrate-queue" in missing.stderr and "Traceback" not in missing.stderr
+    _fleet(["migrate-queue"], env)
+    _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", [batch_user(1)]))], env)
+    # A worker with another key would fail every job: it does not start.
+    wrong = _fleet(["worker"], {**env, "INBOXCHECK_FLEET_KEY": new_key_text()}, code=2)
+    assert "user1@example.test" in wrong.stderr and "does not open" in wrong.stderr
+
+
+def _round_state(url: str) -> tuple[Counter[tuple[int, int]], list[tuple[Any, ...]]]:
+    per = Counter((int(r), int(a)) for r, a in _rows(url, "SELECT round_id, account_id FROM reports"))
+    return per, _rows(url, "SELECT id, planned, finished_at FROM rounds ORDER BY id")
+
+
+def _wait_for(what: str, ready: Any, workers: _Workers, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"not {what} after {timeout} s: {workers.logs()[-3000:]}"
+        assert all(proc.poll() is None for proc in workers.running), workers.logs()[-3000:]
+        time.sleep(0.25)
+
+
+class _Workers:
+    """Worker processes of one test, every one of them ended when it ends."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_dir: Path, url: str) -> None:
+        self.args, self.env, self.log_dir, self.url = args, env, log_dir, url
+        self.started: list[subprocess.Popen[bytes]] = []
+        # The workers expected to run (not those this test stopped or killed).
+        self.running: list[subprocess.Popen[bytes]] = []
+        # Each process's id in the queue (procrastinate_workers), once it has registered.
+        self.queue_ids: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, *extra: str) -> subprocess.Popen[bytes]:
+        before = {row[0] for row in _rows(self.url, "SELECT id FROM procrastinate_workers")}
+        log = (self.log_dir / f"worker{len(self.started)}.log").open("wb")
+        proc = subprocess.Popen(
+            [*INBOXCHECK, "worker", *self.args, *extra], env=self.env, stdout=log, stderr=log
+        )
+        log.close()
+        self.started.append(proc)
+        self.running.append(proc)
+        # Started one at a time: the new row in the queue's workers is this process.
+        new: set[int] = set()
+
+        def registered() -> bool:
+            rows = _rows(self.url, "SELECT id FROM procrastinate_workers")
+            new.update(row[0] for row in rows if row[0] not in before)
+            return bool(new)
+
+        _wait_for("registered", registered, self)
+        self.queue_ids[min(new)] = proc
+        return proc
+
+    def busy(self) -> list[subprocess.Popen[bytes]]:
+        """The running workers with a check in flight now."""
+        holders = {
+            row[0]
+            for row in _rows(self.url, "SELECT worker_id FROM procrastinate_jobs WHERE status = 'doing'")
+        }
+        return [
+            self.queue_ids[i] for i in holders if i in self.queue_ids and self.queue_ids[i] in self.running
+        ]
+
+    def stop(self, proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        self.running.remove(proc)
+        proc.send_signal(sig)
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("worker*.log")))
+
+    def close(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+
+
+@pytest.fixture
+def workers_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "workers"
+    path.mkdir()
+    return path
+
+
+def _lab_check_args(lab: Any) -> list[str]:
+    host, port = lab.nameserver
+    return ["--nameserver", f"{host}:{port}", "--ca-file", str(lab.ca_file), "--timeout", "10", "-q"]
+
+
+@pytest.mark.lab
+def test_worker_processes_check_lab_accounts_and_sigterm_puts_running_checks_back(
+    lab: Any, queue_db: str, tmp_path: Path, workers_dir: Path
+) -> None:
+    env = _env(queue_db)
+    accounts = [lab.account("alice"), lab.account("bob")]
+    # More accounts than one worker checks at once, on the same lab mailboxes under other addresses.
+    accounts += [lab.account("alice") | {"email_address": f"alice+q{i}@lab.test"} for i in range(6)]
+    _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
+    _fleet(["schedule"], env)
+    args = ["--concurrency", "2", "--graceful", "0", *_lab_check_args(lab)]
+    workers = _Workers(args, env, workers_dir, queue_db)
+    try:
+        first = workers.start()
+        # SIGTERM while checks run: no new job is taken, the running ones go back on the queue.
+        _wait_for(
+            "running a check",
+            lambda: (
+                _rows(queue_db, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'")[0][0] > 0
+            ),
+            workers,
+        )
+        workers.stop(first, signal.SIGTERM)
+        assert first.wait(timeout=60) == 0, workers.logs()
+
+        second = workers.start()
+        _wait_for("finished", lambda: _round_state(queue_db)[1][-1][2] is not None, workers)
+        workers.stop(second, signal.SIGTERM)
+        assert second.wait(timeout=60) == 0, workers.logs()
+    finally:
+        workers.close()
+    per, rounds = _round_state(queue_db)
+    assert len(rounds) == 1 and set(per.values()) == {1} and len(per) == len(accounts)
+    verdicts = dict(_rows(queue_db, "SELECT address, state FROM accounts"))
+    assert verdicts["alice@lab.test"] in ("pass", "warn"), (verdicts, workers.logs())
+    assert verdicts["bob@lab.test"] in ("pass", "warn"), verdicts
+    statuses = dict(_rows(queue_db, "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"))
+    assert statuses == {"succeeded": len(accounts)}, statuses
+    # Seven accounts log in to alice's mailbox: one lock, so never two of them at once.
+    [(locks,)] = _rows(queue_db, "SELECT count(DISTINCT lock) FROM procrastinate_jobs")
+    assert locks == 2
+    assert CANARY not in workers.logs()
+    # Nothing went wrong on the way (a LISTEN connection that fails leaves the workers polling).
+    assert "Traceback" not in workers.logs() and "error" not in workers.logs(), workers.logs()[-3000:]
+    shown = _fleet(["queue"], env).stdout
+    assert f"{len(accounts)} done" in shown
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_workers_sigkilled_at_random_moments_leave_one_report_per_account_per_round(
+    lab: Any, queue_db: str, tmp_path: Path, workers_dir: Path
+) -> None:
+    env = _env(queue_db)
+    # Three mailboxes (the lab's users), ten accounts each: at most three checks at once in all.
+    users = ("alice@lab.test", "bob@lab.test", "carol@unsigned.test")
+    accounts = [
+        lab.account(users[i % 3]) | {"email_address": users[i % 3].replace("@", f"+k{i}@")} for i in range(30)
+    ]
+    _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
+    args = ["--concurrency", "3", "--stalled-after", "3", "--graceful", "5", *_lab_check_args(lab)]
+    workers = _Workers(args, env, workers_dir, queue_db)
+    rng = random.Random(20261207)
+    kills = 0
+    try:
+        _fleet(["schedule", "--all"], env)
+        for _ in range(3):
+            workers.start()
+        deadline = time.monotonic() + 600
+        while kills < 12:
+            assert time.monotonic() < deadline, f"{kills} kills in the time allowed"
+            time.sleep(rng.uniform(0.2, 1.5))
+            # A random moment, and a worker with a check in flight at that moment.
+            busy = workers.busy()
+            if not busy:
+                _, rounds = _round_state(queue_db)
+                if rounds[-1][2] is not None:
+                    _fleet(["schedule", "--all"], env)
+                continue
+            victim = busy[rng.randrange(len(busy))]
+            workers.stop(victim, signal.SIGKILL)
+            victim.wait(timeout=30)
+            kills += 1
+            workers.start()
+            _, rounds = _round_state(queue_db)
+            if rounds[-1][2] is not None:
+                # The round ended between kills: a new one keeps the workers busy.
+                _fleet(["schedule", "--all"], env)
+        _wait_for("finished", lambda: _round_state(queue_db)[1][-1][2] is not None, workers, timeout=300)
+        running = list(workers.running)
+        for proc in running:
+            workers.stop(proc, signal.SIGTERM)
+        for proc in running:
+            assert proc.wait(timeout=60) == 0, workers.logs()
+    finally:
+        workers.close()
+    per, rounds = _round_state(queue_db)
+    logs = workers.logs()
+    recovered = logs.count("of a stalled worker put back on the queue")
+    print(f"{kills} kills, {len(rounds)} rounds, {recovered} jobs recovered from killed workers")
+    # Every kill stopped a check in flight: its job was taken again.
+    assert recovered >= 1, logs[-3000:]
+    assert set(per.values()) == {1}, [k for k, n in per.items() if n > 1]
+    for round_id, planned, finished_at in rounds:
+        assert finished_at is not None
+        assert sum(1 for r, _ in per if r == round_id) == planned == len(accounts)
+    assert CANARY not in logs
+
+
+def test_schedule_is_safe_against_two_schedulers_at_once(queue_db: str, tmp_path: Path) -> None:
+    env = _env(queue_db)
+    _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", [batch_user(i) for i in range(40)]))], env)
+
+    async def both() -> list[int]:
+        procs = [
+            await asyncio.create_subprocess_exec(
+                *INBOXCHECK, "schedule", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            for _ in range(2)
+        ]
+        return [await p.wait() for p in procs]
+
+    assert asyncio.run(both()) == [0, 0]
+    counts = _rows(queue_db, "SELECT args->>'account_id', count(*) FROM procrastinate_jobs GROUP BY 1")
+    assert len(counts) == 40 and {n for _, n in counts} == {1}
+
+
+def test_workers_with_schedule_queue_due_accounts_once_per_tick_and_one_round_at_a_time(
+    queue_db: str, tmp_path: Path, workers_dir: Path
+) -> None:
+    env = _env(queue_db)
+    accounts = [batch_user(i) for i in range(6)]
+    _fleet(["add", "--interval", "24h", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
+    # Two schedulers (offline checks: the payload only); each tick is deferred once in all.
+    args = ["--schedule", "--schedule-every", "1", "--only", "account", "-q"]
+    workers = _Workers(args, env, workers_dir, queue_db)
+    try:
+        for _ in range(2):
+            workers.start()
+        _wait_for(
+            "a finished round", lambda: any(r[2] is not None for r in _round_state(queue_db)[1]), workers
+        )
+        ticks_query = (
+            "SELECT count(*) FROM procrastinate_jobs"
+            " WHERE task_name = 'inboxcheck.fleet.schedule' AND status = 'succeeded'"
+        )
+        before = _rows(queue_db, ticks_query)[0][0]
+        _wait_for("three more ticks", lambda: _rows(queue_db, ticks_query)[0][0] >= before + 3, workers)
+        running = list(workers.running)
+        for proc in running:
+            workers.stop(proc, signal.SIGTERM)
+        for proc in running:
+            assert proc.wait(timeout=60) == 0, workers.logs()
+    finally:
+        workers.close()
+    per, rounds = _round_state(queue_db)
+    # The accounts fell due once (then in 24 h): one round, one report each, however many ticks.
+    assert len(rounds) == 1 and rounds[0][2] is not None
+    assert set(per.values()) == {1} and len(per) == len(accounts)
+    ticks = _rows(
+        queue_db,
+        "SELECT args->>'timestamp', count(*) FROM procrastinate_jobs"
+        " WHERE task_name = 'inboxcheck.fleet.schedule' GROUP BY 1",
+    )
+    assert len(ticks) >= 3 and {n for _, n in ticks} == {1}, ticks
+    assert "Traceback" not in workers.logs(), workers.logs()[-3000:]
+
+
+def test_the_cli_loads_procrastinate_only_when_a_queue_command_runs() -> None:
+    probe = "import sys, inboxcheck.cli, inboxcheck.cli.fleet; print('procrastinate' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
