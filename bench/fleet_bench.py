@@ -36,7 +36,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -55,8 +54,8 @@ from inboxcheck._models import Report
 from inboxcheck.fleet import store
 from inboxcheck.fleet._crypto import FleetKey
 from inboxcheck.fleet._db import connect
+from lab.postgres import throwaway_postgres
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DAY = 86_400.0
 HERE = Path(__file__).resolve().parent
 KEY = FleetKey(b"b" * 32)
@@ -65,50 +64,13 @@ CODES = ["smtp.auth.rejected", "imap.auth.rejected", "dns.spf.missing", "smtp.tl
 
 @contextmanager
 def postgres_cluster() -> Iterator[str]:
-    root = Path(tempfile.mkdtemp(prefix="icbench-pg-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = root / "data"
-    subprocess.run(
-        [*run_as, str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=256MB"
-    subprocess.run(
-        [
-            *run_as,
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(root / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
+    """A throwaway cluster (the tests' own, lab/postgres.py) with one database, ``fleet``."""
+    with throwaway_postgres(settings=["shared_buffers=256MB"], prefix="icbench-pg-") as server:
         import psycopg
 
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+        with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
             conn.execute("CREATE DATABASE fleet")
-        yield f"postgresql://postgres@127.0.0.1:{port}/fleet"
-    finally:
-        subprocess.run(
-            [*run_as, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            check=False,
-            stdout=subprocess.DEVNULL,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        yield server.url("fleet")
 
 
 def synthetic(

@@ -7,89 +7,29 @@ own database in it. Nothing system-wide is started or changed.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from lab.postgres import Postgres, throwaway_postgres
 from tests.fleet.receiver import Receiver
-
-PG_BIN = Path(os.environ.get("INBOXCHECK_PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-@dataclass(frozen=True)
-class Postgres:
-    port: int
-    socket_dir: Path
-    run_as: list[str]
-
-    def url(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def command(self, *args: str) -> list[str]:
-        return [*self.run_as, *args]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """One throwaway PostgreSQL cluster for the session."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"PostgreSQL is not installed ({PG_BIN}/initdb): run scripts/install-system-deps.sh")
-    root = Path(tempfile.mkdtemp(prefix="inboxcheck-pg-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        # initdb refuses to run as root: the cluster belongs to the postgres user.
-        shutil.chown(root, "postgres", "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    data = root / "data"
-    port = _free_port()
-    subprocess.run(
-        [*run_as, str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [
-            *run_as,
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(root / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
     try:
-        yield Postgres(port, root, run_as)
+        cluster = throwaway_postgres()
+        server = cluster.__enter__()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
     finally:
-        subprocess.run(
-            [*run_as, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.__exit__(None, None, None)
 
 
 def _create_database(server: Postgres) -> str:

@@ -23,7 +23,8 @@ import psycopg
 import pytest
 
 from inboxcheck.fleet._crypto import new_key_text
-from tests.fleet.conftest import Postgres, _create_database
+from lab.postgres import Postgres
+from tests.fleet.conftest import _create_database
 from tests.helpers import CANARY, batch_user, write_jsonl
 
 INBOXCHECK = [sys.executable, "-m", "inboxcheck", "fleet"]

@@ -21,7 +21,7 @@ from inboxcheck.fleet._crypto import FleetKey, FleetKeyError, WrongKeyError, loa
 from inboxcheck.fleet._db import async_url, connect, migrate, schema_state
 from inboxcheck.fleet._schema import METADATA, accounts
 from inboxcheck.fleet.changes import Schedule
-from tests.fleet.conftest import PG_BIN, Postgres
+from lab.postgres import PG_BIN, Postgres
 from tests.helpers import CANARY, batch_user, custom_payload
 
 KEY = FleetKey(b"k" * 32)
