@@ -282,3 +282,11 @@ def test_with_secrets_adds_secrets_and_credentials_and_keeps_the_public_lead() -
     assert scrub(text) == " ".join([REDACTED] * 4)
     assert scrub("a cs_test_ key") == "a cs_test_ key"
     assert scrub("cut at cs_test_CUTkey") == f"cut at {REDACTED}"
+
+
+def test_a_short_form_that_begins_another_does_not_cut_it_short() -> None:
+    # Two short passwords, one the start of the other: the longer is removed whole, not "-9" left.
+    scrub = Scrubber(
+        credentials=[Credential("sam@x.test", SecretStr("pin")), Credential("sam@x.test", SecretStr("pin-9"))]
+    )
+    assert scrub("sent pin-9, then pin") == f"sent {REDACTED}, then {REDACTED}"
