@@ -199,9 +199,9 @@ class Scrubber:
 
     def bytes(self, data: bytes) -> bytes:
         """:meth:`text` on raw bytes (undecodable bytes kept as they are)."""
-        text = data.decode("utf-8", "surrogateescape")
+        text = data.decode(errors="surrogateescape")  # UTF-8
         clean = self(text)
-        return data if clean == text else clean.encode("utf-8", "surrogateescape")
+        return data if clean == text else clean.encode(errors="surrogateescape")
 
     def could_be_in_json(self, document: str) -> bool:
         """False only when no string in ``document``, a JSON text as pydantic writes it, holds a form
@@ -246,26 +246,27 @@ class Scrubber:
         return _ScrubbingFilter(self)
 
 
-def _prefix_anchors(username: str, secret: str, public: int = 0) -> Iterable[tuple[str, str]]:
+def _prefix_anchors(username: str, secret: str, public: int) -> Iterable[tuple[str, str]]:
     """For each form whose prefixes must go too: the shortest prefix that holds
     :data:`SUBSTRING_MIN` characters of the secret (after its ``public`` lead), and the whole form."""
     if len(secret) - public < SUBSTRING_MIN:
         return
     yield secret[: public + SUBSTRING_MIN], secret
+    # (Every encode and decode here is UTF-8, Python's default.)
     # The AUTH strings a login sends (AUTH LOGIN: the secret; PLAIN: with an empty and with a repeated
     # authorization identity), base64: a prefix of the encoding that covers the lead and 6 characters.
     for lead in ("", f"\0{username}\0", f"{username}\0{username}\0"):
-        lead_bytes = len(lead.encode("utf-8", "surrogatepass"))
-        six = len(secret[: public + SUBSTRING_MIN].encode("utf-8", "surrogatepass"))
-        whole = base64.b64encode((lead + secret).encode("utf-8", "surrogatepass")).decode("ascii")
+        lead_bytes = len(lead.encode(errors="surrogatepass"))
+        six = len(secret[: public + SUBSTRING_MIN].encode(errors="surrogatepass"))
+        whole = base64.b64encode((lead + secret).encode(errors="surrogatepass")).decode()
         need = -(-(lead_bytes + six) * 4 // 3)
         yield whole[:need], whole
         # Re-encoded after the cut: a prefix that ends inside a base64 group is padded, and its last
         # character differs from the whole string's; each such boundary is a form of its own.
         for end in range(public + SUBSTRING_MIN, len(secret)):
-            data = (lead + secret[:end]).encode("utf-8", "surrogatepass")
+            data = (lead + secret[:end]).encode(errors="surrogatepass")
             if len(data) % 3:
-                form = base64.b64encode(data).decode("ascii")
+                form = base64.b64encode(data).decode()
                 yield form, form
 
 

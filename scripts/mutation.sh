@@ -10,12 +10,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 # module -> the offline tests that exercise it (no lab: a mutant run must take seconds).
 declare -A tests=(
-  [inboxcheck/dns/records/spf.py]="tests/records/test_spf.py tests/records/test_properties.py"
+  [inboxcheck/dns/records/spf.py]="tests/records/test_spf.py tests/records/test_spf_edges.py tests/records/test_properties.py"
   [inboxcheck/dns/records/dmarc.py]="tests/records/test_dmarc.py tests/records/test_properties.py"
   [inboxcheck/dns/records/dkim.py]="tests/records/test_dkim.py tests/records/test_dkim_units.py tests/records/test_properties.py"
   [inboxcheck/dns/records/_common.py]="tests/records"
   [inboxcheck/_limits.py]="tests/test_limits_units.py"
-  [inboxcheck/_secrets.py]="tests/test_secrets.py tests/test_secrets_units.py"
+  [inboxcheck/_secrets.py]="tests/test_secrets.py tests/test_secrets_units.py tests/test_scrub_excerpt.py"
   [inboxcheck/_knowledge.py]="tests/test_knowledge_units.py"
   [inboxcheck/platform/gate.py]="tests/test_gate_units.py"
 )

@@ -7,11 +7,14 @@ from __future__ import annotations
 import base64
 import logging
 import sys
+from urllib.parse import quote_plus
 
+from pydantic import SecretStr
 from pydantic_core import to_json
 
+from inboxcheck._credential import Credential
 from inboxcheck._models import Account
-from inboxcheck._secrets import MASK, REDACTED, Scrubber, masked
+from inboxcheck._secrets import MASK, REDACTED, SUBSTRING_MIN, Scrubber, masked
 from inboxcheck.platform.key import ApiKey
 from tests.helpers import custom_payload
 
@@ -163,3 +166,127 @@ def test_the_filter_renders_an_exception_itself_and_scrubs_it() -> None:
     assert record.exc_text.startswith("Traceback (most recent call last):")
     assert record.exc_text.endswith(f"ValueError: {REDACTED}")
     assert record.msg == "failed"
+
+
+# --- issue 24, second round: the survivors of the extended scrubber ---------------------------------
+
+
+def test_every_plain_secret_keeps_its_encoded_forms_not_only_the_last() -> None:
+    first, second = 'first "secret" one', "second-secret-two"
+    scrub = Scrubber([first, second])
+    echo = to_json({"password": first}).decode()
+    assert first not in scrub(echo) and "secret\\" not in scrub(echo)
+    assert scrub(f"sent {quote_plus(first)} ok") == f"sent {REDACTED} ok"
+
+
+def test_every_credential_keeps_its_encoded_forms_not_only_the_last() -> None:
+    first, second = 'smtp "pass" one', "imap-pass-two"
+    scrub = Scrubber(
+        ["api-key-123456"],
+        credentials=[Credential("sam@x.test", SecretStr(first)), Credential("sam@x.test", SecretStr(second))],
+    )
+    assert scrub(f"body {to_json(first).decode()} end") == f'body "{REDACTED}" end'
+    assert scrub(f"body {quote_plus(first)} end") == f"body {REDACTED} end"
+    assert scrub(f"url {quote_plus('api-key-123456')}") == f"url {REDACTED}"
+
+
+def test_a_plain_secrets_auth_plain_forms_use_an_empty_username() -> None:
+    secret = "Cut-Canary-Pa55word!x"
+    scrub = Scrubber([secret])
+    whole = b64(f"\0\0{secret}")
+    assert scrub(f"echo {quote_plus(whole)} end") == f"echo {REDACTED} end"  # the encoded form
+    cut = b64(f"\0\0{secret[:9]}")  # a truncated echo, re-encoded
+    assert scrub(f"echo {cut} end") == f"echo {REDACTED} end"
+
+
+def test_a_lone_surrogate_in_a_secret_with_a_space_is_form_encoded_not_an_error() -> None:
+    secret = "pa ss\udc80word"
+    forms = set(Scrubber([secret]).forms)
+    assert "pa+ss%ED%B2%80word" in forms
+    assert "pa%20ss%ED%B2%80word" in forms
+
+
+def test_a_scrubber_without_long_forms_leaves_non_ascii_text_alone() -> None:
+    assert Scrubber()("naïve text") == "naïve text"
+    short = Scrubber(credentials=[Credential("sam@x.test", SecretStr("pass"))])
+    assert short("naïve pass and compass") == f"naïve {REDACTED} and compass"
+
+
+def test_an_echo_holding_every_form_of_a_six_character_password_keeps_none() -> None:
+    scrub = Scrubber(credentials=[Credential("sam@x.test", SecretStr("Kx7-q!"))])
+    text = " ".join(scrub.forms)
+    cleaned = scrub(text)
+    assert [form for form in scrub.forms if form.lower() in cleaned.lower()] == []
+
+
+def test_a_case_folding_lookalike_in_an_echo_is_data_not_a_crash() -> None:
+    # U+017F LATIN SMALL LETTER LONG S matches "s" under re.IGNORECASE but lower-cases to itself.
+    scrub = Scrubber(credentials=[Credential("sam@x.test", SecretStr("Passwords-x1"))])
+    assert scrub("sent Paſſwords-x1") == f"sent {REDACTED}"
+
+
+def test_a_word_like_the_password_does_not_stop_the_scrub_of_what_follows() -> None:
+    scrub = Scrubber(credentials=[Credential("sam@x.test", SecretStr("Password-7x!q"))])
+    assert scrub("Username and Password not accepted: Password-7x!q") == (
+        f"Username and Password not accepted: {REDACTED}"
+    )
+
+
+def test_a_secret_starting_one_character_into_a_word_like_another_is_found() -> None:
+    scrub = Scrubber(["Passwordly1", "asswordly"])
+    assert scrub("Passwordly not") == f"P{REDACTED} not"
+
+
+def test_an_excerpt_keeps_a_whole_marker_at_its_end_and_a_bracket_of_the_text() -> None:
+    scrub = Scrubber(["hunter2-long-secret"])
+    text = "key hunter2-long-secret and more"
+    assert scrub.excerpt(text, len(f"key {REDACTED}")) == f"key {REDACTED}"
+    assert scrub.excerpt("see [ref] here", 5) == "see ["
+
+
+def test_the_json_precheck_is_exact_for_short_forms_and_prefixes_and_folds_case() -> None:
+    short = Scrubber(credentials=[Credential("sam@x.test", SecretStr("pass"))])
+    assert short.could_be_in_json('{"a":"pasta"}') is False
+    assert short.could_be_in_json('{"a":"pass"}') is True
+    long = Scrubber(credentials=[Credential("sam@x.test", SecretStr("Cut-Canary-Pa55word!x"))])
+    assert long.could_be_in_json('{"a":"Cut-C is here"}') is False
+    assert long.could_be_in_json('{"a":"Cut-Ca is here"}') is True
+    assert long.could_be_in_json('{"a":"CUT-CANARY-PA55WORD!X"}') is True
+
+
+def test_an_auth_plain_prefix_with_fewer_than_six_password_characters_stays() -> None:
+    # It holds the username (no secret) and at most 5 characters of the password.
+    password = "Cut-Canary-Pa55word!x"
+    scrub = Scrubber(credentials=[Credential("sam@peer.test", SecretStr(password))])
+    for keep in range(SUBSTRING_MIN):
+        cut = b64(f"\0sam@peer.test\0{password[:keep]}")
+        assert scrub(f"echo {cut}") == f"echo {cut}", keep
+    assert scrub(f"echo {b64(f'{chr(0)}sam@peer.test{chr(0)}{password[:6]}')}") == f"echo {REDACTED}"
+
+
+def test_a_six_character_password_cut_at_its_base64_padding_is_removed() -> None:
+    password = "Kx7-q!"
+    scrub = Scrubber(credentials=[Credential("sam@xy.test", SecretStr(password))])
+    sent = b64(f"\0sam@xy.test\0{password}")
+    assert sent.endswith("=")
+    assert scrub(f"echo {sent.rstrip('=')}") == f"echo {REDACTED}"
+
+
+def test_with_secrets_adds_secrets_and_credentials_and_keeps_the_public_lead() -> None:
+    key = ApiKey.parse("cs_test_CUTkeyZ9x8w7v6u5t4s3QWERTY")
+    scrub = Scrubber.for_request(key).with_secrets(
+        "payload-secret-1", credentials=[Credential("sam@x.test", SecretStr("smtp-pass-22"))]
+    )
+    plain = b64("\0sam@x.test\0smtp-pass-22")
+    text = f"{key.reveal()} payload-secret-1 smtp-pass-22 {plain}"
+    assert scrub(text) == " ".join([REDACTED] * 4)
+    assert scrub("a cs_test_ key") == "a cs_test_ key"
+    assert scrub("cut at cs_test_CUTkey") == f"cut at {REDACTED}"
+
+
+def test_a_short_form_that_begins_another_does_not_cut_it_short() -> None:
+    # Two short passwords, one the start of the other: the longer is removed whole, not "-9" left.
+    scrub = Scrubber(
+        credentials=[Credential("sam@x.test", SecretStr("pin")), Credential("sam@x.test", SecretStr("pin-9"))]
+    )
+    assert scrub("sent pin-9, then pin") == f"sent {REDACTED}, then {REDACTED}"

@@ -262,7 +262,9 @@ def _parse_term(record: str, token: str, start: int) -> Term:
             )
         if cidr6 is not None and cidr6 > 128:
             raise RecordSyntaxError(
-                f"IPv6 prefix //{cidr6} is longer than 128", record=record, position=rest_start + cidr.start()
+                f"IPv6 prefix //{cidr6} is longer than 128",
+                record=record,
+                position=rest_start + cidr.start(2) - 2,  # at the "//"
             )
         # A '/' inside the domain-spec is part of the name (RFC 7208 7.1: macro-literal allows it, as in
         # "a:host/one.example.com"); one in the last label is a prefix length that did not parse.
