@@ -97,6 +97,14 @@ def test_the_fleet_over_http_is_the_fleet_commands_documents(client: httpx.Clien
     assert changes.json() == {"changes": []} == _cli(database, "changes")
 
 
+def test_no_password_in_the_log(client: httpx.Client, fleet_service: Service) -> None:
+    assert client.post("/v1/fleet/accounts", json=[batch_user(7)]).status_code == 200
+    assert client.get("/v1/fleet/accounts").status_code == 200
+    log = fleet_service.log.read_text(errors="replace")
+    assert "POST /v1/fleet/accounts 200" in log
+    assert CANARY not in log
+
+
 def test_unknown_accounts_are_404(client: httpx.Client) -> None:
     for response in (
         client.delete("/v1/fleet/accounts/nobody@example.test"),

@@ -178,6 +178,8 @@ def _fleet(url: str, key_file: Path | None) -> FleetKey | None:
     from inboxcheck.cli._terminal import run_async
     from inboxcheck.fleet._crypto import KEY_ENV, load_key
 
+    # The key first: a bad one stops the server before a new database file is made.
+    key = load_key(key_file=key_file) if key_file is not None or os.environ.get(KEY_ENV) else None
     try:
         from inboxcheck.service.fleet import check_fleet_db
 
@@ -186,6 +188,4 @@ def _fleet(url: str, key_file: Path | None) -> FleetKey | None:
         raise click.UsageError(
             f"--fleet-db needs the fleet extra ({exc.name} is missing): pip install 'inboxcheck[fleet]'"
         ) from None
-    if key_file is None and not os.environ.get(KEY_ENV):
-        return None
-    return load_key(key_file=key_file)
+    return key
