@@ -46,15 +46,16 @@ def _free_port() -> int:
 class Service:
     """``python -m inboxcheck serve`` in its own process; its stderr (the log) kept in a file."""
 
-    def __init__(self, lab: Lab, log: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, lab: Lab | None, log: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        """``lab`` None: a service that checks nothing in the test (its DNS and CA are the system's)."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        host, port = lab.nameserver
-        args = [
-            sys.executable, "-m", "inboxcheck", "serve", "--port", str(self.port),
-            "--nameserver", f"{host}:{port}", "--ca-file", str(lab.ca_file), *extra,
-        ]  # fmt: skip
+        lab_args = []
+        if lab is not None:
+            host, port = lab.nameserver
+            lab_args = ["--nameserver", f"{host}:{port}", "--ca-file", str(lab.ca_file)]
+        args = [sys.executable, "-m", "inboxcheck", "serve", "--port", str(self.port), *lab_args, *extra]
         environment = {**os.environ, "INBOXCHECK_API_TOKENS": f"{TOKEN},{OTHER_TOKEN}", **(env or {})}
         self._log_handle = log.open("wb")
         self.process = subprocess.Popen(

@@ -2,7 +2,8 @@
 client sends, no 5xx, and every response is one the document promises, in the shape it promises.
 
 Bounded and reproducible: a fixed number of examples per operation, derandomized (the same inputs
-every run). A real uvicorn on loopback; every DNS lookup goes to the lab's server.
+every run). A real uvicorn on loopback (with --fleet-db, so the fleet's routes are fuzzed too);
+every DNS lookup goes to the lab's server.
 """
 
 from __future__ import annotations
@@ -31,8 +32,17 @@ EXAMPLES = 15
 
 @pytest.fixture(scope="module")
 def fuzz_service(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    log: Path = tmp_path_factory.mktemp("fuzz") / "service.log"
-    running = Service(lab, log, "--concurrency", "8", "--queue", "64", "--timeout", "2", "--deadline", "6")
+    from inboxcheck.fleet._crypto import new_key_text
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    log: Path = folder / "service.log"
+    running = Service(
+        lab,
+        log,
+        *("--concurrency", "8", "--queue", "64", "--timeout", "2", "--deadline", "6"),
+        *("--fleet-db", f"sqlite:///{folder / 'fleet.db'}"),
+        env={"INBOXCHECK_FLEET_KEY": new_key_text()},
+    )
     yield running
     running.stop()
 
@@ -53,6 +63,11 @@ OPERATIONS = [
     ("DELETE", "/v1/batches/{batch_id}"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
+    ("GET", "/v1/fleet/accounts"),
+    ("POST", "/v1/fleet/accounts"),
+    ("DELETE", "/v1/fleet/accounts/{address}"),
+    ("GET", "/v1/fleet/accounts/{address}/history"),
+    ("GET", "/v1/fleet/changes"),
 ]
 
 

@@ -57,10 +57,10 @@ def history(address: str, limit: int, db: str | None, fmt: str) -> None:
     from inboxcheck.cli._terminal import escape
     from inboxcheck.fleet import store
 
-    rows = _with_store(db, lambda engine: store.history(engine, address, limit=limit))
     if fmt == "json":
-        _json_out({"email_address": address.strip().lower(), "reports": rows})
+        _json_out(_with_store(db, lambda engine: store.history_document(engine, address, limit=limit)))
         return
+    rows = _with_store(db, lambda engine: store.history(engine, address, limit=limit))
     for row in rows:
         codes = ", ".join(row["codes"])
         click.echo(
@@ -94,10 +94,12 @@ def changes(since: str | None, address: str | None, db: str | None, fmt: str) ->
     from inboxcheck.fleet import store
 
     start = _moment(since, now=time.time()) if since else None
-    rows = _with_store(db, lambda engine: store.change_list(engine, since=start, address=address))
     if fmt == "json":
-        _json_out({"changes": rows})
+        _json_out(
+            _with_store(db, lambda engine: store.changes_document(engine, since=start, address=address))
+        )
         return
+    rows = _with_store(db, lambda engine: store.change_list(engine, since=start, address=address))
     for row in rows:
         click.echo(_change_text(row))
 

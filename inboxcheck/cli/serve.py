@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from inboxcheck.fleet._crypto import FleetKey
 
 __all__ = ["serve"]
 
@@ -81,6 +85,18 @@ __all__ = ["serve"]
     show_default=True,
     help="Seconds in-flight requests get to finish after SIGTERM.",
 )
+@click.option(
+    "--fleet-db",
+    metavar="URL",
+    help="Also serve the fleet (/v1/fleet/...) from this database: sqlite:///PATH or "
+    "postgresql://USER@HOST/NAME.",
+)
+@click.option(
+    "--fleet-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The fleet's key, to add accounts over HTTP [default: env INBOXCHECK_FLEET_KEY; without "
+    "one, the fleet is read-only].",
+)
 def serve(
     host: str,
     port: int,
@@ -95,8 +111,11 @@ def serve(
     token_file: Path | None,
     no_auth: bool,
     drain: float,
+    fleet_db: str | None,
+    fleet_key_file: Path | None,
 ) -> None:
-    """Serve the checks over HTTP: POST /v1/check, /v1/diagnose, /v1/discover, /v1/batches.
+    """Serve the checks over HTTP: POST /v1/check, /v1/diagnose, /v1/discover, /v1/batches; with
+    --fleet-db, the fleet too (/v1/fleet/accounts, .../{address}/history, /v1/fleet/changes).
 
     Clients authenticate with `Authorization: Bearer TOKEN`; the tokens come from
     INBOXCHECK_API_TOKENS (comma-separated) or --token-file. Without a token the server refuses to
@@ -131,6 +150,9 @@ def serve(
             "allow_plaintext": allow_plaintext,
         },
     )
+    if fleet_key_file is not None and fleet_db is None:
+        raise click.UsageError("--fleet-key-file needs --fleet-db")
+    fleet_key = _fleet(fleet_db, fleet_key_file) if fleet_db is not None else None
     settings = ServiceSettings(
         options=options,
         tokens=tokens,
@@ -138,6 +160,8 @@ def serve(
         queue=concurrency if queue is None else queue,
         per_host=per_host,
         drain_seconds=drain,
+        fleet_db=fleet_db,
+        fleet_key=fleet_key,
     )
     import signal
 
@@ -145,3 +169,23 @@ def serve(
     # instead (uvicorn's own handler), and uvicorn hands the signal back to the default on its way out.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     run_server(settings, host=host, port=port)
+
+
+def _fleet(url: str, key_file: Path | None) -> FleetKey | None:
+    """The fleet's key (None when neither --fleet-key-file nor INBOXCHECK_FLEET_KEY gives one),
+    after the database was opened once: a bad URL or an old schema stops the server before it starts.
+    SQLAlchemy is imported here, never when the server runs without the fleet."""
+    from inboxcheck.cli._terminal import run_async
+    from inboxcheck.fleet._crypto import KEY_ENV, load_key
+
+    # The key first: a bad one stops the server before a new database file is made.
+    key = load_key(key_file=key_file) if key_file is not None or os.environ.get(KEY_ENV) else None
+    try:
+        from inboxcheck.service.fleet import check_fleet_db
+
+        run_async(check_fleet_db(url))
+    except ImportError as exc:
+        raise click.UsageError(
+            f"--fleet-db needs the fleet extra ({exc.name} is missing): pip install 'inboxcheck[fleet]'"
+        ) from None
+    return key

@@ -65,6 +65,11 @@ async def history(engine: AsyncEngine, address: str, *, limit: int = 20) -> list
         ]
 
 
+async def history_document(engine: AsyncEngine, address: str, *, limit: int = 20) -> dict[str, Any]:
+    """``fleet history --format json``: ``{"email_address", "reports": [...]}``."""
+    return {"email_address": _normal(address), "reports": await history(engine, address, limit=limit)}
+
+
 async def report_body(engine: AsyncEngine, report_id: int) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         return await _body(conn, report_id)
@@ -122,6 +127,13 @@ async def change_list(
         }
         for row in rows
     ]
+
+
+async def changes_document(
+    engine: AsyncEngine, *, since: float | None = None, address: str | None = None
+) -> dict[str, Any]:
+    """``fleet changes --format json``: ``{"changes": [...]}``."""
+    return {"changes": await change_list(engine, since=since, address=address)}
 
 
 async def prune(engine: AsyncEngine, *, keep_days: float, now: float) -> int:

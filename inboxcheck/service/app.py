@@ -72,11 +72,23 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     engine = Engine(settings)
     batches = BatchStore(engine, limit=settings.max_batches, keep_seconds=settings.batch_keep_seconds)
 
+    fleet = None
+    if settings.fleet_db is not None:
+        from inboxcheck.service.fleet import FleetDb
+
+        fleet = FleetDb(settings.fleet_db)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.draining = True
-        await batches.close()
+        if fleet is not None:
+            await fleet.open()
+        try:
+            yield
+        finally:
+            engine.draining = True
+            await batches.close()
+            if fleet is not None:
+                await fleet.close()
 
     app = FastAPI(
         title="inboxcheck",
@@ -101,6 +113,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     guarded = [Depends(authorized)]
     app.include_router(_checks_router(), dependencies=guarded)
     app.include_router(_batches_router(), dependencies=guarded)
+    if fleet is not None:
+        from inboxcheck.service.fleet import fleet_router
+
+        app.state.fleet = fleet
+        app.include_router(fleet_router(), dependencies=guarded)
     app.include_router(_operations_router())
     app.openapi = _openapi_with_payloads(app)  # type: ignore[method-assign]
     app.add_middleware(_AccessLog)

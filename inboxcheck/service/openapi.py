@@ -1,5 +1,6 @@
 """The service's OpenAPI document, committed as ``inboxcheck/openapi.json`` for clients in other
-languages to generate from; a test keeps it equal to what the app generates. Regenerate with
+languages to generate from; a test keeps it equal to what the app generates. It documents the
+fleet's routes too, which a server serves only with ``--fleet-db``. Regenerate with
 ``python -m inboxcheck.service.openapi > inboxcheck/openapi.json``.
 """
 
@@ -16,7 +17,9 @@ def generated_openapi() -> dict[str, Any]:
     from inboxcheck.service.app import create_app
     from inboxcheck.service.settings import ServiceSettings
 
-    document: dict[str, Any] = create_app(ServiceSettings()).openapi()
+    # With the fleet's routes (a service started with --fleet-db serves them); the app is never
+    # started here, so no database is opened.
+    document: dict[str, Any] = create_app(ServiceSettings(fleet_db="sqlite://")).openapi()
     return document
 
 

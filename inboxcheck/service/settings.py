@@ -6,13 +6,16 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import SecretStr
 
 from inboxcheck._endpoint import is_loopback_host as is_loopback
 from inboxcheck._errors import InboxcheckError
 from inboxcheck._options import CheckOptions
+
+if TYPE_CHECKING:
+    from inboxcheck.fleet._crypto import FleetKey
 
 __all__ = ["ENV_TOKENS", "ServiceSettings", "is_loopback", "read_tokens"]
 
@@ -58,6 +61,10 @@ class ServiceSettings:
     drain_seconds: float = 30.0
     #: Seconds a client is told to wait (Retry-After) when the server is full.
     retry_after: int = 2
+    #: The fleet's database (``--fleet-db``): the ``/v1/fleet`` routes exist only with one.
+    fleet_db: str | None = None
+    #: The fleet's key (INBOXCHECK_FLEET_KEY or ``--fleet-key-file``): adding accounts needs it.
+    fleet_key: FleetKey | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.queue < 0 or self.per_host < 1:
