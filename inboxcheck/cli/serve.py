@@ -114,8 +114,9 @@ def serve(
     fleet_db: str | None,
     fleet_key_file: Path | None,
 ) -> None:
-    """Serve the checks over HTTP: POST /v1/check, /v1/diagnose, /v1/discover, /v1/batches; with
-    --fleet-db, the fleet too (/v1/fleet/accounts, .../{address}/history, /v1/fleet/changes).
+    """Serve the checks over HTTP: POST /v1/check, /v1/diagnose, /v1/discover, /v1/batches.
+
+    With --fleet-db, the fleet too (/v1/fleet/accounts, .../{address}/history, /v1/fleet/changes).
 
     Clients authenticate with `Authorization: Bearer TOKEN`; the tokens come from
     INBOXCHECK_API_TOKENS (comma-separated) or --token-file. Without a token the server refuses to
