@@ -147,3 +147,24 @@ def test_bad_oauth_options_exit_2_with_a_precise_message(
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("given", ["file", "env"])
+def test_connect_never_sends_a_token_in_a_passwords_place(tmp_path: Path, given: str) -> None:
+    # The create call carries passwords the platform keeps; an access token lasts an hour.
+    from tests.helpers import custom_payload
+
+    payload = custom_payload()
+    del payload["smtp_password"], payload["imap_password"]
+    account = tmp_path / "account.json"
+    account.write_text(json.dumps(payload), encoding="utf-8")
+    token = tmp_path / "token"
+    token.write_text("ya29.a-token-for-the-test\n", encoding="utf-8")
+    args = ["connect", str(account), "--dry-run", "--only", "account"]
+    env = {"INBOXCHECK_SMTP_OAUTH_TOKEN": "ya29.a-token-for-the-test"} if given == "env" else {}
+    if given == "file":
+        args += ["--oauth-token-file", str(token)]
+    result = _run(args, env=env)
+    assert result.exit_code == 2, result.output
+    assert "no OAuth2 field" in result.stderr
+    assert "ya29.a-token-for-the-test" not in result.output + result.stderr
