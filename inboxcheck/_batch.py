@@ -31,6 +31,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
@@ -49,6 +50,7 @@ from inboxcheck._batch_log import (
     LoggedCreate as LoggedCreate,
     LoggedReport as LoggedReport,
     LogState as LogState,
+    damaged_send_test,
     digested as digested,
     item_digest as item_digest,
     parse_logged as parse_logged,
@@ -161,17 +163,25 @@ class _Output:
 
         if retry_errors:
             sent: set[bytes] = set()
-            for record in self.log.records(parse_logged):
+            # Damaged send_test lines stay in the rewritten log: unknown unless a result follows.
+            damaged: dict[bytes, bytes] = {}
+            for line, record in self.log.entries(parse_logged):
+                if record is None and (named := damaged_send_test(line.data)) is not None:
+                    damaged[short(named[0])] = line.data or b""
                 if isinstance(record, SendTestLine):
                     sent.add(short(record.digest))
                 elif isinstance(record, LoggedCheck) and record.digest is not None:
                     digest = short(record.digest)
                     if digest in sent and record.verdict == Verdict.ERROR.value and record.send_answered:
                         answered.add(digest)
+                    if record.verdict != Verdict.ERROR.value or record.send_answered:
+                        damaged.pop(digest, None)
                     sent.discard(digest)
             self.log.rewrite(parse_logged, keep)
+            for data in damaged.values():
+                state.add_damaged(data)
         else:
-            state = read_state(self.log.records(parse_logged))
+            state = read_state(self.log.entries(parse_logged))
         if state.header is None:
             state.header = LogHeader.new()
             self.log.append((state.header.model_dump_json() + "\n").encode(), durable=True)
@@ -455,7 +465,6 @@ async def run_batch(
 
 def _journal(sink: _Output, state: LogState, item: BatchItem, account: Account) -> SendJournal:
     """The results log's part in ``item``'s send test: its earlier message, and the write ahead."""
-    earlier = state.sent_tests.get(short(item.digest))
 
     def write_ahead(sent: SentTest) -> None:
         sink.write_ahead(
@@ -466,21 +475,11 @@ def _journal(sink: _Output, state: LogState, item: BatchItem, account: Account) 
                 recipient=sent.recipient,
                 token=sent.token,
                 message_id=sent.message_id,
-                sent_at=sent.sent_at,
+                sent_at=sent.sent_at or datetime.now(UTC),
             )
         )
 
-    return SendJournal(
-        earlier=None
-        if earlier is None
-        else SentTest(
-            token=earlier.token,
-            message_id=earlier.message_id,
-            recipient=earlier.recipient,
-            sent_at=earlier.sent_at,
-        ),
-        write_ahead=write_ahead,
-    )
+    return SendJournal(earlier=state.sent_tests.get(short(item.digest)), write_ahead=write_ahead)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
 
 from inboxcheck._batch_input import BatchItem
 from inboxcheck._batch_results import Hex64, LogHeader, SendTestLine
+from inboxcheck._check import SentTest
+from inboxcheck._jsonl import Line
 from inboxcheck._models import Status, Verdict
 
 _CASELESS: Final = ("email_address", "smtp_host", "imap_host", "smtp_username", "imap_username")
@@ -162,7 +165,7 @@ class LogState:
     key_lost: bool = False
     # Test messages handed to a server with no check line after them (by :func:`short` digest): an
     # earlier run was killed in between, so each may have been delivered.
-    sent_tests: dict[bytes, SendTestLine] = field(default_factory=dict)
+    sent_tests: dict[bytes, SentTest] = field(default_factory=dict)
 
     @property
     def key(self) -> bytes:
@@ -193,7 +196,8 @@ class LogState:
             return
         if isinstance(record, SendTestLine):
             if self.header is not None:
-                self.sent_tests[short(record.digest)] = record
+                sent = SentTest(record.token, record.message_id, record.recipient, record.sent_at)
+                self.sent_tests[short(record.digest)] = sent
             return
         if record.digest is None or self.header is None:
             self.legacy += record.verdict != "duplicate"
@@ -203,12 +207,40 @@ class LogState:
             self.checks[short(record.digest)] = str(record.verdict)
             self.sent_tests.pop(short(record.digest), None)
 
+    def add_damaged(self, data: bytes | None) -> None:
+        """Take in a damaged line: one that was a send test's, and still names its account, may
+        have sent a message (what is left of it says which); any other is only checked again."""
+        damaged = damaged_send_test(data)
+        if damaged is not None and self.header is not None:
+            self.sent_tests[short(damaged[0])] = damaged[1]
 
-def read_state(records: Iterator[Logged]) -> LogState:
-    """What the log's records say, by digest (see :class:`LogState`)."""
+
+_SEND_TEST: Final = b'"kind":"send_test"'
+_DIGEST: Final = re.compile(rb'"digest":"([0-9a-f]{64})"')
+
+
+def _field(data: bytes, name: str) -> str:
+    match = re.search(rb'"' + name.encode() + rb'":"([^"\\]{1,998})"', data)
+    return match.group(1).decode("utf-8", "replace") if match else ""
+
+
+def damaged_send_test(data: bytes | None) -> tuple[str, SentTest] | None:
+    """The digest and the message of a damaged ``send_test`` line, as far as it still says them."""
+    if data is None or _SEND_TEST not in data or (digest := _DIGEST.search(data)) is None:
+        return None
+    return digest.group(1).decode(), SentTest(
+        _field(data, "token"), _field(data, "message_id"), _field(data, "recipient"), None
+    )
+
+
+def read_state(entries: Iterator[tuple[Line, Logged | None]]) -> LogState:
+    """What the log's lines say, by digest (see :class:`LogState`)."""
     state = LogState()
-    for record in records:
-        state.add(record)
+    for line, record in entries:
+        if record is None:
+            state.add_damaged(line.data)
+        else:
+            state.add(record)
     return state
 
 

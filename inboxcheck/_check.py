@@ -68,12 +68,13 @@ SEND_UNKNOWN: Final = "send.message.outcome_unknown"
 
 @dataclass(frozen=True)
 class SentTest:
-    """A test message handed to the server: what finds it in the mailbox, and when it left."""
+    """A test message handed to the server: what finds it in the mailbox, and when it left (empty,
+    or None, for what a damaged log line no longer says)."""
 
     token: str
     message_id: str
     recipient: str
-    sent_at: datetime
+    sent_at: datetime | None
 
 
 @dataclass(frozen=True)

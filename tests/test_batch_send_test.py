@@ -159,3 +159,23 @@ async def test_connect_batch_reads_send_test_lines_as_no_create(tmp_path: Path) 
     with ResultLog.open(output) as log:
         read = _read_log(log)
     assert read.held_by == [] and all(state.create is None for state in read.accounts.values())
+
+
+async def test_a_damaged_send_test_line_still_stops_a_second_message(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "in.jsonl", [batch_user(1)])
+    output = tmp_path / "out.jsonl"
+    sent: list[str] = []
+    await _run(path, output, sent)
+    _kill_before_the_check_lines(output)
+    header, send_line = output.read_text(encoding="utf-8").splitlines(keepends=True)
+    # Its end is lost (not JSON any more); what is left still names the account and the token.
+    output.write_text(header + send_line[: send_line.index('"message_id"')] + "\n", encoding="utf-8")
+
+    resumed = await _run(path, output, sent, resume=True)
+    assert len(sent) == 1 and resumed.send_unknown == [1] and resumed.damaged_log_lines == [2]
+    (line,) = [r for r in read_results(output) if "verdict" in r]
+    message = next(c for c in line["report"]["checks"] if c["name"] == "send.message")
+    assert message["findings"][0]["evidence"]["token"] == sent[0]
+
+    retried = await _run(path, output, sent, resume=True, retry_errors=True)
+    assert len(sent) == 1 and retried.send_unknown == [1]

@@ -189,21 +189,23 @@ async def check_send_permission(ctx: CheckContext) -> Outcome:
 
 def _sent_earlier(earlier: SentTest) -> Outcome:
     """What ``send.message`` says of the message an earlier, interrupted run handed to the server."""
-    when = earlier.sent_at.isoformat(timespec="seconds")
+    when = f"at {earlier.sent_at.isoformat(timespec='seconds')}" if earlier.sent_at else "earlier"
+    token = earlier.token or "not readable in the damaged log line"
+    recipient = earlier.recipient or "the recipient mailbox"
     out = Outcome(summary="not sent: an earlier run sent one and was interrupted before writing its result")
     out.add(
         SEND_UNKNOWN,
         Severity.ERROR,
-        f"An earlier run handed a test message to the server at {when} and was interrupted before "
+        f"An earlier run handed a test message to the server {when} and was interrupted before "
         "it recorded the answer: the message may have been delivered. No second one was sent, so "
         "that the mailbox does not get the test twice.",
-        fix=f"Look in {earlier.recipient} for the message whose subject ends with its token "
-        f"({earlier.token}); delete it if it is there. To send a new test message, run again with "
+        fix=f"Look in {recipient} for the inboxcheck test message whose subject ends with its token "
+        f"({token}); delete it if it is there. To send a new test message, run again with "
         "--resume --resend-test.",
-        token=earlier.token,
-        message_id=earlier.message_id,
-        recipient=earlier.recipient,
-        sent_at=earlier.sent_at.isoformat(),
+        token=earlier.token or None,
+        message_id=earlier.message_id or None,
+        recipient=earlier.recipient or None,
+        sent_at=earlier.sent_at.isoformat() if earlier.sent_at else None,
     )
     return out
 
