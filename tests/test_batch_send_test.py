@@ -179,3 +179,20 @@ async def test_a_damaged_send_test_line_still_stops_a_second_message(tmp_path: P
 
     retried = await _run(path, output, sent, resume=True, retry_errors=True)
     assert len(sent) == 1 and retried.send_unknown == [1]
+
+
+def test_resend_test_goes_with_resume_and_the_send_test(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from inboxcheck.cli import cli
+
+    path = write_jsonl(tmp_path / "in.jsonl", [batch_user(1)])
+    output = str(tmp_path / "out.jsonl")
+    env = {"COLDSEND_API_KEY": "cs_test_" + "g" * 24}
+    for command in ("check", "connect"):
+        base = [command, "--batch", str(path), "--output", output, "--only", "account", "--resend-test"]
+        for extra in ([], ["--resume"], ["--send-test"]):
+            result = CliRunner().invoke(cli, [*base, *extra], env=env)
+            assert result.exit_code == 2, result.output
+            assert "--resend-test goes with --batch --resume --send-test" in result.output
+    assert not Path(output).exists()
