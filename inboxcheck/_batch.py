@@ -14,6 +14,9 @@
   random key in the log's header): a resume matches by digest, never by line number alone, so a
   line edited since its check is checked again; the same account on two lines is checked once.
 - A bad line becomes a result with its line number; the rest goes on. Lines are read with a bound.
+- A send test's message is sent at most once per account: its ``send_test`` line is on disk before
+  DATA, and a resume that finds it with no check line after it sends no second message
+  (``send.message.outcome_unknown``) unless told to (``resend_test``).
 - DNS lookups are shared across the batch (many accounts share a domain), within a bounded cache;
   per-host bounds exist only for the hosts in use. Both keep memory flat however many domains and
   hosts the file names.
@@ -28,6 +31,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
@@ -41,10 +45,12 @@ from inboxcheck._batch_input import (
     read_batch as read_batch,
 )
 from inboxcheck._batch_log import (
+    Logged,
     LoggedCheck as LoggedCheck,
     LoggedCreate as LoggedCreate,
     LoggedReport as LoggedReport,
     LogState as LogState,
+    damaged_send_test,
     digested as digested,
     item_digest as item_digest,
     parse_logged as parse_logged,
@@ -58,8 +64,9 @@ from inboxcheck._batch_results import (
     BatchSummaryDocument,
     FieldIssue,
     LogHeader,
+    SendTestLine,
 )
-from inboxcheck._check import CheckSpec
+from inboxcheck._check import SEND_UNKNOWN, CheckSpec, SendJournal, SentTest
 from inboxcheck._errors import AccountError, InboxcheckError, ResultsLogError
 from inboxcheck._input import parse_account
 from inboxcheck._jsonl import ResultLog
@@ -131,8 +138,10 @@ class _Output:
         """Refuse to add to earlier results unless resuming them; return what is already done.
 
         With ``retry_errors``, the results that could not tell are dropped from the log (rewritten)
-        so that they are checked again. ``create`` lines are not check results, but are kept. A log
-        with no header (a new one, or one of an older inboxcheck) gets one.
+        so that they are checked again. ``create`` lines are not check results, but are kept; so is a
+        ``send_test`` line, unless the check line dropped after it says how its message was answered
+        (else the message may have been delivered, and is not sent again). A log with no header (a
+        new one, or one of an older inboxcheck) gets one.
         """
         if self.log is None:
             return LogState(LogHeader.new())
@@ -142,21 +151,46 @@ class _Output:
                 "or choose another file"
             )
         state = LogState()
+        answered: set[bytes] = set()  # digests whose test message a dropped check line answered
 
-        def keep(record: LogHeader | LoggedCreate | LoggedCheck) -> bool:
+        def keep(record: Logged) -> bool:
             if isinstance(record, LoggedCheck) and record.verdict == Verdict.ERROR.value:
+                return False
+            if isinstance(record, SendTestLine) and short(record.digest) in answered:
                 return False
             state.add(record)
             return True
 
         if retry_errors:
+            sent: set[bytes] = set()
+            # Damaged send_test lines stay in the rewritten log: unknown unless a result follows.
+            damaged: dict[bytes, bytes] = {}
+            for line, record in self.log.entries(parse_logged):
+                if record is None and (named := damaged_send_test(line.data)) is not None:
+                    damaged[short(named[0])] = line.data or b""
+                if isinstance(record, SendTestLine):
+                    sent.add(short(record.digest))
+                elif isinstance(record, LoggedCheck) and record.digest is not None:
+                    digest = short(record.digest)
+                    if digest in sent and record.verdict == Verdict.ERROR.value and record.send_answered:
+                        answered.add(digest)
+                    if record.verdict != Verdict.ERROR.value or record.send_answered:
+                        damaged.pop(digest, None)
+                    sent.discard(digest)
             self.log.rewrite(parse_logged, keep)
+            for data in damaged.values():
+                state.add_damaged(data)
         else:
-            state = read_state(self.log.records(parse_logged))
+            state = read_state(self.log.entries(parse_logged))
         if state.header is None:
             state.header = LogHeader.new()
             self.log.append((state.header.model_dump_json() + "\n").encode(), durable=True)
         return state
+
+    def write_ahead(self, record: SendTestLine) -> None:
+        """A test message about to leave: on disk before it does (not on the stream: no result)."""
+        assert self.log is not None
+        self.log.append((record.model_dump_json() + "\n").encode(), durable=True)
 
     def write(self, record: BatchLine) -> None:
         data = (record.model_dump_json() + "\n").encode()
@@ -234,6 +268,7 @@ async def run_batch(
     on_start: Callable[[int], None] | None = None,
     record: RecordCallback | None = None,
     gate: Callable[[Account], contextlib.AbstractAsyncContextManager[None]] | None = None,
+    resend_test: bool = False,
 ) -> BatchSummary:
     """Check every account in ``path``; write each result as it finishes; return the summary.
 
@@ -249,6 +284,12 @@ async def run_batch(
     awaited with each checked account's line before it is counted, so a store write is part of it.
     ``gate`` (the fleet's pace per provider) is entered around each account's checks, inside its
     host bounds.
+
+    With ``options.send_test`` and an output log, each test message is written ahead in the log
+    (a ``send_test`` line, on disk before DATA). A resumed account whose message was sent by an
+    earlier run that left no check line for it is checked again without sending another: its
+    ``send.message`` says ``send.message.outcome_unknown``. ``resend_test`` (``--resend-test``)
+    sends it again instead.
     """
     from inboxcheck._check import make_ssl_context
     from inboxcheck._runner import run_checks
@@ -338,6 +379,9 @@ async def run_batch(
                 if one_per_mailbox
                 else set()
             )
+            journal = _journal(sink, state, item, account) if options.send_test and log is not None else None
+            if journal is not None and resend_test:
+                journal = SendJournal(earlier=None, write_ahead=journal.write_ahead)
             # The mailbox first, then the hosts: an account waiting for its mailbox holds no host
             # slot, and every account takes its locks in the same order, so none waits in a ring.
             async with (
@@ -353,7 +397,10 @@ async def run_batch(
                     dns_client=dns_client,
                     specs=specs,
                     leading=leading,
+                    send_journal=journal,
                 )
+            if any(f.code == SEND_UNKNOWN for f in report.findings()):
+                summary.send_unknown.append(item.line)
             line = BatchLine(
                 line=item.line,
                 digest=item.digest,
@@ -414,6 +461,25 @@ async def run_batch(
             await asyncio.gather(producer, *workers, return_exceptions=True)
             raise
         return summary
+
+
+def _journal(sink: _Output, state: LogState, item: BatchItem, account: Account) -> SendJournal:
+    """The results log's part in ``item``'s send test: its earlier message, and the write ahead."""
+
+    def write_ahead(sent: SentTest) -> None:
+        sink.write_ahead(
+            SendTestLine(
+                line=item.line,
+                digest=item.digest,
+                email_address=account.email_address,
+                recipient=sent.recipient,
+                token=sent.token,
+                message_id=sent.message_id,
+                sent_at=sent.sent_at or datetime.now(UTC),
+            )
+        )
+
+    return SendJournal(earlier=state.sent_tests.get(short(item.digest)), write_ahead=write_ahead)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,9 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
 
 from inboxcheck._batch_input import BatchItem
-from inboxcheck._batch_results import Hex64, LogHeader
+from inboxcheck._batch_results import Hex64, LogHeader, SendTestLine
+from inboxcheck._check import SentTest
+from inboxcheck._jsonl import Line
 from inboxcheck._models import Status, Verdict
 
 _CASELESS: Final = ("email_address", "smtp_host", "imap_host", "smtp_username", "imap_username")
@@ -109,6 +112,14 @@ class LoggedCheck(BaseModel):
             raise ValueError("a checked account's line has no report")
         return self
 
+    @property
+    def send_answered(self) -> bool:
+        """The server answered this check's test message (accepted or refused it): its outcome is known."""
+        return self.report is not None and any(
+            check.name == "send.message" and check.status in (Status.PASS, Status.WARN, Status.FAIL)
+            for check in self.report.checks
+        )
+
 
 class LoggedCreate(BaseModel):
     """What a resume reads back of a ``create`` line (written by ``connect --batch``).
@@ -129,10 +140,11 @@ class LoggedCreate(BaseModel):
     sent_at: datetime | None = None
 
 
-_LOGGED: Final = TypeAdapter(LogHeader | LoggedCreate | LoggedCheck)
+Logged = LogHeader | LoggedCreate | SendTestLine | LoggedCheck
+_LOGGED: Final = TypeAdapter[Logged](Logged)
 
 
-def parse_logged(raw: bytes) -> LogHeader | LoggedCreate | LoggedCheck:
+def parse_logged(raw: bytes) -> Logged:
     """One line of a results log; raises ValueError for a line that is not one inboxcheck wrote."""
     return _LOGGED.validate_json(raw)
 
@@ -151,6 +163,9 @@ class LogState:
     duplicates: set[tuple[int, bytes]] = field(default_factory=set)
     legacy: int = 0
     key_lost: bool = False
+    # Test messages handed to a server with no check line after them (by :func:`short` digest): an
+    # earlier run was killed in between, so each may have been delivered.
+    sent_tests: dict[bytes, SentTest] = field(default_factory=dict)
 
     @property
     def key(self) -> bytes:
@@ -170,7 +185,7 @@ class LogState:
             f"now in the input ({why}): those accounts are checked again"
         )
 
-    def add(self, record: LogHeader | LoggedCreate | LoggedCheck) -> None:
+    def add(self, record: Logged) -> None:
         """Take in the log's next record."""
         if isinstance(record, LogHeader):
             self.header = self.header or record
@@ -179,19 +194,53 @@ class LogState:
             self.key_lost = True
         if isinstance(record, LoggedCreate):
             return
+        if isinstance(record, SendTestLine):
+            if self.header is not None:
+                sent = SentTest(record.token, record.message_id, record.recipient, record.sent_at)
+                self.sent_tests[short(record.digest)] = sent
+            return
         if record.digest is None or self.header is None:
             self.legacy += record.verdict != "duplicate"
         elif record.verdict == "duplicate":
             self.duplicates.add((record.line, short(record.digest)))
         else:
             self.checks[short(record.digest)] = str(record.verdict)
+            self.sent_tests.pop(short(record.digest), None)
+
+    def add_damaged(self, data: bytes | None) -> None:
+        """Take in a damaged line: one that was a send test's, and still names its account, may
+        have sent a message (what is left of it says which); any other is only checked again."""
+        damaged = damaged_send_test(data)
+        if damaged is not None and self.header is not None:
+            self.sent_tests[short(damaged[0])] = damaged[1]
 
 
-def read_state(records: Iterator[LogHeader | LoggedCreate | LoggedCheck]) -> LogState:
-    """What the log's records say, by digest (see :class:`LogState`)."""
+_SEND_TEST: Final = b'"kind":"send_test"'
+_DIGEST: Final = re.compile(rb'"digest":"([0-9a-f]{64})"')
+
+
+def _field(data: bytes, name: str) -> str:
+    match = re.search(rb'"' + name.encode() + rb'":"([^"\\]{1,998})"', data)
+    return match.group(1).decode("utf-8", "replace") if match else ""
+
+
+def damaged_send_test(data: bytes | None) -> tuple[str, SentTest] | None:
+    """The digest and the message of a damaged ``send_test`` line, as far as it still says them."""
+    if data is None or _SEND_TEST not in data or (digest := _DIGEST.search(data)) is None:
+        return None
+    return digest.group(1).decode(), SentTest(
+        _field(data, "token"), _field(data, "message_id"), _field(data, "recipient"), None
+    )
+
+
+def read_state(entries: Iterator[tuple[Line, Logged | None]]) -> LogState:
+    """What the log's lines say, by digest (see :class:`LogState`)."""
     state = LogState()
-    for record in records:
-        state.add(record)
+    for line, record in entries:
+        if record is None:
+            state.add_damaged(line.data)
+        else:
+            state.add(record)
     return state
 
 

@@ -7,13 +7,22 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from inboxcheck._models import Report, Verdict
 
-__all__ = ["BatchLine", "BatchSummary", "BatchSummaryDocument", "FieldIssue", "Hex64", "LogHeader"]
+__all__ = [
+    "BatchLine",
+    "BatchSummary",
+    "BatchSummaryDocument",
+    "FieldIssue",
+    "Hex64",
+    "LogHeader",
+    "SendTestLine",
+]
 
 
 class FieldIssue(BaseModel):
@@ -70,6 +79,27 @@ class LogHeader(BaseModel):
         return bytes.fromhex(self.digest_key)
 
 
+class SendTestLine(BaseModel):
+    """A send test's message about to be handed to the server (``--send-test`` with ``--output``).
+
+    Written, and on disk, before DATA: a run killed after the message left but before the account's
+    check line was written leaves this line alone, and the resume sends no second message (the
+    account's ``send.message`` says ``send.message.outcome_unknown``, with this line's token).
+    A check line for the same digest after it means the outcome was recorded."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["send_test"] = "send_test"
+    state: Literal["sent"] = "sent"
+    line: int
+    digest: Hex64
+    email_address: str
+    recipient: str
+    token: str
+    message_id: str
+    sent_at: datetime
+
+
 class BatchSummaryDocument(BaseModel):
     """A batch's summary as JSON: the last line ``check --batch --format json`` prints on stdout
     (without ``--output``)."""
@@ -102,6 +132,8 @@ class BatchSummary:
     # (line, the earlier line holding the same account)
     duplicates: list[tuple[int, int]] = field(default_factory=list)
     legacy_note: str | None = None
+    # Lines whose test message an earlier run may have delivered: not sent again (no --resend-test).
+    send_unknown: list[int] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -150,6 +182,15 @@ class BatchSummary:
             shown = ", ".join(f"line {line} = line {first}" for line, first in pairs[:10])
             more = "" if len(pairs) <= 10 else f" and {len(pairs) - 10} more"
             lines.append(f"the same account on more than one line (checked once): {shown}{more}")
+        if self.send_unknown:
+            shown = ", ".join(map(str, self.send_unknown[:10]))
+            more = "" if len(self.send_unknown) <= 10 else f" and {len(self.send_unknown) - 10} more"
+            lines.append(
+                f"{len(self.send_unknown)} test message(s) sent by an earlier, interrupted run may "
+                f"have been delivered and were not sent again (line(s) {shown}{more}): look in those "
+                "mailboxes for them (their tokens are in the results); --resume --resend-test sends "
+                "them again"
+            )
         if self.invalid_lines:
             shown = ", ".join(map(str, self.invalid_lines[:10]))
             more = "" if len(self.invalid_lines) <= 10 else f" and {len(self.invalid_lines) - 10} more"

@@ -40,7 +40,17 @@ from inboxcheck._secrets import Scrubber
 if TYPE_CHECKING:
     from inboxcheck.dns.client import DnsClient
 
-__all__ = ["LEFTOVER_BOUND", "LOCAL_SHORTAGE", "CheckContext", "CheckFunction", "CheckSpec", "Outcome"]
+__all__ = [
+    "LEFTOVER_BOUND",
+    "LOCAL_SHORTAGE",
+    "SEND_UNKNOWN",
+    "CheckContext",
+    "CheckFunction",
+    "CheckSpec",
+    "Outcome",
+    "SendJournal",
+    "SentTest",
+]
 
 _T = TypeVar("_T")
 
@@ -51,6 +61,32 @@ LEFTOVER_BOUND: Final = 5.0
 #: A shortage on this machine: too many open files (the process's, the system's), no buffer space,
 #: no memory. An OSError with one of these is never a finding about the account (``run.resources``).
 LOCAL_SHORTAGE: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+#: The send test's message may have been delivered by an earlier, interrupted run: not sent again.
+SEND_UNKNOWN: Final = "send.message.outcome_unknown"
+
+
+@dataclass(frozen=True)
+class SentTest:
+    """A test message handed to the server: what finds it in the mailbox, and when it left (empty,
+    or None, for what a damaged log line no longer says)."""
+
+    token: str
+    message_id: str
+    recipient: str
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SendJournal:
+    """A results log's part in one account's send test (a batch with ``--output``).
+
+    ``earlier`` is the message an earlier run handed to the server with no result recorded after
+    it (the run was killed): it may have been delivered, so this run sends none.
+    ``write_ahead`` is called with the message before DATA and returns once it is on disk."""
+
+    earlier: SentTest | None
+    write_ahead: Callable[[SentTest], None]
 
 
 @dataclass
@@ -157,6 +193,8 @@ class CheckContext:
         #: left when the run ends first (cancelled, or its deadline passed): bounded and shielded. A
         #: job returns a finding for that check's result when it could not undo the work.
         self.leftovers: dict[str, Callable[[], Awaitable[Finding | None]]] = {}
+        #: Where the send test writes its message ahead, and what an earlier run sent (a batch's log).
+        self.send_journal: SendJournal | None = None
 
     @classmethod
     def for_account(

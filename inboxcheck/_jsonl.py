@@ -9,7 +9,7 @@ One reader and one writer serve ``check --batch`` and ``connect --batch``:
 - A record is appended as one complete line; a failed write stops the run, so a torn line can only
   ever be the last one, and the next resume cuts it off. A check line is not fsynced on its own (one
   lost to a power cut is only checked again); a create line is, before the next create is sent, and
-  the log is fsynced when the run ends.
+  so is a send test's line, before its message is; the log is fsynced when the run ends.
 - A damaged line in the middle is reported (by its line number) and skipped; the lines before and
   after it are kept as they are.
 - A rewrite (``--retry-errors``) goes through a temporary file beside the log, with the log's mode

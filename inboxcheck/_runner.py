@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from inboxcheck._check import LEFTOVER_BOUND, LOCAL_SHORTAGE, CheckContext, CheckSpec, Outcome
+from inboxcheck._check import LEFTOVER_BOUND, LOCAL_SHORTAGE, CheckContext, CheckSpec, Outcome, SendJournal
 from inboxcheck._endpoint import Endpoint
 from inboxcheck._errors import InboxcheckError, OptionsError
 from inboxcheck._input import parse_account
@@ -63,11 +63,13 @@ async def run_checks(
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     leading: Sequence[CheckResult] = (),
+    send_journal: SendJournal | None = None,
 ) -> Report:
     """Check ``account`` and return the report. Never raises for what the account or network does.
 
     ``leading`` results (what discovery filled in a partial payload) open the report and count
-    towards its verdict."""
+    towards its verdict. ``send_journal`` is a batch log's part in the send test
+    (:class:`~inboxcheck._check.SendJournal`)."""
     options = options or CheckOptions()
     presets = presets if presets is not None else load_presets()
     if specs is None:
@@ -84,6 +86,7 @@ async def run_checks(
         clock=clock,
         now=now,
     )
+    ctx.send_journal = send_journal
     generated_at = now()
     started = clock()
     results = _weigh_live_dkim([*leading, *await _run_all(ctx, selected)])

@@ -60,6 +60,14 @@ SHARED_OPTIONS: Final[dict[str, tuple[tuple[str, ...], dict[str, Any]]]] = {
     "verbose": (("-v", "--verbose"), {"is_flag": True}),
     "output": (("--output",), {"type": click.Path(dir_okay=False, path_type=Path)}),
     "resume": (("--resume",), {"is_flag": True}),
+    "resend-test": (
+        ("--resend-test",),
+        {
+            "is_flag": True,
+            "help": "With --resume --send-test: send a new test message to the accounts whose earlier "
+            "one may have been delivered (send.message.outcome_unknown); look in their mailboxes first.",
+        },
+    ),
     "concurrency": (
         ("--concurrency",),
         {"type": click.IntRange(1, 1000), "default": 20, "show_default": True},

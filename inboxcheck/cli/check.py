@@ -67,6 +67,7 @@ class ReportOutput:
     is_flag=True,
     help="With --resume: check again the accounts whose result was 'could not tell'.",
 )
+@option("resend-test")
 @option("concurrency", help="With --batch: accounts checked at once.")
 @option("per-host", help="With --batch: accounts checked at once against one server host.")
 def check(
@@ -78,6 +79,7 @@ def check(
     output: Path | None,
     resume: bool,
     retry_errors: bool,
+    resend_test: bool,
     concurrency: int,
     per_host: int,
     **params: Any,
@@ -96,6 +98,8 @@ def check(
         raise click.UsageError("--output and --resume go with --batch")
     if retry_errors and not resume:
         raise click.UsageError("--retry-errors goes with --resume")
+    if resend_test and not (resume and params["send_test"]):
+        raise click.UsageError("--resend-test goes with --batch --resume --send-test")
     if resume and output is None:
         raise click.UsageError("--resume needs --output: the output file is what a run resumes from")
     discovery = discovery_params(params)
@@ -111,6 +115,7 @@ def check(
             output=output,
             resume=resume,
             retry_errors=retry_errors,
+            resend_test=resend_test,
             concurrency=concurrency,
             per_host=per_host,
             discovery=discovery,
@@ -144,6 +149,7 @@ def _run_batch(
     output: Path | None,
     resume: bool,
     retry_errors: bool,
+    resend_test: bool,
     concurrency: int,
     per_host: int,
     discovery: dict[str, Any],
@@ -200,6 +206,7 @@ def _run_batch(
             stream=stream,
             resume=resume,
             retry_errors=retry_errors,
+            resend_test=resend_test,
             concurrency=concurrency,
             per_host=per_host,
             on_result=on_result,

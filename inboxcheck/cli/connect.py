@@ -62,6 +62,7 @@ class ConnectOutput:
     is_flag=True,
     help="With --resume: send again the creates whose outcome is unknown (same key); look first.",
 )
+@option("resend-test")
 @option("concurrency")
 @option("per-host")
 @click.option(
@@ -122,6 +123,7 @@ def connect(
     resume: bool,
     bulk: bool,
     retry_unknown: bool,
+    resend_test: bool,
     concurrency: int,
     per_host: int,
     **params: Any,
@@ -162,6 +164,8 @@ def connect(
     _check_base_url(base_url, allow_insecure_http=False)
     if retry_unknown and not resume:
         raise click.UsageError("--retry-unknown goes with --batch --resume")
+    if resend_test and not (resume and params["send_test"]):
+        raise click.UsageError("--resend-test goes with --batch --resume --send-test")
     if batch is not None:
         if dry_run or api_key is None:
             raise click.UsageError("--dry-run does not go with --batch")
@@ -173,6 +177,7 @@ def connect(
             resume=resume,
             bulk=bulk,
             retry_unknown=retry_unknown,
+            resend_test=resend_test,
             strict=strict,
             apply_recommended_limit=apply_recommended_limit,
             concurrency=concurrency,
@@ -251,6 +256,7 @@ def _connect_batch(
     resume: bool,
     bulk: bool,
     retry_unknown: bool,
+    resend_test: bool,
     strict: bool,
     apply_recommended_limit: bool,
     concurrency: int,
@@ -306,6 +312,7 @@ def _connect_batch(
                 on_create=on_answer,
                 on_sent=lambda line: in_flight.__setitem__(line.line, line),
                 discovery=discovery,
+                resend_test=resend_test,
             )
 
     try:

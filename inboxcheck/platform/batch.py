@@ -48,7 +48,7 @@ from inboxcheck._batch import (
     read_batch,
     run_batch,
 )
-from inboxcheck._batch_results import BatchSummary, LogHeader
+from inboxcheck._batch_results import BatchSummary, LogHeader, SendTestLine
 from inboxcheck._errors import InboxcheckError
 from inboxcheck._jsonl import ResultLog
 from inboxcheck._models import Account, Finding, Severity, Status, finding
@@ -210,7 +210,8 @@ def _read_log(log: ResultLog) -> _LogRead:
             # A damaged line: a check line is only checked again; one that may have been a create
             # is an unknown outcome for the account it names, or holds back all creates if none.
             is_create = data is not None and b'"kind":"create"' in data
-            if data is None or (not is_create and (b'"verdict":' in data or b'"digest_key"' in data)):
+            others = (b'"verdict":', b'"digest_key"', b'"kind":"send_test"')
+            if data is None or (not is_create and any(other in data for other in others)):
                 continue
             named = _DIGEST.search(data)
             if named is None or header is None:
@@ -237,6 +238,8 @@ def _read_log(log: ResultLog) -> _LogRead:
         if isinstance(entry, LogHeader):
             header = header or entry
             continue
+        if isinstance(entry, SendTestLine):
+            continue  # the check's own business (run_batch's): no create
         if isinstance(entry, LoggedCreate):
             if entry.digest is not None and header is not None:
                 state = accounts.setdefault(entry.digest, _Logged())

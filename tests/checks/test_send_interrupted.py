@@ -12,6 +12,7 @@ import asyncio
 import imaplib
 import json
 import logging
+import os
 import re
 import signal
 import ssl
@@ -204,3 +205,93 @@ def test_sigterm_to_the_cli_deletes_the_message_and_exits_as_interrupted(lab: An
     assert proc.returncode == 130, stderr  # killed by the signal (-15) before, message left in Held
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert token not in _held_tokens(lab, user)
+
+
+# --- a batch killed after its test message left: the resume sends no second one --------------------
+
+
+def _delete_held(lab: Any, user: str, tokens: list[str]) -> None:
+    with _imap(lab, user) as client:
+        client.select("Held")
+        for token in tokens:
+            _, data = client.search(None, "HEADER", "X-Inboxcheck-Token", token)
+            for number in data[0].split():
+                client.store(number, "+FLAGS", "\\Deleted")
+        client.expunge()
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("command", ["check", "connect"])
+def test_a_batch_killed_after_its_test_message_left_sends_no_second_one_on_resume(
+    lab: Any, tmp_path: Path, command: str
+) -> None:
+    from inboxcheck._batch import read_results
+
+    user = "bob@lab.test"
+    before = _held_tokens(lab, user)
+    batch = tmp_path / "accounts.jsonl"
+    batch.write_text(json.dumps(lab.account(user, smtp="submission", imap="imaps")) + "\n", encoding="utf-8")
+    output = tmp_path / "results.jsonl"
+    address, port = lab.nameserver
+    args = [
+        sys.executable,
+        "-m",
+        "inboxcheck",
+        command,
+        "--batch",
+        str(batch),
+        "--output",
+        str(output),
+        "--send-test",
+        "--timeout",
+        "5",
+        "--nameserver",
+        f"{address}:{port}",
+        "--ca-file",
+        str(lab.ca_file),
+        "--only",
+        "smtp",
+        "--only",
+        "imap",
+        "--test-header",
+        "X-Lab-Hold:yes",  # filed where the search does not look: the run waits, its check line unwritten
+    ]
+    env = None
+    if command == "connect":
+        # Never reached: the resumed check cannot tell, so nothing is created.
+        args += ["--api-url", f"http://127.0.0.1:{free_port()}"]
+        env = {**os.environ, "COLDSEND_API_KEY": "cs_test_" + "g" * 24}
+    proc = subprocess.Popen(
+        [*args, "--send-timeout", "120", "--deadline", "180"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    tokens: list[str] = []
+    try:
+        token = _wait_for_held(lab, user, before)
+        proc.send_signal(signal.SIGKILL)  # the message is in the mailbox; the check line is not on disk
+        proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        assert [r for r in read_results(output) if "verdict" in r] == []
+        # Written ahead: on disk before the message was handed to the server.
+        assert [r["token"] for r in read_results(output) if r.get("kind") == "send_test"] == [token]
+        resumed = subprocess.run(
+            [*args, "--send-timeout", "5", "--resume"], capture_output=True, text=True, timeout=180, env=env
+        )
+        tokens = [t for t in _held_tokens(lab, user) if t not in before]
+        assert tokens == [token], "exactly one test message arrived"
+        assert resumed.returncode == 3, resumed.stderr
+        assert "Traceback" not in resumed.stderr
+        assert "--resend-test" in resumed.stderr
+        (line,) = [r for r in read_results(output) if "verdict" in r]
+        assert line["verdict"] == "error"
+        message = next(c for c in line["report"]["checks"] if c["name"] == "send.message")
+        (unknown,) = [f for f in message["findings"] if f["code"] == "send.message.outcome_unknown"]
+        assert unknown["evidence"]["token"] == token and unknown["evidence"]["recipient"] == user
+        assert "--resend-test" in unknown["fix"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        _delete_held(lab, user, tokens or [t for t in _held_tokens(lab, user) if t not in before])

@@ -15,7 +15,7 @@ from typing import Final, Literal
 import aiosmtplib
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._check import SEND_UNKNOWN, CheckContext, Outcome, SentTest
 from inboxcheck._models import Severity, Status
 from inboxcheck.checks.login.probe import transport_session
 from inboxcheck.checks.login.smtp import _SmtpLogin, _Verbatim
@@ -125,6 +125,14 @@ class _SmtpSend(_SmtpLogin):
                 return True
             from inboxcheck.checks.send.imap import leave_for_cleanup  # imap.py imports this module
 
+            journal = self.ctx.send_journal
+            if journal is not None:
+                # On disk before the message can leave: a run killed from here on never sends a
+                # second one on its resume.
+                message = self.message
+                journal.write_ahead(
+                    SentTest(message.token, message.message_id, message.recipient, self.ctx.now())
+                )
             leave_for_cleanup(self.ctx, self.message)
             reply = await client.data(self.message.data)
         except aiosmtplib.SMTPTimeoutError:
@@ -179,8 +187,33 @@ async def check_send_permission(ctx: CheckContext) -> Outcome:
     return out
 
 
+def _sent_earlier(earlier: SentTest) -> Outcome:
+    """What ``send.message`` says of the message an earlier, interrupted run handed to the server."""
+    when = f"at {earlier.sent_at.isoformat(timespec='seconds')}" if earlier.sent_at else "earlier"
+    token = earlier.token or "not readable in the damaged log line"
+    recipient = earlier.recipient or "the recipient mailbox"
+    out = Outcome(summary="not sent: an earlier run sent one and was interrupted before writing its result")
+    out.add(
+        SEND_UNKNOWN,
+        Severity.ERROR,
+        f"An earlier run handed a test message to the server {when} and was interrupted before "
+        "it recorded the answer: the message may have been delivered. No second one was sent, so "
+        "that the mailbox does not get the test twice.",
+        fix=f"Look in {recipient} for the inboxcheck test message whose subject ends with its token "
+        f"({token}); delete it if it is there. To send a new test message, run again with "
+        "--resume --resend-test.",
+        token=earlier.token or None,
+        message_id=earlier.message_id or None,
+        recipient=earlier.recipient or None,
+        sent_at=earlier.sent_at.isoformat() if earlier.sent_at else None,
+    )
+    return out
+
+
 async def check_send_message(ctx: CheckContext) -> Outcome:
     """Send the one test message over the account's own SMTP settings."""
+    if ctx.send_journal is not None and ctx.send_journal.earlier is not None:
+        return _sent_earlier(ctx.send_journal.earlier)
     permission = await ctx.result_of("send.permission")
     if permission is None or permission.status in (Status.FAIL, Status.ERROR, Status.SKIPPED):
         return Outcome.skip("not sent: the send permission check did not pass")
