@@ -39,11 +39,18 @@ _PENALTIES: Final[dict[str, tuple[float, str]]] = {
 
 
 def recommend_daily_limit(
-    *, stage: Stage, preset: Preset | None, findings: Iterable[Finding] = (), domain: str | None = None
+    *,
+    stage: Stage,
+    preset: Preset | None,
+    findings: Iterable[Finding] = (),
+    domain: str | None = None,
+    caveats: Iterable[str] = (),
 ) -> DailyLimitRecommendation:
     """The recommended limit for a mailbox at ``stage``, given its provider and what checks found.
 
-    Its ``reasons`` are the stage's guidance first, then each adjustment (lowered, capped) in turn.
+    Its ``reasons`` are the stage's guidance first, then each adjustment (lowered, capped) in turn;
+    ``caveats`` (what the limit assumes, e.g. a password login the provider is retiring) are told
+    with it and change no number.
     """
     low, high = STAGE_RANGES[stage]
     value = high if stage is Stage.NEW else (low + high) // 2
@@ -64,6 +71,7 @@ def recommend_daily_limit(
         provider_cap=cap,
         reasons=tuple(reasons),
         ramp=warmup_ramp(value) if stage is not Stage.ESTABLISHED else (),
+        caveats=tuple(caveats),
     )
 
 

@@ -456,6 +456,11 @@ class DailyLimitRecommendation(BaseModel):
     provider_cap: int | None = None
     reasons: tuple[str, ...] = ()
     ramp: tuple[RampStep, ...] = ()
+    caveats: tuple[str, ...] = Field(
+        default=(),
+        description="What the recommendation takes for granted that may stop holding (a password login "
+        "the provider is retiring); they change no number.",
+    )
 
 
 REPORT_SCHEMA_VERSION: Final = "1"

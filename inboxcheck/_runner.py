@@ -70,6 +70,8 @@ async def run_checks(
     ``leading`` results (what discovery filled in a partial payload) open the report and count
     towards its verdict. ``send_journal`` is a batch log's part in the send test
     (:class:`~inboxcheck._check.SendJournal`)."""
+    from inboxcheck.checks.login.microsoft import limit_caveats
+
     options = options or CheckOptions()
     presets = presets if presets is not None else load_presets()
     if specs is None:
@@ -105,7 +107,11 @@ async def run_checks(
         counts=dict(Counter(result.status for result in results)),
         recommended_daily_limit=ctx.facts.get(RECOMMENDATION_FACT)
         or recommend_daily_limit(
-            stage=options.stage, preset=ctx.preset, findings=findings, domain=account.domain
+            stage=options.stage,
+            preset=ctx.preset,
+            findings=findings,
+            domain=account.domain,
+            caveats=limit_caveats(ctx),
         ),
     )
 

@@ -8,7 +8,6 @@ One stop ends every process it started (and only those) and removes the work dir
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import grp
 import os
@@ -16,10 +15,7 @@ import pwd
 import secrets
 import shutil
 import ssl
-import stat
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,67 +26,36 @@ from typing import Any, Literal, Self
 from lab.certs import LabCerts, make_lab_certs
 from lab.dkim import DkimKey, OpenDkim, make_dkim_key
 from lab.dovecot import DovecotInstance, ImapListener, MailStore, write_users_file
+from lab.host import check_workdir, make_workdir, preflight
+from lab.layout import (
+    DKIM_SELECTOR,
+    DOMAIN,
+    DOVECOT_CERTS,
+    FIXTURE_ZONES,
+    IMAP_LISTENERS,
+    MAIL_HOST,
+    SECOND_HOST,
+    SMTP_LISTENERS,
+    UNSIGNED_DOMAIN,
+)
 from lab.nsd import NsdServer, Zone, check_zones, discover_zones, prepare_zones
 from lab.oauth_double import OAuthDouble
 from lab.ports import free_ports
 from lab.postfix import PostfixInstance, SmtpListener
 from lab.procs import (
-    INSTALL_HINT,
     ForegroundDaemon,
     SessionLeader,
-    find_binary,
     process_name,
     sweep_lab_processes,
     tcp_listening,
     terminate_sessions,
     wait_until,
 )
-from lab.types import Endpoint, LabError, LabStartError, LabUser, TlsMode
-from lab.watchdog import DISMISS
+from lab.types import Endpoint, LabError, LabStartError, LabUser
+from lab.watchdog import dismiss_watchdog, start_watchdog
 from lab.web import WebServer, discover_sites, tls_names
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_ZONES = REPO_ROOT / "fixtures" / "zones"
-DOMAIN = "lab.test"
-MAIL_HOST = "mail.lab.test"
-SECOND_HOST = "imap2.lab.test"  # A 127.0.0.2 in the lab zone
-#: A second local mail domain whose mail OpenDKIM does not sign.
-UNSIGNED_DOMAIN = "unsigned.test"
-#: OpenDKIM signs lab.test mail as ``DKIM_SELECTOR._domainkey.lab.test``.
-DKIM_SELECTOR = "labsign"
-_BINARIES = ("postfix", "dovecot", "nsd", "nsd-checkzone", "opendkim", "nginx")
-# Dovecot's protocol binaries and plugins come in separate packages; dovecot runs without them.
-_DOVECOT_PARTS = {
-    "dovecot-imapd": "/usr/lib/dovecot/imap",
-    "dovecot-lmtpd": "/usr/lib/dovecot/lmtp",
-    "dovecot-sieve": "/usr/lib/dovecot/modules/lib90_sieve_plugin.so",
-}
-# Dovecot's deepest socket is base_dir + "/token-login/tokenlogin"; UNIX paths max out at 108.
-_MAX_BASE_DIR = 70
 _READY_TIMEOUT = 20.0
-
-# name -> (TLS mode, certificate role). All on 127.0.0.1, served by the one Postfix instance.
-SMTP_LISTENERS: dict[str, tuple[TlsMode, str]] = {
-    "submission": ("starttls", "good"),
-    "submissions": ("implicit", "good"),
-    "expired": ("starttls", "expired"),
-    "selfsigned": ("starttls", "selfsigned"),
-    "wrongname": ("starttls", "wrongname"),
-    "nostarttls": ("none", "good"),
-}
-# name -> (Dovecot instance, TLS mode, address).
-IMAP_LISTENERS: dict[str, tuple[str, TlsMode, str]] = {
-    "imaps": ("main", "implicit", "127.0.0.1"),
-    "imap_starttls": ("main", "starttls", "127.0.0.1"),
-    "logindisabled": ("main", "starttls", "127.0.0.2"),
-    "expired": ("expired", "implicit", "127.0.0.1"),
-    "expired_starttls": ("expired", "starttls", "127.0.0.1"),
-    "selfsigned": ("selfsigned", "implicit", "127.0.0.1"),
-    "selfsigned_starttls": ("selfsigned", "starttls", "127.0.0.1"),
-    "wrongname": ("wrongname", "implicit", "127.0.0.1"),
-    "wrongname_starttls": ("wrongname", "starttls", "127.0.0.1"),
-}
-_DOVECOT_CERTS = {"main": "good", "expired": "expired", "selfsigned": "selfsigned", "wrongname": "wrongname"}
 
 
 class Lab:
@@ -157,7 +122,7 @@ class Lab:
         """Bring every server up and wait until each answers; on any failure, stop and raise."""
         if self.started:
             return
-        _preflight()
+        preflight()
         atexit.register(self.stop)
         try:
             self._start()
@@ -364,58 +329,22 @@ class Lab:
         self._wait_ready()
 
     def _make_workdir(self) -> Path:
-        """A short path under /tmp: Dovecot's UNIX sockets live below it."""
-        if self._requested_workdir is not None:
-            workdir = self._requested_workdir.resolve()
-            workdir.mkdir(parents=True, exist_ok=True)
-            if any(workdir.iterdir()):
-                raise LabError(f"work dir {workdir} is not empty")
-        else:
-            workdir = Path(tempfile.mkdtemp(prefix="ibl-", dir="/tmp"))
-            self._owns_workdir = True
-        self._workdir = workdir
-        if len(str(workdir)) + len("/d-selfsigned/run") > _MAX_BASE_DIR:
-            raise LabError(f"work dir path {workdir} is too long for Dovecot's UNIX sockets")
-        # Dovecot's mail, login and auth processes and Postfix's daemons run unprivileged and
-        # must traverse the work dir and every folder above it.
-        workdir.chmod(0o711)
-        for folder in workdir.parents:
-            if not folder.stat().st_mode & stat.S_IXOTH:
-                raise LabError(
-                    f"{folder} is not searchable by others (chmod o+x): the servers' "
-                    f"unprivileged users could not reach the work dir {workdir}"
-                )
-        return workdir
+        """The work dir, kept before it is checked so that a stop after a refusal still removes it."""
+        self._workdir, self._owns_workdir = make_workdir(self._requested_workdir)
+        check_workdir(self._workdir)
+        return self._workdir
 
     def _start_watchdog(self, workdir: Path) -> None:
         """A process that cleans up if this one dies without ``stop()`` (see lab/watchdog.py)."""
-        mode = "remove" if self._owns_workdir and not self._keep_workdir else "keep"
-        pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-        with (workdir / "watchdog.log").open("wb") as log:
-            self._watchdog = subprocess.Popen(
-                [sys.executable, "-m", "lab.watchdog", str(workdir), mode],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                env={**os.environ, "PYTHONPATH": pythonpath},
-                cwd="/",
-                start_new_session=True,
-            )
+        mode: Literal["remove", "keep"] = (
+            "remove" if self._owns_workdir and not self._keep_workdir else "keep"
+        )
+        self._watchdog = start_watchdog(workdir, mode)
 
     def _dismiss_watchdog(self) -> None:
         """Tell the watchdog the lab stopped cleanly, and reap it."""
         watchdog, self._watchdog = self._watchdog, None
-        if watchdog is None or watchdog.stdin is None:
-            return
-        with contextlib.suppress(BrokenPipeError):
-            watchdog.stdin.write(DISMISS)
-        with contextlib.suppress(BrokenPipeError):
-            watchdog.stdin.close()
-        try:
-            watchdog.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            watchdog.kill()
-            watchdog.wait()
+        dismiss_watchdog(watchdog)
 
     def _endpoints(self) -> None:
         """Pick free ports and fill :attr:`smtp`, :attr:`imap` and :attr:`nameserver`."""
@@ -475,7 +404,7 @@ class Lab:
     def _configure_dovecots(self, workdir: Path, log_dir: Path, store: MailStore) -> None:
         assert self._certs is not None
         prefix = workdir.name
-        for instance_name, cert_role in _DOVECOT_CERTS.items():
+        for instance_name, cert_role in DOVECOT_CERTS.items():
             listeners = [
                 ImapListener(name, self.imap[name].address, self.imap[name].port, tls)
                 for name, (owner, tls, _) in IMAP_LISTENERS.items()
@@ -619,19 +548,3 @@ def _lookup(endpoints: dict[str, Endpoint], name: str, kind: str) -> Endpoint:
         return endpoints[name]
     except KeyError:
         raise LabError(f"no {kind} endpoint {name!r}; known: {sorted(endpoints)}") from None
-
-
-def _preflight() -> None:
-    """Fail early and clearly when the lab cannot run on this machine."""
-    for binary in _BINARIES:
-        find_binary(binary)
-    missing = [package for package, path in _DOVECOT_PARTS.items() if not Path(path).exists()]
-    if missing:
-        raise LabError(f"{', '.join(missing)} not installed: {INSTALL_HINT}")
-    if os.geteuid() != 0:
-        raise LabError("the lab must run as root (private Postfix and Dovecot instances need it)")
-    for account in ("mail", "postfix", "dovecot", "dovenull"):
-        try:
-            pwd.getpwnam(account)
-        except KeyError:
-            raise LabError(f"system user {account!r} is missing: {INSTALL_HINT}") from None

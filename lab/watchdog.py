@@ -9,15 +9,49 @@ orphaned Postfix, Dovecot or NSD keeps ports and CPU on a shared machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
+from lab.layout import REPO_ROOT
 from lab.procs import executable_name, lab_processes, signal_pid, sweep_lab_processes
 
 DISMISS = b"dismiss"
+
+
+def start_watchdog(workdir: Path, mode: Literal["remove", "keep"]) -> subprocess.Popen[bytes]:
+    """The owner's side: a process that cleans up if this one dies without ``stop()``."""
+    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    with (workdir / "watchdog.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lab.watchdog", str(workdir), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env={**os.environ, "PYTHONPATH": pythonpath},
+            cwd="/",
+            start_new_session=True,
+        )
+
+
+def dismiss_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
+    """Tell the watchdog the lab stopped cleanly, and reap it."""
+    if watchdog is None or watchdog.stdin is None:
+        return
+    with contextlib.suppress(BrokenPipeError):
+        watchdog.stdin.write(DISMISS)
+    with contextlib.suppress(BrokenPipeError):
+        watchdog.stdin.close()
+    try:
+        watchdog.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
+        watchdog.wait()
 
 
 def main(argv: list[str]) -> int:

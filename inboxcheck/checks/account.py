@@ -23,6 +23,7 @@ from inboxcheck._limits import EVIDENCE_CHECKS, RECOMMENDATION_FACT, recommend_d
 from inboxcheck._models import Account, Finding, InboxType, Severity
 from inboxcheck._options import Family
 from inboxcheck._presets import BasicAuth, Preset, ServiceSpec, UsernameRule
+from inboxcheck.checks.login.microsoft import limit_caveats
 
 __all__ = ["CHECKS"]
 
@@ -460,7 +461,11 @@ async def check_daily_limit(ctx: CheckContext) -> Outcome:
         if result is not None:
             findings.extend(result.findings)
     recommendation = recommend_daily_limit(
-        stage=stage, preset=ctx.preset, findings=findings, domain=ctx.account.domain
+        stage=stage,
+        preset=ctx.preset,
+        findings=findings,
+        domain=ctx.account.domain,
+        caveats=limit_caveats(ctx),
     )
     ctx.facts[RECOMMENDATION_FACT] = recommendation
     low, high = recommendation.stage_range
@@ -468,6 +473,8 @@ async def check_daily_limit(ctx: CheckContext) -> Outcome:
     adjustments = recommendation.reasons[1:]
     why = f" ({'; '.join(adjustments)})" if adjustments else ""
     evidence: dict[str, JsonValue] = {"recommended": recommended, "reasons": list(recommendation.reasons)}
+    if recommendation.caveats:
+        evidence["caveats"] = list(recommendation.caveats)
     if account.daily_limit is None:
         return Outcome(
             summary=f"no daily_limit given; {recommended} a day is recommended for a {stage.value} "

@@ -224,6 +224,8 @@ class TextRenderer:
         # lowered or capped it, which the daily-limit check's verdict rests on.
         for reason in limit.reasons[1:]:
             lines.extend(self._wrap(escape(reason), "  ", "    "))
+        for caveat in limit.caveats:
+            lines.extend(self._wrap(f"note: {escape(caveat)}", "  ", "    "))
         if self.verbose and limit.ramp:
             ramp = ", ".join(f"day {step.day}: {step.daily_limit}" for step in limit.ramp)
             lines.extend(self._wrap(f"warm-up: {ramp}", "  ", "    "))

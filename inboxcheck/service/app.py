@@ -37,7 +37,15 @@ from inboxcheck.service.http import (
     read_body,
     while_connected,
 )
-from inboxcheck.service.models import BatchCreated, BatchStatus, DiscoverRequest, InputErrorDocument, Problem
+from inboxcheck.service.models import (
+    BatchCreated,
+    BatchStatus,
+    DiagnoseRequest,
+    DiscoverRequest,
+    InputErrorDocument,
+    Problem,
+    diagnose_body,
+)
 from inboxcheck.service.settings import ServiceSettings
 
 __all__ = ["ACCESS_LOGGER", "create_app"]
@@ -57,8 +65,19 @@ _REFUSALS: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-def _body(schema: str, *, jsonl: bool = False) -> dict[str, Any]:
+def _body(schema: str, *, jsonl: bool = False, either: str | None = None) -> dict[str, Any]:
+    """The request body's document: ``schema``; or one of ``schema`` and ``either``; or (``jsonl``)
+    an array of ``schema`` or JSON lines."""
     content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    if either is not None:
+        content["application/json"] = {
+            "schema": {
+                "anyOf": [
+                    {"$ref": f"#/components/schemas/{schema}"},
+                    {"$ref": f"#/components/schemas/{either}"},
+                ]
+            }
+        }
     if jsonl:
         content["application/json"] = {
             "schema": {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}}
@@ -143,10 +162,19 @@ def _openapi_with_payloads(app: FastAPI) -> Any:
             return app.openapi_schema
         document = original()
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for model, name in ((Account, "AccountPayload"), (DiscoverRequest, "DiscoverRequest")):
+        models = (
+            (Account, "AccountPayload"),
+            (DiscoverRequest, "DiscoverRequest"),
+            (DiagnoseRequest, "DiagnoseRequest"),
+        )
+        for model, name in models:
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
-            schemas.update(schema.pop("$defs", {}))
+            for part, definition in schema.pop("$defs", {}).items():
+                # A response's own document (a report in DiagnoseRequest) stays as FastAPI wrote it.
+                schemas.setdefault(part, definition)
             schemas[name] = schema
+        # Read as /v1/check reads a payload (parse_account), so its document is the payload's.
+        schemas["DiagnoseRequest"]["properties"]["account"] = {"$ref": "#/components/schemas/AccountPayload"}
         app.openapi_schema = document
         return document
 
@@ -198,6 +226,9 @@ async def _payload(request: Request, engine: Engine) -> object:
 
 
 _Selectors = Annotated[list[str] | None, Query(description="Also try this DKIM selector (repeatable).")]
+_NoAlternates = Annotated[
+    bool, Query(description="Do not try the provider's other hosts and ports (diagnose --no-alternates).")
+]
 
 
 def _checks_router() -> APIRouter:
@@ -207,11 +238,21 @@ def _checks_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["checks"])
 
     async def account_and_options(
-        request: Request, send_test: bool, deliverability: bool, dkim_selector: list[str] | None
-    ) -> tuple[object, Any] | Response:
+        request: Request,
+        send_test: bool,
+        deliverability: bool,
+        dkim_selector: list[str] | None,
+        *,
+        diagnosing: bool = False,
+    ) -> tuple[object, Any, Report | None] | Response:
+        """The payload (an ``Account`` unless partial), the options, and (``diagnosing``) the
+        earlier report the body carries; or the refusal."""
         engine = _engine(request)
+        previous = None
         try:
             data = await _payload(request, engine)
+            if diagnosing:
+                data, previous = diagnose_body(data, source=SOURCE)
             options = _options_for(engine, send_test, deliverability, dkim_selector)
         except (TooLarge, TooSlow, ShuttingDown) as exc:
             return _refusal(exc, engine)
@@ -224,7 +265,7 @@ def _checks_router() -> APIRouter:
                 data = parse_account(data, source=SOURCE, env={})
             except AccountError as exc:
                 return input_error(exc)
-        return data, options
+        return data, options, previous
 
     async def prepared(engine: Engine, data: object, options: Any) -> tuple[Account, tuple[Any, ...]]:
         """The account, completed by discovery first when the payload was partial."""
@@ -261,7 +302,7 @@ def _checks_router() -> APIRouter:
         parsed = await account_and_options(request, send_test, deliverability, dkim_selector)
         if isinstance(parsed, Response):
             return parsed
-        data, options = parsed
+        data, options, _ = parsed
 
         async def run() -> Response:
             async with engine.slot():
@@ -275,21 +316,24 @@ def _checks_router() -> APIRouter:
         "/diagnose",
         response_model=Diagnosis,
         responses=_REFUSALS,
-        openapi_extra=_body("AccountPayload"),
+        openapi_extra=_body("AccountPayload", either="DiagnoseRequest"),
         summary="Diagnose one account: ranked causes and the alternates that work",
+        description="The body is the account payload, or a DiagnoseRequest: the payload with an "
+        "earlier report of the account (diagnose --previous), to show what changed since.",
     )
     async def diagnose(
         request: Request,
         deliverability: bool = False,
         dkim_selector: _Selectors = None,
+        no_alternates: _NoAlternates = False,
     ) -> Response:
         from inboxcheck._diagnose import diagnose as run_diagnose
 
         engine = _engine(request)
-        parsed = await account_and_options(request, False, deliverability, dkim_selector)
+        parsed = await account_and_options(request, False, deliverability, dkim_selector, diagnosing=True)
         if isinstance(parsed, Response):
             return parsed
-        data, options = parsed
+        data, options, previous = parsed
 
         async def run() -> Response:
             async with engine.slot():
@@ -297,6 +341,8 @@ def _checks_router() -> APIRouter:
                 result = await run_diagnose(
                     account,
                     options=options,
+                    previous=previous,
+                    try_alternates=not no_alternates,
                     presets=engine.presets,
                     ssl_context=engine.tls,
                     leading=leading,
@@ -344,6 +390,7 @@ def _checks_router() -> APIRouter:
                     wanted.email_address,
                     smtp_password=wanted.password,
                     options=options,
+                    trust_hosts=wanted.trust_hosts,
                     presets=engine.presets,
                     ssl_context=engine.tls,
                     dns_client=engine.dns(),

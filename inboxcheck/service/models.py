@@ -5,12 +5,27 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from inboxcheck._errors import AccountError, FieldProblem
 from inboxcheck._input import InputErrorDocument
+from inboxcheck._models import Report
 
-__all__ = ["BatchCreated", "BatchState", "BatchStatus", "DiscoverRequest", "InputErrorDocument", "Problem"]
+__all__ = [
+    "BatchCreated",
+    "BatchState",
+    "BatchStatus",
+    "DiagnoseRequest",
+    "DiscoverRequest",
+    "InputErrorDocument",
+    "Problem",
+    "diagnose_body",
+]
+
+#: Hosts a discover request may trust, each a DNS name (at most 253 characters).
+MAX_TRUST_HOSTS: Final = 16
 
 
 class Problem(BaseModel):
@@ -26,6 +41,59 @@ class DiscoverRequest(BaseModel):
 
     email_address: str = Field(max_length=255)
     password: SecretStr | None = Field(default=None, max_length=500)
+    trust_hosts: tuple[Annotated[str, Field(min_length=1, max_length=253)], ...] = Field(
+        default=(),
+        max_length=MAX_TRUST_HOSTS,
+        description="Allow the password to go to these discovered hosts outside the address's domain "
+        "(discover --trust-host).",
+    )
+
+
+class DiagnoseRequest(BaseModel):
+    """``POST /v1/diagnose`` with an earlier report: the account payload (as ``/v1/check`` reads it)
+    and an earlier JSON report of the account (``diagnose --previous``), to show what changed since
+    (DKIM key, MX). A body without ``account`` is the account payload alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account: dict[str, Any]
+    previous: Report | None = Field(
+        default=None,
+        description="An earlier report of this account (check --format json), to show what changed since.",
+    )
+
+
+def diagnose_body(data: object, *, source: str) -> tuple[object, Report | None]:
+    """The account payload and the earlier report in a diagnose body (``AccountError`` if unusable).
+
+    An account payload has no ``account`` field, so a body with one is a :class:`DiagnoseRequest`.
+    """
+    if not isinstance(data, dict) or "account" not in data:
+        return data, None
+    try:
+        wanted = DiagnoseRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = _problems(exc.errors(include_input=False))
+        raise AccountError(source, problems, message="the diagnose request is not valid") from None
+    return wanted.account, wanted.previous
+
+
+def _problems(errors: list[Any]) -> list[FieldProblem]:
+    """The body's problems, the earlier report's as one (``diagnose --previous`` names it so);
+    never an input."""
+    problems: list[FieldProblem] = []
+    in_report: list[str] = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        message = str(error.get("msg", "is not valid"))
+        if loc[:1] == ["previous"]:
+            in_report.append(f"{'.'.join(loc[1:]) or 'the report'}: {message}")
+        else:
+            problems.append(FieldProblem(loc[0] if loc else "(payload)", message))
+    if in_report:
+        more = f"; and {len(in_report) - 1} more" if len(in_report) > 1 else ""
+        problems.append(FieldProblem("previous", f"not an inboxcheck JSON report ({in_report[0]}{more})"))
+    return problems
 
 
 class BatchState(StrEnum):

@@ -158,3 +158,54 @@ async def test_a_passing_gate_says_the_microsoft_password_login_is_ending(certs:
     gate = text[text.index("Gate: PASSED") :]
     assert "Gate note: " in gate
     assert "end of December 2026" in gate and "move to OAuth2" in gate
+
+
+# --- the daily-limit story -------------------------------------------------------------------------
+
+
+async def _limit(now: datetime, *, token: bool = False, specs: Any = None, **changes: Any) -> Report:
+    """A report of the account checks alone (no login): the recommendation is known offline."""
+    account = Account.model_validate(
+        base_payload(**{"inbox_type": "OUTLOOK_365", "smtp_host": "smtp.office365.com", **changes})
+    )
+    if token:
+        account = account.with_credentials(smtp=Credential.bearer(account.smtp_username, TOKEN))
+    limit_spec = [s for s in account_checks.CHECKS if s.name == "account.daily_limit"]
+    return await run_checks(
+        account, options=CheckOptions(), specs=limit_spec if specs is None else specs, now=lambda: now
+    )
+
+
+async def test_the_daily_limit_story_says_microsoft_is_retiring_the_password_login() -> None:
+    from inboxcheck.cli._report import TextRenderer
+
+    report = await _limit(BEFORE)
+    limit = report.recommended_daily_limit
+    [caveat] = limit.caveats
+    assert caveat.startswith("this limit assumes the password login keeps working, and Microsoft is retiring")
+    assert "goes off by default for existing tenants at the end of December 2026" in caveat
+    assert "move to OAuth2, which inboxcheck checks too" in caveat
+    # The check tells the same story as the report.
+    assert report.check("account.daily_limit").details["caveats"] == [caveat]
+    footer = TextRenderer(colour=False, unicode=False).render(report)
+    assert f"note: {caveat}" in " ".join(footer.split())
+
+    after = (await _limit(AFTER)).recommended_daily_limit
+    [told_after] = after.caveats
+    assert "since the end of December 2026 SMTP AUTH Basic authentication is off" in told_after
+
+
+async def test_the_microsoft_caveat_changes_no_number() -> None:
+    password = (await _limit(BEFORE, daily_limit=70)).recommended_daily_limit
+    token = (await _limit(BEFORE, token=True, daily_limit=70)).recommended_daily_limit
+    other = (await _limit(BEFORE, inbox_type="CUSTOM_SMTP", smtp_host="127.0.0.1")).recommended_daily_limit
+    assert password.caveats and token.caveats == () and other.caveats == ()
+    assert password.model_copy(update={"caveats": ()}) == token
+    assert (password.value, password.reasons, password.ramp) == (other.value, other.reasons, other.ramp)
+
+
+async def test_a_report_without_the_limit_check_tells_the_caveat_too() -> None:
+    # No account.daily_limit in the run: the runner makes the recommendation, with the same caveat.
+    report = await _limit(BEFORE, specs=[])
+    [caveat] = report.recommended_daily_limit.caveats
+    assert "Microsoft is retiring" in caveat

@@ -20,7 +20,14 @@ from typing import Final
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import InboxType, Severity
 
-__all__ = ["CUTOFF", "MICROSOFT_PRESETS", "add_basic_auth_notice", "basic_auth_timeline", "is_microsoft"]
+__all__ = [
+    "CUTOFF",
+    "MICROSOFT_PRESETS",
+    "add_basic_auth_notice",
+    "basic_auth_timeline",
+    "is_microsoft",
+    "limit_caveats",
+]
 
 #: The day from which the change is in the past tense: "the end of December 2026".
 CUTOFF: Final = date(2026, 12, 31)
@@ -56,6 +63,30 @@ def basic_auth_timeline(now: datetime) -> str:
         "existing tenants (tenants created since then never have it); this login keeps working only where "
         "an administrator keeps SMTP AUTH on, until Microsoft removes it for good (the date is to be "
         "announced in the second half of 2027); move to OAuth2."
+    )
+
+
+def limit_caveats(ctx: CheckContext) -> tuple[str, ...]:
+    """What a daily limit assumes of a password SMTP login at Microsoft, told in the tense of the
+    run's date (the recommendation's ``caveats``); nothing for a token login or another provider."""
+    if ctx.account.smtp_credential.is_token or not is_microsoft(ctx):
+        return ()
+    if ctx.now().date() < CUTOFF:
+        change = (
+            "SMTP AUTH Basic authentication goes off by default for existing tenants at the end of December "
+            "2026 (an administrator can turn it back on), and is removed for good later (the date is to be "
+            "announced in the second half of 2027)"
+        )
+    else:
+        change = (
+            "since the end of December 2026 SMTP AUTH Basic authentication is off by default for existing "
+            "tenants (tenants created since then never have it), and it is removed for good later (the "
+            "date is to be announced in the second half of 2027)"
+        )
+    return (
+        "this limit assumes the password login keeps working, and Microsoft is retiring it: "
+        f"{change}; move to OAuth2, which inboxcheck checks too (a token in INBOXCHECK_SMTP_OAUTH_TOKEN, "
+        "or --oauth-provider microsoft with a refresh token)",
     )
 
 
