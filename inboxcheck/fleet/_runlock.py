@@ -53,8 +53,10 @@ async def round_lock(
             try:
                 yield
             finally:
-                with contextlib.suppress(Exception):
+                try:
                     await _pg_unlock(conn)
+                except Exception:  # noqa: BLE001 - closed instead: the server then drops the lock
+                    await conn.invalidate()
 
 
 @contextlib.asynccontextmanager
@@ -117,6 +119,8 @@ async def _pg_unlock(conn: AsyncConnection) -> None:
     import sqlalchemy as sa
 
     await conn.execute(sa.select(sa.func.pg_advisory_unlock(PG_LOCK)))
+    # The connection goes back to the pool: it no longer speaks for a run.
+    await conn.execute(sa.text("SELECT set_config('application_name', '', false)"))
 
 
 def _pid(text: str) -> int | None:

@@ -233,3 +233,40 @@ def test_diagnose_fleet_bad_input_is_a_precise_exit_2(env: dict[str, str], tmp_p
     # INBOXCHECK_FLEET_DB in the environment is no --db: diagnosing a payload file still works.
     plain = _diagnose([str(write_jsonl(tmp_path / "one.json", [batch_user(2)])), *only], env)
     assert plain.exit_code == 0, plain.stderr
+
+
+def test_a_run_beside_a_watch_takes_its_turn_and_no_account_is_checked_twice(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [batch_user(i) for i in range(300)])
+    assert _invoke(["add", str(path)], env).exit_code == 0
+    command = [sys.executable, "-m", "inboxcheck", "fleet"]
+    watch = subprocess.Popen(
+        [*command, "watch", "--only", "account"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        assert "@example.test" in watch.stdout.readline()
+        run = subprocess.run(
+            [*command, "run", "--only", "account"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        watch.send_signal(signal.SIGTERM)
+        _out, watch_err = watch.communicate(timeout=60)
+    assert run.returncode == 0 and "no account is due" in run.stderr, run.stderr
+    assert run.stdout == "" and "Traceback" not in run.stderr + watch_err
+    assert watch.returncode == 0 and "stopped after 1 round(s)" in watch_err, watch_err
+    status = json.loads(_invoke(["status", "--format", "json"], env).stdout)["accounts"]
+    assert all(row["checked_at"] for row in status)
+    for row in status[:: len(status) // 10]:
+        history = json.loads(_invoke(["history", row["email_address"], "--format", "json"], env).stdout)
+        assert len(history["reports"]) == 1
