@@ -65,7 +65,15 @@ async def _file_lock(
 ) -> AsyncIterator[None]:
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        from inboxcheck.fleet._db import FleetDbError
+
+        raise FleetDbError(
+            f"cannot open the fleet's run lock {path}: {exc.strerror or exc} (a file that runs "
+            "create beside the database, as SQLite creates its -wal and -shm files there)"
+        ) from None
     try:
         told = False
         while True:
