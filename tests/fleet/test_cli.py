@@ -270,3 +270,11 @@ def test_a_run_beside_a_watch_takes_its_turn_and_no_account_is_checked_twice(
     for row in status[:: len(status) // 10]:
         history = json.loads(_invoke(["history", row["email_address"], "--format", "json"], env).stdout)
         assert len(history["reports"]) == 1
+
+
+def test_a_run_lock_that_cannot_be_opened_is_a_precise_exit_2(tmp_path: Path) -> None:
+    env = {"INBOXCHECK_FLEET_KEY": new_key_text(), "INBOXCHECK_FLEET_DB": f"sqlite:///{tmp_path / 'f.db'}"}
+    assert _invoke(["add", str(write_jsonl(tmp_path / "a.jsonl", [batch_user(1)]))], env).exit_code == 0
+    (tmp_path / "f.db-run.lock").mkdir()
+    result = _invoke(["run", "--only", "account"], env)
+    assert result.exit_code == 2 and "cannot open the fleet's run lock" in result.stderr, result.stderr
