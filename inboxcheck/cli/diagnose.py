@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from inboxcheck.cli._fleet_common import _db_option, _key_option
 from inboxcheck.cli._oauth import oauth_params
 from inboxcheck.cli._options import (
     check_options,
@@ -53,6 +54,15 @@ class DiagnosisOutput:
     help="An earlier JSON report of this account, to show what changed since (DKIM key, MX).",
 )
 @click.option("--no-alternates", is_flag=True, help="Do not try the provider's other hosts and ports.")
+@click.option(
+    "--fleet",
+    "from_fleet",
+    is_flag=True,
+    help="ACCOUNT is the address of an account in the fleet: its stored payload and passwords, and its "
+    "last passing report as --previous (the same as `inboxcheck fleet diagnose ADDRESS`).",
+)
+@_db_option
+@_key_option
 def diagnose(
     account: str,
     fmt: str,
@@ -60,6 +70,9 @@ def diagnose(
     quiet: bool,
     previous: Path | None,
     no_alternates: bool,
+    from_fleet: bool,
+    db: str | None,
+    key_file: Path | None,
     **params: Any,
 ) -> None:
     """Troubleshoot ACCOUNT: rank the probable causes and try the alternates that could work.
@@ -68,10 +81,34 @@ def diagnose(
     does not need (a certificate expiring soon, SPF headroom, a DKIM key that changed since
     --previous), and when a login fails for a reason another endpoint could avoid, tries the
     provider's other hosts, ports and TLS modes and names the payload fields to change.
+
+    With --fleet, ACCOUNT is an address in the fleet (--db, INBOXCHECK_FLEET_DB): no password is
+    asked for (they are decrypted with the fleet key, INBOXCHECK_FLEET_KEY or --key-file), and what
+    changed since the account's last passing report is added to the causes.
     """
 
     from inboxcheck._diagnose import diagnose as run_diagnose
     from inboxcheck._models import Report
+
+    ctx = click.get_current_context()
+    if from_fleet:
+        from inboxcheck.cli.fleet_reports import diagnose_from_fleet
+
+        _refuse_with_fleet(ctx, account, ("previous", "trust_hosts", "autoconfig_port"))
+        discovery_params(params)
+        diagnose_from_fleet(
+            account,
+            db=db,
+            key_file=key_file,
+            no_alternates=no_alternates,
+            fmt=fmt,
+            verbose=verbose,
+            quiet=quiet,
+            params=params,
+        )
+    given = _given(ctx, ("db", "key_file"))
+    if given:
+        raise click.UsageError(f"{' and '.join(given)} {'goes' if len(given) == 1 else 'go'} with --fleet")
 
     earlier = None
     if previous is not None:
@@ -101,6 +138,32 @@ def diagnose(
     )
     emit(DiagnosisOutput(), result, fmt=fmt, verbose=verbose, quiet=quiet)
     sys.exit(result.exit_code)
+
+
+def _given(ctx: click.Context, names: Iterable[str]) -> list[str]:
+    """The options among ``names`` given on the command line (an environment variable does not count)."""
+    from click.core import ParameterSource
+
+    flags = {param.name: param.opts[0] for param in ctx.command.params}
+    return [flags[name] for name in names if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+
+
+def _refuse_with_fleet(ctx: click.Context, address: str, names: Iterable[str]) -> None:
+    given = _given(ctx, names)
+    if given:
+        why = (
+            " (with --fleet, the account's last passing report in the fleet is the previous one)"
+            if "--previous" in given
+            else ""
+        )
+        verb = "goes" if len(given) == 1 else "go"
+        raise click.UsageError(f"{' and '.join(given)} {verb} with a payload ACCOUNT, not --fleet{why}")
+    local, at, domain = address.strip().rpartition("@")
+    if not (local and at and domain):
+        raise click.UsageError(
+            f"with --fleet, ACCOUNT is the address of an account in the fleet, not '{escape(address)}' "
+            "(see `inboxcheck fleet list`)"
+        )
 
 
 def render_diagnosis(

@@ -261,6 +261,17 @@ def _printer(fmt: str, quiet: bool, progress: _Progress | None) -> Callable[[Bat
     return on_result
 
 
+def _waiting(quiet: bool) -> Callable[[int | None], None]:
+    """What a run says while another run of the same fleet has a round (it waits for it)."""
+
+    def on_wait(pid: int | None) -> None:
+        if not quiet:
+            who = f" (pid {pid})" if pid is not None else ""
+            _notice(f"another fleet run{who} is checking this fleet; waiting for it to finish its round")
+
+    return on_wait
+
+
 async def _stored_webhooks(engine: AsyncEngine) -> bool:
     from inboxcheck.fleet import store
 
@@ -285,6 +296,8 @@ def run(
     """Check every account that is due (--all: every account) and record each report.
 
     Interrupted and run again, it finishes the same round: one report per account per round.
+    While another run or watch is checking the same fleet, it waits for that round to end, then
+    checks what is due by then.
     """
     from inboxcheck.fleet.run import run_fleet
 
@@ -306,6 +319,7 @@ def run(
             per_host=per_host,
             on_plan=on_plan,
             on_result=_printer(fmt, quiet, progress),
+            on_wait=_waiting(quiet),
             **kwargs,
         )
 
@@ -331,7 +345,11 @@ def watch(
     quiet: bool,
     **params: Any,
 ) -> None:
-    """Run the due accounts as they fall due, until SIGTERM or SIGINT (a clean stop within seconds)."""
+    """Run the due accounts as they fall due, until SIGTERM or SIGINT (a clean stop within seconds).
+
+    Other runs and watches of the same fleet may run beside it: one round at a time, each account
+    checked once in it.
+    """
     import asyncio
     import signal
 
@@ -359,6 +377,7 @@ def watch(
                 per_host=per_host,
                 on_result=_printer(fmt, quiet, None),
                 on_round=on_round,
+                on_wait=_waiting(quiet),
                 **kwargs,
             )
         finally:

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -121,13 +121,45 @@ def diagnose_command(
     **params: Any,
 ) -> None:
     """Troubleshoot ADDRESS from the fleet: the ranked causes, and what changed since its last
-    passing report."""
+    passing report (the same as `inboxcheck diagnose --fleet ADDRESS`)."""
+    diagnose_from_fleet(
+        address,
+        db=db,
+        key_file=key_file,
+        no_alternates=no_alternates,
+        fmt=fmt,
+        verbose=verbose,
+        quiet=quiet,
+        params=params,
+    )
+
+
+def diagnose_from_fleet(
+    address: str,
+    *,
+    db: str | None,
+    key_file: Path | None,
+    no_alternates: bool,
+    fmt: str,
+    verbose: bool,
+    quiet: bool,
+    params: dict[str, Any],
+) -> NoReturn:
+    """Diagnose a fleet account (``fleet diagnose ADDRESS`` and ``diagnose --fleet ADDRESS``): its
+    payload and passwords from the store under the fleet key, the last passing report as the
+    previous one, and what changed since; exits with the diagnosis's code."""
     from inboxcheck._diagnose import diagnose
     from inboxcheck._models import Report
-    from inboxcheck.cli.diagnose import render_diagnosis
+    from inboxcheck.cli._oauth import oauth_given, oauth_params
+    from inboxcheck.cli._terminal import Terminal
+    from inboxcheck.cli.diagnose import DiagnosisOutput, render_diagnosis
     from inboxcheck.fleet import store
     from inboxcheck.fleet.changes import diff_reports
 
+    if oauth_given(oauth_params(params)):
+        raise click.UsageError(
+            "a fleet account logs in with its stored passwords: the --oauth-* options do not apply"
+        )
     fleet_key = _key(key_file)
     options = _options_from(params)
 
@@ -157,6 +189,10 @@ def diagnose_command(
         data = json.loads(result.model_dump_json())
         data["since_last_pass"] = since
         _json_out(data)
+    elif quiet:
+        click.echo(
+            DiagnosisOutput().text(result, Terminal.of(sys.stdout), verbose=False, quiet=True), nl=False
+        )
     else:
         out = sys.stdout
         click.echo(

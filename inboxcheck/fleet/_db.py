@@ -14,14 +14,18 @@ from typing import TYPE_CHECKING, Any, Final
 from inboxcheck._errors import InboxcheckError
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from contextlib import AbstractAsyncContextManager
 
-__all__ = ["DEFAULT_DB", "FleetDbError", "async_url", "connect", "migrate", "schema_state"]
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = ["DEFAULT_DB", "FleetDbError", "async_url", "connect", "migrate", "schema_state", "writing"]
 
 DEFAULT_DB: Final = "sqlite:///inboxcheck-fleet.db"
 DB_ENV: Final = "INBOXCHECK_FLEET_DB"
 HEAD: Final = "0001"
+# The execution option that marks a write transaction (see writing()).
+_WRITE: Final = "inboxcheck_write"
 
 
 class FleetDbError(InboxcheckError):
@@ -60,6 +64,9 @@ def shown(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling off (it would BEGIN only before the first INSERT or
+    # UPDATE, leaving the reads before it outside the transaction): _sqlite_begin says BEGIN.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # Foreign keys (cascading deletes), WAL (readers never wait for the writer), and a wait for the
     # lock instead of an immediate "database is locked" when a second process writes.
@@ -70,6 +77,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    """Every transaction is a real one; a write transaction takes the write lock when it begins.
+
+    A deferred transaction that has read and then writes cannot wait for the lock (SQLite answers
+    "database is locked" at once, as its snapshot may be stale: busy_timeout does not apply), so
+    writers say BEGIN IMMEDIATE and wait there, up to busy_timeout, before reading anything.
+    """
+    immediate = connection.get_execution_options().get(_WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writing(engine: AsyncEngine) -> AbstractAsyncContextManager[AsyncConnection]:
+    """A write transaction (``async with writing(engine) as conn``), in place of ``engine.begin()``:
+    on SQLite it holds the write lock from its start, so that two processes writing the same fleet
+    take turns instead of one failing with "database is locked"."""
+    return engine.execution_options(**{_WRITE: True}).begin()
+
+
 def make_engine(url: str) -> AsyncEngine:
     """An engine for ``url`` (not yet connected)."""
     from sqlalchemy import event
@@ -78,6 +103,7 @@ def make_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(async_url(url))
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
 
 
@@ -116,7 +142,7 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
         command.upgrade(_alembic_config(connection), "head")
         return before
 
-    async with engine.begin() as connection:
+    async with writing(engine) as connection:
         before = await connection.run_sync(upgrade)
     return before, HEAD
 

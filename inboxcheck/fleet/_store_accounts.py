@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from inboxcheck.fleet._crypto import FleetKey, WrongKeyError
+from inboxcheck.fleet._db import writing
 from inboxcheck.fleet._schema import accounts
 from inboxcheck.fleet._store_base import _FIELDS, UnknownAccountError, _normal, iso, status_entry
 from inboxcheck.fleet.changes import State
@@ -55,7 +56,7 @@ async def add_accounts(
         # The same address twice in one file: the last one counts, as a second `fleet add` would.
         latest.pop(_normal(account.email_address), None)
         latest[_normal(account.email_address)] = account
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await refuse_other_keys(conn, key)
         addresses = list(latest)
         existing: dict[str, Any] = {}
@@ -157,14 +158,14 @@ async def list_accounts(engine: AsyncEngine) -> list[dict[str, Any]]:
 
 
 async def remove_account(engine: AsyncEngine, address: str) -> None:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         done = await conn.execute(accounts.delete().where(accounts.c.address == _normal(address)))
         if done.rowcount == 0:
             raise UnknownAccountError(address)
 
 
 async def set_paused(engine: AsyncEngine, address: str, paused: bool, *, now: float) -> None:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         values: dict[str, Any] = {"paused": paused, "updated_at": now}
         if not paused:
             values["next_due"] = now
@@ -216,7 +217,7 @@ async def rekey(engine: AsyncEngine, *, old: FleetKey, new: FleetKey, now: float
 
     Every row is decrypted before any is written: one that ``old`` does not open leaves all as they were.
     """
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         rows = list(
             await conn.execute(
                 sa.select(

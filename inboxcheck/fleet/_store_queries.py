@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
+from inboxcheck.fleet._db import writing
 from inboxcheck.fleet._schema import accounts, changes, reports, webhooks
 from inboxcheck.fleet._store_base import DAY, UnknownAccountError, _body, _normal, iso, unpack
 
@@ -147,7 +148,7 @@ async def prune(engine: AsyncEngine, *, keep_days: float, now: float) -> int:
         sa.select(accounts.c.state_report_id.label("id")).where(accounts.c.state_report_id.is_not(None)),
         sa.select(accounts.c.pending_report_id.label("id")).where(accounts.c.pending_report_id.is_not(None)),
     ).subquery()
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         done = await conn.execute(
             reports.delete().where(reports.c.checked_at < cutoff, reports.c.id.not_in(sa.select(kept.c.id)))
         )
@@ -155,7 +156,7 @@ async def prune(engine: AsyncEngine, *, keep_days: float, now: float) -> int:
 
 
 async def add_webhook(engine: AsyncEngine, url: str, *, now: float) -> bool:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         exists = (await conn.execute(sa.select(webhooks.c.id).where(webhooks.c.url == url))).first()
         if exists is not None:
             return False
@@ -169,5 +170,5 @@ async def list_webhooks(engine: AsyncEngine) -> list[str]:
 
 
 async def remove_webhook(engine: AsyncEngine, url: str) -> bool:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         return bool((await conn.execute(webhooks.delete().where(webhooks.c.url == url))).rowcount)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from inboxcheck.fleet._db import writing
 from inboxcheck.fleet._schema import accounts, changes, deliveries, reports, round_accounts, rounds, webhooks
 from inboxcheck.fleet._store_base import _body, _new_id, iso, pack, status_entry
 from inboxcheck.fleet.changes import Schedule, Standing, State, classify, diff_reports, event_type, step
@@ -33,7 +34,7 @@ class RoundPlan:
 async def begin_round(engine: AsyncEngine, *, all_accounts: bool, now: float) -> RoundPlan | None:
     """The round to run: the unfinished one (an interrupted run), else a new one of the due accounts
     (every unpaused account with ``all_accounts``). ``None``: nothing is due."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         open_round = (
             await conn.execute(
                 sa.select(rounds.c.id, rounds.c.planned)
@@ -79,7 +80,7 @@ async def _remaining(conn: AsyncConnection, round_id: int) -> tuple[int, ...]:
 
 async def finish_round(engine: AsyncEngine, round_id: int, *, now: float) -> bool:
     """Close the round if every account in it has its report; whether it was closed."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         if await _remaining(conn, round_id):
             return False
         await conn.execute(rounds.update().where(rounds.c.id == round_id).values(finished_at=now))
@@ -166,7 +167,7 @@ async def record_reports(
             (entry, body, codes, classify(entry.report.verdict.value, failing), top_cause(entry.report))
         )
     ids = sorted({entry.account_id for entry in entries})
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         rows: dict[int, Any] = {
             row.id: row
             for row in await conn.execute(

@@ -2,7 +2,9 @@
 
 A run works through one round: the accounts due when it began. Each report is recorded with its
 round in one transaction, so a run interrupted at any moment (even by SIGKILL) and started again
-finishes the same round, and no account gets two reports in it.
+finishes the same round, and no account gets two reports in it. A round is one run's at a time
+(``_runlock``): a second run on the same fleet waits for it, then checks what is due by then, so no
+account is logged in to twice in a round.
 """
 
 from __future__ import annotations
@@ -85,14 +87,17 @@ async def run_fleet(
     ssl_context: ssl.SSLContext | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_result: Callable[[BatchLine], None] | None = None,
+    on_wait: Callable[[int | None], None] | None = None,
 ) -> FleetRunSummary:
     """Check the accounts of the round (the unfinished one, else those due) and record each report.
 
     Nothing is checked when ``key`` does not open every account of the round (WrongKeyError names
     them). Webhook deliveries of the changes are sent as they happen, and earlier ones still pending
-    are retried first; they need ``webhook_secret``.
+    are retried first; they need ``webhook_secret``. While another run has a round of this fleet,
+    this one waits for it first (``on_wait`` is told once, with that run's pid if known).
     """
     from inboxcheck._batch import BatchItem, run_batch
+    from inboxcheck.fleet._runlock import round_lock
     from inboxcheck.fleet.pace import ProviderPace
     from inboxcheck.fleet.webhooks import deliver
 
@@ -106,7 +111,9 @@ async def run_fleet(
         client = httpx.AsyncClient(timeout=10.0)
     sending: list[asyncio.Task[tuple[int, int]]] = []
     tasks: list[asyncio.Task[None]] = []
+    held = contextlib.AsyncExitStack()
     try:
+        await held.enter_async_context(round_lock(engine, on_wait=on_wait))
         if webhook_secret is not None and client is not None:
             done, failed = await deliver(engine, secret=webhook_secret, client=client, clock=clock)
             summary.delivered += done
@@ -183,6 +190,7 @@ async def run_fleet(
             task.cancel()
         if sending or tasks:
             await asyncio.gather(*sending, *tasks, return_exceptions=True)
+        await held.aclose()
         if own_client and client is not None:
             await client.aclose()
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 
 from inboxcheck._errors import InboxcheckError
+from inboxcheck.fleet._db import writing
 from inboxcheck.fleet._schema import accounts, changes, deliveries
 from inboxcheck.fleet.store import iso
 
@@ -214,7 +215,7 @@ async def _mark(
         values["delivered_at"] = now
     if next_at is not None:
         values["next_attempt_at"] = next_at
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(**values))
 
 

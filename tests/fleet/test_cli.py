@@ -176,3 +176,105 @@ def test_watch_stops_cleanly_on_sigterm_with_nothing_half_recorded(
         row["checked_at"]
         for row in json.loads(_invoke(["status", "--format", "json"], env).stdout)["accounts"]
     )
+
+
+def _diagnose(args: list[str], env: dict[str, str]) -> Result:
+    return CliRunner().invoke(cli, ["diagnose", *args], env=env, catch_exceptions=False)
+
+
+def test_diagnose_fleet_is_fleet_diagnose_no_password_asked_and_what_changed_since_the_last_pass(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [batch_user(1)])
+    assert _invoke(["add", str(path)], env).exit_code == 0
+    never = _diagnose(["--fleet", "user1@example.test", "--only", "account", "--no-alternates"], env)
+    assert never.exit_code == 0, never.stderr
+    assert "No passing report of this account is stored" in never.stdout
+    assert _invoke(["run", "--only", "account", "-q"], env).exit_code == 0
+
+    args = ["user1@example.test", "--only", "account", "--no-alternates", "--format", "json"]
+    # No stdin, no password in the environment: the passwords come from the store.
+    alias = _diagnose(["--fleet", *args], env)
+    direct = _invoke(["diagnose", *args], env)
+    assert alias.exit_code == direct.exit_code == 0, alias.stderr
+    via_diagnose, via_fleet = json.loads(alias.stdout), json.loads(direct.stdout)
+    assert via_diagnose.keys() == via_fleet.keys() and "causes" in via_diagnose
+    assert via_diagnose["report"]["account"]["email_address"] == "user1@example.test"
+    assert via_diagnose["since_last_pass"] is not None
+    assert via_diagnose["since_last_pass"].keys() == via_fleet["since_last_pass"].keys()
+    text = _diagnose(["--fleet", "USER1@example.test", *args[1:-2]], env)
+    assert text.exit_code == 0 and "What changed since the last passing report:" in text.stdout
+    quiet = _diagnose(["--fleet", *args[:-2], "-q"], env)
+    assert quiet.exit_code == 0 and len(quiet.stdout.splitlines()) == 1, quiet.stdout
+    everything = never.output + alias.output + direct.output + text.output + quiet.output
+    assert CANARY not in everything + never.stderr + alias.stderr + text.stderr
+
+
+def test_diagnose_fleet_bad_input_is_a_precise_exit_2(env: dict[str, str], tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [batch_user(1)])
+    assert _invoke(["add", str(path)], env).exit_code == 0
+    report = tmp_path / "earlier.json"
+    report.write_text("{}")
+    token = tmp_path / "token"
+    token.write_text("ya29.token")
+    only = ["--only", "account", "--no-alternates"]
+    cases = [
+        (["--fleet", "nobody@example.test", *only], env, "nobody@example.test: no such account"),
+        (["--fleet", str(path), *only], env, "ACCOUNT is the address of an account in the fleet"),
+        (["--fleet", "user1@example.test", "--previous", str(report), *only], env, "--previous goes with"),
+        (["--fleet", "user1@example.test", "--oauth-token-file", str(token), *only], env, "--oauth-*"),
+        (["--fleet", "user1@example.test", *only], {**env, "INBOXCHECK_FLEET_KEY": ""}, "fleet key new"),
+        ([str(path), "--db", env["INBOXCHECK_FLEET_DB"], *only], env, "--db goes with --fleet"),
+    ]
+    for args, environment, message in cases:
+        result = _diagnose(args, environment)
+        assert result.exit_code == 2 and message in result.stderr, (args, result.output, result.stderr)
+        assert "Traceback" not in result.stderr
+    # INBOXCHECK_FLEET_DB in the environment is no --db: diagnosing a payload file still works.
+    plain = _diagnose([str(write_jsonl(tmp_path / "one.json", [batch_user(2)])), *only], env)
+    assert plain.exit_code == 0, plain.stderr
+
+
+def test_a_run_beside_a_watch_takes_its_turn_and_no_account_is_checked_twice(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [batch_user(i) for i in range(300)])
+    assert _invoke(["add", str(path)], env).exit_code == 0
+    command = [sys.executable, "-m", "inboxcheck", "fleet"]
+    watch = subprocess.Popen(
+        [*command, "watch", "--only", "account"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        assert "@example.test" in watch.stdout.readline()
+        run = subprocess.run(
+            [*command, "run", "--only", "account"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        watch.send_signal(signal.SIGTERM)
+        _out, watch_err = watch.communicate(timeout=60)
+    assert run.returncode == 0 and "no account is due" in run.stderr, run.stderr
+    assert run.stdout == "" and "Traceback" not in run.stderr + watch_err
+    assert watch.returncode == 0 and "stopped after 1 round(s)" in watch_err, watch_err
+    status = json.loads(_invoke(["status", "--format", "json"], env).stdout)["accounts"]
+    assert all(row["checked_at"] for row in status)
+    for row in status[:: len(status) // 10]:
+        history = json.loads(_invoke(["history", row["email_address"], "--format", "json"], env).stdout)
+        assert len(history["reports"]) == 1
+
+
+def test_a_run_lock_that_cannot_be_opened_is_a_precise_exit_2(tmp_path: Path) -> None:
+    env = {"INBOXCHECK_FLEET_KEY": new_key_text(), "INBOXCHECK_FLEET_DB": f"sqlite:///{tmp_path / 'f.db'}"}
+    assert _invoke(["add", str(write_jsonl(tmp_path / "a.jsonl", [batch_user(1)]))], env).exit_code == 0
+    (tmp_path / "f.db-run.lock").mkdir()
+    result = _invoke(["run", "--only", "account"], env)
+    assert result.exit_code == 2 and "cannot open the fleet's run lock" in result.stderr, result.stderr

@@ -90,6 +90,15 @@ def test_a_broken_account_is_named_with_what_changed_signalled_once_and_recovers
     assert diagnosis["since_last_pass"]["appeared"] == change["appeared"]
     text = run("diagnose", "bob@lab.test", *check[:-1], "--no-alternates").stdout
     assert "What changed since the last passing report:" in text and "535" in text
+    # The same from `inboxcheck diagnose --fleet`: no password typed, the fleet's history as previous.
+    alias = CliRunner().invoke(
+        cli,
+        ["diagnose", "--fleet", "bob@lab.test", *check[:-1], "--no-alternates", "--format", "json"],
+        env=env,
+    )
+    outputs.append(alias.output + alias.stderr)
+    assert alias.exit_code == 1, alias.stderr
+    assert json.loads(alias.stdout)["since_last_pass"]["appeared"] == change["appeared"]
 
     # Fixed: the next run recovers it, and says so once.
     run("add", str(write_jsonl(tmp_path / "fixed.jsonl", [bob])), code=0)

@@ -325,3 +325,46 @@ async def test_one_group_may_hold_one_account_twice_and_the_second_sees_the_firs
         "broken",
         "unknown",
     ]
+
+
+async def test_sqlite_transactions_of_two_processes_read_and_write_as_one(tmp_path: Path) -> None:
+    """Two engines on one SQLite file, as two processes: while one holds a write transaction, the
+    other's begin_round and record_reports wait for it and then read what it wrote (the driver's
+    own transactions would read before waiting: a second round, a report recorded twice)."""
+    import asyncio
+
+    from inboxcheck.fleet._schema import reports, round_accounts, rounds
+
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    first, second = await connect(url), await connect(url)
+    try:
+        [account] = _accounts(1)
+        await store.add_accounts(first, [account], key=KEY, interval=3600, now=NOW)
+        report = await _report(account)
+        async with first.begin() as conn:
+            # The first process opens a round, unseen until it commits.
+            await conn.execute(rounds.insert().values(id=7, started_at=NOW, planned=1))
+            await conn.execute(round_accounts.insert().values(round_id=7, account_id=1))
+            planning = asyncio.ensure_future(store.begin_round(second, all_accounts=True, now=NOW))
+            await asyncio.sleep(0.5)
+            assert not planning.done()
+        plan = await planning
+        assert plan is not None and plan.resumed and plan.round_id == 7 and plan.remaining == (1,)
+
+        async with first.begin() as conn:
+            # ...and records the account's report in it, while the second records one too.
+            await conn.execute(
+                reports.insert().values(
+                    account_id=1, round_id=7, checked_at=NOW, verdict="pass", state="pass", codes="", body=b""
+                )
+            )
+            recording = asyncio.ensure_future(_record(second, 1, account, report, NOW, 7))
+            await asyncio.sleep(0.5)
+            assert not recording.done()
+        assert await recording is None
+        async with second.connect() as conn:
+            assert (await conn.execute(sa.select(sa.func.count()).select_from(rounds))).scalar_one() == 1
+            assert (await conn.execute(sa.select(sa.func.count()).select_from(reports))).scalar_one() == 1
+    finally:
+        await first.dispose()
+        await second.dispose()
