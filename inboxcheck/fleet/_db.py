@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_DB", "FleetDbError", "async_url", "connect", "migrate", "sch
 
 DEFAULT_DB: Final = "sqlite:///inboxcheck-fleet.db"
 DB_ENV: Final = "INBOXCHECK_FLEET_DB"
-HEAD: Final = "0001"
+HEAD: Final = "0002"
 
 
 class FleetDbError(InboxcheckError):

@@ -13,7 +13,7 @@ import random
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from inboxcheck._options import CheckOptions
     from inboxcheck._presets import Presets
     from inboxcheck.fleet._crypto import FleetKey
+    from inboxcheck.fleet.pace import PaceRule
 
 __all__ = ["FleetRunSummary", "run_fleet", "watch_fleet"]
 
@@ -85,15 +86,17 @@ async def run_fleet(
     ssl_context: ssl.SSLContext | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_result: Callable[[BatchLine], None] | None = None,
+    pace_rules: Sequence[PaceRule] = (),
 ) -> FleetRunSummary:
     """Check the accounts of the round (the unfinished one, else those due) and record each report.
 
     Nothing is checked when ``key`` does not open every account of the round (WrongKeyError names
     them). Webhook deliveries of the changes are sent as they happen, and earlier ones still pending
-    are retried first; they need ``webhook_secret``.
+    are retried first; they need ``webhook_secret``. Logins are paced per provider (preset data and
+    ``pace_rules``), across every process of a PostgreSQL fleet (queue workers, other runs).
     """
     from inboxcheck._batch import BatchItem, run_batch
-    from inboxcheck.fleet.pace import ProviderPace
+    from inboxcheck.fleet.pace import make_pace
     from inboxcheck.fleet.webhooks import deliver
 
     rng = rng or random.Random()
@@ -106,6 +109,7 @@ async def run_fleet(
         client = httpx.AsyncClient(timeout=10.0)
     sending: list[asyncio.Task[tuple[int, int]]] = []
     tasks: list[asyncio.Task[None]] = []
+    closing: list[Callable[[], Awaitable[None]]] = []
     try:
         if webhook_secret is not None and client is not None:
             done, failed = await deliver(engine, secret=webhook_secret, client=client, clock=clock)
@@ -157,6 +161,8 @@ async def run_fleet(
             from inboxcheck._presets import load_presets
 
             presets = load_presets()
+        pace = make_pace(engine, presets, pace_rules)
+        closing.append(pace.aclose)
         await run_batch(
             [
                 BatchItem(line=account_id, account=account, email=account.email_address)
@@ -169,7 +175,7 @@ async def run_fleet(
             ssl_context=ssl_context,
             on_result=on_result,
             record=record,
-            gate=ProviderPace(presets).hold,
+            gate=pace.hold,
         )
         await writer.close()
         await writing
@@ -185,6 +191,8 @@ async def run_fleet(
             await asyncio.gather(*sending, *tasks, return_exceptions=True)
         if own_client and client is not None:
             await client.aclose()
+        for close in closing:
+            await close()
 
 
 def _plain_scrubber(account: Account) -> Callable[[str], str]:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
 
 from inboxcheck._models import Account
 from inboxcheck._presets import load_presets
-from inboxcheck.fleet.pace import ProviderPace, RateWindow
+from inboxcheck.fleet.pace import PaceLimits, PaceRule, ProviderPace, RateWindow, SharedPace
+from lab.postgres import Postgres
+from tests.fleet.conftest import _create_database
 from tests.helpers import batch_user, google_payload
+from tests.scenarios import free_port
 
 
 def test_the_window_allows_its_limit_then_waits_for_the_oldest_start_to_leave() -> None:
@@ -48,3 +57,192 @@ async def test_no_more_than_the_provider_allows_at_once() -> None:
 
     await asyncio.gather(*(login() for _ in range(at_once * 2)))
     assert peak == at_once
+
+
+# --- rules the user gives (--pace) ----------------------------------------------------------------
+
+
+def test_a_pace_rule_names_a_host_or_a_preset_and_bad_ones_say_what_to_write() -> None:
+    assert PaceRule.parse("Mail.Example.TEST.=6/2") == PaceRule("mail.example.test", PaceLimits(6, 2))
+    assert PaceRule.parse("*.example.test=6/-") == PaceRule("*.example.test", PaceLimits(6, None))
+    assert PaceRule.parse("google-workspace=-/3").limits == PaceLimits(None, 3)
+    for bad in ("mail.example.test", "mail.example.test=6", "=6/2", "x=a/b", "x=-/-", "x=0/2", "x y=1/1"):
+        with pytest.raises(ValueError, match=r"pace|limit"):
+            PaceRule.parse(bad)
+
+
+def test_a_host_rule_paces_a_server_of_ones_own_and_a_preset_rule_replaces_its_limits() -> None:
+    presets = load_presets()
+    pace = ProviderPace(
+        presets, [PaceRule.parse("*.example.test=6/2"), PaceRule.parse("google-workspace=30/5")]
+    )
+    assert pace.provider(Account.model_validate(batch_user(1))) == "host:*.example.test"
+    assert pace.limits["host:*.example.test"] == PaceLimits(6, 2)
+    assert pace.provider(Account.model_validate(google_payload())) == "google-workspace"
+    assert pace.limits["google-workspace"] == PaceLimits(30, 5)
+    other = Account.model_validate(batch_user(2, smtp_host="smtp.other.test", imap_host="imap.other.test"))
+    assert pace.provider(other) is None
+
+
+# --- the shared pace: every process together, in PostgreSQL ---------------------------------------
+
+PACED = Account.model_validate(batch_user(1))
+
+
+@pytest.fixture
+async def pg_url(postgres: Postgres) -> str:
+    from inboxcheck.fleet._db import connect
+
+    url = postgres.url(_create_database(postgres))
+    engine = await connect(url)  # the schema, pace_logins with it
+    await engine.dispose()
+    return url
+
+
+@contextlib.asynccontextmanager
+async def _workers(url: str, rule: str, count: int = 2, **kwargs: Any) -> AsyncIterator[list[SharedPace]]:
+    """``count`` shared paces on engines of their own: as many worker processes would have."""
+    from inboxcheck.fleet._db import make_engine
+
+    engines = [make_engine(url) for _ in range(count)]
+    paces = [SharedPace(e, load_presets(), [PaceRule.parse(rule)], **kwargs) for e in engines]
+    try:
+        yield paces
+    finally:
+        for pace in paces:
+            await pace.aclose()
+        for engine in engines:
+            await engine.dispose()
+
+
+def _pg(url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return list(conn.execute(query.encode(), args).fetchall())
+
+
+async def test_two_workers_together_never_hold_more_logins_than_at_once(pg_url: str) -> None:
+    inside = peak = 0
+
+    async def login(pace: SharedPace) -> None:
+        nonlocal inside, peak
+        async with pace.hold(PACED):
+            inside += 1
+            peak = max(peak, inside)
+            await asyncio.sleep(0.05)
+            inside -= 1
+
+    async with _workers(pg_url, "*.example.test=-/2", poll=0.05) as paces:
+        # Each worker alone would let two in at once: together they still let in two.
+        await asyncio.gather(*(login(paces[i % 2]) for i in range(12)))
+    assert peak == 2
+
+
+async def test_two_workers_together_never_start_more_than_the_window_allows(pg_url: str) -> None:
+    """Per "minute" (a 2 s window here): a login counts from its start until the window after its
+    end, so no server sees more than the limit in any window, however the logins are spread."""
+    span, limit = 2.0, 3
+    logins: list[tuple[float, float]] = []
+
+    async def login(pace: SharedPace) -> None:
+        async with pace.hold(PACED):
+            start = time.monotonic()
+            await asyncio.sleep(0.1)
+            logins.append((start, time.monotonic()))
+
+    async with _workers(pg_url, f"*.example.test={limit}/-", span=span, poll=0.05) as paces:
+        await asyncio.gather(*(login(paces[i % 2]) for i in range(8)))
+    assert len(logins) == 8
+    for start, _ in logins:
+        # The logins that began earlier and had not left the window when this one began.
+        before = [s for s, end in logins if s < start and end > start - span]
+        assert len(before) < limit, (start, sorted(logins))
+    [(left,)] = _pg(pg_url, "SELECT count(*) FROM pace_logins WHERE ended_at IS NULL")
+    assert left == 0
+
+
+async def _slots_free(url: str, provider: str, at_once: int) -> bool:
+    """Whether another session could take every slot of ``provider`` now (and gives them back)."""
+    from inboxcheck.fleet.pace import _keys
+
+    key, _ = _keys(provider)
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        taken = [
+            (await (await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (key, slot))).fetchone())
+            for slot in range(at_once)
+        ]
+        await conn.execute("SELECT pg_advisory_unlock_all()")
+    return all(row is not None and row[0] for row in taken)
+
+
+async def test_a_cancelled_login_frees_its_slot_and_leaves_no_task(pg_url: str) -> None:
+    before = asyncio.all_tasks()
+    async with _workers(pg_url, "*.example.test=10/1", count=1, poll=0.05) as [pace]:
+        entered = asyncio.Event()
+
+        async def login() -> None:
+            async with pace.hold(PACED):
+                entered.set()
+                await asyncio.sleep(3600)
+
+        holding = asyncio.ensure_future(login())
+        await entered.wait()
+        assert not await _slots_free(pg_url, "host:*.example.test", 1)
+        # A second login waits for the slot; cancelled while it waits, it goes too.
+        waiting = asyncio.ensure_future(login())
+        await asyncio.sleep(0.3)
+        for task in (waiting, holding):
+            task.cancel()
+        await asyncio.gather(waiting, holding, return_exceptions=True)
+        assert await _slots_free(pg_url, "host:*.example.test", 1)
+    assert asyncio.all_tasks() == before
+    # The window's row of the cancelled login is ended (by its own end, or the next that looks).
+    assert _pg(pg_url, "SELECT count(*) FROM pace_logins WHERE ended_at IS NULL") == [(0,)]
+
+
+async def test_a_killed_connection_frees_its_slot_and_its_row_is_ended_by_the_next_login(pg_url: str) -> None:
+    async with _workers(pg_url, "*.example.test=10/1", poll=0.05) as [first, second]:
+        entered = asyncio.Event()
+        release = asyncio.Event()
+
+        async def long_login() -> None:
+            async with first.hold(PACED):
+                entered.set()
+                await release.wait()
+
+        holding = asyncio.ensure_future(long_login())
+        await entered.wait()
+        [(holder,)] = _pg(pg_url, "SELECT holder FROM pace_logins WHERE ended_at IS NULL")
+        # The worker's connection dies (its machine cut off, the worker killed): PostgreSQL frees
+        # the slot, and the next login (another worker) takes it and ends the dead login's row.
+        _pg(pg_url, "SELECT pg_terminate_backend(%s)", holder)
+        async with second.hold(PACED):
+            rows = _pg(pg_url, "SELECT holder, ended_at IS NULL FROM pace_logins ORDER BY id")
+        assert rows[0] == (holder, False) and rows[1][1] is True
+        release.set()
+        await holding  # the first login ends without an error: its end could not be recorded
+    assert _pg(pg_url, "SELECT count(*) FROM pace_logins WHERE ended_at IS NULL") == [(0,)]
+
+
+async def test_a_database_error_while_taking_a_slot_is_raised_never_a_login_unpaced() -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from inboxcheck.fleet._db import make_engine
+
+    engine = make_engine(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    pace = SharedPace(engine, load_presets(), [PaceRule.parse("*.example.test=6/2")])
+    entered = False
+    try:
+        with pytest.raises(SQLAlchemyError):
+            async with pace.hold(PACED):
+                entered = True
+        # An account no rule paces needs no database.
+        async with pace.hold(Account.model_validate(google_payload(smtp_host="x.test", imap_host="x.test"))):
+            pass
+    finally:
+        await pace.aclose()
+        await engine.dispose()
+    assert not entered
