@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +19,7 @@ from inboxcheck._presets import load_presets
 from inboxcheck.fleet.pace import PaceLimits, PaceRule, ProviderPace, RateWindow, SharedPace
 from lab.postgres import Postgres
 from tests.fleet.conftest import _create_database
-from tests.helpers import batch_user, google_payload
+from tests.helpers import batch_user, google_payload, write_jsonl
 from tests.scenarios import free_port
 
 
@@ -180,19 +184,19 @@ async def _slots_free(url: str, provider: str, at_once: int) -> bool:
 
 async def test_a_cancelled_login_frees_its_slot_and_leaves_no_task(pg_url: str) -> None:
     before = asyncio.all_tasks()
-    async with _workers(pg_url, "*.example.test=10/1", count=1, poll=0.05) as [pace]:
+    async with _workers(pg_url, "*.example.test=10/1", poll=0.05) as [pace, other]:
         entered = asyncio.Event()
 
-        async def login() -> None:
+        async def login(pace: SharedPace) -> None:
             async with pace.hold(PACED):
                 entered.set()
                 await asyncio.sleep(3600)
 
-        holding = asyncio.ensure_future(login())
+        holding = asyncio.ensure_future(login(pace))
         await entered.wait()
         assert not await _slots_free(pg_url, "host:*.example.test", 1)
-        # A second login waits for the slot; cancelled while it waits, it goes too.
-        waiting = asyncio.ensure_future(login())
+        # Another worker's login polls for the slot; cancelled while it waits, it goes too.
+        waiting = asyncio.ensure_future(login(other))
         await asyncio.sleep(0.3)
         for task in (waiting, holding):
             task.cancel()
@@ -246,3 +250,52 @@ async def test_a_database_error_while_taking_a_slot_is_raised_never_a_login_unpa
         await pace.aclose()
         await engine.dispose()
     assert not entered
+
+
+def test_fleet_run_on_postgresql_waits_for_a_slot_another_process_holds(pg_url: str, tmp_path: Path) -> None:
+    """``fleet run`` shares the pace of the workers: a slot held elsewhere (a worker's login) keeps
+    its account waiting; given back, the run checks every account. A bad --pace is refused."""
+    import psycopg
+
+    from inboxcheck.fleet._crypto import new_key_text
+    from inboxcheck.fleet.pace import _keys
+
+    env = {**os.environ, "INBOXCHECK_FLEET_KEY": new_key_text(), "INBOXCHECK_FLEET_DB": pg_url}
+    fleet = [sys.executable, "-m", "inboxcheck", "fleet"]
+    source = write_jsonl(tmp_path / "in.jsonl", [batch_user(i) for i in range(3)])
+    added = subprocess.run([*fleet, "add", str(source)], env=env, capture_output=True, text=True, check=False)
+    assert added.returncode == 0, added.stderr
+    bad = subprocess.run(
+        [*fleet, "run", "--pace", "mail.example.test=6"], env=env, capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "TARGET=PER_MINUTE/AT_ONCE" in bad.stderr and "Traceback" not in bad.stderr
+
+    key, _ = _keys("host:mail.example.test")
+    with psycopg.connect(pg_url, autocommit=True) as other:
+        assert other.execute("SELECT pg_try_advisory_lock(%s, 0)", (key,)).fetchone() == (True,)
+        run = subprocess.Popen(
+            [*fleet, "run", "--only", "account", "-q", "--pace", "mail.example.test=-/1"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            # The run is at the gate once its pace connection has asked for the slot.
+            while not _pg(
+                pg_url,
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND pid NOT IN (pg_backend_pid(), %s)",
+                "SELECT pg_try_advisory_lock%",
+                other.info.backend_pid,
+            ):
+                assert run.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+            assert _pg(pg_url, "SELECT count(*) FROM reports") == [(0,)]
+            other.execute("SELECT pg_advisory_unlock(%s, 0)", (key,))
+            _, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    assert run.returncode == 0, err
+    assert _pg(pg_url, "SELECT count(*) FROM reports") == [(3,)]
