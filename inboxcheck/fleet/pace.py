@@ -35,9 +35,19 @@ if TYPE_CHECKING:
     from inboxcheck._models import Account
     from inboxcheck._presets import Presets
 
-__all__ = ["PaceLimits", "PaceRule", "ProviderPace", "RateWindow", "SharedPace", "make_pace"]
+__all__ = [
+    "APPLICATION_NAME",
+    "PaceLimits",
+    "PaceRule",
+    "ProviderPace",
+    "RateWindow",
+    "SharedPace",
+    "make_pace",
+]
 
 log = logging.getLogger("inboxcheck.fleet.pace")
+#: The application_name of the pace's own database sessions (one per paced login).
+APPLICATION_NAME: Final = "inboxcheck pace"
 
 _RULE: Final = re.compile(r"^(?P<target>[^=\s]+)=(?P<minute>\d+|-)/(?P<once>\d+|-)$")
 
@@ -227,7 +237,13 @@ class SharedPace(ProviderPace):
         self._turns: dict[str, asyncio.Lock] = {}
         # Its own connections, one per login, closed after it: never in the store's pool, whose
         # size is for short transactions, and never back in a pool with a lock still held.
-        self._engine = create_async_engine(engine.url, poolclass=NullPool, pool_reset_on_return=None)
+        self._engine = create_async_engine(
+            engine.url,
+            poolclass=NullPool,
+            pool_reset_on_return=None,
+            # What these sessions are, for whoever reads pg_stat_activity.
+            connect_args={"application_name": APPLICATION_NAME},
+        )
 
     def _front(self, limits: PaceLimits) -> int:
         # A login is in the window from its start, so no more than per_minute are ever at once.

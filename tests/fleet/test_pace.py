@@ -16,7 +16,7 @@ import pytest
 
 from inboxcheck._models import Account
 from inboxcheck._presets import load_presets
-from inboxcheck.fleet.pace import PaceLimits, PaceRule, ProviderPace, RateWindow, SharedPace
+from inboxcheck.fleet.pace import APPLICATION_NAME, PaceLimits, PaceRule, ProviderPace, RateWindow, SharedPace
 from lab.postgres import Postgres
 from tests.fleet.conftest import _create_database
 from tests.helpers import batch_user, google_payload, write_jsonl
@@ -281,12 +281,9 @@ def test_fleet_run_on_postgresql_waits_for_a_slot_another_process_holds(pg_url: 
         )
         try:
             deadline = time.monotonic() + 120
-            # The run is at the gate once its pace connection has asked for the slot.
+            # The run is at the gate once it has opened a pace connection (to ask for the slot).
             while not _pg(
-                pg_url,
-                "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND pid NOT IN (pg_backend_pid(), %s)",
-                "SELECT pg_try_advisory_lock%",
-                other.info.backend_pid,
+                pg_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", APPLICATION_NAME
             ):
                 assert run.poll() is None and time.monotonic() < deadline
                 time.sleep(0.1)
@@ -296,6 +293,6 @@ def test_fleet_run_on_postgresql_waits_for_a_slot_another_process_holds(pg_url: 
         finally:
             if run.poll() is None:
                 run.kill()
-                run.wait()
+                run.communicate()
     assert run.returncode == 0, err
     assert _pg(pg_url, "SELECT count(*) FROM reports") == [(3,)]
