@@ -70,6 +70,8 @@ def _db_option(function: _Fn) -> _Fn:
 
 
 def _pace_rules(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[Any, ...]:
+    if not values:
+        return ()
     from inboxcheck.fleet.pace import PaceRule
 
     try:
