@@ -16,10 +16,10 @@ Two gates, one interface (``hold(account)``, an async context around the account
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hashlib
 import logging
+import math
 import random
 import re
 import time
@@ -91,30 +91,53 @@ class PaceRule:
 
 @dataclass
 class RateWindow:
-    """At most ``limit`` starts in any ``span`` seconds."""
+    """At most ``limit`` logins in any ``span`` seconds, in one process.
+
+    A login counts from its start until ``span`` seconds after its end, as :class:`SharedPace`
+    counts: whatever moment of the hold the server sees a login at, no ``span`` of the server's
+    view holds more than ``limit`` (counting starts alone would let a slow start and a fast one
+    land closer together at the server than they were at the gate).
+    """
 
     limit: int
     span: float = 60.0
     clock: Callable[[], float] = time.monotonic
-    starts: collections.deque[float] = field(default_factory=collections.deque)
+    #: Each counted login's end (None while it runs).
+    logins: dict[int, float | None] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _ended: asyncio.Event = field(default_factory=asyncio.Event)
+    _next: int = 0
 
     def wait_needed(self, now: float) -> float:
-        """Seconds until one more start is allowed (pure: for the tests and for :meth:`take`)."""
-        while self.starts and now - self.starts[0] >= self.span:
-            self.starts.popleft()
-        if len(self.starts) < self.limit:
+        """Seconds until one more login may start (``inf``: until one of those running ends)."""
+        for token, end in list(self.logins.items()):
+            if end is not None and now - end >= self.span:
+                del self.logins[token]
+        if len(self.logins) < self.limit:
             return 0.0
-        return self.starts[0] + self.span - now
+        ends = [end for end in self.logins.values() if end is not None]
+        return min(ends) + self.span - now if ends else math.inf
 
-    async def take(self) -> None:
+    def begin(self) -> int:
+        """Count a login that starts now; its token."""
+        self._next += 1
+        self.logins[self._next] = None
+        return self._next
+
+    def finish(self, token: int, now: float) -> None:
+        if token in self.logins:
+            self.logins[token] = now
+        self._ended.set()
+
+    async def take(self) -> int:
+        """Wait for a turn; the login's token, for :meth:`finish`."""
         async with self.lock:
-            wait = self.wait_needed(self.clock())
-            if wait > 0:
-                # The oldest start leaves the window then; the lock keeps anyone from taking its place.
-                await asyncio.sleep(wait)
-                self.wait_needed(self.clock())
-            self.starts.append(self.clock())
+            # The lock keeps anyone from taking the place the first of us waits for.
+            while (wait := self.wait_needed(self.clock())) > 0:
+                self._ended.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ended.wait(), None if wait == math.inf else wait)
+            return self.begin()
 
 
 class ProviderPace:
@@ -175,9 +198,14 @@ class ProviderPace:
             return
         async with self._at_once[provider]:
             window = self._windows.get(provider)
-            if window is not None:
-                await window.take()
-            yield
+            if window is None:
+                yield
+                return
+            login = await window.take()
+            try:
+                yield
+            finally:
+                window.finish(login, window.clock())
 
     async def aclose(self) -> None:
         """Nothing to release in memory (the shared pace closes its database connections)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import subprocess
 import sys
@@ -23,14 +24,34 @@ from tests.helpers import batch_user, google_payload, write_jsonl
 from tests.scenarios import free_port
 
 
-def test_the_window_allows_its_limit_then_waits_for_the_oldest_start_to_leave() -> None:
+def test_the_window_counts_a_login_until_a_span_after_its_end() -> None:
     window = RateWindow(3, span=60.0)
+    logins = []
     for at in (0.0, 1.0, 2.0):
         assert window.wait_needed(at) == 0
-        window.starts.append(at)
-    assert window.wait_needed(30.0) == 30.0
-    assert window.wait_needed(60.0) == 0  # the start at 0 has left the window
-    assert list(window.starts) == [1.0, 2.0]
+        logins.append(window.begin())
+    assert window.wait_needed(30.0) == math.inf  # all three still running: until one ends
+    window.finish(logins[1], 10.0)
+    window.finish(logins[0], 20.0)
+    assert window.wait_needed(30.0) == 40.0  # the login ended at 10 leaves the window at 70
+    assert window.wait_needed(70.0) == 0
+    assert sorted(window.logins.values(), key=str) == [20.0, None]
+
+
+async def test_in_one_process_a_login_waits_for_one_to_end_and_leave_the_window() -> None:
+    now = [0.0]
+    window = RateWindow(1, span=5.0, clock=lambda: now[0])
+    first = await window.take()
+    second = asyncio.ensure_future(window.take())
+    await asyncio.sleep(0.01)
+    assert not second.done()  # the first runs: no end, no turn
+    now[0] = 100.0
+    window.finish(first, now[0])  # ended at 100: its place is free at 105 (clock read when woken)
+    await asyncio.sleep(0.01)
+    assert not second.done()
+    now[0] = 105.0
+    window.finish(first, 100.0)  # wakes the waiter again, which reads the clock
+    assert await asyncio.wait_for(second, 5) == first + 1
 
 
 def test_google_and_microsoft_are_paced_by_their_preset_and_custom_hosts_are_not() -> None:
