@@ -317,3 +317,43 @@ def test_fleet_run_on_postgresql_waits_for_a_slot_another_process_holds(pg_url: 
                 run.communicate()
     assert run.returncode == 0, err
     assert _pg(pg_url, "SELECT count(*) FROM reports") == [(3,)]
+
+
+async def test_a_worker_whose_pace_loses_the_database_fails_the_job_for_a_retry(pg_url: str) -> None:
+    """The queue's check: the pace cannot reach the database, so the account is not checked, no
+    report is recorded, and the job fails with an error Procrastinate's retry strategy retries."""
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from inboxcheck._check import Family
+    from inboxcheck._options import CheckOptions
+    from inboxcheck.fleet import store
+    from inboxcheck.fleet._crypto import FleetKey
+    from inboxcheck.fleet._db import make_engine
+    from inboxcheck.fleet.queue import WorkerState, _Retry, check_one
+
+    key = FleetKey(b"k" * 32)
+    engine = make_engine(pg_url)
+    away = make_engine(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    pace = SharedPace(away, load_presets(), [PaceRule.parse("*.example.test=6/2")])
+    try:
+        await store.add_accounts(engine, [PACED], key=key, interval=3600, now=time.time())
+        plan = await store.begin_round(engine, all_accounts=True, now=time.time())
+        assert plan is not None
+        state = WorkerState(
+            engine=engine,
+            key=key,
+            options=CheckOptions(families=frozenset({Family.ACCOUNT})),
+            presets=load_presets(),
+            pace=pace,
+        )
+        with pytest.raises(SQLAlchemyError) as failed:
+            await check_one(state, account_id=plan.remaining[0], round_id=plan.round_id)
+        assert _pg(pg_url, "SELECT count(*) FROM reports") == [(0,)]
+        retry = _Retry().get_retry_decision(exception=failed.value, job=SimpleNamespace(attempts=0))
+        assert retry is not None
+    finally:
+        await pace.aclose()
+        await away.dispose()
+        await engine.dispose()
