@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("inboxcheck.fleet.pace")
+_LOCK_NOT_AVAILABLE: Final = "55P03"  # lock_timeout ran out
 #: The application_name of the pace's own database sessions (one per paced login).
 APPLICATION_NAME: Final = "inboxcheck pace"
 
@@ -225,7 +226,8 @@ class SharedPace(ProviderPace):
 
     - at once: it holds one of the provider's ``at_once`` slots, a session-level advisory lock
       ``(provider, slot)`` taken with ``pg_try_advisory_lock``; a login that finds every slot
-      taken polls again after a jittered pause. The lock lives as long as the connection: a worker
+      taken waits in the server for one of them (``pg_advisory_lock`` under a short
+      ``lock_timeout``), then tries them all again. The lock lives as long as the connection: a worker
       that is killed, or cut off, loses its connection and PostgreSQL frees the slot (no lease to
       expire, no clock to trust);
     - per minute: a row in ``pace_logins`` from its start until ``span`` seconds after its end. A
@@ -237,10 +239,11 @@ class SharedPace(ProviderPace):
       skewed clocks agree; the row of a login whose connection is gone is ended when the next one
       looks.
 
-    An in-process semaphore stands in front, so that a worker waits in memory and does not hold
-    a connection per waiting account. A database error while taking a slot or a row propagates:
-    the account is not checked (the queue retries the job), never checked unpaced. Cancelled
-    (SIGTERM, Ctrl-C), the connection closes and takes the slot and any unfinished row with it.
+    An in-process semaphore and a lock stand in front, so that a worker waits in memory and holds
+    a connection per login in progress and one more per provider, not one per waiting account. A
+    database error while taking a slot or a row propagates: the account is not checked (the queue
+    retries the job), never checked unpaced. Cancelled (SIGTERM, Ctrl-C), the connection closes and
+    takes the slot and any unfinished row with it.
     """
 
     def __init__(
@@ -284,13 +287,15 @@ class SharedPace(ProviderPace):
             yield
             return
         limits = self.limits[provider]
-        async with self._at_once[provider], self._engine.connect() as conn:
-            if limits.at_once is not None:
-                await self._take_slot(conn, provider, limits.at_once)
-            login: int | None = None
-            if limits.per_minute is not None:
-                # One of this process's logins waits on the window at a time; the others in memory.
-                async with self._turns.setdefault(provider, asyncio.Lock()):
+        async with self._at_once[provider], contextlib.AsyncExitStack() as held:
+            # One of this process's logins of a provider waits on the database at a time, the
+            # others in memory: a worker holds a session per login in progress, and one more.
+            async with self._turns.setdefault(provider, asyncio.Lock()):
+                conn = await held.enter_async_context(self._engine.connect())
+                if limits.at_once is not None:
+                    await self._take_slot(conn, provider, limits.at_once)
+                login: int | None = None
+                if limits.per_minute is not None:
                     login = await self._take_window(conn, provider, limits.per_minute)
             try:
                 yield
@@ -300,6 +305,7 @@ class SharedPace(ProviderPace):
 
     async def _take_slot(self, conn: AsyncConnection, provider: str, at_once: int) -> None:
         import sqlalchemy as sa
+        from sqlalchemy.exc import OperationalError
 
         key, _ = _keys(provider)
         first = self._rng.randrange(at_once)
@@ -314,7 +320,23 @@ class SharedPace(ProviderPace):
                 await conn.commit()
                 if taken:
                     return
-            await asyncio.sleep(self.poll * self._rng.uniform(0.5, 1.5))
+            # Every slot is taken: wait inside the server for one of them (woken the moment it is
+            # free, no polling), for a jittered while, then look at them all again.
+            wait_ms = int(self.poll * 1000 * self._rng.uniform(1.0, 3.0))
+            try:
+                await conn.execute(
+                    sa.text("SELECT set_config('lock_timeout', :wait, true)"), {"wait": f"{wait_ms}ms"}
+                )
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_lock(:key, :slot)"),
+                    {"key": key, "slot": self._rng.randrange(at_once)},
+                )
+                await conn.commit()
+                return
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                    raise
+                await conn.rollback()
 
     async def _take_window(self, conn: AsyncConnection, provider: str, per_minute: int) -> int:
         import sqlalchemy as sa

@@ -216,9 +216,17 @@ async def test_a_cancelled_login_frees_its_slot_and_leaves_no_task(pg_url: str) 
         holding = asyncio.ensure_future(login(pace))
         await entered.wait()
         assert not await _slots_free(pg_url, "host:*.example.test", 1)
-        # Another worker's login polls for the slot; cancelled while it waits, it goes too.
+        # Another worker's login waits for the slot, inside the server (a lock wait, not a poll);
+        # cancelled while it waits, it goes too.
         waiting = asyncio.ensure_future(login(other))
-        await asyncio.sleep(0.3)
+        deadline = time.monotonic() + 60
+        while not _pg(
+            pg_url,
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND wait_event = 'advisory'",
+            APPLICATION_NAME,
+        ):
+            assert time.monotonic() < deadline and not waiting.done()
+            await asyncio.sleep(0.02)
         for task in (waiting, holding):
             task.cancel()
         await asyncio.gather(waiting, holding, return_exceptions=True)
