@@ -334,8 +334,7 @@ async def test_a_worker_whose_pace_loses_the_database_fails_the_job_for_a_retry(
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from inboxcheck._check import Family
-    from inboxcheck._options import CheckOptions
+    from inboxcheck._options import CheckOptions, Family
     from inboxcheck.fleet import store
     from inboxcheck.fleet._crypto import FleetKey
     from inboxcheck.fleet._db import make_engine
