@@ -50,6 +50,7 @@ _LOCK_NOT_AVAILABLE: Final = "55P03"  # lock_timeout ran out
 #: The application_name of the pace's own database sessions (one per paced login).
 APPLICATION_NAME: Final = "inboxcheck pace"
 
+_MOST: Final = 100_000
 _RULE: Final = re.compile(r"^(?P<target>[^=\s]+)=(?P<minute>\d+|-)/(?P<once>\d+|-)$")
 
 
@@ -87,6 +88,8 @@ class PaceRule:
             raise ValueError(f"{text!r} sets no limit: give logins a minute, at once, or both")
         if minute == 0 or once == 0:
             raise ValueError(f"{text!r}: a limit of 0 would never log in; use 1 or more (or - for none)")
+        if max(minute or 0, once or 0) > _MOST:
+            raise ValueError(f"{text!r}: a limit above {_MOST:,} is no pace; write - for no limit")
         return cls(match["target"].lower().rstrip("."), PaceLimits(minute, once))
 
 

@@ -91,7 +91,16 @@ def test_a_pace_rule_names_a_host_or_a_preset_and_bad_ones_say_what_to_write() -
     assert PaceRule.parse("Mail.Example.TEST.=6/2") == PaceRule("mail.example.test", PaceLimits(6, 2))
     assert PaceRule.parse("*.example.test=6/-") == PaceRule("*.example.test", PaceLimits(6, None))
     assert PaceRule.parse("google-workspace=-/3").limits == PaceLimits(None, 3)
-    for bad in ("mail.example.test", "mail.example.test=6", "=6/2", "x=a/b", "x=-/-", "x=0/2", "x y=1/1"):
+    for bad in (
+        "mail.example.test",
+        "mail.example.test=6",
+        "=6/2",
+        "x=a/b",
+        "x=-/-",
+        "x=0/2",
+        "x y=1/1",
+        "x=1/999999",
+    ):
         with pytest.raises(ValueError, match=r"pace|limit"):
             PaceRule.parse(bad)
 
