@@ -137,8 +137,9 @@ class Limits(_Data):
     consumer_daily_cap: Annotated[int, Field(ge=1)] | None = None
     platform_max: Annotated[int, Field(ge=1)] | None = None
     note: str | None = None
-    # How hard `fleet run` may knock: logins started per minute and logins at once, across the
-    # whole fleet's accounts of this provider (None: only the run's per-host bound applies).
+    # How hard a fleet may knock: logins a minute (each counted from its start until a minute after
+    # its end) and logins at once, across the whole fleet's accounts of this provider and every
+    # process checking them (fleet/pace.py; None: only the run's per-host bound applies).
     fleet_logins_per_minute: Annotated[int, Field(ge=1)] | None = None
     fleet_logins_at_once: Annotated[int, Field(ge=1)] | None = None
 

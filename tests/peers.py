@@ -13,6 +13,7 @@ import base64
 import contextlib
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -21,6 +22,8 @@ from typing import Self
 __all__ = [
     "TLS_MARK",
     "DnsPeer",
+    "Login",
+    "LoginCounter",
     "Peer",
     "PeerCerts",
     "PeerConn",
@@ -275,6 +278,83 @@ def secret_wire_forms(username: str, password: str) -> list[bytes]:
         if len(core) >= 8:
             forms.add(core)
     return sorted(forms, key=len, reverse=True)
+
+
+# --- counting logins -----------------------------------------------------------------------------
+
+
+@dataclass
+class Login:
+    """One login a peer saw: from its AUTH (SMTP) or LOGIN/AUTHENTICATE (IMAP) to QUIT/LOGOUT or the
+    connection's end, on the peer's clock."""
+
+    protocol: str
+    start: float
+    end: float | None = None
+
+
+class LoginCounter:
+    """Counts the logins a server sees, as a provider's abuse detection would: wraps a peer script
+    so that every login is held ``hold`` seconds before the script answers it, and recorded.
+
+    ``most_at_once`` and ``busiest_window`` read the record (from any thread)."""
+
+    def __init__(self, *, hold: float = 0.3, clock: Callable[[], float] = time.monotonic) -> None:
+        self.hold = hold
+        self.clock = clock
+        self.logins: list[Login] = []
+        self._lock = threading.Lock()
+
+    def wrap(self, protocol: str, script: Script) -> Script:
+        async def counted(conn: PeerConn) -> None:
+            login: Login | None = None
+            read = conn.line
+
+            async def line() -> bytes:
+                nonlocal login
+                data = await read()
+                words = data.upper().split(b" ")
+                verb = words[0] if protocol == "smtp" else (words[1] if len(words) > 1 else b"")
+                if login is None and verb in (b"AUTH", b"LOGIN", b"AUTHENTICATE"):
+                    login = Login(protocol, self.clock())
+                    with self._lock:
+                        self.logins.append(login)
+                    await asyncio.sleep(self.hold)
+                elif login is not None and login.end is None and (not data or verb in (b"QUIT", b"LOGOUT")):
+                    login.end = self.clock()
+                return data
+
+            conn.line = line  # type: ignore[method-assign]
+            try:
+                await script(conn)
+            finally:
+                if login is not None and login.end is None:
+                    login.end = self.clock()
+
+        return counted
+
+    def seen(self, protocol: str) -> list[Login]:
+        with self._lock:
+            return [login for login in self.logins if login.protocol == protocol]
+
+    def most_at_once(self, protocol: str) -> int:
+        """The most logins of ``protocol`` in progress at one moment."""
+        # An end sorts before a start at the same moment: one login left as the next came.
+        events = sorted(
+            (point, step)
+            for login in self.seen(protocol)
+            for point, step in ((login.start, 1), (login.end if login.end is not None else float("inf"), -1))
+        )
+        inside = most = 0
+        for _, step in events:
+            inside += step
+            most = max(most, inside)
+        return most
+
+    def busiest_window(self, protocol: str, span: float = 60.0) -> int:
+        """The most logins of ``protocol`` begun within any ``span`` seconds."""
+        starts = sorted(login.start for login in self.seen(protocol))
+        return max((sum(1 for s in starts if first <= s < first + span) for first in starts), default=0)
 
 
 # --- certificates for peers -----------------------------------------------------------------------

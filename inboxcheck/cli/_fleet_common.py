@@ -69,6 +69,33 @@ def _db_option(function: _Fn) -> _Fn:
     )(function)
 
 
+def _pace_rules(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[Any, ...]:
+    if not values:
+        return ()
+    from inboxcheck.fleet.pace import PaceRule
+
+    try:
+        return tuple(PaceRule.parse(value) for value in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--pace") from None
+
+
+def _pace_option(function: _Fn) -> _Fn:
+    return click.option(
+        "--pace",
+        "pace_rules",
+        multiple=True,
+        metavar="TARGET=PER_MINUTE/AT_ONCE",
+        callback=_pace_rules,
+        help="Pace the logins to a server of your own, or change a provider's pace (repeatable; "
+        "- for no limit of a kind). TARGET is a host or a glob matched against the SMTP and IMAP "
+        "hosts (mail.example.com=6/2 for a server whose fail2ban bans bursts), or a preset id "
+        "whose limits it replaces (google-workspace=30/5). The providers' presets pace their own "
+        "hosts already. On a PostgreSQL fleet the limits hold across every worker and run "
+        "together (give each the same --pace).",
+    )(function)
+
+
 def _key_option(function: _Fn) -> _Fn:
     return click.option(
         "--key-file",

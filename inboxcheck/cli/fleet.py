@@ -25,6 +25,7 @@ from inboxcheck.cli._fleet_common import (
     _key_option as _key_option,
     _mark as _mark,
     _moment as _moment,
+    _pace_option as _pace_option,
     _span as _span,
     _with_store as _with_store,
 )
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from inboxcheck._batch import BatchLine
+    from inboxcheck.fleet.pace import PaceRule
 
 
 @click.group()
@@ -213,6 +215,7 @@ def _run_options(function: _Fn) -> _Fn:
             _key_option,
             _option("concurrency", help="Accounts checked at once."),
             _option("per-host", help="Accounts checked at once against one server host."),
+            _pace_option,
             click.option(
                 "--webhook",
                 "webhooks",
@@ -287,6 +290,7 @@ def run(
     key_file: Path | None,
     concurrency: int,
     per_host: int,
+    pace_rules: tuple[PaceRule, ...],
     webhooks: tuple[str, ...],
     fmt: str,
     verbose: bool,
@@ -317,6 +321,7 @@ def run(
             all_accounts=all_accounts,
             concurrency=concurrency,
             per_host=per_host,
+            pace_rules=pace_rules,
             on_plan=on_plan,
             on_result=_printer(fmt, quiet, progress),
             on_wait=_waiting(quiet),
@@ -339,6 +344,7 @@ def watch(
     key_file: Path | None,
     concurrency: int,
     per_host: int,
+    pace_rules: tuple[PaceRule, ...],
     webhooks: tuple[str, ...],
     fmt: str,
     verbose: bool,
@@ -375,6 +381,7 @@ def watch(
                 key=fleet_key,
                 concurrency=concurrency,
                 per_host=per_host,
+                pace_rules=pace_rules,
                 on_result=_printer(fmt, quiet, None),
                 on_round=on_round,
                 on_wait=_waiting(quiet),

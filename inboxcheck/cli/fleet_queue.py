@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from inboxcheck.cli._fleet_common import _db_option, _key, _key_option, _with_store
+from inboxcheck.cli._fleet_common import _db_option, _key, _key_option, _pace_option, _with_store
 from inboxcheck.cli._options import (
     check_options as _check_options,
     option as _option,
@@ -26,6 +26,8 @@ from inboxcheck.cli._terminal import notice as _notice
 if TYPE_CHECKING:
     import procrastinate
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from inboxcheck.fleet.pace import PaceRule
 
 _T = TypeVar("_T")
 
@@ -159,6 +161,7 @@ def schedule(all_accounts: bool, db: str | None, fmt: str) -> None:
     help="With --schedule: seconds between two looks for due accounts.",
 )
 @click.option("--name", help="This worker's name, as the queue shows it.")
+@_pace_option
 @_check_options
 def worker(
     db: str | None,
@@ -169,6 +172,7 @@ def worker(
     schedule: bool,
     schedule_every: int,
     name: str | None,
+    pace_rules: tuple[PaceRule, ...],
     fmt: str,
     verbose: bool,
     quiet: bool,
@@ -179,10 +183,13 @@ def worker(
     Run as many as you like, on as many machines as reach the database. Each decrypts its accounts
     with the fleet's key (INBOXCHECK_FLEET_KEY or --key-file). SIGTERM: no new job is taken,
     running checks get --graceful seconds, the rest go back on the queue; exit 0.
+
+    Logins per provider (the presets' limits, and --pace) are counted in the fleet's database:
+    the limits hold for all workers together, not for each.
     """
     from inboxcheck._check import make_ssl_context
     from inboxcheck._presets import load_presets
-    from inboxcheck.fleet.pace import ProviderPace
+    from inboxcheck.fleet.pace import SharedPace
     from inboxcheck.fleet.queue import WorkerState, run_worker
 
     fleet_key = _key(key_file)
@@ -191,6 +198,7 @@ def worker(
     presets = load_presets()
 
     async def work(engine: AsyncEngine, app: procrastinate.App) -> None:
+        pace = SharedPace(engine, presets, pace_rules)
         state = WorkerState(
             engine=engine,
             key=fleet_key,
@@ -198,17 +206,20 @@ def worker(
             presets=presets,
             webhook_secret=secret.encode() if secret else None,
             ssl_context=make_ssl_context(options),
-            pace=ProviderPace(presets),
+            pace=pace,
         )
-        await run_worker(
-            app,
-            state,
-            concurrency=concurrency,
-            stalled_after=stalled_after,
-            graceful=graceful,
-            name=name,
-            schedule=schedule,
-        )
+        try:
+            await run_worker(
+                app,
+                state,
+                concurrency=concurrency,
+                stalled_after=stalled_after,
+                graceful=graceful,
+                name=name,
+                schedule=schedule,
+            )
+        finally:
+            await pace.aclose()
 
     if not quiet:
         _notice(f"worker started (pid {os.getpid()}, {concurrency} at once); SIGTERM stops it")

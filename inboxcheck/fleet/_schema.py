@@ -11,7 +11,17 @@ from typing import Final
 
 import sqlalchemy as sa
 
-__all__ = ["METADATA", "accounts", "changes", "deliveries", "reports", "round_accounts", "rounds", "webhooks"]
+__all__ = [
+    "METADATA",
+    "accounts",
+    "changes",
+    "deliveries",
+    "pace_logins",
+    "reports",
+    "round_accounts",
+    "rounds",
+    "webhooks",
+]
 
 # A 64-bit key on PostgreSQL; SQLite's INTEGER PRIMARY KEY is already 64-bit (and only it autoincrements).
 _Id: Final = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -136,3 +146,19 @@ deliveries = sa.Table(
     sa.UniqueConstraint("change_id", "url", name="uq_deliveries_change_url"),
 )
 sa.Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
+
+# The logins of the last minute per paced provider, shared by every worker of a PostgreSQL fleet
+# (fleet/pace.py's SharedPace; unused on SQLite, whose one process paces itself in memory). Times
+# are the database's clock, so workers on machines with skewed clocks agree.
+pace_logins = sa.Table(
+    "pace_logins",
+    METADATA,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("provider", sa.String(160), nullable=False),
+    # The database session (pg_backend_pid) that holds the login: a login whose session is gone
+    # (its worker killed) is ended when the next one looks.
+    sa.Column("holder", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float),
+)
+sa.Index("ix_pace_logins_provider", pace_logins.c.provider, pace_logins.c.ended_at)

@@ -15,7 +15,7 @@ import random
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from inboxcheck._options import CheckOptions
     from inboxcheck._presets import Presets
     from inboxcheck.fleet._crypto import FleetKey
+    from inboxcheck.fleet.pace import PaceRule
 
 __all__ = ["FleetRunSummary", "run_fleet", "watch_fleet"]
 
@@ -88,17 +89,20 @@ async def run_fleet(
     on_plan: Callable[[int], None] | None = None,
     on_result: Callable[[BatchLine], None] | None = None,
     on_wait: Callable[[int | None], None] | None = None,
+    pace_rules: Sequence[PaceRule] = (),
 ) -> FleetRunSummary:
     """Check the accounts of the round (the unfinished one, else those due) and record each report.
 
     Nothing is checked when ``key`` does not open every account of the round (WrongKeyError names
     them). Webhook deliveries of the changes are sent as they happen, and earlier ones still pending
     are retried first; they need ``webhook_secret``. While another run has a round of this fleet,
-    this one waits for it first (``on_wait`` is told once, with that run's pid if known).
+    this one waits for it first (``on_wait`` is told once, with that run's pid if known). Logins
+    are paced per provider (preset data and ``pace_rules``), across every process of a PostgreSQL
+    fleet (queue workers, other runs).
     """
     from inboxcheck._batch import BatchItem, run_batch
     from inboxcheck.fleet._runlock import round_lock
-    from inboxcheck.fleet.pace import ProviderPace
+    from inboxcheck.fleet.pace import make_pace
     from inboxcheck.fleet.webhooks import deliver
 
     rng = rng or random.Random()
@@ -112,6 +116,7 @@ async def run_fleet(
     sending: list[asyncio.Task[tuple[int, int]]] = []
     tasks: list[asyncio.Task[None]] = []
     held = contextlib.AsyncExitStack()
+    closing: list[Callable[[], Awaitable[None]]] = []
     try:
         await held.enter_async_context(round_lock(engine, on_wait=on_wait))
         if webhook_secret is not None and client is not None:
@@ -164,6 +169,8 @@ async def run_fleet(
             from inboxcheck._presets import load_presets
 
             presets = load_presets()
+        pace = make_pace(engine, presets, pace_rules)
+        closing.append(pace.aclose)
         await run_batch(
             [
                 BatchItem(line=account_id, account=account, email=account.email_address)
@@ -176,7 +183,7 @@ async def run_fleet(
             ssl_context=ssl_context,
             on_result=on_result,
             record=record,
-            gate=ProviderPace(presets).hold,
+            gate=pace.hold,
         )
         await writer.close()
         await writing
@@ -193,6 +200,8 @@ async def run_fleet(
         await held.aclose()
         if own_client and client is not None:
             await client.aclose()
+        for close in closing:
+            await close()
 
 
 def _plain_scrubber(account: Account) -> Callable[[str], str]:

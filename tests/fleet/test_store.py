@@ -18,7 +18,7 @@ from inboxcheck._runner import run_checks
 from inboxcheck._secrets import Scrubber
 from inboxcheck.fleet import store
 from inboxcheck.fleet._crypto import FleetKey, FleetKeyError, WrongKeyError, load_key, new_key_text
-from inboxcheck.fleet._db import async_url, connect, migrate, schema_state
+from inboxcheck.fleet._db import HEAD, async_url, connect, migrate, schema_state
 from inboxcheck.fleet._schema import METADATA, accounts
 from inboxcheck.fleet.changes import Schedule
 from lab.postgres import PG_BIN, Postgres
@@ -90,8 +90,8 @@ def test_the_tables_match_the_migration(fleet_db: str) -> None:
     async def compare() -> None:
         engine = await connect(fleet_db)
         try:
-            assert await schema_state(engine) == "0001"
-            assert await migrate(engine) == ("0001", "0001")  # a second migrate changes nothing
+            assert await schema_state(engine) == HEAD
+            assert await migrate(engine) == (HEAD, HEAD)  # a second migrate changes nothing
 
             def names(conn: sa.Connection) -> dict[str, set[str]]:
                 inspector = sa.inspect(conn)
