@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +24,32 @@ import psycopg
 import pytest
 
 from inboxcheck.fleet._crypto import new_key_text
-from lab.postgres import Postgres
+from lab.postgres import Postgres, throwaway_postgres
 from tests.fleet.conftest import _create_database
 from tests.helpers import CANARY, batch_user, write_jsonl
 
 INBOXCHECK = [sys.executable, "-m", "inboxcheck", "fleet"]
 
 
-@pytest.fixture
-def queue_db(postgres: Postgres) -> str:
-    """A new PostgreSQL database with the fleet's schema and the queue's."""
-    url = postgres.url(_create_database(postgres))
+def _queue_database(server: Postgres) -> str:
+    url = server.url(_create_database(server))
     for step in ("migrate", "migrate-queue"):
         done = subprocess.run([*INBOXCHECK, step, "--db", url], capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
     return url
+
+
+@pytest.fixture
+def queue_db(postgres: Postgres) -> str:
+    """A new PostgreSQL database with the fleet's schema and the queue's."""
+    return _queue_database(postgres)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Postgres]:
+    """A cluster of the test's own, which it stops and starts again (the session's cluster stays up)."""
+    with throwaway_postgres(prefix="inboxcheck-pg-restart-") as server:
+        yield server
 
 
 def _fleet(args: list[str], env: dict[str, str], code: int = 0) -> subprocess.CompletedProcess[str]:
@@ -355,3 +367,91 @@ def test_the_cli_loads_procrastinate_only_when_a_queue_command_runs() -> None:
     probe = "import sys, inboxcheck.cli, inboxcheck.cli.fleet; print('procrastinate' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def _said(workers: _Workers, proc: subprocess.Popen[bytes], text: str) -> bool:
+    """Whether ``proc``'s own log holds ``text``."""
+    index = workers.started.index(proc)
+    return text in (workers.log_dir / f"worker{index}.log").read_text(errors="replace")
+
+
+LOST = "the queue's database is unreachable"
+BACK = "connected to the queue's database again"
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_a_database_restart_during_a_round_workers_reconnect_and_nothing_is_recorded_twice(
+    lab: Any, own_postgres: Postgres, tmp_path: Path, workers_dir: Path
+) -> None:
+    url = _queue_database(own_postgres)
+    env = _env(url)
+    # Three mailboxes, eight accounts each: at most three checks at once, so the round is long.
+    users = ("alice@lab.test", "bob@lab.test", "carol@unsigned.test")
+    accounts = [
+        lab.account(users[i % 3]) | {"email_address": users[i % 3].replace("@", f"+r{i}@")} for i in range(24)
+    ]
+    _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
+    _fleet(["schedule"], env)
+    args = ["--concurrency", "2", "--stalled-after", "3", "--graceful", "2", *_lab_check_args(lab)]
+    workers = _Workers(args, env, workers_dir, url)
+    try:
+        pair = [workers.start() for _ in range(2)]
+        # Mid-round: reports recorded, checks in flight.
+        _wait_for(
+            "mid-round",
+            lambda: len(_round_state(url)[0]) >= 2 and len(workers.busy()) > 0,
+            workers,
+        )
+        own_postgres.stop("fast")
+        # Both workers see the database gone, and stay up (the old worker exited with an error).
+        _wait_for("told the database is lost", lambda: all(_said(workers, p, LOST) for p in pair), workers)
+        own_postgres.start()
+        _wait_for("finished", lambda: _round_state(url)[1][-1][2] is not None, workers, timeout=300)
+        _wait_for("connected again", lambda: all(_said(workers, p, BACK) for p in pair), workers)
+        for proc in pair:
+            workers.stop(proc, signal.SIGTERM)
+        for proc in pair:
+            assert proc.wait(timeout=60) == 0, workers.logs()[-3000:]
+    finally:
+        workers.close()
+        # The cluster may have been left stopped by a failure above: its fixture removes it either way.
+    per, rounds = _round_state(url)
+    logs = workers.logs()
+    assert len(rounds) == 1 and rounds[0][2] is not None and rounds[0][1] == len(accounts)
+    # One report per account: none lost, none twice.
+    assert len(per) == len(accounts) and set(per.values()) == {1}, per
+    # No job stays running (a job whose worker lost its database was retried) or failed.
+    statuses = dict(_rows(url, "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"))
+    assert statuses == {"succeeded": len(accounts)}, (statuses, logs[-3000:])
+    # The checks themselves were not disturbed: each mailbox has one verdict across its accounts.
+    verdicts: dict[str, set[str]] = {}
+    query = "SELECT a.address, r.verdict FROM accounts a JOIN reports r ON r.account_id = a.id"
+    for address, verdict in _rows(url, query):
+        verdicts.setdefault(address.split("+")[0], set()).add(verdict)
+    assert verdicts["alice"] <= {"pass", "warn"} and verdicts["bob"] <= {"pass", "warn"}, verdicts
+    assert all(len(seen) == 1 for seen in verdicts.values()), verdicts
+    # One clear line for the lost database, not Procrastinate's tracebacks of it.
+    assert "Traceback" not in logs, logs[-3000:]
+    assert CANARY not in logs
+
+
+@pytest.mark.slow
+def test_a_worker_exits_0_on_sigterm_while_its_database_is_down(
+    own_postgres: Postgres, tmp_path: Path, workers_dir: Path
+) -> None:
+    url = _queue_database(own_postgres)
+    env = _env(url)
+    workers = _Workers(["--graceful", "1", "-q"], env, workers_dir, url)
+    try:
+        unaware, waiting = workers.start(), workers.start()
+        own_postgres.stop("immediate")
+        # One stopped before it noticed (inside Procrastinate's worker), one while it waits to reconnect.
+        workers.stop(unaware, signal.SIGTERM)
+        _wait_for("told the database is lost", lambda: _said(workers, waiting, LOST), workers)
+        workers.stop(waiting, signal.SIGTERM)
+        for proc in (unaware, waiting):
+            assert proc.wait(timeout=60) == 0, workers.logs()[-3000:]
+    finally:
+        workers.close()
+    assert "Traceback" not in workers.logs(), workers.logs()[-3000:]
