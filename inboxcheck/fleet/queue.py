@@ -29,11 +29,9 @@ import hashlib
 import json
 import logging
 import random
-import signal
 import ssl
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -67,6 +65,7 @@ __all__ = [
     "make_app",
     "run_worker",
     "schedule_round",
+    "watch_schedule",
 ]
 
 QUEUE: Final = "inboxcheck-fleet"
@@ -268,6 +267,41 @@ async def schedule_round(
     return summary
 
 
+async def watch_schedule(
+    engine: AsyncEngine,
+    app: procrastinate.App,
+    *,
+    stop: asyncio.Event,
+    every: float,
+    on_schedule: Callable[[ScheduleSummary], None] | None = None,
+) -> int:
+    """``fleet watch --queue``: :func:`schedule_round` every ``every`` seconds until ``stop`` is set;
+    how many rounds it began. Any number may run: one schedules at a time (the advisory lock), the
+    others find the round begun and its jobs queued. The database lost: a line on stderr, and the
+    next turn tries again."""
+    begun = 0
+    while not stop.is_set():
+        try:
+            summary = await schedule_round(engine, app)
+        except Exception as exc:
+            if not lost_database(exc):
+                raise
+            # A pool that failed to open stays half open: closed, the next turn opens a new one.
+            with contextlib.suppress(Exception):
+                await app.close_async()
+            log.warning(
+                "the queue's database is unreachable (%s): trying again in %.0f s", _reason(exc), every
+            )
+        else:
+            if summary.round_id is not None and not summary.resumed:
+                begun += 1
+            if on_schedule is not None:
+                on_schedule(summary)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+    return begun
+
+
 async def check_account(context: JobContext, *, account_id: int, round_id: int) -> str:
     """The queue's task: check one account of one round and record its report (once)."""
     state: WorkerState = (context.additional_context or {})["fleet"]
@@ -453,26 +487,6 @@ def _quiet_lost_database() -> Iterator[_LostDatabaseFilter]:
             logger.propagate = propagate
 
 
-@contextlib.contextmanager
-def _on_stop(stop: asyncio.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop`` (the handlers before are put back after)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    loop = asyncio.get_running_loop()
-    signums = (signal.SIGTERM, signal.SIGINT)
-    before = {signum: signal.getsignal(signum) for signum in signums}
-    for signum in signums:
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        yield
-    finally:
-        for signum in signums:
-            loop.remove_signal_handler(signum)
-            with contextlib.suppress(TypeError, ValueError):
-                signal.signal(signum, before[signum])
-
-
 async def _serve(
     app: procrastinate.App, state: WorkerState, *, stalled_after: float, again: bool, **worker: Any
 ) -> None:
@@ -505,8 +519,10 @@ async def run_worker(
     name: str | None = None,
     schedule: bool = False,
     reconnect: tuple[float, float] = RECONNECT,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Take and run the fleet's jobs until SIGTERM or SIGINT; then finish or put back the running ones.
+    """Take and run the fleet's jobs until ``stop`` is set (the command: on SIGTERM or SIGINT) or
+    this is cancelled; then finish or put back the running ones.
 
     ``schedule``: also run the periodic scheduler (an app made with ``schedule_every``).
 
@@ -515,7 +531,7 @@ async def run_worker(
     report if it was committed after all); this worker then opens the queue again after
     ``reconnect[0]`` seconds, doubling up to ``reconnect[1]``, with one line on stderr each time.
     The running jobs it could not put back are given to a worker by the stalled-job recovery.
-    SIGTERM ends it at any moment, the database up or not."""
+    ``stop`` ends it at any moment, the database up or not."""
     async with state.engine.connect() as conn:
         # A worker with the wrong key would fail every job it takes: refused before it takes one.
         await store.refuse_other_keys(conn, state.key)
@@ -525,10 +541,10 @@ async def run_worker(
         "concurrency": concurrency,
         "shutdown_graceful_timeout": graceful,
     }
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     delay = reconnect[0]
     again = False
-    with _on_stop(stop), _quiet_lost_database() as quiet:
+    with _quiet_lost_database() as quiet:
         while not stop.is_set():
             began = time.monotonic()
             life = asyncio.ensure_future(

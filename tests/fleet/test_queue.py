@@ -455,3 +455,84 @@ def test_a_worker_exits_0_on_sigterm_while_its_database_is_down(
     finally:
         workers.close()
     assert "Traceback" not in workers.logs(), workers.logs()[-3000:]
+
+
+def test_two_queue_watchers_and_a_worker_one_round_at_a_time_each_account_once_per_round(
+    queue_db: str, tmp_path: Path, workers_dir: Path
+) -> None:
+    env = _env(queue_db)
+    accounts = [batch_user(i) for i in range(6)]
+    _fleet(["add", "--interval", "24h", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
+    # Offline checks (the payload only): the scheduling is under test here.
+    workers = _Workers(["--only", "account", "-q"], env, workers_dir, queue_db)
+    outputs = [tmp_path / f"watch{i}.jsonl" for i in range(2)]
+    watchers: list[subprocess.Popen[bytes]] = []
+
+    def ticks(index: int) -> int:
+        return len(outputs[index].read_text().splitlines())
+
+    def watched(ready: Any) -> Any:
+        def check() -> bool:
+            assert all(w.poll() is None for w in watchers), [o.read_text() for o in outputs]
+            return bool(ready())
+
+        return check
+
+    def finished(count: int) -> bool:
+        rounds = _round_state(queue_db)[1]
+        return len(rounds) == count and all(r[2] is not None for r in rounds)
+
+    try:
+        for output in outputs:
+            with output.open("wb") as out:
+                watchers.append(
+                    subprocess.Popen(
+                        [*INBOXCHECK, "watch", "--queue", "--every", "1", "--format", "json"],
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+        worker = workers.start()
+        _wait_for("a finished round", watched(lambda: finished(1)), workers)
+        # Every account falls due again: the next look of either watcher begins one round, not two.
+        with psycopg.connect(queue_db) as conn:
+            conn.execute(b"UPDATE accounts SET next_due = 0")
+        _wait_for("a second finished round", watched(lambda: finished(2)), workers)
+        seen = [ticks(i) for i in range(2)]
+        _wait_for(
+            "three more looks each", watched(lambda: all(ticks(i) >= seen[i] + 3 for i in range(2))), workers
+        )
+        for watcher in watchers:
+            watcher.send_signal(signal.SIGTERM)
+        for watcher in watchers:
+            assert watcher.wait(timeout=60) == 0
+        workers.stop(worker, signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, workers.logs()[-3000:]
+    finally:
+        for watcher in watchers:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait(timeout=30)
+        workers.close()
+    rounds = _rows(queue_db, "SELECT id, started_at, finished_at, planned FROM rounds ORDER BY id")
+    assert len(rounds) == 2 and rounds[1][1] >= rounds[0][2], rounds
+    assert {planned for *_, planned in rounds} == {len(accounts)}
+    per, _ = _round_state(queue_db)
+    assert len(per) == 2 * len(accounts) and set(per.values()) == {1}, per
+    jobs = _rows(queue_db, "SELECT queueing_lock, count(*) FROM procrastinate_jobs GROUP BY 1")
+    assert len(jobs) == 2 * len(accounts) and {n for _, n in jobs} == {1}, jobs
+    looks = [json.loads(line) for output in outputs for line in output.read_text().splitlines()]
+    assert sum(1 for look in looks if look["round_id"] is not None and not look["resumed"]) == 2, looks
+    assert sum(look["queued"] for look in looks) == 2 * len(accounts), looks
+
+
+def test_watch_queue_refuses_what_goes_without_it(queue_db: str) -> None:
+    env = _env(queue_db)
+    refused = _fleet(["watch", "--queue", "--webhook", "http://127.0.0.1:9/"], env, code=2)
+    assert "fleet webhook add" in refused.stderr
+    assert "--queue" in _fleet(["watch", "--every", "5"], env, code=2).stderr
+    assert (
+        "PostgreSQL"
+        in _fleet(["watch", "--queue"], {**env, "INBOXCHECK_FLEET_DB": "sqlite:///x.db"}, code=2).stderr
+    )
