@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ import pytest
 from inboxcheck.fleet._crypto import new_key_text
 from lab.postgres import Postgres, throwaway_postgres
 from tests.fleet.conftest import _create_database
+from tests.fleet.receiver import SECRET, Receiver
 from tests.helpers import CANARY, batch_user, write_jsonl
 
 INBOXCHECK = [sys.executable, "-m", "inboxcheck", "fleet"]
@@ -409,6 +411,10 @@ def test_a_database_restart_during_a_round_workers_reconnect_and_nothing_is_reco
         own_postgres.start()
         _wait_for("finished", lambda: _round_state(url)[1][-1][2] is not None, workers, timeout=300)
         _wait_for("connected again", lambda: all(_said(workers, p, BACK) for p in pair), workers)
+        # No job left running: those of the lost connections are taken again (the round may have
+        # closed before, once every report was in), and find their report.
+        pending = "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+        _wait_for("every job done", lambda: _rows(url, pending)[0][0] == 0, workers)
         for proc in pair:
             workers.stop(proc, signal.SIGTERM)
         for proc in pair:
@@ -421,7 +427,7 @@ def test_a_database_restart_during_a_round_workers_reconnect_and_nothing_is_reco
     assert len(rounds) == 1 and rounds[0][2] is not None and rounds[0][1] == len(accounts)
     # One report per account: none lost, none twice.
     assert len(per) == len(accounts) and set(per.values()) == {1}, per
-    # No job stays running (a job whose worker lost its database was retried) or failed.
+    # Every job succeeded in the end (a job whose writes failed was retried), none failed.
     statuses = dict(_rows(url, "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"))
     assert statuses == {"succeeded": len(accounts)}, (statuses, logs[-3000:])
     # The checks themselves were not disturbed: each mailbox has one verdict across its accounts.
@@ -536,3 +542,70 @@ def test_watch_queue_refuses_what_goes_without_it(queue_db: str) -> None:
         "PostgreSQL"
         in _fleet(["watch", "--queue"], {**env, "INBOXCHECK_FLEET_DB": "sqlite:///x.db"}, code=2).stderr
     )
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_a_worker_delivers_one_signed_webhook_when_an_account_breaks_and_none_again_after_a_kill(
+    lab: Any, queue_db: str, tmp_path: Path, workers_dir: Path, receiver: Receiver
+) -> None:
+    env = {**_env(queue_db), "INBOXCHECK_WEBHOOK_SECRET": SECRET}
+    alice, bob = lab.account("alice"), lab.account("bob")
+    _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", [alice, bob]))], env)
+    _fleet(["webhook", "add", receiver.url], env)
+    args = ["--concurrency", "2", "--stalled-after", "3", *_lab_check_args(lab)]
+    workers = _Workers(args, env, workers_dir, queue_db)
+
+    def round_done(count: int) -> Any:
+        return lambda: len(rounds := _round_state(queue_db)[1]) == count and rounds[-1][2] is not None
+
+    def state(address: str) -> str:
+        return str(dict(_rows(queue_db, "SELECT address, state FROM accounts"))[address])
+
+    try:
+        first = workers.start()
+        _fleet(["schedule"], env)
+        _wait_for("round 1", round_done(1), workers)
+        assert state("bob@lab.test") in ("pass", "warn") and receiver.posts == []
+        # The password changes at the provider: one failure is a suspicion, the second breaks it.
+        broken = bob | {"smtp_password": "Wrong-pw-4411", "imap_password": "Wrong-pw-4411"}
+        _fleet(["add", str(write_jsonl(tmp_path / "broken.jsonl", [broken]))], env)
+        _fleet(["schedule", "--all"], env)
+        _wait_for("round 2", round_done(2), workers)
+        assert state("bob@lab.test") in ("pass", "warn") and receiver.posts == []
+        # The receiver takes the POST and answers nothing: the worker is killed mid-delivery, after
+        # the report (and its change) was committed.
+        receiver.hold = threading.Event()
+        _fleet(["schedule", "--all"], env)
+        _wait_for("the webhook POSTed", lambda: len(receiver.posts) >= 1, workers)
+        workers.stop(first, signal.SIGKILL)
+        first.wait(timeout=30)
+        # Another worker takes the job again: it finds the report recorded, and sends nothing.
+        workers.start()
+        _wait_for("round 3", round_done(3), workers)
+        # The round may close before (the other account's job closes it once every report is in):
+        # the killed worker's job is taken again all the same.
+        pending = "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+        _wait_for("every job done", lambda: _rows(queue_db, pending)[0][0] == 0, workers)
+        running = list(workers.running)
+        for proc in running:
+            workers.stop(proc, signal.SIGTERM)
+        for proc in running:
+            assert proc.wait(timeout=60) == 0, workers.logs()[-3000:]
+    finally:
+        if receiver.hold is not None:
+            receiver.hold.set()
+        workers.close()
+    logs = workers.logs()
+    assert state("bob@lab.test") == "broken" and state("alice@lab.test") in ("pass", "warn")
+    assert "of a stalled worker put back on the queue" in logs, logs[-3000:]
+    # One POST in all, signed with the fleet's secret: the broken inbox, never a password.
+    [event] = receiver.events()
+    assert event["type"] == "inbox.broken" and event["data"]["email_address"] == "bob@lab.test"
+    posted = "".join(body.decode() for _, body in receiver.posts)
+    for secret in (alice["smtp_password"], bob["smtp_password"], "Wrong-pw-4411"):
+        assert secret not in posted and secret not in logs
+    per, _ = _round_state(queue_db)
+    assert set(per.values()) == {1} and len(per) == 6
+    statuses = dict(_rows(queue_db, "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"))
+    assert statuses == {"succeeded": 6}, statuses
