@@ -178,7 +178,8 @@ def worker(
 
     Run as many as you like, on as many machines as reach the database. Each decrypts its accounts
     with the fleet's key (INBOXCHECK_FLEET_KEY or --key-file). SIGTERM: no new job is taken,
-    running checks get --graceful seconds, the rest go back on the queue; exit 0.
+    running checks get --graceful seconds, the rest go back on the queue; exit 0. The database
+    restarted or lost: the worker stays up, says so on stderr, and connects again.
     """
     import asyncio
 
