@@ -280,25 +280,26 @@ async def watch_schedule(
     others find the round begun and its jobs queued. The database lost: a line on stderr, and the
     next turn tries again."""
     begun = 0
-    while not stop.is_set():
-        try:
-            summary = await schedule_round(engine, app)
-        except Exception as exc:
-            if not lost_database(exc):
-                raise
-            # A pool that failed to open stays half open: closed, the next turn opens a new one.
-            with contextlib.suppress(Exception):
-                await app.close_async()
-            log.warning(
-                "the queue's database is unreachable (%s): trying again in %.0f s", _reason(exc), every
-            )
-        else:
-            if summary.round_id is not None and not summary.resumed:
-                begun += 1
-            if on_schedule is not None:
-                on_schedule(summary)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
+    with _quiet_lost_database() as quiet:
+        while not stop.is_set():
+            try:
+                summary = await schedule_round(engine, app)
+            except Exception as exc:
+                if not lost_database(exc):
+                    raise
+                # A pool that failed to open stays half open: closed, the next turn opens a new one.
+                with contextlib.suppress(Exception):
+                    await app.close_async()
+                why = _shown(quiet.last_error or _reason(exc))
+                quiet.last_error = None
+                log.warning("the queue's database is unreachable (%s): trying again in %.0f s", why, every)
+            else:
+                if summary.round_id is not None and not summary.resumed:
+                    begun += 1
+                if on_schedule is not None:
+                    on_schedule(summary)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
     return begun
 
 
@@ -573,12 +574,21 @@ async def run_worker(
             if time.monotonic() - began > 60:
                 # It had worked a while: this is a new outage, not the same one going on.
                 delay = reconnect[0]
-            why = quiet.last_error or (_reason(error) if error is not None else "its connection failed")
+            why = _shown(
+                quiet.last_error or (_reason(error) if error is not None else "its connection failed")
+            )
             quiet.last_error = None
             log.warning("the queue's database is unreachable (%s): connecting again in %.0f s", why, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             delay = min(delay * 2, reconnect[1])
+
+
+def _shown(text: str) -> str:
+    """The server's words made safe for a terminal (the project's escape)."""
+    from inboxcheck.cli._terminal import escape
+
+    return escape(text)
 
 
 def _reason(exc: BaseException) -> str:

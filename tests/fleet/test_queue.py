@@ -609,3 +609,45 @@ def test_a_worker_delivers_one_signed_webhook_when_an_account_breaks_and_none_ag
     assert set(per.values()) == {1} and len(per) == 6
     statuses = dict(_rows(queue_db, "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"))
     assert statuses == {"succeeded": 6}, statuses
+
+
+@pytest.mark.slow
+def test_watch_queue_rides_out_a_database_restart(own_postgres: Postgres, tmp_path: Path) -> None:
+    url = _queue_database(own_postgres)
+    env = _env(url)
+    _fleet(["add", "--interval", "24h", str(write_jsonl(tmp_path / "in.jsonl", [batch_user(1)]))], env)
+    out, err = tmp_path / "watch.jsonl", tmp_path / "watch.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        watcher = subprocess.Popen(
+            [*INBOXCHECK, "watch", "--queue", "--every", "1", "--format", "json"],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
+
+    def looks() -> int:
+        assert watcher.poll() is None, err.read_text()
+        return len(out.read_text().splitlines())
+
+    def wait(what: str, ready: Any) -> None:
+        deadline = time.monotonic() + 120
+        while not ready():
+            assert time.monotonic() < deadline, f"not {what}: {err.read_text()}"
+            time.sleep(0.25)
+
+    try:
+        wait("a look", lambda: looks() >= 1)
+        own_postgres.stop("fast")
+        wait("told the database is lost", lambda: LOST in err.read_text() and looks() >= 1)
+        own_postgres.start()
+        before = looks()
+        wait("looking again", lambda: looks() >= before + 2)
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(timeout=60) == 0, err.read_text()
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(timeout=30)
+    first, *_ = [json.loads(line) for line in out.read_text().splitlines()]
+    assert first["queued"] == 1
+    assert "Traceback" not in err.read_text() and "error connecting" not in err.read_text()
