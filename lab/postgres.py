@@ -24,12 +24,44 @@ class Postgres:
     port: int
     socket_dir: Path
     run_as: list[str]
+    # The server's ``-o`` options (port, socket directory, settings): a restart keeps them.
+    options: str = ""
+
+    @property
+    def data(self) -> Path:
+        return self.socket_dir / "data"
 
     def url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def command(self, *args: str) -> list[str]:
         return [*self.run_as, *args]
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: its sessions are ended; ``immediate``: as a crash would)."""
+        subprocess.run(
+            self.command(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def start(self) -> None:
+        """Start the server again on the same directory and port (after :meth:`stop`)."""
+        subprocess.run(
+            self.command(
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                self.options,
+                "-l",
+                str(self.socket_dir / "log"),
+                "-w",
+                "start",
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
 
 def _free_port() -> int:
@@ -65,23 +97,9 @@ def throwaway_postgres(*, settings: Sequence[str] = (), prefix: str = "inboxchec
                 *(f"-c {s}" for s in settings),
             ]
         )
-        subprocess.run(
-            [
-                *run_as,
-                str(PG_BIN / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(root / "log"),
-                "-w",
-                "start",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        yield Postgres(port, root, run_as)
+        server = Postgres(port, root, run_as, options)
+        server.start()
+        yield server
     finally:
         subprocess.run(
             [*run_as, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],

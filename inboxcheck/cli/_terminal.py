@@ -13,15 +13,19 @@ to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, NoReturn, Protocol, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TextIO, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "ErrorGroup",
@@ -338,3 +342,34 @@ def run_async(main: Coroutine[Any, Any, _T]) -> _T:
         return result
 
     return asyncio.run(supervised())
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """For a command that runs until asked (``fleet watch``, ``fleet worker``), inside
+    :func:`run_async`: SIGTERM and Ctrl-C set ``stop``, and the command ends cleanly (exit 0); a
+    second one ends it at once, as interrupted. Afterwards SIGTERM is as before; Ctrl-C keeps this
+    handler until ``run_async`` takes it back."""
+    import asyncio
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    before = signal.getsignal(signal.SIGTERM)
+
+    def on_signal() -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)

@@ -338,8 +338,23 @@ def run(
 
 
 @fleet.command()
+@click.option(
+    "--queue",
+    "use_queue",
+    is_flag=True,
+    help="Check nothing here: put the due accounts on the job queue of a PostgreSQL fleet, as "
+    "`fleet schedule` does, every --every seconds; `fleet worker` processes check them. Several "
+    "may run (one schedules at a time). No key needed.",
+)
+@click.option(
+    "--every",
+    type=click.FloatRange(1, 86400),
+    help="With --queue: seconds between two looks for due accounts [default: 60].",
+)
 @_run_options
 def watch(
+    use_queue: bool,
+    every: float | None,
     db: str | None,
     key_file: Path | None,
     concurrency: int,
@@ -355,10 +370,24 @@ def watch(
 
     Other runs and watches of the same fleet may run beside it: one round at a time, each account
     checked once in it.
-    """
-    import asyncio
-    import signal
 
+    With --queue, queue them for the workers instead (`inboxcheck fleet worker`).
+    """
+    if use_queue:
+        if webhooks:
+            raise click.UsageError(
+                "--webhook: with --queue the workers deliver the webhooks; add it with "
+                "`inboxcheck fleet webhook add URL`"
+            )
+        from inboxcheck.cli.fleet_queue import watch_queue
+
+        watch_queue(db, every=60.0 if every is None else every, fmt=fmt, quiet=quiet)
+        return
+    if every is not None:
+        raise click.UsageError("--every goes with --queue (without it, accounts run as they fall due)")
+    import asyncio
+
+    from inboxcheck.cli._terminal import stop_on_signals
     from inboxcheck.fleet.run import FleetRunSummary, watch_fleet
 
     fleet_key = _key(key_file)
@@ -371,10 +400,7 @@ def watch(
     async def work(engine: AsyncEngine) -> int:
         kwargs = _run_kwargs(params, webhooks, needs_secret=await _stored_webhooks(engine))
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        try:
+        with stop_on_signals(stop):
             return await watch_fleet(
                 engine,
                 stop=stop,
@@ -387,9 +413,6 @@ def watch(
                 on_wait=_waiting(quiet),
                 **kwargs,
             )
-        finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
 
     if not quiet:
         _notice("watching the fleet; stop with Ctrl-C or SIGTERM")

@@ -21,7 +21,7 @@ from inboxcheck.cli._options import (
     option as _option,
     options_from as _options_from,
 )
-from inboxcheck.cli._terminal import notice as _notice
+from inboxcheck.cli._terminal import notice as _notice, stop_on_signals as _stop_on_signals
 
 if TYPE_CHECKING:
     import procrastinate
@@ -182,11 +182,14 @@ def worker(
 
     Run as many as you like, on as many machines as reach the database. Each decrypts its accounts
     with the fleet's key (INBOXCHECK_FLEET_KEY or --key-file). SIGTERM: no new job is taken,
-    running checks get --graceful seconds, the rest go back on the queue; exit 0.
+    running checks get --graceful seconds, the rest go back on the queue; exit 0. The database
+    restarted or lost: the worker stays up, says so on stderr, and connects again.
 
     Logins per provider (the presets' limits, and --pace) are counted in the fleet's database:
     the limits hold for all workers together, not for each.
     """
+    import asyncio
+
     from inboxcheck._check import make_ssl_context
     from inboxcheck._presets import load_presets
     from inboxcheck.fleet.pace import SharedPace
@@ -199,6 +202,7 @@ def worker(
 
     async def work(engine: AsyncEngine, app: procrastinate.App) -> None:
         pace = SharedPace(engine, presets, pace_rules)
+        stop = asyncio.Event()
         state = WorkerState(
             engine=engine,
             key=fleet_key,
@@ -209,15 +213,17 @@ def worker(
             pace=pace,
         )
         try:
-            await run_worker(
-                app,
-                state,
-                concurrency=concurrency,
-                stalled_after=stalled_after,
-                graceful=graceful,
-                name=name,
-                schedule=schedule,
-            )
+            with _stop_on_signals(stop):
+                await run_worker(
+                    app,
+                    state,
+                    concurrency=concurrency,
+                    stalled_after=stalled_after,
+                    graceful=graceful,
+                    name=name,
+                    schedule=schedule,
+                    stop=stop,
+                )
         finally:
             await pace.aclose()
 
@@ -248,3 +254,28 @@ def queue_status(db: str | None, fmt: str) -> None:
     for round_id, statuses in sorted(counts["rounds"].items()):
         parts = ", ".join(f"{n} {names.get(s, s)}" for s, n in sorted(statuses.items()))
         click.echo(f"round {round_id}: {parts}")
+
+
+def watch_queue(db: str | None, *, every: float, fmt: str, quiet: bool) -> None:
+    """``fleet watch --queue``: queue the due accounts every ``every`` seconds until SIGTERM or
+    Ctrl-C (exit 0), as ``fleet schedule`` does once."""
+    import asyncio
+
+    from inboxcheck.fleet.queue import ScheduleSummary, watch_schedule
+
+    def on_schedule(summary: ScheduleSummary) -> None:
+        if fmt == "json":
+            click.echo(json.dumps(summary.__dict__))
+        elif not quiet and summary.queued:
+            _notice(summary.describe())
+
+    async def work(engine: AsyncEngine, app: procrastinate.App) -> int:
+        stop = asyncio.Event()
+        with _stop_on_signals(stop):
+            return await watch_schedule(engine, app, stop=stop, every=every, on_schedule=on_schedule)
+
+    if not quiet:
+        _notice(f"queueing the due accounts every {every:g} s; stop with Ctrl-C or SIGTERM")
+    begun = _with_queue(db, work)
+    if not quiet:
+        _notice(f"stopped after {begun} round(s) begun")

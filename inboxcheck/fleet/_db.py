@@ -100,11 +100,15 @@ def make_engine(url: str) -> AsyncEngine:
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(async_url(url))
-    if engine.dialect.name == "sqlite":
+    target = async_url(url)
+    if target.startswith("sqlite"):
+        engine = create_async_engine(target)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
-    return engine
+        return engine
+    # A pooled connection is tried before use (a round trip): after a restart of the server, the
+    # connections it closed are replaced instead of failing the next transaction.
+    return create_async_engine(target, pool_pre_ping=True)
 
 
 def _alembic_config(connection: Connection) -> Any:

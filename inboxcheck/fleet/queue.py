@@ -16,7 +16,9 @@ Guarantees and where they come from:
   seen for ``stalled_after`` seconds; the retried job finds the report if the dead worker had
   recorded it, so the account ends the round with exactly one report;
 - SIGTERM: the worker takes no new job, waits ``graceful`` seconds for its running checks, then
-  cancels the rest (each stops its logins) and puts them back on the queue, and exits.
+  cancels the rest (each stops its logins) and puts them back on the queue, and exits;
+- the database restarted or lost: the worker stays up and connects again (``run_worker``); a job
+  whose writes failed is retried, and finds its report if it was committed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -59,9 +61,11 @@ __all__ = [
     "WorkerState",
     "apply_schema",
     "job_counts",
+    "lost_database",
     "make_app",
     "run_worker",
     "schedule_round",
+    "watch_schedule",
 ]
 
 QUEUE: Final = "inboxcheck-fleet"
@@ -70,6 +74,11 @@ SCHEDULE_QUEUE: Final = "inboxcheck-fleet-schedule"
 SCHEDULE_TASK: Final = "inboxcheck.fleet.schedule"
 STALLED_AFTER: Final = 30.0
 GRACEFUL: Final = 30.0
+# Seconds before a worker that lost its database connects again: the first wait, the longest.
+RECONNECT: Final = (1.0, 30.0)
+# Seconds a job waits for a connection of the queue's pool (psycopg_pool's default is 30): while
+# the database is down, each of the worker's queries waits that long before it fails.
+POOL_TIMEOUT: Final = 10.0
 # pg_advisory_xact_lock key of `fleet schedule` ("inboxchk" in ASCII).
 SCHEDULER_LOCK: Final = 0x696E626F7863686B
 log = logging.getLogger("inboxcheck.fleet.queue")
@@ -143,7 +152,9 @@ def make_app(url: str, *, schedule_every: int | None = None) -> procrastinate.Ap
     """A Procrastinate app on the fleet's PostgreSQL database, with the fleet's check task; with
     ``schedule_every`` (seconds) also the periodic scheduler, which Procrastinate defers once per
     tick whatever the number of workers that have it."""
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(conninfo=conninfo(url), timeout=POOL_TIMEOUT)
+    )
     app.task(name=TASK, queue=QUEUE, pass_context=True, retry=_Retry())(check_account)
     if schedule_every is not None:
         cron = (
@@ -256,6 +267,42 @@ async def schedule_round(
     return summary
 
 
+async def watch_schedule(
+    engine: AsyncEngine,
+    app: procrastinate.App,
+    *,
+    stop: asyncio.Event,
+    every: float,
+    on_schedule: Callable[[ScheduleSummary], None] | None = None,
+) -> int:
+    """``fleet watch --queue``: :func:`schedule_round` every ``every`` seconds until ``stop`` is set;
+    how many rounds it began. Any number may run: one schedules at a time (the advisory lock), the
+    others find the round begun and its jobs queued. The database lost: a line on stderr, and the
+    next turn tries again."""
+    begun = 0
+    with _quiet_lost_database() as quiet:
+        while not stop.is_set():
+            try:
+                summary = await schedule_round(engine, app)
+            except Exception as exc:
+                if not lost_database(exc):
+                    raise
+                # A pool that failed to open stays half open: closed, the next turn opens a new one.
+                with contextlib.suppress(Exception):
+                    await app.close_async()
+                why = _shown(quiet.last_error or _reason(exc))
+                quiet.last_error = None
+                log.warning("the queue's database is unreachable (%s): trying again in %.0f s", why, every)
+            else:
+                if summary.round_id is not None and not summary.resumed:
+                    begun += 1
+                if on_schedule is not None:
+                    on_schedule(summary)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+    return begun
+
+
 async def check_account(context: JobContext, *, account_id: int, round_id: int) -> str:
     """The queue's task: check one account of one round and record its report (once)."""
     state: WorkerState = (context.additional_context or {})["fleet"]
@@ -361,7 +408,106 @@ async def _recover_stalled(app: procrastinate.App, *, stalled_after: float) -> N
                     await app.job_manager.retry_job(job)
                     log.warning("job %s of a stalled worker put back on the queue", job.id)
         except Exception as exc:  # noqa: BLE001 - the database is away: try again at the next turn
-            log.warning("stalled jobs not checked: %s", type(exc).__name__)
+            if not lost_database(exc):
+                log.warning("stalled jobs not checked: %s", type(exc).__name__)
+
+
+def lost_database(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it wraps) says the database went away: restarted, shut down,
+    unreachable, a pool that gave no connection in time. Such errors pass; others are bugs."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, (psycopg.OperationalError, ConnectionError)):
+            return True
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        nested = getattr(exc, "orig", None) or exc.__cause__
+        exc = nested if isinstance(nested, BaseException) else None
+    return False
+
+
+class _LostDatabaseFilter(logging.Filter):
+    """Procrastinate logs each failure of a lost connection with its traceback, and psycopg's pool
+    each failed try to connect: the worker says it once, in one line (``run_worker``), with the
+    pool's last reason (kept here). Other records pass untouched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_error: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("psycopg.pool") and str(record.msg).startswith("error connecting"):
+            if record.args and isinstance(record.args, tuple):
+                self.last_error = str(record.args[-1]).strip().splitlines()[0]
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        return not lost_database(error)
+
+
+@contextlib.contextmanager
+def _quiet_lost_database() -> Iterator[_LostDatabaseFilter]:
+    """While a worker runs, the warnings and errors of Procrastinate and of psycopg's pool go to
+    stderr (as Python's last resort would show them) without those about the lost database; the
+    loggers stay as they are if the program configured logging itself."""
+    quiet = _LostDatabaseFilter()
+    loop = asyncio.get_running_loop()
+    exception_handler = loop.get_exception_handler()
+
+    def on_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # A job whose status Procrastinate could not write (the database gone) ends its task with
+        # that error, which nobody reads: the stalled-job recovery takes the job again.
+        if lost_database(context.get("exception")):
+            return
+        if exception_handler is not None:
+            exception_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    # The loop's handler stays after: the tasks of a lost connection may be collected later.
+    loop.set_exception_handler(on_exception)
+    loggers = [logging.getLogger(name) for name in ("procrastinate", "psycopg.pool")]
+    if logging.getLogger().handlers or any(logger.handlers for logger in loggers):
+        yield quiet
+        return
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(quiet)
+    before = [logger.propagate for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
+        yield quiet
+    finally:
+        for logger, propagate in zip(loggers, before, strict=True):
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+
+
+async def _serve(
+    app: procrastinate.App, state: WorkerState, *, stalled_after: float, again: bool, **worker: Any
+) -> None:
+    """One life of the worker on one pool of connections: until stopped, or the database lost."""
+    async with app.open_async():
+        await _require_schema(app)
+        if again:
+            log.warning("connected to the queue's database again; taking jobs")
+        recovering = asyncio.ensure_future(_recover_stalled(app, stalled_after=stalled_after))
+        try:
+            await app.run_worker_async(
+                additional_context={"fleet": state},
+                update_heartbeat_interval=max(stalled_after / 4, 0.25),
+                stalled_worker_timeout=stalled_after,
+                install_signal_handlers=False,
+                **worker,
+            )
+        finally:
+            recovering.cancel()
+            await asyncio.gather(recovering, return_exceptions=True)
 
 
 async def run_worker(
@@ -373,30 +519,88 @@ async def run_worker(
     graceful: float = GRACEFUL,
     name: str | None = None,
     schedule: bool = False,
+    reconnect: tuple[float, float] = RECONNECT,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Take and run the fleet's jobs until SIGTERM or SIGINT; then finish or put back the running ones.
+    """Take and run the fleet's jobs until ``stop`` is set (the command: on SIGTERM or SIGINT) or
+    this is cancelled; then finish or put back the running ones.
 
-    ``schedule``: also run the periodic scheduler (an app made with ``schedule_every``)."""
+    ``schedule``: also run the periodic scheduler (an app made with ``schedule_every``).
+
+    The database lost (restarted, shut down, cut off): Procrastinate's worker stops taking jobs and
+    lets its running checks end (a report whose write failed is retried as a job, which finds the
+    report if it was committed after all); this worker then opens the queue again after
+    ``reconnect[0]`` seconds, doubling up to ``reconnect[1]``, with one line on stderr each time.
+    The running jobs it could not put back are given to a worker by the stalled-job recovery.
+    ``stop`` ends it at any moment, the database up or not."""
     async with state.engine.connect() as conn:
         # A worker with the wrong key would fail every job it takes: refused before it takes one.
         await store.refuse_other_keys(conn, state.key)
-    async with app.open_async():
-        await _require_schema(app)
-        recovering = asyncio.ensure_future(_recover_stalled(app, stalled_after=stalled_after))
-        try:
-            await app.run_worker_async(
-                queues=[QUEUE, SCHEDULE_QUEUE] if schedule else [QUEUE],
-                name=name or "worker",
-                concurrency=concurrency,
-                additional_context={"fleet": state},
-                shutdown_graceful_timeout=graceful,
-                update_heartbeat_interval=max(stalled_after / 4, 0.25),
-                stalled_worker_timeout=stalled_after,
-                install_signal_handlers=True,
+    worker: dict[str, Any] = {
+        "queues": [QUEUE, SCHEDULE_QUEUE] if schedule else [QUEUE],
+        "name": name or "worker",
+        "concurrency": concurrency,
+        "shutdown_graceful_timeout": graceful,
+    }
+    stop = stop or asyncio.Event()
+    delay = reconnect[0]
+    again = False
+    with _quiet_lost_database() as quiet:
+        while not stop.is_set():
+            began = time.monotonic()
+            life = asyncio.ensure_future(
+                _serve(app, state, stalled_after=stalled_after, again=again, **worker)
             )
-        finally:
-            recovering.cancel()
-            await asyncio.gather(recovering, return_exceptions=True)
+            again = True
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({life, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not life.done():
+                    # Stopped (or this call cancelled): Procrastinate's worker, cancelled, lets its
+                    # running jobs finish for `graceful` seconds and puts the others back.
+                    life.cancel()
+                    await asyncio.gather(life, return_exceptions=True)
+            error = None if life.cancelled() else life.exception()
+            if error is not None and not lost_database(error):
+                raise error
+            if stop.is_set():
+                break
+            # The worker ended by itself: its database connection failed (Procrastinate stops a
+            # worker whose heartbeat or listener lost the server). A pool left half open goes.
+            with contextlib.suppress(Exception):
+                await app.close_async()
+            if time.monotonic() - began > 60:
+                # It had worked a while: this is a new outage, not the same one going on.
+                delay = reconnect[0]
+            why = _shown(
+                quiet.last_error or (_reason(error) if error is not None else "its connection failed")
+            )
+            quiet.last_error = None
+            log.warning("the queue's database is unreachable (%s): connecting again in %.0f s", why, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, reconnect[1])
+
+
+def _shown(text: str) -> str:
+    """The server's words made safe for a terminal (the project's escape)."""
+    from inboxcheck.cli._terminal import escape
+
+    return escape(text)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what the driver said (never a password: libpq does not repeat it)."""
+    inner = exc
+    for _ in range(10):
+        nested = getattr(inner, "orig", None) or inner.__cause__
+        if not isinstance(nested, BaseException):
+            break
+        inner = nested
+    text = str(inner).strip()
+    return text.splitlines()[0] if text else type(inner).__name__
 
 
 async def job_counts(engine: AsyncEngine) -> dict[str, Any]:

@@ -19,12 +19,17 @@ class Receiver:
     def __init__(self) -> None:
         self.posts: list[tuple[dict[str, str], bytes]] = []
         self.statuses: list[int] = []
+        # Set: each POST is recorded, then left unanswered until this event is set (a sender
+        # caught mid-delivery).
+        self.hold: threading.Event | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 receiver.posts.append((dict(self.headers), body))
+                if receiver.hold is not None:
+                    receiver.hold.wait(timeout=120)
                 self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

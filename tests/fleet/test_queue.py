@@ -14,8 +14,10 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +25,33 @@ import psycopg
 import pytest
 
 from inboxcheck.fleet._crypto import new_key_text
-from lab.postgres import Postgres
+from lab.postgres import Postgres, throwaway_postgres
 from tests.fleet.conftest import _create_database
+from tests.fleet.receiver import SECRET, Receiver
 from tests.helpers import CANARY, batch_user, write_jsonl
 
 INBOXCHECK = [sys.executable, "-m", "inboxcheck", "fleet"]
 
 
-@pytest.fixture
-def queue_db(postgres: Postgres) -> str:
-    """A new PostgreSQL database with the fleet's schema and the queue's."""
-    url = postgres.url(_create_database(postgres))
+def _queue_database(server: Postgres) -> str:
+    url = server.url(_create_database(server))
     for step in ("migrate", "migrate-queue"):
         done = subprocess.run([*INBOXCHECK, step, "--db", url], capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
     return url
+
+
+@pytest.fixture
+def queue_db(postgres: Postgres) -> str:
+    """A new PostgreSQL database with the fleet's schema and the queue's."""
+    return _queue_database(postgres)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Postgres]:
+    """A cluster of the test's own, which it stops and starts again (the session's cluster stays up)."""
+    with throwaway_postgres(prefix="inboxcheck-pg-restart-") as server:
+        yield server
 
 
 def _fleet(args: list[str], env: dict[str, str], code: int = 0) -> subprocess.CompletedProcess[str]:
@@ -355,3 +369,285 @@ def test_the_cli_loads_procrastinate_only_when_a_queue_command_runs() -> None:
     probe = "import sys, inboxcheck.cli, inboxcheck.cli.fleet; print('procrastinate' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def _said(workers: _Workers, proc: subprocess.Popen[bytes], text: str) -> bool:
+    """Whether ``proc``'s own log holds ``text``."""
+    index = workers.started.index(proc)
+    return text in (workers.log_dir / f"worker{index}.log").read_text(errors="replace")
+
+
+LOST = "the queue's database is unreachable"
+BACK = "connected to the queue's database again"
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_a_database_restart_during_a_round_workers_reconnect_and_nothing_is_recorded_twice(
+    lab: Any, own_postgres: Postgres, tmp_path: Path, workers_dir: Path
+) -> None:
+    url = _queue_database(own_postgres)
+    env = _env(url)
+    # Three mailboxes, eight accounts each: at most three checks at once, so the round is long.
+    users = ("alice@lab.test", "bob@lab.test", "carol@unsigned.test")
+    accounts = [
+        lab.account(users[i % 3]) | {"email_address": users[i % 3].replace("@", f"+r{i}@")} for i in range(24)
+    ]
+    _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
+    _fleet(["schedule"], env)
+    args = ["--concurrency", "2", "--stalled-after", "3", "--graceful", "2", *_lab_check_args(lab)]
+    workers = _Workers(args, env, workers_dir, url)
+    try:
+        pair = [workers.start() for _ in range(2)]
+        # Mid-round: reports recorded, checks in flight.
+        _wait_for(
+            "mid-round",
+            lambda: len(_round_state(url)[0]) >= 2 and len(workers.busy()) > 0,
+            workers,
+        )
+        own_postgres.stop("fast")
+        # Both workers see the database gone, and stay up (the old worker exited with an error).
+        _wait_for("told the database is lost", lambda: all(_said(workers, p, LOST) for p in pair), workers)
+        own_postgres.start()
+        _wait_for("finished", lambda: _round_state(url)[1][-1][2] is not None, workers, timeout=300)
+        _wait_for("connected again", lambda: all(_said(workers, p, BACK) for p in pair), workers)
+        # No job left running: those of the lost connections are taken again (the round may have
+        # closed before, once every report was in), and find their report.
+        pending = "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+        _wait_for("every job done", lambda: _rows(url, pending)[0][0] == 0, workers)
+        for proc in pair:
+            workers.stop(proc, signal.SIGTERM)
+        for proc in pair:
+            assert proc.wait(timeout=60) == 0, workers.logs()[-3000:]
+    finally:
+        workers.close()
+        # The cluster may have been left stopped by a failure above: its fixture removes it either way.
+    per, rounds = _round_state(url)
+    logs = workers.logs()
+    assert len(rounds) == 1 and rounds[0][2] is not None and rounds[0][1] == len(accounts)
+    # One report per account: none lost, none twice.
+    assert len(per) == len(accounts) and set(per.values()) == {1}, per
+    # Every job succeeded in the end (a job whose writes failed was retried), none failed.
+    statuses = dict(_rows(url, "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"))
+    assert statuses == {"succeeded": len(accounts)}, (statuses, logs[-3000:])
+    # The checks themselves were not disturbed: each mailbox has one verdict across its accounts.
+    verdicts: dict[str, set[str]] = {}
+    query = "SELECT a.address, r.verdict FROM accounts a JOIN reports r ON r.account_id = a.id"
+    for address, verdict in _rows(url, query):
+        verdicts.setdefault(address.split("+")[0], set()).add(verdict)
+    assert verdicts["alice"] <= {"pass", "warn"} and verdicts["bob"] <= {"pass", "warn"}, verdicts
+    assert all(len(seen) == 1 for seen in verdicts.values()), verdicts
+    # One clear line for the lost database, not Procrastinate's tracebacks of it.
+    assert "Traceback" not in logs, logs[-3000:]
+    assert CANARY not in logs
+
+
+@pytest.mark.slow
+def test_a_worker_exits_0_on_sigterm_while_its_database_is_down(
+    own_postgres: Postgres, tmp_path: Path, workers_dir: Path
+) -> None:
+    url = _queue_database(own_postgres)
+    env = _env(url)
+    workers = _Workers(["--graceful", "1", "-q"], env, workers_dir, url)
+    try:
+        unaware, waiting = workers.start(), workers.start()
+        own_postgres.stop("immediate")
+        # One stopped before it noticed (inside Procrastinate's worker), one while it waits to reconnect.
+        workers.stop(unaware, signal.SIGTERM)
+        _wait_for("told the database is lost", lambda: _said(workers, waiting, LOST), workers)
+        workers.stop(waiting, signal.SIGTERM)
+        for proc in (unaware, waiting):
+            assert proc.wait(timeout=60) == 0, workers.logs()[-3000:]
+    finally:
+        workers.close()
+    assert "Traceback" not in workers.logs(), workers.logs()[-3000:]
+
+
+def test_two_queue_watchers_and_a_worker_one_round_at_a_time_each_account_once_per_round(
+    queue_db: str, tmp_path: Path, workers_dir: Path
+) -> None:
+    env = _env(queue_db)
+    accounts = [batch_user(i) for i in range(6)]
+    _fleet(["add", "--interval", "24h", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
+    # Offline checks (the payload only): the scheduling is under test here.
+    workers = _Workers(["--only", "account", "-q"], env, workers_dir, queue_db)
+    outputs = [tmp_path / f"watch{i}.jsonl" for i in range(2)]
+    watchers: list[subprocess.Popen[bytes]] = []
+
+    def ticks(index: int) -> int:
+        return len(outputs[index].read_text().splitlines())
+
+    def watched(ready: Any) -> Any:
+        def check() -> bool:
+            assert all(w.poll() is None for w in watchers), [o.read_text() for o in outputs]
+            return bool(ready())
+
+        return check
+
+    def finished(count: int) -> bool:
+        rounds = _round_state(queue_db)[1]
+        return len(rounds) == count and all(r[2] is not None for r in rounds)
+
+    try:
+        for output in outputs:
+            with output.open("wb") as out:
+                watchers.append(
+                    subprocess.Popen(
+                        [*INBOXCHECK, "watch", "--queue", "--every", "1", "--format", "json"],
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+        worker = workers.start()
+        _wait_for("a finished round", watched(lambda: finished(1)), workers)
+        # Every account falls due again: the next look of either watcher begins one round, not two.
+        with psycopg.connect(queue_db) as conn:
+            conn.execute(b"UPDATE accounts SET next_due = 0")
+        _wait_for("a second finished round", watched(lambda: finished(2)), workers)
+        seen = [ticks(i) for i in range(2)]
+        _wait_for(
+            "three more looks each", watched(lambda: all(ticks(i) >= seen[i] + 3 for i in range(2))), workers
+        )
+        for watcher in watchers:
+            watcher.send_signal(signal.SIGTERM)
+        for watcher in watchers:
+            assert watcher.wait(timeout=60) == 0
+        workers.stop(worker, signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, workers.logs()[-3000:]
+    finally:
+        for watcher in watchers:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait(timeout=30)
+        workers.close()
+    rounds = _rows(queue_db, "SELECT id, started_at, finished_at, planned FROM rounds ORDER BY id")
+    assert len(rounds) == 2 and rounds[1][1] >= rounds[0][2], rounds
+    assert {planned for *_, planned in rounds} == {len(accounts)}
+    per, _ = _round_state(queue_db)
+    assert len(per) == 2 * len(accounts) and set(per.values()) == {1}, per
+    jobs = _rows(queue_db, "SELECT queueing_lock, count(*) FROM procrastinate_jobs GROUP BY 1")
+    assert len(jobs) == 2 * len(accounts) and {n for _, n in jobs} == {1}, jobs
+    looks = [json.loads(line) for output in outputs for line in output.read_text().splitlines()]
+    assert sum(1 for look in looks if look["round_id"] is not None and not look["resumed"]) == 2, looks
+    assert sum(look["queued"] for look in looks) == 2 * len(accounts), looks
+
+
+def test_watch_queue_refuses_what_goes_without_it(queue_db: str) -> None:
+    env = _env(queue_db)
+    refused = _fleet(["watch", "--queue", "--webhook", "http://127.0.0.1:9/"], env, code=2)
+    assert "fleet webhook add" in refused.stderr
+    assert "--queue" in _fleet(["watch", "--every", "5"], env, code=2).stderr
+    assert (
+        "PostgreSQL"
+        in _fleet(["watch", "--queue"], {**env, "INBOXCHECK_FLEET_DB": "sqlite:///x.db"}, code=2).stderr
+    )
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_a_worker_delivers_one_signed_webhook_when_an_account_breaks_and_none_again_after_a_kill(
+    lab: Any, queue_db: str, tmp_path: Path, workers_dir: Path, receiver: Receiver
+) -> None:
+    env = {**_env(queue_db), "INBOXCHECK_WEBHOOK_SECRET": SECRET}
+    alice, bob = lab.account("alice"), lab.account("bob")
+    _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", [alice, bob]))], env)
+    _fleet(["webhook", "add", receiver.url], env)
+    args = ["--concurrency", "2", "--stalled-after", "3", *_lab_check_args(lab)]
+    workers = _Workers(args, env, workers_dir, queue_db)
+
+    def round_done(count: int) -> Any:
+        return lambda: len(rounds := _round_state(queue_db)[1]) == count and rounds[-1][2] is not None
+
+    def state(address: str) -> str:
+        return str(dict(_rows(queue_db, "SELECT address, state FROM accounts"))[address])
+
+    try:
+        first = workers.start()
+        _fleet(["schedule"], env)
+        _wait_for("round 1", round_done(1), workers)
+        assert state("bob@lab.test") in ("pass", "warn") and receiver.posts == []
+        # The password changes at the provider: one failure is a suspicion, the second breaks it.
+        broken = bob | {"smtp_password": "Wrong-pw-4411", "imap_password": "Wrong-pw-4411"}
+        _fleet(["add", str(write_jsonl(tmp_path / "broken.jsonl", [broken]))], env)
+        _fleet(["schedule", "--all"], env)
+        _wait_for("round 2", round_done(2), workers)
+        assert state("bob@lab.test") in ("pass", "warn") and receiver.posts == []
+        # The receiver takes the POST and answers nothing: the worker is killed mid-delivery, after
+        # the report (and its change) was committed.
+        receiver.hold = threading.Event()
+        _fleet(["schedule", "--all"], env)
+        _wait_for("the webhook POSTed", lambda: len(receiver.posts) >= 1, workers)
+        workers.stop(first, signal.SIGKILL)
+        first.wait(timeout=30)
+        # Another worker takes the job again: it finds the report recorded, and sends nothing.
+        workers.start()
+        _wait_for("round 3", round_done(3), workers)
+        # The round may close before (the other account's job closes it once every report is in):
+        # the killed worker's job is taken again all the same.
+        pending = "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+        _wait_for("every job done", lambda: _rows(queue_db, pending)[0][0] == 0, workers)
+        running = list(workers.running)
+        for proc in running:
+            workers.stop(proc, signal.SIGTERM)
+        for proc in running:
+            assert proc.wait(timeout=60) == 0, workers.logs()[-3000:]
+    finally:
+        if receiver.hold is not None:
+            receiver.hold.set()
+        workers.close()
+    logs = workers.logs()
+    assert state("bob@lab.test") == "broken" and state("alice@lab.test") in ("pass", "warn")
+    assert "of a stalled worker put back on the queue" in logs, logs[-3000:]
+    # One POST in all, signed with the fleet's secret: the broken inbox, never a password.
+    [event] = receiver.events()
+    assert event["type"] == "inbox.broken" and event["data"]["email_address"] == "bob@lab.test"
+    posted = "".join(body.decode() for _, body in receiver.posts)
+    for secret in (alice["smtp_password"], bob["smtp_password"], "Wrong-pw-4411"):
+        assert secret not in posted and secret not in logs
+    per, _ = _round_state(queue_db)
+    assert set(per.values()) == {1} and len(per) == 6
+    statuses = dict(_rows(queue_db, "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"))
+    assert statuses == {"succeeded": 6}, statuses
+
+
+@pytest.mark.slow
+def test_watch_queue_rides_out_a_database_restart(own_postgres: Postgres, tmp_path: Path) -> None:
+    url = _queue_database(own_postgres)
+    env = _env(url)
+    _fleet(["add", "--interval", "24h", str(write_jsonl(tmp_path / "in.jsonl", [batch_user(1)]))], env)
+    out, err = tmp_path / "watch.jsonl", tmp_path / "watch.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        watcher = subprocess.Popen(
+            [*INBOXCHECK, "watch", "--queue", "--every", "1", "--format", "json"],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
+
+    def looks() -> int:
+        assert watcher.poll() is None, err.read_text()
+        return len(out.read_text().splitlines())
+
+    def wait(what: str, ready: Any) -> None:
+        deadline = time.monotonic() + 120
+        while not ready():
+            assert time.monotonic() < deadline, f"not {what}: {err.read_text()}"
+            time.sleep(0.25)
+
+    try:
+        wait("a look", lambda: looks() >= 1)
+        own_postgres.stop("fast")
+        wait("told the database is lost", lambda: LOST in err.read_text() and looks() >= 1)
+        own_postgres.start()
+        before = looks()
+        wait("looking again", lambda: looks() >= before + 2)
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(timeout=60) == 0, err.read_text()
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(timeout=30)
+    first, *_ = [json.loads(line) for line in out.read_text().splitlines()]
+    assert first["queued"] == 1
+    assert "Traceback" not in err.read_text() and "error connecting" not in err.read_text()
