@@ -241,18 +241,29 @@ async def schedule_round(
                     )
                 }
             summary.already += len(busy)
-            for lock_name, account_id in locks.items():
-                if lock_name in busy or account_id not in payloads:
-                    continue
-                try:
-                    await task.configure(
-                        lock=mailbox_lock(payloads[account_id]), queueing_lock=lock_name
-                    ).defer_async(account_id=account_id, round_id=plan.round_id)
-                except exceptions.AlreadyEnqueued:
-                    # Another scheduler queued it a moment ago.
-                    summary.already += 1
-                else:
-                    summary.queued += 1
+            jobs = [
+                task.configure(lock=mailbox_lock(payloads[account_id]), queueing_lock=lock_name)
+                .make_new_job(account_id=account_id, round_id=plan.round_id)
+                for lock_name, account_id in locks.items()
+                if lock_name not in busy and account_id in payloads
+            ]
+            if not jobs:
+                continue
+            try:
+                # One INSERT for the chunk (all or nothing), each job with its own locks.
+                await app.job_manager.batch_defer_jobs_async(jobs)
+            except exceptions.AlreadyEnqueued:
+                # Another scheduler queued one of them a moment ago: nothing of the chunk was
+                # inserted; one by one, so that the counts stay exact.
+                for job in jobs:
+                    try:
+                        await app.job_manager.defer_job_async(job)
+                    except exceptions.AlreadyEnqueued:
+                        summary.already += 1
+                    else:
+                        summary.queued += 1
+            else:
+                summary.queued += len(jobs)
     return summary
 
 
