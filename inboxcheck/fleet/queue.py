@@ -220,6 +220,10 @@ async def schedule_round(
             return summary
         summary.round_id, summary.resumed, summary.planned = plan.round_id, plan.resumed, plan.planned
         task = app.tasks[TASK]
+
+        def configured(lock_name: str, payload: str) -> procrastinate.jobs.JobDeferrer:
+            return task.configure(lock=mailbox_lock(payload), queueing_lock=lock_name)
+
         for start in range(0, len(plan.remaining), 1000):
             ids = plan.remaining[start : start + 1000]
             locks = {queueing_lock(plan.round_id, i): i for i in ids}
@@ -242,8 +246,9 @@ async def schedule_round(
                 }
             summary.already += len(busy)
             jobs = [
-                task.configure(lock=mailbox_lock(payloads[account_id]), queueing_lock=lock_name)
-                .make_new_job(account_id=account_id, round_id=plan.round_id)
+                configured(lock_name, payloads[account_id]).make_new_job(
+                    account_id=account_id, round_id=plan.round_id
+                )
                 for lock_name, account_id in locks.items()
                 if lock_name not in busy and account_id in payloads
             ]
