@@ -399,6 +399,37 @@ def test_workers_with_schedule_queue_due_accounts_once_per_tick_and_one_round_at
     assert "Traceback" not in workers.logs(), workers.logs()[-3000:]
 
 
+def test_prune_deletes_the_queues_finished_jobs_and_never_a_waiting_one(
+    queue_db: str, tmp_path: Path, workers_dir: Path
+) -> None:
+    # Procrastinate keeps every finished job (one per account per round): `fleet prune` deletes them.
+    env = _env(queue_db)
+    _fleet(["add", str(write_jsonl(tmp_path / "a.jsonl", [batch_user(i) for i in range(3)]))], env)
+    _fleet(["schedule"], env)
+    workers = _Workers(["--only", "account", "-q"], env, workers_dir, queue_db)
+    try:
+        proc = workers.start()
+        _wait_for(
+            "a finished round", lambda: all(r[2] is not None for r in _round_state(queue_db)[1]), workers
+        )
+        workers.stop(proc, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, workers.logs()
+    finally:
+        workers.close()
+    # A second round, queued and not taken: its jobs wait.
+    _fleet(["add", str(write_jsonl(tmp_path / "b.jsonl", [batch_user(i) for i in range(3, 5)]))], env)
+    _fleet(["schedule"], env)
+    status = "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1 ORDER BY 1"
+    assert _rows(queue_db, status) == [("succeeded", 3), ("todo", 2)]
+
+    kept = _fleet(["prune", "--keep-days", "1"], env)
+    assert "0 finished job(s)" in kept.stderr and _rows(queue_db, status) == [("succeeded", 3), ("todo", 2)]
+    pruned = _fleet(["prune", "--keep-days", "0"], env)
+    assert "3 finished job(s)" in pruned.stderr, pruned.stderr
+    assert _rows(queue_db, status) == [("todo", 2)]
+    assert _rows(queue_db, "SELECT count(*) FROM procrastinate_events")[0][0] == 2
+
+
 def test_the_cli_loads_procrastinate_only_when_a_queue_command_runs() -> None:
     probe = "import sys, inboxcheck.cli, inboxcheck.cli.fleet; print('procrastinate' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
