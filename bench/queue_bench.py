@@ -127,6 +127,17 @@ def _queue_round(
     }
 
 
+def _queue_size(url: str) -> dict[str, Any]:
+    """The queue's tables on disk (jobs and their events, indexes included) per job kept."""
+    with psycopg.connect(url) as conn:
+        conn.execute(b"VACUUM ANALYZE procrastinate_jobs, procrastinate_events")
+        jobs, events, size = conn.execute(
+            b"SELECT (SELECT count(*) FROM procrastinate_jobs), (SELECT count(*) FROM procrastinate_events),"
+            b" pg_total_relation_size('procrastinate_jobs') + pg_total_relation_size('procrastinate_events')"
+        ).fetchone() or (0, 0, 0)
+    return {"jobs": jobs, "events": events, "bytes": size, "bytes_per_job": round(size / max(jobs, 1))}
+
+
 def _fresh(url: str) -> dict[str, str]:
     env = {**os.environ, "INBOXCHECK_FLEET_KEY": new_key_text(), "INBOXCHECK_FLEET_DB": url}
     _run(["migrate"], env)
@@ -143,6 +154,8 @@ def overhead(accounts: int, workers: list[int], concurrency: int) -> dict[str, A
             figures = _queue_round(url, env, count, concurrency, ["--only", "account"], accounts)
             results["queue"][str(count)] = figures
             print(f"{count} worker(s), instant checks: {figures}", flush=True)
+        results["queue_tables"] = _queue_size(url)
+        print(f"queue tables: {results['queue_tables']}", flush=True)
         in_process = _run(["run", "--all", "--only", "account", "-q"], env)
         results["fleet_run"] = {
             "seconds": round(in_process, 2),
@@ -247,6 +260,7 @@ def lab_rounds(accounts: int, workers: list[int], concurrency: int, delay_ms: fl
                     "load_average": _load(),
                 }
                 print(f"fleet run --concurrency {at_once}: {results['fleet_run'][str(at_once)]}", flush=True)
+            results["queue_tables"] = _queue_size(url)
             reports = _one(url, "SELECT count(*) FROM reports")
             verdicts = _one(url, "SELECT count(*) FROM reports WHERE verdict <> 'pass'")
             results["reports"] = {"total": reports, "not_pass": verdicts}
