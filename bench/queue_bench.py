@@ -87,9 +87,16 @@ def _add(env: dict[str, str], rows: list[dict[str, Any]]) -> None:
 
 
 def _queue_round(
-    url: str, env: dict[str, str], workers: int, concurrency: int, check: list[str], jobs: int
+    url: str,
+    env: dict[str, str],
+    workers: int,
+    concurrency: int,
+    check: list[str],
+    jobs: int,
+    proxy_pid: int | None = None,
 ) -> dict[str, float]:
-    """``workers`` worker processes, one round of every account: its time and the CPU it took."""
+    """``workers`` worker processes, one round of every account: its time and the CPU it took
+    (the workers', and the delaying proxy's when there is one)."""
     procs = [
         subprocess.Popen(
             [*FLEET, "worker", *check, "-q", "--concurrency", str(concurrency)],
@@ -103,6 +110,7 @@ def _queue_round(
         while _one(url, "SELECT count(*) FROM procrastinate_workers") < workers:
             time.sleep(0.1)
         cpu0 = sum(_cpu_of(p.pid) for p in procs)
+        proxy0 = _cpu_of(proxy_pid) if proxy_pid else 0.0
         busy0, total0 = _proc_stat()
         start = time.perf_counter()
         scheduled = _run(["schedule", "--all"], env)
@@ -111,13 +119,14 @@ def _queue_round(
         total = time.perf_counter() - start
         busy1, total1 = _proc_stat()
         worker_cpu = sum(_cpu_of(p.pid) for p in procs) - cpu0
+        proxy_cpu = _cpu_of(proxy_pid) - proxy0 if proxy_pid else 0.0
         load = _load()
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=120)
-    return {
+    figures = {
         "schedule_s": round(scheduled, 2),
         "round_s": round(total, 2),
         "jobs_per_s": round(jobs / total, 1),
@@ -125,11 +134,15 @@ def _queue_round(
         "machine_busy": round((busy1 - busy0) / max(1, total1 - total0), 2),
         "load_average": load,
     }
+    if proxy_pid:
+        figures["proxy_cpu_ms_per_job"] = round(1000 * proxy_cpu / jobs, 1)
+        figures["proxy_cpu_share"] = round(proxy_cpu / total, 2)
+    return figures
 
 
 def _queue_size(url: str) -> dict[str, Any]:
     """The queue's tables on disk (jobs and their events, indexes included) per job kept."""
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(b"VACUUM ANALYZE procrastinate_jobs, procrastinate_events")
         jobs, events, size = conn.execute(
             b"SELECT (SELECT count(*) FROM procrastinate_jobs), (SELECT count(*) FROM procrastinate_events),"
@@ -243,20 +256,23 @@ def lab_rounds(accounts: int, workers: list[int], concurrency: int, delay_ms: fl
             print(f"one check alone through the proxy: {results['one_check_s']}", flush=True)
             in_process = sorted({concurrency, concurrency * max(workers)})
             for count in workers:
-                figures = _queue_round(url, env, count, concurrency, check, accounts)
+                figures = _queue_round(url, env, count, concurrency, check, accounts, proxy.process.pid)
                 results["queue"][str(count)] = figures
                 print(f"{count} worker(s) x {concurrency}: {figures}", flush=True)
             for at_once in in_process:
                 busy0, total0 = _proc_stat()
+                proxy0 = _cpu_of(proxy.process.pid)
                 seconds = _run(
                     ["run", "--all", *check, "--concurrency", str(at_once), "--per-host", str(at_once), "-q"],
                     env,
                 )
                 busy1, total1 = _proc_stat()
+                proxy_cpu = _cpu_of(proxy.process.pid) - proxy0
                 results["fleet_run"][str(at_once)] = {
                     "seconds": round(seconds, 2),
                     "accounts_per_s": round(accounts / seconds, 1),
                     "machine_busy": round((busy1 - busy0) / max(1, total1 - total0), 2),
+                    "proxy_cpu_share": round(proxy_cpu / seconds, 2),
                     "load_average": _load(),
                 }
                 print(f"fleet run --concurrency {at_once}: {results['fleet_run'][str(at_once)]}", flush=True)
