@@ -258,8 +258,8 @@ async def schedule_round(
                 # One INSERT for the chunk (all or nothing), each job with its own locks.
                 await app.job_manager.batch_defer_jobs_async(jobs)
             except exceptions.AlreadyEnqueued:
-                # Another scheduler queued one of them a moment ago: nothing of the chunk was
-                # inserted; one by one, so that the counts stay exact.
+                # Another hand queued one of them since the look above (a second scheduler waits on
+                # the advisory lock): nothing of the chunk went in; one by one, the counts exact.
                 for job in jobs:
                     try:
                         await app.job_manager.defer_job_async(job)
