@@ -42,6 +42,7 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from inboxcheck._errors import InboxcheckError
 from inboxcheck.fleet import store
+from inboxcheck.fleet._runlock import PG_LOCK as RUN_LOCK, QUEUE_NAME
 from inboxcheck.fleet._schema import accounts, reports
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ __all__ = [
     "watch_schedule",
 ]
 
-QUEUE: Final = "inboxcheck-fleet"
+QUEUE: Final = QUEUE_NAME
 TASK: Final = "inboxcheck.fleet.check_account"
 SCHEDULE_QUEUE: Final = "inboxcheck-fleet-schedule"
 SCHEDULE_TASK: Final = "inboxcheck.fleet.schedule"
@@ -195,8 +196,13 @@ class ScheduleSummary:
     planned: int = 0
     queued: int = 0
     already: int = 0
+    #: A ``fleet run`` (or ``fleet watch``) was checking a round of this fleet: nothing was queued,
+    #: since its accounts would have been checked twice.
+    run_busy: bool = False
 
     def describe(self) -> str:
+        if self.run_busy:
+            return "a `fleet run` or `fleet watch` is checking this fleet's round: nothing queued"
         if self.round_id is None:
             return "no account is due"
         what = "resumed" if self.resumed else "began"
@@ -224,6 +230,12 @@ async def schedule_round(
         # One scheduler at a time (held until this one has queued its jobs): two at once would
         # otherwise both see no open round and begin two.
         await held.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULER_LOCK})
+        # Nor beside an in-process run of the same fleet (its round lock, held for its round): the
+        # run would log in to the accounts queued here. Held until the jobs are committed, so a run
+        # starting meanwhile waits, then finds them and refuses.
+        if not (await held.execute(sa.select(sa.func.pg_try_advisory_xact_lock(RUN_LOCK)))).scalar_one():
+            summary.run_busy = True
+            return summary
         plan = await store.begin_round(
             engine, all_accounts=all_accounts, now=time.time() if now is None else now
         )
