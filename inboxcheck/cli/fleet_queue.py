@@ -250,11 +250,9 @@ def queue_status(db: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(counts))
         return
-    click.echo(f"workers seen in the last minute: {counts['workers']}")
-    names = {"todo": "queued", "doing": "running", "succeeded": "done"}
-    for round_id, statuses in sorted(counts["rounds"].items()):
-        parts = ", ".join(f"{n} {names.get(s, s)}" for s, n in sorted(statuses.items()))
-        click.echo(f"round {round_id}: {parts}")
+    from inboxcheck.cli.fleet_reports import queue_lines
+
+    click.echo("\n".join(queue_lines(counts)))
 
 
 def watch_queue(db: str | None, *, every: float, fmt: str, quiet: bool) -> None:

@@ -31,8 +31,6 @@ __all__ = ["round_lock"]
 PG_LOCK: Final = 0x696E6278_72756E
 _APP: Final = "inboxcheck fleet run pid "
 POLL: Final = 0.2
-# The queue of the fleet's check jobs (fleet/queue.py's QUEUE; that module imports Procrastinate).
-QUEUE_NAME: Final = "inboxcheck-fleet"
 
 
 @contextlib.asynccontextmanager
@@ -130,6 +128,8 @@ async def _refuse_queued_round(conn: AsyncConnection) -> None:
     """A fleet whose checks are on the queue (jobs waiting or running) is not run in process too:
     the run would take the same round and log in to the accounts the workers are checking."""
     import sqlalchemy as sa
+
+    from inboxcheck.fleet._store_base import QUEUE_NAME
 
     has_queue = (
         await conn.execute(sa.text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL"))

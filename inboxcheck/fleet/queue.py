@@ -42,8 +42,9 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from inboxcheck._errors import InboxcheckError
 from inboxcheck.fleet import store
-from inboxcheck.fleet._runlock import PG_LOCK as RUN_LOCK, QUEUE_NAME
+from inboxcheck.fleet._runlock import PG_LOCK as RUN_LOCK
 from inboxcheck.fleet._schema import accounts, reports
+from inboxcheck.fleet._store_base import QUEUE_NAME, SCHEDULE_QUEUE_NAME
 
 if TYPE_CHECKING:
     from procrastinate.job_context import JobContext
@@ -71,7 +72,7 @@ __all__ = [
 
 QUEUE: Final = QUEUE_NAME
 TASK: Final = "inboxcheck.fleet.check_account"
-SCHEDULE_QUEUE: Final = "inboxcheck-fleet-schedule"
+SCHEDULE_QUEUE: Final = SCHEDULE_QUEUE_NAME
 SCHEDULE_TASK: Final = "inboxcheck.fleet.schedule"
 STALLED_AFTER: Final = 30.0
 GRACEFUL: Final = 30.0
@@ -632,25 +633,8 @@ def _reason(exc: BaseException) -> str:
 
 
 async def job_counts(engine: AsyncEngine) -> dict[str, Any]:
-    """Per open or recent round: jobs waiting, running, done; and the workers seen in the last minute."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.text(
-                "SELECT split_part(queueing_lock, ':', 2)::bigint AS round_id, status::text, count(*)"
-                " FROM procrastinate_jobs WHERE queue_name = :queue AND queueing_lock LIKE 'round:%'"
-                " GROUP BY 1, 2 ORDER BY 1, 2"
-            ),
-            {"queue": QUEUE},
-        )
-        rounds: dict[int, dict[str, int]] = {}
-        for round_id, status, count in rows:
-            rounds.setdefault(int(round_id), {})[status] = int(count)
-        workers = (
-            await conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM procrastinate_workers"
-                    " WHERE last_heartbeat > now() - interval '1 minute'"
-                )
-            )
-        ).scalar_one()
-    return {"rounds": rounds, "workers": int(workers)}
+    """Per round: jobs waiting, running, done; and the workers seen in the last minute."""
+    counts = await store.job_counts(engine)
+    if counts is None:
+        raise QueueError("the fleet database has no queue yet: run `inboxcheck fleet migrate-queue`")
+    return counts

@@ -23,6 +23,14 @@ def test_a_run_refuses_a_fleet_whose_round_is_on_the_queue(queue_db: str, tmp_pa
     scheduled = json.loads(_fleet(["schedule", "--format", "json"], env).stdout)
     assert scheduled["queued"] == 4 and scheduled["run_busy"] is False
 
+    # `fleet status` shows the round's jobs and the workers, in text and JSON.
+    status = json.loads(_fleet(["status", "--format", "json"], env).stdout)
+    round_id = str(scheduled["round_id"])
+    assert status["queue"] == {"rounds": {round_id: {"todo": 4}}, "workers": 0}
+    assert len(status["accounts"]) == 4
+    text = _fleet(["status"], env).stdout
+    assert f"round {round_id}: 4 queued" in text and "workers seen in the last minute: 0" in text
+
     for command in (["run", "--all", "--only", "account"], ["watch", "--only", "account"]):
         refused = _fleet(command, env, code=2)
         assert "on the queue (4 jobs waiting or running)" in refused.stderr, refused.stderr
@@ -53,6 +61,8 @@ def test_schedule_queues_nothing_while_a_run_checks_the_fleet(queue_db: str, tmp
 def test_a_pace_group_goes_with_a_postgresql_fleet(tmp_path: Path) -> None:
     env = _env(f"sqlite:///{tmp_path / 'fleet.db'}")
     _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", [batch_user(1)]))], env)
+    # No queue on SQLite: the status is the accounts alone.
+    assert set(json.loads(_fleet(["status", "--format", "json"], env).stdout)) == {"accounts"}
     for command in (["run", "--only", "account"], ["watch", "--only", "account"]):
         refused = _fleet([*command, "--pace-group", "203.0.113.7"], env, code=2)
         assert "--pace-group" in refused.stderr and "PostgreSQL" in refused.stderr
