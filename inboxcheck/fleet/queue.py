@@ -42,7 +42,9 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from inboxcheck._errors import InboxcheckError
 from inboxcheck.fleet import store
+from inboxcheck.fleet._runlock import PG_LOCK as RUN_LOCK
 from inboxcheck.fleet._schema import accounts, reports
+from inboxcheck.fleet._store_base import QUEUE_NAME, SCHEDULE_QUEUE_NAME
 
 if TYPE_CHECKING:
     from procrastinate.job_context import JobContext
@@ -68,9 +70,9 @@ __all__ = [
     "watch_schedule",
 ]
 
-QUEUE: Final = "inboxcheck-fleet"
+QUEUE: Final = QUEUE_NAME
 TASK: Final = "inboxcheck.fleet.check_account"
-SCHEDULE_QUEUE: Final = "inboxcheck-fleet-schedule"
+SCHEDULE_QUEUE: Final = SCHEDULE_QUEUE_NAME
 SCHEDULE_TASK: Final = "inboxcheck.fleet.schedule"
 STALLED_AFTER: Final = 30.0
 GRACEFUL: Final = 30.0
@@ -195,8 +197,13 @@ class ScheduleSummary:
     planned: int = 0
     queued: int = 0
     already: int = 0
+    #: A ``fleet run`` (or ``fleet watch``) was checking a round of this fleet: nothing was queued,
+    #: since its accounts would have been checked twice.
+    run_busy: bool = False
 
     def describe(self) -> str:
+        if self.run_busy:
+            return "a `fleet run` or `fleet watch` is checking this fleet's round: nothing queued"
         if self.round_id is None:
             return "no account is due"
         what = "resumed" if self.resumed else "began"
@@ -224,6 +231,12 @@ async def schedule_round(
         # One scheduler at a time (held until this one has queued its jobs): two at once would
         # otherwise both see no open round and begin two.
         await held.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULER_LOCK})
+        # Nor beside an in-process run of the same fleet (its round lock, held for its round): the
+        # run would log in to the accounts queued here. Held until the jobs are committed, so a run
+        # starting meanwhile waits, then finds them and refuses.
+        if not (await held.execute(sa.select(sa.func.pg_try_advisory_xact_lock(RUN_LOCK)))).scalar_one():
+            summary.run_busy = True
+            return summary
         plan = await store.begin_round(
             engine, all_accounts=all_accounts, now=time.time() if now is None else now
         )
@@ -620,25 +633,8 @@ def _reason(exc: BaseException) -> str:
 
 
 async def job_counts(engine: AsyncEngine) -> dict[str, Any]:
-    """Per open or recent round: jobs waiting, running, done; and the workers seen in the last minute."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.text(
-                "SELECT split_part(queueing_lock, ':', 2)::bigint AS round_id, status::text, count(*)"
-                " FROM procrastinate_jobs WHERE queue_name = :queue AND queueing_lock LIKE 'round:%'"
-                " GROUP BY 1, 2 ORDER BY 1, 2"
-            ),
-            {"queue": QUEUE},
-        )
-        rounds: dict[int, dict[str, int]] = {}
-        for round_id, status, count in rows:
-            rounds.setdefault(int(round_id), {})[status] = int(count)
-        workers = (
-            await conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM procrastinate_workers"
-                    " WHERE last_heartbeat > now() - interval '1 minute'"
-                )
-            )
-        ).scalar_one()
-    return {"rounds": rounds, "workers": int(workers)}
+    """Per round: jobs waiting, running, done; and the workers seen in the last minute."""
+    counts = await store.job_counts(engine)
+    if counts is None:
+        raise QueueError("the fleet database has no queue yet: run `inboxcheck fleet migrate-queue`")
+    return counts
