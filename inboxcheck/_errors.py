@@ -31,9 +31,12 @@ an exception that carries one of the package's types lives beside that type and 
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
+    "LOCAL_SHORTAGE",
     "AccountError",
     "ApiError",
     "ApiKeyError",
@@ -46,6 +49,11 @@ __all__ = [
     "PresetError",
     "ResultsLogError",
 ]
+
+
+#: A shortage on this machine: too many open files (the process's, the system's), no buffer space,
+#: no memory. An OSError with one of these is never a finding about the account (``run.resources``).
+LOCAL_SHORTAGE: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class InboxcheckError(Exception):
