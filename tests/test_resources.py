@@ -204,6 +204,7 @@ async def main():
     options = CheckOptions(
         nameservers=(server,),
         families=frozenset({Family.DNS, Family.SMTP}),
+        deliverability=True,
         timeout=2,
         deadline=20,
     )
@@ -233,7 +234,8 @@ asyncio.run(main())
 @pytest.mark.lab
 def test_no_descriptor_for_a_dns_lookup_is_run_resources_not_a_missing_record(lab: Lab) -> None:
     """nomx.test has no MX and no SPF (fail), and its SMTP host no address: with no descriptor left
-    for the lookups, none of that may be said (dns.unavailable, "check the DNS server", before)."""
+    for the lookups, none of that may be said (dns.unavailable, "check the DNS server", before);
+    the deliverability checks (reverse DNS, blocklists) could not tell either."""
     address = "a@nomx.test"
     payload = base_payload(
         email_address=address, smtp_username=address, imap_username=address, smtp_host="smtp.nomx.test"
@@ -244,8 +246,11 @@ def test_no_descriptor_for_a_dns_lookup_is_run_resources_not_a_missing_record(la
     assert result.returncode == 0, result.stderr
     runs = json.loads(result.stdout)
     short, after = runs["short"], runs["after"]
-    for name in ("dns.mx", "dns.spf", "dns.dkim", "dns.dmarc", "dns.receivers", "smtp.login"):
+    for name in ("dns.mx", "dns.spf", "dns.dkim", "dns.dmarc", "dns.receivers", "smtp.login", "dns.fcrdns"):
         assert short[name] == [["run.resources", "error"]], (name, short[name])
+    # One for each list asked (and the SMTP host's address): each could not be sent.
+    assert short["dns.blocklists"]
+    assert {tuple(f) for f in short["dns.blocklists"]} == {("run.resources", "error")}
     # The shortage was not remembered as the domain's answer: once files could be opened again, the
     # same client asked again and heard the real (failing) answers.
     assert ["dns.mx.missing", "fail"] in after["dns.mx"]

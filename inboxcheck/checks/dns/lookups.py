@@ -156,6 +156,28 @@ class Lookups:
         return list(unique.values())
 
 
+def report_shortage(out: Outcome, answer: DnsAnswer, purpose: str, **evidence: JsonValue) -> bool:
+    """``run.resources`` (could not tell, error) when this machine had no descriptor left to send
+    ``answer``'s lookup; True if so. A caller's own "could not tell" finding is for the others."""
+    if answer.status is not DnsStatus.RESOURCES:
+        return False
+    out.add(
+        "run.resources",
+        Severity.ERROR,
+        _shortage_message(purpose, f"{answer.name} {answer.rdtype}"),
+        fix=RESOURCES_FIX,
+        **evidence,
+    )
+    return True
+
+
+def _shortage_message(purpose: str, what: str) -> str:
+    return (
+        f"Could not tell {purpose}: this machine ran short of resources (too many open files) before the "
+        f"lookup of {what} could be sent, a limit of this machine and not the domain's fault."
+    )
+
+
 def report_unavailable(out: Outcome, lookups: Lookups, purpose: str) -> bool:
     """One finding for the lookups without a readable answer; True if any.
 
@@ -187,9 +209,7 @@ def report_unavailable(out: Outcome, lookups: Lookups, purpose: str) -> bool:
         out.add(
             "run.resources",
             Severity.ERROR,
-            f"Could not tell {purpose}: this machine ran short of resources (too many open files) before "
-            f"the lookup of {first.name} {first.rdtype}{more} could be sent, a limit of this machine and "
-            "not the domain's fault.",
+            _shortage_message(purpose, f"{first.name} {first.rdtype}{more}"),
             fix=RESOURCES_FIX,
             lookups=[lookup.evidence() for lookup in short],
         )
