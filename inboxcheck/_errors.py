@@ -25,6 +25,10 @@ become findings where they are caught, and the login conversations' own control 
 (``checks.login.probe.Stop``, ``checks.login.imap_protocol._PeerFailed``, ``dns.wire._Unusual``)
 ends inside the check.
 
+An ``OSError`` whose errno is in ``LOCAL_SHORTAGE`` (too many open files, no buffer space, no memory)
+is this machine's shortage: wherever it is caught (a connection, a DNS lookup, the runner) it becomes
+``run.resources``, never a finding about the account.
+
 This module imports nothing from the package, so every module may import it (no import circle):
 an exception that carries one of the package's types lives beside that type and subclasses one here.
 """

@@ -190,7 +190,9 @@ def report_unavailable(out: Outcome, lookups: Lookups, purpose: str) -> bool:
         return False
     loops = [lookup for lookup in failed if lookup.answer.status is DnsStatus.CNAME_LOOP]
     short = [lookup for lookup in failed if lookup.answer.status is DnsStatus.RESOURCES]
-    others = [lookup for lookup in failed if lookup not in loops and lookup not in short]
+    others = [
+        lookup for lookup in failed if lookup.answer.status not in (DnsStatus.CNAME_LOOP, DnsStatus.RESOURCES)
+    ]
     if loops:
         first = loops[0]
         more = f" (and {len(loops) - 1} more name(s))" if len(loops) > 1 else ""
