@@ -65,6 +65,7 @@ __all__ = [
     "make_app",
     "run_worker",
     "schedule_round",
+    "sweep",
     "watch_schedule",
 ]
 
@@ -79,6 +80,8 @@ RECONNECT: Final = (1.0, 30.0)
 # Seconds a job waits for a connection of the queue's pool (psycopg_pool's default is 30): while
 # the database is down, each of the worker's queries waits that long before it fails.
 POOL_TIMEOUT: Final = 10.0
+# Seconds between two sweeps of the webhook deliveries left pending, in each worker.
+SWEEP_EVERY: Final = 30.0
 # pg_advisory_xact_lock key of `fleet schedule` ("inboxchk" in ASCII).
 SCHEDULER_LOCK: Final = 0x696E626F7863686B
 log = logging.getLogger("inboxcheck.fleet.queue")
@@ -274,32 +277,47 @@ async def watch_schedule(
     stop: asyncio.Event,
     every: float,
     on_schedule: Callable[[ScheduleSummary], None] | None = None,
+    webhook_secret: bytes | None = None,
 ) -> int:
     """``fleet watch --queue``: :func:`schedule_round` every ``every`` seconds until ``stop`` is set;
     how many rounds it began. Any number may run: one schedules at a time (the advisory lock), the
     others find the round begun and its jobs queued. The database lost: a line on stderr, and the
-    next turn tries again."""
+    next turn tries again.
+
+    With ``webhook_secret``, each turn also sweeps the webhook deliveries left pending
+    (:func:`sweep`), beside the scheduling (a slow receiver never delays a round): a turn whose
+    previous sweep still runs starts none."""
     begun = 0
+    sweeping: asyncio.Future[None] | None = None
     with _quiet_lost_database() as quiet:
-        while not stop.is_set():
-            try:
-                summary = await schedule_round(engine, app)
-            except Exception as exc:
-                if not lost_database(exc):
-                    raise
-                # A pool that failed to open stays half open: closed, the next turn opens a new one.
-                with contextlib.suppress(Exception):
-                    await app.close_async()
-                why = _shown(quiet.last_error or _reason(exc))
-                quiet.last_error = None
-                log.warning("the queue's database is unreachable (%s): trying again in %.0f s", why, every)
-            else:
-                if summary.round_id is not None and not summary.resumed:
-                    begun += 1
-                if on_schedule is not None:
-                    on_schedule(summary)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+        try:
+            while not stop.is_set():
+                if webhook_secret is not None and (sweeping is None or sweeping.done()):
+                    sweeping = asyncio.ensure_future(_sweep_once(engine, webhook_secret, clock=time.time))
+                try:
+                    summary = await schedule_round(engine, app)
+                except Exception as exc:
+                    if not lost_database(exc):
+                        raise
+                    # A pool that failed to open stays half open: closed, the next turn opens a new one.
+                    with contextlib.suppress(Exception):
+                        await app.close_async()
+                    why = _shown(quiet.last_error or _reason(exc))
+                    quiet.last_error = None
+                    log.warning(
+                        "the queue's database is unreachable (%s): trying again in %.0f s", why, every
+                    )
+                else:
+                    if summary.round_id is not None and not summary.resumed:
+                        begun += 1
+                    if on_schedule is not None:
+                        on_schedule(summary)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=every)
+        finally:
+            if sweeping is not None:
+                sweeping.cancel()
+                await asyncio.gather(sweeping, return_exceptions=True)
     return begun
 
 
@@ -384,13 +402,51 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
 
 
 async def _deliver(state: WorkerState, only: Sequence[int]) -> None:
+    assert state.webhook_secret is not None
+    await _send(state.engine, state.webhook_secret, clock=state.clock, only=only)
+
+
+async def _send(
+    engine: AsyncEngine, secret: bytes, *, clock: Callable[[], float], only: Sequence[int] | None = None
+) -> tuple[int, int]:
     import httpx
 
     from inboxcheck.fleet.webhooks import deliver
 
-    assert state.webhook_secret is not None
     async with httpx.AsyncClient(timeout=10.0) as client:
-        await deliver(state.engine, secret=state.webhook_secret, client=client, clock=state.clock, only=only)
+        return await deliver(engine, secret=secret, client=client, clock=clock, only=only)
+
+
+async def sweep(
+    engine: AsyncEngine, secret: bytes, *, clock: Callable[[], float] = time.time
+) -> tuple[int, int]:
+    """Send the webhook deliveries left pending whose next attempt is due (their sender killed
+    mid-send, a receiver that failed): what `fleet run` does at its start, for a queue-only fleet;
+    (delivered, failed). Any number of workers and watchers may sweep at once: each delivery is
+    claimed by one sender (``webhooks.claim``), and one left by a killed sender is taken again
+    once its claim has run out. A line on stderr when it sent any."""
+    delivered, failed = await _send(engine, secret, clock=clock)
+    if delivered or failed:
+        log.warning("webhook deliveries left pending: %d delivered, %d to retry later", delivered, failed)
+    return delivered, failed
+
+
+async def _sweep_once(engine: AsyncEngine, secret: bytes, *, clock: Callable[[], float]) -> None:
+    """:func:`sweep`, whose failure waits for the next turn (said on stderr unless the database
+    is away: the worker or watcher says that itself)."""
+    try:
+        await sweep(engine, secret, clock=clock)
+    except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+        if not lost_database(exc):
+            log.warning("webhook deliveries not swept: %s", _shown(_reason(exc)))
+
+
+async def _sweep_every(state: WorkerState, *, every: float) -> None:
+    """A worker's sweeps (:func:`sweep`), from its start and every ``every`` seconds."""
+    assert state.webhook_secret is not None
+    while True:
+        await _sweep_once(state.engine, state.webhook_secret, clock=state.clock)
+        await asyncio.sleep(every)
 
 
 async def _recover_stalled(app: procrastinate.App, *, stalled_after: float) -> None:
@@ -489,14 +545,22 @@ def _quiet_lost_database() -> Iterator[_LostDatabaseFilter]:
 
 
 async def _serve(
-    app: procrastinate.App, state: WorkerState, *, stalled_after: float, again: bool, **worker: Any
+    app: procrastinate.App,
+    state: WorkerState,
+    *,
+    stalled_after: float,
+    sweep_every: float,
+    again: bool,
+    **worker: Any,
 ) -> None:
     """One life of the worker on one pool of connections: until stopped, or the database lost."""
     async with app.open_async():
         await _require_schema(app)
         if again:
             log.warning("connected to the queue's database again; taking jobs")
-        recovering = asyncio.ensure_future(_recover_stalled(app, stalled_after=stalled_after))
+        background = [asyncio.ensure_future(_recover_stalled(app, stalled_after=stalled_after))]
+        if state.webhook_secret is not None:
+            background.append(asyncio.ensure_future(_sweep_every(state, every=sweep_every)))
         try:
             await app.run_worker_async(
                 additional_context={"fleet": state},
@@ -506,8 +570,9 @@ async def _serve(
                 **worker,
             )
         finally:
-            recovering.cancel()
-            await asyncio.gather(recovering, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
 
 
 async def run_worker(
@@ -520,12 +585,15 @@ async def run_worker(
     name: str | None = None,
     schedule: bool = False,
     reconnect: tuple[float, float] = RECONNECT,
+    sweep_every: float = SWEEP_EVERY,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Take and run the fleet's jobs until ``stop`` is set (the command: on SIGTERM or SIGINT) or
     this is cancelled; then finish or put back the running ones.
 
     ``schedule``: also run the periodic scheduler (an app made with ``schedule_every``).
+    With the webhook secret (``state.webhook_secret``), the worker also sweeps the webhook
+    deliveries left pending (:func:`sweep`) at its start and every ``sweep_every`` seconds.
 
     The database lost (restarted, shut down, cut off): Procrastinate's worker stops taking jobs and
     lets its running checks end (a report whose write failed is retried as a job, which finds the
@@ -549,7 +617,9 @@ async def run_worker(
         while not stop.is_set():
             began = time.monotonic()
             life = asyncio.ensure_future(
-                _serve(app, state, stalled_after=stalled_after, again=again, **worker)
+                _serve(
+                    app, state, stalled_after=stalled_after, sweep_every=sweep_every, again=again, **worker
+                )
             )
             again = True
             stopping = asyncio.ensure_future(stop.wait())
