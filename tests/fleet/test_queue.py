@@ -654,7 +654,9 @@ def test_two_queue_watchers_sweep_the_pending_webhooks_each_sent_once(
 
     def delivered() -> bool:
         assert all(w.poll() is None for w in watchers), [e.read_text() for e in errors]
-        return _rows(queue_db, "SELECT count(*) FROM deliveries WHERE status = 'delivered'")[0][0] == count
+        return bool(
+            _rows(queue_db, "SELECT count(*) FROM deliveries WHERE status = 'delivered'")[0][0] == count
+        )
 
     try:
         for error in errors:
