@@ -50,8 +50,8 @@ _RETRYABLE: Final = frozenset({408, 425, 429})
 ATTEMPT_TIMEOUT: Final = 15.0
 # A claim outlasts the longest its sender can take by this many seconds (see claim_lease).
 CLAIM_MARGIN: Final = 30.0
-# Deliveries one sender claims at a time.
-CLAIM_BATCH: Final = 200
+# Deliveries one sender claims and sends at once (within an HTTP client's pool of 100 connections).
+CLAIM_BATCH: Final = 50
 
 
 class WebhookSecretError(InboxcheckError):

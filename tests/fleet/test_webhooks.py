@@ -150,7 +150,7 @@ async def test_two_sweepers_at_once_never_send_one_delivery_twice(
 ) -> None:
     from inboxcheck.fleet._db import connect
 
-    count = await _pending(engine, receiver, accounts=4, urls=10)
+    count = await _pending(engine, receiver, accounts=6, urls=10)  # more than one claim of 50
     other = await connect(fleet_db)
     try:
         async with httpx.AsyncClient() as one, httpx.AsyncClient() as two:
