@@ -649,34 +649,35 @@ def test_two_queue_watchers_sweep_the_pending_webhooks_each_sent_once(
         # Recorded at the tests' fixed time, which is ahead: due now.
         conn.execute(b"UPDATE deliveries SET next_attempt_at = 0")
     env = {**_env(queue_db), "INBOXCHECK_WEBHOOK_SECRET": SECRET}
+    outputs = [tmp_path / f"watch{i}.jsonl" for i in range(2)]
     errors = [tmp_path / f"watch{i}.err" for i in range(2)]
     watchers: list[subprocess.Popen[bytes]] = []
 
-    def delivered() -> bool:
+    def done() -> bool:
         assert all(w.poll() is None for w in watchers), [e.read_text() for e in errors]
-        return bool(
-            _rows(queue_db, "SELECT count(*) FROM deliveries WHERE status = 'delivered'")[0][0] == count
-        )
+        sent = _rows(queue_db, "SELECT count(*) FROM deliveries WHERE status = 'delivered'")[0][0]
+        # Each watcher has looked once at least (it is past its start: SIGTERM is its own to handle).
+        return sent == count and all(o.read_text().strip() for o in outputs)
 
     try:
-        for error in errors:
-            with error.open("wb") as err:
+        for output, error in zip(outputs, errors, strict=True):
+            with output.open("wb") as out, error.open("wb") as err:
                 watchers.append(
                     subprocess.Popen(
-                        [*INBOXCHECK, "watch", "--queue", "--every", "1"],
+                        [*INBOXCHECK, "watch", "--queue", "--every", "1", "--format", "json"],
                         env=env,
-                        stdout=subprocess.DEVNULL,
+                        stdout=out,
                         stderr=err,
                     )
                 )
         deadline = time.monotonic() + 120
-        while not delivered():
+        while not done():
             assert time.monotonic() < deadline, [e.read_text() for e in errors]
             time.sleep(0.25)
         for watcher in watchers:
             watcher.send_signal(signal.SIGTERM)
         for watcher in watchers:
-            assert watcher.wait(timeout=60) == 0
+            assert watcher.wait(timeout=60) == 0, [e.read_text() for e in errors]
     finally:
         for watcher in watchers:
             if watcher.poll() is None:
