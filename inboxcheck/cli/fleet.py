@@ -348,7 +348,8 @@ def run(
     is_flag=True,
     help="Check nothing here: put the due accounts on the job queue of a PostgreSQL fleet, as "
     "`fleet schedule` does, every --every seconds; `fleet worker` processes check them. Several "
-    "may run (one schedules at a time). No key needed.",
+    "may run (one schedules at a time). No key needed. With INBOXCHECK_WEBHOOK_SECRET, also "
+    "sends the webhook deliveries left pending.",
 )
 @click.option(
     "--every",

@@ -160,6 +160,14 @@ def schedule(all_accounts: bool, db: str | None, fmt: str) -> None:
     show_default=True,
     help="With --schedule: seconds between two looks for due accounts.",
 )
+@click.option(
+    "--sweep-every",
+    type=click.FloatRange(1, 3600),
+    default=30.0,
+    show_default=True,
+    help="Seconds between two sends of the webhook deliveries left pending (a sender killed "
+    "mid-send, a receiver that failed); needs INBOXCHECK_WEBHOOK_SECRET.",
+)
 @click.option("--name", help="This worker's name, as the queue shows it.")
 @_pace_option
 @_check_options
@@ -171,6 +179,7 @@ def worker(
     graceful: float,
     schedule: bool,
     schedule_every: int,
+    sweep_every: float,
     name: str | None,
     pace_rules: tuple[PaceRule, ...],
     pace_group: str | None,
@@ -188,6 +197,10 @@ def worker(
 
     Logins per provider (the presets' limits, and --pace) are counted in the fleet's database:
     the limits hold for all workers together (of one --pace-group), not for each.
+
+    With INBOXCHECK_WEBHOOK_SECRET set, a worker sends the webhooks of the changes it records, and
+    every --sweep-every seconds those left pending by any sender (each is claimed by one sender at
+    a time; one left by a killed sender is taken again a couple of minutes later).
     """
     import asyncio
 
@@ -223,6 +236,7 @@ def worker(
                     graceful=graceful,
                     name=name,
                     schedule=schedule,
+                    sweep_every=sweep_every,
                     stop=stop,
                 )
         finally:
@@ -257,7 +271,8 @@ def queue_status(db: str | None, fmt: str) -> None:
 
 def watch_queue(db: str | None, *, every: float, fmt: str, quiet: bool) -> None:
     """``fleet watch --queue``: queue the due accounts every ``every`` seconds until SIGTERM or
-    Ctrl-C (exit 0), as ``fleet schedule`` does once."""
+    Ctrl-C (exit 0), as ``fleet schedule`` does once; with INBOXCHECK_WEBHOOK_SECRET, also send
+    the webhook deliveries left pending."""
     import asyncio
 
     from inboxcheck.fleet.queue import ScheduleSummary, watch_schedule
@@ -271,10 +286,20 @@ def watch_queue(db: str | None, *, every: float, fmt: str, quiet: bool) -> None:
     async def work(engine: AsyncEngine, app: procrastinate.App) -> int:
         stop = asyncio.Event()
         with _stop_on_signals(stop):
-            return await watch_schedule(engine, app, stop=stop, every=every, on_schedule=on_schedule)
+            return await watch_schedule(
+                engine,
+                app,
+                stop=stop,
+                every=every,
+                on_schedule=on_schedule,
+                webhook_secret=secret.encode() if secret else None,
+            )
 
+    secret = os.environ.get("INBOXCHECK_WEBHOOK_SECRET")
     if not quiet:
         _notice(f"queueing the due accounts every {every:g} s; stop with Ctrl-C or SIGTERM")
+        if not secret:
+            _notice("webhooks left pending are not sent from here: INBOXCHECK_WEBHOOK_SECRET is not set")
     begun = _with_queue(db, work)
     if not quiet:
         _notice(f"stopped after {begun} round(s) begun")

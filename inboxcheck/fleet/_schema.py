@@ -143,6 +143,10 @@ deliveries = sa.Table(
     sa.Column("last_status", sa.Integer),
     sa.Column("last_error", sa.Text),
     sa.Column("delivered_at", sa.Float),
+    # The sender that claimed it (webhooks.deliver) and until when, on the database's clock: one
+    # sender at a time; a claim whose sender died runs out, and the delivery is taken again.
+    sa.Column("claimed_by", sa.String(80)),
+    sa.Column("claimed_until", sa.Float),
     sa.UniqueConstraint("change_id", "url", name="uq_deliveries_change_url"),
 )
 sa.Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)

@@ -46,6 +46,7 @@ from inboxcheck.fleet._lost_db import lost_database, quiet_lost_database, reason
 from inboxcheck.fleet._runlock import PG_LOCK as RUN_LOCK
 from inboxcheck.fleet._schema import accounts, reports
 from inboxcheck.fleet._store_base import QUEUE_NAME, SCHEDULE_QUEUE_NAME
+from inboxcheck.fleet.webhooks import send_pending, sweep, sweep_once
 
 if TYPE_CHECKING:
     from procrastinate.job_context import JobContext
@@ -68,6 +69,7 @@ __all__ = [
     "make_app",
     "run_worker",
     "schedule_round",
+    "sweep",
     "watch_schedule",
 ]
 
@@ -82,6 +84,8 @@ RECONNECT: Final = (1.0, 30.0)
 # Seconds a job waits for a connection of the queue's pool (psycopg_pool's default is 30): while
 # the database is down, each of the worker's queries waits that long before it fails.
 POOL_TIMEOUT: Final = 10.0
+# Seconds between two sweeps of the webhook deliveries left pending, in each worker.
+SWEEP_EVERY: Final = 30.0
 # pg_advisory_xact_lock key of `fleet schedule` ("inboxchk" in ASCII).
 SCHEDULER_LOCK: Final = 0x696E626F7863686B
 log = logging.getLogger("inboxcheck.fleet.queue")
@@ -304,32 +308,47 @@ async def watch_schedule(
     stop: asyncio.Event,
     every: float,
     on_schedule: Callable[[ScheduleSummary], None] | None = None,
+    webhook_secret: bytes | None = None,
 ) -> int:
     """``fleet watch --queue``: :func:`schedule_round` every ``every`` seconds until ``stop`` is set;
     how many rounds it began. Any number may run: one schedules at a time (the advisory lock), the
     others find the round begun and its jobs queued. The database lost: a line on stderr, and the
-    next turn tries again."""
+    next turn tries again.
+
+    With ``webhook_secret``, each turn also sweeps the webhook deliveries left pending
+    (:func:`sweep`), beside the scheduling (a slow receiver never delays a round): a turn whose
+    previous sweep still runs starts none."""
     begun = 0
+    sweeping: asyncio.Future[None] | None = None
     with quiet_lost_database() as quiet:
-        while not stop.is_set():
-            try:
-                summary = await schedule_round(engine, app)
-            except Exception as exc:
-                if not lost_database(exc):
-                    raise
-                # A pool that failed to open stays half open: closed, the next turn opens a new one.
-                with contextlib.suppress(Exception):
-                    await app.close_async()
-                why = shown(quiet.last_error or reason(exc))
-                quiet.last_error = None
-                log.warning("the queue's database is unreachable (%s): trying again in %.0f s", why, every)
-            else:
-                if summary.round_id is not None and not summary.resumed:
-                    begun += 1
-                if on_schedule is not None:
-                    on_schedule(summary)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+        try:
+            while not stop.is_set():
+                if webhook_secret is not None and (sweeping is None or sweeping.done()):
+                    sweeping = asyncio.ensure_future(sweep_once(engine, webhook_secret, clock=time.time))
+                try:
+                    summary = await schedule_round(engine, app)
+                except Exception as exc:
+                    if not lost_database(exc):
+                        raise
+                    # A pool that failed to open stays half open: closed, the next turn opens a new one.
+                    with contextlib.suppress(Exception):
+                        await app.close_async()
+                    why = shown(quiet.last_error or reason(exc))
+                    quiet.last_error = None
+                    log.warning(
+                        "the queue's database is unreachable (%s): trying again in %.0f s", why, every
+                    )
+                else:
+                    if summary.round_id is not None and not summary.resumed:
+                        begun += 1
+                    if on_schedule is not None:
+                        on_schedule(summary)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=every)
+        finally:
+            if sweeping is not None:
+                sweeping.cancel()
+                await asyncio.gather(sweeping, return_exceptions=True)
     return begun
 
 
@@ -414,13 +433,16 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
 
 
 async def _deliver(state: WorkerState, only: Sequence[int]) -> None:
-    import httpx
-
-    from inboxcheck.fleet.webhooks import deliver
-
     assert state.webhook_secret is not None
-    async with httpx.AsyncClient(timeout=10.0) as client:
-        await deliver(state.engine, secret=state.webhook_secret, client=client, clock=state.clock, only=only)
+    await send_pending(state.engine, state.webhook_secret, clock=state.clock, only=only)
+
+
+async def _sweep_every(state: WorkerState, *, every: float) -> None:
+    """A worker's sweeps (:func:`sweep`), from its start and every ``every`` seconds."""
+    assert state.webhook_secret is not None
+    while True:
+        await sweep_once(state.engine, state.webhook_secret, clock=state.clock)
+        await asyncio.sleep(every)
 
 
 async def _recover_stalled(app: procrastinate.App, *, stalled_after: float) -> None:
@@ -443,14 +465,22 @@ async def _recover_stalled(app: procrastinate.App, *, stalled_after: float) -> N
 
 
 async def _serve(
-    app: procrastinate.App, state: WorkerState, *, stalled_after: float, again: bool, **worker: Any
+    app: procrastinate.App,
+    state: WorkerState,
+    *,
+    stalled_after: float,
+    sweep_every: float,
+    again: bool,
+    **worker: Any,
 ) -> None:
     """One life of the worker on one pool of connections: until stopped, or the database lost."""
     async with app.open_async():
         await _require_schema(app)
         if again:
             log.warning("connected to the queue's database again; taking jobs")
-        recovering = asyncio.ensure_future(_recover_stalled(app, stalled_after=stalled_after))
+        background = [asyncio.ensure_future(_recover_stalled(app, stalled_after=stalled_after))]
+        if state.webhook_secret is not None:
+            background.append(asyncio.ensure_future(_sweep_every(state, every=sweep_every)))
         try:
             await app.run_worker_async(
                 additional_context={"fleet": state},
@@ -460,8 +490,9 @@ async def _serve(
                 **worker,
             )
         finally:
-            recovering.cancel()
-            await asyncio.gather(recovering, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
 
 
 async def run_worker(
@@ -474,12 +505,15 @@ async def run_worker(
     name: str | None = None,
     schedule: bool = False,
     reconnect: tuple[float, float] = RECONNECT,
+    sweep_every: float = SWEEP_EVERY,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Take and run the fleet's jobs until ``stop`` is set (the command: on SIGTERM or SIGINT) or
     this is cancelled; then finish or put back the running ones.
 
     ``schedule``: also run the periodic scheduler (an app made with ``schedule_every``).
+    With the webhook secret (``state.webhook_secret``), the worker also sweeps the webhook
+    deliveries left pending (:func:`sweep`) at its start and every ``sweep_every`` seconds.
 
     The database lost (restarted, shut down, cut off): Procrastinate's worker stops taking jobs and
     lets its running checks end (a report whose write failed is retried as a job, which finds the
@@ -503,7 +537,9 @@ async def run_worker(
         while not stop.is_set():
             began = time.monotonic()
             life = asyncio.ensure_future(
-                _serve(app, state, stalled_after=stalled_after, again=again, **worker)
+                _serve(
+                    app, state, stalled_after=stalled_after, sweep_every=sweep_every, again=again, **worker
+                )
             )
             again = True
             stopping = asyncio.ensure_future(stop.wait())

@@ -18,6 +18,8 @@ class Receiver:
 
     def __init__(self) -> None:
         self.posts: list[tuple[dict[str, str], bytes]] = []
+        # The path of each POST, in the order of ``posts``.
+        self.paths: list[str] = []
         self.statuses: list[int] = []
         # Set: each POST is recorded, then left unanswered until this event is set (a sender
         # caught mid-delivery).
@@ -27,6 +29,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.paths.append(self.path)
                 receiver.posts.append((dict(self.headers), body))
                 if receiver.hold is not None:
                     receiver.hold.wait(timeout=120)
@@ -37,7 +40,11 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # Many senders at once are queued, not refused (socketserver's backlog is 5).
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/inboxcheck"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -625,14 +625,14 @@ def test_watch_queue_refuses_what_goes_without_it(queue_db: str) -> None:
 
 @pytest.mark.lab
 @pytest.mark.slow
-def test_a_worker_delivers_one_signed_webhook_when_an_account_breaks_and_none_again_after_a_kill(
+def test_a_worker_delivers_one_signed_webhook_when_an_account_breaks_and_a_sweep_resends_it_after_a_kill(
     lab: Any, queue_db: str, tmp_path: Path, workers_dir: Path, receiver: Receiver
 ) -> None:
     env = {**_env(queue_db), "INBOXCHECK_WEBHOOK_SECRET": SECRET}
     alice, bob = lab.account("alice"), lab.account("bob")
     _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", [alice, bob]))], env)
     _fleet(["webhook", "add", receiver.url], env)
-    args = ["--concurrency", "2", "--stalled-after", "3", *_lab_check_args(lab)]
+    args = ["--concurrency", "2", "--stalled-after", "3", "--sweep-every", "1", *_lab_check_args(lab)]
     workers = _Workers(args, env, workers_dir, queue_db)
 
     def round_done(count: int) -> Any:
@@ -640,6 +640,10 @@ def test_a_worker_delivers_one_signed_webhook_when_an_account_breaks_and_none_ag
 
     def state(address: str) -> str:
         return str(dict(_rows(queue_db, "SELECT address, state FROM accounts"))[address])
+
+    def delivery() -> tuple[Any, ...]:
+        [row] = _rows(queue_db, "SELECT status, claimed_by, claimed_until, attempts FROM deliveries")
+        return row
 
     try:
         first = workers.start()
@@ -659,6 +663,12 @@ def test_a_worker_delivers_one_signed_webhook_when_an_account_breaks_and_none_ag
         _wait_for("the webhook POSTed", lambda: len(receiver.posts) >= 1, workers)
         workers.stop(first, signal.SIGKILL)
         first.wait(timeout=30)
+        receiver.hold.set()
+        receiver.hold = None
+        # The delivery is left pending, claimed by the killed worker: no sweep takes it while the
+        # claim lasts (a couple of minutes, on the database's clock).
+        status, claimed_by, claimed_until, _ = delivery()
+        assert status == "pending" and f" pid {first.pid} " in claimed_by and claimed_until is not None
         # Another worker takes the job again: it finds the report recorded, and sends nothing.
         workers.start()
         _wait_for("round 3", round_done(3), workers)
@@ -666,6 +676,12 @@ def test_a_worker_delivers_one_signed_webhook_when_an_account_breaks_and_none_ag
         # the killed worker's job is taken again all the same.
         pending = "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
         _wait_for("every job done", lambda: _rows(queue_db, pending)[0][0] == 0, workers)
+        # The claim runs out (moved back as if its minutes had passed): the next sweep sends it.
+        with psycopg.connect(queue_db) as conn:
+            conn.execute(
+                b"UPDATE deliveries SET claimed_until = claimed_until - 3600 WHERE status = 'pending'"
+            )
+        _wait_for("the webhook delivered by a sweep", lambda: delivery()[0] == "delivered", workers)
         running = list(workers.running)
         for proc in running:
             workers.stop(proc, signal.SIGTERM)
@@ -678,9 +694,13 @@ def test_a_worker_delivers_one_signed_webhook_when_an_account_breaks_and_none_ag
     logs = workers.logs()
     assert state("bob@lab.test") == "broken" and state("alice@lab.test") in ("pass", "warn")
     assert "of a stalled worker put back on the queue" in logs, logs[-3000:]
-    # One POST in all, signed with the fleet's secret: the broken inbox, never a password.
-    [event] = receiver.events()
-    assert event["type"] == "inbox.broken" and event["data"]["email_address"] == "bob@lab.test"
+    assert "webhook deliveries left pending: 1 delivered" in logs, logs[-3000:]
+    # Two POSTs of one event in all, signed with the fleet's secret: the one cut off by the kill
+    # and the sweep's (at least once: the event id is the receiver's key to drop the repeat).
+    first_post, second_post = receiver.events()
+    assert first_post == second_post
+    assert first_post["type"] == "inbox.broken" and first_post["data"]["email_address"] == "bob@lab.test"
+    assert delivery() == ("delivered", None, None, 1)
     posted = "".join(body.decode() for _, body in receiver.posts)
     for secret in (alice["smtp_password"], bob["smtp_password"], "Wrong-pw-4411"):
         assert secret not in posted and secret not in logs
@@ -688,6 +708,65 @@ def test_a_worker_delivers_one_signed_webhook_when_an_account_breaks_and_none_ag
     assert set(per.values()) == {1} and len(per) == 6
     statuses = dict(_rows(queue_db, "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"))
     assert statuses == {"succeeded": 6}, statuses
+
+
+def test_two_queue_watchers_sweep_the_pending_webhooks_each_sent_once(
+    queue_db: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    from inboxcheck.fleet._db import connect
+    from tests.fleet.test_webhooks import _pending
+
+    async def left_pending() -> int:
+        engine = await connect(queue_db)
+        try:
+            return await _pending(engine, receiver, accounts=3, urls=8)
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(left_pending())
+    with psycopg.connect(queue_db) as conn:
+        # Recorded at the tests' fixed time, which is ahead: due now.
+        conn.execute(b"UPDATE deliveries SET next_attempt_at = 0")
+    env = {**_env(queue_db), "INBOXCHECK_WEBHOOK_SECRET": SECRET}
+    outputs = [tmp_path / f"watch{i}.jsonl" for i in range(2)]
+    errors = [tmp_path / f"watch{i}.err" for i in range(2)]
+    watchers: list[subprocess.Popen[bytes]] = []
+
+    def done() -> bool:
+        assert all(w.poll() is None for w in watchers), [e.read_text() for e in errors]
+        sent = _rows(queue_db, "SELECT count(*) FROM deliveries WHERE status = 'delivered'")[0][0]
+        # Each watcher has looked once at least (it is past its start: SIGTERM is its own to handle).
+        return sent == count and all(o.read_text().strip() for o in outputs)
+
+    try:
+        for output, error in zip(outputs, errors, strict=True):
+            with output.open("wb") as out, error.open("wb") as err:
+                watchers.append(
+                    subprocess.Popen(
+                        [*INBOXCHECK, "watch", "--queue", "--every", "1", "--format", "json"],
+                        env=env,
+                        stdout=out,
+                        stderr=err,
+                    )
+                )
+        deadline = time.monotonic() + 120
+        while not done():
+            assert time.monotonic() < deadline, [e.read_text() for e in errors]
+            time.sleep(0.25)
+        for watcher in watchers:
+            watcher.send_signal(signal.SIGTERM)
+        for watcher in watchers:
+            assert watcher.wait(timeout=60) == 0, [e.read_text() for e in errors]
+    finally:
+        for watcher in watchers:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait(timeout=30)
+    per = Counter((path, event["id"]) for path, event in zip(receiver.paths, receiver.events(), strict=True))
+    assert len(per) == count and set(per.values()) == {1}, per.most_common(3)
+    said = "".join(e.read_text() for e in errors)
+    assert "webhook deliveries left pending" in said and "Traceback" not in said, said
+    assert _rows(queue_db, "SELECT count(*) FROM deliveries WHERE claimed_by IS NOT NULL") == [(0,)]
 
 
 @pytest.mark.slow

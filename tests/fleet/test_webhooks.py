@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import socket
+import time
+from collections import Counter
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from inboxcheck._models import Account
 from inboxcheck.fleet import store
@@ -107,3 +111,101 @@ async def test_a_4xx_is_not_retried_and_a_timeout_is(engine: Any, receiver: Rece
     assert by[("inbox.recovered", url)]["status"] == "pending"
     assert by[("inbox.recovered", url)]["attempts"] == 2
     assert "Timeout" in (by[("inbox.recovered", url)]["last_error"] or "")
+
+
+async def _pending(engine: Any, receiver: Receiver, *, accounts: int, urls: int) -> int:
+    """``accounts`` accounts broken at once, each change to ``urls`` URLs of the receiver (one path
+    each): that many pending deliveries, due now."""
+    batch = [Account.model_validate(batch_user(i)) for i in range(accounts)]
+    await store.add_accounts(engine, batch, key=KEY, interval=3600, now=NOW)
+    targets = [f"{receiver.url}/{n}" for n in range(urls)]
+    for account_id, account in enumerate(batch, start=1):
+        good = await _report(account)
+        await _record(engine, account_id, account, good, NOW)
+        await _record(engine, account_id, account, _failed(good), NOW + 1)
+        recorded = await store.record_report(
+            engine,
+            account_id=account_id,
+            round_id=None,
+            report=_failed(good),
+            scrub=str,
+            now=NOW + 300,
+            webhook_urls=targets,
+        )
+        assert recorded is not None and len(recorded.deliveries) == urls
+    return accounts * urls
+
+
+async def _deliveries(engine: Any) -> list[Any]:
+    import sqlalchemy as sa
+
+    from inboxcheck.fleet._schema import deliveries
+
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(deliveries).order_by(deliveries.c.id))).all())
+
+
+async def test_two_sweepers_at_once_never_send_one_delivery_twice(
+    engine: Any, fleet_db: str, receiver: Receiver
+) -> None:
+    from inboxcheck.fleet._db import connect
+
+    count = await _pending(engine, receiver, accounts=6, urls=10)  # more than one claim of 50
+    other = await connect(fleet_db)
+    try:
+        async with httpx.AsyncClient() as one, httpx.AsyncClient() as two:
+            # Four sweeps on two engines (two processes' pools), all at once.
+            sent = await asyncio.gather(
+                *(
+                    deliver(e, secret=SECRET.encode(), client=c, clock=lambda: NOW + 400, delays=(0,))
+                    for e, c in ((engine, one), (other, two), (engine, two), (other, one))
+                )
+            )
+    finally:
+        await other.dispose()
+    assert sum(done for done, _ in sent) == count and sum(failed for _, failed in sent) == 0, sent
+    per = Counter(
+        (path, event["id"])
+        for path, event in zip(receiver.paths, receiver.events(now=NOW + 400), strict=True)
+    )
+    assert len(per) == count and set(per.values()) == {1}, per.most_common(3)
+    rows = await _deliveries(engine)
+    assert len(rows) == count
+    assert {(r.status, r.claimed_by, r.claimed_until) for r in rows} == {("delivered", None, None)}
+
+
+async def test_a_live_claim_is_left_to_its_sender_and_an_expired_one_is_taken_again(
+    engine: Any, receiver: Receiver
+) -> None:
+    from inboxcheck.fleet.webhooks import claim
+
+    await _pending(engine, receiver, accounts=1, urls=1)
+    # A sender claims it for an hour, and is killed before it sends anything.
+    [held] = await claim(engine, sender="killed pid 1 ab", lease=3600, due=NOW + 400)
+    async with httpx.AsyncClient() as client:
+
+        async def sweep() -> tuple[int, int]:
+            return await deliver(engine, secret=SECRET.encode(), client=client, clock=lambda: NOW + 400)
+
+        # Its claim holds on the database's clock (this sender's clock, weeks ahead, is not read).
+        assert await sweep() == (0, 0) and receiver.posts == []
+        [row] = await _deliveries(engine)
+        assert (row.status, row.claimed_by) == ("pending", "killed pid 1 ab")
+        # Claimed again for half a second by a sender that dies too: once that has run out, the
+        # next sweep takes it and sends it, once.
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL WHERE id = :id"),
+                {"id": held.id},
+            )
+        assert await claim(engine, sender="killed pid 2 cd", lease=0.5, due=NOW + 400)
+        deadline = time.monotonic() + 60
+        while (sent := await sweep()) == (0, 0):
+            assert time.monotonic() < deadline, "the expired claim was never taken again"
+            await asyncio.sleep(0.1)
+        assert sent == (1, 0)
+        assert await sweep() == (0, 0)
+    [event] = receiver.events(now=NOW + 400)
+    assert event["type"] == "inbox.broken"
+    [row] = await _deliveries(engine)
+    assert (row.status, row.attempts, row.claimed_by, row.claimed_until) == ("delivered", 1, None, None)
