@@ -333,6 +333,7 @@ async def _close_round_if_last(state: WorkerState, round_id: int, job_id: int | 
 async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_id: int | None = None) -> str:
     """What the job did: the verdict recorded, ``recorded before`` or ``gone``."""
     from inboxcheck._batch import BatchItem, run_batch
+    from inboxcheck.fleet.oauth import FleetOAuth, preparer
     from inboxcheck.fleet.run import _plain_scrubber
 
     engine = state.engine
@@ -348,10 +349,12 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
         # The job ran before and its report was committed (the worker then died or was stopped).
         await _close_round_if_last(state, round_id, job_id)
         return "recorded before"
-    loaded = await store.load_accounts(engine, [account_id], key=state.key)
+    refresh: dict[int, FleetOAuth] = {}
+    loaded = await store.load_accounts(engine, [account_id], key=state.key, refresh=refresh)
     if not loaded:
         return "gone"
     [(_, account)] = loaded
+    oauth = refresh.get(account_id)
     outcome: list[str] = []
 
     async def record(line: BatchLine) -> None:
@@ -361,7 +364,7 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
             account_id=account_id,
             round_id=round_id,
             report=line.report,
-            scrub=_plain_scrubber(account),
+            scrub=_plain_scrubber(account, oauth),
             now=state.clock(),
             draw=state.rng.random(),
         )
@@ -370,7 +373,23 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
             await _deliver(state, recorded.deliveries)
 
     await run_batch(
-        [BatchItem(line=account_id, account=account, email=account.email_address)],
+        [
+            BatchItem(
+                line=account_id,
+                account=account,
+                email=account.email_address,
+                prepare=None
+                if oauth is None
+                else preparer(
+                    engine,
+                    key=state.key,
+                    account_id=account_id,
+                    oauth=oauth,
+                    timeout=state.options.timeout,
+                    clock=state.clock,
+                ),
+            )
+        ],
         options=state.options,
         concurrency=1,
         per_host=1,
