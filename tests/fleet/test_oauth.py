@@ -8,18 +8,22 @@ import asyncio
 import base64
 import json
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from pydantic import SecretStr
 
+from inboxcheck._oauth import RefreshRequest
 from inboxcheck.cli import cli
 from inboxcheck.fleet._crypto import new_key_text
+from lab.postgres import Postgres
+from tests.fleet.conftest import _create_database
 from tests.fleet.test_store import _stored_bytes
 from tests.helpers import write_jsonl
-
-pytestmark = pytest.mark.lab
 
 USER = "alice@lab.test"
 CLIENT_SECRET = "lab-fleet-client-secret-42"
@@ -91,6 +95,7 @@ def _assert_nowhere(secrets: list[str], fleet: _Fleet, dump: bytes, logs: str) -
             assert form not in logs
 
 
+@pytest.mark.lab
 def test_an_oauth_account_logs_in_with_tokens_and_its_rotated_refresh_token_is_kept(
     lab: Any, fleet_db: str, tmp_path: Path, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -119,6 +124,7 @@ def test_an_oauth_account_logs_in_with_tokens_and_its_rotated_refresh_token_is_k
     _assert_nowhere([first, *issued, CLIENT_SECRET, lab.oauth.access_token(USER)], fleet, dump, caplog.text)
 
 
+@pytest.mark.lab
 def test_a_revoked_refresh_token_makes_the_account_broken_with_invalid_grant(
     lab: Any, fleet_db: str, tmp_path: Path, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -144,3 +150,103 @@ def test_a_revoked_refresh_token_makes_the_account_broken_with_invalid_grant(
     dump = _stored_bytes(fleet_db, request)
     issued = lab.oauth.issued_refresh_tokens[earlier:]
     _assert_nowhere([token, *issued, CLIENT_SECRET], fleet, dump, caplog.text)
+
+
+@pytest.mark.lab
+async def test_a_queue_job_refreshes_before_its_logins_and_stores_the_rotated_token(
+    lab: Any, postgres: Postgres
+) -> None:
+    from inboxcheck._input import OAuthTokens, parse_account
+    from inboxcheck._options import CheckOptions, Family, parse_nameserver
+    from inboxcheck._presets import load_presets
+    from inboxcheck.fleet import store
+    from inboxcheck.fleet._crypto import FleetKey
+    from inboxcheck.fleet._db import connect
+    from inboxcheck.fleet.oauth import FleetOAuth
+    from inboxcheck.fleet.queue import WorkerState, check_one
+
+    engine = await connect(postgres.url(_create_database(postgres)))
+    try:
+        key = FleetKey(os.urandom(32))
+        payload = {k: v for k, v in lab.account(USER).items() if not k.endswith("_password")}
+        account = parse_account(payload, env={}, tokens=OAuthTokens.both(None, "a refresh"))
+        first = lab.oauth.rotating_refresh_token(USER)
+        earlier = len(lab.oauth.issued_refresh_tokens)
+        oauth = RefreshRequest(
+            provider="google",
+            client_id="lab-client",
+            refresh_token=SecretStr(first),
+            token_url=lab.oauth.token_url,
+        )
+        await store.add_accounts(
+            engine, [account], key=key, interval=3600, now=time.time(), oauth={USER: oauth}
+        )
+        host, port = lab.nameserver
+        options = CheckOptions(
+            nameservers=(parse_nameserver(f"{host}:{port}"),),
+            ca_file=lab.ca_file,
+            timeout=5,
+            families=frozenset({Family.SMTP, Family.IMAP}),
+        )
+        state = WorkerState(engine=engine, key=key, options=options, presets=load_presets())
+        plan = await store.begin_round(engine, all_accounts=True, now=time.time())
+        assert plan is not None
+        [account_id] = plan.remaining
+        assert await check_one(state, account_id=account_id, round_id=plan.round_id) in ("pass", "warn")
+        assert lab.oauth.token_requests[-1]["refresh_token"] == first
+        [rotated] = lab.oauth.issued_refresh_tokens[earlier:]
+        refresh: dict[int, FleetOAuth] = {}
+        await store.load_accounts(engine, [account_id], key=key, refresh=refresh)
+        assert refresh[account_id].request.refresh_token.get_secret_value() == rotated
+        [entry] = await store.history(engine, USER, limit=1)
+        body = await store.report_body(engine, entry["report_id"])
+        assert body is not None
+        assert _checks(body)["oauth.token"]["status"] == "pass"
+        assert "XOAUTH2" in _checks(body)["imap.login"]["details"]["auth_mechanism"]
+    finally:
+        await engine.dispose()
+
+
+def test_add_refuses_a_bad_oauth_object_precisely_and_never_shows_its_secrets(
+    fleet_db: str, tmp_path: Path
+) -> None:
+    from tests.helpers import batch_user
+
+    env = {"INBOXCHECK_FLEET_KEY": new_key_text(), "INBOXCHECK_FLEET_DB": fleet_db}
+    token = "Refresh-token-never-shown-77"
+    good = {"provider": "google", "client_id": "app", "refresh_token": token}
+
+    def line(i: int, **oauth: Any) -> dict[str, Any]:
+        payload = {k: v for k, v in batch_user(i).items() if not k.endswith("_password")}
+        return payload | {"oauth": {**good, **oauth}}
+
+    rows = [
+        line(0),
+        line(1, provider="yahoo"),
+        line(2, refresh_token=""),
+        line(3, token_url="http://oauth.example.com/token"),
+        line(4, client_secret_file=str(tmp_path / "missing")),
+        line(5, scope="x"),
+        {k: v for k, v in batch_user(6).items() if not k.endswith("_password")} | {"oauth": "yes"},
+        batch_user(7) | {"oauth": None},
+        {k: v for k, v in batch_user(8).items() if not k.endswith("_password")} | {"oauth": None},
+    ]
+    result = CliRunner().invoke(
+        cli, ["fleet", "add", str(write_jsonl(tmp_path / "in.jsonl", rows))], env=env, catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    out = result.stdout
+    assert "added user0@example.test" in out and "added user7@example.test" in out
+    assert "refused line 2: oauth.provider 'yahoo': give one of google, microsoft" in out
+    assert "refused line 3: oauth.refresh_token: give a non-empty string" in out
+    assert "refused line 4: oauth.token_url 'http://oauth.example.com/token'" in out
+    assert "refused line 5: client secret file" in out and "no such file" in out
+    assert "refused line 6: oauth.scope: not a field of oauth" in out
+    assert "refused line 7: oauth: give an object" in out
+    assert "refused line 9" in out and "smtp_password" in out  # no oauth: the passwords are needed
+    assert token not in out + result.stderr
+    # The same file to check --batch: oauth is no field of the platform's payload.
+    checked = CliRunner().invoke(
+        cli, ["check", "--batch", str(tmp_path / "in.jsonl"), "--only", "account", "--format", "json"], env={}
+    )
+    assert token not in checked.output and "oauth" in checked.output
