@@ -118,6 +118,12 @@ def test_an_oauth_account_logs_in_with_tokens_and_its_rotated_refresh_token_is_k
     assert lab.oauth.token_requests[-1]["refresh_token"] == rotated
     assert fleet.status()["verdict"] in ("pass", "warn")
     assert len(lab.oauth.issued_refresh_tokens[earlier:]) == 2
+    # fleet diagnose refreshes as a run does (and keeps the token it rotates): a third round works.
+    diagnosed = fleet("diagnose", USER, "--format", "json", "--no-alternates", *fleet.check)
+    checks = _checks(json.loads(diagnosed.stdout)["report"])
+    assert checks["oauth.token"]["status"] == "pass" and checks["smtp.login"]["status"] == "pass"
+    fleet("run", "--all", *fleet.check, code=0)
+    assert lab.oauth.token_requests[-1]["refresh_token"] == lab.oauth.issued_refresh_tokens[-2]
     dump = _stored_bytes(fleet_db, request)
     assert b"lab-client" in dump  # the dump is of the right database
     issued = lab.oauth.issued_refresh_tokens[earlier:]
