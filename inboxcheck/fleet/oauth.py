@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -30,11 +30,12 @@ from inboxcheck._errors import OAuthInputError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from inboxcheck._batch_input import BatchItem
     from inboxcheck._models import Account, CheckResult
     from inboxcheck._oauth import RefreshRequest
     from inboxcheck.fleet._crypto import FleetKey
 
-__all__ = ["FleetOAuth", "parse_oauth", "preparer", "public_json", "request_from"]
+__all__ = ["FleetOAuth", "batch_items", "parse_oauth", "preparer", "public_json", "request_from"]
 
 _KEYS: Final = ("provider", "client_id", "refresh_token", "client_secret_file", "tenant", "token_url")
 # The CLI's option names in RefreshRequest's messages, as a line's field names.
@@ -166,3 +167,36 @@ def preparer(
         return OAuthTokens.both(outcome.token, "a refresh").apply(account), (outcome.result,)
 
     return prepare
+
+
+def batch_items(
+    engine: AsyncEngine,
+    loaded: Iterable[tuple[int, Account]],
+    refresh: Mapping[int, FleetOAuth],
+    *,
+    key: FleetKey,
+    timeout: float,
+    clock: Callable[[], float],
+) -> list[BatchItem]:
+    """Stored accounts as the batch engine checks them (``fleet run``, a queue job): an OAuth2
+    account refreshes its token first."""
+    from inboxcheck._batch_input import BatchItem
+
+    return [
+        BatchItem(
+            line=account_id,
+            account=account,
+            email=account.email_address,
+            prepare=None
+            if account_id not in refresh
+            else preparer(
+                engine,
+                key=key,
+                account_id=account_id,
+                oauth=refresh[account_id],
+                timeout=timeout,
+                clock=clock,
+            ),
+        )
+        for account_id, account in loaded
+    ]

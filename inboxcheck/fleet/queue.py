@@ -332,8 +332,8 @@ async def _close_round_if_last(state: WorkerState, round_id: int, job_id: int | 
 
 async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_id: int | None = None) -> str:
     """What the job did: the verdict recorded, ``recorded before`` or ``gone``."""
-    from inboxcheck._batch import BatchItem, run_batch
-    from inboxcheck.fleet.oauth import FleetOAuth, preparer
+    from inboxcheck._batch import run_batch
+    from inboxcheck.fleet.oauth import FleetOAuth, batch_items
     from inboxcheck.fleet.run import _plain_scrubber
 
     engine = state.engine
@@ -354,7 +354,6 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
     if not loaded:
         return "gone"
     [(_, account)] = loaded
-    oauth = refresh.get(account_id)
     outcome: list[str] = []
 
     async def record(line: BatchLine) -> None:
@@ -364,7 +363,7 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
             account_id=account_id,
             round_id=round_id,
             report=line.report,
-            scrub=_plain_scrubber(account, oauth),
+            scrub=_plain_scrubber(account, refresh.get(account_id)),
             now=state.clock(),
             draw=state.rng.random(),
         )
@@ -373,23 +372,7 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
             await _deliver(state, recorded.deliveries)
 
     await run_batch(
-        [
-            BatchItem(
-                line=account_id,
-                account=account,
-                email=account.email_address,
-                prepare=None
-                if oauth is None
-                else preparer(
-                    engine,
-                    key=state.key,
-                    account_id=account_id,
-                    oauth=oauth,
-                    timeout=state.options.timeout,
-                    clock=state.clock,
-                ),
-            )
-        ],
+        batch_items(engine, loaded, refresh, key=state.key, timeout=state.options.timeout, clock=state.clock),
         options=state.options,
         concurrency=1,
         per_host=1,

@@ -101,9 +101,9 @@ async def run_fleet(
     are paced per provider (preset data and ``pace_rules``), across every process of a PostgreSQL
     fleet (queue workers, other runs).
     """
-    from inboxcheck._batch import BatchItem, run_batch
+    from inboxcheck._batch import run_batch
     from inboxcheck.fleet._runlock import round_lock
-    from inboxcheck.fleet.oauth import preparer as oauth_preparer
+    from inboxcheck.fleet.oauth import batch_items
     from inboxcheck.fleet.pace import make_pace
     from inboxcheck.fleet.webhooks import deliver
 
@@ -175,24 +175,7 @@ async def run_fleet(
         pace = make_pace(engine, presets, pace_rules)
         closing.append(pace.aclose)
         await run_batch(
-            [
-                BatchItem(
-                    line=account_id,
-                    account=account,
-                    email=account.email_address,
-                    prepare=oauth_preparer(
-                        engine,
-                        key=key,
-                        account_id=account_id,
-                        oauth=refresh[account_id],
-                        timeout=options.timeout,
-                        clock=clock,
-                    )
-                    if account_id in refresh
-                    else None,
-                )
-                for account_id, account in loaded
-            ],
+            batch_items(engine, loaded, refresh, key=key, timeout=options.timeout, clock=clock),
             options=options,
             concurrency=concurrency,
             per_host=per_host,
