@@ -444,11 +444,22 @@ def watch(
 @click.option("--keep-days", type=click.FloatRange(min=0), required=True, help="Keep reports this recent.")
 @_db_option
 def prune(keep_days: float, db: str | None) -> None:
-    """Delete older reports; every change, and the last report before and after it, stay."""
+    """Delete older reports; every change, and the last report before and after it, stay.
+
+    On a PostgreSQL fleet with the job queue, also the queue's finished jobs older than that
+    (Procrastinate keeps every finished job until deleted: one per account per round).
+    """
     from inboxcheck.fleet import store
 
-    count = _with_store(db, lambda engine: store.prune(engine, keep_days=keep_days, now=time.time()))
-    _notice(f"{count} report(s) deleted")
+    async def work(engine: AsyncEngine) -> tuple[int, int | None]:
+        now = time.time()
+        count = await store.prune(engine, keep_days=keep_days, now=now)
+        return count, await store.prune_jobs(engine, keep_days=keep_days, now=now)
+
+    count, jobs = _with_store(db, work)
+    _notice(
+        f"{count} report(s) deleted" + (f", {jobs} finished job(s) of the queue" if jobs is not None else "")
+    )
 
 
 @fleet.group()

@@ -155,6 +155,29 @@ async def prune(engine: AsyncEngine, *, keep_days: float, now: float) -> int:
         return int(done.rowcount or 0)
 
 
+# The queue's finished jobs (Procrastinate keeps every one, with its events, until deleted): those
+# of the fleet's two queues whose last event is older than the cutoff. Waiting and running jobs,
+# and so the queueing locks, are never touched; the reports hold what a job did.
+_PRUNE_JOBS_SQL: Final = """DELETE FROM procrastinate_jobs AS job
+ WHERE job.queue_name IN ('inboxcheck-fleet', 'inboxcheck-fleet-schedule')
+   AND job.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+   AND NOT EXISTS (SELECT 1 FROM procrastinate_events AS event
+                    WHERE event.job_id = job.id AND event.at >= to_timestamp(:cutoff))"""
+
+
+async def prune_jobs(engine: AsyncEngine, *, keep_days: float, now: float) -> int | None:
+    """Delete the job queue's finished jobs older than ``keep_days``; how many went, or None when
+    the fleet has no queue (SQLite, or ``fleet migrate-queue`` never run)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    async with engine.begin() as conn:
+        has_queue = (await conn.execute(sa.text("SELECT to_regclass('procrastinate_jobs')"))).scalar_one()
+        if has_queue is None:
+            return None
+        done = await conn.execute(sa.text(_PRUNE_JOBS_SQL), {"cutoff": now - keep_days * DAY})
+        return int(done.rowcount or 0)
+
+
 async def add_webhook(engine: AsyncEngine, url: str, *, now: float) -> bool:
     async with writing(engine) as conn:
         exists = (await conn.execute(sa.select(webhooks.c.id).where(webhooks.c.url == url))).first()

@@ -231,6 +231,10 @@ async def schedule_round(
             return summary
         summary.round_id, summary.resumed, summary.planned = plan.round_id, plan.resumed, plan.planned
         task = app.tasks[TASK]
+
+        def configured(lock_name: str, payload: str) -> procrastinate.jobs.JobDeferrer:
+            return task.configure(lock=mailbox_lock(payload), queueing_lock=lock_name)
+
         for start in range(0, len(plan.remaining), 1000):
             ids = plan.remaining[start : start + 1000]
             locks = {queueing_lock(plan.round_id, i): i for i in ids}
@@ -252,18 +256,30 @@ async def schedule_round(
                     )
                 }
             summary.already += len(busy)
-            for lock_name, account_id in locks.items():
-                if lock_name in busy or account_id not in payloads:
-                    continue
-                try:
-                    await task.configure(
-                        lock=mailbox_lock(payloads[account_id]), queueing_lock=lock_name
-                    ).defer_async(account_id=account_id, round_id=plan.round_id)
-                except exceptions.AlreadyEnqueued:
-                    # Another scheduler queued it a moment ago.
-                    summary.already += 1
-                else:
-                    summary.queued += 1
+            jobs = [
+                configured(lock_name, payloads[account_id]).make_new_job(
+                    account_id=account_id, round_id=plan.round_id
+                )
+                for lock_name, account_id in locks.items()
+                if lock_name not in busy and account_id in payloads
+            ]
+            if not jobs:
+                continue
+            try:
+                # One INSERT for the chunk (all or nothing), each job with its own locks.
+                await app.job_manager.batch_defer_jobs_async(jobs)
+            except exceptions.AlreadyEnqueued:
+                # Another hand queued one of them since the look above (a second scheduler waits on
+                # the advisory lock): nothing of the chunk went in; one by one, the counts exact.
+                for job in jobs:
+                    try:
+                        await app.job_manager.defer_job_async(job)
+                    except exceptions.AlreadyEnqueued:
+                        summary.already += 1
+                    else:
+                        summary.queued += 1
+            else:
+                summary.queued += len(jobs)
     return summary
 
 

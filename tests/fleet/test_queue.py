@@ -324,6 +324,54 @@ def test_schedule_is_safe_against_two_schedulers_at_once(queue_db: str, tmp_path
     assert len(counts) == 40 and {n for _, n in counts} == {1}
 
 
+def test_schedule_counts_stay_exact_when_another_hand_queues_a_job_of_its_chunk(
+    queue_db: str, tmp_path: Path
+) -> None:
+    # Jobs go in by chunks, one INSERT each; a job queued meanwhile by another hand (not holding
+    # the scheduler's lock) makes the chunk's INSERT fail whole: the chunk is then queued one by one.
+    env = _env(queue_db)
+    _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", [batch_user(i) for i in range(5)]))], env)
+    round_id = json.loads(_fleet(["schedule", "--format", "json"], env).stdout)["round_id"]
+    raced = min(row[0] for row in _rows(queue_db, "SELECT id FROM accounts"))
+    with psycopg.connect(queue_db) as conn:
+        conn.execute(b"DELETE FROM procrastinate_jobs")
+        conn.commit()
+        # The other hand's job, not committed yet: schedule does not see it, and its INSERT
+        # waits on the queueing lock's unique index until this transaction ends.
+        conn.execute(
+            b"INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args)"
+            b" VALUES ('inboxcheck-fleet', 'inboxcheck.fleet.check_account', %s, %s)",
+            (f"round:{round_id}:account:{raced}", json.dumps({"account_id": raced, "round_id": round_id})),
+        )
+        proc = subprocess.Popen(
+            [*INBOXCHECK, "schedule", "--format", "json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%procrastinate_defer_jobs%'"
+            )
+            while _rows(queue_db, waiting)[0][0] == 0:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "schedule never reached its INSERT"
+                time.sleep(0.1)
+        except BaseException:
+            proc.kill()
+            raise
+        conn.commit()
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert (summary["round_id"], summary["queued"], summary["already"]) == (round_id, 4, 1)
+    counts = _rows(queue_db, "SELECT args->>'account_id', count(*) FROM procrastinate_jobs GROUP BY 1")
+    assert len(counts) == 5 and {n for _, n in counts} == {1}
+
+
 def test_workers_with_schedule_queue_due_accounts_once_per_tick_and_one_round_at_a_time(
     queue_db: str, tmp_path: Path, workers_dir: Path
 ) -> None:
@@ -363,6 +411,37 @@ def test_workers_with_schedule_queue_due_accounts_once_per_tick_and_one_round_at
     )
     assert len(ticks) >= 3 and {n for _, n in ticks} == {1}, ticks
     assert "Traceback" not in workers.logs(), workers.logs()[-3000:]
+
+
+def test_prune_deletes_the_queues_finished_jobs_and_never_a_waiting_one(
+    queue_db: str, tmp_path: Path, workers_dir: Path
+) -> None:
+    # Procrastinate keeps every finished job (one per account per round): `fleet prune` deletes them.
+    env = _env(queue_db)
+    _fleet(["add", str(write_jsonl(tmp_path / "a.jsonl", [batch_user(i) for i in range(3)]))], env)
+    _fleet(["schedule"], env)
+    workers = _Workers(["--only", "account", "-q"], env, workers_dir, queue_db)
+    try:
+        proc = workers.start()
+        _wait_for(
+            "a finished round", lambda: all(r[2] is not None for r in _round_state(queue_db)[1]), workers
+        )
+        workers.stop(proc, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, workers.logs()
+    finally:
+        workers.close()
+    # A second round, queued and not taken: its jobs wait.
+    _fleet(["add", str(write_jsonl(tmp_path / "b.jsonl", [batch_user(i) for i in range(3, 5)]))], env)
+    _fleet(["schedule"], env)
+    status = "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1 ORDER BY 1"
+    assert _rows(queue_db, status) == [("succeeded", 3), ("todo", 2)]
+
+    kept = _fleet(["prune", "--keep-days", "1"], env)
+    assert "0 finished job(s)" in kept.stderr and _rows(queue_db, status) == [("succeeded", 3), ("todo", 2)]
+    pruned = _fleet(["prune", "--keep-days", "0"], env)
+    assert "3 finished job(s)" in pruned.stderr, pruned.stderr
+    assert _rows(queue_db, status) == [("todo", 2)]
+    assert _rows(queue_db, "SELECT count(*) FROM procrastinate_events")[0][0] == 2
 
 
 def test_the_cli_loads_procrastinate_only_when_a_queue_command_runs() -> None:
