@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from inboxcheck.fleet.oauth import FleetOAuth
 
 # An OAuth2 account's secrets, encrypted like the passwords (the field name is associated data).
-_OAUTH_FIELDS: Final = ("oauth_refresh_token", "oauth_client_secret")
+# oauth_given_token is the refresh token as `fleet add` last gave it: the same line added again keeps
+# the stored one, which may be its rotated successor (the given one may be retired by then).
+_OAUTH_FIELDS: Final = ("oauth_refresh_token", "oauth_client_secret", "oauth_given_token")
 
 
 @dataclass
@@ -61,8 +63,6 @@ async def add_accounts(
     passwords from then on. Refused when any stored account was encrypted under another key: a
     fleet has one key.
     """
-    from inboxcheck.fleet.oauth import public_json
-
     refreshes = {_normal(address): request for address, request in (oauth or {}).items()}
     result = AddResult()
     latest: dict[str, Account] = {}
@@ -85,12 +85,14 @@ async def add_accounts(
                     accounts.c.imap_password,
                     accounts.c.interval_s,
                     accounts.c.oauth,
-                    accounts.c.oauth_refresh_token,
+                    accounts.c.oauth_given_token,
                     accounts.c.oauth_client_secret,
                 ).where(accounts.c.address.in_(chunk))
             )
             existing.update({row.address: row for row in rows})
-        inserts, updates, reschedules = [], [], []
+        inserts, reschedules = [], []
+        # By the columns they set (an OAuth2 account given its same token again keeps the stored one).
+        updates: dict[frozenset[str], list[dict[str, Any]]] = {}
         for address, account in latest.items():
             payload = account.view().model_dump_json()
             old = existing.get(address)
@@ -112,14 +114,14 @@ async def add_accounts(
                     address, "imap_password", account.imap_password.get_secret_value()
                 ),
                 "key_id": key.id,
-                **_oauth_values(key, address, refresh, public_json),
+                **_oauth_values(key, address, refresh, old),
                 "interval_s": int(interval),
                 "updated_at": now,
                 # A new or changed payload is checked at the next run, whatever its schedule said.
                 "next_due": now,
             }
             if old is not None:
-                updates.append({"b_id": old.id, **values})
+                updates.setdefault(frozenset(values), []).append({"b_id": old.id, **values})
                 result.updated.append(address)
             else:
                 inserts.append(
@@ -137,24 +139,32 @@ async def add_accounts(
                 result.added.append(address)
         if inserts:
             await conn.execute(accounts.insert(), inserts)
-        for changed in (updates, reschedules):
+        for changed in (*updates.values(), reschedules):
             if changed:
                 await conn.execute(accounts.update().where(accounts.c.id == sa.bindparam("b_id")), changed)
     return result
 
 
-def _oauth_values(key: FleetKey, address: str, refresh: RefreshRequest | None, public: Any) -> dict[str, Any]:
+def _oauth_values(key: FleetKey, address: str, refresh: RefreshRequest | None, old: Any) -> dict[str, Any]:
+    from inboxcheck.fleet.oauth import public_json
+
     if refresh is None:
         return dict.fromkeys(("oauth", *_OAUTH_FIELDS))
     secret = refresh.client_secret
-    return {
-        "oauth": public(refresh),
-        "oauth_refresh_token": key.encrypt(
-            address, "oauth_refresh_token", refresh.refresh_token.get_secret_value()
-        ),
+    values = {
+        "oauth": public_json(refresh),
         "oauth_client_secret": None
         if secret is None
         else key.encrypt(address, "oauth_client_secret", secret.get_secret_value()),
+    }
+    token = refresh.refresh_token.get_secret_value()
+    if old is not None and _opened(key, old, "oauth_given_token") == token:
+        # The token this account was given before: the stored one (perhaps rotated since) stands.
+        return values
+    return {
+        **values,
+        "oauth_refresh_token": key.encrypt(address, "oauth_refresh_token", token),
+        "oauth_given_token": key.encrypt(address, "oauth_given_token", token),
     }
 
 
@@ -172,7 +182,7 @@ def _same(row: Any, key: FleetKey, payload: str, account: Account, refresh: Refr
     secret = refresh.client_secret
     return (
         row.oauth == public_json(refresh)
-        and _opened(key, row, "oauth_refresh_token") == refresh.refresh_token.get_secret_value()
+        and _opened(key, row, "oauth_given_token") == refresh.refresh_token.get_secret_value()
         and _opened(key, row, "oauth_client_secret")
         == (None if secret is None else secret.get_secret_value())
     )

@@ -47,7 +47,7 @@ class _Fleet:
             assert result.exit_code == code, result.output + result.stderr
         return result
 
-    def add(self, refresh_token: str, **oauth: str) -> None:
+    def add(self, refresh_token: str, **oauth: str) -> str:
         payload = {k: v for k, v in self.lab.account(USER).items() if not k.endswith("_password")}
         secret = self.tmp_path / "client-secret"
         secret.write_text(CLIENT_SECRET + "\n")
@@ -59,8 +59,7 @@ class _Fleet:
             "token_url": self.lab.oauth.token_url,
             **oauth,
         }
-        result = self("add", str(write_jsonl(self.tmp_path / "fleet.jsonl", [payload])), code=0)
-        assert f"added {USER}" in result.output or f"updated {USER}" in result.output
+        return self("add", str(write_jsonl(self.tmp_path / "fleet.jsonl", [payload])), code=0).stdout
 
     def status(self) -> dict[str, Any]:
         [row] = json.loads(self("status", "--format", "json", code=0).stdout)["accounts"]
@@ -103,7 +102,7 @@ def test_an_oauth_account_logs_in_with_tokens_and_its_rotated_refresh_token_is_k
     fleet = _Fleet(lab, fleet_db, tmp_path)
     first = lab.oauth.rotating_refresh_token(USER)
     earlier = len(lab.oauth.issued_refresh_tokens)
-    fleet.add(first)
+    assert fleet.add(first) == f"added {USER}\n"
     fleet("run", *fleet.check, code=0)
     checks = _checks(fleet.last_report())
     assert checks["oauth.token"]["status"] == "pass"
@@ -113,6 +112,9 @@ def test_an_oauth_account_logs_in_with_tokens_and_its_rotated_refresh_token_is_k
     assert lab.oauth.token_requests[-1]["refresh_token"] == first
     assert lab.oauth.token_requests[-1]["client_secret"] == CLIENT_SECRET
     [rotated] = lab.oauth.issued_refresh_tokens[earlier:]
+    # The same file added again: unchanged, the rotated token stands (the file's was retired).
+    assert fleet.add(first) == ""
+    assert "0 added, 0 updated, 1 unchanged" in fleet.outputs[-1]
     # The endpoint retired the first token: a second round works only with the stored rotated one.
     fleet("run", "--all", *fleet.check, code=0)
     assert lab.oauth.token_requests[-1]["refresh_token"] == rotated

@@ -195,11 +195,32 @@ async def test_accounts_upsert_by_address_and_their_passwords_stay_encrypted(
     )
     await store.load_accounts(engine, [3], key=KEY, refresh=refresh)
     assert refresh[3].request.refresh_token.get_secret_value() == ROTATED_CANARY
+    # The same file added again keeps the rotated token (the one it gives may be retired by now); a
+    # line with another refresh token (the user signed in again) replaces it.
+    again = await store.add_accounts(engine, _accounts(3), key=KEY, interval=7200, now=NOW, oauth=oauth)
+    assert again.unchanged == [f"user{i}@example.test" for i in range(3)]
+    await store.load_accounts(engine, [3], key=KEY, refresh=refresh)
+    assert refresh[3].request.refresh_token.get_secret_value() == ROTATED_CANARY
+    renamed = [*_accounts(2), Account.model_validate(batch_user(2, display_name="Renamed"))]
+    assert (await store.add_accounts(engine, renamed, key=KEY, interval=7200, now=NOW, oauth=oauth)).updated
+    await store.load_accounts(engine, [3], key=KEY, refresh=refresh)
+    assert refresh[3].request.refresh_token.get_secret_value() == ROTATED_CANARY
+    fresh = {"user2@example.test": _refresh("Signed-in-again-token-1")}
+    assert (await store.add_accounts(engine, renamed, key=KEY, interval=7200, now=NOW, oauth=fresh)).updated
+    await store.load_accounts(engine, [3], key=KEY, refresh=refresh)
+    assert refresh[3].request.refresh_token.get_secret_value() == "Signed-in-again-token-1"
     # Nothing of the password, the refresh tokens or the client secret, in any encoding, is in the
     # stored bytes.
     dump = _stored_bytes(fleet_db, request)
     assert b"contoso.example" in dump  # the refresh's public part is
-    for secret in (CANARY, "Another-pw-991", REFRESH_CANARY, SECRET_CANARY, ROTATED_CANARY):
+    for secret in (
+        CANARY,
+        "Another-pw-991",
+        REFRESH_CANARY,
+        SECRET_CANARY,
+        ROTATED_CANARY,
+        "Signed-in-again-token-1",
+    ):
         for form in (secret, base64.b64encode(secret.encode()).decode(), secret.encode().hex()):
             assert form.encode() not in dump
     for form in (CANARY, base64.b64encode(CANARY.encode()).decode(), CANARY.encode().hex()):
