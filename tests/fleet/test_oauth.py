@@ -258,3 +258,21 @@ def test_add_refuses_a_bad_oauth_object_precisely_and_never_shows_its_secrets(
         cli, ["check", "--batch", str(tmp_path / "in.jsonl"), "--only", "account", "--format", "json"], env={}
     )
     assert token not in checked.output and "oauth" in checked.output
+
+
+@pytest.mark.lab
+def test_an_unreachable_token_endpoint_makes_the_account_degraded_not_broken(
+    lab: Any, fleet_db: str, tmp_path: Path
+) -> None:
+    import socket
+
+    fleet = _Fleet(lab, fleet_db, tmp_path)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    fleet.add(lab.oauth.rotating_refresh_token(USER), token_url=f"http://127.0.0.1:{port}/token")
+    fleet("run", *fleet.check, code=3)
+    fleet("run", "--all", *fleet.check, code=3)
+    status = fleet.status()
+    assert status["verdict"] == "degraded", status
+    assert status["cause"]["code"] == "oauth.token.unavailable", status
