@@ -176,7 +176,7 @@ def add(source: Path, interval: str, db: str | None, key_file: Path | None) -> N
 @_db_option
 @_option("format", help="Output format on stdout.")
 def list_(db: str | None, fmt: str) -> None:
-    """Every account: its schedule, whether it is paused, its verdict."""
+    """Every account: its schedule, whether it is paused, its verdict, an OAuth2 login."""
     from inboxcheck.cli._terminal import escape
     from inboxcheck.fleet import store
 
@@ -186,9 +186,10 @@ def list_(db: str | None, fmt: str) -> None:
         return
     for row in rows:
         paused = " (paused)" if row["paused"] else ""
+        login = f", {row['login']}" if row["login"] != "password" else ""
         click.echo(
             f"{_mark(row['verdict'])} {escape(row['email_address'])} {row['verdict']}{paused}  "
-            f"every {_human(row['interval_s'])}, next {row['next_due']}"
+            f"every {_human(row['interval_s'])}, next {row['next_due']}{login}"
         )
 
 

@@ -204,6 +204,7 @@ async def list_accounts(engine: AsyncEngine) -> list[dict[str, Any]]:
                 accounts.c.paused,
                 accounts.c.next_due,
                 accounts.c.state,
+                accounts.c.oauth,
             ).order_by(accounts.c.address)
         )
         return [
@@ -214,6 +215,8 @@ async def list_accounts(engine: AsyncEngine) -> list[dict[str, Any]]:
                 "paused": bool(row.paused),
                 "next_due": iso(row.next_due),
                 "verdict": row.state,
+                # How it logs in: its passwords, or OAuth2 tokens by refresh (the provider named).
+                "login": "password" if row.oauth is None else f"oauth2 {json.loads(row.oauth)['provider']}",
             }
             for row in rows
         ]

@@ -103,6 +103,9 @@ def test_an_oauth_account_logs_in_with_tokens_and_its_rotated_refresh_token_is_k
     first = lab.oauth.rotating_refresh_token(USER)
     earlier = len(lab.oauth.issued_refresh_tokens)
     assert fleet.add(first) == f"added {USER}\n"
+    [listed] = json.loads(fleet("list", "--format", "json", code=0).stdout)["accounts"]
+    assert listed["login"] == "oauth2 google"
+    assert fleet("list", code=0).stdout.rstrip().endswith(", oauth2 google")
     fleet("run", *fleet.check, code=0)
     checks = _checks(fleet.last_report())
     assert checks["oauth.token"]["status"] == "pass"
