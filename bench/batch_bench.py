@@ -45,16 +45,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import json
 import os
-import re
-import resource
 import shutil
-import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,334 +61,23 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench._batch_methods import (  # noqa: E402
+    all_logged_in,
+    bare_loop,
+    limit_warnings,
+    print_profile,
+    run_bare,
+    run_inboxcheck,
+    run_tools,
+)
 from bench._netns import in_namespace  # noqa: E402
 
-BIN = Path(sys.executable).parent
 TARGET_BARE = 0.8
 # Issue 11, measured by --rounds at concurrency 50.
 TARGET_ROUNDS_BARE = 0.9
 TARGET_RSS_MB = 100.0
 TARGET_TOOLS = 5.0
 LOGIN_CHECKS = ("smtp.login", "imap.login")
-# Postfix: 'service "submission" (...) has reached its process limit'; Dovecot: 'process_limit (100)
-# reached' or 'client_limit ... reached'.
-LIMIT_PATTERN = re.compile(r"reached its process limit|process_limit \(\d+\) reached|client_limit.*reached")
-
-
-# --- the bare-protocol loop (runs in a subprocess: ``--bare N``) --------------------------------------
-
-
-async def _bare_account(
-    payload: dict[str, Any], context: ssl.SSLContext, *, same_steps: bool
-) -> tuple[bool, bool]:
-    import aioimaplib
-    import aiosmtplib
-
-    async def smtp() -> bool:
-        client = aiosmtplib.SMTP(
-            hostname=payload["smtp_host"],
-            port=payload["smtp_port"],
-            start_tls=True,
-            tls_context=context,
-            timeout=60,
-        )
-        await client.connect()
-        try:
-            await client.login(payload["smtp_username"], payload["smtp_password"])
-        finally:
-            await client.quit()
-        return True
-
-    async def imap() -> bool:
-        client = aioimaplib.IMAP4_SSL(
-            host=payload["imap_host"], port=payload["imap_port"], ssl_context=context, timeout=60
-        )
-        try:
-            # aioimaplib asks CAPABILITY itself after the greeting, as inboxcheck's check does.
-            await client.wait_hello_from_server()
-            ok = (await client.login(payload["imap_username"], payload["imap_password"])).result == "OK"
-            if ok and same_steps:
-                ok = (await client.examine("INBOX")).result == "OK"
-            return bool(ok)
-        finally:
-            # Always end the session: a connection left open holds a Dovecot imap-login process.
-            with contextlib.suppress(Exception):
-                await client.logout()
-
-    results = await asyncio.gather(smtp(), imap(), return_exceptions=True)
-    return results[0] is True, results[1] is True
-
-
-async def _bare_loop(
-    payloads: list[dict[str, Any]], concurrency: int, ca_file: str, *, same_steps: bool
-) -> dict[str, int]:
-    context = ssl.create_default_context(cafile=ca_file)
-    limit = asyncio.Semaphore(concurrency)
-    counts = {"accounts": len(payloads), "smtp_ok": 0, "imap_ok": 0, "both_ok": 0}
-
-    async def one(payload: dict[str, Any]) -> None:
-        async with limit:
-            smtp_ok, imap_ok = await _bare_account(payload, context, same_steps=same_steps)
-        counts["smtp_ok"] += smtp_ok
-        counts["imap_ok"] += imap_ok
-        counts["both_ok"] += smtp_ok and imap_ok
-
-    await asyncio.gather(*(one(p) for p in payloads))
-    return counts
-
-
-# --- timing a subprocess ---------------------------------------------------------------------------
-
-
-class CpuMeter:
-    """Machine-wide busy share (/proc/stat) and this process's children's CPU over a span."""
-
-    def __enter__(self) -> CpuMeter:
-        self._proc = _proc_stat()
-        self._children = _children_cpu()
-        self._start = time.perf_counter()
-        return self
-
-    peak_rss_mb: float | None = None
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self._start
-        busy0, total0 = self._proc
-        busy1, total1 = _proc_stat()
-        self.machine_busy = (busy1 - busy0) / max(1, total1 - total0)
-        self.client_cpu = _children_cpu() - self._children
-
-
-def _proc_stat() -> tuple[int, int]:
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _run_timed(
-    argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> tuple[CpuMeter, str, str, int]:
-    with CpuMeter() as meter, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
-        # wait4, not wait: the kernel's high-water mark of this child's resident memory.
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    meter.peak_rss_mb = usage.ru_maxrss / 1024
-    return meter, stdout, stderr, process.returncode
-
-
-def _figures(meter: CpuMeter, accounts: int) -> dict[str, float | None]:
-    return {
-        "seconds": meter.wall,
-        "accounts_per_s": accounts / meter.wall,
-        "client_cpu_s": meter.client_cpu,
-        "machine_busy": meter.machine_busy,
-        "peak_rss_mb": meter.peak_rss_mb,
-        "load_average": os.getloadavg()[0],
-    }
-
-
-def run_bare(
-    batch: Path, concurrency: int, ca_file: Path, accounts: int, *, same_steps: bool = False
-) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--bare", str(concurrency), "--batch", str(batch), "--ca", str(ca_file)]
-    meter, stdout, stderr, code = _run_timed([*argv, "--same-steps"] if same_steps else argv)
-    if code != 0:
-        raise RuntimeError(f"the bare loop failed ({code}): {stderr[-2000:]}")
-    counts = json.loads(stdout)
-    method = "bare+same-steps" if same_steps else "bare"
-    return {"method": method, "concurrency": concurrency, **_figures(meter, accounts), **counts}
-
-
-def run_inboxcheck(
-    batch: Path,
-    workdir: Path,
-    *,
-    concurrency: int,
-    per_host: int,
-    nameserver: str,
-    ca_file: Path,
-    accounts: int,
-    logins_only: bool,
-    source: Path | None = None,
-    profile: Path | None = None,
-) -> dict[str, Any]:
-    """One ``check --batch`` run; ``source``: the source tree whose ``inboxcheck`` runs (``python -m``
-    from that tree; the code before a change is one), else the installed console script. ``profile``:
-    run it under cProfile counting CPU time (``python -m cProfile`` counts the wall clock, which the
-    machine's other load inflates), stats to that file."""
-    output = workdir / f"out-{concurrency}-{per_host}-{'logins' if logins_only else 'all'}.jsonl"
-    output.unlink(missing_ok=True)
-    only = ["--only", "smtp", "--only", "imap"] if logins_only else []
-    command = [str(BIN / "inboxcheck")] if source is None else [sys.executable, "-m", "inboxcheck"]
-    if profile is not None:
-        command = [sys.executable, "-c", _PROFILE, str(profile)]
-    env = None if source is None else dict(os.environ, PYTHONPATH=str(source))
-    argv = [
-        *command,
-        "check",
-        "--batch",
-        str(batch),
-        "--output",
-        str(output),
-        "--format",
-        "json",
-        *only,
-        "--nameserver",
-        nameserver,
-        "--ca-file",
-        str(ca_file),
-        "--concurrency",
-        str(concurrency),
-        "--per-host",
-        str(per_host),
-        "--timeout",
-        "60",
-        "--deadline",
-        "600",
-    ]
-    meter, _, stderr, code = _run_timed(argv, env=env, cwd=source)
-    counts = {"accounts": 0, "smtp_ok": 0, "imap_ok": 0, "both_ok": 0}
-    verdicts: dict[str, int] = {}
-    with output.open(encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            counts["accounts"] += 1
-            verdicts[record["verdict"]] = verdicts.get(record["verdict"], 0) + 1
-            statuses = {c["name"]: c["status"] for c in (record.get("report") or {}).get("checks", [])}
-            smtp_ok = statuses.get("smtp.login") == "pass"
-            imap_ok = statuses.get("imap.login") == "pass"
-            counts["smtp_ok"] += smtp_ok
-            counts["imap_ok"] += imap_ok
-            counts["both_ok"] += smtp_ok and imap_ok
-    output.unlink()
-    return {
-        "method": "inboxcheck" if logins_only else "inboxcheck-all-checks",
-        "source": str(source) if source else None,
-        "concurrency": concurrency,
-        "per_host": per_host,
-        **_figures(meter, accounts),
-        **counts,
-        "verdicts": verdicts,
-        "exit_code": code,
-        "summary": stderr.strip().splitlines()[-3:],
-    }
-
-
-_PROFILE = """
-import cProfile, runpy, sys, time
-out = sys.argv.pop(1)
-profiler = cProfile.Profile(time.process_time)
-profiler.enable()
-try:
-    runpy.run_module("inboxcheck", run_name="__main__", alter_sys=True)
-except SystemExit:
-    pass
-finally:
-    profiler.disable()
-    profiler.dump_stats(out)
-"""
-
-
-def _print_profile(path: Path) -> None:
-    import pstats
-
-    print(f"profile of one inboxcheck run (CPU time): {path}", file=sys.stderr)
-    stats = pstats.Stats(str(path), stream=sys.stderr)
-    stats.sort_stats("tottime").print_stats(40)
-    stats.sort_stats("cumulative").print_stats(r"inboxcheck|pydantic", 50)
-
-
-def run_tools(payloads: list[dict[str, Any]], ca_file: Path, accounts: int) -> dict[str, Any]:
-    """swaks then curl for each account, one after another, as a person checking inboxes would."""
-    counts = {"accounts": len(payloads), "smtp_ok": 0, "imap_ok": 0, "both_ok": 0}
-    failures: list[str] = []
-    with CpuMeter() as meter:
-        for p in payloads:
-            swaks = subprocess.run(
-                [
-                    "swaks",
-                    "--server",
-                    f"{p['smtp_host']}:{p['smtp_port']}",
-                    "--tls",
-                    "--tls-verify",
-                    "--tls-ca-path",
-                    str(ca_file),
-                    "--auth",
-                    "PLAIN",
-                    f"--auth-user={p['smtp_username']}",
-                    "--quit-after",
-                    "AUTH",
-                    "--hide-all",
-                    # Without a value swaks asks for the password, here on stdin: its option parser
-                    # takes any value beginning with "-" (as token_urlsafe passwords may) for an option.
-                    "--auth-password",
-                ],
-                input=p["smtp_password"] + "\n",
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            curl = subprocess.run(
-                [
-                    "curl",
-                    "--silent",
-                    "--show-error",
-                    "--cacert",
-                    str(ca_file),
-                    "--user",
-                    f"{p['imap_username']}:{p['imap_password']}",
-                    f"imaps://{p['imap_host']}:{p['imap_port']}/",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            smtp_ok, imap_ok = swaks.returncode == 0, curl.returncode == 0
-            counts["smtp_ok"] += smtp_ok
-            counts["imap_ok"] += imap_ok
-            counts["both_ok"] += smtp_ok and imap_ok
-            if not (smtp_ok and imap_ok) and len(failures) < 3:
-                failures.append(
-                    f"swaks {swaks.returncode} {swaks.stderr[-300:]} curl {curl.returncode} "
-                    f"{curl.stderr[-300:]}"
-                )
-    rate = len(payloads) / meter.wall
-    return {
-        "method": "swaks+curl",
-        "concurrency": 1,
-        "sample": len(payloads),
-        "seconds": meter.wall,
-        "accounts_per_s": rate,
-        "extrapolated_seconds_for_all": accounts / rate,
-        "client_cpu_s": meter.client_cpu,
-        "machine_busy": meter.machine_busy,
-        **counts,
-        "failures": failures,
-    }
-
-
-def _limit_warnings(logs: dict[str, str]) -> list[str]:
-    found: list[str] = []
-    for path in logs.values():
-        try:
-            text = Path(path).read_text(errors="replace")
-        except OSError:
-            continue
-        found.extend(line.strip() for line in text.splitlines() if LIMIT_PATTERN.search(line))
-    return found
-
-
-def _all_logged_in(row: dict[str, Any]) -> bool:
-    return bool(row["both_ok"] == row["accounts"])
 
 
 # --- the whole measurement -------------------------------------------------------------------------
@@ -422,7 +106,7 @@ def _inside(args: argparse.Namespace) -> dict[str, Any]:
 
         print(f"lab with {n} users up in {lab_start:.1f} s; warm-up pass ...", file=sys.stderr)
         warm = run_bare(bare_batch, 16, lab.ca_file, n)
-        if not _all_logged_in(warm):
+        if not all_logged_in(warm):
             raise RuntimeError(f"the warm-up pass did not log every account in: {warm}")
 
         rows: list[dict[str, Any]] = []
@@ -486,7 +170,7 @@ def _inside(args: argparse.Namespace) -> dict[str, Any]:
             "lab_start_s": lab_start,
             "warmup": warm,
             "rows": rows,
-            "limit_warnings": _limit_warnings(logs)[:20],
+            "limit_warnings": limit_warnings(logs)[:20],
         }
 
 
@@ -569,12 +253,12 @@ def _rounds(args: argparse.Namespace) -> dict[str, Any]:
         print(f"lab with {n} users up; warm-up pass of each method ...", file=sys.stderr)
         for name, run in methods:
             warm = run()
-            if not _all_logged_in(warm):
+            if not all_logged_in(warm):
                 raise RuntimeError(f"the warm-up of {name} did not log every account in: {warm}")
         if args.profile is not None:
             assert isinstance(methods[1][1], functools.partial)
             methods[1][1](profile=args.profile)
-            _print_profile(args.profile)
+            print_profile(args.profile)
         rows: list[dict[str, Any]] = []
         for index in range(args.rounds):
             for name, run in methods if index % 2 == 0 else methods[::-1]:
@@ -626,7 +310,7 @@ def _rounds(args: argparse.Namespace) -> dict[str, Any]:
             "rows": rows,
             "summary": summary,
             "long_rows": long_rows,
-            "limit_warnings": _limit_warnings(lab.info()["logs"])[:20],
+            "limit_warnings": limit_warnings(lab.info()["logs"])[:20],
         }
 
 
@@ -653,7 +337,7 @@ def _rounds_report(result: dict[str, Any]) -> tuple[str, bool]:
     ours = summary["inboxcheck"]
     met_speed = ours["vs_bare_same_round"]["median"] >= TARGET_ROUNDS_BARE
     met_memory = ours["peak_rss_mb"]["max"] <= TARGET_RSS_MB
-    all_in = all(_all_logged_in(r) for r in result["rows"])
+    all_in = all(all_logged_in(r) for r in result["rows"])
     lines += [
         "",
         f"inboxcheck / bare, same round, median: {ours['vs_bare_same_round']['median']:.2f} "
@@ -678,7 +362,7 @@ def _verdict(result: dict[str, Any]) -> dict[str, Any]:
     ours = max((r for r in rows if r["method"] == "inboxcheck"), key=lambda r: r["accounts_per_s"])
     tools = next(r for r in rows if r["method"] == "swaks+curl")
     same = next((r for r in rows if r["method"] == "bare+same-steps"), None)
-    all_in = all(_all_logged_in(r) for r in rows)
+    all_in = all(all_logged_in(r) for r in rows)
     vs_bare = ours["accounts_per_s"] / bare["accounts_per_s"]
     vs_tools = ours["accounts_per_s"] / tools["accounts_per_s"]
     return {
@@ -741,7 +425,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.bare:
         payloads = [json.loads(line) for line in args.batch.read_text(encoding="utf-8").splitlines() if line]
-        counts = asyncio.run(_bare_loop(payloads, args.bare, args.ca, same_steps=args.same_steps))
+        counts = asyncio.run(bare_loop(payloads, args.bare, args.ca, same_steps=args.same_steps))
         print(json.dumps(counts))
         return 0
     if not args.inside and not args.no_netns and os.geteuid() == 0 and shutil.which("ip"):

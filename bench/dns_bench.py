@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +45,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench._dns_proxy import run_proxy  # noqa: E402
+from bench._netns import in_namespace  # noqa: E402
+from bench._nsd import free_port, start_nsd, stop_nsd, wait_for  # noqa: E402
 from inboxcheck._models import Account, Report, Status  # noqa: E402
 from inboxcheck._options import CheckOptions, Family, Nameserver  # noqa: E402
 from inboxcheck._presets import load_presets  # noqa: E402
@@ -388,17 +389,17 @@ def inside(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         check_zones(zones)
         checked = time.perf_counter() - t0
-        port = 53 if args.netns else _free_port()
-        nsd = _start_nsd(workdir, port, zones)
+        port = 53 if args.netns else free_port()
+        nsd = start_nsd(workdir, port, zones)
         proxy: subprocess.Popen[str] | None = None
         try:
-            if not _wait_for(port, f"b{args.domains - 1:04d}.test.", nsd):
+            if not wait_for(port, f"b{args.domains - 1:04d}.test.", nsd):
                 print((workdir / "nsd.log").read_text(errors="replace")[-2000:], file=sys.stderr)
                 return 2
             domains = sorted(cases)
             if args.rtt_ms > 0:
                 # A delaying UDP proxy in a process of its own: each direction held rtt/2.
-                listen = _free_port()
+                listen = free_port()
                 proxy = subprocess.Popen(
                     [
                         sys.executable,
@@ -493,175 +494,10 @@ def inside(args: argparse.Namespace) -> int:
             if proxy is not None and proxy.stdin is not None:
                 proxy.stdin.close()
                 proxy.wait(timeout=10)
-            _stop_nsd(nsd)
+            stop_nsd(nsd)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
-
-
-NSD_CONF = """server:
-  ip-address: 127.0.0.1@{port}
-  do-ip4: yes
-  do-ip6: no
-  username: ""
-  chroot: ""
-  database: ""
-  zonesdir: ""
-  zonelistfile: "{root}/zone.list"
-  xfrdfile: "{root}/xfrd.state"
-  xfrdir: "{root}"
-  pidfile: "{root}/nsd.pid"
-  logfile: "{root}/nsd.log"
-  server-count: {servers}
-  verbosity: 0
-  hide-version: yes
-  # NSD's response rate limiting (on by default, 200 answers/s per client netblock) would drop or
-  # truncate most answers of a benchmark that asks thousands of questions a second from 127.0.0.1.
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-remote-control:
-  control-enable: no
-{zones}
-"""
-
-
-def _start_nsd(root: Path, port: int, zones: list[Any]) -> subprocess.Popen[bytes]:
-    """NSD for the generated zones, in a session of its own (stopped by its id, see _stop_nsd)."""
-    from lab.nsd import zone_config
-
-    config = root / "nsd.conf"
-    servers = max(1, min(4, os.cpu_count() or 1))
-    config.write_text(NSD_CONF.format(port=port, root=root, servers=servers, zones=zone_config(zones)))
-    with (root / "nsd.stderr").open("wb") as stderr:
-        return subprocess.Popen(
-            [shutil.which("nsd") or "nsd", "-d", "-c", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-            start_new_session=True,
-        )
-
-
-def _wait_for(port: int, name: str, nsd: subprocess.Popen[bytes]) -> bool:
-    import dns.exception
-    import dns.message
-    import dns.query
-    import dns.rcode
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and nsd.poll() is None:
-        try:
-            response = dns.query.udp(dns.message.make_query(name, "SOA"), "127.0.0.1", port=port, timeout=0.3)
-            if response.rcode() == dns.rcode.NOERROR and response.answer:
-                return True
-        except (dns.exception.DNSException, OSError):
-            pass
-        time.sleep(0.1)
-    return False
-
-
-def _stop_nsd(nsd: subprocess.Popen[bytes]) -> None:
-    """SIGTERM NSD's own session (its master forks the server and xfrd children), then reap it."""
-    import signal
-
-    if nsd.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(nsd.pid, signal.SIGTERM)
-    try:
-        nsd.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(nsd.pid, signal.SIGKILL)
-        nsd.wait()
-
-
-def _free_port() -> int:
-    from lab.ports import free_ports
-
-    return free_ports(["127.0.0.1"], udp_too=[True])[0]
-
-
-def outside(args: argparse.Namespace, argv: list[str]) -> int:
-    """Create a network namespace, run the benchmark inside it, and remove it again."""
-    name = f"inboxcheck-bench-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        command = [
-            "ip",
-            "netns",
-            "exec",
-            name,
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--inside",
-            *argv,
-        ]
-        return subprocess.run(command, check=False).returncode
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
-class _DelayProxy(asyncio.DatagramProtocol):
-    """Holds every datagram ``delay`` seconds each way between the clients and NSD.
-
-    One upstream socket for all queries, answers routed back by query id (rewritten when two
-    clients' ids collide). The concurrency benchmark's proxy opens a socket per query, which on a
-    busy two-core machine made the proxy, not the tools, the bottleneck at a thousand queries/s.
-    """
-
-    def __init__(self, target: tuple[str, int], delay: float) -> None:
-        self.target, self.delay = target, delay
-        self.transport: asyncio.DatagramTransport | None = None
-        self.upstream: asyncio.DatagramTransport | None = None
-        self.pending: dict[int, tuple[bytes, tuple[str, int]]] = {}
-        self.next_id = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) < 12:
-            return
-        self.next_id = (self.next_id + 1) & 0xFFFF
-        qid = self.next_id
-        self.pending[qid] = (data[:2], addr)
-        forwarded = qid.to_bytes(2, "big") + data[2:]
-        asyncio.get_running_loop().call_later(self.delay, self._send_up, forwarded)
-
-    def _send_up(self, data: bytes) -> None:
-        if self.upstream is not None:
-            self.upstream.sendto(data, self.target)
-
-    def answer(self, data: bytes) -> None:
-        entry = self.pending.pop(int.from_bytes(data[:2], "big"), None)
-        if entry is not None and self.transport is not None:
-            original, addr = entry
-            asyncio.get_running_loop().call_later(
-                self.delay, self.transport.sendto, original + data[2:], addr
-            )
-
-
-class _Upstream(asyncio.DatagramProtocol):
-    def __init__(self, proxy: _DelayProxy) -> None:
-        self.proxy = proxy
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) >= 12:
-            self.proxy.answer(data)
-
-
-async def _run_proxy(spec: str) -> None:
-    listen, target, delay = spec.split(":")
-    loop = asyncio.get_running_loop()
-    proxy = _DelayProxy(("127.0.0.1", int(target)), float(delay))
-    front, _ = await loop.create_datagram_endpoint(lambda: proxy, local_addr=("127.0.0.1", int(listen)))
-    upstream, _ = await loop.create_datagram_endpoint(lambda: _Upstream(proxy), family=socket.AF_INET)
-    proxy.upstream = upstream
-    print("ready", flush=True)
-    await loop.run_in_executor(None, sys.stdin.read)  # until the benchmark closes our stdin
-    front.close()
-    upstream.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -687,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proxy", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.proxy:
-        asyncio.run(_run_proxy(args.proxy))
+        asyncio.run(run_proxy(args.proxy))
         return 0
     if shutil.which("nsd") is None:
         print("nsd is not installed (see scripts/install-system-deps.sh)", file=sys.stderr)
@@ -698,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no root or no `ip`: running without a network namespace", file=sys.stderr)
         args.netns = False
         return inside(args)
-    return outside(args, argv)
+    return in_namespace("inboxcheck-bench", str(Path(__file__).resolve()), argv)
 
 
 if __name__ == "__main__":

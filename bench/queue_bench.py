@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
-from bench.batch_bench import _proc_stat
+from bench._batch_methods import proc_stat as _proc_stat
 from bench.fleet_bench import postgres_cluster
 from inboxcheck.fleet._crypto import new_key_text
 from tests.helpers import batch_user, write_jsonl

@@ -21,7 +21,6 @@ the prediction as it was.
 from __future__ import annotations
 
 import asyncio
-import errno
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from pydantic import JsonValue
 
 from inboxcheck._endpoint import Endpoint
+from inboxcheck._errors import LOCAL_SHORTAGE
 from inboxcheck._models import Account, CheckResult, Finding, Severity, finding
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._presets import Preset, PresetMatch, Presets
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LEFTOVER_BOUND",
     "LOCAL_SHORTAGE",
+    "RESOURCES_FIX",
     "SEND_UNKNOWN",
     "CheckContext",
     "CheckFunction",
@@ -58,9 +59,11 @@ _T = TypeVar("_T")
 #: Seconds the runner gives the work checks left behind (a test message to delete) when the run ends
 #: before the check that undoes it: one login and a deletion, short enough after a Ctrl-C.
 LEFTOVER_BOUND: Final = 5.0
-#: A shortage on this machine: too many open files (the process's, the system's), no buffer space,
-#: no memory. An OSError with one of these is never a finding about the account (``run.resources``).
-LOCAL_SHORTAGE: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: The fix of every ``run.resources`` finding.
+RESOURCES_FIX: Final = (
+    "Check fewer accounts at once (--concurrency), or raise this machine's limit on open files "
+    "(ulimit -n), then run again (--retry-errors checks only these)."
+)
 
 #: The send test's message may have been delivered by an earlier, interrupted run: not sent again.
 SEND_UNKNOWN: Final = "send.message.outcome_unknown"

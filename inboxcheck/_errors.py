@@ -25,15 +25,22 @@ become findings where they are caught, and the login conversations' own control 
 (``checks.login.probe.Stop``, ``checks.login.imap_protocol._PeerFailed``, ``dns.wire._Unusual``)
 ends inside the check.
 
+An ``OSError`` whose errno is in ``LOCAL_SHORTAGE`` (too many open files, no buffer space, no memory)
+is this machine's shortage: wherever it is caught (a connection, a DNS lookup, the runner) it becomes
+``run.resources``, never a finding about the account.
+
 This module imports nothing from the package, so every module may import it (no import circle):
 an exception that carries one of the package's types lives beside that type and subclasses one here.
 """
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
+    "LOCAL_SHORTAGE",
     "AccountError",
     "ApiError",
     "ApiKeyError",
@@ -46,6 +53,11 @@ __all__ = [
     "PresetError",
     "ResultsLogError",
 ]
+
+
+#: A shortage on this machine: too many open files (the process's, the system's), no buffer space,
+#: no memory. An OSError with one of these is never a finding about the account (``run.resources``).
+LOCAL_SHORTAGE: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class InboxcheckError(Exception):

@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from inboxcheck._check import LEFTOVER_BOUND, LOCAL_SHORTAGE, CheckContext, CheckSpec, Outcome, SendJournal
+from inboxcheck._check import (
+    LEFTOVER_BOUND,
+    LOCAL_SHORTAGE,
+    RESOURCES_FIX,
+    CheckContext,
+    CheckSpec,
+    Outcome,
+    SendJournal,
+)
 from inboxcheck._endpoint import Endpoint
 from inboxcheck._errors import InboxcheckError, OptionsError
 from inboxcheck._input import parse_account
@@ -296,8 +304,7 @@ def _resources_result(spec: CheckSpec, exc: OSError, duration_ms: float) -> Chec
                 f"The {spec.title} check stopped because this machine ran short of resources "
                 f"({exc.strerror or type(exc).__name__}): a limit of this machine, not the account's "
                 "fault, so it could not tell.",
-                fix="Check fewer accounts at once (--concurrency), or raise this machine's limit on open "
-                "files (ulimit -n), then run again (--retry-errors checks only these).",
+                fix=RESOURCES_FIX,
                 check=spec.name,
                 errno=exc.errno,
             ),

@@ -13,11 +13,15 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.peers import Peer, PeerCerts, PeerConn, serving_in_thread
 from tests.scenarios import ImapScript, SmtpScript, base_payload, free_port
+
+if TYPE_CHECKING:
+    from lab import Lab
 
 ACCOUNTS = 200
 # Files the subprocess may open: fewer than the SMTP and IMAP connections of the 100 accounts that
@@ -179,3 +183,76 @@ async def test_a_check_stopped_by_a_local_shortage_is_run_resources_not_a_bug() 
     assert [f.code for f in files.findings] == ["run.resources"]  # internal.bug before
     assert files.traceback is None
     assert [f.code for f in report.check("test.other").findings] == ["internal.bug"]
+
+
+_DNS_EXHAUSTED = """
+import asyncio, json, os, resource, sys
+from inboxcheck._models import Account
+from inboxcheck._options import CheckOptions, Family, Nameserver
+from inboxcheck._presets import load_presets
+from inboxcheck._runner import run_checks
+from inboxcheck.dns.client import DnsClient
+
+
+def findings(report):
+    return {c.name: [[f.code, f.severity.value] for f in c.findings] for c in report.checks}
+
+
+async def main():
+    account = Account.model_validate(json.loads(sys.argv[1]))
+    server = Nameserver(host=sys.argv[2], port=int(sys.argv[3]))
+    options = CheckOptions(
+        nameservers=(server,),
+        families=frozenset({Family.DNS, Family.SMTP}),
+        deliverability=True,
+        timeout=2,
+        deadline=20,
+    )
+    presets = load_presets()
+    # A first run imports what a run imports as it goes, while files can still be opened.
+    await run_checks(account, options=options, presets=presets)
+    client = DnsClient(options.nameservers, timeout=options.timeout)  # shared, as a batch shares it
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    short = await run_checks(account, options=options, presets=presets, dns_client=client)
+    for fd in held:
+        os.close(fd)
+    after = await run_checks(account, options=options, presets=presets, dns_client=client)
+    print(json.dumps({"short": findings(short), "after": findings(after)}))
+
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.lab
+def test_no_descriptor_for_a_dns_lookup_is_run_resources_not_a_missing_record(lab: Lab) -> None:
+    """nomx.test has no MX and no SPF (fail), and its SMTP host no address: with no descriptor left
+    for the lookups, none of that may be said (dns.unavailable, "check the DNS server", before);
+    the deliverability checks (reverse DNS, blocklists) could not tell either."""
+    address = "a@nomx.test"
+    payload = base_payload(
+        email_address=address, smtp_username=address, imap_username=address, smtp_host="smtp.nomx.test"
+    )
+    host, port = lab.nameserver
+    command = [sys.executable, "-c", _DNS_EXHAUSTED, json.dumps(payload), host, str(port)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(result.stdout)
+    short, after = runs["short"], runs["after"]
+    for name in ("dns.mx", "dns.spf", "dns.dkim", "dns.dmarc", "dns.receivers", "smtp.login", "dns.fcrdns"):
+        assert short[name] == [["run.resources", "error"]], (name, short[name])
+    # One for each list asked (and the SMTP host's address): each could not be sent.
+    assert short["dns.blocklists"]
+    assert {tuple(f) for f in short["dns.blocklists"]} == {("run.resources", "error")}
+    # The shortage was not remembered as the domain's answer: once files could be opened again, the
+    # same client asked again and heard the real (failing) answers.
+    assert ["dns.mx.missing", "fail"] in after["dns.mx"]
+    assert ["dns.spf.missing", "fail"] in after["dns.spf"]
+    assert ["smtp.connect.unresolvable", "fail"] in after["smtp.login"]

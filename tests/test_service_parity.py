@@ -191,3 +191,63 @@ async def test_discover_refuses_trust_hosts_it_cannot_use(
     response = await client.post("/v1/discover", json=body)
     assert "trust_hosts" in _fields(response)
     assert CANARY not in response.text
+
+
+# --- check and diagnose: trust_host (a partial payload) --------------------------------------------
+
+
+def _partial(address: str) -> dict[str, Any]:
+    """What a platform knows before discovery: the address, a name and the password."""
+    return {
+        "email_address": address,
+        "display_name": "Proof Sender",
+        "smtp_password": CANARY,
+        "imap_password": CANARY,
+    }
+
+
+async def test_a_partial_payload_is_completed_with_a_foreign_host_only_when_trusted(
+    client: httpx.AsyncClient, parity_service: Service
+) -> None:
+    # srv-foreign.test's SRV records name mail.lab.test: outside the address's domain, so check
+    # --trust-host is needed before its password may go there (and a check logs in).
+    address = f"proof-{secrets.token_hex(4)}@srv-foreign.test"
+    untrusted = await client.post("/v1/check", json=_partial(address))
+    refused = _fields(untrusted)
+    assert "smtp_host" in refused and "discover.untrusted_host" in refused["smtp_host"]
+
+    checked = await client.post("/v1/check?trust_host=Mail.Lab.Test.", json=_partial(address))
+    assert checked.status_code == 200, checked.text
+    report = Report.model_validate_json(checked.text)
+    assert report.checks[0].name == "account.discovered"
+    assert (report.account.smtp_host, report.account.imap_host) == ("mail.lab.test", "mail.lab.test")
+
+    diagnosed = await client.post(
+        "/v1/diagnose?no_alternates=true&trust_host=mail.lab.test", json={"account": _partial(address)}
+    )
+    assert diagnosed.status_code == 200, diagnosed.text
+    diagnosis = Diagnosis.model_validate_json(diagnosed.text)
+    assert diagnosis.report.checks[0].name == "account.discovered"
+    assert diagnosis.report.account.smtp_host == "mail.lab.test"
+    untrusted_diagnose = await client.post("/v1/diagnose?no_alternates=true", json=_partial(address))
+    assert "discover.untrusted_host" in _fields(untrusted_diagnose)["smtp_host"]
+    for response in (untrusted, checked, diagnosed, untrusted_diagnose):
+        assert CANARY not in response.text
+    assert CANARY not in parity_service.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("path", ["/v1/check", "/v1/diagnose"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "&".join(f"trust_host=h{i}.lab.test" for i in range(17)),  # discover's limit: 16
+        "trust_host=",
+        "trust_host=" + "x" * 254,
+    ],
+)
+async def test_check_and_diagnose_refuse_trust_hosts_discover_refuses(
+    lab: Lab, client: httpx.AsyncClient, path: str, query: str
+) -> None:
+    response = await client.post(f"{path}?{query}", json=_partial("x@lab.test"))
+    assert "trust_host" in _fields(response)
+    assert CANARY not in response.text

@@ -80,6 +80,26 @@ def _pace_rules(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
         raise click.BadParameter(str(exc), param_hint="--pace") from None
 
 
+def _pace_group(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if len(value) > 100 or not value.isprintable() or value != value.strip():
+        raise click.BadParameter(
+            "a group is a printable name of at most 100 characters (no spaces at its ends)",
+            param_hint="--pace-group",
+        )
+    return value
+
+
+def _pace_group_needs_postgresql(engine: AsyncEngine, group: str | None) -> None:
+    """A SQLite fleet is checked by one process at a time: a pace group would mean nothing there."""
+    if group is not None and engine.dialect.name != "postgresql":
+        raise click.UsageError(
+            "--pace-group (or INBOXCHECK_PACE_GROUP) goes with a PostgreSQL fleet, whose processes "
+            "share the pace; a SQLite fleet paces its one run by itself"
+        )
+
+
 def _pace_option(function: _Fn) -> _Fn:
     return click.option(
         "--pace",
@@ -93,7 +113,20 @@ def _pace_option(function: _Fn) -> _Fn:
         "whose limits it replaces (google-workspace=30/5). The providers' presets pace their own "
         "hosts already. On a PostgreSQL fleet the limits hold across every worker and run "
         "together (give each the same --pace).",
-    )(function)
+    )(
+        click.option(
+            "--pace-group",
+            "pace_group",
+            envvar="INBOXCHECK_PACE_GROUP",
+            metavar="NAME",
+            callback=_pace_group,
+            help="The logins of processes with the same group share the limits; other groups have "
+            "their own (PostgreSQL fleets). Give each source address its own group (its public "
+            "address, say), since providers count logins per address: workers behind 5 addresses "
+            "then check 5 times the preset's pace. Default: one group for all "
+            "[env INBOXCHECK_PACE_GROUP].",
+        )(function)
+    )
 
 
 def _key_option(function: _Fn) -> _Fn:

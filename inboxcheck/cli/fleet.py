@@ -25,6 +25,7 @@ from inboxcheck.cli._fleet_common import (
     _key_option as _key_option,
     _mark as _mark,
     _moment as _moment,
+    _pace_group_needs_postgresql as _pace_group_needs_postgresql,
     _pace_option as _pace_option,
     _span as _span,
     _with_store as _with_store,
@@ -311,6 +312,7 @@ def run(
     concurrency: int,
     per_host: int,
     pace_rules: tuple[PaceRule, ...],
+    pace_group: str | None,
     webhooks: tuple[str, ...],
     fmt: str,
     verbose: bool,
@@ -334,6 +336,7 @@ def run(
             progress.start(0)
 
     async def work(engine: AsyncEngine) -> Any:
+        _pace_group_needs_postgresql(engine, pace_group)
         kwargs = _run_kwargs(params, webhooks, needs_secret=await _stored_webhooks(engine))
         return await run_fleet(
             engine,
@@ -342,6 +345,7 @@ def run(
             concurrency=concurrency,
             per_host=per_host,
             pace_rules=pace_rules,
+            pace_group=pace_group,
             on_plan=on_plan,
             on_result=_printer(fmt, quiet, progress),
             on_wait=_waiting(quiet),
@@ -380,6 +384,7 @@ def watch(
     concurrency: int,
     per_host: int,
     pace_rules: tuple[PaceRule, ...],
+    pace_group: str | None,
     webhooks: tuple[str, ...],
     fmt: str,
     verbose: bool,
@@ -418,6 +423,7 @@ def watch(
                 _notice(line)
 
     async def work(engine: AsyncEngine) -> int:
+        _pace_group_needs_postgresql(engine, pace_group)
         kwargs = _run_kwargs(params, webhooks, needs_secret=await _stored_webhooks(engine))
         stop = asyncio.Event()
         with stop_on_signals(stop):
@@ -428,6 +434,7 @@ def watch(
                 concurrency=concurrency,
                 per_host=per_host,
                 pace_rules=pace_rules,
+                pace_group=pace_group,
                 on_result=_printer(fmt, quiet, None),
                 on_round=on_round,
                 on_wait=_waiting(quiet),

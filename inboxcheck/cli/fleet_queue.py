@@ -173,6 +173,7 @@ def worker(
     schedule_every: int,
     name: str | None,
     pace_rules: tuple[PaceRule, ...],
+    pace_group: str | None,
     fmt: str,
     verbose: bool,
     quiet: bool,
@@ -186,7 +187,7 @@ def worker(
     restarted or lost: the worker stays up, says so on stderr, and connects again.
 
     Logins per provider (the presets' limits, and --pace) are counted in the fleet's database:
-    the limits hold for all workers together, not for each.
+    the limits hold for all workers together (of one --pace-group), not for each.
     """
     import asyncio
 
@@ -201,7 +202,7 @@ def worker(
     presets = load_presets()
 
     async def work(engine: AsyncEngine, app: procrastinate.App) -> None:
-        pace = SharedPace(engine, presets, pace_rules)
+        pace = SharedPace(engine, presets, pace_rules, group=pace_group)
         stop = asyncio.Event()
         state = WorkerState(
             engine=engine,
@@ -249,11 +250,9 @@ def queue_status(db: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(counts))
         return
-    click.echo(f"workers seen in the last minute: {counts['workers']}")
-    names = {"todo": "queued", "doing": "running", "succeeded": "done"}
-    for round_id, statuses in sorted(counts["rounds"].items()):
-        parts = ", ".join(f"{n} {names.get(s, s)}" for s, n in sorted(statuses.items()))
-        click.echo(f"round {round_id}: {parts}")
+    from inboxcheck.cli.fleet_reports import queue_lines
+
+    click.echo("\n".join(queue_lines(counts)))
 
 
 def watch_queue(db: str | None, *, every: float, fmt: str, quiet: bool) -> None:

@@ -27,14 +27,25 @@ if TYPE_CHECKING:
 @_db_option
 @_option("format", help="Output format on stdout.")
 def status(db: str | None, fmt: str) -> None:
-    """One line per account: its verdict now, since when, last checked, the top cause."""
+    """One line per account: its verdict now, since when, last checked, the top cause.
+
+    A fleet on the job queue also shows its jobs per round (queued, running, done) and the workers
+    seen in the last minute, as `fleet queue` does.
+    """
     from inboxcheck.cli._terminal import escape
     from inboxcheck.fleet import store
 
+    async def both(engine: AsyncEngine) -> tuple[str, dict[str, Any] | None]:
+        return await store.status_document(engine), await store.job_counts(engine)
+
+    document, queue = _with_store(db, both)
     if fmt == "json":
-        click.echo(_with_store(db, store.status_document))
+        if queue is not None:
+            # {"accounts": [...]} from the store, with the queue beside the accounts.
+            document = document[:-1] + ',"queue":' + json.dumps(queue, separators=(",", ":")) + "}"
+        click.echo(document)
         return
-    rows = _with_store(db, store.status)
+    rows = json.loads(document)["accounts"]
     lines = []
     for row in rows:
         cause = row["cause"]
@@ -43,8 +54,20 @@ def status(db: str | None, fmt: str) -> None:
             f"{_mark(row['verdict'])} {escape(row['email_address'])} {row['verdict']} since "
             f"{row['since'] or '-'}, checked {row['checked_at'] or 'never'}{escape(tail)}"
         )
+    if queue is not None:
+        lines.extend(queue_lines(queue))
     if lines:
         click.echo("\n".join(lines))
+
+
+def queue_lines(counts: dict[str, Any]) -> list[str]:
+    """The queue's jobs per round and its workers, a line each (`fleet queue`, `fleet status`)."""
+    lines = [f"workers seen in the last minute: {counts['workers']}"]
+    names = {"todo": "queued", "doing": "running", "succeeded": "done"}
+    for round_id, statuses in sorted(counts["rounds"].items()):
+        parts = ", ".join(f"{n} {names.get(s, s)}" for s, n in sorted(statuses.items()))
+        lines.append(f"round {round_id}: {parts}")
+    return lines
 
 
 @click.command()

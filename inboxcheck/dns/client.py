@@ -1,9 +1,10 @@
 """One DNS client per run: every lookup goes through it, each (name, type) is asked once.
 
 A lookup ends in a definite answer (records, NXDOMAIN, no data), in "could not tell" (timeout,
-SERVFAIL, REFUSED, a network error), or in a CNAME chain that leads back to itself. Checks must treat
-the last two as ``dns.unavailable`` and ``dns.cname_loop`` and never as "record missing": an
-unreachable server proves nothing about the domain, and a looping CNAME is a broken record.
+SERVFAIL, REFUSED, a network error; or this machine short of descriptors, ``resources``), or in a CNAME
+chain that leads back to itself. Checks must treat the last two as ``dns.unavailable`` (``run.resources``
+for a local shortage) and ``dns.cname_loop`` and never as "record missing": an unreachable server
+proves nothing about the domain, and a looping CNAME is a broken record.
 
 The queries go out through :mod:`inboxcheck.dns.wire`, to the given servers (``--nameserver``) or
 else the system's (``/etc/resolv.conf``); at most
@@ -43,6 +44,9 @@ class DnsStatus(StrEnum):
     REFUSED = "refused"
     ERROR = "error"
     CNAME_LOOP = "cname_loop"  # the name's CNAME chain leads back to itself: a broken record
+    # This machine ran short (too many open files) before the query left: nothing about the domain,
+    # and never kept, so the next ask tries again.
+    RESOURCES = "resources"
 
     @property
     def definite(self) -> bool:
@@ -180,7 +184,11 @@ class DnsClient:
     def _settle(self, key: tuple[str, str], task: asyncio.Task[DnsAnswer]) -> None:
         """Keep the answer in the task's place (same position in the eviction order)."""
         if self._entries.get(key) is task and not task.cancelled() and task.exception() is None:
-            self._entries[key] = task.result()
+            answer = task.result()
+            if answer.status is DnsStatus.RESOURCES:
+                del self._entries[key]
+            else:
+                self._entries[key] = answer
 
     def _evict(self) -> None:
         while len(self._entries) > self.max_entries:

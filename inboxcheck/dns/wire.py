@@ -34,6 +34,8 @@ from dns.rdtypes.ANY.TXT import TXT
 from dns.rdtypes.IN.A import A
 from dns.rdtypes.IN.AAAA import AAAA
 
+from inboxcheck._errors import LOCAL_SHORTAGE
+
 __all__ = ["WireAnswer", "WireTransport", "system_servers"]
 
 
@@ -80,7 +82,7 @@ class _Truncated(Exception):
 @dataclass(frozen=True)
 class WireAnswer:
     """The outcome of one lookup: ``status`` is one of ok, nxdomain, nodata, servfail, refused, error,
-    timeout, cname_loop (the values of :class:`~inboxcheck.dns.client.DnsStatus`)."""
+    timeout, cname_loop, resources (the values of :class:`~inboxcheck.dns.client.DnsStatus`)."""
 
     status: str
     rrset: dns.rrset.RRset | None = None
@@ -236,6 +238,10 @@ class WireTransport:
                         last = WireAnswer("error", error="the server sent an answer that cannot be read")
                         continue
                     except (OSError, asyncio.IncompleteReadError) as exc:
+                        if isinstance(exc, OSError) and exc.errno in LOCAL_SHORTAGE:
+                            # No socket for this server is no socket for the next: this machine's
+                            # shortage, not the servers' silence.
+                            return WireAnswer("resources", error=f"this machine ran short: {exc.strerror}")
                         last = WireAnswer("error", error=f"no server answered: {exc or type(exc).__name__}")
                         continue
                     if answer.status in ("servfail", "refused"):

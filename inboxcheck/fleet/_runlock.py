@@ -51,6 +51,7 @@ async def round_lock(
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             await _pg_lock(conn, on_wait=on_wait, poll=poll)
             try:
+                await _refuse_queued_round(conn)
                 yield
             finally:
                 try:
@@ -121,6 +122,37 @@ async def _pg_lock(
             )
         told = True
         await asyncio.sleep(poll)
+
+
+async def _refuse_queued_round(conn: AsyncConnection) -> None:
+    """A fleet whose checks are on the queue (jobs waiting or running) is not run in process too:
+    the run would take the same round and log in to the accounts the workers are checking."""
+    import sqlalchemy as sa
+
+    from inboxcheck.fleet._store_base import QUEUE_NAME
+
+    has_queue = (
+        await conn.execute(sa.text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL"))
+    ).scalar_one()
+    if not has_queue:
+        return
+    pending = (
+        await conn.execute(
+            sa.text(
+                "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = :queue"
+                " AND status IN ('todo', 'doing')"
+            ),
+            {"queue": QUEUE_NAME},
+        )
+    ).scalar_one()
+    if pending:
+        from inboxcheck.fleet._db import FleetDbError
+
+        raise FleetDbError(
+            f"this fleet's checks are on the queue ({pending} jobs waiting or running): a `fleet run` "
+            "now would check the same accounts a second time. Let the workers finish the round "
+            "(`inboxcheck fleet queue` shows it), then run; or keep this fleet on the queue"
+        )
 
 
 async def _pg_unlock(conn: AsyncConnection) -> None:

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 _FIELDS: Final = ("smtp_password", "imap_password")
 DAY: Final = 86_400.0
+#: The queue of the fleet\'s check jobs and of its scheduler (Procrastinate queue names; fleet/queue.py
+#: imports Procrastinate, the store must not).
+QUEUE_NAME: Final = "inboxcheck-fleet"
+SCHEDULE_QUEUE_NAME: Final = "inboxcheck-fleet-schedule"
 
 
 class UnknownAccountError(InboxcheckError):

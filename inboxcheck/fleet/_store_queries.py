@@ -9,7 +9,16 @@ import sqlalchemy as sa
 
 from inboxcheck.fleet._db import writing
 from inboxcheck.fleet._schema import accounts, changes, reports, webhooks
-from inboxcheck.fleet._store_base import DAY, UnknownAccountError, _body, _normal, iso, unpack
+from inboxcheck.fleet._store_base import (
+    DAY,
+    QUEUE_NAME,
+    SCHEDULE_QUEUE_NAME,
+    UnknownAccountError,
+    _body,
+    _normal,
+    iso,
+    unpack,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -159,7 +168,7 @@ async def prune(engine: AsyncEngine, *, keep_days: float, now: float) -> int:
 # of the fleet's two queues whose last event is older than the cutoff. Waiting and running jobs,
 # and so the queueing locks, are never touched; the reports hold what a job did.
 _PRUNE_JOBS_SQL: Final = """DELETE FROM procrastinate_jobs AS job
- WHERE job.queue_name IN ('inboxcheck-fleet', 'inboxcheck-fleet-schedule')
+ WHERE job.queue_name IN (:queue, :schedule_queue)
    AND job.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
    AND NOT EXISTS (SELECT 1 FROM procrastinate_events AS event
                     WHERE event.job_id = job.id AND event.at >= to_timestamp(:cutoff))"""
@@ -174,8 +183,43 @@ async def prune_jobs(engine: AsyncEngine, *, keep_days: float, now: float) -> in
         has_queue = (await conn.execute(sa.text("SELECT to_regclass('procrastinate_jobs')"))).scalar_one()
         if has_queue is None:
             return None
-        done = await conn.execute(sa.text(_PRUNE_JOBS_SQL), {"cutoff": now - keep_days * DAY})
+        done = await conn.execute(
+            sa.text(_PRUNE_JOBS_SQL),
+            {"cutoff": now - keep_days * DAY, "queue": QUEUE_NAME, "schedule_queue": SCHEDULE_QUEUE_NAME},
+        )
         return int(done.rowcount or 0)
+
+
+async def job_counts(engine: AsyncEngine) -> dict[str, Any] | None:
+    """The queue's jobs per round (``{"rounds": {id: {status: count}}, "workers": n}``: waiting,
+    running, done, failed, and the workers seen in the last minute); None when the fleet has no
+    queue (SQLite, or ``fleet migrate-queue`` never run). Plain SQL: Procrastinate is not imported."""
+    if engine.dialect.name != "postgresql":
+        return None
+    async with engine.connect() as conn:
+        has_queue = (await conn.execute(sa.text("SELECT to_regclass('procrastinate_jobs')"))).scalar_one()
+        if has_queue is None:
+            return None
+        rows = await conn.execute(
+            sa.text(
+                "SELECT split_part(queueing_lock, ':', 2)::bigint AS round_id, status::text, count(*)"
+                " FROM procrastinate_jobs WHERE queue_name = :queue AND queueing_lock LIKE 'round:%'"
+                " GROUP BY 1, 2 ORDER BY 1, 2"
+            ),
+            {"queue": QUEUE_NAME},
+        )
+        rounds: dict[int, dict[str, int]] = {}
+        for round_id, status, count in rows:
+            rounds.setdefault(int(round_id), {})[status] = int(count)
+        workers = (
+            await conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM procrastinate_workers"
+                    " WHERE last_heartbeat > now() - interval '1 minute'"
+                )
+            )
+        ).scalar_one()
+    return {"rounds": rounds, "workers": int(workers)}
 
 
 async def add_webhook(engine: AsyncEngine, url: str, *, now: float) -> bool:

@@ -258,6 +258,7 @@ class SharedPace(ProviderPace):
         span: float = 60.0,
         poll: float = 0.5,
         rng: random.Random | None = None,
+        group: str | None = None,
     ) -> None:
         from sqlalchemy.ext.asyncio import create_async_engine
         from sqlalchemy.pool import NullPool
@@ -267,6 +268,8 @@ class SharedPace(ProviderPace):
             raise ValueError("the shared pace needs a PostgreSQL fleet")
         self.span = span
         self.poll = poll
+        # Processes of one group share the limits; another group has its own (a source address).
+        self.group = group
         self._rng = rng or random.Random()
         self._turns: dict[str, asyncio.Lock] = {}
         # Its own connections, one per login, closed after it: never in the store's pool, whose
@@ -295,11 +298,13 @@ class SharedPace(ProviderPace):
             # others in memory: a worker holds a session per login in progress, and one more.
             async with self._turns.setdefault(provider, asyncio.Lock()):
                 conn = await held.enter_async_context(self._engine.connect())
+                # The limits' scope in the database: the provider, within the group if any.
+                scope = provider if self.group is None else f"{provider}@{self.group}"
                 if limits.at_once is not None:
-                    await self._take_slot(conn, provider, limits.at_once)
+                    await self._take_slot(conn, scope, limits.at_once)
                 login: int | None = None
                 if limits.per_minute is not None:
-                    login = await self._take_window(conn, provider, limits.per_minute)
+                    login = await self._take_window(conn, scope, limits.per_minute)
             try:
                 yield
             finally:
@@ -411,8 +416,11 @@ class SharedPace(ProviderPace):
         await self._engine.dispose()
 
 
-def make_pace(engine: AsyncEngine, presets: Presets, rules: Sequence[PaceRule] = ()) -> ProviderPace:
-    """The gate for a fleet's database: shared by every process on PostgreSQL, in memory on SQLite."""
+def make_pace(
+    engine: AsyncEngine, presets: Presets, rules: Sequence[PaceRule] = (), *, group: str | None = None
+) -> ProviderPace:
+    """The gate for a fleet's database: shared by every process on PostgreSQL (of ``group``, if
+    given), in memory on SQLite (one process: a group means nothing there)."""
     if engine.dialect.name == "postgresql":
-        return SharedPace(engine, presets, rules)
+        return SharedPace(engine, presets, rules, group=group)
     return ProviderPace(presets, rules)

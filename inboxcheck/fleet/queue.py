@@ -31,7 +31,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -42,7 +42,10 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from inboxcheck._errors import InboxcheckError
 from inboxcheck.fleet import store
+from inboxcheck.fleet._lost_db import lost_database, quiet_lost_database, reason, shown
+from inboxcheck.fleet._runlock import PG_LOCK as RUN_LOCK
 from inboxcheck.fleet._schema import accounts, reports
+from inboxcheck.fleet._store_base import QUEUE_NAME, SCHEDULE_QUEUE_NAME
 
 if TYPE_CHECKING:
     from procrastinate.job_context import JobContext
@@ -68,9 +71,9 @@ __all__ = [
     "watch_schedule",
 ]
 
-QUEUE: Final = "inboxcheck-fleet"
+QUEUE: Final = QUEUE_NAME
 TASK: Final = "inboxcheck.fleet.check_account"
-SCHEDULE_QUEUE: Final = "inboxcheck-fleet-schedule"
+SCHEDULE_QUEUE: Final = SCHEDULE_QUEUE_NAME
 SCHEDULE_TASK: Final = "inboxcheck.fleet.schedule"
 STALLED_AFTER: Final = 30.0
 GRACEFUL: Final = 30.0
@@ -195,8 +198,13 @@ class ScheduleSummary:
     planned: int = 0
     queued: int = 0
     already: int = 0
+    #: A ``fleet run`` (or ``fleet watch``) was checking a round of this fleet: nothing was queued,
+    #: since its accounts would have been checked twice.
+    run_busy: bool = False
 
     def describe(self) -> str:
+        if self.run_busy:
+            return "a `fleet run` or `fleet watch` is checking this fleet's round: nothing queued"
         if self.round_id is None:
             return "no account is due"
         what = "resumed" if self.resumed else "began"
@@ -224,6 +232,12 @@ async def schedule_round(
         # One scheduler at a time (held until this one has queued its jobs): two at once would
         # otherwise both see no open round and begin two.
         await held.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULER_LOCK})
+        # Nor beside an in-process run of the same fleet (its round lock, held for its round): the
+        # run would log in to the accounts queued here. Held until the jobs are committed, so a run
+        # starting meanwhile waits, then finds them and refuses.
+        if not (await held.execute(sa.select(sa.func.pg_try_advisory_xact_lock(RUN_LOCK)))).scalar_one():
+            summary.run_busy = True
+            return summary
         plan = await store.begin_round(
             engine, all_accounts=all_accounts, now=time.time() if now is None else now
         )
@@ -296,7 +310,7 @@ async def watch_schedule(
     others find the round begun and its jobs queued. The database lost: a line on stderr, and the
     next turn tries again."""
     begun = 0
-    with _quiet_lost_database() as quiet:
+    with quiet_lost_database() as quiet:
         while not stop.is_set():
             try:
                 summary = await schedule_round(engine, app)
@@ -306,7 +320,7 @@ async def watch_schedule(
                 # A pool that failed to open stays half open: closed, the next turn opens a new one.
                 with contextlib.suppress(Exception):
                     await app.close_async()
-                why = _shown(quiet.last_error or _reason(exc))
+                why = shown(quiet.last_error or reason(exc))
                 quiet.last_error = None
                 log.warning("the queue's database is unreachable (%s): trying again in %.0f s", why, every)
             else:
@@ -430,82 +444,6 @@ async def _recover_stalled(app: procrastinate.App, *, stalled_after: float) -> N
                 log.warning("stalled jobs not checked: %s", type(exc).__name__)
 
 
-def lost_database(exc: BaseException | None) -> bool:
-    """Whether ``exc`` (or what it wraps) says the database went away: restarted, shut down,
-    unreachable, a pool that gave no connection in time. Such errors pass; others are bugs."""
-    import psycopg
-    from sqlalchemy.exc import DBAPIError
-
-    for _ in range(10):
-        if exc is None:
-            return False
-        if isinstance(exc, (psycopg.OperationalError, ConnectionError)):
-            return True
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-            return True
-        nested = getattr(exc, "orig", None) or exc.__cause__
-        exc = nested if isinstance(nested, BaseException) else None
-    return False
-
-
-class _LostDatabaseFilter(logging.Filter):
-    """Procrastinate logs each failure of a lost connection with its traceback, and psycopg's pool
-    each failed try to connect: the worker says it once, in one line (``run_worker``), with the
-    pool's last reason (kept here). Other records pass untouched."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.last_error: str | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith("psycopg.pool") and str(record.msg).startswith("error connecting"):
-            if record.args and isinstance(record.args, tuple):
-                self.last_error = str(record.args[-1]).strip().splitlines()[0]
-            return False
-        error = record.exc_info[1] if record.exc_info else None
-        return not lost_database(error)
-
-
-@contextlib.contextmanager
-def _quiet_lost_database() -> Iterator[_LostDatabaseFilter]:
-    """While a worker runs, the warnings and errors of Procrastinate and of psycopg's pool go to
-    stderr (as Python's last resort would show them) without those about the lost database; the
-    loggers stay as they are if the program configured logging itself."""
-    quiet = _LostDatabaseFilter()
-    loop = asyncio.get_running_loop()
-    exception_handler = loop.get_exception_handler()
-
-    def on_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        # A job whose status Procrastinate could not write (the database gone) ends its task with
-        # that error, which nobody reads: the stalled-job recovery takes the job again.
-        if lost_database(context.get("exception")):
-            return
-        if exception_handler is not None:
-            exception_handler(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    # The loop's handler stays after: the tasks of a lost connection may be collected later.
-    loop.set_exception_handler(on_exception)
-    loggers = [logging.getLogger(name) for name in ("procrastinate", "psycopg.pool")]
-    if logging.getLogger().handlers or any(logger.handlers for logger in loggers):
-        yield quiet
-        return
-    handler = logging.StreamHandler()
-    handler.setLevel(logging.WARNING)
-    handler.addFilter(quiet)
-    before = [logger.propagate for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.propagate = False
-    try:
-        yield quiet
-    finally:
-        for logger, propagate in zip(loggers, before, strict=True):
-            logger.removeHandler(handler)
-            logger.propagate = propagate
-
-
 async def _serve(
     app: procrastinate.App, state: WorkerState, *, stalled_after: float, again: bool, **worker: Any
 ) -> None:
@@ -563,7 +501,7 @@ async def run_worker(
     stop = stop or asyncio.Event()
     delay = reconnect[0]
     again = False
-    with _quiet_lost_database() as quiet:
+    with quiet_lost_database() as quiet:
         while not stop.is_set():
             began = time.monotonic()
             life = asyncio.ensure_future(
@@ -592,9 +530,7 @@ async def run_worker(
             if time.monotonic() - began > 60:
                 # It had worked a while: this is a new outage, not the same one going on.
                 delay = reconnect[0]
-            why = _shown(
-                quiet.last_error or (_reason(error) if error is not None else "its connection failed")
-            )
+            why = shown(quiet.last_error or (reason(error) if error is not None else "its connection failed"))
             quiet.last_error = None
             log.warning("the queue's database is unreachable (%s): connecting again in %.0f s", why, delay)
             with contextlib.suppress(TimeoutError):
@@ -602,45 +538,9 @@ async def run_worker(
             delay = min(delay * 2, reconnect[1])
 
 
-def _shown(text: str) -> str:
-    """The server's words made safe for a terminal (the project's escape)."""
-    from inboxcheck.cli._terminal import escape
-
-    return escape(text)
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of what the driver said (never a password: libpq does not repeat it)."""
-    inner = exc
-    for _ in range(10):
-        nested = getattr(inner, "orig", None) or inner.__cause__
-        if not isinstance(nested, BaseException):
-            break
-        inner = nested
-    text = str(inner).strip()
-    return text.splitlines()[0] if text else type(inner).__name__
-
-
 async def job_counts(engine: AsyncEngine) -> dict[str, Any]:
-    """Per open or recent round: jobs waiting, running, done; and the workers seen in the last minute."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.text(
-                "SELECT split_part(queueing_lock, ':', 2)::bigint AS round_id, status::text, count(*)"
-                " FROM procrastinate_jobs WHERE queue_name = :queue AND queueing_lock LIKE 'round:%'"
-                " GROUP BY 1, 2 ORDER BY 1, 2"
-            ),
-            {"queue": QUEUE},
-        )
-        rounds: dict[int, dict[str, int]] = {}
-        for round_id, status, count in rows:
-            rounds.setdefault(int(round_id), {})[status] = int(count)
-        workers = (
-            await conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM procrastinate_workers"
-                    " WHERE last_heartbeat > now() - interval '1 minute'"
-                )
-            )
-        ).scalar_one()
-    return {"rounds": rounds, "workers": int(workers)}
+    """Per round: jobs waiting, running, done; and the workers seen in the last minute."""
+    counts = await store.job_counts(engine)
+    if counts is None:
+        raise QueueError("the fleet database has no queue yet: run `inboxcheck fleet migrate-queue`")
+    return counts

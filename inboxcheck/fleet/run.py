@@ -91,6 +91,7 @@ async def run_fleet(
     on_result: Callable[[BatchLine], None] | None = None,
     on_wait: Callable[[int | None], None] | None = None,
     pace_rules: Sequence[PaceRule] = (),
+    pace_group: str | None = None,
 ) -> FleetRunSummary:
     """Check the accounts of the round (the unfinished one, else those due) and record each report.
 
@@ -99,7 +100,7 @@ async def run_fleet(
     are retried first; they need ``webhook_secret``. While another run has a round of this fleet,
     this one waits for it first (``on_wait`` is told once, with that run's pid if known). Logins
     are paced per provider (preset data and ``pace_rules``), across every process of a PostgreSQL
-    fleet (queue workers, other runs).
+    fleet (queue workers, other runs) in the same ``pace_group``.
     """
     from inboxcheck._batch import run_batch
     from inboxcheck.fleet._runlock import round_lock
@@ -172,7 +173,7 @@ async def run_fleet(
             from inboxcheck._presets import load_presets
 
             presets = load_presets()
-        pace = make_pace(engine, presets, pace_rules)
+        pace = make_pace(engine, presets, pace_rules, group=pace_group)
         closing.append(pace.aclose)
         await run_batch(
             batch_items(engine, loaded, refresh, key=key, timeout=options.timeout, clock=clock),

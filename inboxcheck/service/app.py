@@ -45,6 +45,7 @@ from inboxcheck.service.models import (
     InputErrorDocument,
     Problem,
     diagnose_body,
+    trust_hosts_query,
 )
 from inboxcheck.service.settings import ServiceSettings
 
@@ -226,6 +227,13 @@ async def _payload(request: Request, engine: Engine) -> object:
 
 
 _Selectors = Annotated[list[str] | None, Query(description="Also try this DKIM selector (repeatable).")]
+_TrustHosts = Annotated[
+    list[str] | None,
+    Query(
+        description="With a partial payload: accept this discovered host outside the address's domain "
+        "(--trust-host; repeatable, at most 16).",
+    ),
+]
 _NoAlternates = Annotated[
     bool, Query(description="Do not try the provider's other hosts and ports (diagnose --no-alternates).")
 ]
@@ -242,13 +250,18 @@ def _checks_router() -> APIRouter:
         send_test: bool,
         deliverability: bool,
         dkim_selector: list[str] | None,
+        trust_host: list[str] | None,
         *,
         diagnosing: bool = False,
-    ) -> tuple[object, Any, Report | None] | Response:
-        """The payload (an ``Account`` unless partial), the options, and (``diagnosing``) the
-        earlier report the body carries; or the refusal."""
+    ) -> tuple[object, Any, Report | None, tuple[str, ...]] | Response:
+        """The payload (an ``Account`` unless partial), the options, (``diagnosing``) the earlier
+        report the body carries and the hosts trusted to complete a partial payload; or the refusal."""
         engine = _engine(request)
         previous = None
+        try:
+            trust_hosts = trust_hosts_query(trust_host)
+        except AccountError as exc:
+            return query_error(exc.problems)
         try:
             data = await _payload(request, engine)
             if diagnosing:
@@ -265,14 +278,16 @@ def _checks_router() -> APIRouter:
                 data = parse_account(data, source=SOURCE, env={})
             except AccountError as exc:
                 return input_error(exc)
-        return data, options, previous
+        return data, options, previous, trust_hosts
 
-    async def prepared(engine: Engine, data: object, options: Any) -> tuple[Account, tuple[Any, ...]]:
+    async def prepared(
+        engine: Engine, data: object, options: Any, trust_hosts: tuple[str, ...]
+    ) -> tuple[Account, tuple[Any, ...]]:
         """The account, completed by discovery first when the payload was partial."""
         if isinstance(data, Account):
             return data, ()
         assert isinstance(data, dict)
-        payload, leading = await engine.complete(data, options, source=SOURCE)
+        payload, leading = await engine.complete(data, options, source=SOURCE, trust_hosts=trust_hosts)
         return parse_account(payload, source=SOURCE, env={}), leading
 
     async def guarded(request: Request, engine: Engine, work: Any) -> Response:
@@ -297,16 +312,17 @@ def _checks_router() -> APIRouter:
         send_test: bool = False,
         deliverability: bool = False,
         dkim_selector: _Selectors = None,
+        trust_host: _TrustHosts = None,
     ) -> Response:
         engine = _engine(request)
-        parsed = await account_and_options(request, send_test, deliverability, dkim_selector)
+        parsed = await account_and_options(request, send_test, deliverability, dkim_selector, trust_host)
         if isinstance(parsed, Response):
             return parsed
-        data, options, _ = parsed
+        data, options, _, trust_hosts = parsed
 
         async def run() -> Response:
             async with engine.slot():
-                account, leading = await prepared(engine, data, options)
+                account, leading = await prepared(engine, data, options, trust_hosts)
                 report = await engine.check(account, options, leading=leading)
             return Response(report.model_dump_json(), media_type="application/json")
 
@@ -326,18 +342,21 @@ def _checks_router() -> APIRouter:
         deliverability: bool = False,
         dkim_selector: _Selectors = None,
         no_alternates: _NoAlternates = False,
+        trust_host: _TrustHosts = None,
     ) -> Response:
         from inboxcheck._diagnose import diagnose as run_diagnose
 
         engine = _engine(request)
-        parsed = await account_and_options(request, False, deliverability, dkim_selector, diagnosing=True)
+        parsed = await account_and_options(
+            request, False, deliverability, dkim_selector, trust_host, diagnosing=True
+        )
         if isinstance(parsed, Response):
             return parsed
-        data, options, previous = parsed
+        data, options, previous, trust_hosts = parsed
 
         async def run() -> Response:
             async with engine.slot():
-                account, leading = await prepared(engine, data, options)
+                account, leading = await prepared(engine, data, options, trust_hosts)
                 result = await run_diagnose(
                     account,
                     options=options,

@@ -118,9 +118,10 @@ class Engine:
         return report
 
     async def complete(
-        self, data: dict[str, Any], options: CheckOptions, *, source: str
+        self, data: dict[str, Any], options: CheckOptions, *, source: str, trust_hosts: Sequence[str] = ()
     ) -> tuple[dict[str, Any], tuple[CheckResult, ...]]:
-        """A partial payload completed by discovery, as ``check`` completes one, and its result."""
+        """A partial payload completed by discovery, as ``check`` completes one (``trust_hosts`` as
+        its ``--trust-host``), and its result."""
         from inboxcheck.discovery.complete import complete_payload
 
         completion = await complete_payload(
@@ -130,5 +131,6 @@ class Engine:
             presets=self.presets,
             ssl_context=self.tls,
             dns_client=self.dns(),
+            trust_hosts=trust_hosts,
         )
         return dict(completion.payload), (completion.result(),)

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
 from inboxcheck._errors import AccountError, FieldProblem
 from inboxcheck._input import InputErrorDocument
@@ -21,11 +21,19 @@ __all__ = [
     "DiscoverRequest",
     "InputErrorDocument",
     "Problem",
+    "TrustHosts",
     "diagnose_body",
+    "trust_hosts_query",
 ]
 
-#: Hosts a discover request may trust, each a DNS name (at most 253 characters).
+#: Hosts a request may trust, each a DNS name (at most 253 characters).
 MAX_TRUST_HOSTS: Final = 16
+
+#: The hosts discovered outside the address's domain that a password may go to (--trust-host): the
+#: one rule for discover's ``trust_hosts`` field and the ``trust_host`` query of check and diagnose.
+TrustHosts = Annotated[
+    tuple[Annotated[str, Field(min_length=1, max_length=253)], ...], Field(max_length=MAX_TRUST_HOSTS)
+]
 
 
 class Problem(BaseModel):
@@ -41,9 +49,8 @@ class DiscoverRequest(BaseModel):
 
     email_address: str = Field(max_length=255)
     password: SecretStr | None = Field(default=None, max_length=500)
-    trust_hosts: tuple[Annotated[str, Field(min_length=1, max_length=253)], ...] = Field(
+    trust_hosts: TrustHosts = Field(
         default=(),
-        max_length=MAX_TRUST_HOSTS,
         description="Allow the password to go to these discovered hosts outside the address's domain "
         "(discover --trust-host).",
     )
@@ -76,6 +83,22 @@ def diagnose_body(data: object, *, source: str) -> tuple[object, Report | None]:
         problems = _problems(exc.errors(include_input=False))
         raise AccountError(source, problems, message="the diagnose request is not valid") from None
     return wanted.account, wanted.previous
+
+
+def trust_hosts_query(values: list[str] | None) -> tuple[str, ...]:
+    """The ``trust_host`` values of a check or diagnose query, held to discover's rule for
+    ``trust_hosts``; ``AccountError`` (its problems named ``trust_host``) if they break it."""
+    try:
+        return _TRUST_HOSTS.validate_python(tuple(values or ()))
+    except ValidationError as exc:
+        problems = [
+            FieldProblem("trust_host", str(error.get("msg", "is not valid")))
+            for error in exc.errors(include_input=False)
+        ]
+        raise AccountError("query", problems) from None
+
+
+_TRUST_HOSTS: Final = TypeAdapter(TrustHosts)
 
 
 def _problems(errors: list[Any]) -> list[FieldProblem]:

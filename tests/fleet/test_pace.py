@@ -196,6 +196,30 @@ async def test_two_workers_together_never_start_more_than_the_window_allows(pg_u
     assert left == 0
 
 
+async def test_workers_of_one_pace_group_share_the_limit_and_another_group_has_its_own(pg_url: str) -> None:
+    """Providers count logins per source address: a group (one per address) has limits of its own."""
+    inside: dict[str, int] = {"a": 0, "b": 0}
+    peak: dict[str, int] = {"a": 0, "b": 0}
+
+    async def login(pace: SharedPace, group: str) -> None:
+        async with pace.hold(PACED):
+            inside[group] += 1
+            peak[group] = max(peak[group], inside[group])
+            await asyncio.sleep(0.05)
+            inside[group] -= 1
+
+    async with (
+        _workers(pg_url, "*.example.test=-/2", poll=0.05, group="a") as group_a,
+        _workers(pg_url, "*.example.test=-/2", poll=0.05, group="b") as group_b,
+    ):
+        await asyncio.gather(
+            *(login(group_a[i % 2], "a") for i in range(10)),
+            *(login(group_b[i % 2], "b") for i in range(10)),
+        )
+    # Two at once within each group (its two workers together), so four at once in all.
+    assert peak == {"a": 2, "b": 2}
+
+
 async def _slots_free(url: str, provider: str, at_once: int) -> bool:
     """Whether another session could take every slot of ``provider`` now (and gives them back)."""
     from inboxcheck.fleet.pace import _keys

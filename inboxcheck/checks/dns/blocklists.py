@@ -19,7 +19,7 @@ from pydantic import JsonValue
 from inboxcheck._blocklists import Blocklist, known_blocklists, select_blocklists
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Severity
-from inboxcheck.checks.dns.lookups import Lookups
+from inboxcheck.checks.dns.lookups import Lookups, report_shortage
 from inboxcheck.dns.client import DnsStatus
 
 __all__ = ["Blocklist", "check_blocklists", "known_blocklists", "select_blocklists"]
@@ -50,6 +50,8 @@ async def _ask(lookups: Lookups, out: Outcome, blocklist: Blocklist, item: str) 
     }
     if answer.status in (DnsStatus.NXDOMAIN, DnsStatus.NODATA):
         return {**where, "result": "not_listed"}
+    if report_shortage(out, answer, f"whether {item} is listed on {blocklist.name}", **where):
+        return {**where, "result": "could_not_tell"}
     if not answer.ok:
         out.add(
             "dns.blocklist.unavailable",
@@ -136,7 +138,9 @@ async def check_blocklists(ctx: CheckContext) -> Outcome:
         answer = (await lookups.get(host, "A")).answer
         if answer.ok:
             addresses = answer.records()
-        elif not answer.definite:
+        elif not answer.definite and not report_shortage(
+            out, answer, f"whether the SMTP host {host} is on the IP lists", host=host
+        ):
             out.add(
                 "dns.blocklist.unavailable",
                 Severity.ERROR,

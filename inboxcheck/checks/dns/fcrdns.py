@@ -15,7 +15,7 @@ from pydantic import JsonValue
 
 from inboxcheck._check import CheckContext, Outcome
 from inboxcheck._models import Severity
-from inboxcheck.checks.dns.lookups import Lookups
+from inboxcheck.checks.dns.lookups import Lookups, report_shortage
 
 __all__ = ["check_fcrdns"]
 
@@ -24,6 +24,9 @@ async def _confirm(lookups: Lookups, out: Outcome, address: str) -> dict[str, Js
     reverse = ipaddress.ip_address(address).reverse_pointer
     ptr = (await lookups.get(reverse, "PTR")).answer
     entry: dict[str, JsonValue] = {"address": address, "ptr_query": reverse}
+    purpose = f"whether {address} is forward-confirmed"
+    if report_shortage(out, ptr, purpose, address=address):
+        return {**entry, "result": "could_not_tell"}
     if not ptr.definite:
         out.add(
             "dns.fcrdns.unavailable",
@@ -50,6 +53,8 @@ async def _confirm(lookups: Lookups, out: Outcome, address: str) -> dict[str, Js
     rdtype = "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
     for name in names:
         forward = (await lookups.get(name, rdtype)).answer
+        if report_shortage(out, forward, purpose, address=address, ptr=name):
+            return {**entry, "result": "could_not_tell"}
         if not forward.definite:
             out.add(
                 "dns.fcrdns.unavailable",
@@ -90,6 +95,10 @@ async def check_fcrdns(ctx: CheckContext) -> Outcome:
         if not addresses:
             if all(answer.definite for answer in answers):
                 return Outcome.skip(f"{host} has no address (the SMTP login check says more)")
+            purpose = f"whether the SMTP host {host} is forward-confirmed"
+            if any(report_shortage(out, answer, purpose, host=host) for answer in answers):
+                out.summary = f"could not resolve {host}"
+                return out
             out.add(
                 "dns.fcrdns.unavailable",
                 Severity.ERROR,

@@ -14,7 +14,7 @@ from typing import Final
 
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._check import RESOURCES_FIX, CheckContext, Outcome
 from inboxcheck._models import Severity
 from inboxcheck.dns.client import DnsAnswer, DnsStatus
 from inboxcheck.dns.records.spf import (
@@ -156,17 +156,43 @@ class Lookups:
         return list(unique.values())
 
 
+def report_shortage(out: Outcome, answer: DnsAnswer, purpose: str, **evidence: JsonValue) -> bool:
+    """``run.resources`` (could not tell, error) when this machine had no descriptor left to send
+    ``answer``'s lookup; True if so. A caller's own "could not tell" finding is for the others."""
+    if answer.status is not DnsStatus.RESOURCES:
+        return False
+    out.add(
+        "run.resources",
+        Severity.ERROR,
+        _shortage_message(purpose, f"{answer.name} {answer.rdtype}"),
+        fix=RESOURCES_FIX,
+        **evidence,
+    )
+    return True
+
+
+def _shortage_message(purpose: str, what: str) -> str:
+    return (
+        f"Could not tell {purpose}: this machine ran short of resources (too many open files) before the "
+        f"lookup of {what} could be sent, a limit of this machine and not the domain's fault."
+    )
+
+
 def report_unavailable(out: Outcome, lookups: Lookups, purpose: str) -> bool:
     """One finding for the lookups without a readable answer; True if any.
 
     ``dns.cname_loop`` (a broken record, fail) for CNAME chains that lead back to themselves,
+    ``run.resources`` (could not tell, error) for lookups this machine had no descriptor left to send,
     ``dns.unavailable`` (could not tell, error) for the others.
     """
     failed = lookups.unavailable()
     if not failed:
         return False
     loops = [lookup for lookup in failed if lookup.answer.status is DnsStatus.CNAME_LOOP]
-    others = [lookup for lookup in failed if lookup.answer.status is not DnsStatus.CNAME_LOOP]
+    short = [lookup for lookup in failed if lookup.answer.status is DnsStatus.RESOURCES]
+    others = [
+        lookup for lookup in failed if lookup.answer.status not in (DnsStatus.CNAME_LOOP, DnsStatus.RESOURCES)
+    ]
     if loops:
         first = loops[0]
         more = f" (and {len(loops) - 1} more name(s))" if len(loops) > 1 else ""
@@ -178,6 +204,16 @@ def report_unavailable(out: Outcome, lookups: Lookups, purpose: str) -> bool:
             fix=f"Point the CNAME at {first.name} at the name that holds the record (or replace it with "
             "the record itself), so that the chain ends.",
             lookups=[lookup.evidence() for lookup in loops],
+        )
+    if short:
+        first = short[0]
+        more = f" and {len(short) - 1} more lookup(s)" if len(short) > 1 else ""
+        out.add(
+            "run.resources",
+            Severity.ERROR,
+            _shortage_message(purpose, f"{first.name} {first.rdtype}{more}"),
+            fix=RESOURCES_FIX,
+            lookups=[lookup.evidence() for lookup in short],
         )
     if others:
         first = others[0]

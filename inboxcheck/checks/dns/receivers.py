@@ -8,7 +8,7 @@ from typing import Final
 
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._check import RESOURCES_FIX, CheckContext, Outcome
 from inboxcheck._models import Severity, Status
 from inboxcheck.checks.dns.dkim import DkimFacts
 from inboxcheck.checks.dns.dmarc import DmarcFacts, starter_dmarc
@@ -65,12 +65,15 @@ async def check_receivers(ctx: CheckContext) -> Outcome:
     state = {"spf": spf_ok, "dkim": dkim_ok, "dmarc": dmarc_ok}
     out.details["authentication"] = dict(state)
     if unknown:
+        # Checks stopped by this machine's shortage say so, and so does this one: the fix is here.
+        short = any(f.code == "run.resources" for name in unknown if (r := results[name]) for f in r.findings)
         out.add(
-            "dns.unavailable",
+            "run.resources" if short else "dns.unavailable",
             Severity.ERROR,
             f"Could not judge readiness for Gmail, Yahoo and Outlook.com, because the {', '.join(unknown)} "
-            f"check{'s' if len(unknown) > 1 else ''} could not tell.",
-            fix=UNAVAILABLE_FIX,
+            f"check{'s' if len(unknown) > 1 else ''} could not tell"
+            + (" (this machine ran short of resources)." if short else "."),
+            fix=RESOURCES_FIX if short else UNAVAILABLE_FIX,
             checks=list(unknown),
         )
         out.details["receivers"] = {r.id: "unknown" for r in RECEIVERS}

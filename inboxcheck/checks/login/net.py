@@ -44,6 +44,8 @@ class ResolveFailure(StrEnum):
 
     NO_SUCH_NAME = "no_such_name"  # a definite answer: the name has no address
     TEMPORARY = "temporary"  # could not tell: a timeout, SERVFAIL, a resolver error
+    #: This machine ran short (too many open files) while asking: nothing about the name.
+    LOCAL = "local_resources"
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ async def _resolve_with_dns(ctx: CheckContext, host: str) -> Resolution:
     via = ", ".join(str(ns) for ns in ctx.options.nameservers)
     # Imported here: only a run with --nameserver resolves through the DNS client (and loads it).
     from inboxcheck.checks.dns.lookups import Lookups
+    from inboxcheck.dns.client import DnsStatus
 
     answers = [lookup.answer for lookup in await Lookups(ctx).addresses(host)]
     addresses: list[str] = []
@@ -163,8 +166,12 @@ async def _resolve_with_dns(ctx: CheckContext, host: str) -> Resolution:
             detail="; ".join(a.describe() for a in answers),
             via=via,
         )
+    short = any(answer.status is DnsStatus.RESOURCES for answer in answers)
     return Resolution(
-        host, failure=ResolveFailure.TEMPORARY, detail="; ".join(a.describe() for a in answers), via=via
+        host,
+        failure=ResolveFailure.LOCAL if short else ResolveFailure.TEMPORARY,
+        detail="; ".join(a.describe() for a in answers),
+        via=via,
     )
 
 
@@ -185,7 +192,9 @@ async def _resolve_with_system(ctx: CheckContext, host: str, port: int) -> Resol
         kind = ResolveFailure.NO_SUCH_NAME if exc.errno in _NO_SUCH_NAME else ResolveFailure.TEMPORARY
         return Resolution(host, failure=kind, detail=exc.strerror or str(exc))
     except (OSError, UnicodeError) as exc:
-        return Resolution(host, failure=ResolveFailure.TEMPORARY, detail=str(exc) or type(exc).__name__)
+        short = isinstance(exc, OSError) and exc.errno in LOCAL_SHORTAGE
+        kind = ResolveFailure.LOCAL if short else ResolveFailure.TEMPORARY
+        return Resolution(host, failure=kind, detail=str(exc) or type(exc).__name__)
     families = sorted(infos, key=lambda info: 0 if info[0] == socket.AF_INET else 1)
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in families))
     if not addresses:

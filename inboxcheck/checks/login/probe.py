@@ -20,7 +20,7 @@ from typing import ClassVar, Final, Literal
 
 from pydantic import JsonValue
 
-from inboxcheck._check import CheckContext, Outcome
+from inboxcheck._check import RESOURCES_FIX, CheckContext, Outcome
 from inboxcheck._credential import CredentialKind
 from inboxcheck._endpoint import Endpoint, TlsMode
 from inboxcheck._knowledge import Protocol, ReplyMatch, match_reply
@@ -418,6 +418,18 @@ class LoginProbe:
         )
 
     def _unresolvable(self, failure: ResolveFailure | None, detail: str) -> None:
+        if failure is ResolveFailure.LOCAL:
+            self.out.add(
+                "run.resources",
+                Severity.ERROR,
+                f"This machine could not look up the {self.PROTOCOL.upper()} host {self.host}: it ran short "
+                "of resources (too many open files), a limit of this machine and not the account's fault, "
+                "so inboxcheck could not tell whether the login works.",
+                fix=RESOURCES_FIX,
+                host=self.host,
+                detail=detail,
+            )
+            return
         definite = failure is ResolveFailure.NO_SUCH_NAME
         label = self.PROTOCOL.upper()
         self.out.add(
@@ -443,8 +455,7 @@ class LoginProbe:
                 f"This machine could not open a connection to {self.where}: it ran short of resources "
                 "(too many open files), a limit of this machine and not the account's fault, so "
                 "inboxcheck could not tell whether the login works.",
-                fix="Check fewer accounts at once (--concurrency), or raise this machine's limit on open "
-                "files (ulimit -n), then run again (--retry-errors checks only these).",
+                fix=RESOURCES_FIX,
                 host=self.host,
                 port=self.port,
                 attempts=attempts,
