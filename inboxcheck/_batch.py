@@ -389,6 +389,10 @@ async def run_batch(
                 host_bounds.hold({account.smtp_host.lower(), account.imap_host.lower()}),
                 gate(account) if gate is not None else contextlib.nullcontext(),
             ):
+                if item.prepare is not None:
+                    # The fleet's OAuth2 refresh: a fresh access token for the logins that follow.
+                    account, prepared = await item.prepare(account)
+                    leading = (*leading, *prepared)
                 report = await run_checks(
                     account,
                     options=options,

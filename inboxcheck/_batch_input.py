@@ -11,7 +11,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, cast
@@ -20,7 +20,7 @@ from inboxcheck._batch_results import FieldIssue
 from inboxcheck._errors import AccountError, InboxcheckError
 from inboxcheck._input import FIELD_RULES, decode_json, long_integer_or_int, parse_account
 from inboxcheck._jsonl import Line, read_lines
-from inboxcheck._models import Account
+from inboxcheck._models import Account, CheckResult
 
 MAX_LINE_BYTES: Final = 1_000_000
 STDIN: Final = Path("-")
@@ -44,6 +44,11 @@ class BatchItem:
     # A partial payload (email_address and what the user knows), completed by discovery when checked.
     partial: dict[str, Any] | None = None
     digest: str = ""
+    # The line's `oauth` object as read (fleet add: read_batch(oauth=True)); checked by its reader.
+    oauth: Any = None
+    # Awaited inside the account's bounds, just before its checks (the fleet's OAuth2 refresh): the
+    # account to check (its credentials) and results that lead its report.
+    prepare: Callable[[Account], Awaitable[tuple[Account, tuple[CheckResult, ...]]]] | None = None
 
 
 def _detect_format(path: Path, head: str) -> Literal["jsonl", "csv"]:
@@ -86,10 +91,31 @@ def _one_line(error: AccountError) -> str:
     return "; ".join(line.strip() for line in str(error).splitlines())
 
 
-def _parse(line: int, data: object, env: dict[str, str]) -> BatchItem:
+def _parse(line: int, data: object, env: dict[str, str], oauth: bool = False) -> BatchItem:
+    from inboxcheck._input import OAuthTokens
     from inboxcheck.discovery.complete import is_partial
 
     email = data.get("email_address") if isinstance(data, dict) else None
+    if oauth and isinstance(data, dict) and "oauth" in data:
+        data = dict(data)
+        raw = data.pop("oauth")
+    else:
+        raw = None
+    if raw is not None:
+        # An OAuth2 login (the fleet's): the refresh goes beside the payload, whose passwords may
+        # then be left out; a token replaces them for the logins, as --oauth-* does for check.
+        try:
+            account = parse_account(
+                data, source=f"line {line}", env=env, tokens=OAuthTokens.both(None, "an OAuth2 refresh")
+            )
+        except AccountError as exc:
+            return BatchItem(
+                line,
+                email=email if isinstance(email, str) else None,
+                error=_one_line(exc),
+                problems=_issues(exc),
+            )
+        return BatchItem(line, account=account, email=account.email_address, oauth=raw)
     if is_partial(data):
         assert isinstance(data, dict) and isinstance(email, str)
         return BatchItem(line, email=email, partial=dict(data))
@@ -102,8 +128,11 @@ def _parse(line: int, data: object, env: dict[str, str]) -> BatchItem:
     return BatchItem(line, account=account, email=account.email_address)
 
 
-def read_batch(path: Path, *, env: dict[str, str] | None = None) -> Iterator[BatchItem]:
+def read_batch(path: Path, *, env: dict[str, str] | None = None, oauth: bool = False) -> Iterator[BatchItem]:
     """Yield each account of a JSONL or CSV file lazily, with its line number, or the line's problem.
+
+    With ``oauth`` (``fleet add``), a JSONL line's ``oauth`` object is taken out of the payload into
+    :attr:`BatchItem.oauth`, and the payload's passwords may be left out.
 
     Lines are read with a bound (:data:`MAX_LINE_BYTES`): a longer one is that line's problem, and is
     never held whole.
@@ -120,7 +149,7 @@ def read_batch(path: Path, *, env: dict[str, str] | None = None) -> Iterator[Bat
         head = handle.peek(4096)[:4096].decode("utf-8", errors="replace").removeprefix("\ufeff")
         lines = read_lines(handle, limit=MAX_LINE_BYTES)
         if _detect_format(path, head) == "jsonl":
-            yield from _read_jsonl(lines, env)
+            yield from _read_jsonl(lines, env, oauth)
         else:
             yield from _read_csv(lines, env)
 
@@ -136,7 +165,7 @@ def _text(line: Line) -> tuple[str, str | None]:
     return (text.removeprefix("\ufeff") if line.number == 1 else text), None
 
 
-def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[BatchItem]:
+def _read_jsonl(lines: Iterator[Line], env: dict[str, str], oauth: bool = False) -> Iterator[BatchItem]:
     for line in lines:
         number = line.number
         text, problem = _text(line)
@@ -151,7 +180,7 @@ def _read_jsonl(lines: Iterator[Line], env: dict[str, str]) -> Iterator[BatchIte
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
             yield _bad_line(number, f"line {number}: not valid JSON: {reason}")
             continue
-        yield _parse(number, data, env)
+        yield _parse(number, data, env, oauth)
 
 
 def _read_csv(lines: Iterator[Line], env: dict[str, str]) -> Iterator[BatchItem]:

@@ -170,10 +170,16 @@ class RefreshRequest:
 
 @dataclass(frozen=True)
 class TokenOutcome:
-    """A refresh's result: the access token (None when there is none) and the report's result."""
+    """A refresh's result: the access token (None when there is none) and the report's result.
+
+    ``refresh_token`` is a new refresh token when the endpoint rotated it (RFC 6749 section 6: the
+    client must then use the new one and may no longer use the old one): a caller that keeps the
+    refresh token stores it.
+    """
 
     token: SecretStr | None = field(repr=False)
     result: CheckResult
+    refresh_token: SecretStr | None = field(default=None, repr=False)
 
 
 # Each refusal the endpoint can give: (code, message, fix). Microsoft's AADSTS numbers come first
@@ -380,7 +386,18 @@ def _granted(request: RefreshRequest, body: Mapping[str, Any], token: str, start
     expires = body.get("expires_in")
     if isinstance(expires, int | str) and str(expires).isdigit():
         details["expires_in"] = int(expires)
-    details["new_refresh_token"] = isinstance(body.get("refresh_token"), str)
+    issued = body.get("refresh_token")
+    rotated = (
+        SecretStr(issued)
+        if isinstance(issued, str)
+        and issued.strip()
+        and not any(c.isspace() or not c.isprintable() for c in issued)
+        and issued != request.refresh_token.get_secret_value()
+        else None
+    )
+    details["new_refresh_token"] = rotated is not None
     return TokenOutcome(
-        SecretStr(token), _result(findings, "got an access token by refresh", started, **details)
+        SecretStr(token),
+        _result(findings, "got an access token by refresh", started, **details),
+        refresh_token=rotated,
     )

@@ -16,7 +16,10 @@ sent, so a test picks the behaviour by the token it writes to the refresh-token 
 - ``flaky:<user>``: HTTP 503 on the first request, then a good refresh;
 - ``bad-scope``: ``invalid_scope``;
 - ``mfa``: Microsoft's ``interaction_required`` with AADSTS50076 (MFA needed), which has no code of its own;
-- a client id of ``wrong-client``: ``invalid_client``.
+- a client id of ``wrong-client``: ``invalid_client``;
+- :meth:`OAuthDouble.rotating_refresh_token` of a user: a good refresh that also issues a new refresh
+  token and retires the one sent (strict rotation: sent again, it is ``invalid_grant``);
+- a token given to :meth:`OAuthDouble.revoke`: Google's ``invalid_grant``, as ``revoked``.
 
 Runs in a thread of the process that owns the lab, on a free loopback port.
 """
@@ -45,6 +48,10 @@ class OAuthDouble:
         self._refresh = {f"lab-rt-{secrets.token_urlsafe(24)}": user for user in self._tokens.values()}
         self._lock = threading.Lock()
         self._flaky_seen: set[str] = set()
+        self._rotating: dict[str, str] = {}
+        self._revoked: set[str] = set()
+        #: Every refresh token issued by a rotation, in order (for tests: none may leak).
+        self.issued_refresh_tokens: list[str] = []
         #: Every token-endpoint request's form, in order (secrets included: for tests only).
         self.token_requests: list[dict[str, str]] = []
         self.introspections = 0
@@ -58,6 +65,18 @@ class OAuthDouble:
 
     def refresh_token(self, user: str) -> str:
         return next(token for token, owner in self._refresh.items() if owner == user)
+
+    def rotating_refresh_token(self, user: str) -> str:
+        """A new refresh token of ``user`` that the endpoint rotates at each use."""
+        token = f"lab-rrt-{secrets.token_urlsafe(24)}"
+        with self._lock:
+            self._rotating[token] = user
+        return token
+
+    def revoke(self, refresh_token: str) -> None:
+        """From now on, ``refresh_token`` is refused as revoked (the user withdrew the app's access)."""
+        with self._lock:
+            self._revoked.add(refresh_token)
 
     @property
     def port(self) -> int:
@@ -139,6 +158,17 @@ class OAuthDouble:
             return 401, {"error": "invalid_client", "error_description": "The OAuth client was not found."}
         refresh = form.get("refresh_token", "")
         kind, _, user = refresh.partition(":")
+        if refresh in self._revoked:
+            refresh = "revoked"
+        with self._lock:
+            rotated_user = self._rotating.pop(refresh, None)
+            if rotated_user is not None:
+                issued = f"lab-rrt-{secrets.token_urlsafe(24)}"
+                self._rotating[issued] = rotated_user
+                self.issued_refresh_tokens.append(issued)
+        if rotated_user is not None:
+            status, body = self._granted(rotated_user)
+            return status, {**body, "refresh_token": issued}
         if refresh in self._refresh:
             return self._granted(self._refresh[refresh])
         if refresh == "expired":

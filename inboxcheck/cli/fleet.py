@@ -115,10 +115,17 @@ def add(source: Path, interval: str, db: str | None, key_file: Path | None) -> N
     """Add accounts (JSON, JSONL or CSV like check --batch; - for stdin), or update them by address.
 
     Passwords left out of the file come from INBOXCHECK_SMTP_PASSWORD and INBOXCHECK_IMAP_PASSWORD.
+    An inbox that logs in with OAuth2 has, in its JSONL line beside the payload's fields, an
+    "oauth" object: provider (google, microsoft), client_id, refresh_token, and optionally
+    client_secret_file, tenant, token_url; its passwords may be left out. The refresh token and the
+    client secret are stored encrypted like passwords; every check gets a fresh access token.
     """
     from inboxcheck._batch import read_batch
+    from inboxcheck._errors import OAuthInputError
+    from inboxcheck._oauth import RefreshRequest
     from inboxcheck.cli._terminal import escape, escape_lines
     from inboxcheck.fleet import store
+    from inboxcheck.fleet.oauth import parse_oauth
 
     seconds = _span(interval, what="--interval")
     if seconds < 60:
@@ -127,19 +134,31 @@ def add(source: Path, interval: str, db: str | None, key_file: Path | None) -> N
     if source != Path("-") and not source.exists():
         raise click.BadParameter(f"{source}: no such file", param_hint="FILE")
     good = []
+    refreshes: dict[str, RefreshRequest] = {}
     refused: list[tuple[int, str]] = []
-    for item in read_batch(source):
+    for item in read_batch(source, oauth=True):
         if item.partial is not None:
             refused.append(
                 (item.line, f"line {item.line}: a partial payload; complete it first (inboxcheck discover)")
             )
         elif item.account is None:
             refused.append((item.line, item.error or f"line {item.line}: unusable"))
+        elif item.oauth is not None:
+            try:
+                refreshes[item.account.email_address.strip().lower()] = parse_oauth(item.oauth)
+            except OAuthInputError as exc:
+                refused.append((item.line, f"line {item.line}: {exc}"))
+                continue
+            good.append(item.account)
         else:
+            # The same address again without oauth: the last line counts, with its passwords.
+            refreshes.pop(item.account.email_address.strip().lower(), None)
             good.append(item.account)
     done = _with_store(
         db,
-        lambda engine: store.add_accounts(engine, good, key=fleet_key, interval=seconds, now=time.time()),
+        lambda engine: store.add_accounts(
+            engine, good, key=fleet_key, interval=seconds, now=time.time(), oauth=refreshes
+        ),
     )
     for address in done.added:
         click.echo(f"added {escape(address)}")
@@ -158,7 +177,7 @@ def add(source: Path, interval: str, db: str | None, key_file: Path | None) -> N
 @_db_option
 @_option("format", help="Output format on stdout.")
 def list_(db: str | None, fmt: str) -> None:
-    """Every account: its schedule, whether it is paused, its verdict."""
+    """Every account: its schedule, whether it is paused, its verdict, an OAuth2 login."""
     from inboxcheck.cli._terminal import escape
     from inboxcheck.fleet import store
 
@@ -168,9 +187,10 @@ def list_(db: str | None, fmt: str) -> None:
         return
     for row in rows:
         paused = " (paused)" if row["paused"] else ""
+        login = f", {row['login']}" if row["login"] != "password" else ""
         click.echo(
             f"{_mark(row['verdict'])} {escape(row['email_address'])} {row['verdict']}{paused}  "
-            f"every {_human(row['interval_s'])}, next {row['next_due']}"
+            f"every {_human(row['interval_s'])}, next {row['next_due']}{login}"
         )
 
 

@@ -181,15 +181,20 @@ def diagnose_from_fleet(
 
     if oauth_given(oauth_params(params)):
         raise click.UsageError(
-            "a fleet account logs in with its stored passwords: the --oauth-* options do not apply"
+            "a fleet account logs in with what the fleet stores (passwords, or an OAuth2 refresh): the "
+            "--oauth-* options do not apply"
         )
     fleet_key = _key(key_file)
     options = _options_from(params)
 
     async def work(engine: AsyncEngine) -> tuple[Any, dict[str, Any] | None]:
+        import time
+
         import sqlalchemy as sa
 
+        from inboxcheck._models import CheckResult
         from inboxcheck.fleet._schema import accounts
+        from inboxcheck.fleet.oauth import FleetOAuth, preparer
 
         async with engine.connect() as conn:
             found = (
@@ -199,10 +204,26 @@ def diagnose_from_fleet(
             ).scalar_one_or_none()
         if found is None:
             raise store.UnknownAccountError(address)
-        [(_, account)] = await store.load_accounts(engine, [int(found)], key=fleet_key)
+        refresh: dict[int, FleetOAuth] = {}
+        [(_, account)] = await store.load_accounts(engine, [int(found)], key=fleet_key, refresh=refresh)
+        leading: tuple[CheckResult, ...] = ()
+        if int(found) in refresh:
+            # An OAuth2 account: a fresh access token first, as `fleet run` gets (and a rotated
+            # refresh token stored).
+            prepare = preparer(
+                engine,
+                key=fleet_key,
+                account_id=int(found),
+                oauth=refresh[int(found)],
+                timeout=options.timeout,
+                clock=time.time,
+            )
+            account, leading = await prepare(account)
         previous = await store.last_passing_report(engine, address)
         earlier = Report.model_validate(previous) if previous is not None else None
-        result = await diagnose(account, options=options, previous=earlier, try_alternates=not no_alternates)
+        result = await diagnose(
+            account, options=options, previous=earlier, try_alternates=not no_alternates, leading=leading
+        )
         return result, previous
 
     result, previous = _with_store(db, work)

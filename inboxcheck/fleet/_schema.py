@@ -39,6 +39,15 @@ accounts = sa.Table(
     sa.Column("smtp_password", sa.LargeBinary, nullable=False),
     sa.Column("imap_password", sa.LargeBinary, nullable=False),
     sa.Column("key_id", sa.String(32), nullable=False),
+    # OAuth2 logins (NULL: the passwords): the refresh's public part as JSON text (provider,
+    # client_id, tenant, token_url); the refresh token and the client secret encrypted like passwords
+    # (oauth_refresh_token is the current one: a rotated token replaces it).
+    sa.Column("oauth", sa.Text),
+    sa.Column("oauth_refresh_token", sa.LargeBinary),
+    sa.Column("oauth_client_secret", sa.LargeBinary),
+    # The refresh token as `fleet add` last gave it (encrypted): the same line again keeps the stored,
+    # perhaps rotated, one.
+    sa.Column("oauth_given_token", sa.LargeBinary),
     sa.Column("provider", sa.String(64)),
     sa.Column("interval_s", sa.Integer, nullable=False),
     sa.Column("paused", sa.Boolean, nullable=False, default=False),

@@ -1,12 +1,13 @@
 """The fleet store's accounts: add (passwords encrypted), list, remove, pause, load (passwords
-decrypted: the one way out), rekey."""
+decrypted: the one way out), rekey; an OAuth2 account's refresh token and client secret are
+encrypted and decrypted beside its passwords, and a rotated refresh token is saved here."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
@@ -17,9 +18,17 @@ from inboxcheck.fleet._store_base import _FIELDS, UnknownAccountError, _normal, 
 from inboxcheck.fleet.changes import State
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from inboxcheck._models import Account
+    from inboxcheck._oauth import RefreshRequest
+    from inboxcheck.fleet.oauth import FleetOAuth
+
+# An OAuth2 account's secrets, encrypted like the passwords (the field name is associated data).
+# oauth_given_token is the refresh token as `fleet add` last gave it: the same line added again keeps
+# the stored one, which may be its rotated successor (the given one may be retired by then).
+_OAUTH_FIELDS: Final = ("oauth_refresh_token", "oauth_client_secret", "oauth_given_token")
 
 
 @dataclass
@@ -45,11 +54,16 @@ async def add_accounts(
     key: FleetKey,
     interval: float,
     now: float,
+    oauth: Mapping[str, RefreshRequest] | None = None,
 ) -> AddResult:
     """Insert or update (by address) every account, passwords encrypted; one transaction.
 
-    Refused when any stored account was encrypted under another key: a fleet has one key.
+    ``oauth`` (by address) holds the accounts that log in with OAuth2 tokens: their refresh token
+    and client secret are encrypted too. An account added again without one logs in with its
+    passwords from then on. Refused when any stored account was encrypted under another key: a
+    fleet has one key.
     """
+    refreshes = {_normal(address): request for address, request in (oauth or {}).items()}
     result = AddResult()
     latest: dict[str, Account] = {}
     for account in items:
@@ -70,14 +84,20 @@ async def add_accounts(
                     accounts.c.smtp_password,
                     accounts.c.imap_password,
                     accounts.c.interval_s,
+                    accounts.c.oauth,
+                    accounts.c.oauth_given_token,
+                    accounts.c.oauth_client_secret,
                 ).where(accounts.c.address.in_(chunk))
             )
             existing.update({row.address: row for row in rows})
-        inserts, updates, reschedules = [], [], []
+        inserts, reschedules = [], []
+        # By the columns they set (an OAuth2 account given its same token again keeps the stored one).
+        updates: dict[frozenset[str], list[dict[str, Any]]] = {}
         for address, account in latest.items():
             payload = account.view().model_dump_json()
             old = existing.get(address)
-            if old is not None and _same(old, key, payload, account):
+            refresh = refreshes.get(address)
+            if old is not None and _same(old, key, payload, account, refresh):
                 # The same account again (a whole file re-added): its schedule and history stand.
                 if old.interval_s == int(interval):
                     result.unchanged.append(address)
@@ -94,13 +114,14 @@ async def add_accounts(
                     address, "imap_password", account.imap_password.get_secret_value()
                 ),
                 "key_id": key.id,
+                **_oauth_values(key, address, refresh, old),
                 "interval_s": int(interval),
                 "updated_at": now,
                 # A new or changed payload is checked at the next run, whatever its schedule said.
                 "next_due": now,
             }
             if old is not None:
-                updates.append({"b_id": old.id, **values})
+                updates.setdefault(frozenset(values), []).append({"b_id": old.id, **values})
                 result.updated.append(address)
             else:
                 inserts.append(
@@ -118,18 +139,59 @@ async def add_accounts(
                 result.added.append(address)
         if inserts:
             await conn.execute(accounts.insert(), inserts)
-        for changed in (updates, reschedules):
+        for changed in (*updates.values(), reschedules):
             if changed:
                 await conn.execute(accounts.update().where(accounts.c.id == sa.bindparam("b_id")), changed)
     return result
 
 
-def _same(row: Any, key: FleetKey, payload: str, account: Account) -> bool:
-    """Whether the stored account is ``account``: the same payload and the same passwords."""
-    return row.payload == payload and all(
+def _oauth_values(key: FleetKey, address: str, refresh: RefreshRequest | None, old: Any) -> dict[str, Any]:
+    from inboxcheck.fleet.oauth import public_json
+
+    if refresh is None:
+        return dict.fromkeys(("oauth", *_OAUTH_FIELDS))
+    secret = refresh.client_secret
+    values = {
+        "oauth": public_json(refresh),
+        "oauth_client_secret": None
+        if secret is None
+        else key.encrypt(address, "oauth_client_secret", secret.get_secret_value()),
+    }
+    token = refresh.refresh_token.get_secret_value()
+    if old is not None and _opened(key, old, "oauth_given_token") == token:
+        # The token this account was given before: the stored one (perhaps rotated since) stands.
+        return values
+    return {
+        **values,
+        "oauth_refresh_token": key.encrypt(address, "oauth_refresh_token", token),
+        "oauth_given_token": key.encrypt(address, "oauth_given_token", token),
+    }
+
+
+def _same(row: Any, key: FleetKey, payload: str, account: Account, refresh: RefreshRequest | None) -> bool:
+    """Whether the stored account is ``account``: the same payload, passwords and OAuth2 refresh."""
+    from inboxcheck.fleet.oauth import public_json
+
+    if row.payload != payload or not all(
         key.decrypt(row.address, name, getattr(row, name)) == getattr(account, name).get_secret_value()
         for name in _FIELDS
+    ):
+        return False
+    if refresh is None or row.oauth is None:
+        return refresh is None and row.oauth is None
+    secret = refresh.client_secret
+    return (
+        row.oauth == public_json(refresh)
+        and _opened(key, row, "oauth_given_token") == refresh.refresh_token.get_secret_value()
+        and _opened(key, row, "oauth_client_secret")
+        == (None if secret is None else secret.get_secret_value())
     )
+
+
+def _opened(key: FleetKey, row: Any, name: str) -> str | None:
+    """``name``'s plaintext; ``None`` when the column is empty or ``key`` does not open it."""
+    blob = getattr(row, name)
+    return None if blob is None else key.decrypt(row.address, name, blob)
 
 
 async def list_accounts(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -142,6 +204,7 @@ async def list_accounts(engine: AsyncEngine) -> list[dict[str, Any]]:
                 accounts.c.paused,
                 accounts.c.next_due,
                 accounts.c.state,
+                accounts.c.oauth,
             ).order_by(accounts.c.address)
         )
         return [
@@ -152,6 +215,8 @@ async def list_accounts(engine: AsyncEngine) -> list[dict[str, Any]]:
                 "paused": bool(row.paused),
                 "next_due": iso(row.next_due),
                 "verdict": row.state,
+                # How it logs in: its passwords, or OAuth2 tokens by refresh (the provider named).
+                "login": "password" if row.oauth is None else f"oauth2 {json.loads(row.oauth)['provider']}",
             }
             for row in rows
         ]
@@ -177,11 +242,22 @@ async def set_paused(engine: AsyncEngine, address: str, paused: bool, *, now: fl
 
 
 async def load_accounts(
-    engine: AsyncEngine, ids: Sequence[int], *, key: FleetKey
+    engine: AsyncEngine,
+    ids: Sequence[int],
+    *,
+    key: FleetKey,
+    refresh: dict[int, FleetOAuth] | None = None,
 ) -> list[tuple[int, Account]]:
     """The accounts ``ids`` with their passwords, or WrongKeyError naming every one ``key`` does not
-    open (then none is returned)."""
+    open (then none is returned).
+
+    An OAuth2 account comes with no access token (its logins would be skipped: a password is never
+    sent in a token's place); its refresh is put in ``refresh`` (by id) for the caller to get one
+    (:func:`inboxcheck.fleet.oauth.preparer`).
+    """
+    from inboxcheck._input import OAuthTokens
     from inboxcheck._models import Account
+    from inboxcheck.fleet.oauth import FleetOAuth, request_from
 
     out: list[tuple[int, Account]] = []
     wrong: list[str] = []
@@ -195,16 +271,34 @@ async def load_accounts(
                     accounts.c.smtp_password,
                     accounts.c.imap_password,
                     accounts.c.key_id,
+                    accounts.c.oauth,
+                    accounts.c.oauth_refresh_token,
+                    accounts.c.oauth_client_secret,
                 ).where(accounts.c.id.in_(ids[start : start + 1000]))
             )
             for row in rows:
                 secrets = [key.decrypt(row.address, name, getattr(row, name)) for name in _FIELDS]
-                if row.key_id != key.id or None in secrets:
+                token = _opened(key, row, "oauth_refresh_token")
+                client_secret = _opened(key, row, "oauth_client_secret")
+                if (
+                    row.key_id != key.id
+                    or None in secrets
+                    or (row.oauth is not None and token is None)
+                    or (row.oauth_client_secret is not None and client_secret is None)
+                ):
                     wrong.append(row.address)
                     continue
                 data = json.loads(row.payload)
                 data.update(zip(_FIELDS, secrets, strict=True))
-                out.append((row.id, Account.model_validate(data)))
+                account = Account.model_validate(data)
+                if row.oauth is not None:
+                    assert token is not None
+                    account = OAuthTokens.both(None, "an OAuth2 refresh").apply(account)
+                    if refresh is not None:
+                        refresh[row.id] = FleetOAuth(
+                            request_from(row.oauth, token, client_secret), row.oauth_refresh_token
+                        )
+                out.append((row.id, account))
     if wrong:
         raise WrongKeyError(sorted(wrong))
     order = {account_id: n for n, account_id in enumerate(ids)}
@@ -217,24 +311,30 @@ async def rekey(engine: AsyncEngine, *, old: FleetKey, new: FleetKey, now: float
 
     Every row is decrypted before any is written: one that ``old`` does not open leaves all as they were.
     """
+    names = (*_FIELDS, *_OAUTH_FIELDS)
     async with writing(engine) as conn:
         rows = list(
             await conn.execute(
-                sa.select(
-                    accounts.c.id, accounts.c.address, accounts.c.smtp_password, accounts.c.imap_password
-                )
+                sa.select(accounts.c.id, accounts.c.address, *(accounts.c[name] for name in names))
             )
         )
         plain: dict[int, list[str | None]] = {
-            row.id: [old.decrypt(row.address, name, getattr(row, name)) for name in _FIELDS] for row in rows
+            row.id: [_opened(old, row, name) for name in names] for row in rows
         }
-        wrong = sorted(row.address for row in rows if None in plain[row.id])
+        wrong = sorted(
+            row.address
+            for row in rows
+            if any(
+                secret is None and getattr(row, name) is not None
+                for name, secret in zip(names, plain[row.id], strict=True)
+            )
+        )
         if wrong:
             raise WrongKeyError(wrong)
         for row in rows:
             values = {
                 name: new.encrypt(row.address, name, secret)
-                for name, secret in zip(_FIELDS, plain[row.id], strict=True)
+                for name, secret in zip(names, plain[row.id], strict=True)
                 if secret is not None
             }
             await conn.execute(
@@ -243,3 +343,30 @@ async def rekey(engine: AsyncEngine, *, old: FleetKey, new: FleetKey, now: float
                 .values(key_id=new.id, updated_at=now, **values)
             )
         return len(rows)
+
+
+async def save_refresh_token(
+    engine: AsyncEngine,
+    account_id: int,
+    *,
+    address: str,
+    token: SecretStr,
+    replaces: bytes,
+    key: FleetKey,
+    now: float,
+) -> bool:
+    """Store a refresh token the endpoint rotated, encrypted, in place of the one it replaces (its
+    stored ciphertext): an account re-added meanwhile with a new token keeps that one. Whether it
+    was stored."""
+    blob = key.encrypt(_normal(address), "oauth_refresh_token", token.get_secret_value())
+    async with writing(engine) as conn:
+        done = await conn.execute(
+            accounts.update()
+            .where(
+                accounts.c.id == account_id,
+                accounts.c.oauth_refresh_token == replaces,
+                accounts.c.key_id == key.id,
+            )
+            .values(oauth_refresh_token=blob, updated_at=now)
+        )
+        return bool(done.rowcount)

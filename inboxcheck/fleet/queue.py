@@ -381,7 +381,8 @@ async def _close_round_if_last(state: WorkerState, round_id: int, job_id: int | 
 
 async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_id: int | None = None) -> str:
     """What the job did: the verdict recorded, ``recorded before`` or ``gone``."""
-    from inboxcheck._batch import BatchItem, run_batch
+    from inboxcheck._batch import run_batch
+    from inboxcheck.fleet.oauth import FleetOAuth, batch_items
     from inboxcheck.fleet.run import _plain_scrubber
 
     engine = state.engine
@@ -397,7 +398,8 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
         # The job ran before and its report was committed (the worker then died or was stopped).
         await _close_round_if_last(state, round_id, job_id)
         return "recorded before"
-    loaded = await store.load_accounts(engine, [account_id], key=state.key)
+    refresh: dict[int, FleetOAuth] = {}
+    loaded = await store.load_accounts(engine, [account_id], key=state.key, refresh=refresh)
     if not loaded:
         return "gone"
     [(_, account)] = loaded
@@ -410,7 +412,7 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
             account_id=account_id,
             round_id=round_id,
             report=line.report,
-            scrub=_plain_scrubber(account),
+            scrub=_plain_scrubber(account, refresh.get(account_id)),
             now=state.clock(),
             draw=state.rng.random(),
         )
@@ -419,7 +421,7 @@ async def check_one(state: WorkerState, *, account_id: int, round_id: int, job_i
             await _deliver(state, recorded.deliveries)
 
     await run_batch(
-        [BatchItem(line=account_id, account=account, email=account.email_address)],
+        batch_items(engine, loaded, refresh, key=state.key, timeout=state.options.timeout, clock=state.clock),
         options=state.options,
         concurrency=1,
         per_host=1,

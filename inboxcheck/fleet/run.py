@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from inboxcheck._options import CheckOptions
     from inboxcheck._presets import Presets
     from inboxcheck.fleet._crypto import FleetKey
+    from inboxcheck.fleet.oauth import FleetOAuth
     from inboxcheck.fleet.pace import PaceRule
 
 __all__ = ["FleetRunSummary", "run_fleet", "watch_fleet"]
@@ -101,8 +102,9 @@ async def run_fleet(
     are paced per provider (preset data and ``pace_rules``), across every process of a PostgreSQL
     fleet (queue workers, other runs) in the same ``pace_group``.
     """
-    from inboxcheck._batch import BatchItem, run_batch
+    from inboxcheck._batch import run_batch
     from inboxcheck.fleet._runlock import round_lock
+    from inboxcheck.fleet.oauth import batch_items
     from inboxcheck.fleet.pace import make_pace
     from inboxcheck.fleet.webhooks import deliver
 
@@ -129,7 +131,8 @@ async def run_fleet(
             return summary
         summary.round_id, summary.resumed, summary.planned = plan.round_id, plan.resumed, plan.planned
         summary.remaining = len(plan.remaining)
-        loaded = await store.load_accounts(engine, plan.remaining, key=key)
+        refresh: dict[int, FleetOAuth] = {}
+        loaded = await store.load_accounts(engine, plan.remaining, key=key, refresh=refresh)
         if on_plan is not None:
             on_plan(len(loaded))
         by_id: dict[int, Account] = dict(loaded)
@@ -145,7 +148,7 @@ async def run_fleet(
                     account_id=line.line,
                     round_id=plan.round_id,
                     report=line.report,
-                    scrub=_plain_scrubber(account),
+                    scrub=_plain_scrubber(account, refresh.get(line.line)),
                     now=clock(),
                     draw=rng.random(),
                 )
@@ -173,10 +176,7 @@ async def run_fleet(
         pace = make_pace(engine, presets, pace_rules, group=pace_group)
         closing.append(pace.aclose)
         await run_batch(
-            [
-                BatchItem(line=account_id, account=account, email=account.email_address)
-                for account_id, account in loaded
-            ],
+            batch_items(engine, loaded, refresh, key=key, timeout=options.timeout, clock=clock),
             options=options,
             concurrency=concurrency,
             per_host=per_host,
@@ -205,15 +205,21 @@ async def run_fleet(
             await close()
 
 
-def _plain_scrubber(account: Account) -> Callable[[str], str]:
+def _plain_scrubber(account: Account, oauth: FleetOAuth | None = None) -> Callable[[str], str]:
     """A second guard over a report the runner has already scrubbed (every wire form of every
-    secret, with the run's one Scrubber): the passwords and their base64, replaced again before
-    they could reach the store. Cheap, where a second full Scrubber per account is not."""
+    secret, with the run's one Scrubber): the passwords and their base64 (and an OAuth2 account's
+    refresh token and client secret), replaced again before they could reach the store. Cheap,
+    where a second full Scrubber per account is not."""
     import base64
 
+    secrets = [account.smtp_password.get_secret_value(), account.imap_password.get_secret_value()]
+    if oauth is not None:
+        secrets.append(oauth.request.refresh_token.get_secret_value())
+        if oauth.request.client_secret is not None:
+            secrets.append(oauth.request.client_secret.get_secret_value())
     forms = {
         form
-        for secret in (account.smtp_password.get_secret_value(), account.imap_password.get_secret_value())
+        for secret in secrets
         for form in (secret, base64.b64encode(secret.encode()).decode())
         if len(secret) >= 4
     }

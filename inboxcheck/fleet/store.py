@@ -19,6 +19,7 @@ from inboxcheck.fleet._store_accounts import (
     refuse_other_keys as refuse_other_keys,
     rekey as rekey,
     remove_account as remove_account,
+    save_refresh_token as save_refresh_token,
     set_paused as set_paused,
 )
 from inboxcheck.fleet._store_base import (
@@ -77,6 +78,7 @@ __all__ = [
     "refuse_other_keys",
     "rekey",
     "remove_account",
+    "save_refresh_token",
     "set_paused",
     "status",
     "status_document",

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from inboxcheck._models import Account, Report, Verdict
+from inboxcheck._oauth import RefreshRequest
 from inboxcheck._options import CheckOptions, Family
 from inboxcheck._runner import run_checks
 from inboxcheck._secrets import Scrubber
@@ -130,6 +132,22 @@ def test_a_ciphertext_opens_only_in_its_own_row_and_field() -> None:
     assert KEY.encrypt("a@x.test", "smtp_password", CANARY) != blob  # a fresh nonce each time
 
 
+REFRESH_CANARY = "Refresh-canary-1/Zq_8Kp"
+SECRET_CANARY = "Client-secret-canary-5Wd"
+ROTATED_CANARY = "Rotated-canary-3Lm_9Tz"
+
+
+def _refresh(token: str = REFRESH_CANARY) -> RefreshRequest:
+    return RefreshRequest(
+        provider="microsoft",
+        client_id="app-1",
+        refresh_token=SecretStr(token),
+        client_secret=SecretStr(SECRET_CANARY),
+        tenant="contoso.example",
+        token_url="http://127.0.0.1:9/token",
+    )
+
+
 async def test_accounts_upsert_by_address_and_their_passwords_stay_encrypted(
     engine: Any, fleet_db: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -147,9 +165,62 @@ async def test_accounts_upsert_by_address_and_their_passwords_stay_encrypted(
     assert [row["interval_s"] for row in listed] == [7200, 7200, 3600]
     loaded = await store.load_accounts(engine, [1, 2, 3], key=KEY)
     assert [a.smtp_password.get_secret_value() for _, a in loaded] == ["Another-pw-991", CANARY, CANARY]
-    # Nothing of the password, in any encoding, is in the stored bytes.
+    # An OAuth2 account: its refresh token and client secret are stored as its passwords are, and a
+    # rotated refresh token replaces the stored one, encrypted too.
+    oauth = {"user2@example.test": _refresh()}
+    assert (
+        await store.add_accounts(engine, _accounts(3), key=KEY, interval=7200, now=NOW, oauth=oauth)
+    ).updated
+    refresh: dict[int, Any] = {}
+    [(_, account)] = await store.load_accounts(engine, [3], key=KEY, refresh=refresh)
+    assert account.uses_tokens and refresh[3].request == _refresh()
+    assert await store.save_refresh_token(
+        engine,
+        3,
+        address="user2@example.test",
+        token=SecretStr(ROTATED_CANARY),
+        replaces=refresh[3].stored,
+        key=KEY,
+        now=NOW,
+    )
+    # A second save against the old ciphertext changes nothing: the rotated token stands.
+    assert not await store.save_refresh_token(
+        engine,
+        3,
+        address="user2@example.test",
+        token=SecretStr("x" * 20),
+        replaces=refresh[3].stored,
+        key=KEY,
+        now=NOW,
+    )
+    await store.load_accounts(engine, [3], key=KEY, refresh=refresh)
+    assert refresh[3].request.refresh_token.get_secret_value() == ROTATED_CANARY
+    # The same file added again keeps the rotated token (the one it gives may be retired by now); a
+    # line with another refresh token (the user signed in again) replaces it.
+    again = await store.add_accounts(engine, _accounts(3), key=KEY, interval=7200, now=NOW, oauth=oauth)
+    assert again.unchanged == [f"user{i}@example.test" for i in range(3)]
+    await store.load_accounts(engine, [3], key=KEY, refresh=refresh)
+    assert refresh[3].request.refresh_token.get_secret_value() == ROTATED_CANARY
+    renamed = [*_accounts(2), Account.model_validate(batch_user(2, display_name="Renamed"))]
+    assert (await store.add_accounts(engine, renamed, key=KEY, interval=7200, now=NOW, oauth=oauth)).updated
+    await store.load_accounts(engine, [3], key=KEY, refresh=refresh)
+    assert refresh[3].request.refresh_token.get_secret_value() == ROTATED_CANARY
+    fresh = {"user2@example.test": _refresh("Signed-in-again-token-1")}
+    assert (await store.add_accounts(engine, renamed, key=KEY, interval=7200, now=NOW, oauth=fresh)).updated
+    await store.load_accounts(engine, [3], key=KEY, refresh=refresh)
+    assert refresh[3].request.refresh_token.get_secret_value() == "Signed-in-again-token-1"
+    # Nothing of the password, the refresh tokens or the client secret, in any encoding, is in the
+    # stored bytes.
     dump = _stored_bytes(fleet_db, request)
-    for secret in (CANARY, "Another-pw-991"):
+    assert b"contoso.example" in dump  # the refresh's public part is
+    for secret in (
+        CANARY,
+        "Another-pw-991",
+        REFRESH_CANARY,
+        SECRET_CANARY,
+        ROTATED_CANARY,
+        "Signed-in-again-token-1",
+    ):
         for form in (secret, base64.b64encode(secret.encode()).decode(), secret.encode().hex()):
             assert form.encode() not in dump
     for form in (CANARY, base64.b64encode(CANARY.encode()).decode(), CANARY.encode().hex()):
@@ -188,10 +259,13 @@ async def test_a_wrong_key_names_the_accounts_and_opens_or_changes_nothing(engin
 
 
 async def test_rekey_reencrypts_every_account_under_the_new_key(engine: Any) -> None:
-    await store.add_accounts(engine, _accounts(3), key=KEY, interval=3600, now=NOW)
+    oauth = {"user1@example.test": _refresh()}
+    await store.add_accounts(engine, _accounts(3), key=KEY, interval=3600, now=NOW, oauth=oauth)
     assert await store.rekey(engine, old=KEY, new=OTHER, now=NOW) == 3
-    loaded = await store.load_accounts(engine, [1, 2, 3], key=OTHER)
+    refresh: dict[int, Any] = {}
+    loaded = await store.load_accounts(engine, [1, 2, 3], key=OTHER, refresh=refresh)
     assert {a.imap_password.get_secret_value() for _, a in loaded} == {CANARY}
+    assert list(refresh) == [2] and refresh[2].request == _refresh()
     with pytest.raises(WrongKeyError):
         await store.load_accounts(engine, [1], key=KEY)
 

@@ -1,0 +1,202 @@
+"""OAuth2 logins for stored accounts: the ``oauth`` object of a ``fleet add`` line, and the refresh
+before each check.
+
+A line of ``fleet add`` is the platform's payload with, beside its fields, an object::
+
+    "oauth": {"provider": "google", "client_id": "...", "refresh_token": "...",
+              "client_secret_file": "/etc/inboxcheck/client-secret", "tenant": "...", "token_url": "..."}
+
+(``client_secret_file``, ``tenant`` and ``token_url`` optional; the payload's passwords may then be
+left out). It becomes the CLI's :class:`~inboxcheck._oauth.RefreshRequest`: the refresh is the one
+of ``check --oauth-provider`` (:func:`~inboxcheck._oauth.refresh_access_token`), its result the
+report's ``oauth.token`` with the same codes. The refresh token and the client secret are stored
+encrypted like the passwords (``_store_accounts``); a refresh token the endpoint rotates is stored
+(encrypted) as soon as it arrives, before the logins, so that no later failure can lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from pydantic import SecretStr
+
+from inboxcheck._errors import OAuthInputError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from inboxcheck._batch_input import BatchItem
+    from inboxcheck._models import Account, CheckResult
+    from inboxcheck._oauth import RefreshRequest
+    from inboxcheck.fleet._crypto import FleetKey
+
+__all__ = ["FleetOAuth", "batch_items", "parse_oauth", "preparer", "public_json", "request_from"]
+
+_KEYS: Final = ("provider", "client_id", "refresh_token", "client_secret_file", "tenant", "token_url")
+# The CLI's option names in RefreshRequest's messages, as a line's field names.
+_NAMES: Final = {
+    "--oauth-provider": "oauth.provider",
+    "--oauth-client-id": "oauth.client_id",
+    "--oauth-tenant": "oauth.tenant",
+    "--oauth-token-url": "oauth.token_url",
+}
+
+
+@dataclass(frozen=True)
+class FleetOAuth:
+    """A stored account's refresh, and its refresh token's ciphertext as stored (a rotated token
+    replaces exactly that one)."""
+
+    request: RefreshRequest
+    stored: bytes = field(repr=False)
+
+
+def _text(data: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        if value is None:
+            raise OAuthInputError(f"oauth.{name} is missing")
+        raise OAuthInputError(f"oauth.{name}: give a non-empty string")
+    return value.strip()
+
+
+def parse_oauth(data: object) -> RefreshRequest:
+    """The refresh a line's ``oauth`` object asks for, or :class:`OAuthInputError` saying what is wrong
+    (no secret in the message). A client secret is read from its file now (then stored encrypted)."""
+    from inboxcheck._oauth import PROVIDERS, RefreshRequest, read_secret_file
+
+    if not isinstance(data, dict):
+        raise OAuthInputError("oauth: give an object (provider, client_id, refresh_token, ...)")
+    unknown = sorted(str(k) for k in data if k not in _KEYS)
+    if unknown:
+        raise OAuthInputError(f"oauth.{unknown[0]}: not a field of oauth (allowed: {', '.join(_KEYS)})")
+    provider = _text(data, "provider", required=True)
+    if provider not in PROVIDERS:
+        raise OAuthInputError(f"oauth.provider {provider!r}: give one of {', '.join(PROVIDERS)}")
+    client_id = _text(data, "client_id", required=True)
+    refresh = _text(data, "refresh_token", required=True)
+    assert client_id is not None and refresh is not None
+    if any(c.isspace() or not c.isprintable() for c in refresh):
+        raise OAuthInputError("oauth.refresh_token: holds spaces or control characters; give the token alone")
+    secret_file = _text(data, "client_secret_file", required=False)
+    try:
+        return RefreshRequest(
+            provider=provider,  # type: ignore[arg-type]  # checked against PROVIDERS above
+            client_id=client_id,
+            refresh_token=SecretStr(refresh),
+            client_secret=read_secret_file(Path(secret_file), "client secret") if secret_file else None,
+            tenant=_text(data, "tenant", required=False) or "common",
+            token_url=_text(data, "token_url", required=False),
+        )
+    except OAuthInputError as exc:
+        message = str(exc)
+        for option, name in _NAMES.items():
+            message = message.replace(option, name)
+        raise OAuthInputError(message) from None
+
+
+def public_json(request: RefreshRequest) -> str:
+    """What the store keeps in clear: the refresh's public part."""
+    return json.dumps(
+        {
+            "provider": request.provider,
+            "client_id": request.client_id,
+            "tenant": request.tenant,
+            "token_url": request.token_url,
+        },
+        sort_keys=True,
+    )
+
+
+def request_from(public: str, refresh_token: str, client_secret: str | None) -> RefreshRequest:
+    from inboxcheck._oauth import RefreshRequest
+
+    data = json.loads(public)
+    return RefreshRequest(
+        provider=data["provider"],
+        client_id=data["client_id"],
+        refresh_token=SecretStr(refresh_token),
+        client_secret=SecretStr(client_secret) if client_secret is not None else None,
+        tenant=data.get("tenant") or "common",
+        token_url=data.get("token_url"),
+    )
+
+
+Prepare = Callable[["Account"], Awaitable[tuple["Account", tuple["CheckResult", ...]]]]
+
+
+def preparer(
+    engine: AsyncEngine,
+    *,
+    key: FleetKey,
+    account_id: int,
+    oauth: FleetOAuth,
+    timeout: float,
+    clock: Callable[[], float],
+) -> Prepare:
+    """What a batch item awaits before its checks (:attr:`BatchItem.prepare`): a refresh, a rotated
+    refresh token stored, and the account logging in with the new access token (or, when the
+    endpoint refused, with none: its logins are skipped and ``oauth.token`` says why)."""
+
+    async def prepare(account: Account) -> tuple[Account, tuple[CheckResult, ...]]:
+        from inboxcheck._input import OAuthTokens
+        from inboxcheck._oauth import refresh_access_token
+        from inboxcheck.fleet import store
+
+        outcome = await refresh_access_token(oauth.request, step_timeout=timeout)
+        if outcome.refresh_token is not None:
+            # Stored before anything else can fail or be cancelled: the old token may be dead now.
+            await asyncio.shield(
+                store.save_refresh_token(
+                    engine,
+                    account_id,
+                    address=account.email_address,
+                    token=outcome.refresh_token,
+                    replaces=oauth.stored,
+                    key=key,
+                    now=clock(),
+                )
+            )
+        return OAuthTokens.both(outcome.token, "a refresh").apply(account), (outcome.result,)
+
+    return prepare
+
+
+def batch_items(
+    engine: AsyncEngine,
+    loaded: Iterable[tuple[int, Account]],
+    refresh: Mapping[int, FleetOAuth],
+    *,
+    key: FleetKey,
+    timeout: float,
+    clock: Callable[[], float],
+) -> list[BatchItem]:
+    """Stored accounts as the batch engine checks them (``fleet run``, a queue job): an OAuth2
+    account refreshes its token first."""
+    from inboxcheck._batch_input import BatchItem
+
+    return [
+        BatchItem(
+            line=account_id,
+            account=account,
+            email=account.email_address,
+            prepare=None
+            if account_id not in refresh
+            else preparer(
+                engine,
+                key=key,
+                account_id=account_id,
+                oauth=refresh[account_id],
+                timeout=timeout,
+                clock=clock,
+            ),
+        )
+        for account_id, account in loaded
+    ]
