@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_DB", "FleetDbError", "async_url", "connect", "migrate", "sch
 
 DEFAULT_DB: Final = "sqlite:///inboxcheck-fleet.db"
 DB_ENV: Final = "INBOXCHECK_FLEET_DB"
-HEAD: Final = "0003"
+HEAD: Final = "0004"
 # The execution option that marks a write transaction (see writing()).
 _WRITE: Final = "inboxcheck_write"
 

@@ -1,8 +1,8 @@
 """OAuth2 logins for stored accounts: the refresh's public part, the refresh token (the current one
 and the one last given by `fleet add`) and the client secret, encrypted like the passwords.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
