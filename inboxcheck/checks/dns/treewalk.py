@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from inboxcheck.checks.dns.lookups import Lookup, Lookups
@@ -32,16 +33,52 @@ _SKIP_FROM: Final = 8  # names with this many labels or more jump to their last 
 
 
 @functools.cache
-def _suffix_list() -> PublicSuffixList:
+def _bundled_rules() -> tuple[str, ...]:
+    """The lines of the Public Suffix List the package bundles, lower-cased, read once (a few ms).
+
+    Read as the library reads its file: UTF-8 with surrogate escapes, lines ended by a line feed."""
+    from publicsuffixlist import PSLFILE
+
+    with Path(PSLFILE).open(encoding="utf-8", errors="surrogateescape", newline="") as file:
+        return tuple(file.read().lower().split("\n"))
+
+
+@functools.cache
+def _suffix_list(top: str) -> PublicSuffixList:
+    """The bundled list (ICANN and private sections) cut to the rules under the top-level name ``top``.
+
+    Whether a name is a public suffix depends only on the rules that end in its own top-level label
+    (and on the default rule, which the library applies by itself), so the answer equals the whole
+    list's (a test compares them for every rule of the list); parsing the whole list cost every run
+    that asked 35 ms, most of it encoding the internationalised rules."""
     from publicsuffixlist import PublicSuffixList
 
-    return PublicSuffixList()  # the list the package bundles (ICANN and private sections)
+    forms = {top, _other_form(top)}  # the list writes most internationalised rules in Unicode
+    lines = _bundled_rules()
+    candidates = {line for form in forms for line in [line for line in lines if form in line]}
+    rules = [rule for line in candidates if (rule := line.split(" ")[0].rstrip())]  # as the library reads
+    return PublicSuffixList(
+        rule for rule in rules if not rule.startswith("//") and rule.rsplit(".", 1)[-1].lstrip("!") in forms
+    )
+
+
+def _other_form(label: str) -> str:
+    """The A-label of a U-label and the other way round (IDNA 2003, as the library encodes its
+    rules); the label itself when it has no other form."""
+    try:
+        if not label.isascii():
+            return label.encode("idna").decode("ascii")
+        if label.startswith("xn--"):
+            return label.encode("ascii").decode("idna")
+    except UnicodeError:
+        pass
+    return label
 
 
 async def load_public_suffixes() -> None:
-    """Reads the bundled Public Suffix List once (a quarter of a second), off the event loop."""
-    if _suffix_list.cache_info().currsize == 0:
-        await asyncio.to_thread(_suffix_list)
+    """Reads the bundled Public Suffix List once, off the event loop."""
+    if _bundled_rules.cache_info().currsize == 0:
+        await asyncio.to_thread(_bundled_rules)
 
 
 def is_public_suffix(name: str) -> bool:
@@ -50,7 +87,7 @@ def is_public_suffix(name: str) -> bool:
     name = name.strip().rstrip(".").lower()
     if "." not in name:
         return True
-    return bool(_suffix_list().is_public(name))
+    return bool(_suffix_list(name.rsplit(".", 1)[-1]).is_public(name))
 
 
 def same_organisation(first: str | None, second: str | None) -> bool:
