@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -32,11 +33,20 @@ MAX_WALK_QUERIES: Final = 8
 _SKIP_FROM: Final = 8  # names with this many labels or more jump to their last seven
 
 
-@functools.cache
 def _bundled_rules() -> tuple[str, ...]:
     """The lines of the Public Suffix List the package bundles, lower-cased, read once (a few ms).
 
-    Read as the library reads its file: UTF-8 with surrogate escapes, lines ended by a line feed."""
+    Read as the library reads its file: UTF-8 with surrogate escapes, lines ended by a line feed. The
+    walks of one run start together, each asking from a thread: one reads, the others wait for it."""
+    with _RULES_LOCK:
+        return _read_bundled_rules()
+
+
+_RULES_LOCK: Final = threading.Lock()
+
+
+@functools.cache
+def _read_bundled_rules() -> tuple[str, ...]:
     from publicsuffixlist import PSLFILE
 
     with Path(PSLFILE).open(encoding="utf-8", errors="surrogateescape", newline="") as file:
@@ -77,7 +87,7 @@ def _other_form(label: str) -> str:
 
 async def load_public_suffixes() -> None:
     """Reads the bundled Public Suffix List once, off the event loop."""
-    if _bundled_rules.cache_info().currsize == 0:
+    if _read_bundled_rules.cache_info().currsize == 0:
         await asyncio.to_thread(_bundled_rules)
 
 
