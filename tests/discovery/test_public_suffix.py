@@ -121,3 +121,14 @@ def test_the_list_cut_to_one_top_level_name_answers_as_the_whole_list() -> None:
     assert len(names) > 10_000
     wrong = [name for name in sorted(names) if is_public_suffix(name) != whole.is_public(name)]
     assert not wrong, wrong[:20]
+
+
+async def test_walks_that_start_together_read_the_suffix_list_once() -> None:
+    # A check run's DMARC walks ask together, each from a thread: the list was parsed twice a run.
+    import asyncio
+
+    from inboxcheck.checks.dns import treewalk
+
+    treewalk._read_bundled_rules.cache_clear()
+    await asyncio.gather(*(treewalk.load_public_suffixes() for _ in range(4)))
+    assert treewalk._read_bundled_rules.cache_info().misses == 1
