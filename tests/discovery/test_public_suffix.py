@@ -17,6 +17,7 @@ from inboxcheck._check import CheckContext
 from inboxcheck._models import Account
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import load_presets
+from inboxcheck.checks.dns import treewalk
 from inboxcheck.checks.dns.lookups import Lookups
 from inboxcheck.checks.dns.treewalk import is_public_suffix, organisational_domain, same_organisation
 from inboxcheck.discovery import MailProtocol, discover
@@ -119,15 +120,34 @@ def test_the_list_cut_to_one_top_level_name_answers_as_the_whole_list() -> None:
                 with contextlib.suppress(UnicodeError):
                     names.add(name.encode("idna").decode("ascii"))
     assert len(names) > 10_000
-    wrong = [name for name in sorted(names) if is_public_suffix(name) != whole.is_public(name)]
+    cut: dict[str, PublicSuffixList] = {}
+    wrong = []
+    for name in sorted(names):
+        top = name.rsplit(".", 1)[-1]
+        judge = cut.get(top) or cut.setdefault(top, treewalk._cut_list(top))
+        if judge.is_public(name) != whole.is_public(name):
+            wrong.append(name)
     assert not wrong, wrong[:20]
+
+
+def test_after_many_top_level_names_the_whole_list_judges_alike() -> None:
+    # A long batch asks about many top-level names: after CUT_LISTS of them, the whole list.
+    from publicsuffixlist import PublicSuffixList
+
+    whole = PublicSuffixList()
+    treewalk._cut_lists.clear()
+    tops = ["uk", "com", "jp", "de", "io", "test", "au", "br", "ck", "fr", "it", "nl", "no", "pl", "ru"]
+    tops += ["se", "us", "xn--p1ai", "рф", "example"]
+    names = [n for top in tops for n in (top, f"co.{top}", f"x.co.{top}", "www.ck", f"github.{top}")]
+    assert all(is_public_suffix(name) == whole.is_public(name) for name in names)
+    assert len(treewalk._cut_lists) == treewalk.CUT_LISTS
+    assert treewalk._parse_whole_list.cache_info().currsize == 1
+    treewalk._cut_lists.clear()
 
 
 async def test_walks_that_start_together_read_the_suffix_list_once() -> None:
     # A check run's DMARC walks ask together, each from a thread: the list was parsed twice a run.
     import asyncio
-
-    from inboxcheck.checks.dns import treewalk
 
     treewalk._read_bundled_rules.cache_clear()
     await asyncio.gather(*(treewalk.load_public_suffixes() for _ in range(4)))
