@@ -138,3 +138,28 @@ def test_a_check_reads_the_shipped_data_parsed_ahead_and_one_top_level_name_of_t
     assert "tomllib" not in modules
     assert "publicsuffixlist" in modules  # the DMARC walk asked whether lab.test is a suffix
     assert (lists, reads) == (1, 1)
+
+
+@pytest.mark.lab
+def test_the_logins_alone_load_no_dns_check_nor_record_parser(lab: Lab, tmp_path: Path) -> None:
+    # The same-mailbox check shares the DNS lookups and the DMARC tree walk; the DNS family's checks
+    # (and the SPF and DKIM parsers) load only when it runs.
+    account = tmp_path / "account.json"
+    account.write_text(json.dumps(lab.account("alice@lab.test", smtp="submission", imap="imaps")))
+    host, port = lab.nameserver
+    loaded = _loaded(
+        *("check", str(account), "--nameserver", f"{host}:{port}", "--ca-file", str(lab.ca_file)),
+        *("--only", "smtp", "--only", "imap", "--format", "json"),
+    )
+    assert {"inboxcheck.checks.login.same_mailbox", "inboxcheck.checks.dns.treewalk"} <= loaded
+    dns_family = {
+        "inboxcheck.checks.dns.family",
+        "inboxcheck.checks.dns.mx",
+        "inboxcheck.checks.dns.spf",
+        "inboxcheck.checks.dns.dkim",
+        "inboxcheck.checks.dns.dmarc",
+        "inboxcheck.checks.dns.receivers",
+        "inboxcheck.dns.spf_eval",
+        "inboxcheck.dns.records.dkim",
+    }
+    assert not loaded & dns_family, loaded & dns_family
