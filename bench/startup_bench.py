@@ -1,15 +1,18 @@
 """Benchmark: how long ``inboxcheck --version`` takes to start, against ``checkdmarc --help``.
 
     python bench/startup_bench.py [--runs 40] [--warmup 3]
-    python bench/startup_bench.py --account [--runs 20] [--before TREE] [--importtime]
+    python bench/startup_bench.py --account [--runs 20] [--before TREE] [--importtime] [--no-bytecode]
 
 ``--account`` (issue 22): one lab account, whole process: ``inboxcheck check ACCOUNT`` (every check,
 and the two logins only) against swaks + curl doing the same two logins, one after another, in
 alternating rounds; wall time and CPU time (user + sys of the child and its children, from
 ``wait4``), with the machine's load average. ``--before TREE`` also runs ``python -m inboxcheck``
 from another source tree (the code before a change) in the same rounds. ``--importtime`` prints the
-largest imports of one ``check`` run. Target: at most 2.5 times swaks + curl. Needs the lab's
-packages and swaks and curl (``scripts/install-system-deps.sh``).
+largest imports of one ``check`` run. ``--no-bytecode`` also runs a copy of this tree without
+inboxcheck's compiled bytecode (what every start costs where ``PYTHONDONTWRITEBYTECODE`` is set and
+nothing compiled the package, as in this sandbox; an installed wheel has its bytecode). Target: at
+most 2.5 times swaks + curl. Needs the lab's packages and swaks and curl
+(``scripts/install-system-deps.sh``).
 
 Both are the console scripts of the running interpreter's environment (``sys.executable``'s bin
 dir), run directly as a shell would, not through pyenv's shims (a shim is a bash script that runs
@@ -86,6 +89,9 @@ def main() -> int:
     parser.add_argument("--account", action="store_true", help="one lab account against swaks + curl")
     parser.add_argument("--before", type=Path, default=None, help="with --account: another source tree")
     parser.add_argument("--importtime", action="store_true", help="with --account: the largest imports")
+    parser.add_argument(
+        "--no-bytecode", action="store_true", help="with --account: also this tree without its bytecode"
+    )
     args = parser.parse_args()
     if args.account:
         return account_main(args)
@@ -216,6 +222,7 @@ def _largest_imports(argv: list[str], env: dict[str, str] | None = None) -> list
 
 
 def account_main(args: argparse.Namespace) -> int:
+    import shutil
     import tempfile
 
     sys.path.insert(0, str(REPO))
@@ -242,14 +249,21 @@ def account_main(args: argparse.Namespace) -> int:
             # Bytecode written as installing a wheel does: this sandbox sets PYTHONDONTWRITEBYTECODE,
             # and every start would otherwise compile inboxcheck's modules again (0.25 s of CPU).
             compileall.compile_dir(str(tree / "inboxcheck"), quiet=1)
+        if args.no_bytecode:
+            # The same source without any bytecode, and none written while it runs.
+            bare = Path(tmp) / "no-bytecode"
+            for part in ("inboxcheck", "presets"):
+                shutil.copytree(REPO / part, bare / part, ignore=shutil.ignore_patterns("__pycache__"))
+            trees["no bytecode: "] = bare
         for label, tree in trees.items():
             # Both trees the same way: python -m inboxcheck run in the tree (its own package first).
-            env = dict(os.environ, PYTHONPATH=str(tree))
+            env = dict(os.environ, PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1")
             check = [sys.executable, "-m", "inboxcheck", "check", *common]
             every = functools.partial(_time_child, check, env=env, cwd=tree)
             runs[f"{label}inboxcheck check (every check)"] = every
-            logins_only = functools.partial(_time_child, [*check, *logins], env=env, cwd=tree)
-            runs[f"{label}inboxcheck check --only smtp --only imap"] = logins_only
+            if label != "no bytecode: ":
+                logins_only = functools.partial(_time_child, [*check, *logins], env=env, cwd=tree)
+                runs[f"{label}inboxcheck check --only smtp --only imap"] = logins_only
         # The tools use the system resolver, which does not know the lab's names: its addresses.
         runs["swaks + curl"] = functools.partial(_tools_once, by_address, lab.ca_file)
         if args.importtime:

@@ -60,7 +60,8 @@ MAX_ALERT: Final = 500
 class Rule(BaseModel):
     """One known reply and what it means."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built when the rules are first read (a reply to explain), not by every run that imports this.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")]
     protocol: Protocol

@@ -272,14 +272,25 @@ _GLOB_CHARS: Final = frozenset("*?[")
 
 
 def _glob(name: str, pattern: str) -> bool:
-    """``fnmatch.fnmatchcase``, without compiling a regular expression for the two shapes nearly
-    every preset pattern has (a host, ``*.domain``): compiling hundreds of them cost a check run
-    tens of milliseconds."""
+    """``fnmatch.fnmatchcase``, without compiling a regular expression for the shapes every preset
+    pattern has (a host, ``*.domain``, ``mx*.domain``: no ``?`` nor ``[``): compiling hundreds of
+    them cost a check run tens of milliseconds, and the last few a one-account run 5 ms."""
     if not _GLOB_CHARS & set(pattern):
         return name == pattern
-    if pattern.startswith("*") and not _GLOB_CHARS & set(pattern[1:]):
-        return name.endswith(pattern[1:])
-    return fnmatch.fnmatchcase(name, pattern)
+    if "?" in pattern or "[" in pattern:
+        return fnmatch.fnmatchcase(name, pattern)
+    # Stars only: the first and last pieces are anchored, and each piece between matches leftmost
+    # (a star matches any run of characters, so an earlier match never rules out a later piece).
+    first, *middle, last = pattern.split("*")
+    if len(name) < len(first) + len(last) or not name.startswith(first) or not name.endswith(last):
+        return False
+    at, end = len(first), len(name) - len(last)
+    for piece in middle:
+        found = name.find(piece, at, end)
+        if found < 0:
+            return False
+        at = found + len(piece)
+    return True
 
 
 #: The (hosts, ports, inbox type) keys whose match a :class:`Presets` remembers: a few hundred KB.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from inboxcheck._presets import _glob, load_presets
 
@@ -26,3 +26,10 @@ def test_every_preset_pattern_matches_as_fnmatch_does() -> None:
     for pattern in patterns:
         for name in names:
             assert _glob(name, pattern) == fnmatch.fnmatchcase(name, pattern), (name, pattern)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet="ab.", max_size=10), st.text(alphabet="ab.*", max_size=8))
+def test_a_pattern_of_stars_matches_as_fnmatchcase(name: str, pattern: str) -> None:
+    # Stars only: the shape _glob matches without a regular expression (leftmost pieces).
+    assert _glob(name, pattern) == fnmatch.fnmatchcase(name, pattern), (name, pattern)

@@ -86,6 +86,7 @@ def test_wheel_carries_and_finds_the_presets(tmp_path: Path) -> None:
         names = set(wheel.namelist())
         wheel.extractall(unpacked)
     assert "inboxcheck/_data/presets/google-workspace.toml" in names
+    assert "inboxcheck/parsed-data.json" in names  # the shipped TOML, parsed ahead (_packaged.py)
     bundled = sorted(
         name.removeprefix("inboxcheck/_data/presets/")
         for name in names

@@ -18,7 +18,7 @@ __all__ = ["deferred", "registered_checks"]
 # Each module of checks, in report order, with the family its checks are in.
 _MODULES: Final = (
     ("inboxcheck.checks.account", Family.ACCOUNT),
-    ("inboxcheck.checks.dns", Family.DNS),
+    ("inboxcheck.checks.dns.family", Family.DNS),
     ("inboxcheck.checks.login.smtp", Family.SMTP),
     ("inboxcheck.checks.login.imap", Family.IMAP),
     ("inboxcheck.checks.login.same_mailbox", Family.IMAP),

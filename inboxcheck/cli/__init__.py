@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Final, NamedTuple, NoReturn
 
@@ -164,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(EXIT_OK)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
         if os.environ.get("INBOXCHECK_DEBUG") or "--debug" in (argv or sys.argv):
+            import traceback  # only here: --help and --version never load it
+
             traceback.print_exc()
         fail(
             f"internal error ({type(exc).__name__}); this is a bug in inboxcheck. "

@@ -20,7 +20,24 @@ _PROBE = (
     "    main(sys.argv[1:])\n"
     "except SystemExit:\n"
     "    pass\n"
-    "print(json.dumps(sorted(m for m in sys.modules if m.startswith('inboxcheck'))), file=sys.stderr)\n"
+    "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+)
+
+# What no help text needs: the models, the event loop, TLS, DNS, the mail clients, the data files.
+_HEAVY = (
+    "pydantic",
+    "pydantic_core",
+    "asyncio",
+    "ssl",
+    "dns",
+    "aiosmtplib",
+    "aioimaplib",
+    "tomllib",
+    "publicsuffixlist",
+    "inboxcheck._runner",
+    "inboxcheck._check",
+    "inboxcheck._models",
+    "inboxcheck._presets",
 )
 
 # Loaded only by what asks for them: discovery (a partial payload, discover), the send test
@@ -77,3 +94,72 @@ def test_a_full_check_of_a_lab_account_loads_only_what_it_runs(lab: Lab, tmp_pat
     assert not loaded & set(_NEVER_FOR_A_PLAIN_CHECK), loaded & set(_NEVER_FOR_A_PLAIN_CHECK)
     deliverability = _loaded(*common, "--only", "dns", "--deliverability", "--format", "json")
     assert {"inboxcheck._blocklists", "inboxcheck.checks.dns.blocklists"} <= deliverability
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ("check", "--help"), ("connect", "--help")])
+def test_help_and_version_load_nothing_heavy(args: tuple[str, ...]) -> None:
+    loaded = _loaded(*args)
+    assert "inboxcheck.cli" in loaded
+    assert not loaded & set(_HEAVY), loaded & set(_HEAVY)
+
+
+@pytest.mark.lab
+def test_a_check_reads_the_shipped_data_parsed_ahead_and_one_top_level_name_of_the_suffix_list(
+    lab: Lab, tmp_path: Path
+) -> None:
+    # The presets come from parsed-data.json (no TOML parser loaded), and the Public Suffix List is
+    # parsed only under the top-level names asked (here "test"), never whole.
+    account = tmp_path / "account.json"
+    account.write_text(json.dumps(lab.account("alice@lab.test", smtp="submission", imap="imaps")))
+    host, port = lab.nameserver
+    probe = (
+        "import json, sys\n"
+        "from inboxcheck.cli import main\n"
+        "from inboxcheck.checks.dns import treewalk\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "lists = len(treewalk._cut_lists) + treewalk._parse_whole_list.cache_info().currsize\n"
+        "reads = treewalk._read_bundled_rules.cache_info().misses\n"
+        "print(json.dumps([sorted(sys.modules), lists, reads]), file=sys.stderr)\n"
+    )
+    args = ["check", str(account), "--nameserver", f"{host}:{port}", "--ca-file", str(lab.ca_file)]
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *args, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    modules, lists, reads = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert json.loads(proc.stdout)["checks"], proc.stderr
+    assert "inboxcheck._presets" in modules
+    assert "tomllib" not in modules
+    assert "publicsuffixlist" in modules  # the DMARC walk asked whether lab.test is a suffix
+    assert (lists, reads) == (1, 1)
+
+
+@pytest.mark.lab
+def test_the_logins_alone_load_no_dns_check_nor_record_parser(lab: Lab, tmp_path: Path) -> None:
+    # The same-mailbox check shares the DNS lookups and the DMARC tree walk; the DNS family's checks
+    # (and the SPF and DKIM parsers) load only when it runs.
+    account = tmp_path / "account.json"
+    account.write_text(json.dumps(lab.account("alice@lab.test", smtp="submission", imap="imaps")))
+    host, port = lab.nameserver
+    loaded = _loaded(
+        *("check", str(account), "--nameserver", f"{host}:{port}", "--ca-file", str(lab.ca_file)),
+        *("--only", "smtp", "--only", "imap", "--format", "json"),
+    )
+    assert {"inboxcheck.checks.login.same_mailbox", "inboxcheck.checks.dns.treewalk"} <= loaded
+    dns_family = {
+        "inboxcheck.checks.dns.family",
+        "inboxcheck.checks.dns.mx",
+        "inboxcheck.checks.dns.spf",
+        "inboxcheck.checks.dns.dkim",
+        "inboxcheck.checks.dns.dmarc",
+        "inboxcheck.checks.dns.receivers",
+        "inboxcheck.dns.spf_eval",
+        "inboxcheck.dns.records.dkim",
+    }
+    assert not loaded & dns_family, loaded & dns_family

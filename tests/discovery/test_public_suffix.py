@@ -8,12 +8,16 @@ domain.
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import pytest
 
 from inboxcheck._check import CheckContext
 from inboxcheck._models import Account
 from inboxcheck._options import CheckOptions
 from inboxcheck._presets import load_presets
+from inboxcheck.checks.dns import treewalk
 from inboxcheck.checks.dns.lookups import Lookups
 from inboxcheck.checks.dns.treewalk import is_public_suffix, organisational_domain, same_organisation
 from inboxcheck.discovery import MailProtocol, discover
@@ -95,3 +99,56 @@ async def test_an_address_domain_is_asked_in_idna_2008() -> None:
     asked = {name for name, _ in dns.queries}
     assert "xn--fa-hia.de" in asked
     assert not any("fass.de" in name for name in asked), sorted(asked)  # IDNA 2003: fass.de before
+
+
+def test_the_list_cut_to_one_top_level_name_answers_as_the_whole_list() -> None:
+    # is_public_suffix parses only the rules under the name's top-level label (a run saves 30 ms):
+    # for every rule of the bundled list, the rule's name, a name under it and their A-labels are
+    # judged as the whole list judges them.
+    from publicsuffixlist import PSLFILE, PublicSuffixList
+
+    whole = PublicSuffixList()
+    names: set[str] = set()
+    with Path(PSLFILE).open(encoding="utf-8") as file:
+        for line in file:
+            rule = line.lower().split(" ")[0].rstrip()
+            if not rule or rule.startswith("//"):
+                continue
+            base = rule.lstrip("!").removeprefix("*.")
+            for name in (base, f"x.{base}", f"a.b.{base}"):
+                names.add(name)
+                with contextlib.suppress(UnicodeError):
+                    names.add(name.encode("idna").decode("ascii"))
+    assert len(names) > 10_000
+    cut: dict[str, PublicSuffixList] = {}
+    wrong = []
+    for name in sorted(names):
+        top = name.rsplit(".", 1)[-1]
+        judge = cut.get(top) or cut.setdefault(top, treewalk._cut_list(top))
+        if judge.is_public(name) != whole.is_public(name):
+            wrong.append(name)
+    assert not wrong, wrong[:20]
+
+
+def test_after_many_top_level_names_the_whole_list_judges_alike() -> None:
+    # A long batch asks about many top-level names: after CUT_LISTS of them, the whole list.
+    from publicsuffixlist import PublicSuffixList
+
+    whole = PublicSuffixList()
+    treewalk._cut_lists.clear()
+    tops = ["uk", "com", "jp", "de", "io", "test", "au", "br", "ck", "fr", "it", "nl", "no", "pl", "ru"]
+    tops += ["se", "us", "xn--p1ai", "рф", "example"]
+    names = [n for top in tops for n in (top, f"co.{top}", f"x.co.{top}", "www.ck", f"github.{top}")]
+    assert all(is_public_suffix(name) == whole.is_public(name) for name in names)
+    assert len(treewalk._cut_lists) == treewalk.CUT_LISTS
+    assert treewalk._parse_whole_list.cache_info().currsize == 1
+    treewalk._cut_lists.clear()
+
+
+async def test_walks_that_start_together_read_the_suffix_list_once() -> None:
+    # A check run's DMARC walks ask together, each from a thread: the list was parsed twice a run.
+    import asyncio
+
+    treewalk._read_bundled_rules.cache_clear()
+    await asyncio.gather(*(treewalk.load_public_suffixes() for _ in range(4)))
+    assert treewalk._read_bundled_rules.cache_info().misses == 1

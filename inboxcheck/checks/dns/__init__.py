@@ -21,46 +21,35 @@ Choices worth knowing:
   given with ``--dkim-selector`` are always asked.
 - SPF lookups are counted statically, as RFC 7208 4.6.4 counts them, over the whole include tree;
   terms with macros are counted but not followed (they need the sender's address).
+
+The names below load on first use (:mod:`inboxcheck.checks.dns.family` holds the checks), so that a
+module that needs only ``lookups`` or ``treewalk`` loads neither the other checks nor the parsers.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import importlib
+from typing import TYPE_CHECKING, Any, Final
 
-from inboxcheck._check import CheckSpec
-from inboxcheck._options import CheckOptions, Family
-from inboxcheck.checks import deferred
-from inboxcheck.checks.dns.dkim import COMMON_DKIM_SELECTORS, check_dkim
-from inboxcheck.checks.dns.dmarc import check_dmarc
-from inboxcheck.checks.dns.mx import check_mx
-from inboxcheck.checks.dns.receivers import check_receivers
-from inboxcheck.checks.dns.spf import check_spf, merged_spf_record
-from inboxcheck.checks.dns.treewalk import organisational_domain, walk_targets
+if TYPE_CHECKING:
+    from inboxcheck.checks.dns.family import (
+        CHECKS as CHECKS,
+        COMMON_DKIM_SELECTORS as COMMON_DKIM_SELECTORS,
+        merged_spf_record as merged_spf_record,
+        organisational_domain as organisational_domain,
+        walk_targets as walk_targets,
+    )
 
 __all__ = ["CHECKS", "COMMON_DKIM_SELECTORS", "merged_spf_record", "organisational_domain", "walk_targets"]
 
-
-# Asked for with --deliverability: their code (and the blocklists' data) is loaded only then.
-check_fcrdns = deferred("inboxcheck.checks.dns.fcrdns:check_fcrdns")
-check_blocklists = deferred("inboxcheck.checks.dns.blocklists:check_blocklists")
+_FAMILY: Final = "inboxcheck.checks.dns.family"
 
 
-def _deliverability(options: CheckOptions) -> bool:
-    return options.deliverability
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_FAMILY), name)
 
 
-CHECKS: Final = [
-    CheckSpec("dns.mx", "MX records", Family.DNS, check_mx),
-    CheckSpec("dns.spf", "SPF record", Family.DNS, check_spf),
-    CheckSpec("dns.dkim", "DKIM keys", Family.DNS, check_dkim),
-    CheckSpec("dns.dmarc", "DMARC policy", Family.DNS, check_dmarc),
-    CheckSpec(
-        "dns.receivers",
-        "Receiver readiness",
-        Family.DNS,
-        check_receivers,
-        needs=("dns.spf", "dns.dkim", "dns.dmarc"),
-    ),
-    CheckSpec("dns.fcrdns", "Reverse DNS of the SMTP host", Family.DNS, check_fcrdns, wanted=_deliverability),
-    CheckSpec("dns.blocklists", "DNS blocklists", Family.DNS, check_blocklists, wanted=_deliverability),
-]
+def __dir__() -> list[str]:
+    return sorted(__all__)
