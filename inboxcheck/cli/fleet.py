@@ -121,11 +121,9 @@ def add(source: Path, interval: str, db: str | None, key_file: Path | None) -> N
     client secret are stored encrypted like passwords; every check gets a fresh access token.
     """
     from inboxcheck._batch import read_batch
-    from inboxcheck._errors import OAuthInputError
-    from inboxcheck._oauth import RefreshRequest
     from inboxcheck.cli._terminal import escape, escape_lines
     from inboxcheck.fleet import store
-    from inboxcheck.fleet.oauth import parse_oauth
+    from inboxcheck.fleet.oauth import split_lines
 
     seconds = _span(interval, what="--interval")
     if seconds < 60:
@@ -133,27 +131,9 @@ def add(source: Path, interval: str, db: str | None, key_file: Path | None) -> N
     fleet_key = _key(key_file)
     if source != Path("-") and not source.exists():
         raise click.BadParameter(f"{source}: no such file", param_hint="FILE")
-    good = []
-    refreshes: dict[str, RefreshRequest] = {}
-    refused: list[tuple[int, str]] = []
-    for item in read_batch(source, oauth=True):
-        if item.partial is not None:
-            refused.append(
-                (item.line, f"line {item.line}: a partial payload; complete it first (inboxcheck discover)")
-            )
-        elif item.account is None:
-            refused.append((item.line, item.error or f"line {item.line}: unusable"))
-        elif item.oauth is not None:
-            try:
-                refreshes[item.account.email_address.strip().lower()] = parse_oauth(item.oauth)
-            except OAuthInputError as exc:
-                refused.append((item.line, f"line {item.line}: {exc}"))
-                continue
-            good.append(item.account)
-        else:
-            # The same address again without oauth: the last line counts, with its passwords.
-            refreshes.pop(item.account.email_address.strip().lower(), None)
-            good.append(item.account)
+    lines = split_lines(read_batch(source, oauth=True), discover="inboxcheck discover")
+    good, refreshes = lines.accounts, lines.refreshes
+    refused = [(item.line, problem) for item, problem in lines.refused]
     done = _with_store(
         db,
         lambda engine: store.add_accounts(

@@ -36,9 +36,10 @@ class TooManyBatches(Exception):
     pass
 
 
-def parse_batch(raw: bytes, *, limit: int) -> list[BatchItem]:
+def parse_batch(raw: bytes, *, limit: int, oauth: bool = False) -> list[BatchItem]:
     """The accounts of a JSON array or JSONL body, one item each with its line (or position) number;
-    an unusable one is an item with its problem, as ``check --batch`` reads a file.
+    an unusable one is an item with its problem, as ``check --batch`` reads a file (with ``oauth``,
+    as ``fleet add`` reads one: an account's ``oauth`` object beside its payload).
 
     Raises :class:`AccountError` when the body is neither, or holds more than ``limit`` accounts."""
     from inboxcheck._input import decode_json
@@ -60,7 +61,7 @@ def parse_batch(raw: bytes, *, limit: int) -> list[BatchItem]:
         assert isinstance(rows, list)
         if len(rows) > limit:
             raise AccountError(source, message=f"holds {len(rows):,} accounts; at most {limit:,} a batch")
-        items = [_parse(number, row, {}) for number, row in enumerate(rows, 1)]
+        items = [_parse(number, row, {}, oauth) for number, row in enumerate(rows, 1)]
     else:
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -74,7 +75,7 @@ def parse_batch(raw: bytes, *, limit: int) -> list[BatchItem]:
             except (json.JSONDecodeError, RecursionError) as exc:
                 items.append(BatchItem(number, error=f"line {number}: not valid JSON ({type(exc).__name__})"))
                 continue
-            items.append(_parse(number, data, {}))
+            items.append(_parse(number, data, {}, oauth))
     if not items:
         raise AccountError(source, message="holds no accounts; give a JSON array or JSON lines of accounts")
     return items
