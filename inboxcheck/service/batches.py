@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -144,7 +144,11 @@ class Batch:
                 return
             await changed.wait()
 
-    async def run(self, engine: Engine, options: CheckOptions, *, workers: int) -> None:
+    async def run(
+        self, engine: Engine, options: CheckOptions, *, workers: int, trust_hosts: Sequence[str] = ()
+    ) -> None:
+        """Check every account, ``workers`` at a time; a partial payload is completed by discovery
+        first, ``trust_hosts`` as its ``--trust-host``."""
         self.state = BatchState.RUNNING
         self._started = time.monotonic()
         hosts = _HostBounds(engine.settings.per_host)
@@ -155,7 +159,7 @@ class Batch:
             if item.partial is not None:
                 try:
                     payload, leading = await engine.complete(
-                        item.partial, options, source=f"line {item.line}"
+                        item.partial, options, source=f"line {item.line}", trust_hosts=trust_hosts
                     )
                     item.account = parse_account(payload, source=f"line {item.line}", env={})
                 except AccountError as exc:
@@ -232,7 +236,9 @@ class BatchStore:
             ):
                 del self._batches[batch.id]
 
-    def start(self, items: list[BatchItem], options: CheckOptions) -> Batch:
+    def start(
+        self, items: list[BatchItem], options: CheckOptions, *, trust_hosts: Sequence[str] = ()
+    ) -> Batch:
         self._expire()
         if len(self._batches) >= self.limit:
             oldest = next((b for b in self._batches.values() if b.finished), None)
@@ -242,7 +248,7 @@ class BatchStore:
         batch = Batch(items)
         self._batches[batch.id] = batch
         batch.task = asyncio.ensure_future(
-            batch.run(self.engine, options, workers=self.engine.settings.concurrency)
+            batch.run(self.engine, options, workers=self.engine.settings.concurrency, trust_hosts=trust_hosts)
         )
         batch.task.add_done_callback(_note_failure)
         return batch
