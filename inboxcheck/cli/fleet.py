@@ -493,12 +493,32 @@ def webhook_remove(url: str, db: str | None) -> None:
 @webhook.command("log")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @_db_option
-def webhook_log(limit: int, db: str | None) -> None:
-    """The delivery log, newest first (JSON lines)."""
+@_option("format", default="json", help="Output format on stdout: json is JSON lines.")
+def webhook_log(limit: int, db: str | None, fmt: str) -> None:
+    """The delivery log, newest first: a pending delivery with its next attempt and, while a
+    sender holds it, who (host, pid) and until when."""
     from inboxcheck.fleet.webhooks import delivery_log
 
     for row in _with_store(db, lambda engine: delivery_log(engine, limit=limit)):
-        click.echo(json.dumps(row, ensure_ascii=False))
+        click.echo(json.dumps(row, ensure_ascii=False) if fmt == "json" else _delivery_line(row))
+
+
+def _delivery_line(row: dict[str, Any]) -> str:
+    from inboxcheck.cli._terminal import escape
+
+    done = f"{row['status']}, {row['attempts']} attempt(s)"
+    if row["last_status"] is not None:
+        done += f", last HTTP {row['last_status']}"
+    elif row["last_error"]:
+        done += f", last {escape(row['last_error'])}"
+    if row["delivered_at"]:
+        done += f", at {row['delivered_at']}"
+    if row["next_attempt_at"]:
+        done += f", next {row['next_attempt_at']}"
+    if row["claimed_by"] is not None:
+        held = "claim ran out" if row["claim_expired"] else "claimed"
+        done += f"; {held} by {escape(row['claimed_by'])} until {row['claimed_until']}"
+    return f"{row['event']} {escape(row['email_address'])} -> {escape(row['url'])}: {done}"
 
 
 def _register_queue() -> None:
