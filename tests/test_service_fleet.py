@@ -184,12 +184,22 @@ def test_oauth_accounts_are_added_as_fleet_add_adds_them_and_no_secret_is_shown(
         "itself as oauth.client_secret"
     )
     assert by_file.json()["added"] == []
+    spaced = client.post("/v1/fleet/accounts", json=[_oauth_line(47, client_secret=f"{APP_SECRET} x")])
+    assert spaced.json()["refused"][0]["problem"] == (
+        "line 1: oauth.client_secret: holds spaces or control characters; give the secret alone"
+    )
 
     # The same line again leaves it as it is, as fleet add does.
     again = client.post("/v1/fleet/accounts", json=[_oauth_line(40, client_secret=APP_SECRET)])
     assert again.json()["unchanged"] == ["user40@example.test"], again.text
 
-    for text in (added.text, by_file.text, again.text, fleet_service.log.read_text(errors="replace")):
+    for text in (
+        added.text,
+        by_file.text,
+        spaced.text,
+        again.text,
+        fleet_service.log.read_text(errors="replace"),
+    ):
         assert REFRESH not in text and APP_SECRET not in text
     stored = Path(database.removeprefix("sqlite:///")).read_bytes()
     assert REFRESH.encode() not in stored and APP_SECRET.encode() not in stored

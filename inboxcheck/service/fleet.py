@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from inboxcheck._batch_results import FieldIssue
 from inboxcheck._errors import AccountError, FieldProblem
+from inboxcheck._oauth import Provider
 from inboxcheck.service.http import error_response, input_error, json_response, query_error, read_body
 from inboxcheck.service.models import InputErrorDocument, Problem
 
@@ -113,7 +114,7 @@ class FleetOAuthInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["google", "microsoft"]
+    provider: Provider
     client_id: str
     refresh_token: str
     client_secret: str | None = None
