@@ -4,6 +4,7 @@ client, the lab's servers."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -236,7 +237,30 @@ async def test_a_partial_payload_is_completed_with_a_foreign_host_only_when_trus
     assert CANARY not in parity_service.log.read_text(encoding="utf-8", errors="replace")
 
 
-@pytest.mark.parametrize("path", ["/v1/check", "/v1/diagnose"])
+async def test_a_batch_completes_partial_payloads_with_a_foreign_host_only_when_trusted(
+    client: httpx.AsyncClient, parity_service: Service
+) -> None:
+    address = f"proof-{secrets.token_hex(4)}@srv-foreign.test"
+
+    async def lines(query: str) -> list[dict[str, Any]]:
+        started = await client.post(f"/v1/batches{query}", json=[_partial(address)])
+        assert started.status_code == 202, started.text
+        results = await client.get(started.json()["results_url"])
+        assert results.status_code == 200, results.text
+        return [json.loads(line) for line in results.text.splitlines()]
+
+    [untrusted] = await lines("")
+    assert untrusted["verdict"] == "invalid" and "discover.untrusted_host" in untrusted["error"], untrusted
+    [trusted] = await lines("?trust_host=Mail.Lab.Test.&trust_host=other.lab.test")
+    report = Report.model_validate(trusted["report"])
+    assert report.checks[0].name == "account.discovered"
+    assert (report.account.smtp_host, report.account.imap_host) == ("mail.lab.test", "mail.lab.test")
+    for line in (untrusted, trusted):
+        assert CANARY not in json.dumps(line)
+    assert CANARY not in parity_service.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("path", ["/v1/check", "/v1/diagnose", "/v1/batches"])
 @pytest.mark.parametrize(
     "query",
     [
@@ -245,7 +269,7 @@ async def test_a_partial_payload_is_completed_with_a_foreign_host_only_when_trus
         "trust_host=" + "x" * 254,
     ],
 )
-async def test_check_and_diagnose_refuse_trust_hosts_discover_refuses(
+async def test_check_diagnose_and_batches_refuse_trust_hosts_discover_refuses(
     lab: Lab, client: httpx.AsyncClient, path: str, query: str
 ) -> None:
     response = await client.post(f"{path}?{query}", json=_partial("x@lab.test"))

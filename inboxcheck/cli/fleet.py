@@ -121,11 +121,9 @@ def add(source: Path, interval: str, db: str | None, key_file: Path | None) -> N
     client secret are stored encrypted like passwords; every check gets a fresh access token.
     """
     from inboxcheck._batch import read_batch
-    from inboxcheck._errors import OAuthInputError
-    from inboxcheck._oauth import RefreshRequest
     from inboxcheck.cli._terminal import escape, escape_lines
     from inboxcheck.fleet import store
-    from inboxcheck.fleet.oauth import parse_oauth
+    from inboxcheck.fleet.oauth import split_lines
 
     seconds = _span(interval, what="--interval")
     if seconds < 60:
@@ -133,27 +131,9 @@ def add(source: Path, interval: str, db: str | None, key_file: Path | None) -> N
     fleet_key = _key(key_file)
     if source != Path("-") and not source.exists():
         raise click.BadParameter(f"{source}: no such file", param_hint="FILE")
-    good = []
-    refreshes: dict[str, RefreshRequest] = {}
-    refused: list[tuple[int, str]] = []
-    for item in read_batch(source, oauth=True):
-        if item.partial is not None:
-            refused.append(
-                (item.line, f"line {item.line}: a partial payload; complete it first (inboxcheck discover)")
-            )
-        elif item.account is None:
-            refused.append((item.line, item.error or f"line {item.line}: unusable"))
-        elif item.oauth is not None:
-            try:
-                refreshes[item.account.email_address.strip().lower()] = parse_oauth(item.oauth)
-            except OAuthInputError as exc:
-                refused.append((item.line, f"line {item.line}: {exc}"))
-                continue
-            good.append(item.account)
-        else:
-            # The same address again without oauth: the last line counts, with its passwords.
-            refreshes.pop(item.account.email_address.strip().lower(), None)
-            good.append(item.account)
+    lines = split_lines(read_batch(source, oauth=True), discover="inboxcheck discover")
+    good, refreshes = lines.accounts, lines.refreshes
+    refused = [(item.line, problem) for item, problem in lines.refused]
     done = _with_store(
         db,
         lambda engine: store.add_accounts(
@@ -513,12 +493,32 @@ def webhook_remove(url: str, db: str | None) -> None:
 @webhook.command("log")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @_db_option
-def webhook_log(limit: int, db: str | None) -> None:
-    """The delivery log, newest first (JSON lines)."""
+@_option("format", default="json", help="Output format on stdout: json is JSON lines.")
+def webhook_log(limit: int, db: str | None, fmt: str) -> None:
+    """The delivery log, newest first: a pending delivery with its next attempt and, while a
+    sender holds it, who (host, pid) and until when."""
     from inboxcheck.fleet.webhooks import delivery_log
 
     for row in _with_store(db, lambda engine: delivery_log(engine, limit=limit)):
-        click.echo(json.dumps(row, ensure_ascii=False))
+        click.echo(json.dumps(row, ensure_ascii=False) if fmt == "json" else _delivery_line(row))
+
+
+def _delivery_line(row: dict[str, Any]) -> str:
+    from inboxcheck.cli._terminal import escape
+
+    done = f"{row['status']}, {row['attempts']} attempt(s)"
+    if row["last_status"] is not None:
+        done += f", last HTTP {row['last_status']}"
+    elif row["last_error"]:
+        done += f", last {escape(row['last_error'])}"
+    if row["delivered_at"]:
+        done += f", at {row['delivered_at']}"
+    if row["next_attempt_at"]:
+        done += f", next {row['next_attempt_at']}"
+    if row["claimed_by"] is not None:
+        held = "claim ran out" if row["claim_expired"] else "claimed"
+        done += f"; {held} by {escape(row['claimed_by'])} until {row['claimed_until']}"
+    return f"{row['event']} {escape(row['email_address'])} -> {escape(row['url'])}: {done}"
 
 
 def _register_queue() -> None:

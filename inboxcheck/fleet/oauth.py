@@ -35,9 +35,21 @@ if TYPE_CHECKING:
     from inboxcheck._oauth import RefreshRequest
     from inboxcheck.fleet._crypto import FleetKey
 
-__all__ = ["FleetOAuth", "batch_items", "parse_oauth", "preparer", "public_json", "request_from"]
+__all__ = [
+    "AddLines",
+    "FleetOAuth",
+    "batch_items",
+    "parse_oauth",
+    "preparer",
+    "public_json",
+    "request_from",
+    "split_lines",
+]
 
 _KEYS: Final = ("provider", "client_id", "refresh_token", "client_secret_file", "tenant", "token_url")
+# Over HTTP (serve --fleet-db) the client secret is in the body like the passwords: the server reads
+# no file a request names (it would store that file and send it to the request's token endpoint).
+_REMOTE_KEYS: Final = ("provider", "client_id", "refresh_token", "client_secret", "tenant", "token_url")
 # The CLI's option names in RefreshRequest's messages, as a line's field names.
 _NAMES: Final = {
     "--oauth-provider": "oauth.provider",
@@ -67,31 +79,49 @@ def _text(data: Mapping[str, Any], name: str, *, required: bool) -> str | None:
     return value.strip()
 
 
-def parse_oauth(data: object) -> RefreshRequest:
+def _token(data: Mapping[str, Any], name: str) -> str | None:
+    value = _text(data, name, required=name == "refresh_token")
+    if value is not None and any(c.isspace() or not c.isprintable() for c in value):
+        what = "token" if name == "refresh_token" else "secret"
+        raise OAuthInputError(f"oauth.{name}: holds spaces or control characters; give the {what} alone")
+    return value
+
+
+def parse_oauth(data: object, *, remote: bool = False) -> RefreshRequest:
     """The refresh a line's ``oauth`` object asks for, or :class:`OAuthInputError` saying what is wrong
-    (no secret in the message). A client secret is read from its file now (then stored encrypted)."""
+    (no secret in the message). A client secret is read from its file now (then stored encrypted).
+
+    ``remote`` (a request's body, ``POST /v1/fleet/accounts``): the client secret is the field
+    ``client_secret`` itself, as the body holds the passwords; ``client_secret_file`` is refused."""
     from inboxcheck._oauth import PROVIDERS, RefreshRequest, read_secret_file
 
     if not isinstance(data, dict):
         raise OAuthInputError("oauth: give an object (provider, client_id, refresh_token, ...)")
-    unknown = sorted(str(k) for k in data if k not in _KEYS)
+    keys = _REMOTE_KEYS if remote else _KEYS
+    if remote and "client_secret_file" in data:
+        raise OAuthInputError(
+            "oauth.client_secret_file: the server reads no file a request names; give the secret "
+            "itself as oauth.client_secret"
+        )
+    unknown = sorted(str(k) for k in data if k not in keys)
     if unknown:
-        raise OAuthInputError(f"oauth.{unknown[0]}: not a field of oauth (allowed: {', '.join(_KEYS)})")
+        raise OAuthInputError(f"oauth.{unknown[0]}: not a field of oauth (allowed: {', '.join(keys)})")
     provider = _text(data, "provider", required=True)
     if provider not in PROVIDERS:
         raise OAuthInputError(f"oauth.provider {provider!r}: give one of {', '.join(PROVIDERS)}")
     client_id = _text(data, "client_id", required=True)
-    refresh = _text(data, "refresh_token", required=True)
+    refresh = _token(data, "refresh_token")
     assert client_id is not None and refresh is not None
-    if any(c.isspace() or not c.isprintable() for c in refresh):
-        raise OAuthInputError("oauth.refresh_token: holds spaces or control characters; give the token alone")
-    secret_file = _text(data, "client_secret_file", required=False)
+    secret = _token(data, "client_secret") if remote else None
+    secret_file = None if remote else _text(data, "client_secret_file", required=False)
     try:
         return RefreshRequest(
             provider=provider,  # type: ignore[arg-type]  # checked against PROVIDERS above
             client_id=client_id,
             refresh_token=SecretStr(refresh),
-            client_secret=read_secret_file(Path(secret_file), "client secret") if secret_file else None,
+            client_secret=read_secret_file(Path(secret_file), "client secret")
+            if secret_file
+            else (SecretStr(secret) if secret is not None else None),
             tenant=_text(data, "tenant", required=False) or "common",
             token_url=_text(data, "token_url", required=False),
         )
@@ -100,6 +130,41 @@ def parse_oauth(data: object) -> RefreshRequest:
         for option, name in _NAMES.items():
             message = message.replace(option, name)
         raise OAuthInputError(message) from None
+
+
+@dataclass
+class AddLines:
+    """The lines of ``fleet add`` (or ``POST /v1/fleet/accounts``) as the store adds them: the
+    accounts, the OAuth2 refreshes by address, and each refused line with its problem."""
+
+    accounts: list[Account] = field(default_factory=list)
+    refreshes: dict[str, RefreshRequest] = field(default_factory=dict)
+    refused: list[tuple[BatchItem, str]] = field(default_factory=list)
+
+
+def split_lines(items: Iterable[BatchItem], *, discover: str, remote: bool = False) -> AddLines:
+    """Read with ``oauth`` (:func:`~inboxcheck._batch_input._parse`): each line's account and its
+    ``oauth`` object parsed (:func:`parse_oauth`), or its refusal; ``discover`` is where to complete
+    a partial payload. The same address again: the last line counts, with or without its refresh."""
+    out = AddLines()
+    for item in items:
+        if item.partial is not None:
+            out.refused.append((item, f"line {item.line}: a partial payload; complete it first ({discover})"))
+        elif item.account is None:
+            out.refused.append((item, item.error or f"line {item.line}: unusable"))
+        elif item.oauth is not None:
+            try:
+                request = parse_oauth(item.oauth, remote=remote)
+            except OAuthInputError as exc:
+                out.refused.append((item, f"line {item.line}: {exc}"))
+                continue
+            out.refreshes[item.account.email_address.strip().lower()] = request
+            out.accounts.append(item.account)
+        else:
+            # The same address again without oauth: the last line counts, with its passwords.
+            out.refreshes.pop(item.account.email_address.strip().lower(), None)
+            out.accounts.append(item.account)
+    return out
 
 
 def public_json(request: RefreshRequest) -> str:

@@ -354,6 +354,10 @@ async def _mark(
 
 
 async def delivery_log(engine: AsyncEngine, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The deliveries, newest first; a pending one with its next attempt and, while a sender holds
+    it (:func:`claim`), who (``claimed_by``: host, pid, token of the call) and until when: a claim
+    that ran out (its sender died) is shown with ``claim_expired`` true, to be taken again."""
+    now = database_now(engine.dialect.name)
     query = (
         sa.select(
             deliveries.c.url,
@@ -362,6 +366,10 @@ async def delivery_log(engine: AsyncEngine, *, limit: int = 100) -> list[dict[st
             deliveries.c.last_status,
             deliveries.c.last_error,
             deliveries.c.delivered_at,
+            deliveries.c.next_attempt_at,
+            deliveries.c.claimed_by,
+            deliveries.c.claimed_until,
+            (deliveries.c.claimed_until < now).label("claim_expired"),
             changes.c.event_id,
             changes.c.event_type,
             accounts.c.address,
@@ -384,6 +392,10 @@ async def delivery_log(engine: AsyncEngine, *, limit: int = 100) -> list[dict[st
             "last_status": r.last_status,
             "last_error": r.last_error,
             "delivered_at": iso(r.delivered_at),
+            "next_attempt_at": iso(r.next_attempt_at) if r.status == "pending" else None,
+            "claimed_by": r.claimed_by,
+            "claimed_until": iso(r.claimed_until),
+            "claim_expired": None if r.claimed_until is None else bool(r.claim_expired),
         }
         for r in rows
     ]

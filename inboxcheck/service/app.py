@@ -230,8 +230,8 @@ _Selectors = Annotated[list[str] | None, Query(description="Also try this DKIM s
 _TrustHosts = Annotated[
     list[str] | None,
     Query(
-        description="With a partial payload: accept this discovered host outside the address's domain "
-        "(--trust-host; repeatable, at most 16).",
+        description="With a partial payload (a batch's: each): accept this discovered host outside the "
+        "address's domain (--trust-host; repeatable, at most 16).",
     ),
 ]
 _NoAlternates = Annotated[
@@ -433,10 +433,17 @@ def _batches_router() -> APIRouter:
         summary="Start a batch (a JSON array or JSON lines of accounts); poll it, stream its results",
     )
     async def create(
-        request: Request, deliverability: bool = False, dkim_selector: _Selectors = None
+        request: Request,
+        deliverability: bool = False,
+        dkim_selector: _Selectors = None,
+        trust_host: _TrustHosts = None,
     ) -> Response:
         engine = _engine(request)
         store: BatchStore = request.app.state.batches
+        try:
+            trust_hosts = trust_hosts_query(trust_host)
+        except AccountError as exc:
+            return query_error(exc.problems)
         try:
             if engine.draining:
                 raise ShuttingDown
@@ -445,7 +452,7 @@ def _batches_router() -> APIRouter:
             )
             items = parse_batch(raw, limit=engine.settings.max_batch_accounts)
             options = _options_for(engine, False, deliverability, dkim_selector)
-            batch = store.start(items, options)
+            batch = store.start(items, options, trust_hosts=trust_hosts)
         except (TooLarge, TooSlow, ShuttingDown) as exc:
             return _refusal(exc, engine)
         except AccountError as exc:

@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -36,9 +36,10 @@ class TooManyBatches(Exception):
     pass
 
 
-def parse_batch(raw: bytes, *, limit: int) -> list[BatchItem]:
+def parse_batch(raw: bytes, *, limit: int, oauth: bool = False) -> list[BatchItem]:
     """The accounts of a JSON array or JSONL body, one item each with its line (or position) number;
-    an unusable one is an item with its problem, as ``check --batch`` reads a file.
+    an unusable one is an item with its problem, as ``check --batch`` reads a file (with ``oauth``,
+    as ``fleet add`` reads one: an account's ``oauth`` object beside its payload).
 
     Raises :class:`AccountError` when the body is neither, or holds more than ``limit`` accounts."""
     from inboxcheck._input import decode_json
@@ -60,7 +61,7 @@ def parse_batch(raw: bytes, *, limit: int) -> list[BatchItem]:
         assert isinstance(rows, list)
         if len(rows) > limit:
             raise AccountError(source, message=f"holds {len(rows):,} accounts; at most {limit:,} a batch")
-        items = [_parse(number, row, {}) for number, row in enumerate(rows, 1)]
+        items = [_parse(number, row, {}, oauth) for number, row in enumerate(rows, 1)]
     else:
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -74,7 +75,7 @@ def parse_batch(raw: bytes, *, limit: int) -> list[BatchItem]:
             except (json.JSONDecodeError, RecursionError) as exc:
                 items.append(BatchItem(number, error=f"line {number}: not valid JSON ({type(exc).__name__})"))
                 continue
-            items.append(_parse(number, data, {}))
+            items.append(_parse(number, data, {}, oauth))
     if not items:
         raise AccountError(source, message="holds no accounts; give a JSON array or JSON lines of accounts")
     return items
@@ -143,7 +144,11 @@ class Batch:
                 return
             await changed.wait()
 
-    async def run(self, engine: Engine, options: CheckOptions, *, workers: int) -> None:
+    async def run(
+        self, engine: Engine, options: CheckOptions, *, workers: int, trust_hosts: Sequence[str] = ()
+    ) -> None:
+        """Check every account, ``workers`` at a time; a partial payload is completed by discovery
+        first, ``trust_hosts`` as its ``--trust-host``."""
         self.state = BatchState.RUNNING
         self._started = time.monotonic()
         hosts = _HostBounds(engine.settings.per_host)
@@ -154,7 +159,7 @@ class Batch:
             if item.partial is not None:
                 try:
                     payload, leading = await engine.complete(
-                        item.partial, options, source=f"line {item.line}"
+                        item.partial, options, source=f"line {item.line}", trust_hosts=trust_hosts
                     )
                     item.account = parse_account(payload, source=f"line {item.line}", env={})
                 except AccountError as exc:
@@ -231,7 +236,9 @@ class BatchStore:
             ):
                 del self._batches[batch.id]
 
-    def start(self, items: list[BatchItem], options: CheckOptions) -> Batch:
+    def start(
+        self, items: list[BatchItem], options: CheckOptions, *, trust_hosts: Sequence[str] = ()
+    ) -> Batch:
         self._expire()
         if len(self._batches) >= self.limit:
             oldest = next((b for b in self._batches.values() if b.finished), None)
@@ -241,7 +248,7 @@ class BatchStore:
         batch = Batch(items)
         self._batches[batch.id] = batch
         batch.task = asyncio.ensure_future(
-            batch.run(self.engine, options, workers=self.engine.settings.concurrency)
+            batch.run(self.engine, options, workers=self.engine.settings.concurrency, trust_hosts=trust_hosts)
         )
         batch.task.add_done_callback(_note_failure)
         return batch

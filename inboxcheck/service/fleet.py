@@ -4,7 +4,9 @@
 history --format json``, ``GET /v1/fleet/changes`` is ``fleet changes --format json``: each made by
 the same store function the command prints. ``POST /v1/fleet/accounts`` adds or updates accounts as
 ``fleet add`` does (passwords from the body only, encrypted under the server's fleet key: never a
-request field); ``DELETE /v1/fleet/accounts/{address}`` removes one and its history.
+request field; an OAuth2 account's ``oauth`` object as ``fleet add`` reads it, its client secret in
+the body as ``client_secret`` rather than a file on the server); ``DELETE
+/v1/fleet/accounts/{address}`` removes one and its history.
 
 SQLAlchemy is imported here only inside functions: the module is loaded for the OpenAPI document,
 which must not need the ``fleet`` extra.
@@ -17,11 +19,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from inboxcheck._batch_results import FieldIssue
 from inboxcheck._errors import AccountError, FieldProblem
+from inboxcheck._oauth import Provider
 from inboxcheck.service.http import error_response, input_error, json_response, query_error, read_body
 from inboxcheck.service.models import InputErrorDocument, Problem
 
@@ -103,6 +106,22 @@ class FleetAdded(BaseModel):
     updated: list[str]
     unchanged: list[str]
     refused: list[FleetRefusal]
+
+
+class FleetOAuthInput(BaseModel):
+    """An account's ``oauth`` object (``fleet add``'s, the client secret in the body): it logs in with
+    OAuth2 tokens got by a refresh before each check; the payload's passwords may then be left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Provider
+    client_id: str
+    refresh_token: str
+    client_secret: str | None = None
+    tenant: str | None = Field(None, description="Microsoft's tenant (default common).")
+    token_url: str | None = Field(
+        None, description="Another token endpoint (https; http only to the server)."
+    )
 
 
 class FleetDb:
@@ -205,7 +224,21 @@ def fleet_router() -> APIRouter:
                 "required": True,
                 "content": {
                     "application/json": {
-                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/AccountPayload"}}
+                        "schema": {
+                            "type": "array",
+                            "items": {
+                                "anyOf": [
+                                    {"$ref": "#/components/schemas/AccountPayload"},
+                                    {
+                                        "type": "object",
+                                        "description": "An account payload's fields (AccountPayload) "
+                                        "with an oauth object beside them; its passwords may be left out.",
+                                        "required": ["email_address", "oauth"],
+                                        "properties": {"oauth": FleetOAuthInput.model_json_schema()},
+                                    },
+                                ]
+                            },
+                        }
                     },
                     "application/x-ndjson": {"schema": {"type": "string"}},
                 },
@@ -221,6 +254,7 @@ def fleet_router() -> APIRouter:
     ) -> Response:
         from inboxcheck.fleet import store
         from inboxcheck.fleet._crypto import WrongKeyError
+        from inboxcheck.fleet.oauth import split_lines
         from inboxcheck.service.app import _refusal
         from inboxcheck.service.batches import parse_batch
         from inboxcheck.service.http import TooLarge, TooSlow
@@ -237,32 +271,34 @@ def fleet_router() -> APIRouter:
             return error_response(503, "the server is shutting down; try another instance or later")
         try:
             raw = await read_body(request, settings.max_batch_body, seconds=settings.body_seconds)
-            items = parse_batch(raw, limit=settings.max_batch_accounts)
+            items = parse_batch(raw, limit=settings.max_batch_accounts, oauth=True)
         except (TooLarge, TooSlow) as exc:
             return _refusal(exc, engine)
         except AccountError as exc:
             return input_error(exc)
-        good = []
-        refused: list[FleetRefusal] = []
-        for item in items:
-            if item.account is not None:
-                good.append(item.account)
-                continue
-            problem = (
-                f"line {item.line}: a partial payload; complete it first (POST /v1/discover)"
-                if item.partial is not None
-                else item.error or f"line {item.line}: unusable"
+        lines = split_lines(items, discover="POST /v1/discover", remote=True)
+        refused = [
+            FleetRefusal(
+                line=item.line,
+                email_address=item.email,
+                problem=problem,
+                # An account refused for its oauth object alone: that field's problem.
+                problems=list(item.problems)
+                if item.account is None
+                else [FieldIssue(field="oauth", problem=problem.split(": ", 1)[-1])],
             )
-            refused.append(
-                FleetRefusal(
-                    line=item.line, email_address=item.email, problem=problem, problems=list(item.problems)
-                )
-            )
+            for item, problem in lines.refused
+        ]
 
         async def work(database: AsyncEngine) -> Response:
             try:
                 done = await store.add_accounts(
-                    database, good, key=settings.fleet_key, interval=interval, now=time.time()
+                    database,
+                    lines.accounts,
+                    key=settings.fleet_key,
+                    interval=interval,
+                    now=time.time(),
+                    oauth=lines.refreshes,
                 )
             except WrongKeyError as exc:
                 return error_response(409, str(exc))

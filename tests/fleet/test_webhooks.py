@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import socket
 import time
 from collections import Counter
@@ -209,3 +210,45 @@ async def test_a_live_claim_is_left_to_its_sender_and_an_expired_one_is_taken_ag
     assert event["type"] == "inbox.broken"
     [row] = await _deliveries(engine)
     assert (row.status, row.attempts, row.claimed_by, row.claimed_until) == ("delivered", 1, None, None)
+
+
+async def test_the_log_shows_who_holds_a_pending_delivery_and_until_when(
+    engine: Any, receiver: Receiver, fleet_db: str
+) -> None:
+    import subprocess
+    import sys
+
+    from inboxcheck.fleet.webhooks import claim
+
+    await _pending(engine, receiver, accounts=2, urls=1)
+    first, second = (row.id for row in await _deliveries(engine))
+    [held] = await claim(engine, sender="mail-7 pid 41 ab12", lease=3600, only=[first])
+    # A sender killed long ago: its claim ran out (on the database's clock), to be taken again.
+    [lapsed] = await claim(engine, sender="gone\x1b[31m pid 9 cd34", lease=-60, only=[second])
+    log = {row["email_address"]: row for row in await delivery_log(engine)}
+    live, dead = log[held.address], log[lapsed.address]
+    assert (live["status"], live["claimed_by"], live["claim_expired"]) == (
+        "pending",
+        "mail-7 pid 41 ab12",
+        False,
+    )
+    assert (dead["claimed_by"], dead["claim_expired"]) == ("gone\x1b[31m pid 9 cd34", True)
+    for row in (live, dead):
+        assert row["claimed_until"].endswith("Z") and row["next_attempt_at"].endswith("Z")
+    assert live["claimed_until"] > dead["claimed_until"]
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "inboxcheck", "fleet", "webhook", "log", "--db", fleet_db, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout
+
+    assert [json.loads(line) for line in cli().splitlines()] == await delivery_log(engine)
+    text = {line.split()[1]: line for line in cli("--format", "text").splitlines()}
+    assert text[held.address].endswith(f"; claimed by mail-7 pid 41 ab12 until {live['claimed_until']}")
+    assert "claim ran out by gone" in text[lapsed.address]
+    assert "\x1b" not in "".join(text.values())  # outside text escaped before a terminal
+    assert f"next {live['next_attempt_at']}" in text[held.address]
