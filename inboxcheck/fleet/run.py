@@ -257,6 +257,7 @@ class _Writer:
 
     PENDING = 1000
     MAX_GROUP = 200
+    LINGER = 0.2
 
     def __init__(
         self,
@@ -274,6 +275,7 @@ class _Writer:
         self.queue: asyncio.Queue[tuple[store.ReportEntry, BatchLine] | None] = asyncio.Queue()
         self.pending = 0
         self.room = asyncio.Event()
+        self.closed = asyncio.Event()
 
     async def submit(self, entry: store.ReportEntry, line: BatchLine) -> None:
         """Queue ``entry`` (``line`` is what ``on_recorded`` is told with its result); raises what
@@ -287,6 +289,7 @@ class _Writer:
         self.queue.put_nowait((entry, line))
 
     async def close(self) -> None:
+        self.closed.set()
         await self.queue.put(None)
 
     async def run(self) -> None:
@@ -305,6 +308,10 @@ class _Writer:
             if first is None:
                 return
             group = [first]
+            if not self.closed.is_set() and self.queue.qsize() < self.MAX_GROUP:
+                # A moment for more to arrive: fewer, larger transactions (the checks do not wait).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.closed.wait(), self.LINGER)
             while len(group) < self.MAX_GROUP and not self.queue.empty():
                 item = self.queue.get_nowait()
                 if item is None:
