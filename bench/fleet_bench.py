@@ -23,7 +23,8 @@ What it does (see bench/README.md, "Fleet"):
 
 5. With ``--vs-batch N``, instead: a lab of N users, and ``fleet run --all`` against ``check --batch``
    on the same accounts (SMTP and IMAP logins, after a warm-up), alternating for ``--rounds``; the
-   median of the per-round ratio of their rates (target >= 0.95).
+   median of the per-round ratio of their rates (target >= 0.95), and of their CPU seconds (the
+   process's own user + system time: steadier than the wall time on a shared machine).
 
 Target: status and changes under 200 ms on both. Figures to stdout and bench/results/fleet.json.
 """
@@ -342,27 +343,46 @@ def versus_batch(accounts: int, rounds: int, concurrency: int) -> dict[str, Any]
         # Warm-up: Dovecot makes each Maildir at the first login.
         subprocess.run([*cli, "fleet", "run", "--all", *common], env=env, check=False, capture_output=True)
         times: dict[str, list[float]] = {"check --batch": [], "fleet run": []}
+        # The command's own CPU (user + system): the machine is shared, and its wall time moves with
+        # the other sessions' load far more than this does.
+        cpu: dict[str, list[float]] = {"check --batch": [], "fleet run": []}
+        loads: list[float] = []
         for n in range(rounds):
             order = [
                 ("check --batch", [*cli, "check", "--batch", str(batch), *common]),
                 ("fleet run", [*cli, "fleet", "run", "--all", *common]),
             ]
             for name, command in order if n % 2 == 0 else order[::-1]:
+                loads.append(os.getloadavg()[0])
+                used = _children_cpu()
                 began = time.perf_counter()
                 done = subprocess.run(command, env=env, check=False, capture_output=True, text=True)
                 times[name].append(time.perf_counter() - began)
+                cpu[name].append(_children_cpu() - used)
                 if done.returncode not in (0, 3):
                     raise SystemExit(f"{name} failed ({done.returncode}): {done.stderr[-500:]}")
         rates = {name: round(accounts / statistics.median(values), 1) for name, values in times.items()}
         ratios = [b / f for b, f in zip(times["check --batch"], times["fleet run"], strict=True)]
+        cpu_ratios = [b / f for b, f in zip(cpu["check --batch"], cpu["fleet run"], strict=True)]
         return {
             "accounts": accounts,
             "rounds": rounds,
             "concurrency": concurrency,
             "accounts_per_s": rates,
             "fleet_over_batch_median": round(statistics.median(ratios), 3),
+            "cpu_fleet_over_batch_median": round(statistics.median(cpu_ratios), 3),
             "seconds": {k: [round(v, 2) for v in vals] for k, vals in times.items()},
+            "cpu_seconds": {k: [round(v, 2) for v in vals] for k, vals in cpu.items()},
+            "load_average": [round(min(loads), 1), round(max(loads), 1)],
         }
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def main() -> int:

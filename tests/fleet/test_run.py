@@ -177,3 +177,44 @@ def test_two_runs_at_once_on_one_fleet_check_each_account_once_and_add_still_wor
     assert set(per_round.values()) == {1}
     assert len(all_rounds) == 2 and all(r.finished_at is not None for r in all_rounds)
     assert sorted(Counter(round_id for round_id, _ in per_round).values()) == [1, 2]
+
+
+def test_a_store_that_fails_mid_run_stops_it_and_only_what_was_committed_counted(tmp_path: Path) -> None:
+    """A check hands its report to the writer and goes on; when the store fails, the run stops with
+    the database's reason (no traceback, no hang), and the accounts it printed are exactly those
+    whose reports were committed. Run again once the store works, it finishes the same round."""
+    import sqlite3
+
+    db_path = tmp_path / "fleet.db"
+    db = f"sqlite:///{db_path}"
+    count = 400
+    env = _env(new_key_text(), db)
+    path = write_jsonl(tmp_path / "in.jsonl", [batch_user(i) for i in range(count)])
+    inboxcheck = [sys.executable, "-m", "inboxcheck", "fleet"]
+    added = subprocess.run(
+        [*inboxcheck, "add", str(path)], env=env, capture_output=True, text=True, check=False
+    )
+    assert added.returncode == 0, added.stderr
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON reports WHEN (SELECT count(*) FROM reports) >= 50 "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    run = [*inboxcheck, "run", "--only", "account"]
+    failed = subprocess.run(run, env=env, capture_output=True, text=True, check=False, timeout=300)
+    assert failed.returncode not in (0, 1, 3), failed.stderr
+    assert "database or disk is full" in failed.stderr and "Traceback" not in failed.stderr
+    printed = [line for line in failed.stdout.splitlines() if "@example.test" in line]
+    per_round, _ = asyncio.run(_reports_per_round(db))
+    # However the reports fell into groups (a group of more than 50 fails whole), none printed
+    # is missing from the store and none stored is unprinted.
+    assert len(per_round) < count
+    stored = {f"user{account - 1}@example.test" for _, account in per_round}
+    assert {line.split()[0] for line in printed} == stored and len(printed) == len(stored)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DROP TRIGGER full")
+    again = subprocess.run([*run, "-q"], env=env, capture_output=True, text=True, check=False, timeout=300)
+    assert again.returncode == 0, again.stderr
+    per_round, all_rounds = asyncio.run(_reports_per_round(db))
+    assert len(all_rounds) == 1 and all_rounds[0].finished_at is not None
+    assert set(per_round.values()) == {1} and len(per_round) == count
