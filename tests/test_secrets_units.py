@@ -297,7 +297,10 @@ def test_a_scrubber_compiles_its_patterns_only_for_a_text_holding_a_form() -> No
     # 1 ms an account, and most never meet a form. The patterns come when a text holds one, and then
     # scrub as ever.
     scrub = Scrubber(
-        credentials=[Credential("sam@x.test", SecretStr("Kx7-q!long-secret")), Credential("a", SecretStr("pin"))]
+        credentials=[
+            Credential("sam@x.test", SecretStr("Kx7-q!long-secret")),
+            Credential("a", SecretStr("pin")),
+        ]
     )
     assert scrub("250 2.0.0 Ok: queued as 4F2A1") == "250 2.0.0 Ok: queued as 4F2A1"
     assert scrub("* OK [CAPABILITY IMAP4rev1] ready") == "* OK [CAPABILITY IMAP4rev1] ready"
