@@ -271,13 +271,18 @@ def _rounds(args: argparse.Namespace) -> dict[str, Any]:
                     f"({row['both_ok']}/{row['accounts']} logged in)",
                     file=sys.stderr,
                 )
-        # Memory along a longer file: the accounts again and again (a user's logins are far apart).
+        # Memory along a longer file: the lab's mailboxes again and again (a user's logins are far
+        # apart). Each copy is another account (its display name carries the copy's number), as the
+        # batch would otherwise log every later copy as a duplicate of the first and check only n.
         long_rows: list[dict[str, Any]] = []
         if args.long_lines:
             long_batch = workdir / "long.jsonl"
-            with batch.open(encoding="utf-8") as handle:
-                lines = handle.readlines()
-            long_batch.write_text("".join(lines[i % n] for i in range(args.long_lines)), encoding="utf-8")
+            payloads = [lab.account(x, smtp="submission", imap="imaps") for x in names]
+            with long_batch.open("w", encoding="utf-8") as handle:
+                for i in range(args.long_lines):
+                    copy = dict(payloads[i % n])
+                    copy["display_name"] = f"{copy['display_name']} {i // n}"
+                    handle.write(json.dumps(copy) + "\n")
             for name, run in methods[1:]:
                 assert isinstance(run, functools.partial)
                 row = run.func(long_batch, *run.args[1:], **{**run.keywords, "accounts": args.long_lines})
