@@ -342,6 +342,9 @@ class Presets:
         # profile); presets never change once loaded, so an answer stays right. Bounded, as a batch
         # may name a hundred thousand distinct hosts.
         self._matches: dict[tuple[str, str, InboxType, int | None, int | None], PresetMatch | None] = {}
+        # The last piece of every host and MX pattern (after its last star), to rule out at once a
+        # host that no pattern can match (a custom domain's, most of a batch's): see _ruled_out.
+        self._tails: dict[str, tuple[str, ...] | None] = {}
 
     def __iter__(self) -> Iterator[Preset]:
         return iter(self._by_id.values())
@@ -361,11 +364,39 @@ class Presets:
 
     def by_smtp_host(self, host: str, port: int | None = None) -> Preset | None:
         """The provider whose SMTP host this is; a shared host (:func:`is_shared_host`) needs ``port``."""
+        if not is_shared_host(host) and self._ruled_out("smtp", host):
+            return None
         return next((p for p in self if not p.is_generic and p.matches_smtp_host(host, port)), None)
 
     def by_imap_host(self, host: str, port: int | None = None) -> Preset | None:
         """The provider whose IMAP host this is; a shared host (:func:`is_shared_host`) needs ``port``."""
+        if not is_shared_host(host) and self._ruled_out("imap", host):
+            return None
         return next((p for p in self if not p.is_generic and p.matches_imap_host(host, port)), None)
+
+    def _ruled_out(self, kind: str, host: str) -> bool:
+        """True when no ``kind`` pattern (smtp, imap, mx) of any preset can match ``host``: a match
+        ends with the pattern's last piece after its last star (all of it for a plain host). Patterns
+        with ``?`` or ``[`` rule nothing out."""
+        try:
+            tails = self._tails[kind]
+        except KeyError:
+            patterns = [
+                pattern.lower()
+                for preset in self
+                for pattern in (
+                    preset.mx_patterns
+                    if kind == "mx"
+                    else (preset.smtp if kind == "smtp" else preset.imap).all_host_patterns()
+                )
+            ]
+            tails = (
+                None
+                if any("?" in pattern or "[" in pattern for pattern in patterns)
+                else tuple({pattern.rsplit("*", 1)[-1] for pattern in patterns})
+            )
+            self._tails[kind] = tails
+        return tails is not None and not host.lower().rstrip(".").endswith(tails)
 
     def by_mx(self, hosts: str | Iterable[str]) -> Preset | None:
         """The preset of the first MX host (in the order given) that one matches, or None.
@@ -373,6 +404,8 @@ class Presets:
         ``hosts`` is one host name or the domain's MX hosts, most preferred first. A string is one
         host, never a sequence of one-letter hosts."""
         for host in (hosts,) if isinstance(hosts, str) else hosts:
+            if self._ruled_out("mx", host):
+                continue
             for preset in self:
                 if preset.matches_mx(host):
                     return preset
