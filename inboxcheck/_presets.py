@@ -344,7 +344,7 @@ class Presets:
         self._matches: dict[tuple[str, str, InboxType, int | None, int | None], PresetMatch | None] = {}
         # The last piece of every host and MX pattern (after its last star), to rule out at once a
         # host that no pattern can match (a custom domain's, most of a batch's): see _ruled_out.
-        self._tails: dict[str, tuple[str, ...] | None] = {}
+        self._tails: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
 
     def __iter__(self) -> Iterator[Preset]:
         return iter(self._by_id.values())
@@ -376,27 +376,36 @@ class Presets:
 
     def _ruled_out(self, kind: str, host: str) -> bool:
         """True when no ``kind`` pattern (smtp, imap, mx) of any preset can match ``host``: a match
-        ends with the pattern's last piece after its last star (all of it for a plain host). Patterns
-        with ``?`` or ``[`` rule nothing out."""
+        ends with the pattern's last piece after its last star (all of it for a plain host) and
+        starts with its first piece before its first star. Patterns with ``?`` or ``[`` rule nothing
+        out."""
         try:
-            tails = self._tails[kind]
+            pieces = self._tails[kind]
         except KeyError:
-            patterns = [
-                pattern.lower()
-                for preset in self
-                for pattern in (
-                    preset.mx_patterns
-                    if kind == "mx"
-                    else (preset.smtp if kind == "smtp" else preset.imap).all_host_patterns()
-                )
-            ]
-            tails = (
-                None
-                if any("?" in pattern or "[" in pattern for pattern in patterns)
-                else tuple({pattern.rsplit("*", 1)[-1] for pattern in patterns})
+            pieces = self._tails[kind] = self._pieces(kind)
+        if pieces is None:
+            return False
+        tails, heads = pieces
+        name = host.lower().rstrip(".")
+        return not name.endswith(tails) and not name.startswith(heads)
+
+    def _pieces(self, kind: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The last pieces of ``kind``'s patterns, and the first pieces of those that end in a star."""
+        patterns = [
+            pattern.lower()
+            for preset in self
+            for pattern in (
+                preset.mx_patterns
+                if kind == "mx"
+                else (preset.smtp if kind == "smtp" else preset.imap).all_host_patterns()
             )
-            self._tails[kind] = tails
-        return tails is not None and not host.lower().rstrip(".").endswith(tails)
+        ]
+        if any("?" in pattern or "[" in pattern for pattern in patterns):
+            return None
+        tails = {pattern.rsplit("*", 1)[-1] for pattern in patterns}
+        heads = {pattern.split("*", 1)[0] for pattern in patterns if pattern.endswith("*")}
+        tails.discard("")
+        return tuple(tails), tuple(heads)
 
     def by_mx(self, hosts: str | Iterable[str]) -> Preset | None:
         """The preset of the first MX host (in the order given) that one matches, or None.
