@@ -49,10 +49,15 @@ def test_server_text_replaces_what_no_json_writer_can_write() -> None:
 def test_details_and_evidence_are_cleaned_at_any_depth_and_kept_as_they_are_when_clean() -> None:
     # A clean value is told by one pass of the JSON encoder and kept; one lone surrogate anywhere
     # (a key, a list deep down) sends the whole value through the walk.
+    from pydantic import JsonValue
+
     from inboxcheck._models import CheckResult, Finding, Severity, Status
 
-    clean = {"reply": "250 ok é \u202e", "steps": [{"n": 1, "x": None, "f": 1.5, "ok": True}]}
-    dirty = {"M\udcfc": [{"deep": ["fine", "f\udcfcr"]}], "n": 2}
+    clean: dict[str, JsonValue] = {
+        "reply": "250 ok é \u202e",
+        "steps": [{"n": 1, "x": None, "f": 1.5, "ok": True}],
+    }
+    dirty: dict[str, JsonValue] = {"M\udcfc": [{"deep": ["fine", "f\udcfcr"]}], "n": 2}
     finding = Finding(code="smtp.x", severity=Severity.FAIL, message="m", evidence=dirty)
     result = CheckResult(
         name="c",
