@@ -7,6 +7,7 @@ account that validates here is one the platform accepts.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -150,12 +151,25 @@ def _only_escapes(text: str) -> bool:
 
 def _clean_json(value: Any) -> Any:
     """:func:`server_text` over every string (keys too) of a JSON value."""
+    if isinstance(value, (dict, list)):
+        # The common case, every string already clean, told by one pass of the C encoder rather than
+        # a walk in Python over every string (a check's details and evidence, for every result).
+        try:
+            document = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            document = None
+        if document is not None and (document.isascii() or _SURROGATE.search(document) is None):
+            return value
+    return _walk_clean(value)
+
+
+def _walk_clean(value: Any) -> Any:
     if isinstance(value, str):
         return server_text(value)
     if isinstance(value, dict):
-        return {server_text(str(k)): _clean_json(v) for k, v in value.items()}
+        return {server_text(str(k)): _walk_clean(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clean_json(item) for item in value]
+        return [_walk_clean(item) for item in value]
     return value
 
 

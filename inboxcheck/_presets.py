@@ -342,6 +342,9 @@ class Presets:
         # profile); presets never change once loaded, so an answer stays right. Bounded, as a batch
         # may name a hundred thousand distinct hosts.
         self._matches: dict[tuple[str, str, InboxType, int | None, int | None], PresetMatch | None] = {}
+        # The last piece of every host and MX pattern (after its last star), to rule out at once a
+        # host that no pattern can match (a custom domain's, most of a batch's): see _ruled_out.
+        self._tails: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
 
     def __iter__(self) -> Iterator[Preset]:
         return iter(self._by_id.values())
@@ -361,11 +364,48 @@ class Presets:
 
     def by_smtp_host(self, host: str, port: int | None = None) -> Preset | None:
         """The provider whose SMTP host this is; a shared host (:func:`is_shared_host`) needs ``port``."""
+        if not is_shared_host(host) and self._ruled_out("smtp", host):
+            return None
         return next((p for p in self if not p.is_generic and p.matches_smtp_host(host, port)), None)
 
     def by_imap_host(self, host: str, port: int | None = None) -> Preset | None:
         """The provider whose IMAP host this is; a shared host (:func:`is_shared_host`) needs ``port``."""
+        if not is_shared_host(host) and self._ruled_out("imap", host):
+            return None
         return next((p for p in self if not p.is_generic and p.matches_imap_host(host, port)), None)
+
+    def _ruled_out(self, kind: str, host: str) -> bool:
+        """True when no ``kind`` pattern (smtp, imap, mx) of any preset can match ``host``: a match
+        ends with the pattern's last piece after its last star (all of it for a plain host) and
+        starts with its first piece before its first star. Patterns with ``?`` or ``[`` rule nothing
+        out."""
+        try:
+            pieces = self._tails[kind]
+        except KeyError:
+            pieces = self._tails[kind] = self._pieces(kind)
+        if pieces is None:
+            return False
+        tails, heads = pieces
+        name = host.lower().rstrip(".")
+        return not name.endswith(tails) and not name.startswith(heads)
+
+    def _pieces(self, kind: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The last pieces of ``kind``'s patterns, and the first pieces of those that end in a star."""
+        patterns = [
+            pattern.lower()
+            for preset in self
+            for pattern in (
+                preset.mx_patterns
+                if kind == "mx"
+                else (preset.smtp if kind == "smtp" else preset.imap).all_host_patterns()
+            )
+        ]
+        if any("?" in pattern or "[" in pattern for pattern in patterns):
+            return None
+        tails = {pattern.rsplit("*", 1)[-1] for pattern in patterns}
+        heads = {pattern.split("*", 1)[0] for pattern in patterns if pattern.endswith("*")}
+        tails.discard("")
+        return tuple(tails), tuple(heads)
 
     def by_mx(self, hosts: str | Iterable[str]) -> Preset | None:
         """The preset of the first MX host (in the order given) that one matches, or None.
@@ -373,6 +413,8 @@ class Presets:
         ``hosts`` is one host name or the domain's MX hosts, most preferred first. A string is one
         host, never a sequence of one-letter hosts."""
         for host in (hosts,) if isinstance(hosts, str) else hosts:
+            if self._ruled_out("mx", host):
+                continue
             for preset in self:
                 if preset.matches_mx(host):
                     return preset

@@ -46,6 +46,32 @@ def test_server_text_replaces_what_no_json_writer_can_write() -> None:
     assert undecodable_hex("clean é") is None
 
 
+def test_details_and_evidence_are_cleaned_at_any_depth_and_kept_as_they_are_when_clean() -> None:
+    # A clean value is told by one pass of the JSON encoder and kept; one lone surrogate anywhere
+    # (a key, a list deep down) sends the whole value through the walk.
+    from pydantic import JsonValue
+
+    from inboxcheck._models import CheckResult, Finding, Severity, Status
+
+    clean: dict[str, JsonValue] = {
+        "reply": "250 ok é \u202e",
+        "steps": [{"n": 1, "x": None, "f": 1.5, "ok": True}],
+    }
+    dirty: dict[str, JsonValue] = {"M\udcfc": [{"deep": ["fine", "f\udcfcr"]}], "n": 2}
+    finding = Finding(code="smtp.x", severity=Severity.FAIL, message="m", evidence=dirty)
+    result = CheckResult(
+        name="c",
+        title="t",
+        status=Status.FAIL,
+        summary="s",
+        duration_ms=1,
+        findings=(finding,),
+        details=clean,
+    )
+    assert result.details == clean
+    assert result.findings[0].evidence == {"M\ufffd": [{"deep": ["fine", "f\ufffdr"]}], "n": 2}
+
+
 async def test_a_latin1_smtp_greeting_and_reply_are_data_in_the_json_report(certs: PeerCerts) -> None:
     script = SmtpScript(
         tls=certs.server_context(),

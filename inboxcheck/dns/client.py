@@ -216,6 +216,7 @@ class DnsClient:
             )
 
 
+@functools.lru_cache(maxsize=8192)  # each name is asked as several types, and looked up twice an ask
 def _normalise(name: str) -> str:
     name = name.strip().rstrip(".").lower()
     try:

@@ -282,7 +282,8 @@ def _labels(name: str) -> tuple[bytes, ...]:
             labels = tuple(label.encode("ascii") for label in text.split("."))
     except (dns.exception.DNSException, UnicodeError):
         raise _Unusual from None
-    if any(not 0 < len(label) < 64 for label in labels) or sum(len(label) + 1 for label in labels) > 254:
+    sizes = list(map(len, labels))
+    if min(sizes, default=1) < 1 or max(sizes, default=0) > 63 or sum(sizes) + len(sizes) > 254:
         raise _Unusual
     return labels
 
