@@ -467,23 +467,21 @@ def test_a_database_restart_during_a_round_workers_reconnect_and_nothing_is_reco
 ) -> None:
     url = _queue_database(own_postgres)
     env = _env(url)
-    # Three mailboxes, eight accounts each: at most three checks at once, so the round is long.
+    # Ninety accounts on three mailboxes, two checks at once in all: the round lasts seconds however
+    # fast the lab answers (a lab check can take 0.1 s: 24 accounts were done between two looks).
     users = ("alice@lab.test", "bob@lab.test", "carol@unsigned.test")
     accounts = [
-        lab.account(users[i % 3]) | {"email_address": users[i % 3].replace("@", f"+r{i}@")} for i in range(24)
+        lab.account(users[i % 3]) | {"email_address": users[i % 3].replace("@", f"+r{i}@")} for i in range(90)
     ]
     _fleet(["add", str(write_jsonl(tmp_path / "in.jsonl", accounts))], env)
-    _fleet(["schedule"], env)
-    args = ["--concurrency", "2", "--stalled-after", "3", "--graceful", "2", *_lab_check_args(lab)]
+    args = ["--concurrency", "1", "--stalled-after", "3", "--graceful", "2", *_lab_check_args(lab)]
     workers = _Workers(args, env, workers_dir, url)
     try:
         pair = [workers.start() for _ in range(2)]
-        # Mid-round: reports recorded, checks in flight.
-        _wait_for(
-            "mid-round",
-            lambda: len(_round_state(url)[0]) >= 2 and len(workers.busy()) > 0,
-            workers,
-        )
+        # Queued once both workers listen: neither has raced through the round while the other started.
+        _fleet(["schedule"], env)
+        # Mid-round: reports recorded, and many accounts still to check (jobs waiting or running).
+        _wait_for("mid-round", lambda: 2 <= len(_round_state(url)[0]) <= len(accounts) - 30, workers)
         own_postgres.stop("fast")
         # Both workers see the database gone, and stay up (the old worker exited with an error).
         _wait_for("told the database is lost", lambda: all(_said(workers, p, LOST) for p in pair), workers)
