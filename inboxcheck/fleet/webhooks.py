@@ -40,8 +40,7 @@ if TYPE_CHECKING:
     import httpx
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-# The sweep speaks for the queue's worker and watcher, whose stderr shows this logger's lines.
-_log = logging.getLogger("inboxcheck.fleet.queue")
+_log = logging.getLogger("inboxcheck.fleet.webhooks")
 __all__ = [
     "SECRET_ENV",
     "claim",
